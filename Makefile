@@ -1,0 +1,42 @@
+# The two commands of the README, and the pieces they are made of.
+# `make run`  installs everything and serves on 127.0.0.1:8080 (embedded defaults).
+# `make test` installs everything and runs lint, type checks and the whole test suite.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install run test lint typecheck pytest openapi format clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	CDS_ENV=development $(BIN)/cds-service serve --host 127.0.0.1 --port 8080
+
+lint: install
+	$(BIN)/ruff check cds_service tests
+	$(BIN)/ruff format --check cds_service tests
+
+typecheck: install
+	$(BIN)/mypy
+
+pytest: install
+	$(BIN)/python -m pytest
+
+test: lint typecheck pytest
+
+openapi: install
+	$(BIN)/cds-service openapi
+
+format: install
+	$(BIN)/ruff check --fix cds_service tests
+	$(BIN)/ruff format cds_service tests
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""HTTP layer: routers, request body handling and the error contract."""

@@ -1,0 +1,76 @@
+"""Reading a JSON request body safely: media type, size limit, depth limit, parse errors.
+
+The body is streamed and counted, so a client cannot make us buffer more than
+`CDS_MAX_BODY_BYTES` whatever `Content-Length` claims (or when it sends none).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+
+from cds_service.exceptions import Issue, PayloadTooLarge, RequestError, UnsupportedMediaType
+
+__all__ = ["json_depth_exceeds", "read_json_body"]
+
+_JSON_TYPES = ("application/json", "application/fhir+json")
+
+
+async def read_json_body(request: Request, *, max_bytes: int, max_depth: int) -> Any:
+    """Return the parsed JSON body or raise the error that names what is wrong with it."""
+    media_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if media_type not in _JSON_TYPES:
+        shown = media_type or "none"
+        raise UnsupportedMediaType(
+            f"Content-Type must be application/json (got {shown})",
+            issues=[
+                Issue(
+                    f"Content-Type must be application/json (got {shown})",
+                    "Content-Type",
+                    "not-supported",
+                )
+            ],
+        )
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        raise RequestError("the request body is empty; a JSON object is required")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        message = f"the request body is not valid JSON: {exc.msg} at position {exc.pos}"
+        raise RequestError(message) from None
+    if not isinstance(body, dict):
+        raise RequestError("the request body must be a JSON object")
+    if json_depth_exceeds(body, max_depth):
+        raise RequestError(f"the request body is nested deeper than {max_depth} levels")
+    return body
+
+
+def json_depth_exceeds(value: Any, limit: int) -> bool:
+    """True when containers nest deeper than `limit` (iterative: no recursion to exhaust)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for v in item.values() if isinstance(v, dict | list))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item if isinstance(v, dict | list))
+    return False
+
+
+def _too_large(limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"the request body is larger than the limit of {limit} bytes")

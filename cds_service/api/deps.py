@@ -1,0 +1,21 @@
+"""FastAPI dependencies: `Annotated` aliases for what routes need from the app state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import Request
+
+from cds_service.state import AppState
+
+__all__ = ["StateDep"]
+
+
+def get_state(request: Request) -> AppState:
+    """The app's state, set up by the lifespan in `create_app`."""
+    state: AppState = request.app.state.cds
+    return state
+
+
+StateDep = Annotated[AppState, Depends(get_state)]

@@ -1,0 +1,21 @@
+"""`GET /cds-services`: the discovery endpoint."""
+
+from __future__ import annotations
+
+import orjson
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from cds_service.api.deps import StateDep
+from cds_service.wire.discovery import DiscoveryResponse
+
+__all__ = ["router"]
+
+router = APIRouter()
+
+
+@router.get("/cds-services", summary="Discover the CDS services offered", tags=["CDS Hooks"])
+async def discovery(state: StateDep) -> Response:
+    """One entry per service and hook; `{"services": []}` when none are registered."""
+    body = DiscoveryResponse(services=state.registry.descriptors()).wire()
+    return Response(orjson.dumps(body), media_type="application/json")

@@ -1,0 +1,91 @@
+"""The one place errors become HTTP responses: a FHIR OperationOutcome for every error status.
+
+Clients get a message naming the offending field, never a stack trace, an input value or a token.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from collections.abc import Mapping
+
+import orjson
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cds_service.exceptions import CDSServiceError, Issue
+from cds_service.wire.outcome import operation_outcome, wire_path
+
+__all__ = ["install_error_handlers", "outcome_response"]
+
+log = logging.getLogger(__name__)
+
+_HTTP_ISSUE_CODES = {
+    401: "login",
+    403: "forbidden",
+    404: "not-found",
+    405: "not-supported",
+    406: "not-supported",
+    413: "too-costly",
+    415: "not-supported",
+}
+
+
+def outcome_response(
+    status: int, issues: list[Issue], headers: Mapping[str, str] | None = None
+) -> Response:
+    """An error response with an OperationOutcome body."""
+    return Response(
+        orjson.dumps(operation_outcome(issues)),
+        status_code=status,
+        media_type="application/json",
+        headers=headers,
+    )
+
+
+async def _service_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, CDSServiceError)
+    return outcome_response(exc.status_code, exc.issues)
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    issues = []
+    for err in exc.errors():
+        loc = [p for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
+        field = wire_path("", loc) or None
+        message = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
+        issues.append(Issue(f"{field}: {message}" if field else message, field))
+    return outcome_response(400, issues)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_ISSUE_CODES.get(exc.status_code, "processing")
+    message = exc.detail if isinstance(exc.detail, str) else "request failed"
+    if exc.status_code == 404:
+        message = f"no such endpoint: {request.url.path}"
+    return outcome_response(exc.status_code, [Issue(message, code=code)], headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    # Log the type and where it happened; the message may quote patient data, so it stays out.
+    log.error(
+        "unhandled %s on %s %s\n%s",
+        type(exc).__name__,
+        request.method,
+        request.url.path,
+        "".join(traceback.format_tb(exc.__traceback__)),
+    )
+    return outcome_response(500, [Issue("internal error", code="exception")])
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register every handler on the app."""
+    app.add_exception_handler(CDSServiceError, _service_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

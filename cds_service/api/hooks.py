@@ -1,0 +1,71 @@
+"""`POST /cds-services/{id}`: call a CDS service on a hook."""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from fastapi import APIRouter
+from pydantic import ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from cds_service.api.body import read_json_body
+from cds_service.api.deps import StateDep
+from cds_service.exceptions import Issue, RequestError, ServiceNotFound
+from cds_service.prefetch.resolve import resolve_prefetch
+from cds_service.services.definition import HookCall, ServiceDefinition
+from cds_service.state import AppState
+from cds_service.wire.contexts import hook_spec
+from cds_service.wire.outcome import issues_from_validation
+from cds_service.wire.request import HookRequest
+from cds_service.wire.response import CDSResponse
+
+__all__ = ["find_service", "router"]
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+
+def find_service(state: AppState, service_id: str) -> ServiceDefinition:
+    """The registered service, or 404."""
+    service = state.registry.get(service_id)
+    if service is None:
+        raise ServiceNotFound(f"no CDS service with id '{service_id}'")
+    return service
+
+
+@router.post("/cds-services/{service_id}", summary="Call a CDS service", tags=["CDS Hooks"])
+async def call_service(service_id: str, request: Request, state: StateDep) -> Response:
+    """Validate the call, resolve prefetch, evaluate the service and return its cards."""
+    settings = state.settings
+    service = find_service(state, service_id)
+    body = await read_json_body(
+        request, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
+    )
+    try:
+        call = HookRequest.model_validate(body)
+    except ValidationError as exc:
+        raise RequestError("invalid hook request", issues=issues_from_validation(exc)) from None
+    if call.hook not in service.hooks:
+        served = ", ".join(service.hooks)
+        message = f"hook: service '{service.id}' does not serve '{call.hook}' (it serves {served})"
+        raise RequestError(message, issues=[Issue(message, "hook", "not-supported")])
+    spec = hook_spec(call.hook)
+    assert spec is not None  # the registry only admits known or reverse-domain hooks
+    try:
+        context = spec.context.model_validate(call.context)
+    except ValidationError as exc:
+        issues = issues_from_validation(exc, prefix="context")
+        raise RequestError("invalid context", issues=issues) from None
+    assert state.http is not None
+    prefetch = await resolve_prefetch(
+        call,
+        service.prefetch_for(call.hook),
+        state.http,
+        deadline_seconds=settings.prefetch_deadline_seconds,
+        max_pages=settings.prefetch_max_pages,
+    )
+    result = await service.evaluate(HookCall(call, context, prefetch, state.clock()))
+    response = CDSResponse(cards=result.cards, system_actions=result.system_actions or None)
+    return Response(orjson.dumps(response.wire()), media_type="application/json")

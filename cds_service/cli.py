@@ -1,0 +1,103 @@
+"""The `cds-service` command.
+
+    cds-service serve [--host H] [--port P] [--workers N] [--rules DIR]
+    cds-service openapi [--output FILE] [--check]
+
+Flags override the matching `CDS_*` variables. Settings are validated before anything starts;
+a bad one prints `invalid setting CDS_X: why` and exits with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+from cds_service import __version__
+from cds_service.config import Settings, load_settings
+from cds_service.exceptions import ConfigurationError
+
+__all__ = ["main"]
+
+DEFAULT_OPENAPI = Path("openapi") / "cds-service.openapi.json"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="cds-service", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"cds-service {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the HTTP service")
+    serve.add_argument("--host", help="interface to bind (CDS_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (CDS_PORT, default 8080)")
+    serve.add_argument("--workers", type=int, help="worker processes (CDS_WORKERS, default 1)")
+    serve.add_argument("--rules", help="rules directory (CDS_RULES_DIR, default bundled rules/)")
+
+    spec = commands.add_parser("openapi", help="write the OpenAPI document")
+    spec.add_argument("--output", type=Path, default=DEFAULT_OPENAPI)
+    spec.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
+    return parser
+
+
+def render_openapi() -> str:
+    """The OpenAPI document as committed: sorted keys, two-space indent, trailing newline."""
+    from cds_service.main import create_app
+    from cds_service.openapi import build_openapi
+
+    settings = Settings(database_url="sqlite:///:memory:")
+    return json.dumps(build_openapi(create_app(settings)), indent=2, sort_keys=True) + "\n"
+
+
+def _serve(args: argparse.Namespace) -> int:
+    flags = {"host": args.host, "port": args.port, "workers": args.workers, "rules_dir": args.rules}
+    overrides = {k: v for k, v in flags.items() if v is not None}
+    settings = load_settings(**overrides)
+    # Workers are separate processes that build their settings from the environment.
+    for key, value in overrides.items():
+        os.environ[f"CDS_{key.upper()}"] = str(value)
+
+    import uvicorn
+
+    uvicorn.run(
+        "cds_service.main:create_app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        log_level=settings.log_level,
+        proxy_headers=True,
+        server_header=False,
+    )
+    return 0
+
+
+def _openapi(args: argparse.Namespace) -> int:
+    text = render_openapi()
+    if args.check:
+        current = args.output.read_text() if args.output.exists() else ""
+        if current != text:
+            print(f"{args.output} is out of date: run `cds-service openapi`", file=sys.stderr)
+            return 1
+        return 0
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(text)
+    print(f"wrote {args.output}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    args = _parser().parse_args(argv)
+    try:
+        if args.command == "serve":
+            return _serve(args)
+        return _openapi(args)
+    except ConfigurationError as exc:
+        print(exc.message, file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

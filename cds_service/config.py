@@ -1,0 +1,101 @@
+"""Settings, read from `CDS_*` environment variables and validated at start-up.
+
+No module-level instance exists: the CLI builds one with `load_settings()` (which turns a
+validation failure into a message naming the bad variable) and passes it to `create_app()`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from cds_service.exceptions import ConfigurationError
+
+__all__ = ["PrefetchErrorPolicy", "Settings", "default_rules_dir", "load_settings"]
+
+PrefetchErrorPolicy = Literal["fail", "omit", "pass"]
+
+
+def default_rules_dir() -> Path:
+    """The bundled `rules/` directory next to the package (source checkout or image)."""
+    return Path(__file__).resolve().parent.parent / "rules"
+
+
+class Settings(BaseSettings):
+    """Every setting, with its environment variable `CDS_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="CDS_", extra="ignore", frozen=True)
+
+    env: Literal["development", "production"] = "production"
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    workers: int = Field(default=1, ge=1, le=64)
+    rules_dir: Path = Field(default_factory=default_rules_dir)
+    database_url: str = "sqlite:///./var/cds-service.db"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
+    max_json_depth: int = Field(default=64, ge=8, le=512)
+
+    prefetch_deadline_seconds: float = Field(default=2.0, gt=0, le=30)
+    prefetch_max_pages: int = Field(default=20, ge=1, le=1000)
+
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [o.strip() for o in value.split(",") if o.strip()]
+        return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_urls(cls, value: list[str]) -> list[str]:
+        for origin in value:
+            if origin != "*" and not origin.startswith(("https://", "http://")):
+                raise ValueError(f"{origin!r} is not an origin such as https://ehr.example.org")
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite:", "postgresql:", "postgresql+asyncpg:", "postgres:")):
+            raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("rules_dir")
+    @classmethod
+    def _rules_dir_exists(cls, value: Path) -> Path:
+        if not value.is_dir():
+            raise ValueError(f"{value} is not a directory")
+        return value
+
+    @model_validator(mode="after")
+    def _wildcard_cors_only_in_development(self) -> Settings:
+        if "*" in self.cors_origins and self.env != "development":
+            raise ValueError(
+                "CDS_CORS_ORIGINS='*' is only allowed with CDS_ENV=development; "
+                "list the EHR origins instead"
+            )
+        return self
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build settings from the environment (and explicit overrides, e.g. CLI flags).
+
+    Raises ConfigurationError with one line per bad setting, naming its variable.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_url=False, include_input=False):
+            name = "_".join(str(p) for p in err["loc"] if isinstance(p, str)).upper()
+            variable = f"CDS_{name}" if name else "settings"
+            why = str(err["msg"]).removeprefix("Value error, ")
+            lines.append(f"invalid setting {variable}: {why}")
+        raise ConfigurationError("\n".join(lines)) from None

@@ -1,0 +1,1 @@
+"""Feedback persistence: the durable, idempotent store for CDS Hooks feedback."""

@@ -1,0 +1,374 @@
+"""The durable store for CDS Hooks feedback (`POST {baseUrl}/cds-services/{id}/feedback`).
+
+Idempotency key
+---------------
+Each feedback item becomes one row of ``cds_feedback`` whose primary key is the SHA-256 (hex) of a
+canonical JSON document (sorted keys, no insignificant whitespace, UTF-8) holding:
+
+* the service id (from the URL path, so equal feedback sent to two services is two facts),
+* the card uuid and the outcome,
+* the accepted suggestion ids, de-duplicated and sorted,
+* the override reason's ``system``, ``code`` and ``display`` and the ``userComment``,
+* the outcome timestamp, converted to UTC and written as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``.
+
+Why: an EHR that times out or loses the response retries the very same POST, and CDS Hooks gives
+feedback no id of its own, so without a key derived from the content every retry would be stored
+again and inflate acceptance statistics. Deriving the key from the *content* (rather than, say, the
+card uuid alone) keeps distinct facts apart: a clinician may override a card and later accept it,
+and these are two rows. Every member is normalised before hashing (UTC timestamp, sorted ids) so
+that equivalent encodings of one fact hash alike. ``extension`` is deliberately not part of the
+key: it is vendor-specific metadata about the fact, not the fact, so a retry whose extension
+differs is still the same feedback (the first one stored wins).
+
+Rows are written with ``INSERT ... ON CONFLICT (id) DO NOTHING ... RETURNING id`` in one
+transaction per batch, so a batch is stored all or nothing, a retry stores nothing new, and the
+number of rows actually inserted is exact on both SQLite (3.35+) and PostgreSQL.
+
+Nothing from the feedback content (comments, codes, card ids) is ever logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Dialect,
+    Index,
+    MetaData,
+    String,
+    Table,
+    Text,
+    event,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+
+from cds_service.exceptions import ConfigurationError
+from cds_service.wire.feedback import Feedback
+
+__all__ = ["FeedbackStore", "RecordResult", "StoredFeedback", "feedback_id", "metadata"]
+
+log = logging.getLogger(__name__)
+
+#: How long an SQLite writer waits for another worker's write lock before failing.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+#: Rows per INSERT statement (13 bound parameters each; well under SQLite's and asyncpg's limits).
+_CHUNK = 500
+#: Attempts at creating the schema when several workers race to create it.
+_SCHEMA_ATTEMPTS = 3
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp that reads back aware (UTC) on every backend.
+
+    SQLite has no timestamp type and SQLAlchemy stores it as text without an offset, so values are
+    converted to UTC before writing and naive values read back are labelled UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else _utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else _utc(value)
+
+
+metadata = MetaData()
+
+feedback_table = Table(
+    "cds_feedback",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("service_id", String(256), nullable=False),
+    Column("card_uuid", String(256), nullable=False),
+    Column("outcome", String(16), nullable=False),
+    Column("outcome_timestamp", UTCDateTime(), nullable=False),
+    Column("accepted_suggestions", Text(), nullable=False),
+    Column("override_reason_system", String(1024), nullable=True),
+    Column("override_reason_code", String(256), nullable=True),
+    Column("override_reason_display", String(1024), nullable=True),
+    Column("override_user_comment", Text(), nullable=True),
+    Column("extension", Text(), nullable=True),
+    Column("tenant", String(256), nullable=True),
+    Column("received_at", UTCDateTime(), nullable=False),
+    Index("ix_cds_feedback_service_card", "service_id", "card_uuid"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordResult:
+    """How many feedback items a batch held, and how many were new (not stored before)."""
+
+    received: int
+    stored: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFeedback:
+    """One row of ``cds_feedback``; timestamps are timezone-aware (UTC) on every backend."""
+
+    id: str
+    service_id: str
+    card_uuid: str
+    outcome: str
+    outcome_timestamp: datetime
+    accepted_suggestions: tuple[str, ...]
+    override_reason_system: str | None
+    override_reason_code: str | None
+    override_reason_display: str | None
+    override_user_comment: str | None
+    extension: dict[str, Any] | None
+    tenant: str | None
+    received_at: datetime
+
+
+def _utc(value: datetime) -> datetime:
+    """`value` in UTC; a naive value is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _accepted_ids(item: Feedback) -> list[str]:
+    return sorted({s.id for s in item.accepted_suggestions or ()})
+
+
+def feedback_id(service_id: str, item: Feedback) -> str:
+    """The idempotency key of one feedback item (see the module docstring)."""
+    override = item.override_reason
+    reason = override.reason if override is not None else None
+    key = {
+        "serviceId": service_id,
+        "card": item.card,
+        "outcome": item.outcome,
+        "acceptedSuggestions": _accepted_ids(item),
+        "overrideReason": {
+            "system": reason.system if reason is not None else None,
+            "code": reason.code if reason is not None else None,
+            "display": reason.display if reason is not None else None,
+            "userComment": override.user_comment if override is not None else None,
+        },
+        "outcomeTimestamp": _utc(item.outcome_timestamp).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+    }
+    return hashlib.sha256(_canonical_json(key).encode("utf-8")).hexdigest()
+
+
+def _row(service_id: str, item: Feedback, received_at: datetime) -> dict[str, Any]:
+    override = item.override_reason
+    reason = override.reason if override is not None else None
+    return {
+        "id": feedback_id(service_id, item),
+        "service_id": service_id,
+        "card_uuid": item.card,
+        "outcome": item.outcome,
+        "outcome_timestamp": _utc(item.outcome_timestamp),
+        "accepted_suggestions": _canonical_json(_accepted_ids(item)),
+        "override_reason_system": reason.system if reason is not None else None,
+        "override_reason_code": reason.code if reason is not None else None,
+        "override_reason_display": reason.display if reason is not None else None,
+        "override_user_comment": override.user_comment if override is not None else None,
+        "extension": _canonical_json(item.extension) if item.extension is not None else None,
+        "tenant": None,
+        "received_at": received_at,
+    }
+
+
+def async_database_url(database_url: str) -> URL:
+    """Map the configured URL onto its async driver: aiosqlite or asyncpg.
+
+    Raises ConfigurationError for anything else (the message never echoes a password).
+    """
+    scheme, sep, rest = database_url.partition("://")
+    drivers = {
+        "sqlite": "sqlite+aiosqlite",
+        "sqlite+aiosqlite": "sqlite+aiosqlite",
+        "postgresql": "postgresql+asyncpg",
+        "postgres": "postgresql+asyncpg",
+        "postgresql+asyncpg": "postgresql+asyncpg",
+    }
+    if not sep or scheme not in drivers:
+        raise ConfigurationError("the database URL must be sqlite:///path or postgresql://...")
+    try:
+        return make_url(f"{drivers[scheme]}://{rest}")
+    except ArgumentError:
+        raise ConfigurationError("the database URL is malformed") from None
+
+
+def _is_memory_sqlite(url: URL) -> bool:
+    return url.database in (None, "", ":memory:")
+
+
+def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    # Several workers share the file: WAL lets readers and one writer proceed together, and the
+    # busy timeout makes a writer wait for the lock instead of failing at once.
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def _create_engine(url: URL) -> AsyncEngine:
+    if url.get_backend_name() == "sqlite":
+        if _is_memory_sqlite(url):
+            # One shared connection, or every pooled connection would see its own empty database.
+            engine = create_async_engine(url, poolclass=StaticPool)
+        else:
+            database = url.database
+            assert database is not None
+            if not database.startswith("file:"):
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_async_engine(
+                url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            )
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        return engine
+    return create_async_engine(url, pool_pre_ping=True)
+
+
+class FeedbackStore:
+    """Feedback rows in SQLite or PostgreSQL. Open with `await FeedbackStore.open(url)`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @classmethod
+    async def open(cls, database_url: str) -> FeedbackStore:
+        """Connect, creating ``cds_feedback`` and its index if they are missing."""
+        url = async_database_url(database_url)
+        engine = _create_engine(url)
+        try:
+            await _create_schema(engine)
+            if not engine.dialect.insert_returning:
+                raise ConfigurationError(
+                    f"the {engine.dialect.name} database is too old: INSERT ... RETURNING is "
+                    "required (SQLite 3.35 or later)"
+                )
+        except BaseException:
+            await engine.dispose()
+            raise
+        log.info("feedback store open (%s)", engine.dialect.name)
+        return cls(engine)
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self._engine.dispose()
+
+    async def ping(self, *, timeout: float = 2.0) -> bool:
+        """Whether the database answers `SELECT 1` within `timeout` seconds."""
+        try:
+            async with asyncio.timeout(timeout), self._engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+        except Exception:  # a health check reports, it never raises
+            log.warning("feedback store ping failed", exc_info=True)
+            return False
+        return True
+
+    async def record(
+        self, service_id: str, items: Sequence[Feedback], *, received_at: datetime
+    ) -> RecordResult:
+        """Store a batch in one transaction (all or nothing); items already stored are skipped.
+
+        `stored` is the number of rows actually inserted: duplicates, whether earlier or within
+        this batch, are not counted.
+        """
+        received_utc = _utc(received_at)
+        rows: dict[str, dict[str, Any]] = {}
+        for item in items:
+            row = _row(service_id, item, received_utc)
+            rows.setdefault(row["id"], row)
+        if not rows:
+            return RecordResult(received=len(items), stored=0)
+        values = list(rows.values())
+        stored = 0
+        async with self._engine.begin() as conn:
+            for start in range(0, len(values), _CHUNK):
+                stored += await self._insert(conn, values[start : start + _CHUNK])
+        return RecordResult(received=len(items), stored=stored)
+
+    async def _insert(self, conn: AsyncConnection, values: list[dict[str, Any]]) -> int:
+        dialect = self._engine.dialect.name
+        if dialect == "sqlite":
+            stmt = (
+                sqlite.insert(feedback_table)
+                .values(values)
+                .on_conflict_do_nothing(index_elements=[feedback_table.c.id])
+                .returning(feedback_table.c.id)
+            )
+        elif dialect == "postgresql":
+            stmt = (
+                postgresql.insert(feedback_table)
+                .values(values)
+                .on_conflict_do_nothing(index_elements=[feedback_table.c.id])
+                .returning(feedback_table.c.id)
+            )
+        else:  # pragma: no cover - open() only builds sqlite and postgresql engines
+            raise RuntimeError(f"unsupported database dialect {dialect}")
+        result = await conn.execute(stmt)
+        return len(result.scalars().all())
+
+    async def list_for_service(self, service_id: str) -> list[StoredFeedback]:
+        """Every row for `service_id`, oldest outcome first."""
+        t = feedback_table
+        stmt = (
+            select(t)
+            .where(t.c.service_id == service_id)
+            .order_by(t.c.outcome_timestamp, t.c.card_uuid, t.c.id)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [
+            StoredFeedback(
+                id=r["id"],
+                service_id=r["service_id"],
+                card_uuid=r["card_uuid"],
+                outcome=r["outcome"],
+                outcome_timestamp=r["outcome_timestamp"],
+                accepted_suggestions=tuple(json.loads(r["accepted_suggestions"])),
+                override_reason_system=r["override_reason_system"],
+                override_reason_code=r["override_reason_code"],
+                override_reason_display=r["override_reason_display"],
+                override_user_comment=r["override_user_comment"],
+                extension=json.loads(r["extension"]) if r["extension"] is not None else None,
+                tenant=r["tenant"],
+                received_at=r["received_at"],
+            )
+            for r in rows
+        ]
+
+
+async def _create_schema(engine: AsyncEngine) -> None:
+    # create_all checks, then creates; two workers starting together can both see no table and
+    # one of them then fails with "already exists". Trying again sees the table and does nothing.
+    for attempt in range(1, _SCHEMA_ATTEMPTS + 1):
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(metadata.create_all)
+            return
+        except DBAPIError:
+            if attempt == _SCHEMA_ATTEMPTS:
+                raise
+            await asyncio.sleep(0.05 * attempt)

@@ -1,0 +1,1 @@
+"""Prefetch: render templates, take what the client sent, fetch what is missing."""

@@ -1,0 +1,147 @@
+"""Resolve a service's prefetch keys for one call (CDS Hooks 2.0 "Prefetch Template").
+
+For each key the service needs on this hook:
+
+| what the client sent | what happens                                                       |
+|----------------------|--------------------------------------------------------------------|
+| the data             | used; a paginated Bundle is completed when the key needs all pages |
+| `null`               | known empty: never re-fetched                                       |
+| an OperationOutcome  | the key's policy: `fail` (412), `omit` (unobtainable) or `pass`     |
+| nothing              | fetched from `fhirServer` with the `fhirAuthorization` token        |
+
+All fetches run in parallel under one deadline. A template whose tokens cannot be filled from the
+context does not apply to the call. When a *required* key ends up unobtainable, the call answers
+412 Precondition Failed, as the specification demands; optional keys are simply left out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+from cds_service.exceptions import Issue, PreconditionFailed
+from cds_service.prefetch.fetch import FhirReader, has_next_page
+from cds_service.prefetch.templates import render_template
+from cds_service.services.definition import PrefetchOutcome, PrefetchSpec
+from cds_service.wire.fhir import is_operation_outcome
+from cds_service.wire.request import HookRequest
+
+__all__ = ["resolve_prefetch"]
+
+log = logging.getLogger(__name__)
+
+
+async def resolve_prefetch(
+    request: HookRequest,
+    specs: Mapping[str, PrefetchSpec],
+    client: httpx.AsyncClient,
+    *,
+    deadline_seconds: float,
+    max_pages: int,
+) -> dict[str, PrefetchOutcome]:
+    """Return one PrefetchOutcome per key, or raise PreconditionFailed (412)."""
+    sent = request.prefetch or {}
+    reader = None
+    if request.fhir_server is not None:
+        token = (
+            request.fhir_authorization.access_token.get_secret_value()
+            if (request.fhir_authorization)
+            else None
+        )
+        reader = FhirReader(client, request.fhir_server, token)
+
+    outcomes: dict[str, PrefetchOutcome] = {}
+    pending: dict[str, asyncio.Task[PrefetchOutcome]] = {}
+    for key, spec in specs.items():
+        url = render_template(spec.template, request.context)
+        if url is None:
+            outcomes[key] = PrefetchOutcome(key, None, "not-applicable")
+        elif key in sent:
+            value = sent[key]
+            if value is None:
+                outcomes[key] = PrefetchOutcome(key, None, "null")
+            elif is_operation_outcome(value):
+                outcomes[key] = _on_error(key, spec, value, "the client sent an OperationOutcome")
+            elif spec.all_pages and has_next_page(value):
+                pending[key] = asyncio.create_task(_complete_pages(key, value, reader, max_pages))
+            else:
+                outcomes[key] = PrefetchOutcome(key, value, "prefetch")
+        elif reader is None:
+            outcomes[key] = PrefetchOutcome(key, None, "unavailable", "no fhirServer to fetch from")
+        else:
+            pending[key] = asyncio.create_task(_fetch(key, spec, url, reader, max_pages))
+
+    if pending:
+        done, not_done = await asyncio.wait(pending.values(), timeout=deadline_seconds)
+        for task in not_done:
+            task.cancel()
+        for key, task in pending.items():
+            if task in done:
+                outcomes[key] = task.result()
+            else:
+                outcomes[key] = PrefetchOutcome(key, None, "unavailable", "deadline exceeded")
+                log.warning("prefetch key %s not obtained within %.2fs", key, deadline_seconds)
+
+    failed = [
+        o
+        for key, o in outcomes.items()
+        if o.source == "failed"
+        or (specs[key].required and (o.source == "unavailable" or not o.complete))
+    ]
+    if failed:
+        issues = [
+            Issue(
+                f"required data '{o.key}' could not be obtained: {o.detail}",
+                f"prefetch.{o.key}",
+                "incomplete",
+            )
+            for o in failed
+        ]
+        raise PreconditionFailed("required data could not be obtained", issues=issues)
+    return {key: outcomes[key] for key in specs}
+
+
+def _on_error(key: str, spec: PrefetchSpec, value: dict[str, Any], why: str) -> PrefetchOutcome:
+    policy = spec.error_policy
+    if policy == "pass":
+        return PrefetchOutcome(key, value, "operation-outcome", why)
+    if policy == "fail":
+        return PrefetchOutcome(key, None, "failed", why)
+    return PrefetchOutcome(key, None, "unavailable", why)
+
+
+async def _fetch(
+    key: str, spec: PrefetchSpec, url: str, reader: FhirReader, max_pages: int
+) -> PrefetchOutcome:
+    result = await reader.read(url)
+    if not result.ok:
+        log.info("prefetch key %s: fetch failed (%s)", key, result.error)
+        return PrefetchOutcome(key, None, "unavailable", f"fetch failed: {result.error}")
+    if result.resource is None:
+        return PrefetchOutcome(key, None, "null", "not found on fhirServer")
+    if is_operation_outcome(result.resource):
+        return _on_error(key, spec, result.resource, "fhirServer answered with an OperationOutcome")
+    if spec.all_pages and has_next_page(result.resource):
+        return await _complete_pages(key, result.resource, reader, max_pages, "fetched")
+    return PrefetchOutcome(key, result.resource, "fetched")
+
+
+async def _complete_pages(
+    key: str,
+    bundle: dict[str, Any],
+    reader: FhirReader | None,
+    max_pages: int,
+    source: str = "prefetch",
+) -> PrefetchOutcome:
+    if reader is None:
+        return PrefetchOutcome(
+            key, bundle, source, "partial: no fhirServer to read further pages", complete=False
+        )
+    merged, problem = await reader.remaining_pages(bundle, max_pages)
+    if problem is not None:
+        return PrefetchOutcome(key, merged, source, f"partial: {problem}", complete=False)
+    return PrefetchOutcome(key, merged, source)

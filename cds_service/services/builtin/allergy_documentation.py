@@ -1,0 +1,79 @@
+"""Allergy documentation: reminds the clinician when a patient has no allergy record at all.
+
+Prescribing safely depends on knowing the patient's allergies, and "no known allergies" is itself
+something a clinician records (as an AllergyIntolerance). A chart with *no* AllergyIntolerance
+entry means nobody has asked, so when a chart is opened or an encounter starts the service shows
+an info card asking for the allergy status to be documented.
+
+It fires only when the allergy search is known to be empty. When the data could not be obtained
+(the FHIR server was unreachable, an OperationOutcome came back, later pages were unreadable) the
+service stays silent: claiming "nothing documented" on missing data would be false.
+"""
+
+from __future__ import annotations
+
+from cds_service.services.builtin._fhir import (
+    card_source,
+    patient_name,
+    resources_of_type,
+    status_codes,
+    truncate,
+)
+from cds_service.services.definition import HookCall, PrefetchSpec, ServiceDefinition, ServiceResult
+from cds_service.wire.fhir import is_operation_outcome
+from cds_service.wire.response import Card, Link
+
+__all__ = ["SERVICE"]
+
+TITLE = "Allergy documentation"
+REFERENCE_URL = "https://www.hl7.org/fhir/R4/allergyintolerance.html"
+
+
+def _allergies_known_empty(call: HookCall) -> bool:
+    outcome = call.prefetch.get("allergies")
+    if outcome is None or not outcome.available or not outcome.complete:
+        return False
+    data = outcome.data
+    if data is None:  # the prefetch said null: the search found nothing
+        return True
+    if is_operation_outcome(data) or data.get("resourceType") not in (
+        "Bundle",
+        "AllergyIntolerance",
+    ):
+        return False
+    return not any(
+        "entered-in-error" not in status_codes(allergy.get("verificationStatus"))
+        for allergy in resources_of_type(data, "AllergyIntolerance")
+    )
+
+
+async def evaluate(call: HookCall) -> ServiceResult:
+    if not _allergies_known_empty(call):
+        return ServiceResult()
+    who = patient_name(call.data("patient")) or "this patient"
+    card = Card(
+        summary=truncate(f"No allergy information documented for {who}"),
+        detail=(
+            "The chart has no AllergyIntolerance record. Ask about allergies and intolerances and "
+            "record them, or record **No known allergies**, before medications are ordered."
+        ),
+        indicator="info",
+        source=card_source(TITLE),
+        links=[Link(label="FHIR AllergyIntolerance resource", url=REFERENCE_URL, type="absolute")],
+    )
+    return ServiceResult(cards=[card])
+
+
+SERVICE = ServiceDefinition(
+    id="allergy-documentation",
+    title=TITLE,
+    description="Reminds the clinician to document allergies when the chart has none recorded.",
+    hooks=("patient-view", "encounter-start"),
+    prefetch={
+        "patient": PrefetchSpec("Patient/{{context.patientId}}", required=True),
+        "allergies": PrefetchSpec(
+            "AllergyIntolerance?patient={{context.patientId}}", required=False, all_pages=True
+        ),
+    },
+    evaluate=evaluate,
+)

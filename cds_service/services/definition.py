@@ -1,0 +1,133 @@
+"""What a CDS service is: metadata, prefetch needs per key, and an evaluate function per hook.
+
+The registry holds these; the rule engine builds them from YAML rules, and the built-in services
+build them in Python. The HTTP layer never looks inside `evaluate`.
+
+Example::
+
+    async def evaluate(call: HookCall) -> ServiceResult:
+        patient = call.data("patient")
+        return ServiceResult(cards=[...])
+
+    ServiceDefinition(
+        id="greeter", title="Greeter", description="Says hello",
+        hooks=("patient-view",),
+        prefetch={"patient": PrefetchSpec("Patient/{{context.patientId}}", required=True)},
+        evaluate=evaluate,
+    )
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cds_service.config import PrefetchErrorPolicy
+from cds_service.wire.contexts import HookContext
+from cds_service.wire.request import HookRequest
+from cds_service.wire.response import Action, Card
+
+__all__ = [
+    "HookCall",
+    "PrefetchOutcome",
+    "PrefetchSpec",
+    "ServiceDefinition",
+    "ServiceResult",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class PrefetchSpec:
+    """One prefetch key a service needs.
+
+    - `template`: a CDS Hooks 2.0 prefetch template, advertised in discovery.
+    - `required`: when the data can be obtained neither from prefetch nor from the FHIR server,
+      the call answers 412 (otherwise the service runs without it).
+    - `all_pages`: follow a paginated Bundle's `next` links so the service sees every entry.
+    - `on_error`: what an OperationOutcome in place of the data means: `fail` (412), `omit`
+      (treat as unobtainable) or `pass` (hand the OperationOutcome to the service).
+    """
+
+    template: str
+    required: bool = False
+    all_pages: bool = False
+    on_error: PrefetchErrorPolicy | None = None
+
+    @property
+    def error_policy(self) -> PrefetchErrorPolicy:
+        """`fail` for required keys and `omit` for optional ones unless set explicitly."""
+        if self.on_error is not None:
+            return self.on_error
+        return "fail" if self.required else "omit"
+
+
+@dataclass(frozen=True, slots=True)
+class PrefetchOutcome:
+    """How one key was satisfied: its data (None = known empty) and where it came from."""
+
+    key: str
+    data: dict[str, Any] | None
+    source: str  # prefetch | fetched | null | not-applicable | unavailable | operation-outcome
+    detail: str | None = None
+    complete: bool = True  # False when later pages of a paginated Bundle could not be read
+
+    @property
+    def available(self) -> bool:
+        """True when the key's data is known (including known-empty)."""
+        return self.source in ("prefetch", "fetched", "null", "operation-outcome")
+
+
+@dataclass(frozen=True, slots=True)
+class HookCall:
+    """Everything a service's evaluate function may read."""
+
+    request: HookRequest
+    context: HookContext
+    prefetch: Mapping[str, PrefetchOutcome]
+    now: datetime
+
+    @property
+    def hook(self) -> str:
+        return self.request.hook
+
+    @property
+    def raw_context(self) -> dict[str, Any]:
+        return self.request.context
+
+    def data(self, key: str) -> dict[str, Any] | None:
+        """The resource or Bundle for a prefetch key; None when empty or unobtainable."""
+        outcome = self.prefetch.get(key)
+        return outcome.data if outcome is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceResult:
+    """What a service returns for one call."""
+
+    cards: list[Card] = field(default_factory=list)
+    system_actions: list[Action] = field(default_factory=list)
+
+
+Evaluate = Callable[[HookCall], Awaitable[ServiceResult]]
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceDefinition:
+    """A CDS service: one id, served on one or more hooks."""
+
+    id: str
+    title: str
+    description: str
+    hooks: tuple[str, ...]
+    evaluate: Evaluate
+    prefetch: Mapping[str, PrefetchSpec] = field(default_factory=dict)
+    usage_requirements: str | None = None
+    prefetch_by_hook: Mapping[str, tuple[str, ...]] | None = None
+
+    def prefetch_for(self, hook: str) -> dict[str, PrefetchSpec]:
+        """The prefetch keys this service needs on `hook` (all keys unless narrowed per hook)."""
+        if self.prefetch_by_hook is None or hook not in self.prefetch_by_hook:
+            return dict(self.prefetch)
+        return {k: self.prefetch[k] for k in self.prefetch_by_hook[hook]}

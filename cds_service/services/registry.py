@@ -1,0 +1,96 @@
+"""The service registry: what discovery lists and what `POST /cds-services/{id}` dispatches to.
+
+Built once at start-up from service definitions (the built-in services today, YAML rules later)
+and checked then, so a bad definition stops the service from starting instead of failing a call.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+from cds_service.exceptions import ConfigurationError
+from cds_service.prefetch.templates import check_template
+from cds_service.services.definition import ServiceDefinition
+from cds_service.wire.contexts import hook_spec
+from cds_service.wire.discovery import ServiceDescriptor
+
+__all__ = ["ServiceRegistry"]
+
+_SERVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
+_PREFETCH_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+class ServiceRegistry:
+    """An immutable, validated set of services, keyed by id."""
+
+    def __init__(self, services: Iterable[ServiceDefinition]) -> None:
+        self._services: dict[str, ServiceDefinition] = {}
+        errors: list[str] = []
+        for service in services:
+            errors.extend(_check(service))
+            if service.id in self._services:
+                errors.append(f"service {service.id!r}: id is defined twice")
+            self._services[service.id] = service
+        if errors:
+            raise ConfigurationError("invalid service definitions:\n" + "\n".join(errors))
+
+    def get(self, service_id: str) -> ServiceDefinition | None:
+        """The service with this id, or None."""
+        return self._services.get(service_id)
+
+    def __iter__(self) -> Iterator[ServiceDefinition]:
+        return iter(self._services.values())
+
+    def __len__(self) -> int:
+        return len(self._services)
+
+    def descriptors(self) -> list[ServiceDescriptor]:
+        """Discovery entries: one per (service, hook), as the specification allows."""
+        out = []
+        for service in self._services.values():
+            for hook in service.hooks:
+                prefetch = {k: spec.template for k, spec in service.prefetch_for(hook).items()}
+                out.append(
+                    ServiceDescriptor(
+                        hook=hook,
+                        id=service.id,
+                        title=service.title,
+                        description=service.description,
+                        prefetch=prefetch or None,
+                        usage_requirements=service.usage_requirements,
+                    )
+                )
+        return out
+
+
+def _check(service: ServiceDefinition) -> list[str]:
+    where = f"service {service.id!r}"
+    errors = []
+    if not _SERVICE_ID.match(service.id):
+        errors.append(f"{where}: id must be 1-128 letters, digits, '.', '_' or '-'")
+    if not service.description.strip():
+        errors.append(f"{where}: description is required")
+    if not service.hooks:
+        errors.append(f"{where}: serves no hook")
+    if len(set(service.hooks)) != len(service.hooks):
+        errors.append(f"{where}: a hook is listed twice")
+    for hook in service.hooks:
+        if hook_spec(hook) is None:
+            errors.append(f"{where}: {hook!r} is neither a library hook nor a reverse-domain hook")
+    for key, spec in service.prefetch.items():
+        if not _PREFETCH_KEY.match(key):
+            errors.append(f"{where}: prefetch key {key!r} must be letters, digits, '_' or '-'")
+        try:
+            check_template(spec.template)
+        except ConfigurationError as exc:
+            errors.append(f"{where}: {exc.message}")
+    for hook, keys in (service.prefetch_by_hook or {}).items():
+        if hook not in service.hooks:
+            errors.append(f"{where}: prefetch_by_hook names {hook!r}, which it does not serve")
+        errors.extend(
+            f"{where}: prefetch_by_hook[{hook!r}] names unknown key {k!r}"
+            for k in keys
+            if k not in service.prefetch
+        )
+    return errors

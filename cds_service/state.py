@@ -1,0 +1,32 @@
+"""What the running app holds: settings, registry, HTTP client, feedback store, clock.
+
+Created in `create_app`'s lifespan and reached by routes through `api/deps.py`; nothing lives at
+module level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import httpx
+
+from cds_service.config import Settings
+from cds_service.feedback.store import FeedbackStore
+from cds_service.services.registry import ServiceRegistry
+
+__all__ = ["AppState", "Clock"]
+
+Clock = Callable[[], datetime]
+
+
+@dataclass(slots=True)
+class AppState:
+    """The long-lived collaborators of one app instance."""
+
+    settings: Settings
+    registry: ServiceRegistry
+    clock: Clock
+    http: httpx.AsyncClient | None = None
+    feedback: FeedbackStore | None = None

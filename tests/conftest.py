@@ -1,0 +1,128 @@
+"""Shared fixtures: settings on a temporary database, apps with an injected FHIR transport."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from cds_service.config import Settings
+from cds_service.main import create_app
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+FIXTURES = SHARED / "fixtures"
+CDS_FIXTURES = FIXTURES / "cds-hooks"
+FROZEN_NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
+ADMIN_URL = os.environ.get("CDS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def load_fixture(relative: str) -> Any:
+    """A JSON file from ../shared/fixtures (read-only; never edited)."""
+    return json.loads((FIXTURES / relative).read_text())
+
+
+async def _admin(sql: str) -> None:
+    conn = await asyncpg.connect(ADMIN_URL)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A fresh database for this test session, dropped at the end."""
+    name = f"cds_test_{secrets.token_hex(6)}"
+    asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+    try:
+        yield ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+async def _drop_table(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("DROP TABLE IF EXISTS cds_feedback")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgres", id="postgres", marks=pytest.mark.postgres),
+    ]
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL (as configured by CDS_DATABASE_URL) with no feedback table yet."""
+    if request.param == "sqlite":
+        # A missing parent directory is created by the store.
+        yield f"sqlite:///{tmp_path / 'data' / 'feedback.db'}"
+        return
+    url: str = request.getfixturevalue("postgres_database")
+    asyncio.run(_drop_table(url))
+    try:
+        yield url
+    finally:
+        asyncio.run(_drop_table(url))
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(database_url=f"sqlite:///{tmp_path}/feedback.db")
+
+
+class FhirServerStub:
+    """Stands in for the EHR's FHIR server: canned answers by path+query, and a request log."""
+
+    def __init__(self) -> None:
+        self.routes: dict[str, httpx.Response | Callable[[httpx.Request], httpx.Response]] = {}
+        self.requests: list[httpx.Request] = []
+
+    def add(self, path_and_query: str, body: Any, status: int = 200) -> None:
+        self.routes[path_and_query] = httpx.Response(status, json=body)
+
+    def handler(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        key = request.url.raw_path.decode()
+        answer = self.routes.get(key)
+        if answer is None:
+            if "?" in key:
+                return httpx.Response(
+                    200, json={"resourceType": "Bundle", "type": "searchset", "total": 0}
+                )
+            return httpx.Response(
+                404,
+                json={
+                    "resourceType": "OperationOutcome",
+                    "issue": [{"severity": "error", "code": "not-found"}],
+                },
+            )
+        return answer(request) if callable(answer) else answer
+
+    @property
+    def transport(self) -> httpx.MockTransport:
+        return httpx.MockTransport(self.handler)
+
+
+@pytest.fixture
+def fhir() -> FhirServerStub:
+    return FhirServerStub()
+
+
+@pytest.fixture
+def client(settings: Settings, fhir: FhirServerStub) -> Iterator[TestClient]:
+    app = create_app(settings, fhir_transport=fhir.transport, clock=lambda: FROZEN_NOW)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
