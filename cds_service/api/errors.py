@@ -15,11 +15,12 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds_service.exceptions import CDSServiceError, Issue
 from cds_service.wire.outcome import operation_outcome, wire_path
 
-__all__ = ["install_error_handlers", "outcome_response"]
+__all__ = ["CatchAllMiddleware", "install_error_handlers", "outcome_response"]
 
 log = logging.getLogger(__name__)
 
@@ -71,16 +72,42 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return outcome_response(exc.status_code, [Issue(message, code=code)], headers=exc.headers)
 
 
-async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    # Log the type and where it happened; the message may quote patient data, so it stays out.
-    log.error(
-        "unhandled %s on %s %s\n%s",
-        type(exc).__name__,
-        request.method,
-        request.url.path,
-        "".join(traceback.format_tb(exc.__traceback__)),
-    )
-    return outcome_response(500, [Issue("internal error", code="exception")])
+class CatchAllMiddleware:
+    """Turns any unexpected exception into a bare 500 OperationOutcome.
+
+    Starlette's own last-resort handler re-raises so that the server logs the exception with
+    its message, and a message may quote patient data. This middleware sits inside it and logs
+    only the exception type and the stack (code locations), never the message.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            log.error(
+                "unhandled %s on %s %s\n%s",
+                type(exc).__name__,
+                scope.get("method", ""),
+                scope.get("path", ""),
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+            if not started:
+                response = outcome_response(500, [Issue("internal error", code="exception")])
+                await response(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -88,4 +115,4 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(CDSServiceError, _service_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected_error)
+    app.add_middleware(CatchAllMiddleware)

@@ -1,0 +1,54 @@
+"""Dockerfile and docker-compose.yml: no Docker engine here, so check what can be checked."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from cds_service.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_compose_names_the_services_and_valid_settings() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"cds-service", "postgres", "redis"} <= set(services)
+    app = services["cds-service"]
+    env = app["environment"]
+    known = {f"CDS_{name.upper()}" for name in Settings.model_fields}
+    assert set(env) <= known, f"unknown settings: {set(env) - known}"
+    assert env["CDS_DATABASE_URL"].startswith("postgresql://")
+    # The database URL points at the compose service, with the credentials it is given.
+    pg = services["postgres"]["environment"]
+    assert (
+        f"{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/{pg['POSTGRES_DB']}"
+        in (env["CDS_DATABASE_URL"])
+    )
+    Settings(**{k.removeprefix("CDS_").lower(): v for k, v in env.items()})
+    assert app["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in ("cds-service", "postgres", "redis"):
+        assert services[name]["healthcheck"]["test"]
+
+
+def test_dockerfile_is_multi_stage_non_root_with_healthcheck() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert len(re.findall(r"^FROM ", text, re.MULTILINE)) >= 2
+    users = re.findall(r"^USER (\S+)", text, re.MULTILINE)
+    assert users and users[-1] not in ("root", "0")
+    assert re.search(r"^HEALTHCHECK .*\n?.*/healthz", text, re.MULTILINE)
+    assert "EXPOSE 8080" in text
+    assert re.search(r'^CMD \["cds-service", "serve"\]', text, re.MULTILINE)
+    for source in re.findall(r"^COPY (?!--from)(\S+(?: \S+)*) \S+$", text, re.MULTILINE):
+        for path in source.split():
+            assert (ROOT / path).exists(), f"COPY source {path} missing"
+    for variable in re.findall(r"\b(CDS_[A-Z_]+)=", text):
+        assert variable.removeprefix("CDS_").lower() in Settings.model_fields
+
+
+def test_ci_script_runs_the_readme_test_command() -> None:
+    ci = (ROOT / ".ci" / "run").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in ci and "make test" in readme and "make run" in readme
