@@ -6,14 +6,34 @@ The body is streamed and counted, so a client cannot make us buffer more than
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 
+from cds_service.config import Settings
 from cds_service.exceptions import Issue, PayloadTooLarge, RequestError, UnsupportedMediaType
+from cds_service.wire.outcome import issues_from_validation
 
-__all__ = ["json_depth_exceeds", "read_json_body"]
+__all__ = ["json_depth_exceeds", "parse_body", "read_json_body"]
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+async def parse_body(request: Request, settings: Settings, model: type[Model], what: str) -> Model:
+    """Read the JSON body within the configured limits and validate it as `model`.
+
+    Raises RequestError ("invalid <what>") with one issue per bad field.
+    """
+    body = await read_json_body(
+        request, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
+    )
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise RequestError(f"invalid {what}", issues=issues_from_validation(exc)) from None
+
 
 _JSON_TYPES = ("application/json", "application/fhir+json")
 

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 import orjson
 from fastapi import APIRouter
-from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cds_service.api.body import read_json_body
+from cds_service.api.body import parse_body
 from cds_service.api.deps import StateDep
 from cds_service.api.hooks import find_service
-from cds_service.exceptions import RequestError
 from cds_service.wire.feedback import FeedbackBatch
-from cds_service.wire.outcome import issues_from_validation
 
 __all__ = ["router"]
 
@@ -31,14 +28,7 @@ async def feedback(service_id: str, request: Request, state: StateDep) -> Respon
     Answers 200 with `{"received": n, "stored": m}` (`m < n` when some were already recorded).
     """
     service = find_service(state, service_id)
-    settings = state.settings
-    body = await read_json_body(
-        request, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
-    )
-    try:
-        batch = FeedbackBatch.model_validate(body)
-    except ValidationError as exc:
-        raise RequestError("invalid feedback", issues=issues_from_validation(exc)) from None
+    batch = await parse_body(request, state.settings, FeedbackBatch, "feedback")
     assert state.feedback is not None
     result = await state.feedback.record(service.id, batch.feedback, received_at=state.clock())
     payload = {"received": result.received, "stored": result.stored}

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cds_service.api.body import read_json_body
+from cds_service.api.body import parse_body
 from cds_service.api.deps import StateDep
 from cds_service.exceptions import Issue, RequestError, ServiceNotFound
 from cds_service.prefetch.resolve import resolve_prefetch
@@ -40,13 +40,7 @@ async def call_service(service_id: str, request: Request, state: StateDep) -> Re
     """Validate the call, resolve prefetch, evaluate the service and return its cards."""
     settings = state.settings
     service = find_service(state, service_id)
-    body = await read_json_body(
-        request, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
-    )
-    try:
-        call = HookRequest.model_validate(body)
-    except ValidationError as exc:
-        raise RequestError("invalid hook request", issues=issues_from_validation(exc)) from None
+    call = await parse_body(request, settings, HookRequest, "hook request")
     if call.hook not in service.hooks:
         served = ", ".join(service.hooks)
         message = f"hook: service '{service.id}' does not serve '{call.hook}' (it serves {served})"

@@ -71,57 +71,47 @@ def _of_type(*types: str) -> BeforeValidator:
 
 
 Refs = Annotated[list[Reference], Field(min_length=1)]
-CLINICIANS = ("Practitioner", "PractitionerRole")
-ANY_USER = ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson")
+CLINICIANS: tuple[str, ...] = ("Practitioner", "PractitionerRole")
+ANY_USER: tuple[str, ...] = ("Practitioner", "PractitionerRole", "Patient", "RelatedPerson")
+PRACTITIONER: tuple[str, ...] = ("Practitioner",)
 
 
-class PatientViewContext(HookContext):
-    user_types = ANY_USER
-    user_id: Reference
-    patient_id: FhirId
-    encounter_id: FhirId | None = None
+class ClinicalContext(HookContext):
+    """The fields most hooks share: who is acting, for which patient, in which encounter."""
 
-
-class OrderSelectContext(HookContext):
     user_types = CLINICIANS
     user_id: Reference
     patient_id: FhirId
     encounter_id: FhirId | None = None
+
+
+class PatientViewContext(ClinicalContext):
+    user_types = ANY_USER
+
+
+class OrderSelectContext(ClinicalContext):
     selections: Refs
     draft_orders: FhirBundle
 
 
-class OrderSignContext(HookContext):
-    user_types = CLINICIANS
-    user_id: Reference
-    patient_id: FhirId
-    encounter_id: FhirId | None = None
+class OrderSignContext(ClinicalContext):
     draft_orders: FhirBundle
 
 
 def _array_as_bundle(value: Any) -> Any:
     """Some examples send a bare array of resources where the table says Bundle."""
     if isinstance(value, list):
-        return {
-            "resourceType": "Bundle",
-            "type": "collection",
-            "entry": [{"resource": item} for item in value],
-        }
+        entries = [{"resource": item} for item in value]
+        return {"resourceType": "Bundle", "type": "collection", "entry": entries}
     return value
 
 
-class AppointmentBookContext(HookContext):
+class AppointmentBookContext(ClinicalContext):
     user_types = ANY_USER
-    user_id: Reference
-    patient_id: FhirId
-    encounter_id: FhirId | None = None
     appointments: Annotated[FhirBundle, BeforeValidator(_array_as_bundle)]
 
 
-class EncounterContext(HookContext):
-    user_types = CLINICIANS
-    user_id: Reference
-    patient_id: FhirId
+class EncounterContext(ClinicalContext):
     encounter_id: FhirId
 
 
@@ -136,51 +126,31 @@ class OrderDispatchContext(HookContext):
     )
 
 
-class MedicationRefillContext(HookContext):
-    user_types = CLINICIANS
-    user_id: Reference | None = None
-    patient_id: FhirId
-    encounter_id: FhirId | None = None
+class MedicationRefillContext(ClinicalContext):
+    user_id: Reference | None = None  # type: ignore[assignment]  # optional on this hook only
     medications: FhirBundle
 
 
-class AllergyIntoleranceCreateContext(HookContext):
-    user_types = ("Practitioner",)
-    user_id: Reference
-    patient_id: FhirId
-    encounter_id: FhirId | None = None
+class AllergyIntoleranceCreateContext(ClinicalContext):
+    user_types = PRACTITIONER
     allergy_intolerance: Annotated[dict[str, Any], _of_type("AllergyIntolerance")]
 
 
-class ProblemListItemCreateContext(HookContext):
-    user_types = CLINICIANS
-    user_id: Reference
-    patient_id: FhirId
-    encounter_id: FhirId | None = None
+class ProblemListItemCreateContext(ClinicalContext):
     conditions: FhirBundle
 
 
-class MedicationPrescribeContext(HookContext):
-    user_types = ("Practitioner",)
-    user_id: Reference
-    patient_id: FhirId
-    encounter_id: FhirId | None = None
+class MedicationPrescribeContext(ClinicalContext):
+    user_types = PRACTITIONER
     medications: FhirBundle
 
 
-class OrderReviewContext(HookContext):
-    user_types = ("Practitioner",)
-    user_id: Reference
-    patient_id: FhirId
-    encounter_id: FhirId | None = None
+class OrderReviewContext(ClinicalContext):
+    user_types = PRACTITIONER
     orders: FhirBundle
 
 
-class MedicationVerifyContext(HookContext):
-    user_types = CLINICIANS
-    user_id: Reference
-    patient_id: FhirId
-    encounter_id: FhirId | None = None
+class MedicationVerifyContext(ClinicalContext):
     medication: Annotated[dict[str, Any], _of_type("MedicationRequest")] = Field(
         validation_alias=AliasChoices("medication", "order")
     )
