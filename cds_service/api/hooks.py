@@ -41,12 +41,17 @@ async def call_service(service_id: str, request: Request, state: StateDep) -> Re
     settings = state.settings
     service = find_service(state, service_id)
     call = await parse_body(request, settings, HookRequest, "hook request")
+    spec = hook_spec(call.hook)
+    if spec is None:
+        message = (
+            f"hook: '{call.hook}' is neither a hook of the HL7 hook library "
+            "nor a reverse-domain hook such as 'org.example.my-hook'"
+        )
+        raise RequestError(message, issues=[Issue(message, "hook", "not-supported")])
     if call.hook not in service.hooks:
         served = ", ".join(service.hooks)
         message = f"hook: service '{service.id}' does not serve '{call.hook}' (it serves {served})"
         raise RequestError(message, issues=[Issue(message, "hook", "not-supported")])
-    spec = hook_spec(call.hook)
-    assert spec is not None  # the registry only admits known or reverse-domain hooks
     try:
         context = spec.context.model_validate(call.context)
     except ValidationError as exc:

@@ -135,13 +135,14 @@ def test_bad_draft_orders_names_the_entry(client: TestClient) -> None:
 def test_unknown_hook_name(client: TestClient) -> None:
     response = client.post(SERVICE, json=valid_request(hook="patient-teleport"))
     assert response.status_code == 400
-    assert_operation_outcome(response.json(), "hook")
+    assert_operation_outcome(response.json(), "hook", "neither a hook of the HL7 hook library")
 
 
-def test_hook_not_served_by_this_service(client: TestClient) -> None:
-    response = client.post(SERVICE, json=valid_request(hook="order-sign"))
+@pytest.mark.parametrize("hook", ["order-sign", "org.example.patient-transmogrify"])
+def test_hook_not_served_by_this_service(client: TestClient, hook: str) -> None:
+    response = client.post(SERVICE, json=valid_request(hook=hook))
     assert response.status_code == 400
-    assert_operation_outcome(response.json(), "hook")
+    assert_operation_outcome(response.json(), "hook", "does not serve")
 
 
 def test_unknown_service(client: TestClient) -> None:
