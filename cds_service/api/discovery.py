@@ -17,5 +17,6 @@ router = APIRouter()
 @router.get("/cds-services", summary="Discover the CDS services offered", tags=["CDS Hooks"])
 async def discovery(state: StateDep) -> Response:
     """One entry per service and hook; `{"services": []}` when none are registered."""
-    body = DiscoveryResponse(services=state.registry.descriptors()).wire()
+    per_hook = state.settings.discovery_ids == "per-hook"
+    body = DiscoveryResponse(services=state.registry.descriptors(per_hook_ids=per_hook)).wire()
     return Response(orjson.dumps(body), media_type="application/json")

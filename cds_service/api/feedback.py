@@ -27,7 +27,7 @@ async def feedback(service_id: str, request: Request, state: StateDep) -> Respon
 
     Answers 200 with `{"received": n, "stored": m}` (`m < n` when some were already recorded).
     """
-    service = find_service(state, service_id)
+    service = find_service(state, service_id).service
     batch = await parse_body(request, state.settings, FeedbackBatch, "feedback")
     assert state.feedback is not None
     result = await state.feedback.record(service.id, batch.feedback, received_at=state.clock())

@@ -14,7 +14,8 @@ from cds_service.api.body import parse_body
 from cds_service.api.deps import StateDep
 from cds_service.exceptions import Issue, RequestError, ServiceNotFound
 from cds_service.prefetch.resolve import resolve_prefetch
-from cds_service.services.definition import HookCall, ServiceDefinition
+from cds_service.services.definition import HookCall
+from cds_service.services.registry import Endpoint
 from cds_service.state import AppState
 from cds_service.wire.contexts import hook_spec
 from cds_service.wire.outcome import issues_from_validation
@@ -27,19 +28,20 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 
-def find_service(state: AppState, service_id: str) -> ServiceDefinition:
-    """The registered service, or 404."""
-    service = state.registry.get(service_id)
-    if service is None:
+def find_service(state: AppState, service_id: str) -> Endpoint:
+    """The registered service (by its id or a per-hook id), or 404."""
+    endpoint = state.registry.endpoint(service_id)
+    if endpoint is None:
         raise ServiceNotFound(f"no CDS service with id '{service_id}'")
-    return service
+    return endpoint
 
 
 @router.post("/cds-services/{service_id}", summary="Call a CDS service", tags=["CDS Hooks"])
 async def call_service(service_id: str, request: Request, state: StateDep) -> Response:
     """Validate the call, resolve prefetch, evaluate the service and return its cards."""
     settings = state.settings
-    service = find_service(state, service_id)
+    endpoint = find_service(state, service_id)
+    service = endpoint.service
     call = await parse_body(request, settings, HookRequest, "hook request")
     spec = hook_spec(call.hook)
     if spec is None:
@@ -47,6 +49,9 @@ async def call_service(service_id: str, request: Request, state: StateDep) -> Re
             f"hook: '{call.hook}' is neither a hook of the HL7 hook library "
             "nor a reverse-domain hook such as 'org.example.my-hook'"
         )
+        raise RequestError(message, issues=[Issue(message, "hook", "not-supported")])
+    if endpoint.hook is not None and call.hook != endpoint.hook:
+        message = f"hook: '{service_id}' serves '{endpoint.hook}' only, not '{call.hook}'"
         raise RequestError(message, issues=[Issue(message, "hook", "not-supported")])
     if call.hook not in service.hooks:
         served = ", ".join(service.hooks)

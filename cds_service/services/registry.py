@@ -2,12 +2,19 @@
 
 Built once at start-up from service definitions (the built-in services today, YAML rules later)
 and checked then, so a bad definition stops the service from starting instead of failing a call.
+
+The specification lets one service id appear once per hook it serves, and we advertise it that
+way by default. Some clients (the CDS Hooks Sandbox among them) key services by id alone and keep
+only the last hook of each; for them, `per-hook` discovery gives each (service, hook) pair its own
+id `{service}-{hook}`. Both forms are always accepted on calls, so switching does not break an EHR
+registered under the other.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from cds_service.exceptions import ConfigurationError
 from cds_service.prefetch.templates import check_template
@@ -15,10 +22,23 @@ from cds_service.services.definition import ServiceDefinition
 from cds_service.wire.contexts import hook_spec
 from cds_service.wire.discovery import ServiceDescriptor
 
-__all__ = ["ServiceRegistry"]
+__all__ = ["Endpoint", "ServiceRegistry", "per_hook_id"]
 
 _SERVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _PREFETCH_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True, slots=True)
+class Endpoint:
+    """What a `/cds-services/{id}` URL reaches: a service, pinned to one hook for per-hook ids."""
+
+    service: ServiceDefinition
+    hook: str | None = None
+
+
+def per_hook_id(service_id: str, hook: str) -> str:
+    """The id a (service, hook) pair is advertised under in `per-hook` discovery."""
+    return f"{service_id}-{hook}"
 
 
 class ServiceRegistry:
@@ -32,12 +52,23 @@ class ServiceRegistry:
             if service.id in self._services:
                 errors.append(f"service {service.id!r}: id is defined twice")
             self._services[service.id] = service
+        self._endpoints = {sid: Endpoint(svc) for sid, svc in self._services.items()}
+        for service in self._services.values():
+            for hook in service.hooks:
+                alias = per_hook_id(service.id, hook)
+                if alias in self._endpoints:
+                    errors.append(f"service {service.id!r}: per-hook id {alias!r} is taken")
+                self._endpoints[alias] = Endpoint(service, hook)
         if errors:
             raise ConfigurationError("invalid service definitions:\n" + "\n".join(errors))
 
     def get(self, service_id: str) -> ServiceDefinition | None:
-        """The service with this id, or None."""
+        """The service with this id (not a per-hook id), or None."""
         return self._services.get(service_id)
+
+    def endpoint(self, endpoint_id: str) -> Endpoint | None:
+        """The service a URL id reaches, by its own id or a per-hook id."""
+        return self._endpoints.get(endpoint_id)
 
     def __iter__(self) -> Iterator[ServiceDefinition]:
         return iter(self._services.values())
@@ -45,8 +76,8 @@ class ServiceRegistry:
     def __len__(self) -> int:
         return len(self._services)
 
-    def descriptors(self) -> list[ServiceDescriptor]:
-        """Discovery entries: one per (service, hook), as the specification allows."""
+    def descriptors(self, *, per_hook_ids: bool = False) -> list[ServiceDescriptor]:
+        """Discovery entries: one per (service, hook), under the shared or per-hook id."""
         out = []
         for service in self._services.values():
             for hook in service.hooks:
@@ -54,7 +85,7 @@ class ServiceRegistry:
                 out.append(
                     ServiceDescriptor(
                         hook=hook,
-                        id=service.id,
+                        id=per_hook_id(service.id, hook) if per_hook_ids else service.id,
                         title=service.title,
                         description=service.description,
                         prefetch=prefetch or None,

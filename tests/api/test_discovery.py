@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from cds_service.config import Settings
+from cds_service.exceptions import ConfigurationError
 from cds_service.main import create_app
 from cds_service.services.definition import PrefetchSpec, ServiceDefinition, ServiceResult
+from cds_service.services.registry import ServiceRegistry
 from tests.conformance import assert_no_empty
 
 
@@ -97,3 +100,53 @@ def test_prefetch_narrowed_per_hook(tmp_path: Path) -> None:
             "usageRequirements": "Needs read access to Patient",
         },
     ]
+
+
+def test_per_hook_ids_for_clients_that_key_services_by_id(tmp_path: Path) -> None:
+    """The CDS Hooks Sandbox keeps one entry per id: `per-hook` gives each hook its own id."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/f.db", discovery_ids="per-hook")
+    with TestClient(create_app(settings)) as client:
+        services = client.get("/cds-services").json()["services"]
+        ids = [s["id"] for s in services]
+        assert len(ids) == len(set(ids))
+        assert "medication-safety-order-select" in ids and "medication-safety" not in ids
+        body = {
+            "hook": "patient-view",
+            "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+            "context": {"userId": "Practitioner/1", "patientId": "p1"},
+            "prefetch": {"patient": None, "allergies": None},
+        }
+        assert (
+            client.post("/cds-services/allergy-documentation-patient-view", json=body).status_code
+            == 200
+        )
+        # The shared id keeps working, so switching modes never strands a registered EHR.
+        assert client.post("/cds-services/allergy-documentation", json=body).status_code == 200
+        wrong = client.post("/cds-services/allergy-documentation-encounter-start", json=body)
+        assert wrong.status_code == 400
+        assert "encounter-start" in wrong.json()["issue"][0]["diagnostics"]
+        feedback = {
+            "feedback": [
+                {"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-28T10:00:00Z"}
+            ]
+        }
+        url = "/cds-services/allergy-documentation-patient-view/feedback"
+        assert client.post(url, json=feedback).json() == {"received": 1, "stored": 1}
+        # Stored under the service's own id: a replay through the shared id is a duplicate.
+        url = "/cds-services/allergy-documentation/feedback"
+        assert client.post(url, json=feedback).json() == {"received": 1, "stored": 0}
+
+
+def test_per_hook_id_collisions_are_refused() -> None:
+    a = ServiceDefinition(
+        id="check", title="A", description="a", hooks=("patient-view",), evaluate=_no_cards
+    )
+    b = ServiceDefinition(
+        id="check-patient-view",
+        title="B",
+        description="b",
+        hooks=("order-sign",),
+        evaluate=_no_cards,
+    )
+    with pytest.raises(ConfigurationError, match="check-patient-view"):
+        ServiceRegistry([a, b])
