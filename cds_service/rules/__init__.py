@@ -1,0 +1,1 @@
+"""The rule engine: YAML rules over FHIR, compiled once, evaluated per hook call."""

@@ -1,0 +1,288 @@
+"""Rules turned into ready-to-run form when they load: every expression parsed, every name checked.
+
+Anything that can be known before a call is checked here, so a rule never surprises anyone at
+request time: FHIRPath syntax, `%variables` (prefetch keys, earlier bindings, `%now`, `%scores`),
+template names, value sets, score names, prefetch templates, the hook.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cds_service.exceptions import ConfigurationError
+from cds_service.prefetch.templates import check_template
+from cds_service.rules.fhirpath import CompiledPath, FhirPathError, compile_path
+from cds_service.rules.issues import RuleIssue
+from cds_service.rules.model import AllOf, AnyOf, Condition, LeafCondition, Rule, Select
+from cds_service.rules.templates import template_names
+from cds_service.rules.valuesets import ValueSet
+from cds_service.rules.yamlsource import Located
+from cds_service.wire.contexts import hook_spec
+
+__all__ = [
+    "CompiledBinding",
+    "CompiledCondition",
+    "CompiledRule",
+    "CompiledSelect",
+    "compile_rule",
+    "score_variable",
+]
+
+_MEMBER_OF = re.compile(r"memberOf\(\s*(?:'([^']*)'|([^)]*))\s*\)")
+_SCORE_USE = re.compile(r"%scores\.`?([A-Za-z0-9_-]+)`?")
+Loc = tuple[str | int, ...]
+
+
+def score_variable(name: str) -> str:
+    """How a score is named under `%scores`: `cha2ds2-vasc` → `cha2ds2_vasc`."""
+    return name.replace("-", "_")
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledSelect:
+    resources: str
+    sources: tuple[str, ...] | None
+    value_set: ValueSet | None
+    where: CompiledPath | None
+    sort: CompiledPath | None
+    descending: bool
+    first: bool
+
+    @property
+    def key(self) -> tuple[Any, ...]:
+        """Identical selections (in any rule) share one result per call."""
+        return (
+            self.resources,
+            self.sources,
+            self.value_set.id if self.value_set else None,
+            self.where.expression if self.where else None,
+            self.sort.expression if self.sort else None,
+            self.descending,
+            self.first,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledBinding:
+    name: str
+    path: CompiledPath | None = None
+    select: CompiledSelect | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledCondition:
+    kind: str  # leaf | all | any | not
+    id: str | None = None
+    path: CompiledPath | None = None
+    members: tuple[CompiledCondition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class CompiledRule:
+    rule: Rule
+    path: Path
+    bindings: tuple[CompiledBinding, ...]
+    condition: CompiledCondition
+    prefetch_keys: frozenset[str] = field(default_factory=frozenset)
+
+    @property
+    def id(self) -> str:
+        return self.rule.id
+
+
+class _Compiler:
+    def __init__(
+        self,
+        rule: Rule,
+        path: Path,
+        located: Located,
+        value_sets: Mapping[str, ValueSet],
+        functions: Mapping[str, Any],
+        known_scores: frozenset[str],
+    ) -> None:
+        self.rule = rule
+        self.path = path
+        self.located = located
+        self.value_sets = value_sets
+        self.functions = functions
+        self.known_scores = known_scores
+        self.issues: list[RuleIssue] = []
+
+    def issue(self, loc: Loc, message: str, severity: str = "error") -> None:
+        line, col = self.located.position(loc)
+        field_name = _field(loc)
+        self.issues.append(
+            RuleIssue(self.path, line, col, field_name, message, self.rule.id, severity)  # type: ignore[arg-type]
+        )
+
+    def expression(self, loc: Loc, text: str, allowed: set[str]) -> CompiledPath | None:
+        try:
+            compiled = compile_path(text, functions=self.functions)
+        except FhirPathError as exc:
+            where = f" (column {exc.column} of the expression)" if exc.column else ""
+            self.issue(loc, f"{exc}{where}")
+            return None
+        except Exception as exc:  # fhirpathpy's own errors have no common base class
+            self.issue(loc, f"FHIRPath error: {exc}")
+            return None
+        unknown = sorted(compiled.variables - allowed)
+        if unknown:
+            self.issue(
+                loc,
+                f"unknown variable %{unknown[0]} (known here: "
+                + ", ".join(f"%{v}" for v in sorted(allowed))
+                + ")",
+            )
+        for match in _MEMBER_OF.finditer(text):
+            name = match.group(1)
+            if name is None:
+                self.issue(loc, "memberOf() needs a value set id in single quotes")
+            elif name not in self.value_sets:
+                self.issue(loc, f"unknown value set '{name}' (add it under rules/_valuesets/)")
+        declared = {score_variable(s) for s in self.rule.scores}
+        for match in _SCORE_USE.finditer(text):
+            if match.group(1) not in declared:
+                self.issue(loc, f"%scores.{match.group(1)} is not declared under `scores:`")
+        return compiled
+
+    def select(self, loc: Loc, select: Select, allowed: set[str]) -> CompiledSelect:
+        value_set = None
+        if select.coded is not None:
+            value_set = self.value_sets.get(select.coded)
+            if value_set is None:
+                self.issue((*loc, "coded"), f"unknown value set '{select.coded}'")
+        sources = tuple(select.from_) if select.from_ else None
+        known_sources = set(self.rule.prefetch) | _context_fields(self.rule.hook)
+        for index, source in enumerate(sources or ()):
+            if source not in known_sources:
+                self.issue(
+                    (*loc, "from", index),
+                    f"'{source}' is neither a prefetch key of this "
+                    "rule nor a context field of the hook",
+                )
+        where = sort = None
+        if select.where:
+            where = self.expression((*loc, "where"), select.where, allowed)
+        descending = False
+        if select.sort:
+            text = select.sort.strip()
+            descending = text.startswith("-")
+            sort = self.expression((*loc, "sort"), text.lstrip("-").strip(), allowed)
+        return CompiledSelect(
+            select.resources, sources, value_set, where, sort, descending, select.first
+        )
+
+    def condition(
+        self, loc: Loc, condition: Condition, allowed: set[str], ids: set[str]
+    ) -> CompiledCondition:
+        if isinstance(condition, LeafCondition):
+            if condition.id in ids:
+                self.issue((*loc, "id"), f"condition id '{condition.id}' is used twice")
+            ids.add(condition.id)
+            path = self.expression((*loc, "fhirpath"), condition.fhirpath, allowed)
+            return CompiledCondition("leaf", condition.id, path)
+        if isinstance(condition, AllOf):
+            members = tuple(
+                self.condition((*loc, "all", i), c, allowed, ids)
+                for i, c in enumerate(condition.all)
+            )
+            return CompiledCondition("all", members=members)
+        if isinstance(condition, AnyOf):
+            members = tuple(
+                self.condition((*loc, "any", i), c, allowed, ids)
+                for i, c in enumerate(condition.any)
+            )
+            return CompiledCondition("any", members=members)
+        member = self.condition((*loc, "not"), condition.not_, allowed, ids)
+        return CompiledCondition("not", members=(member,))
+
+    def run(self) -> CompiledRule | None:
+        rule = self.rule
+        if rule.id != self.path.stem:
+            self.issue(("id",), f"must equal the file name '{self.path.stem}'")
+        if hook_spec(rule.hook) is None:
+            self.issue(("hook",), f"'{rule.hook}' is not a hook of the library nor reverse-domain")
+        elif self.path.parent.name != rule.hook:
+            self.issue(
+                ("hook",),
+                f"the rule lives in '{self.path.parent.name}/' but its hook "
+                f"is '{rule.hook}': keep rules in rules/<hook>/",
+                "warning",
+            )
+        for key, template in rule.prefetch.items():
+            try:
+                check_template(template)
+            except ConfigurationError as exc:
+                self.issue(("prefetch", key), exc.message)
+        for index, name in enumerate(rule.scores):
+            if name not in self.known_scores:
+                known = ", ".join(sorted(self.known_scores))
+                self.issue(("scores", index), f"unknown score '{name}' (known: {known})")
+        allowed = set(rule.prefetch) | {"now", "scores"}
+        bindings = []
+        for name, value in rule.let.items():
+            loc: Loc = ("let", name)
+            if name in allowed:
+                self.issue(loc, f"'{name}' is already a prefetch key or a built-in variable")
+            if isinstance(value, Select):
+                bindings.append(CompiledBinding(name, select=self.select(loc, value, allowed)))
+            else:
+                bindings.append(CompiledBinding(name, path=self.expression(loc, value, allowed)))
+            allowed.add(name)
+        condition = self.condition(("when",), rule.when, allowed, set())
+        for loc, text in _card_texts(rule.card.model_dump(by_alias=True, exclude_none=True)):
+            names, well_formed = template_names(text)
+            if not well_formed:
+                self.issue(("card", *loc), "stray '{{' or '}}': templates are {{name}}")
+            for name in names:
+                if name not in rule.let:
+                    self.issue(("card", *loc), f"{{{{{name}}}}} is not a binding under `let:`")
+        if any(i.severity == "error" for i in self.issues):
+            return None
+        return CompiledRule(rule, self.path, tuple(bindings), condition, frozenset(rule.prefetch))
+
+
+def _context_fields(hook: str) -> set[str]:
+    spec = hook_spec(hook)
+    if spec is None:
+        return set()
+    return {f.alias or name for name, f in spec.context.model_fields.items()} | {
+        name for name in spec.context.model_fields
+    }
+
+
+def _card_texts(value: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield from _card_texts(item, (*loc, key))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _card_texts(item, (*loc, index))
+    elif isinstance(value, str):
+        yield loc, value
+
+
+def _field(loc: Loc) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def compile_rule(
+    rule: Rule,
+    path: Path,
+    located: Located,
+    *,
+    value_sets: Mapping[str, ValueSet],
+    functions: Mapping[str, Any],
+    known_scores: frozenset[str],
+) -> tuple[CompiledRule | None, list[RuleIssue]]:
+    """Compile one validated rule; returns it (None when it has errors) and every issue found."""
+    compiler = _Compiler(rule, path, located, value_sets, functions, known_scores)
+    compiled = compiler.run()
+    return compiled, compiler.issues

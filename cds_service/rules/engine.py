@@ -1,0 +1,191 @@
+"""Evaluating rules: a pure function of (rule, context, prefetch, scores, now).
+
+The HTTP route, `cds-service rules test`, `rules explain` and the pytest plugin all call
+`evaluate_rule`, so a rule behaves the same everywhere. Semantics, for rule authors:
+
+- the FHIRPath root is the hook's `context`; prefetch keys are `%key`, earlier bindings `%name`,
+  the frozen clock `%now`, risk scores `%scores.<name>`;
+- a condition leaf is true only when its expression yields exactly `[true]`; empty is false;
+- a rule whose prefetch data could not be obtained is skipped, never evaluated on missing data;
+- a rule that raises, or runs past its time budget, is skipped and counted; other rules go on;
+- a rule emits at most one card.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+from fhirpathpy.engine.nodes import FP_DateTime
+from pydantic import ValidationError
+
+from cds_service.rules.compiled import CompiledCondition, CompiledRule, CompiledSelect
+from cds_service.rules.index import DataIndex
+from cds_service.rules.model import CardTemplate
+from cds_service.rules.templates import render_text, render_value, unwrap
+from cds_service.wire.response import Card
+
+__all__ = ["RequestData", "RuleOutcome", "evaluate_rule", "render_card"]
+
+log = logging.getLogger(__name__)
+
+Status = Literal["fired", "silent", "skipped", "error", "timeout"]
+
+
+@dataclass(slots=True)
+class RequestData:
+    """One call's data, shared by all rules evaluated for it."""
+
+    context: dict[str, Any]
+    prefetch: Mapping[str, Any]  # key → resource/Bundle, or None when known empty
+    unavailable: frozenset[str] = frozenset()  # keys that could not be obtained
+    scores: Mapping[str, Any] = field(default_factory=dict)
+    now: datetime | None = None
+    index: DataIndex = field(init=False)
+
+    def __post_init__(self) -> None:
+        sources = {**self.context, **{k: v for k, v in self.prefetch.items() if v is not None}}
+        self.index = DataIndex(sources)
+
+    def variables(self) -> dict[str, Any]:
+        """The `%variables` every rule starts from."""
+        out: dict[str, Any] = {k: ([] if v is None else v) for k, v in self.prefetch.items()}
+        out["scores"] = dict(self.scores)
+        if self.now is not None:
+            stamp = self.now.isoformat().replace("+00:00", "Z")
+            out["now"] = FP_DateTime(stamp)  # type: ignore[no-untyped-call]
+        return out
+
+
+@dataclass(slots=True)
+class RuleOutcome:
+    """What happened to one rule on one call (also what `rules explain` prints)."""
+
+    rule_id: str
+    status: Status
+    card: Card | None = None
+    bindings: dict[str, Any] = field(default_factory=dict)
+    conditions: dict[str, bool] = field(default_factory=dict)
+    reason: str | None = None
+    elapsed_ms: float = 0.0
+
+
+class _OverBudget(Exception):
+    pass
+
+
+def _truthy(result: list[Any]) -> bool:
+    return len(result) == 1 and result[0] is True
+
+
+def _select(select: CompiledSelect, data: RequestData, variables: dict[str, Any]) -> list[Any]:
+    def compute() -> list[Any]:
+        sources = select.sources or tuple(k for k in data.prefetch if data.prefetch[k] is not None)
+        found = data.index.resources(select.resources, sources)
+        if select.value_set is not None:
+            found = data.index.coded(found, select.value_set)
+        if select.where is not None:
+            found = [r for r in found if _truthy(select.where(r, variables))]
+        if select.sort is not None:
+            keyed = [(unwrap(select.sort(r, variables)), r) for r in found]
+            present = [(k, r) for k, r in keyed if k is not None and not isinstance(k, list)]
+            present.sort(key=lambda kr: str(kr[0]), reverse=select.descending)
+            found = [r for _, r in present] + [
+                r for k, r in keyed if k is None or isinstance(k, list)
+            ]
+        return found[:1] if select.first else found
+
+    # where/sort may read bindings, so only selections without them are shared across rules.
+    if select.where is None and select.sort is None:
+        return data.index.memo(select.key, compute)
+    if not ((select.where and select.where.variables) or (select.sort and select.sort.variables)):
+        return data.index.memo(select.key, compute)
+    return compute()
+
+
+def _condition(
+    condition: CompiledCondition,
+    root: Any,
+    variables: dict[str, Any],
+    truth: dict[str, bool],
+    deadline: float,
+) -> bool:
+    if time.perf_counter() > deadline:
+        raise _OverBudget
+    if condition.kind == "leaf":
+        assert condition.path is not None and condition.id is not None
+        value = _truthy(condition.path(root, variables))
+        truth[condition.id] = value
+        return value
+    if condition.kind == "all":
+        results = [_condition(m, root, variables, truth, deadline) for m in condition.members]
+        return all(results)
+    if condition.kind == "any":
+        results = [_condition(m, root, variables, truth, deadline) for m in condition.members]
+        return any(results)
+    return not _condition(condition.members[0], root, variables, truth, deadline)
+
+
+def evaluate_rule(
+    rule: CompiledRule, data: RequestData, *, budget_seconds: float = 0.5
+) -> RuleOutcome:
+    """Evaluate one rule. Never raises: failures come back as `error`/`timeout` outcomes.
+
+    Every condition is evaluated (no short-circuit) so tests and `explain` can show each truth.
+    """
+    started = time.perf_counter()
+    outcome = RuleOutcome(rule.id, "silent")
+    missing = sorted(rule.prefetch_keys & data.unavailable)
+    if missing:
+        outcome.status = "skipped"
+        outcome.reason = "data unavailable: " + ", ".join(missing)
+        return outcome
+    deadline = started + budget_seconds
+    variables = data.variables()
+    try:
+        for binding in rule.bindings:
+            if time.perf_counter() > deadline:
+                raise _OverBudget
+            if binding.select is not None:
+                value = _select(binding.select, data, variables)
+            else:
+                assert binding.path is not None
+                value = binding.path(data.context, variables)
+            variables[binding.name] = value
+            outcome.bindings[binding.name] = value
+        fired = _condition(rule.condition, data.context, variables, outcome.conditions, deadline)
+        if fired:
+            outcome.card = render_card(rule.rule.card, outcome.bindings)
+            outcome.status = "fired"
+    except _OverBudget:
+        outcome.status = "timeout"
+        outcome.reason = f"ran past its budget of {budget_seconds * 1000:.0f} ms"
+    except ValidationError as exc:
+        outcome.status = "error"
+        first = exc.errors(include_input=False, include_url=False)[0]
+        where = ".".join(str(p) for p in first["loc"])
+        outcome.reason = f"the rendered card is invalid at {where}: {first['msg']}"
+    except Exception as exc:  # a rule must never take the call down
+        outcome.status = "error"
+        outcome.reason = f"{type(exc).__name__} while evaluating"
+    outcome.elapsed_ms = (time.perf_counter() - started) * 1000
+    if outcome.status in ("error", "timeout"):
+        log.warning("rule %s %s: %s", rule.id, outcome.status, outcome.reason)
+    return outcome
+
+
+def _summary(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) < 140 else text[:138].rstrip() + "…"
+
+
+def render_card(template: CardTemplate, bindings: Mapping[str, Any]) -> Card:
+    """Fill the card template with binding values and build the wire Card (validated)."""
+    raw = template.model_dump(by_alias=True, exclude_none=True)
+    rendered = render_value(raw, bindings)
+    rendered["summary"] = _summary(render_text(template.summary, bindings))
+    return Card.model_validate(rendered)  # camelCase is the wire (alias) spelling

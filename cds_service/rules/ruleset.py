@@ -1,0 +1,184 @@
+"""Loading a rules directory: value sets, services, rules; every problem of every file collected.
+
+Layout (see rules/README.md):
+
+    rules/
+      _services.yaml            the services rules are grouped into
+      _valuesets/<id>.yaml      FHIR ValueSets for memberOf() and `coded:`
+      <hook>/<rule-id>.yaml     one rule per file
+      <hook>/<rule-id>.test.yaml  its tests
+
+A broken file never stops the others from loading: its problems are reported and it is left out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from cds_service.rules.compiled import CompiledRule, compile_rule
+from cds_service.rules.issues import RuleIssue
+from cds_service.rules.model import Rule, ServiceEntry, ServicesFile
+from cds_service.rules.valuesets import ValueSet, load_value_sets, member_of_function
+from cds_service.rules.yamlsource import Located, read_yaml
+
+__all__ = ["RuleSet", "load_ruleset", "rule_files"]
+
+SERVICES_FILE = "_services.yaml"
+VALUESETS_DIR = "_valuesets"
+
+
+@dataclass(slots=True)
+class RuleSet:
+    """What a rules directory holds, and what is wrong with it."""
+
+    root: Path
+    rules: dict[str, CompiledRule] = field(default_factory=dict)
+    services: dict[str, ServiceEntry] = field(default_factory=dict)
+    value_sets: dict[str, ValueSet] = field(default_factory=dict)
+    issues: list[RuleIssue] = field(default_factory=list)
+
+    @property
+    def errors(self) -> list[RuleIssue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    def rules_of(self, service: str) -> list[CompiledRule]:
+        """The live (not retired) rules of a service, in id order."""
+        return [
+            r
+            for r in sorted(self.rules.values(), key=lambda r: r.id)
+            if r.rule.service == service and r.rule.status != "retired"
+        ]
+
+
+def rule_files(root: Path) -> list[Path]:
+    """Rule files under `root`: `*.yaml` outside `_`-prefixed names, tests excluded."""
+    return sorted(
+        p
+        for p in root.rglob("*.yaml")
+        if not p.name.endswith(".test.yaml")
+        and not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)
+    )
+
+
+def validation_issues(
+    exc: ValidationError, path: Path, located: Located, rule_id: str | None
+) -> list[RuleIssue]:
+    """pydantic errors as located issues (input values are never quoted)."""
+    issues = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
+        loc = _yaml_loc(loc)
+        line, col = located.position(loc)
+        message = str(err["msg"]).removeprefix("Value error, ")
+        if err["type"] == "missing":
+            message = "is required"
+        elif err["type"] == "extra_forbidden":
+            message = "is not a known key"
+        field_name = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc)
+        issues.append(RuleIssue(path, line, col, field_name.replace(".[", "["), message, rule_id))
+    return issues
+
+
+def _yaml_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    # pydantic names union members (`LeafCondition`, `str`); the YAML has no such level.
+    return tuple(
+        p
+        for p in loc
+        if not (isinstance(p, str) and (p[:1].isupper() or p in ("str", "function-after")))
+    )
+
+
+def _load_services(root: Path, issues: list[RuleIssue]) -> dict[str, ServiceEntry]:
+    path = root / SERVICES_FILE
+    if not path.exists():
+        issues.append(RuleIssue(path, 1, 1, "", "missing: list the services rules belong to"))
+        return {}
+    located, errors = read_yaml(path)
+    if located is None:
+        issues.extend(RuleIssue(path, e.line, e.col, e.field, e.message) for e in errors)
+        return {}
+    try:
+        return dict(ServicesFile.model_validate(located.value).services)
+    except ValidationError as exc:
+        issues.extend(validation_issues(exc, path, located, None))
+        return {}
+
+
+def _load_rule(
+    path: Path,
+    value_sets: dict[str, ValueSet],
+    functions: dict[str, Any],
+    known_scores: frozenset[str],
+) -> tuple[CompiledRule | None, list[RuleIssue]]:
+    located, errors = read_yaml(path)
+    if located is None:
+        return None, [RuleIssue(path, e.line, e.col, e.field, e.message) for e in errors]
+    raw = located.value
+    rule_id = raw.get("id") if isinstance(raw, dict) and isinstance(raw.get("id"), str) else None
+    try:
+        rule = Rule.model_validate(raw)
+    except ValidationError as exc:
+        return None, validation_issues(exc, path, located, rule_id)
+    return compile_rule(
+        rule, path, located, value_sets=value_sets, functions=functions, known_scores=known_scores
+    )
+
+
+def load_ruleset(root: Path, known_scores: Iterable[str] = ()) -> RuleSet:
+    """Load and check everything under `root`. Never raises for bad content."""
+    ruleset = RuleSet(root)
+    if not root.is_dir():
+        ruleset.issues.append(RuleIssue(root, 1, 1, "", "the rules directory does not exist"))
+        return ruleset
+    ruleset.value_sets, vs_issues = load_value_sets(root / VALUESETS_DIR)
+    ruleset.issues.extend(vs_issues)
+    ruleset.services = _load_services(root, ruleset.issues)
+    functions = member_of_function(ruleset.value_sets)
+    scores = frozenset(known_scores)
+    templates: dict[tuple[str, str], tuple[str, str]] = {}
+    for path in rule_files(root):
+        compiled, issues = _load_rule(path, ruleset.value_sets, functions, scores)
+        ruleset.issues.extend(issues)
+        if compiled is None:
+            continue
+        rule = compiled.rule
+        where = RuleIssue(path, 1, 1, "", "", rule.id)
+        if rule.id in ruleset.rules:
+            other = ruleset.rules[rule.id].path
+            ruleset.issues.append(_with(where, "id", f"id also used by {other}"))
+            continue
+        if rule.service not in ruleset.services:
+            ruleset.issues.append(
+                _with(
+                    where,
+                    "service",
+                    f"unknown service '{rule.service}' (add it to {SERVICES_FILE})",
+                )
+            )
+            continue
+        clash = False
+        for key, template in rule.prefetch.items():
+            seen = templates.setdefault((rule.service, key), (template, rule.id))
+            if seen[0] != template:
+                clash = True
+                ruleset.issues.append(
+                    _with(
+                        where,
+                        f"prefetch.{key}",
+                        f"service '{rule.service}' "
+                        f"already uses key '{key}' for {seen[0]!r} (rule "
+                        f"{seen[1]}); use another key or the same template",
+                    )
+                )
+        if not clash:
+            ruleset.rules[rule.id] = compiled
+    return ruleset
+
+
+def _with(base: RuleIssue, field_name: str, message: str) -> RuleIssue:
+    return RuleIssue(base.path, base.line, base.col, field_name, message, base.rule_id)

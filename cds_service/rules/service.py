@@ -1,0 +1,167 @@
+"""Rules as CDS services: grouping, prefetch union, one call evaluating every rule of a hook.
+
+`services_from_rules` turns a RuleSet into ServiceDefinitions for the registry. A call evaluates
+the service's rules for the call's hook; `status: draft` rules run in shadow mode (their cards are
+logged and counted, never returned); a rule that fails or runs long is skipped and counted. When
+every rule of the call had to be skipped because its data could not be obtained, the call answers
+412, as the specification asks.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from cds_service.exceptions import Issue, PreconditionFailed
+from cds_service.rules.compiled import CompiledRule, score_variable
+from cds_service.rules.engine import RequestData, RuleOutcome, evaluate_rule
+from cds_service.rules.ruleset import RuleSet
+from cds_service.services.definition import (
+    HookCall,
+    PrefetchOutcome,
+    PrefetchSpec,
+    ServiceDefinition,
+    ServiceResult,
+)
+
+__all__ = [
+    "RuleStats",
+    "ScoreSource",
+    "evaluate_rules",
+    "prefetch_specs",
+    "request_data",
+    "services_from_rules",
+]
+
+log = logging.getLogger(__name__)
+
+# (score name, the call's FHIR resources, the clock) → a JSON object with at least `value`.
+ScoreSource = Callable[[str, Sequence[dict[str, Any]], datetime], Mapping[str, Any]]
+
+
+@dataclass(slots=True)
+class RuleStats:
+    """Counters per rule: what operators and authors need to judge a rule (card rate)."""
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def add(self, outcome: RuleOutcome, shadow: bool) -> None:
+        per_rule = self.counts.setdefault(outcome.rule_id, {})
+        key = "shadow" if shadow and outcome.status == "fired" else outcome.status
+        per_rule[key] = per_rule.get(key, 0) + 1
+        per_rule["calls"] = per_rule.get("calls", 0) + 1
+
+
+def prefetch_specs(rules: Sequence[CompiledRule]) -> dict[str, PrefetchSpec]:
+    """The union of the rules' prefetch; searches are read in full (all pages)."""
+    specs: dict[str, PrefetchSpec] = {}
+    for rule in rules:
+        for key, template in rule.rule.prefetch.items():
+            specs.setdefault(key, PrefetchSpec(template, required=False, all_pages="?" in template))
+    return specs
+
+
+def request_data(
+    context: dict[str, Any],
+    prefetch: Mapping[str, PrefetchOutcome],
+    rules: Sequence[CompiledRule],
+    now: datetime,
+    score_source: ScoreSource | None,
+    injected_scores: Mapping[str, Any] | None = None,
+) -> RequestData:
+    """Assemble one call's data; scores the rules declare are computed once for all of them."""
+    values = {k: o.data for k, o in prefetch.items() if o.available}
+    unavailable = frozenset(k for k, o in prefetch.items() if not o.available)
+    data = RequestData(context, values, unavailable, now=now)
+    wanted = sorted({name for rule in rules for name in rule.rule.scores})
+    scores: dict[str, Any] = {}
+    for name in wanted:
+        if injected_scores is not None and name in injected_scores:
+            scores[score_variable(name)] = injected_scores[name]
+        elif score_source is not None:
+            resources = data.index.all_resources()
+            scores[score_variable(name)] = dict(score_source(name, resources, now))
+    data.scores = scores
+    return data
+
+
+def evaluate_rules(
+    rules: Sequence[CompiledRule], data: RequestData, *, budget_seconds: float
+) -> list[RuleOutcome]:
+    """Evaluate each rule with an equal share of the budget that remains."""
+    outcomes = []
+    started = time.perf_counter()
+    for position, rule in enumerate(rules):
+        remaining = budget_seconds - (time.perf_counter() - started)
+        share = max(remaining / (len(rules) - position), 0.0)
+        outcomes.append(evaluate_rule(rule, data, budget_seconds=share))
+    return outcomes
+
+
+def _service(
+    service_id: str,
+    ruleset: RuleSet,
+    score_source: ScoreSource | None,
+    stats: RuleStats,
+    budget_seconds: float,
+) -> ServiceDefinition:
+    entry = ruleset.services[service_id]
+    rules = ruleset.rules_of(service_id)
+    by_hook: dict[str, list[CompiledRule]] = {}
+    for rule in rules:
+        by_hook.setdefault(rule.rule.hook, []).append(rule)
+
+    async def evaluate(call: HookCall) -> ServiceResult:
+        hook_rules = by_hook.get(call.hook, [])
+        data = request_data(call.raw_context, call.prefetch, hook_rules, call.now, score_source)
+        outcomes = evaluate_rules(hook_rules, data, budget_seconds=budget_seconds)
+        cards = []
+        for rule, outcome in zip(hook_rules, outcomes, strict=True):
+            shadow = rule.rule.status == "draft"
+            stats.add(outcome, shadow)
+            if outcome.card is not None:
+                if shadow:
+                    log.info("shadow rule %s would have shown a card", rule.id)
+                else:
+                    cards.append(outcome.card)
+        skipped = [o for o in outcomes if o.status == "skipped"]
+        if hook_rules and len(skipped) == len(outcomes):
+            issues = [
+                Issue(f"rule {o.rule_id}: {o.reason}", "prefetch", "incomplete") for o in skipped
+            ]
+            raise PreconditionFailed("no rule could be evaluated", issues=issues)
+        return ServiceResult(cards=cards)
+
+    prefetch_by_hook = {
+        hook: tuple(sorted({k for r in hook_rules for k in r.rule.prefetch}))
+        for hook, hook_rules in by_hook.items()
+    }
+    return ServiceDefinition(
+        id=service_id,
+        title=entry.title,
+        description=entry.description,
+        hooks=tuple(sorted(by_hook)),
+        evaluate=evaluate,
+        prefetch=prefetch_specs(rules),
+        usage_requirements=entry.usageRequirements,
+        prefetch_by_hook=prefetch_by_hook,
+    )
+
+
+def services_from_rules(
+    ruleset: RuleSet,
+    *,
+    score_source: ScoreSource | None,
+    stats: RuleStats,
+    budget_seconds: float = 1.0,
+) -> list[ServiceDefinition]:
+    """One ServiceDefinition per service that has live rules."""
+    return [
+        _service(service_id, ruleset, score_source, stats, budget_seconds)
+        for service_id in sorted(ruleset.services)
+        if ruleset.rules_of(service_id)
+    ]

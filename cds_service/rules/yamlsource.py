@@ -1,0 +1,125 @@
+"""YAML with positions: every value's line and column, duplicate keys rejected.
+
+PyYAML's safe loader silently keeps the last of two equal keys; an author who writes `summary:`
+twice deserves an error. We compose the node tree ourselves, build plain Python values from it and
+record where each value starts, so a validation error on `card.suggestions[0].label` can point at
+the exact line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = ["Located", "LocatedError", "load_yaml"]
+
+Path_ = tuple[str | int, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class LocatedError:
+    """A YAML-level problem (syntax, duplicate key) at a 1-based line and column."""
+
+    line: int
+    col: int
+    field: str
+    message: str
+
+
+@dataclass(slots=True)
+class Located:
+    """A parsed document with the position of every value, by path."""
+
+    value: Any
+    positions: dict[Path_, tuple[int, int]] = field(default_factory=dict)
+
+    def position(self, path: Path_) -> tuple[int, int]:
+        """The position of `path`, or of its nearest ancestor that has one."""
+        for end in range(len(path), -1, -1):
+            found = self.positions.get(tuple(path[:end]))
+            if found is not None:
+                return found
+        return (1, 1)
+
+
+def load_yaml(text: str) -> tuple[Located | None, list[LocatedError]]:
+    """Parse one YAML document. Returns the value with positions, or None and the errors."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        return None, [LocatedError(line, col, "", f"YAML syntax error: {exc.problem}")]
+    except yaml.YAMLError as exc:
+        return None, [LocatedError(1, 1, "", f"YAML error: {exc}")]
+    located = Located(None)
+    errors: list[LocatedError] = []
+    if node is None:
+        return located, errors
+    located.value = _Builder(located, errors).build(node, ())
+    return (None if errors else located), errors
+
+
+def _field(path: Path_) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+class _Builder:
+    def __init__(self, located: Located, errors: list[LocatedError]) -> None:
+        self.located = located
+        self.errors = errors
+        self.scalars = yaml.SafeLoader("")
+
+    def build(self, node: yaml.Node, path: Path_) -> Any:
+        self.located.positions.setdefault(
+            path, (node.start_mark.line + 1, node.start_mark.column + 1)
+        )
+        if isinstance(node, yaml.MappingNode):
+            return self._mapping(node, path)
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return self.scalars.construct_object(node)
+
+    def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                self.errors.append(_at(key_node, path, "merge keys (<<) are not supported"))
+                continue
+            key = self.scalars.construct_object(key_node)
+            if not isinstance(key, str):
+                self.errors.append(_at(key_node, path, f"keys must be text, not {key!r}"))
+                continue
+            member = (*path, key)
+            if key in out:
+                first = self.located.positions.get(member, (0, 0))[0]
+                self.errors.append(
+                    _at(key_node, member, f"duplicate key '{key}' (first at line {first})")
+                )
+                continue
+            # Errors about a member point at its key, where the author looks for them.
+            self.located.positions[member] = (
+                key_node.start_mark.line + 1,
+                key_node.start_mark.column + 1,
+            )
+            out[key] = self.build(value_node, member)
+        return out
+
+
+def _at(node: yaml.Node, path: Path_, message: str) -> LocatedError:
+    return LocatedError(node.start_mark.line + 1, node.start_mark.column + 1, _field(path), message)
+
+
+def read_yaml(path: Path) -> tuple[Located | None, list[LocatedError]]:
+    """`load_yaml` for a file; an unreadable file is one error."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, [LocatedError(1, 1, "", f"cannot read file: {exc.__class__.__name__}")]
+    return load_yaml(text)
