@@ -2,6 +2,7 @@
 
     cds-service serve [--host H] [--port P] [--workers N] [--rules DIR]
     cds-service openapi [--output FILE] [--check]
+    cds-service score NAME [key=value ...] [--patient FILE] [--at DATE]
 
 Flags override the matching `CDS_*` variables. Settings are validated before anything starts;
 a bad one prints `invalid setting CDS_X: why` and exits with status 2.
@@ -18,6 +19,7 @@ from pathlib import Path
 from cds_service import __version__
 from cds_service.config import Settings, load_settings
 from cds_service.exceptions import ConfigurationError
+from cds_service.scores import cli as score_cli
 
 __all__ = ["main"]
 
@@ -38,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     spec = commands.add_parser("openapi", help="write the OpenAPI document")
     spec.add_argument("--output", type=Path, default=DEFAULT_OPENAPI)
     spec.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
+
+    score_cli.add_parser(commands)
     return parser
 
 
@@ -47,7 +51,8 @@ def render_openapi() -> str:
     from cds_service.openapi import build_openapi
 
     settings = Settings(database_url="sqlite:///:memory:")
-    return json.dumps(build_openapi(create_app(settings)), indent=2, sort_keys=True) + "\n"
+    app = create_app(settings, services=[])  # the document does not depend on the services
+    return json.dumps(build_openapi(app), indent=2, sort_keys=True) + "\n"
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -93,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "score":
+            return score_cli.run(args)
         return _openapi(args)
     except ConfigurationError as exc:
         print(exc.message, file=sys.stderr)

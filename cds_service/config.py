@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./var/cds-service.db"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     discovery_ids: Literal["shared", "per-hook"] = "shared"
+    builtin_services: bool = True
+    rules_reload_seconds: float = Field(default=2.0, ge=0, le=3600)
+    rule_budget_seconds: float = Field(default=1.0, gt=0, le=30)
 
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     max_json_depth: int = Field(default=64, ge=8, le=512)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -17,6 +19,7 @@ from cds_service.api.errors import install_error_handlers
 from cds_service.config import Settings, load_settings
 from cds_service.feedback.store import FeedbackStore
 from cds_service.openapi import install_openapi
+from cds_service.rules.runtime import RuleRuntime
 from cds_service.services.builtin import builtin_services
 from cds_service.services.definition import ServiceDefinition
 from cds_service.services.registry import ServiceRegistry
@@ -40,12 +43,26 @@ def create_app(
 ) -> FastAPI:
     """Build the ASGI app.
 
-    `services` replaces the built-in services (tests, and the rule engine later);
+    By default the services come from the rules directory (reloaded on change) plus the
+    built-in services; `services` replaces all of them (tests);
     `fhir_transport` replaces the network for calls to EHR FHIR servers (tests use
     `httpx.MockTransport`); `clock` replaces the wall clock.
     """
-    registry = ServiceRegistry(builtin_services() if services is None else services)
-    state = AppState(settings=settings, registry=registry, clock=clock)
+    runtime: RuleRuntime | None = None
+    if services is None:
+        runtime = RuleRuntime(
+            settings.rules_dir,
+            extra_services=builtin_services if settings.builtin_services else list,
+            budget_seconds=settings.rule_budget_seconds,
+        )
+        registry = runtime.load()
+        assert registry is not None  # the first load always yields a registry or raises
+    else:
+        registry = ServiceRegistry(services)
+    state = AppState(settings=settings, registry=registry, clock=clock, rules=runtime)
+
+    def swap(new: ServiceRegistry) -> None:
+        state.registry = new
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -54,10 +71,17 @@ def create_app(
             transport=fhir_transport, timeout=timeout, follow_redirects=False
         )
         state.feedback = await FeedbackStore.open(settings.database_url)
-        log.info("cds-service %s ready: %d services", __version__, len(registry))
+        watcher = None
+        if runtime is not None and settings.rules_reload_seconds > 0:
+            watcher = asyncio.create_task(runtime.watch(settings.rules_reload_seconds, swap))
+        log.info("cds-service %s ready: %d services", __version__, len(state.registry))
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
             await state.http.aclose()
             await state.feedback.close()
 

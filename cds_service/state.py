@@ -1,4 +1,4 @@
-"""What the running app holds: settings, registry, HTTP client, feedback store, clock.
+"""What the running app holds: settings, registry, rules, HTTP client, feedback store, clock.
 
 Created in `create_app`'s lifespan and reached by routes through `api/deps.py`; nothing lives at
 module level.
@@ -14,6 +14,7 @@ import httpx
 
 from cds_service.config import Settings
 from cds_service.feedback.store import FeedbackStore
+from cds_service.rules.runtime import RuleRuntime
 from cds_service.services.registry import ServiceRegistry
 
 __all__ = ["AppState", "Clock"]
@@ -30,3 +31,4 @@ class AppState:
     clock: Clock
     http: httpx.AsyncClient | None = None
     feedback: FeedbackStore | None = None
+    rules: RuleRuntime | None = None

@@ -18,6 +18,7 @@ from fastapi.testclient import TestClient
 
 from cds_service.config import Settings
 from cds_service.main import create_app
+from cds_service.services.builtin import builtin_services
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = SHARED / "fixtures"
@@ -123,6 +124,13 @@ def fhir() -> FhirServerStub:
 
 @pytest.fixture
 def client(settings: Settings, fhir: FhirServerStub) -> Iterator[TestClient]:
-    app = create_app(settings, fhir_transport=fhir.transport, clock=lambda: FROZEN_NOW)
+    # The HTTP core is tested against the built-in services (fixed behaviour); the rule
+    # services have their own tests.
+    app = create_app(
+        settings,
+        services=builtin_services(),
+        fhir_transport=fhir.transport,
+        clock=lambda: FROZEN_NOW,
+    )
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client

@@ -123,11 +123,11 @@ def test_real_server_answers_discovery_hooks_and_feedback(server: str) -> None:
     captured = load_fixture("cds-hooks/sandbox-client/captured-order-select.json")
     body = {**captured["body"], "hookInstance": str(uuid.uuid4())}
     # The captured fhirServer is a loopback port nobody listens on: fetches fail fast.
-    response = httpx.post(f"{server}/cds-services/medication-safety", json=body, timeout=10)
+    response = httpx.post(f"{server}/cds-services/duplicate-therapy", json=body, timeout=10)
     assert response.status_code == 200, response.text
     assert_conformant_response(response.json())
     feedback = load_fixture("cds-hooks/spec-v2/index__26__feedback.json")
     for expected in (1, 0):
-        answer = httpx.post(f"{server}/cds-services/medication-safety/feedback", json=feedback)
+        answer = httpx.post(f"{server}/cds-services/duplicate-therapy/feedback", json=feedback)
         assert answer.json() == {"received": 1, "stored": expected}
     assert httpx.get(f"{server}/readyz").json()["status"] == "ready"

@@ -26,7 +26,10 @@ async def readyz(state: StateDep) -> Response:
         "services": "ok" if len(state.registry) else "no services registered",
         "database": "ok" if state.feedback and await state.feedback.ping() else "unreachable",
     }
-    ready = all(v == "ok" for v in checks.values())
+    if state.rules is not None:
+        checks["rules"] = state.rules.problem or "ok"
+    # Rule file errors are reported, not fatal: the good rules (or the last good set) serve.
+    ready = all(v == "ok" for k, v in checks.items() if k != "rules")
     body = {"status": "ready" if ready else "not ready", "checks": checks}
     return Response(
         orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json"

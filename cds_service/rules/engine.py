@@ -78,8 +78,19 @@ class _OverBudget(Exception):
     pass
 
 
+class ExpressionError(Exception):
+    """fhirpathpy reports some errors (e.g. `single()` on two items) as an error value."""
+
+
+def _checked(result: list[Any]) -> list[Any]:
+    for item in result:
+        if isinstance(item, dict) and item.get("$status") == "error":
+            raise ExpressionError(str(item.get("$error", "FHIRPath error")))
+    return result
+
+
 def _truthy(result: list[Any]) -> bool:
-    return len(result) == 1 and result[0] is True
+    return len(_checked(result)) == 1 and result[0] is True
 
 
 def _select(select: CompiledSelect, data: RequestData, variables: dict[str, Any]) -> list[Any]:
@@ -154,7 +165,7 @@ def evaluate_rule(
                 value = _select(binding.select, data, variables)
             else:
                 assert binding.path is not None
-                value = binding.path(data.context, variables)
+                value = _checked(binding.path(data.context, variables))
             variables[binding.name] = value
             outcome.bindings[binding.name] = value
         fired = _condition(rule.condition, data.context, variables, outcome.conditions, deadline)
@@ -171,7 +182,11 @@ def evaluate_rule(
         outcome.reason = f"the rendered card is invalid at {where}: {first['msg']}"
     except Exception as exc:  # a rule must never take the call down
         outcome.status = "error"
-        outcome.reason = f"{type(exc).__name__} while evaluating"
+        outcome.reason = (
+            f"FHIRPath error: {exc}"
+            if isinstance(exc, ExpressionError)
+            else f"{type(exc).__name__} while evaluating"
+        )
     outcome.elapsed_ms = (time.perf_counter() - started) * 1000
     if outcome.status in ("error", "timeout"):
         log.warning("rule %s %s: %s", rule.id, outcome.status, outcome.reason)

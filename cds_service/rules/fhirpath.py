@@ -9,16 +9,19 @@ the local value sets.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from antlr4 import CommonTokenStream, InputStream
 from antlr4.error.ErrorListener import ErrorListener
-from fhirpathpy import compile as fhirpath_compile
+from antlr4.tree.Tree import ParseTreeWalker
+from fhirpathpy import apply_parsed_path
 from fhirpathpy.engine.invocations import invocation_registry
+from fhirpathpy.engine.util import set_paths
 from fhirpathpy.models import models
-from fhirpathpy.parser import parse as fhirpath_parse
+from fhirpathpy.parser.ASTPathListener import ASTPathListener
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
@@ -43,14 +46,23 @@ class _Raise(ErrorListener):  # type: ignore[misc]
         raise FhirPathError(f"FHIRPath syntax error: {msg}", column + 1)
 
 
-def _check_syntax(expression: str) -> None:
+@functools.lru_cache(maxsize=8192)
+def parse_expression(expression: str) -> Any:
+    """One ANTLR parse: syntax errors raise, and the result is fhirpathpy's AST.
+
+    Cached by text: rule packs repeat expressions, and a reload re-reads every file.
+    """
     lexer = FHIRPathLexer(InputStream(expression))
     lexer.removeErrorListeners()
     lexer.addErrorListener(_Raise())
     parser = FHIRPathParser(CommonTokenStream(lexer))
+    parser.buildParseTrees = True
     parser.removeErrorListeners()
     parser.addErrorListener(_Raise())
-    parser.entireExpression()  # type: ignore[no-untyped-call]
+    tree = parser.entireExpression()  # type: ignore[no-untyped-call]
+    listener = ASTPathListener()  # type: ignore[no-untyped-call]
+    ParseTreeWalker().walk(listener, tree.expression())
+    return listener.parentStack[0]
 
 
 def _names(node: Any, variables: set[str], functions: set[str]) -> None:
@@ -95,8 +107,7 @@ def compile_path(
     Which `%variables` are allowed depends on where the expression stands, so the caller checks
     `CompiledPath.variables`.
     """
-    _check_syntax(expression)
-    ast = fhirpath_parse(expression)  # type: ignore[no-untyped-call]
+    ast = parse_expression(expression)
     variables: set[str] = set()
     called: set[str] = set()
     _names(ast, variables, called)
@@ -108,5 +119,6 @@ def compile_path(
     unknown = called - set(invocation_registry) - set(extra)
     if unknown:
         raise FhirPathError(f"unknown function {sorted(unknown)[0]}()")
-    fn = fhirpath_compile(expression, models["r4"], {"userInvocationTable": extra})
+    options = {"userInvocationTable": extra}
+    fn = set_paths(apply_parsed_path, parsedPath=ast, model=models["r4"], options=options)
     return CompiledPath(expression, frozenset(variables - BUILTIN_VARIABLES), frozenset(called), fn)

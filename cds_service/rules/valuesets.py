@@ -114,7 +114,8 @@ def load_value_sets(directory: Path) -> tuple[dict[str, ValueSet], list[RuleIssu
 
 
 def member_of_function(value_sets: Mapping[str, ValueSet]) -> dict[str, Any]:
-    """fhirpathpy's table entry for `memberOf(valueSet)`: true when any input code is a member."""
+    """Our FHIRPath functions: `memberOf(valueSet)` (true when any input code is a member) and a
+    `single()` that raises as the specification says."""
 
     def member_of(inputs: list[Any], name: str) -> list[bool]:
         if not inputs:
@@ -124,4 +125,14 @@ def member_of_function(value_sets: Mapping[str, ValueSet]) -> dict[str, Any]:
             raise ValueError(f"unknown value set {name!r}")
         return [any(value_set.contains(s, c) for s, c in codings_of(inputs))]
 
-    return {"memberOf": {"fn": member_of, "arity": {1: ["String"]}}}
+    def single(inputs: list[Any]) -> list[Any]:
+        # FHIRPath says single() on several items is an error; fhirpathpy returns an error
+        # *value* that later functions (exists(), count()) would silently treat as data.
+        if len(inputs) > 1:
+            raise ValueError(f"single() on {len(inputs)} items")
+        return inputs
+
+    return {
+        "memberOf": {"fn": member_of, "arity": {1: ["String"]}},
+        "single": {"fn": single},
+    }

@@ -127,7 +127,7 @@ def test_bad_draft_orders_names_the_entry(client: TestClient) -> None:
             "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": "oops"}]},
         },
     }
-    response = client.post("/cds-services/medication-safety", json=body)
+    response = client.post("/cds-services/duplicate-therapy", json=body)
     assert response.status_code == 400
     assert_operation_outcome(response.json(), "context.draftOrders")
 
@@ -307,7 +307,7 @@ def test_never_a_500_for_any_single_mutation(client: TestClient) -> None:
             del target[path[-1]]
         else:
             target[path[-1]] = replacement
-        response = client.post("/cds-services/medication-safety", json=body)
+        response = client.post("/cds-services/duplicate-therapy", json=body)
         assert response.status_code in (200, 400, 412), (path, replacement, response.text)
         statuses[response.status_code] = statuses.get(response.status_code, 0) + 1
     assert statuses.get(400, 0) > 50 and statuses.get(200, 0) > 10

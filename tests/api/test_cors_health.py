@@ -29,7 +29,7 @@ def test_allowed_origin(tmp_path: Path) -> None:
         ok = client.get("/cds-services", headers={"Origin": EHR})
         other = client.get("/cds-services", headers={"Origin": "https://evil.example.net"})
         preflight = client.options(
-            "/cds-services/medication-safety",
+            "/cds-services/duplicate-therapy",
             headers={
                 "Origin": EHR,
                 "Access-Control-Request-Method": "POST",
@@ -65,7 +65,10 @@ def test_health_and_readiness(tmp_path: Path) -> None:
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ready", "checks": {"services": "ok", "database": "ok"}}
+    assert ready.json() == {
+        "status": "ready",
+        "checks": {"services": "ok", "database": "ok", "rules": "ok"},
+    }
 
 
 def test_not_ready_when_the_database_is_down(tmp_path: Path) -> None:

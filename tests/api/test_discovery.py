@@ -43,7 +43,7 @@ def test_one_id_may_serve_several_hooks(client: TestClient) -> None:
     hooks_by_id: dict[str, list[str]] = {}
     for service in services:
         hooks_by_id.setdefault(service["id"], []).append(service["hook"])
-    assert sorted(hooks_by_id["medication-safety"]) == [
+    assert sorted(hooks_by_id["duplicate-therapy"]) == [
         "medication-refill",
         "order-select",
         "order-sign",
@@ -109,7 +109,7 @@ def test_per_hook_ids_for_clients_that_key_services_by_id(tmp_path: Path) -> Non
         services = client.get("/cds-services").json()["services"]
         ids = [s["id"] for s in services]
         assert len(ids) == len(set(ids))
-        assert "medication-safety-order-select" in ids and "medication-safety" not in ids
+        assert "duplicate-therapy-order-select" in ids and "duplicate-therapy" not in ids
         body = {
             "hook": "patient-view",
             "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",

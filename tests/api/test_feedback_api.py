@@ -12,20 +12,23 @@ from fastapi.testclient import TestClient
 from cds_service.config import Settings
 from cds_service.feedback.store import FeedbackStore, StoredFeedback
 from cds_service.main import create_app
+from cds_service.services.builtin import builtin_services
 from tests.conformance import assert_operation_outcome
 from tests.conftest import FROZEN_NOW, load_fixture
 
-URL = "/cds-services/medication-safety/feedback"
+URL = "/cds-services/duplicate-therapy/feedback"
 
 
 @pytest.fixture
 def db_client(database_url: str) -> Iterator[TestClient]:
-    app = create_app(Settings(database_url=database_url), clock=lambda: FROZEN_NOW)
+    app = create_app(
+        Settings(database_url=database_url), services=builtin_services(), clock=lambda: FROZEN_NOW
+    )
     with TestClient(app, raise_server_exceptions=False) as client:
         yield client
 
 
-def stored(client: TestClient, service_id: str = "medication-safety") -> list[StoredFeedback]:
+def stored(client: TestClient, service_id: str = "duplicate-therapy") -> list[StoredFeedback]:
     url = client.app.state.cds.settings.database_url  # type: ignore[attr-defined]
 
     async def read() -> list[StoredFeedback]:

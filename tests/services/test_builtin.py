@@ -121,7 +121,7 @@ def test_builtin_services_are_well_formed() -> None:
     services = builtin_services()
     assert [s.id for s in services] == [
         "allergy-documentation",
-        "medication-safety",
+        "duplicate-therapy",
         "appointment-conflict",
         "discharge-medication-review",
         "order-dispatch-check",
@@ -243,13 +243,13 @@ def test_allergy_documentation_silent_when_allergies_unknown() -> None:
         assert run("allergy-documentation", call) == []
 
 
-# --- medication-safety ----------------------------------------------------------------------
+# --- duplicate-therapy ----------------------------------------------------------------------
 
 
-def test_medication_safety_fires_on_official_order_sign_duplicate() -> None:
+def test_duplicate_therapy_fires_on_official_order_sign_duplicate() -> None:
     active = med_request("active-1", authoredOn="2024-01-05T10:00:00Z")
     call = make_call("order-sign", official("order-sign"), {"activeMedications": bundle(active)})
-    [card] = run("medication-safety", call)
+    [card] = run("duplicate-therapy", call)
     wire = card.wire()
     assert card.indicator == "warning"
     assert card.summary.startswith("Possible duplicate therapy: Amoxicillin 120 MG/ML")
@@ -268,16 +268,16 @@ def test_medication_safety_fires_on_official_order_sign_duplicate() -> None:
     assert all(r["display"] for r in reasons)
 
 
-def test_medication_safety_order_select_only_checks_selected_orders() -> None:
+def test_duplicate_therapy_order_select_only_checks_selected_orders() -> None:
     prefetch = {"activeMedications": bundle(med_request("active-1"))}
     context = official("order-select")
-    assert len(run("medication-safety", make_call("order-select", context, prefetch))) == 1
+    assert len(run("duplicate-therapy", make_call("order-select", context, prefetch))) == 1
     unselected = copy.deepcopy(context)
     unselected["selections"] = ["NutritionOrder/pureeddiet-simple"]
-    assert run("medication-safety", make_call("order-select", unselected, prefetch)) == []
+    assert run("duplicate-therapy", make_call("order-select", unselected, prefetch)) == []
 
 
-def test_medication_safety_silent_without_duplicate() -> None:
+def test_duplicate_therapy_silent_without_duplicate() -> None:
     context = official("order-sign")
     for actives in (
         bundle(med_request("other", "197361")),  # a different drug
@@ -287,21 +287,21 @@ def test_medication_safety_silent_without_duplicate() -> None:
         None,
     ):
         call = make_call("order-sign", context, {"activeMedications": actives})
-        assert run("medication-safety", call) == []
-    assert run("medication-safety", make_call("order-sign", context)) == []
+        assert run("duplicate-therapy", call) == []
+    assert run("duplicate-therapy", make_call("order-sign", context)) == []
 
 
-def test_medication_safety_medication_refill() -> None:
+def test_duplicate_therapy_medication_refill() -> None:
     active = bundle(med_request("home-1"))
     # the official example orders by medicationReference only: nothing to compare
     call = make_call(
         "medication-refill", official("medication-refill"), {"activeMedications": active}
     )
-    assert run("medication-safety", call) == []
+    assert run("duplicate-therapy", call) == []
     refill = copy.deepcopy(official("medication-refill"))
     refill["medications"] = bundle(med_request("refill-1", status="draft"))
     [card] = run(
-        "medication-safety", make_call("medication-refill", refill, {"activeMedications": active})
+        "duplicate-therapy", make_call("medication-refill", refill, {"activeMedications": active})
     )
     assert card.wire()["suggestions"][0]["actions"][0]["resourceId"] == "MedicationRequest/refill-1"
     # a refill that renews the active order is not a duplicate of it
@@ -311,14 +311,14 @@ def test_medication_safety_medication_refill() -> None:
     refill["medications"] = bundle(renewal)
     assert (
         run(
-            "medication-safety",
+            "duplicate-therapy",
             make_call("medication-refill", refill, {"activeMedications": active}),
         )
         == []
     )
 
 
-def test_medication_safety_truncates_long_names_and_tolerates_odd_shapes() -> None:
+def test_duplicate_therapy_truncates_long_names_and_tolerates_odd_shapes() -> None:
     context = copy.deepcopy(official("order-sign"))
     long_name = "Extraordinarily long compounded preparation name " * 5
     draft = med_request("d1", status="draft")
@@ -345,7 +345,7 @@ def test_medication_safety_truncates_long_names_and_tolerates_odd_shapes() -> No
         "entry": [{"resource": med_request("a1")}, {"x": 1}, *[{"resource": r} for r in odd]],
     }
     [card] = run(
-        "medication-safety", make_call("order-sign", context, {"activeMedications": actives})
+        "duplicate-therapy", make_call("order-sign", context, {"activeMedications": actives})
     )
     assert len(card.summary) <= 139 and card.summary.endswith("…")
 

@@ -6,7 +6,7 @@ each module holds one `ServiceDefinition` named `SERVICE` and documents what it 
 | id | hooks |
 |---|---|
 | `allergy-documentation` | patient-view, encounter-start |
-| `medication-safety` | order-select, order-sign, medication-refill |
+| `duplicate-therapy` | order-select, order-sign, medication-refill |
 | `appointment-conflict` | appointment-book |
 | `discharge-medication-review` | encounter-discharge |
 | `order-dispatch-check` | order-dispatch |
@@ -20,7 +20,7 @@ from cds_service.services.builtin import (
     appointment_conflict,
     discharge_medication_review,
     duplicate_record_check,
-    medication_safety,
+    duplicate_therapy,
     order_dispatch_check,
 )
 from cds_service.services.definition import ServiceDefinition
@@ -32,7 +32,7 @@ def builtin_services() -> list[ServiceDefinition]:
     """Every built-in service, in a stable order (the order discovery lists them in)."""
     return [
         allergy_documentation.SERVICE,
-        medication_safety.SERVICE,
+        duplicate_therapy.SERVICE,
         appointment_conflict.SERVICE,
         discharge_medication_review.SERVICE,
         order_dispatch_check.SERVICE,

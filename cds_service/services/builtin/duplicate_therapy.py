@@ -1,4 +1,4 @@
-"""Medication safety: warns about duplicate therapy while a medication is being ordered.
+"""Duplicate therapy: warns when a medication being ordered is already actively prescribed.
 
 Ordering a drug the patient already has an active prescription for is a common cause of double
 dosing (two prescribers, a renewal entered as a new order, a drug restarted after admission). For
@@ -30,7 +30,7 @@ from cds_service.wire.response import Action, Card, OverrideReason, Suggestion
 
 __all__ = ["SERVICE"]
 
-TITLE = "Medication safety"
+TITLE = "Duplicate therapy"
 OVERRIDE_SYSTEM = "urn:cds-service:override-reason"
 OVERRIDE_REASONS = (
     ("intended-duplicate", "Duplicate therapy is intended"),
@@ -137,7 +137,7 @@ async def evaluate(call: HookCall) -> ServiceResult:
 
 
 SERVICE = ServiceDefinition(
-    id="medication-safety",
+    id="duplicate-therapy",
     title=TITLE,
     description="Warns when a medication being ordered duplicates an active prescription.",
     hooks=("order-select", "order-sign", "medication-refill"),

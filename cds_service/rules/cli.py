@@ -1,0 +1,154 @@
+"""`cds-service rules …`: the rule author's commands.
+
+    cds-service rules lint [DIR]                         report every problem; 0 when clean
+    cds-service rules test [DIR] [--run REGEX] [--diff]  run every *.test.yaml
+    cds-service rules explain ID --request FILE [--rules DIR] [--now ISO]
+    cds-service rules schema [--check] [--output-dir DIR]
+
+DIR defaults to the bundled rules directory (the default of CDS_RULES_DIR). The last line of
+`rules test` is always `N passed, M failed` (CI parses it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import sys
+from pathlib import Path
+
+__all__ = ["add_parser", "main", "run"]
+
+DEFAULT_SCHEMA_DIR = Path("openapi")
+
+
+def add_parser(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser],
+) -> argparse.ArgumentParser:
+    """Register `rules` and its subcommands on the `cds-service` command's subparsers."""
+    rules = commands.add_parser(
+        "rules",
+        help="lint, test and explain YAML rules",
+        description="Lint, test and explain the YAML rules under a rules directory.",
+    )
+    sub = rules.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
+    dir_help = "rules directory (default: the bundled rules/, as CDS_RULES_DIR)"
+
+    lint = sub.add_parser("lint", help="report every problem of every rule and test file")
+    lint.add_argument("dir", nargs="?", type=Path, metavar="DIR", help=dir_help)
+
+    test = sub.add_parser("test", help="run the rule tests (*.test.yaml)")
+    test.add_argument("dir", nargs="?", type=Path, metavar="DIR", help=dir_help)
+    test.add_argument(
+        "--run", metavar="REGEX", help="only cases whose '<rule-id>/<case name>' matches"
+    )
+    test.add_argument("--diff", action="store_true", help="show a diff of expected/actual cards")
+
+    explain = sub.add_parser("explain", help="show bindings, conditions and card for a request")
+    explain.add_argument("rule_id", metavar="ID", help="the rule id")
+    explain.add_argument(
+        "--request", type=Path, required=True, metavar="FILE", help="CDS Hooks request JSON"
+    )
+    explain.add_argument("--rules", type=Path, metavar="DIR", help=dir_help)
+    explain.add_argument("--now", metavar="ISO", help="the frozen %%now (default: the clock)")
+
+    schema = sub.add_parser("schema", help="write the JSON Schemas of rule and test files")
+    schema.add_argument("--check", action="store_true", help="exit 1 if the files are stale")
+    schema.add_argument(
+        "--output-dir",
+        type=Path,
+        default=DEFAULT_SCHEMA_DIR,
+        metavar="DIR",
+        help="where the schemas live (default: openapi/)",
+    )
+    return rules
+
+
+def _root(given: Path | None) -> Path:
+    if given is not None:
+        return given
+    from cds_service.config import default_rules_dir
+
+    root = default_rules_dir()
+    # Shorter paths in messages when the bundled rules are under the current directory.
+    return Path(os.path.relpath(root)) if root.is_relative_to(Path.cwd()) else root
+
+
+def _lint(args: argparse.Namespace) -> int:
+    from cds_service.rules.testing import lint_rules
+
+    report = lint_rules(_root(args.dir))
+    for issue in report.issues:
+        print(issue)
+    print(
+        f"{report.rule_count} rules, {len(report.errors)} errors, {len(report.warnings)} warnings"
+    )
+    return 1 if report.errors else 0
+
+
+def _test(args: argparse.Namespace) -> int:
+    from cds_service.rules.testing import run_rule_tests
+
+    if args.run:
+        try:
+            re.compile(args.run)
+        except re.error as exc:
+            print(f"--run: invalid regular expression: {exc}", file=sys.stderr)
+            return 2
+    report = run_rule_tests(_root(args.dir), pattern=args.run)
+    for issue in report.issues:
+        print(issue)
+    for path in report.broken_files:
+        print(f"FAIL {path}: does not load (see the errors above)")
+    for result in report.results:
+        if result.ok:
+            print(f"ok   {result.key}")
+        else:
+            print(f"FAIL {result.key}")
+            print("     " + result.message(diff=args.diff).replace("\n", "\n     "))
+    print(f"{report.passed} passed, {report.failed} failed")
+    return 0 if report.ok else 1
+
+
+def _explain(args: argparse.Namespace) -> int:
+    from cds_service.rules.explain import ExplainError, explain, parse_now
+
+    try:
+        now = parse_now(args.now) if args.now else None
+        text = explain(_root(args.rules), args.rule_id, args.request, now=now)
+    except ExplainError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    sys.stdout.write(text)
+    return 0
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from cds_service.rules.schema import stale_schemas, write_schemas
+
+    directory: Path = args.output_dir
+    if args.check:
+        stale = stale_schemas(directory)
+        for path in stale:
+            print(f"{path} is out of date: run `cds-service rules schema`", file=sys.stderr)
+        return 1 if stale else 0
+    for path in write_schemas(directory):
+        print(f"wrote {path}")
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the `rules` subcommand parsed by `add_parser`; returns the exit status."""
+    handlers = {"lint": _lint, "test": _test, "explain": _explain, "schema": _schema}
+    return handlers[args.rules_command](args)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m cds_service.rules.cli rules …` without the top-level command."""
+    parser = argparse.ArgumentParser(prog="cds-service")
+    add_parser(parser.add_subparsers(dest="command", required=True))
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

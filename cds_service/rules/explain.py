@@ -1,0 +1,231 @@
+"""`cds-service rules explain ID --request FILE`: why a rule fired, or did not.
+
+Evaluates one rule on a CDS Hooks request body (hook, context, prefetch) exactly as the service
+would, without fetching anything: prefetch keys the request does not carry are reported as
+unavailable (and a rule that needs them is skipped, as it would be when the FHIR server cannot be
+reached). Prints the prefetch, scores, each binding's value, each condition's truth as a tree, the
+outcome and the card.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+from pydantic import ValidationError
+
+from cds_service.exceptions import CDSServiceError
+from cds_service.prefetch.resolve import resolve_prefetch
+from cds_service.rules.compiled import CompiledCondition, CompiledRule, score_variable
+from cds_service.rules.engine import RuleOutcome, evaluate_rule
+from cds_service.rules.ruleset import load_ruleset
+from cds_service.rules.service import prefetch_specs, request_data
+from cds_service.rules.testing import known_scores, score_source
+from cds_service.services.definition import PrefetchOutcome
+from cds_service.wire.contexts import hook_spec
+from cds_service.wire.request import HookRequest
+
+__all__ = ["ExplainError", "explain", "parse_now"]
+
+VALUE_WIDTH = 120
+BUDGET_SECONDS = 5.0
+
+
+class ExplainError(Exception):
+    """A problem that stops the explanation (unknown rule, bad request, wrong hook)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Run:
+    rule: CompiledRule
+    request: HookRequest
+    now: datetime
+    prefetch: Mapping[str, PrefetchOutcome]
+    scores: Mapping[str, Any]
+    outcome: RuleOutcome
+
+
+def parse_now(text: str) -> datetime:
+    """An ISO 8601 instant (`Z` allowed); a time without an offset is taken as UTC."""
+    try:
+        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise ExplainError(f"--now: '{text}' is not an ISO 8601 date-time") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def _errors(exc: ValidationError) -> str:
+    out = []
+    for err in exc.errors(include_input=False, include_url=False):
+        where = ".".join(str(p) for p in err["loc"])
+        out.append(f"  {where}: {err['msg']}" if where else f"  {err['msg']}")
+    return "\n".join(out)
+
+
+def _load_rule(root: Path, rule_id: str) -> CompiledRule:
+    ruleset = load_ruleset(root, known_scores())
+    rule = ruleset.rules.get(rule_id)
+    if rule is not None:
+        return rule
+    own = [i for i in ruleset.issues if i.rule_id == rule_id or i.path.stem == rule_id]
+    if own:
+        listed = "\n".join(f"  {i}" for i in own)
+        raise ExplainError(f"rule '{rule_id}' did not load:\n{listed}")
+    known = ", ".join(sorted(ruleset.rules)) or "none"
+    raise ExplainError(f"unknown rule '{rule_id}' in {root} (loaded rules: {known})")
+
+
+def _read_request(path: Path) -> HookRequest:
+    try:
+        body = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExplainError(f"{path}: no such file") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ExplainError(f"{path}: cannot read ({type(exc).__name__})") from None
+    except json.JSONDecodeError as exc:
+        raise ExplainError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+    try:
+        return HookRequest.model_validate(body)
+    except ValidationError as exc:
+        raise ExplainError(f"{path}: not a valid CDS Hooks request:\n{_errors(exc)}") from None
+
+
+async def _resolve(request: HookRequest, rule: CompiledRule) -> dict[str, PrefetchOutcome]:
+    # No fhirServer: nothing is fetched; keys the request lacks come back unavailable.
+    offline = request.model_copy(update={"fhir_server": None, "fhir_authorization": None})
+
+    def refuse(_: httpx.Request) -> httpx.Response:
+        return httpx.Response(503)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
+        return await resolve_prefetch(
+            offline, prefetch_specs([rule]), client, deadline_seconds=2.0, max_pages=1
+        )
+
+
+def _evaluate(root: Path, rule_id: str, request_path: Path, now: datetime | None) -> _Run:
+    rule = _load_rule(root, rule_id)
+    request = _read_request(request_path)
+    if request.hook != rule.rule.hook:
+        raise ExplainError(
+            f"the request is a '{request.hook}' call but rule {rule.id} runs on '{rule.rule.hook}'"
+        )
+    spec = hook_spec(rule.rule.hook)
+    assert spec is not None  # a compiled rule has a known hook
+    try:
+        spec.context.model_validate(request.context)
+    except ValidationError as exc:
+        raise ExplainError(f"the context is invalid for {request.hook}:\n{_errors(exc)}") from None
+    try:
+        prefetch = asyncio.run(_resolve(request, rule))
+    except CDSServiceError as exc:
+        raise ExplainError(f"prefetch: {exc.message}") from None
+    at = now or datetime.now(UTC)
+    try:
+        data = request_data(request.context, prefetch, [rule], at, score_source())
+    except Exception as exc:
+        raise ExplainError(f"computing scores failed: {type(exc).__name__}: {exc}") from None
+    outcome = evaluate_rule(rule, data, budget_seconds=BUDGET_SECONDS)
+    return _Run(rule, request, at, prefetch, dict(data.scores), outcome)
+
+
+def _one_line(value: Any, width: int = VALUE_WIDTH) -> str:
+    text = json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def _describe(outcome: PrefetchOutcome, sent: bool) -> str:
+    if outcome.source == "unavailable" and not sent:
+        return "unavailable: not in the request (explain does not fetch from the FHIR server)"
+    if outcome.source == "not-applicable":
+        return "not applicable: the template's context fields are absent"
+    if outcome.source == "null":
+        return "null (the query found nothing)"
+    data = outcome.data
+    what = outcome.source
+    if isinstance(data, dict):
+        kind = str(data.get("resourceType"))
+        if kind == "Bundle":
+            entries = data.get("entry")
+            count = len(entries) if isinstance(entries, list) else 0
+            kind = f"Bundle, {count} entr{'y' if count == 1 else 'ies'}"
+        what = f"{what} ({kind})"
+    if outcome.detail:
+        what += f": {outcome.detail}"
+    return what
+
+
+def _truth(value: bool | None) -> str:
+    return "not evaluated" if value is None else json.dumps(value)
+
+
+def _tree(
+    condition: CompiledCondition, truth: Mapping[str, bool], depth: int, lines: list[str]
+) -> bool | None:
+    pad = "  " * depth
+    if condition.kind == "leaf":
+        value = truth.get(condition.id or "")
+        expression = condition.path.expression if condition.path else ""
+        lines.append(f"{pad}{condition.id}: {_truth(value)}    {expression}")
+        return value
+    at = len(lines)
+    lines.append("")
+    values = [_tree(m, truth, depth + 1, lines) for m in condition.members]
+    result: bool | None
+    if condition.kind == "all":
+        result = False if False in values else (None if None in values else True)
+    elif condition.kind == "any":
+        result = True if True in values else (None if None in values else False)
+    else:
+        result = None if values[0] is None else not values[0]
+    lines[at] = f"{pad}{condition.kind}: {_truth(result)}"
+    return result
+
+
+def _format(run: _Run) -> str:
+    rule, outcome = run.rule, run.outcome
+    stamp = run.now.isoformat().replace("+00:00", "Z")
+    lines = [
+        f"rule {rule.id} v{rule.rule.version} ({rule.rule.status}): {rule.rule.title}",
+        f"hook {rule.rule.hook}, service {rule.rule.service}, now {stamp}",
+        "",
+        "prefetch:",
+    ]
+    sent = run.request.prefetch or {}
+    lines += [f"  {key}: {_describe(o, key in sent)}" for key, o in run.prefetch.items()]
+    if not run.prefetch:
+        lines.append("  (none)")
+    if rule.rule.scores:
+        lines.append("scores:")
+        lines += [f"  {name} = {_one_line(value)}" for name, value in run.scores.items()]
+        missing = [n for n in rule.rule.scores if score_variable(n) not in run.scores]
+        lines += [f"  {name}: not available" for name in missing]
+    lines.append("bindings:")
+    for binding in rule.bindings:
+        if binding.name in outcome.bindings:
+            lines.append(f"  {binding.name} = {_one_line(outcome.bindings[binding.name])}")
+        else:
+            lines.append(f"  {binding.name}: not evaluated")
+    if not rule.bindings:
+        lines.append("  (none)")
+    lines.append("conditions:")
+    _tree(rule.condition, outcome.conditions, 1, lines)
+    reason = f" ({outcome.reason})" if outcome.reason else ""
+    lines.append(f"status: {outcome.status}{reason}")
+    if outcome.card is None:
+        lines.append("card: none")
+    else:
+        card = json.dumps(outcome.card.wire(), indent=2, ensure_ascii=False)
+        lines.append(f"card:\n{card}")
+    return "\n".join(lines) + "\n"
+
+
+def explain(root: Path, rule_id: str, request_path: Path, *, now: datetime | None = None) -> str:
+    """The explanation as text; raises ExplainError when it cannot be produced."""
+    return _format(_evaluate(root, rule_id, request_path, now))

@@ -1,0 +1,129 @@
+"""The serving rule set: loaded at start-up, reloaded when files change, never replaced by a
+broken one.
+
+A change under the rules directory takes effect without a restart. The new set is loaded and
+checked in full first; when any file has an error, the last good set keeps serving and the error
+is logged and reported on `/readyz` until the files are fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cds_service.exceptions import ConfigurationError
+from cds_service.rules.ruleset import RuleSet, load_ruleset
+from cds_service.rules.service import RuleStats, services_from_rules
+from cds_service.services.definition import ServiceDefinition
+from cds_service.services.registry import ServiceRegistry
+
+__all__ = ["RuleRuntime", "default_score_source", "known_score_names"]
+
+log = logging.getLogger(__name__)
+
+
+def known_score_names() -> list[str]:
+    """The risk scores rules may declare."""
+    from cds_service.scores import score_names
+
+    return list(score_names())
+
+
+def default_score_source(
+    name: str, resources: Sequence[dict[str, Any]], at: datetime
+) -> Mapping[str, Any]:
+    """Compute a score from the call's FHIR data (the cache layer wraps this)."""
+    from cds_service.scores import score_from_fhir
+
+    return score_from_fhir(name, resources, at).to_json()
+
+
+def _signature(root: Path) -> tuple[tuple[str, int, int], ...]:
+    entries = []
+    if root.is_dir():
+        for path in root.rglob("*"):
+            if path.is_file() and not any(p.startswith(".") for p in path.relative_to(root).parts):
+                stat = path.stat()
+                entries.append((str(path.relative_to(root)), stat.st_mtime_ns, stat.st_size))
+    return tuple(sorted(entries))
+
+
+class RuleRuntime:
+    """Owns the live RuleSet and builds the service registry from it."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        extra_services: Callable[[], list[ServiceDefinition]],
+        budget_seconds: float,
+        score_source: Callable[[str, Sequence[dict[str, Any]], datetime], Mapping[str, Any]]
+        | None = default_score_source,
+    ) -> None:
+        self.root = root
+        self.extra_services = extra_services
+        self.budget_seconds = budget_seconds
+        self.score_source = score_source
+        self.stats = RuleStats()
+        self.ruleset: RuleSet | None = None
+        self.problem: str | None = None
+        self._signature: tuple[tuple[str, int, int], ...] = ()
+
+    def build(self, ruleset: RuleSet) -> ServiceRegistry:
+        """The registry for a rule set plus the extra (built-in) services."""
+        services = services_from_rules(
+            ruleset,
+            score_source=self.score_source,
+            stats=self.stats,
+            budget_seconds=self.budget_seconds,
+        )
+        return ServiceRegistry([*services, *self.extra_services()])
+
+    def load(self) -> ServiceRegistry | None:
+        """Load the directory; return a new registry, or None when the last good set stays.
+
+        At start-up (no set yet) a set with errors still serves its good rules: refusing to start
+        would take every service down for one bad file.
+        """
+        self._signature = _signature(self.root)
+        ruleset = load_ruleset(self.root, known_score_names())
+        errors = ruleset.errors
+        for issue in ruleset.issues:
+            (log.error if issue.severity == "error" else log.warning)("rules: %s", issue)
+        if errors and self.ruleset is not None:
+            self.problem = (
+                f"{len(errors)} error(s) in the rules directory; the last good set keeps serving"
+            )
+            return None
+        try:
+            registry = self.build(ruleset)
+        except ConfigurationError as exc:
+            self.problem = exc.message
+            log.error("rules: %s", exc.message)
+            if self.ruleset is None:
+                raise
+            return None
+        self.ruleset = ruleset
+        self.problem = f"{len(errors)} error(s) in the rules directory" if errors else None
+        log.info("rules: %d rules in %d services loaded", len(ruleset.rules), len(registry))
+        return registry
+
+    def changed(self) -> bool:
+        """True when any file under the directory was added, removed or modified."""
+        return _signature(self.root) != self._signature
+
+    async def watch(self, interval: float, swap: Callable[[ServiceRegistry], None]) -> None:
+        """Poll for changes and swap in each good new registry (runs until cancelled)."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                if self.changed():
+                    registry = await asyncio.to_thread(self.load)
+                    if registry is not None:
+                        swap(registry)
+            except Exception as exc:  # the watcher must outlive any surprise
+                log.error("rules reload failed: %s", type(exc).__name__)

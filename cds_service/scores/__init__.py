@@ -1,0 +1,62 @@
+"""Clinical risk scores: pure calculators with FHIR R4 adapters, and their registry.
+
+Names: ``ascvd`` (percent), ``cha2ds2-vasc``, ``has-bled``, ``ada-diabetes-risk``, ``qsofa``
+(points) and ``egfr`` (mL/min/1.73 m2). Each module cites its source.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from cds_service.scores.base import FhirInputs, RiskScore, ScoreResult
+
+__all__ = ["SCORES", "RiskScore", "ScoreResult", "build_scores", "score_from_fhir", "score_names"]
+
+
+def build_scores() -> dict[str, RiskScore]:
+    """One instance of every score, by name."""
+    from cds_service.scores.ada_diabetes_risk import AdaDiabetesRisk
+    from cds_service.scores.ascvd import Ascvd
+    from cds_service.scores.cha2ds2_vasc import Cha2ds2Vasc
+    from cds_service.scores.egfr import Egfr
+    from cds_service.scores.has_bled import HasBled
+    from cds_service.scores.qsofa import Qsofa
+
+    scores: list[RiskScore] = [
+        Ascvd(),
+        Cha2ds2Vasc(),
+        HasBled(),
+        AdaDiabetesRisk(),
+        Qsofa(),
+        Egfr(),
+    ]
+    return {score.name: score for score in scores}
+
+
+SCORES: dict[str, RiskScore] = build_scores()
+
+
+def score_names() -> list[str]:
+    """The registered score names, in registry order."""
+    return list(SCORES)
+
+
+def sources_of(inputs: dict[str, Any]) -> dict[str, str]:
+    """Where each FHIR-derived input came from (empty for plain dicts)."""
+    return dict(inputs.sources) if isinstance(inputs, FhirInputs) else {}
+
+
+def now_iso() -> str:
+    """The current UTC time as an ISO 8601 date-time (seconds)."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def score_from_fhir(name: str, resources: Sequence[dict[str, Any]], at: datetime) -> ScoreResult:
+    """Score `name` for one patient's resources as of `at`; KeyError for an unknown name."""
+    score = SCORES[name]
+    inputs = score.inputs_from_fhir(resources, at)
+    result = score.compute(inputs)
+    return replace(result, sources=sources_of(inputs), computed_at=now_iso())

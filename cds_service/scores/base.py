@@ -1,0 +1,126 @@
+"""The result type, the score protocol and a base class doing validation for every score.
+
+A score is a pure `compute(inputs)` plus an adapter `inputs_from_fhir(resources, at)` that pulls
+the inputs from one patient's FHIR R4 resources. `compute` never raises for bad input: missing,
+unconvertible, implausible or out-of-range inputs, and contradictory records, give `value=None`
+with the reason. Notes (e.g. an assumed default) go into `reason` while `value` is still set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from cds_service.scores.inputs import InputSpec, validate
+
+__all__ = ["BaseScore", "FhirInputs", "RiskScore", "ScoreResult"]
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreResult:
+    """One computed (or not computable) score."""
+
+    score: str
+    value: float | None
+    inputs: dict[str, Any]
+    reason: str | None = None
+    unit: str | None = None
+    sources: dict[str, str] = field(default_factory=dict)
+    computed_at: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-serialisable dict."""
+        return {
+            "score": self.score,
+            "value": self.value,
+            "unit": self.unit,
+            "inputs": dict(self.inputs),
+            "reason": self.reason,
+            "sources": dict(self.sources),
+            "computed_at": self.computed_at,
+        }
+
+
+class FhirInputs(dict[str, Any]):
+    """Inputs taken from FHIR, with `sources`: input key -> ``Type/id date``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sources: dict[str, str] = {}
+
+    def put(self, key: str, found: tuple[Any, str | None] | None) -> None:
+        """Set `key` from a (value, source) pair; None leaves the input absent."""
+        if found is None:
+            return
+        value, source = found
+        self[key] = value
+        if source:
+            self.sources[key] = source
+        else:
+            self.sources.pop(key, None)
+
+
+class RiskScore(Protocol):
+    """What the registry, the CLI and the hooks rely on."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def title(self) -> str: ...
+
+    @property
+    def unit(self) -> str | None: ...
+
+    @property
+    def value_range(self) -> tuple[float, float]: ...
+
+    @property
+    def input_help(self) -> dict[str, str]: ...
+
+    def compute(self, inputs: Mapping[str, Any]) -> ScoreResult: ...
+
+    def inputs_from_fhir(
+        self, resources: Sequence[dict[str, Any]], at: datetime, lookback_days: int = ...
+    ) -> dict[str, Any]: ...
+
+
+class BaseScore:
+    """Validation against `specs`, then `check` (cross-input rules), then `calculate`."""
+
+    name: str
+    title: str
+    unit: str | None = None
+    value_range: tuple[float, float] = (0.0, 0.0)
+    specs: tuple[InputSpec, ...] = ()
+
+    @property
+    def input_help(self) -> dict[str, str]:
+        return {spec.key: spec.describe() for spec in self.specs}
+
+    def compute(self, inputs: Mapping[str, Any]) -> ScoreResult:
+        checked = validate(self.specs, inputs)
+        problems = checked.problems or self.check(checked.values)
+        if problems:
+            return self._result(None, checked.shown, problems)
+        value, notes = self.calculate(checked.values)
+        return self._result(value, checked.shown, checked.notes + notes)
+
+    def check(self, values: dict[str, Any]) -> list[str]:
+        """Problems that involve several inputs (contradictions, applicability)."""
+        return []
+
+    def calculate(self, values: dict[str, Any]) -> tuple[float, list[str]]:
+        """The score from validated canonical values, plus notes."""
+        raise NotImplementedError
+
+    def inputs_from_fhir(
+        self, resources: Sequence[dict[str, Any]], at: datetime, lookback_days: int = 365
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _result(self, value: float | None, shown: dict[str, Any], texts: list[str]) -> ScoreResult:
+        reason = "; ".join(texts) if texts else None
+        return ScoreResult(self.name, value, shown, reason, self.unit)

@@ -1,0 +1,253 @@
+"""Reading score inputs from one patient's plain FHIR R4 JSON resources, as of a time `at`.
+
+- Observations: the latest with one of the LOINC codes, effective within ``(at - look-back, at]``,
+  status final / amended / corrected, with a usable value. Quantities are passed on as
+  ``{"value", "unit"}`` (the UCUM code where the system is UCUM) so that unit conversion and the
+  plausibility checks happen in one place (`cds_service.scores.inputs`).
+- Blood pressure: systolic 8480-6 from the components of a 85354-9 / 55284-4 panel or stand-alone.
+- Smoking: the latest 72166-2 with a known current / not-current answer.
+- Age in whole years from ``Patient.birthDate`` at `at`; sex from ``Patient.gender``; race from
+  the US Core race extension (OMB category).
+- Conditions: *active* at `at` (onset on or before `at`, no abatement by then) or *history* (onset
+  on or before `at`, any clinical status); refuted / entered-in-error ones never count. A
+  condition that is not recorded counts as absent (False).
+- Medications: a MedicationRequest or MedicationStatement active at `at`.
+
+Every helper returns ``(value, source)`` where source is ``"Type/id date"``, or None when the
+record has nothing usable.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+from cds_service.scores import codes
+from cds_service.scores.codes import CodeSet, DrugSet
+from cds_service.scores.fhir_json import (
+    codes_in,
+    matches,
+    parse_fhir_datetime,
+    quantity,
+    status_code,
+)
+
+__all__ = ["Found", "PatientRecord"]
+
+Found = tuple[Any, str | None]
+_USABLE_STATUS = frozenset({"final", "amended", "corrected"})
+_BAD_VERIFICATION = frozenset({"refuted", "entered-in-error"})
+_ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
+_VOID_MED_STATUS = frozenset({"entered-in-error", "not-taken", "cancelled", "draft"})
+_WORD = re.compile(r"[a-z]+")
+
+
+class PatientRecord:
+    """One patient's resources, read as of `at`."""
+
+    def __init__(self, resources: Sequence[dict[str, Any]], at: datetime) -> None:
+        self.at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        self._by_type: dict[str, list[dict[str, Any]]] = {}
+        for resource in resources:
+            if isinstance(resource, dict):
+                self._by_type.setdefault(str(resource.get("resourceType")), []).append(resource)
+
+    def of_type(self, *types: str) -> list[dict[str, Any]]:
+        return [r for t in types for r in self._by_type.get(t, [])]
+
+    @staticmethod
+    def source(resource: dict[str, Any], when: Any = None) -> str:
+        ref = f"{resource.get('resourceType')}/{resource.get('id')}"
+        return f"{ref} {when}" if isinstance(when, str) and when else ref
+
+    # --- Patient ---------------------------------------------------------------------------
+    def _patient(self) -> dict[str, Any] | None:
+        patients = self.of_type("Patient")
+        return patients[0] if patients else None
+
+    def age(self) -> Found | None:
+        patient = self._patient()
+        birth = (patient or {}).get("birthDate")
+        if patient is None or not isinstance(birth, str) or len(birth) != 10:
+            return None
+        try:
+            born = date.fromisoformat(birth)
+        except ValueError:
+            return None
+        today = self.at.date()
+        years = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
+        return (years, self.source(patient, birth)) if years >= 0 else None
+
+    def sex(self) -> Found | None:
+        patient = self._patient()
+        gender = (patient or {}).get("gender")
+        if patient is None or gender not in ("male", "female"):
+            return None
+        return gender, self.source(patient, "gender")
+
+    def race(self) -> Found | None:
+        """white / african-american / other from the US Core race OMB categories."""
+        patient = self._patient()
+        for ext in (patient or {}).get("extension") or []:
+            if not isinstance(ext, dict) or ext.get("url") != codes.US_CORE_RACE:
+                continue
+            omb = {
+                str((sub.get("valueCoding") or {}).get("code"))
+                for sub in ext.get("extension") or []
+                if isinstance(sub, dict) and sub.get("url") == "ombCategory"
+            }
+            src = self.source(patient or {}, "us-core-race")
+            if codes.OMB_BLACK in omb:
+                return "african-american", src
+            if codes.OMB_WHITE in omb:
+                return "white", src
+            if omb - {"UNK", "ASKU", "None"}:
+                return "other", src
+        return None
+
+    # --- Observations ----------------------------------------------------------------------
+    def _observations(self, loinc: frozenset[str], days: int) -> Iterator[dict[str, Any]]:
+        """Matching usable Observations in the window, latest first."""
+        start = self.at - timedelta(days=days)
+        dated: list[tuple[datetime, int, dict[str, Any]]] = []
+        for index, obs in enumerate(self.of_type("Observation")):
+            if obs.get("status") not in _USABLE_STATUS:
+                continue
+            if not codes_in(obs.get("code"), codes.LOINC) & loinc:
+                continue
+            when = parse_fhir_datetime(self._effective(obs))
+            if when is not None and start < when <= self.at:
+                dated.append((when, -index, obs))
+        for _, _, obs in sorted(dated, key=lambda item: (item[0], item[1]), reverse=True):
+            yield obs
+
+    @staticmethod
+    def _effective(obs: dict[str, Any]) -> str | None:
+        period = obs.get("effectivePeriod") or {}
+        for value in (
+            obs.get("effectiveDateTime"),
+            obs.get("effectiveInstant"),
+            period.get("end"),
+            period.get("start"),
+            obs.get("issued"),
+        ):
+            if isinstance(value, str):
+                return value
+        return None
+
+    def latest_quantity(self, loinc: frozenset[str], days: int) -> Found | None:
+        for obs in self._observations(loinc, days):
+            value = quantity(obs.get("valueQuantity"))
+            if value is not None:
+                return value, self.source(obs, self._effective(obs))
+        return None
+
+    def latest_systolic(self, days: int) -> Found | None:
+        wanted = codes.LOINC_BP_PANELS | {codes.LOINC_SYSTOLIC}
+        for obs in self._observations(wanted, days):
+            if codes.LOINC_SYSTOLIC in codes_in(obs.get("code"), codes.LOINC):
+                value = quantity(obs.get("valueQuantity"))
+            else:
+                value = next(
+                    (
+                        quantity(part.get("valueQuantity"))
+                        for part in obs.get("component") or []
+                        if codes.LOINC_SYSTOLIC in codes_in(part.get("code"), codes.LOINC)
+                    ),
+                    None,
+                )
+            if value is not None:
+                return value, self.source(obs, self._effective(obs))
+        return None
+
+    def smoker(self, days: int) -> Found | None:
+        """Current smoker (True) or not (False) from the latest known 72166-2 answer."""
+        for obs in self._observations(codes.LOINC_SMOKING, days):
+            answer = codes_in(obs.get("valueCodeableConcept"), codes.SNOMED)
+            if answer & codes.SMOKING_CURRENT:
+                return True, self.source(obs, self._effective(obs))
+            if answer & codes.SMOKING_NOT_CURRENT:
+                return False, self.source(obs, self._effective(obs))
+        return None
+
+    # --- Conditions and medications --------------------------------------------------------
+    def condition(self, code_set: CodeSet, *, history: bool = False) -> Found:
+        """(True, source) when a matching condition is active at `at` (or ever, with history)."""
+        for cond in self.of_type("Condition"):
+            if not matches(cond.get("code"), code_set):
+                continue
+            if status_code(cond.get("verificationStatus")) in _BAD_VERIFICATION:
+                continue
+            onset_text = cond.get("onsetDateTime") or (cond.get("onsetPeriod") or {}).get("start")
+            onset_text = onset_text or cond.get("recordedDate")
+            onset = parse_fhir_datetime(onset_text)
+            if onset is not None and onset > self.at:
+                continue
+            if not history and not self._active(cond):
+                continue
+            return True, self.source(cond, onset_text)
+        return False, None
+
+    def any_condition(self, *code_sets: CodeSet, history: bool = False) -> Found:
+        """The first of `code_sets` found (see `condition`), or (False, None)."""
+        for code_set in code_sets:
+            found = self.condition(code_set, history=history)
+            if found[0]:
+                return found
+        return False, None
+
+    def _active(self, cond: dict[str, Any]) -> bool:
+        abated_text = cond.get("abatementDateTime") or (cond.get("abatementPeriod") or {}).get(
+            "start"
+        )
+        abated = parse_fhir_datetime(abated_text)
+        if abated is not None:
+            return abated > self.at
+        status = status_code(cond.get("clinicalStatus"))
+        return status is None or status in _ACTIVE_CLINICAL
+
+    def medication(self, drugs: DrugSet) -> Found:
+        """(True, source) when a matching medication is active at `at`."""
+        for med in self.of_type("MedicationRequest", "MedicationStatement"):
+            started = self._med_window(med)
+            if started is False or not self._drug_matches(med, drugs):
+                continue
+            return True, self.source(med, started if isinstance(started, str) else None)
+        return False, None
+
+    def _med_window(self, med: dict[str, Any]) -> str | bool:
+        """The start text (or True) when `med` is active at `at`; False otherwise."""
+        if med.get("status") in _VOID_MED_STATUS or med.get("intent") == "proposal":
+            return False
+        if med.get("resourceType") == "MedicationRequest":
+            start_text, period = (
+                med.get("authoredOn"),
+                (med.get("dispenseRequest") or {}).get("validityPeriod"),
+            )
+        else:
+            start_text, period = med.get("effectiveDateTime"), med.get("effectivePeriod")
+        period = period or {}
+        start_text = start_text or period.get("start")
+        start, end = parse_fhir_datetime(start_text), parse_fhir_datetime(period.get("end"))
+        if (start is not None and start > self.at) or (end is not None and end <= self.at):
+            return False
+        if med.get("status") != "active" and end is None:
+            return False
+        return start_text if isinstance(start_text, str) else True
+
+    def _drug_matches(self, med: dict[str, Any], drugs: DrugSet) -> bool:
+        concept = med.get("medicationCodeableConcept")
+        ref = str((med.get("medicationReference") or {}).get("reference") or "")
+        if concept is None and ref:
+            target = ref.rsplit("/", 1)[-1].removeprefix("#").removeprefix("urn:uuid:")
+            pool = self.of_type("Medication") + list(med.get("contained") or [])
+            concept = next((m.get("code") for m in pool if m.get("id") == target), None)
+        if not isinstance(concept, dict):
+            return False
+        if codes_in(concept, codes.RXNORM) & drugs.rxnorm:
+            return True
+        texts = [concept.get("text")] + [c.get("display") for c in concept.get("coding") or []]
+        words = {w for t in texts if isinstance(t, str) for w in _WORD.findall(t.lower())}
+        return bool(words & drugs.names)

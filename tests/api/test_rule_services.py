@@ -1,0 +1,272 @@
+"""Rules served as CDS services: grouping, shadow mode, isolation, 412, hot reload."""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from cds_service.config import Settings
+from cds_service.main import create_app
+from tests.conformance import assert_conformant_response, assert_operation_outcome
+from tests.conftest import FROZEN_NOW
+
+ROOT = Path(__file__).resolve().parents[2]
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+RULE = """\
+schema: cds-rule/1
+id: {id}
+version: 1
+status: {status}
+hook: patient-view
+service: test-service
+title: Test rule {id}
+description: A rule written by a test.
+references: [https://example.org/guideline]
+prefetch:
+  patient: Patient/{{{{context.patientId}}}}
+let:
+  name: "%patient.name.first().given.first()"
+  {extra_let}
+when:
+  id: has-name
+  fhirpath: "{condition}"
+card:
+  summary: "{summary}"
+  indicator: info
+  source: {{label: Test rules}}
+"""
+
+
+def write_rule(
+    root: Path,
+    rule_id: str,
+    *,
+    status: str = "active",
+    summary: str = "Hello {{name}}",
+    condition: str = "%name.exists()",
+    extra_let: str = "",
+) -> Path:
+    path = root / "patient-view" / f"{rule_id}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        RULE.format(
+            id=rule_id, status=status, summary=summary, condition=condition, extra_let=extra_let
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def rules_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "rules"
+    root.mkdir()
+    shutil.copytree(ROOT / "rules" / "_valuesets", root / "_valuesets")
+    (root / "_services.yaml").write_text(
+        "schema: cds-services/1\nservices:\n  test-service:\n"
+        "    title: Test service\n    description: Rules written by tests\n"
+    )
+    return root
+
+
+def make_client(tmp_path: Path, rules: Path, **settings: Any) -> TestClient:
+    config = Settings(
+        database_url=f"sqlite:///{tmp_path}/f.db",
+        rules_dir=rules,
+        builtin_services=False,
+        **settings,
+    )
+    return TestClient(create_app(config, clock=lambda: FROZEN_NOW))
+
+
+def call(
+    client: TestClient, prefetch: dict[str, Any] | None = None, service: str = "test-service"
+) -> Any:
+    body: dict[str, Any] = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/1", "patientId": "p1"},
+    }
+    if prefetch is not None:
+        body["prefetch"] = prefetch
+    return client.post(f"/cds-services/{service}", json=body)
+
+
+PATIENT = {"resourceType": "Patient", "id": "p1", "name": [{"given": ["Ada"], "family": "L"}]}
+
+
+def test_rules_become_services(tmp_path: Path, rules_dir: Path) -> None:
+    write_rule(rules_dir, "greet")
+    with make_client(tmp_path, rules_dir) as client:
+        services = client.get("/cds-services").json()["services"]
+        assert services == [
+            {
+                "hook": "patient-view",
+                "id": "test-service",
+                "title": "Test service",
+                "description": "Rules written by tests",
+                "prefetch": {"patient": "Patient/{{context.patientId}}"},
+            }
+        ]
+        response = call(client, {"patient": PATIENT})
+    assert response.status_code == 200
+    body = response.json()
+    assert_conformant_response(body)
+    assert [c["summary"] for c in body["cards"]] == ["Hello Ada"]
+
+
+def test_bundled_rule_pack_is_served(tmp_path: Path) -> None:
+    config = Settings(database_url=f"sqlite:///{tmp_path}/f.db")
+    with TestClient(create_app(config, clock=lambda: FROZEN_NOW)) as client:
+        services = client.get("/cds-services").json()["services"]
+        ready = client.get("/readyz").json()
+    ids = {s["id"] for s in services}
+    assert {"medication-safety", "preventive-care", "inpatient-safety"} <= ids
+    assert ready["checks"]["rules"] == "ok", ready
+
+
+def test_nsaid_rule_over_http(tmp_path: Path) -> None:
+    config = Settings(database_url=f"sqlite:///{tmp_path}/f.db")
+    draft = {
+        "resourceType": "MedicationRequest",
+        "id": "d1",
+        "status": "draft",
+        "intent": "order",
+        "medicationCodeableConcept": {
+            "text": "Ibuprofen 200 MG Oral Tablet",
+            "coding": [{"system": RXNORM, "code": "310965"}],
+        },
+    }
+    active = {
+        "resourceType": "MedicationRequest",
+        "id": "a1",
+        "status": "active",
+        "intent": "order",
+        "medicationCodeableConcept": {
+            "coding": [
+                {"system": RXNORM, "code": "855332", "display": "Warfarin Sodium 5 MG Oral Tablet"}
+            ]
+        },
+    }
+    body = {
+        "hook": "order-select",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {
+            "userId": "Practitioner/1",
+            "patientId": "p1",
+            "selections": ["MedicationRequest/d1"],
+            "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": draft}]},
+        },
+        "prefetch": {
+            "activeMedications": {
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "entry": [{"resource": active}],
+            }
+        },
+    }
+    with TestClient(create_app(config, clock=lambda: FROZEN_NOW)) as client:
+        response = client.post("/cds-services/medication-safety", json=body)
+    assert response.status_code == 200, response.text
+    cards = response.json()["cards"]
+    assert_conformant_response(response.json())
+    summaries = [c["summary"] for c in cards]
+    assert "Bleeding risk: Ibuprofen 200 MG Oral Tablet with Warfarin Sodium 5 MG Oral Tablet" in (
+        summaries
+    )
+
+
+def test_draft_rules_run_in_shadow(tmp_path: Path, rules_dir: Path) -> None:
+    write_rule(rules_dir, "live")
+    write_rule(rules_dir, "shadowed", status="draft", summary="Shadow {{name}}")
+    with make_client(tmp_path, rules_dir) as client:
+        response = call(client, {"patient": PATIENT})
+        stats = client.app.state.cds.rules.stats.counts  # type: ignore[attr-defined]
+    assert [c["summary"] for c in response.json()["cards"]] == ["Hello Ada"]
+    assert stats["shadowed"] == {"shadow": 1, "calls": 1}
+    assert stats["live"] == {"fired": 1, "calls": 1}
+
+
+def test_a_failing_rule_does_not_stop_the_others(tmp_path: Path, rules_dir: Path) -> None:
+    write_rule(rules_dir, "good")
+    # single() on two items is a FHIRPath runtime error.
+    write_rule(rules_dir, "broken-at-runtime", condition="%patient.name.given.single().exists()")
+    patient = {**PATIENT, "name": [{"given": ["Ada", "Augusta"]}]}
+    with make_client(tmp_path, rules_dir) as client:
+        response = call(client, {"patient": patient})
+        stats = client.app.state.cds.rules.stats.counts  # type: ignore[attr-defined]
+    assert response.status_code == 200
+    assert [c["summary"] for c in response.json()["cards"]] == ["Hello Ada"]
+    assert stats["broken-at-runtime"] == {"error": 1, "calls": 1}
+
+
+def test_rules_past_their_budget_are_skipped(tmp_path: Path, rules_dir: Path) -> None:
+    write_rule(rules_dir, "slow")
+    with make_client(tmp_path, rules_dir, rule_budget_seconds=1e-9) as client:
+        response = call(client, {"patient": PATIENT})
+        stats = client.app.state.cds.rules.stats.counts  # type: ignore[attr-defined]
+    assert response.json() == {"cards": []}
+    assert stats["slow"] == {"timeout": 1, "calls": 1}
+
+
+def test_412_when_no_rule_has_its_data(tmp_path: Path, rules_dir: Path) -> None:
+    write_rule(rules_dir, "needs-patient")
+    with make_client(tmp_path, rules_dir) as client:
+        response = call(client)  # no prefetch, no fhirServer: the patient cannot be obtained
+        known_empty = call(client, {"patient": None})
+    assert response.status_code == 412
+    assert_operation_outcome(response.json(), "needs-patient", "patient")
+    assert known_empty.status_code == 200 and known_empty.json() == {"cards": []}
+
+
+def wait_for(predicate: Any, seconds: float = 5.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_hot_reload_and_last_good_set(tmp_path: Path, rules_dir: Path) -> None:
+    path = write_rule(rules_dir, "greet")
+    with make_client(tmp_path, rules_dir, rules_reload_seconds=0.05) as client:
+        assert call(client, {"patient": PATIENT}).json()["cards"][0]["summary"] == "Hello Ada"
+        # An edit takes effect without a restart.
+        write_rule(rules_dir, "greet", summary="Welcome back {{name}}")
+        assert wait_for(
+            lambda: (
+                call(client, {"patient": PATIENT}).json()["cards"][0]["summary"]
+                == "Welcome back Ada"
+            )
+        )
+        # A broken edit leaves the last good set serving and says so on /readyz.
+        path.write_text(path.read_text().replace("fhirpath:", "fhirpath: (("))
+        assert wait_for(lambda: client.get("/readyz").json()["checks"]["rules"] != "ok")
+        ready = client.get("/readyz")
+        assert ready.status_code == 200
+        assert "last good set" in ready.json()["checks"]["rules"]
+        assert call(client, {"patient": PATIENT}).json()["cards"][0]["summary"] == (
+            "Welcome back Ada"
+        )
+        # Fixing it recovers.
+        write_rule(rules_dir, "greet", summary="Fixed {{name}}")
+        assert wait_for(lambda: client.get("/readyz").json()["checks"]["rules"] == "ok")
+        assert call(client, {"patient": PATIENT}).json()["cards"][0]["summary"] == "Fixed Ada"
+
+
+def test_broken_files_at_start_up_are_reported_not_fatal(tmp_path: Path, rules_dir: Path) -> None:
+    write_rule(rules_dir, "good")
+    bad = rules_dir / "patient-view" / "bad.yaml"
+    bad.write_text("schema: cds-rule/1\nid: bad\nid: again\n")
+    with make_client(tmp_path, rules_dir) as client:
+        ready = client.get("/readyz").json()
+        response = call(client, {"patient": PATIENT})
+    assert ready["checks"]["rules"].startswith("1 error")
+    assert [c["summary"] for c in response.json()["cards"]] == ["Hello Ada"]

@@ -1,0 +1,222 @@
+"""Reading inputs from FHIR R4 JSON: windows, BP panels, smoking, conditions, medications."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from cds_service.scores import SCORES, score_from_fhir
+from cds_service.scores.codes import ANTIHYPERTENSIVES, HYPERTENSION
+from cds_service.scores.fhir_inputs import PatientRecord
+
+AT = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
+PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1964-06-02"}
+LOINC = "http://loinc.org"
+SNOMED = "http://snomed.info/sct"
+UCUM = "http://unitsofmeasure.org"
+
+
+def qty(value: float, code: str) -> dict[str, Any]:
+    return {"value": value, "unit": code, "system": UCUM, "code": code}
+
+
+def obs(oid: str, loinc: str, when: str, value: Any = None, **extra: Any) -> dict[str, Any]:
+    resource: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": oid,
+        "status": extra.pop("status", "final"),
+        "code": {"coding": [{"system": LOINC, "code": loinc}]},
+        "effectiveDateTime": when,
+    }
+    if value is not None:
+        resource["valueQuantity"] = value
+    resource.update(extra)
+    return resource
+
+
+def bp_panel(oid: str, when: str, systolic: float) -> dict[str, Any]:
+    parts = [("8480-6", systolic), ("8462-4", 80)]
+    component = [
+        {"code": {"coding": [{"system": LOINC, "code": c}]}, "valueQuantity": qty(v, "mm[Hg]")}
+        for c, v in parts
+    ]
+    return obs(oid, "85354-9", when, component=component)
+
+
+def condition(cid: str, snomed: str, onset: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": cid,
+        "code": {"coding": [{"system": SNOMED, "code": snomed}]},
+        "onsetDateTime": onset,
+        **extra,
+    }
+
+
+def status(system_suffix: str, code: str) -> dict[str, Any]:
+    return {
+        "coding": [
+            {"system": f"http://terminology.hl7.org/CodeSystem/{system_suffix}", "code": code}
+        ]
+    }
+
+
+def test_age_on_the_day_before_the_birthday() -> None:
+    record = PatientRecord([PATIENT], AT)
+    assert record.age() == (59, "Patient/p1 1964-06-02")
+    assert PatientRecord([PATIENT], datetime(2024, 6, 2, tzinfo=UTC)).age() == (
+        60,
+        "Patient/p1 1964-06-02",
+    )
+
+
+def test_latest_systolic_from_panel_or_stand_alone() -> None:
+    resources = [
+        bp_panel("old", "2024-01-01T10:00:00Z", 150),
+        obs("alone", "8480-6", "2024-05-01T10:00:00Z", qty(132, "mm[Hg]")),
+        bp_panel("newer", "2024-05-20T10:00:00+02:00", 141),
+        bp_panel("future", "2024-07-01T10:00:00Z", 99),
+        bp_panel("wrong", "2024-05-30T10:00:00Z", 300) | {"status": "entered-in-error"},
+    ]
+    record = PatientRecord(resources, AT)
+    value, source = record.latest_systolic(365) or (None, None)
+    assert value == {"value": 141, "unit": "mm[Hg]"}
+    assert source == "Observation/newer 2024-05-20T10:00:00+02:00"
+    only_alone = PatientRecord(resources[:2], AT).latest_systolic(365)
+    assert only_alone is not None and only_alone[0]["value"] == 132
+
+
+def test_look_back_window() -> None:
+    resources = [obs("tc", "2093-3", "2023-05-01", qty(5.2, "mmol/L"))]
+    record = PatientRecord(resources, AT)
+    assert record.latest_quantity(frozenset({"2093-3"}), 365) is None
+    assert record.latest_quantity(frozenset({"2093-3"}), 400) == (
+        {"value": 5.2, "unit": "mmol/L"},
+        "Observation/tc 2023-05-01",
+    )
+
+
+def test_smoking_status_codes() -> None:
+    def smoking(code: str) -> dict[str, Any]:
+        value = {"coding": [{"system": SNOMED, "code": code}]}
+        return obs(code, "72166-2", "2024-05-01", valueCodeableConcept=value)
+
+    for code, expected in [
+        ("449868002", True),
+        ("428041000124106", True),
+        ("77176002", True),
+        ("428071000124103", True),
+        ("428061000124105", True),
+        ("266919005", False),
+        ("8517006", False),
+    ]:
+        found = PatientRecord([smoking(code)], AT).smoker(365)
+        assert found is not None and found[0] is expected, code
+    assert PatientRecord([smoking("266927001")], AT).smoker(365) is None  # unknown
+
+
+def test_condition_activity() -> None:
+    def htn(**extra: Any) -> PatientRecord:
+        return PatientRecord([condition("c", "59621000", "2010-01-01", **extra)], AT)
+
+    assert htn().condition(HYPERTENSION) == (True, "Condition/c 2010-01-01")
+    resolved = htn(clinicalStatus=status("condition-clinical", "resolved"))
+    assert resolved.condition(HYPERTENSION) == (False, None)
+    assert resolved.condition(HYPERTENSION, history=True)[0] is True
+    abated_later = htn(
+        clinicalStatus=status("condition-clinical", "resolved"), abatementDateTime="2024-12-01"
+    )
+    assert abated_later.condition(HYPERTENSION)[0] is True
+    refuted = htn(verificationStatus=status("condition-ver-status", "refuted"))
+    assert refuted.condition(HYPERTENSION, history=True) == (False, None)
+    future = PatientRecord([condition("c", "59621000", "2025-01-01")], AT)
+    assert future.condition(HYPERTENSION, history=True) == (False, None)
+    icd = {"coding": [{"system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "I13.10"}]}
+    icd_condition = condition("i", "x", "2010-01-01") | {"code": icd}
+    assert PatientRecord([icd_condition], AT).condition(HYPERTENSION)[0] is True
+
+
+def test_medications() -> None:
+    rxnorm = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+    def request(status_code: str, code: str, text: str, **extra: Any) -> dict[str, Any]:
+        concept = {"coding": [{"system": rxnorm, "code": code, "display": text}], "text": text}
+        return {
+            "resourceType": "MedicationRequest",
+            "id": "m",
+            "status": status_code,
+            "intent": "order",
+            "medicationCodeableConcept": concept,
+            "authoredOn": "2020-01-01",
+            **extra,
+        }
+
+    by_ingredient = request("active", "29046", "lisinopril")
+    by_name = request("active", "999967", "amLODIPine 5 MG / Hydrochlorothiazide 12.5 MG Tablet")
+    assert PatientRecord([by_ingredient], AT).medication(ANTIHYPERTENSIVES)[0] is True
+    assert PatientRecord([by_name], AT).medication(ANTIHYPERTENSIVES) == (
+        True,
+        "MedicationRequest/m 2020-01-01",
+    )
+    stopped = request("stopped", "29046", "lisinopril")
+    assert PatientRecord([stopped], AT).medication(ANTIHYPERTENSIVES)[0] is False
+    acetaminophen = request("active", "313782", "Acetaminophen 325 MG Oral Tablet")
+    assert PatientRecord([acetaminophen], AT).medication(ANTIHYPERTENSIVES)[0] is False
+    statement = {
+        "resourceType": "MedicationStatement",
+        "id": "s",
+        "status": "completed",
+        "medicationReference": {"reference": "Medication/med1"},
+        "effectivePeriod": {"start": "2024-01-01", "end": "2024-12-31"},
+    }
+    medication = {
+        "resourceType": "Medication",
+        "id": "med1",
+        "code": {"coding": [{"system": rxnorm, "code": "6918"}]},
+    }
+    assert PatientRecord([statement, medication], AT).medication(ANTIHYPERTENSIVES)[0] is True
+
+
+def test_bp_treated_needs_hypertension_and_a_drug() -> None:
+    ascvd = SCORES["ascvd"]
+    verapamil = {
+        "resourceType": "MedicationRequest",
+        "id": "v",
+        "status": "active",
+        "intent": "order",
+        "authoredOn": "2020-01-01",
+        "medicationCodeableConcept": {"text": "Verapamil Hydrochloride 40 MG"},
+    }
+    assert ascvd.inputs_from_fhir([PATIENT, verapamil], AT)["bp_treated"] is False
+    htn = condition("h", "59621000", "2010-01-01")
+    assert ascvd.inputs_from_fhir([PATIENT, verapamil, htn], AT)["bp_treated"] is True
+
+
+def test_units_from_fhir_are_converted_or_refused() -> None:
+    resources = [
+        PATIENT,
+        obs("tc", "2093-3", "2024-05-01", qty(5.5, "mmol/L")),
+        obs("hdl", "2085-9", "2024-05-01", qty(1.3, "mmol/L")),
+        bp_panel("bp", "2024-05-01", 128),
+        obs("cr", "2160-0", "2024-05-01", qty(97, "umol/L")),
+    ]
+    result = score_from_fhir("ascvd", resources, AT)
+    assert result.inputs["total_cholesterol"] == round(5.5 * 38.67, 4)
+    assert result.inputs["hdl"] == round(1.3 * 38.67, 4)
+    assert result.sources["total_cholesterol"] == "Observation/tc 2024-05-01"
+    assert result.value is None  # smoking status is missing
+    assert result.reason == "missing input(s): smoker"
+    egfr = score_from_fhir("egfr", resources, AT)
+    assert egfr.inputs["creatinine"] == round(97 / 88.4, 4)
+    assert egfr.value is not None and egfr.computed_at is not None
+
+    odd = [PATIENT, obs("cr", "2160-0", "2024-05-01", {"value": 1.1, "unit": "mg%"})]
+    refused = score_from_fhir("egfr", odd, AT)
+    assert refused.value is None
+    assert refused.reason == (
+        "creatinine: cannot convert unit 'mg%' to mg/dL (accepted: mg/dL, umol/L)"
+    )
+    low = [PATIENT, bp_panel("bp", "2024-05-31", 20)]
+    implausible = score_from_fhir("has-bled", low, AT)
+    assert implausible.value is None and implausible.reason is not None
+    assert "implausible sbp 20 mm[Hg]" in implausible.reason
