@@ -120,5 +120,7 @@ def compile_path(
     if unknown:
         raise FhirPathError(f"unknown function {sorted(unknown)[0]}()")
     options = {"userInvocationTable": extra}
-    fn = set_paths(apply_parsed_path, parsedPath=ast, model=models["r4"], options=options)
+    fn = set_paths(  # type: ignore[no-untyped-call]
+        apply_parsed_path, parsedPath=ast, model=models["r4"], options=options
+    )
     return CompiledPath(expression, frozenset(variables - BUILTIN_VARIABLES), frozenset(called), fn)
