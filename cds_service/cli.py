@@ -3,6 +3,7 @@
     cds-service serve [--host H] [--port P] [--workers N] [--rules DIR]
     cds-service openapi [--output FILE] [--check]
     cds-service score NAME [key=value ...] [--patient FILE] [--at DATE]
+    cds-service rules lint|test|explain|schema ...
 
 Flags override the matching `CDS_*` variables. Settings are validated before anything starts;
 a bad one prints `invalid setting CDS_X: why` and exits with status 2.
@@ -19,6 +20,7 @@ from pathlib import Path
 from cds_service import __version__
 from cds_service.config import Settings, load_settings
 from cds_service.exceptions import ConfigurationError
+from cds_service.rules import cli as rules_cli
 from cds_service.scores import cli as score_cli
 
 __all__ = ["main"]
@@ -42,6 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     spec.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
 
     score_cli.add_parser(commands)
+    rules_cli.add_parser(commands)
     return parser
 
 
@@ -100,6 +103,8 @@ def main(argv: list[str] | None = None) -> int:
             return _serve(args)
         if args.command == "score":
             return score_cli.run(args)
+        if args.command == "rules":
+            return rules_cli.run(args)
         return _openapi(args)
     except ConfigurationError as exc:
         print(exc.message, file=sys.stderr)

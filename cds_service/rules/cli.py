@@ -105,7 +105,8 @@ def _test(args: argparse.Namespace) -> int:
             print(f"ok   {result.key}")
         else:
             print(f"FAIL {result.key}")
-            print("     " + result.message(diff=args.diff).replace("\n", "\n     "))
+            for line in result.message(diff=args.diff).splitlines():
+                print(f"     {line}" if line else "")
     print(f"{report.passed} passed, {report.failed} failed")
     return 0 if report.ok else 1
 

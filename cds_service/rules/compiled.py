@@ -51,6 +51,9 @@ class CompiledSelect:
     sort: CompiledPath | None
     descending: bool
     first: bool
+    statuses: frozenset[str] | None = None
+    within: tuple[int, str] | None = None
+    sort_by_date: bool = False
 
     @property
     def key(self) -> tuple[Any, ...]:
@@ -63,6 +66,9 @@ class CompiledSelect:
             self.sort.expression if self.sort else None,
             self.descending,
             self.first,
+            self.statuses,
+            self.within,
+            self.sort_by_date,
         )
 
 
@@ -167,13 +173,30 @@ class _Compiler:
         where = sort = None
         if select.where:
             where = self.expression((*loc, "where"), select.where, allowed)
-        descending = False
+        descending = by_date = False
         if select.sort:
             text = select.sort.strip()
             descending = text.startswith("-")
-            sort = self.expression((*loc, "sort"), text.lstrip("-").strip(), allowed)
+            key = text.lstrip("-").strip()
+            by_date = key == "date"
+            if not by_date:
+                sort = self.expression((*loc, "sort"), key, allowed)
+        within = None
+        if select.within:
+            amount, unit = select.within.split()
+            within = (int(amount), unit.rstrip("s"))
+        statuses = frozenset(select.status) if select.status else None
         return CompiledSelect(
-            select.resources, sources, value_set, where, sort, descending, select.first
+            select.resources,
+            sources,
+            value_set,
+            where,
+            sort,
+            descending,
+            select.first,
+            statuses,
+            within,
+            by_date,
         )
 
     def condition(

@@ -13,11 +13,12 @@ The HTTP route, `cds-service rules test`, `rules explain` and the pytest plugin 
 
 from __future__ import annotations
 
+import calendar
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from fhirpathpy.engine.nodes import FP_DateTime
@@ -99,9 +100,25 @@ def _select(select: CompiledSelect, data: RequestData, variables: dict[str, Any]
         found = data.index.resources(select.resources, sources)
         if select.value_set is not None:
             found = data.index.coded(found, select.value_set)
+        if select.statuses is not None:
+            found = [r for r in found if _has_status(r, select.statuses)]
+        if select.within is not None:
+            since = _minus(data.now, *select.within) if data.now else None
+            found = [
+                r
+                for r in found
+                if since is not None
+                and (d := data.index.clinical_date(r)) is not None
+                and since <= d <= data.now  # type: ignore[operator]
+            ]
         if select.where is not None:
             found = [r for r in found if _truthy(select.where(r, variables))]
-        if select.sort is not None:
+        if select.sort_by_date:
+            epoch = datetime.min.replace(tzinfo=UTC)
+            found = sorted(
+                found, key=lambda r: data.index.clinical_date(r) or epoch, reverse=select.descending
+            )
+        elif select.sort is not None:
             keyed = [(unwrap(select.sort(r, variables)), r) for r in found]
             present = [(k, r) for k, r in keyed if k is not None and not isinstance(k, list)]
             present.sort(key=lambda kr: str(kr[0]), reverse=select.descending)
@@ -116,6 +133,41 @@ def _select(select: CompiledSelect, data: RequestData, variables: dict[str, Any]
     if not ((select.where and select.where.variables) or (select.sort and select.sort.variables)):
         return data.index.memo(select.key, compute)
     return compute()
+
+
+_CLINICAL = ("Condition", "AllergyIntolerance")
+_NOT_REAL = {"refuted", "entered-in-error"}
+
+
+def _codes(concept: Any) -> set[str]:
+    if isinstance(concept, str):  # STU3 spelled these as bare codes
+        return {concept}
+    if isinstance(concept, dict):
+        codings = concept.get("coding") or []
+        return {
+            c["code"] for c in codings if isinstance(c, dict) and isinstance(c.get("code"), str)
+        }
+    return set()
+
+
+def _has_status(resource: dict[str, Any], wanted: frozenset[str]) -> bool:
+    if resource.get("resourceType") in _CLINICAL:
+        if _codes(resource.get("verificationStatus")) & _NOT_REAL:
+            return False
+        return bool(_codes(resource.get("clinicalStatus")) & wanted)
+    return resource.get("status") in wanted
+
+
+def _minus(moment: datetime, amount: int, unit: str) -> datetime:
+    """`moment` minus a calendar amount (months and years keep the day where they can)."""
+    if unit == "day":
+        return moment - timedelta(days=amount)
+    if unit == "week":
+        return moment - timedelta(weeks=amount)
+    months = amount * (12 if unit == "year" else 1)
+    year, month = divmod(moment.year * 12 + moment.month - 1 - months, 12)
+    day = min(moment.day, calendar.monthrange(year, month + 1)[1])
+    return moment.replace(year=year, month=month + 1, day=day)
 
 
 def _condition(

@@ -8,11 +8,47 @@ HbA1c observations" cost one pass over the data, not twelve FHIRPath `where()`s 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 from cds_service.rules.valuesets import ValueSet, codings_of
 
-__all__ = ["CODE_ELEMENTS", "DataIndex"]
+__all__ = ["CODE_ELEMENTS", "DATE_ELEMENTS", "DataIndex", "parse_instant"]
+
+# The clinically relevant date of a resource: the first of these that is present.
+DATE_ELEMENTS: tuple[tuple[str, str | None], ...] = (
+    ("effectiveDateTime", None),
+    ("effectivePeriod", "start"),
+    ("effectiveInstant", None),
+    ("occurrenceDateTime", None),
+    ("performedDateTime", None),
+    ("performedPeriod", "start"),
+    ("onsetDateTime", None),
+    ("onsetPeriod", "start"),
+    ("authoredOn", None),
+    ("recordedDate", None),
+    ("issued", None),
+    ("start", None),
+    ("period", "start"),
+    ("date", None),
+)
+
+
+def parse_instant(value: Any) -> datetime | None:
+    """A FHIR date or dateTime as an aware datetime (dates and naive times read as UTC)."""
+    if not isinstance(value, str) or len(value) < 4:
+        return None
+    text = value.replace("Z", "+00:00")
+    if len(text) == 4:
+        text += "-01-01"
+    elif len(text) == 7:
+        text += "-01"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
 
 # Where each resource type keeps the code that `coded:` filters on.
 CODE_ELEMENTS: dict[str, tuple[str, ...]] = {
@@ -47,6 +83,7 @@ class DataIndex:
         self._sources = sources
         self._by_source: dict[str, dict[str, list[dict[str, Any]]]] = {}
         self._codes: dict[int, frozenset[tuple[str | None, str | None]]] = {}
+        self._dates: dict[int, datetime | None] = {}
         self.selections: dict[Any, list[Any]] = {}
 
     def _typed(self, source: str) -> dict[str, list[dict[str, Any]]]:
@@ -88,6 +125,21 @@ class DataIndex:
             )
             self._codes[key] = found
         return found
+
+    def clinical_date(self, resource: dict[str, Any]) -> datetime | None:
+        """The resource's clinically relevant date (see DATE_ELEMENTS), computed once."""
+        key = id(resource)
+        if key not in self._dates:
+            found = None
+            for element, part in DATE_ELEMENTS:
+                value = resource.get(element)
+                if part is not None and isinstance(value, dict):
+                    value = value.get(part)
+                found = parse_instant(value)
+                if found is not None:
+                    break
+            self._dates[key] = found
+        return self._dates[key]
 
     def coded(self, resources: list[dict[str, Any]], value_set: ValueSet) -> list[dict[str, Any]]:
         """The resources whose code is in the value set."""

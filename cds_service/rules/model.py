@@ -31,6 +31,7 @@ __all__ = [
 
 KEBAB = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+WITHIN = re.compile(r"^\s*[1-9][0-9]{0,4}\s+(day|week|month|year)s?\s*$")
 
 
 class Authored(BaseModel):
@@ -90,12 +91,26 @@ class Select(Authored):
         default=None,
         description="Keep resources whose code is in this value set (id from rules/_valuesets)",
     )
+    status: list[Text] | None = Field(
+        default=None,
+        description=(
+            "Keep resources with one of these statuses: `clinicalStatus` for Condition and "
+            "AllergyIntolerance (refuted and entered-in-error ones are then dropped too), "
+            "`status` for everything else"
+        ),
+    )
+    within: Annotated[StrictStr, Field(pattern=WITHIN.pattern)] | None = Field(
+        default=None,
+        description="Keep resources whose clinical date is at most this long before %now, "
+        "e.g. '90 days', '6 months', '2 years'",
+    )
     where: Text | None = Field(
         default=None, description="FHIRPath evaluated on each resource; kept when [true]"
     )
     sort: Text | None = Field(
         default=None,
-        description="FHIRPath sort key on each resource; prefix with '-' for descending",
+        description="`date` (the clinical date: effective, onset, authoredOn, …) or a FHIRPath "
+        "sort key on each resource; prefix with '-' for descending (newest first)",
     )
     first: StrictBool = Field(default=False, description="Keep only the first after sorting")
 

@@ -1,0 +1,191 @@
+"""Benchmark: the rule engine alone, for every hook of the rule pack, on every Synthea patient.
+
+    python bench/rules_engine.py [--rules DIR] [--repeat N] [--json FILE]
+
+For each fixture patient and each hook the pack covers, the script builds a realistic call (the
+patient's own data answering the service's prefetch templates through the in-memory FHIR server,
+a plausible hook context, `%now` at the patient's last encounter), then times what the engine does
+per call: assembling the call's data (index, risk scores computed from the data) and evaluating
+every rule of the hook. HTTP, JSON parsing and prefetch fetching are excluded; they are measured by
+the service benchmark. Prints the median and p95 per hook, and each rule's card rate.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from cds_service.config import default_rules_dir
+from cds_service.prefetch.local import LocalFhirServer
+from cds_service.prefetch.resolve import resolve_prefetch
+from cds_service.rules.ruleset import load_ruleset
+from cds_service.rules.runtime import default_score_source, known_score_names
+from cds_service.rules.service import evaluate_rules, prefetch_specs, request_data
+from cds_service.wire.request import HookRequest
+
+SYNTHEA = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "fhir-r4" / "synthea"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+DRAFTS = [  # an order set touching several rules: an NSAID, an opioid, metformin
+    ("849574", "Naproxen sodium 220 MG Oral Tablet"),
+    ("1049221", "Acetaminophen 325 MG / oxyCODONE Hydrochloride 5 MG Oral Tablet"),
+    ("860975", "24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet"),
+]
+
+
+def last_encounter(server: LocalFhirServer) -> tuple[str | None, datetime]:
+    best: tuple[str, str | None] = ("", None)
+    for encounter in server.resources("Encounter"):
+        start = (encounter.get("period") or {}).get("start", "")
+        if start > best[0]:
+            best = (start, encounter.get("id"))
+    when = datetime.fromisoformat(best[0]) if best[0] else datetime(2020, 1, 1, tzinfo=UTC)
+    return best[1], when.astimezone(UTC)
+
+
+def context_for(
+    hook: str, patient_id: str, encounter_id: str | None, now: datetime
+) -> dict[str, Any]:
+    base: dict[str, Any] = {"userId": "Practitioner/bench", "patientId": patient_id}
+    if hook in ("encounter-start", "encounter-discharge", "patient-view") and encounter_id:
+        base["encounterId"] = encounter_id
+    drafts = [
+        {
+            "resourceType": "MedicationRequest",
+            "id": f"draft-{i}",
+            "status": "draft",
+            "intent": "order",
+            "subject": {"reference": f"Patient/{patient_id}"},
+            "medicationCodeableConcept": {
+                "text": text,
+                "coding": [{"system": RXNORM, "code": code, "display": text}],
+            },
+        }
+        for i, (code, text) in enumerate(DRAFTS)
+    ]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [{"resource": d} for d in drafts],
+    }
+    if hook == "order-select":
+        base.update(draftOrders=bundle, selections=[f"MedicationRequest/{d['id']}" for d in drafts])
+    elif hook == "order-sign":
+        base["draftOrders"] = bundle
+    elif hook == "appointment-book":
+        start = now.replace(microsecond=0).isoformat()
+        base["appointments"] = {
+            "resourceType": "Bundle",
+            "type": "collection",
+            "entry": [
+                {
+                    "resource": {
+                        "resourceType": "Appointment",
+                        "id": "proposed-1",
+                        "status": "proposed",
+                        "start": start,
+                        "end": start,
+                        "participant": [
+                            {
+                                "actor": {"reference": f"Patient/{patient_id}"},
+                                "status": "needs-action",
+                            }
+                        ],
+                    }
+                }
+            ],
+        }
+    elif hook == "medication-refill":
+        base["medications"] = bundle
+    return base
+
+
+async def prefetch(server: LocalFhirServer, request: HookRequest, specs: dict[str, Any]) -> Any:
+    async with httpx.AsyncClient(transport=httpx.MockTransport(server.handle)) as client:
+        return await resolve_prefetch(request, specs, client, deadline_seconds=10, max_pages=50)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rules", type=Path, default=default_rules_dir())
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+
+    ruleset = load_ruleset(args.rules, known_score_names())
+    if ruleset.errors:
+        print("\n".join(map(str, ruleset.errors)), file=sys.stderr)
+        return 2
+    rules = [r for r in ruleset.rules.values() if r.rule.status != "retired"]
+    hooks = sorted({r.rule.hook for r in rules})
+    timings: dict[str, list[float]] = {hook: [] for hook in hooks}
+    fired: dict[str, int] = {r.id: 0 for r in rules}
+    patients = sorted(p for p in SYNTHEA.glob("*.json") if not p.name.startswith("_"))
+    for path in patients:
+        server = LocalFhirServer.from_bundle(json.loads(path.read_text()))
+        patient_id = server.resources("Patient")[0]["id"]
+        encounter_id, now = last_encounter(server)
+        for hook in hooks:
+            hook_rules = [r for r in rules if r.rule.hook == hook]
+            context = context_for(hook, patient_id, encounter_id, now)
+            request = HookRequest.model_validate(
+                {
+                    "hook": hook,
+                    "hookInstance": str(uuid.uuid4()),
+                    "fhirServer": server.base_url,
+                    "context": context,
+                }
+            )
+            outcomes = asyncio.run(prefetch(server, request, prefetch_specs(hook_rules)))
+            for attempt in range(args.repeat + 1):
+                started = time.perf_counter()
+                data = request_data(context, outcomes, hook_rules, now, default_score_source)
+                results = evaluate_rules(hook_rules, data, budget_seconds=5.0)
+                elapsed = (time.perf_counter() - started) * 1000
+                if attempt == 0:  # warm-up run: count cards once per patient
+                    for result in results:
+                        fired[result.rule_id] += result.status == "fired"
+                else:
+                    timings[hook].append(elapsed)
+
+    report: dict[str, Any] = {
+        "patients": len(patients),
+        "repeat": args.repeat,
+        "hooks": {},
+        "card_rate": {},
+    }
+    print(f"{len(patients)} patients, {len(rules)} rules, {args.repeat} timed runs each\n")
+    print(f"{'hook':<28}{'rules':>6}{'median ms':>11}{'p95 ms':>9}{'max ms':>9}")
+    for hook in hooks:
+        values = sorted(timings[hook])
+        p95 = values[int(0.95 * (len(values) - 1))]
+        count = sum(1 for r in rules if r.rule.hook == hook)
+        median = statistics.median(values)
+        print(f"{hook:<28}{count:>6}{median:>11.2f}{p95:>9.2f}{values[-1]:>9.2f}")
+        report["hooks"][hook] = {
+            "rules": count,
+            "median_ms": round(median, 3),
+            "p95_ms": round(p95, 3),
+            "max_ms": round(values[-1], 3),
+        }
+    print(f"\n{'rule':<44}{'hook':<22}{'cards':>6}{'rate':>7}")
+    for rule in sorted(rules, key=lambda r: (r.rule.hook, r.id)):
+        rate = fired[rule.id] / len(patients)
+        print(f"{rule.id:<44}{rule.rule.hook:<22}{fired[rule.id]:>6}{rate:>7.0%}")
+        report["card_rate"][rule.id] = {"cards": fired[rule.id], "rate": round(rate, 3)}
+    if args.json:
+        args.json.write_text(json.dumps(report, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""`Select` bindings: the indexed, shared way to pick resources (type, code, status, date)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cds_service.rules.engine import RequestData, _minus, evaluate_rule
+from cds_service.rules.ruleset import load_ruleset
+
+NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
+LOINC = "http://loinc.org"
+
+
+def obs(
+    ident: str, when: str | None, status: str = "final", code: str = "4548-4"
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "resourceType": "Observation",
+        "id": ident,
+        "status": status,
+        "code": {"coding": [{"system": LOINC, "code": code}]},
+        "valueQuantity": {"value": 6.1, "unit": "%"},
+    }
+    if when:
+        out["effectiveDateTime"] = when
+    return out
+
+
+def cond(ident: str, clinical: str, verification: str = "confirmed") -> dict[str, Any]:
+    return {
+        "resourceType": "Condition",
+        "id": ident,
+        "clinicalStatus": {"coding": [{"code": clinical}]},
+        "verificationStatus": {"coding": [{"code": verification}]},
+        "code": {"coding": [{"system": "http://snomed.info/sct", "code": "44054006"}]},
+    }
+
+
+def bundle(*resources: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Bundle", "entry": [{"resource": r} for r in resources]}
+
+
+RULE = """\
+schema: cds-rule/1
+id: pick
+version: 1
+status: active
+hook: patient-view
+service: svc
+title: t
+description: d
+references: [https://example.org]
+prefetch:
+  labs: Observation?patient={{{{context.patientId}}}}
+  conditions: Condition?patient={{{{context.patientId}}}}
+let:
+  picked:
+{select}
+  ids: "%picked.id"
+when: {{id: any, fhirpath: "%picked.exists()"}}
+card:
+  summary: "{{{{ids}}}}"
+  indicator: info
+  source: {{label: s}}
+"""
+
+
+def pick(tmp_path: Path, select: str, prefetch: dict[str, Any]) -> list[str]:
+    (tmp_path / "_services.yaml").write_text(
+        "schema: cds-services/1\nservices:\n  svc: {title: S, description: D}\n"
+    )
+    (tmp_path / "_valuesets").mkdir(exist_ok=True)
+    (tmp_path / "_valuesets" / "hba1c.yaml").write_text(
+        "resourceType: ValueSet\nid: hba1c\nexpansion:\n  contains:\n"
+        "    - {system: 'http://loinc.org', code: 4548-4}\n"
+    )
+    (tmp_path / "patient-view").mkdir(exist_ok=True)
+    indented = "\n".join("    " + line for line in select.strip().splitlines())
+    (tmp_path / "patient-view" / "pick.yaml").write_text(RULE.format(select=indented))
+    ruleset = load_ruleset(tmp_path, ["ascvd"])
+    assert not ruleset.errors, [str(e) for e in ruleset.errors]
+    data = RequestData({"patientId": "p"}, prefetch, now=NOW)
+    outcome = evaluate_rule(ruleset.rules["pick"], data)
+    assert outcome.status in ("fired", "silent"), outcome.reason
+    return [r["id"] for r in outcome.bindings["picked"]]
+
+
+def test_status_of_observations(tmp_path: Path) -> None:
+    labs = bundle(
+        obs("a", "2026-01-01", "final"),
+        obs("b", "2026-01-02", "preliminary"),
+        obs("c", "2026-01-03", "amended"),
+    )
+    got = pick(tmp_path, "resources: Observation\nstatus: [final, amended]", {"labs": labs})
+    assert got == ["a", "c"]
+
+
+def test_status_of_conditions_uses_clinical_status_and_drops_refuted(tmp_path: Path) -> None:
+    conditions = bundle(
+        cond("active", "active"),
+        cond("resolved", "resolved"),
+        cond("refuted", "active", "refuted"),
+        cond("relapse", "relapse"),
+    )
+    got = pick(
+        tmp_path, "resources: Condition\nstatus: [active, relapse]", {"conditions": conditions}
+    )
+    assert got == ["active", "relapse"]
+
+
+@pytest.mark.parametrize(
+    ("within", "expected"),
+    [
+        ("90 days", ["recent"]),
+        ("6 months", ["recent", "october"]),
+        ("1 year", ["recent", "october", "april"]),
+        ("2 years", ["recent", "october", "april"]),
+    ],
+)
+def test_within_counts_back_from_now(tmp_path: Path, within: str, expected: list[str]) -> None:
+    labs = bundle(
+        obs("recent", "2026-03-01"),
+        obs("october", "2025-10-15T08:00:00-04:00"),
+        obs("april", "2025-04-01"),
+        obs("old", "2024-03-30"),
+        obs("undated", None),
+        obs("future", "2026-05-01"),
+    )
+    got = pick(tmp_path, f"resources: Observation\nwithin: {within}", {"labs": labs})
+    assert got == expected
+
+
+def test_sort_by_clinical_date_newest_first(tmp_path: Path) -> None:
+    labs = bundle(
+        obs("mid", "2025-06-01"),
+        obs("new", "2026-01-01T00:00:00Z"),
+        obs("old", "2024"),
+        obs("undated", None),
+    )
+    newest = pick(tmp_path, "resources: Observation\nsort: -date", {"labs": labs})
+    oldest = pick(tmp_path, "resources: Observation\nsort: date\nfirst: true", {"labs": labs})
+    assert newest == ["new", "mid", "old", "undated"]
+    assert oldest == ["undated"]
+
+
+def test_coded_and_first(tmp_path: Path) -> None:
+    labs = bundle(
+        obs("a1c-old", "2025-01-01"),
+        obs("bmi", "2026-01-01", code="39156-5"),
+        obs("a1c-new", "2026-02-01"),
+    )
+    select = "resources: Observation\ncoded: hba1c\nsort: -date\nfirst: true"
+    assert pick(tmp_path, select, {"labs": labs}) == ["a1c-new"]
+
+
+def test_month_arithmetic_keeps_the_calendar() -> None:
+    assert _minus(datetime(2026, 3, 31, tzinfo=UTC), 1, "month") == datetime(
+        2026, 2, 28, tzinfo=UTC
+    )
+    assert _minus(datetime(2024, 2, 29, tzinfo=UTC), 1, "year") == datetime(2023, 2, 28, tzinfo=UTC)
+    assert _minus(datetime(2026, 1, 15, tzinfo=UTC), 13, "month") == datetime(
+        2024, 12, 15, tzinfo=UTC
+    )
