@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck pytest openapi format clean
+.PHONY: install run test lint typecheck pytest openapi format clean bench
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,9 @@ run: install
 	CDS_ENV=development $(BIN)/cds-service serve --host 127.0.0.1 --port 8080
 
 lint: install
-	$(BIN)/ruff check cds_service tests
-	$(BIN)/ruff format --check cds_service tests
+	$(BIN)/ruff check cds_service tests bench
+	$(BIN)/ruff format --check cds_service tests bench
+	$(BIN)/cds-service rules lint rules
 
 typecheck: install
 	$(BIN)/mypy
@@ -33,10 +34,15 @@ test: lint typecheck pytest
 
 openapi: install
 	$(BIN)/cds-service openapi
+	$(BIN)/cds-service rules schema
+
+bench: install
+	$(BIN)/python bench/rules_engine.py
+	$(BIN)/python bench/rules_engine.py --cold-scores
 
 format: install
-	$(BIN)/ruff check --fix cds_service tests
-	$(BIN)/ruff format cds_service tests
+	$(BIN)/ruff check --fix cds_service tests bench
+	$(BIN)/ruff format cds_service tests bench
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

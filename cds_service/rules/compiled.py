@@ -35,6 +35,8 @@ __all__ = [
 _MEMBER_OF = re.compile(r"memberOf\(\s*(?:'([^']*)'|([^)]*))\s*\)")
 _SCORE_USE = re.compile(r"%scores\.`?([A-Za-z0-9_-]+)`?")
 Loc = tuple[str | int, ...]
+# Variables every expression may read (see rules/README.md).
+BUILTIN_VARIABLES = frozenset({"now", "today", "age", "scores"})
 
 
 def score_variable(name: str) -> str:
@@ -78,6 +80,15 @@ class CompiledBinding:
     path: CompiledPath | None = None
     select: CompiledSelect | None = None
 
+    @property
+    def reads(self) -> frozenset[str]:
+        """The `%variables` this binding reads."""
+        if self.path is not None:
+            return self.path.variables
+        assert self.select is not None
+        paths = (self.select.where, self.select.sort)
+        return frozenset(v for p in paths if p is not None for v in p.variables)
+
 
 @dataclass(frozen=True, slots=True)
 class CompiledCondition:
@@ -98,6 +109,24 @@ class CompiledRule:
     @property
     def id(self) -> str:
         return self.rule.id
+
+    @property
+    def decision_bindings(self) -> tuple[CompiledBinding, ...]:
+        """The bindings the conditions depend on (directly or through other bindings), in order.
+
+        The others only feed the card, so a rule that does not fire never computes them.
+        """
+        needed = set(_condition_reads(self.condition))
+        for binding in reversed(self.bindings):
+            if binding.name in needed:
+                needed |= binding.reads
+        return tuple(b for b in self.bindings if b.name in needed)
+
+
+def _condition_reads(condition: CompiledCondition) -> set[str]:
+    if condition.kind == "leaf":
+        return set(condition.path.variables) if condition.path is not None else set()
+    return {v for member in condition.members for v in _condition_reads(member)}
 
 
 class _Compiler:
@@ -236,16 +265,23 @@ class _Compiler:
                 f"is '{rule.hook}': keep rules in rules/<hook>/",
                 "warning",
             )
+        context_fields = _context_fields(rule.hook)
         for key, template in rule.prefetch.items():
             try:
                 check_template(template)
             except ConfigurationError as exc:
                 self.issue(("prefetch", key), exc.message)
+            if key in context_fields:
+                self.issue(
+                    ("prefetch", key),
+                    f"'{key}' is a context field of {rule.hook}; "
+                    "name the prefetch key differently so `from:` is unambiguous",
+                )
         for index, name in enumerate(rule.scores):
             if name not in self.known_scores:
                 known = ", ".join(sorted(self.known_scores))
                 self.issue(("scores", index), f"unknown score '{name}' (known: {known})")
-        allowed = set(rule.prefetch) | {"now", "scores"}
+        allowed = set(rule.prefetch) | BUILTIN_VARIABLES
         bindings = []
         for name, value in rule.let.items():
             loc: Loc = ("let", name)

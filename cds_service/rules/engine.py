@@ -24,8 +24,13 @@ from typing import Any, Literal
 from fhirpathpy.engine.nodes import FP_DateTime
 from pydantic import ValidationError
 
-from cds_service.rules.compiled import CompiledCondition, CompiledRule, CompiledSelect
-from cds_service.rules.index import DataIndex
+from cds_service.rules.compiled import (
+    CompiledBinding,
+    CompiledCondition,
+    CompiledRule,
+    CompiledSelect,
+)
+from cds_service.rules.index import DataIndex, parse_instant
 from cds_service.rules.model import CardTemplate
 from cds_service.rules.templates import render_text, render_value, unwrap
 from cds_service.wire.response import Card
@@ -47,19 +52,39 @@ class RequestData:
     scores: Mapping[str, Any] = field(default_factory=dict)
     now: datetime | None = None
     index: DataIndex = field(init=False)
+    _base: dict[str, Any] | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         sources = {**self.context, **{k: v for k, v in self.prefetch.items() if v is not None}}
         self.index = DataIndex(sources)
 
     def variables(self) -> dict[str, Any]:
-        """The `%variables` every rule starts from."""
-        out: dict[str, Any] = {k: ([] if v is None else v) for k, v in self.prefetch.items()}
-        out["scores"] = dict(self.scores)
-        if self.now is not None:
-            stamp = self.now.isoformat().replace("+00:00", "Z")
-            out["now"] = FP_DateTime(stamp)  # type: ignore[no-untyped-call]
-        return out
+        """The `%variables` every rule starts from (built once per call, copied per rule)."""
+        if self._base is None:
+            out: dict[str, Any] = {k: ([] if v is None else v) for k, v in self.prefetch.items()}
+            out["scores"] = dict(self.scores)
+            out["today"] = out["now"] = out["age"] = []
+            if self.now is not None:
+                utc = self.now.astimezone(UTC)
+                stamp = utc.isoformat().replace("+00:00", "Z")
+                out["now"] = FP_DateTime(stamp)  # type: ignore[no-untyped-call]
+                out["today"] = FP_DateTime(utc.date().isoformat())  # type: ignore[no-untyped-call]
+                age = self._age(utc)
+                out["age"] = [] if age is None else [age]
+            self._base = out
+        return dict(self._base)
+
+    def _age(self, at: datetime) -> int | None:
+        """Whole years from the call's Patient.birthDate to `at` (None without a patient)."""
+        for patient in self.index.resources("Patient", self._source_names()):
+            born = parse_instant(patient.get("birthDate"))
+            if born is not None:
+                before_birthday = (at.month, at.day) < (born.month, born.day)
+                return at.year - born.year - before_birthday
+        return None
+
+    def _source_names(self) -> list[str]:
+        return [k for k, v in self.prefetch.items() if v is not None]
 
 
 @dataclass(slots=True)
@@ -111,8 +136,6 @@ def _select(select: CompiledSelect, data: RequestData, variables: dict[str, Any]
                 and (d := data.index.clinical_date(r)) is not None
                 and since <= d <= data.now  # type: ignore[operator]
             ]
-        if select.where is not None:
-            found = [r for r in found if _truthy(select.where(r, variables))]
         if select.sort_by_date:
             epoch = datetime.min.replace(tzinfo=UTC)
             found = sorted(
@@ -125,7 +148,12 @@ def _select(select: CompiledSelect, data: RequestData, variables: dict[str, Any]
             found = [r for _, r in present] + [
                 r for k, r in keyed if k is None or isinstance(k, list)
             ]
-        return found[:1] if select.first else found
+        where = select.where
+        if where is None:
+            return found[:1] if select.first else found
+        if select.first:  # sorted already: test in order and stop at the first match
+            return next(([r] for r in found if _truthy(where(r, variables))), [])
+        return [r for r in found if _truthy(where(r, variables))]
 
     # where/sort may read bindings, so only selections without them are shared across rules.
     if select.where is None and select.sort is None:
@@ -176,6 +204,7 @@ def _condition(
     variables: dict[str, Any],
     truth: dict[str, bool],
     deadline: float,
+    eager: bool,
 ) -> bool:
     if time.perf_counter() > deadline:
         raise _OverBudget
@@ -184,21 +213,26 @@ def _condition(
         value = _truthy(condition.path(root, variables))
         truth[condition.id] = value
         return value
-    if condition.kind == "all":
-        results = [_condition(m, root, variables, truth, deadline) for m in condition.members]
-        return all(results)
-    if condition.kind == "any":
-        results = [_condition(m, root, variables, truth, deadline) for m in condition.members]
-        return any(results)
-    return not _condition(condition.members[0], root, variables, truth, deadline)
+    if condition.kind == "not":
+        return not _condition(condition.members[0], root, variables, truth, deadline, eager)
+    wanted = condition.kind == "any"  # the value that decides: any → true, all → false
+    decided = False
+    for member in condition.members:
+        if _condition(member, root, variables, truth, deadline, eager) is wanted:
+            decided = True
+            if not eager:
+                break
+    return decided if wanted else not decided
 
 
 def evaluate_rule(
-    rule: CompiledRule, data: RequestData, *, budget_seconds: float = 0.5
+    rule: CompiledRule, data: RequestData, *, budget_seconds: float = 0.5, eager: bool = False
 ) -> RuleOutcome:
     """Evaluate one rule. Never raises: failures come back as `error`/`timeout` outcomes.
 
-    Every condition is evaluated (no short-circuit) so tests and `explain` can show each truth.
+    Serving is lazy: bindings that only feed the card are computed once the rule fires, and
+    all/any stop at the first member that decides. `eager=True` (tests, `rules explain`)
+    computes every binding and every condition so each can be shown; the result is the same.
     """
     started = time.perf_counter()
     outcome = RuleOutcome(rule.id, "silent")
@@ -209,8 +243,12 @@ def evaluate_rule(
         return outcome
     deadline = started + budget_seconds
     variables = data.variables()
-    try:
-        for binding in rule.bindings:
+    decide_with = rule.bindings if eager else rule.decision_bindings
+
+    def bind(bindings: tuple[CompiledBinding, ...]) -> None:
+        for binding in bindings:
+            if binding.name in outcome.bindings:
+                continue
             if time.perf_counter() > deadline:
                 raise _OverBudget
             if binding.select is not None:
@@ -220,8 +258,12 @@ def evaluate_rule(
                 value = _checked(binding.path(data.context, variables))
             variables[binding.name] = value
             outcome.bindings[binding.name] = value
-        fired = _condition(rule.condition, data.context, variables, outcome.conditions, deadline)
-        if fired:
+
+    try:
+        bind(decide_with)
+        conditions = outcome.conditions
+        if _condition(rule.condition, data.context, variables, conditions, deadline, eager):
+            bind(rule.bindings)
             outcome.card = render_card(rule.rule.card, outcome.bindings)
             outcome.status = "fired"
     except _OverBudget:

@@ -131,7 +131,7 @@ def _evaluate(root: Path, rule_id: str, request_path: Path, now: datetime | None
         data = request_data(request.context, prefetch, [rule], at, score_source())
     except Exception as exc:
         raise ExplainError(f"computing scores failed: {type(exc).__name__}: {exc}") from None
-    outcome = evaluate_rule(rule, data, budget_seconds=BUDGET_SECONDS)
+    outcome = evaluate_rule(rule, data, budget_seconds=BUDGET_SECONDS, eager=True)
     return _Run(rule, request, at, prefetch, dict(data.scores), outcome)
 
 

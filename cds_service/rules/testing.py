@@ -723,7 +723,7 @@ def run_case(
     except Exception as exc:  # a score source that fails is a failed case, not a crash
         result.failures.append(f"computing the rule's scores failed: {type(exc).__name__}: {exc}")
         return result
-    outcome = evaluate_rule(rule, data, budget_seconds=RULE_BUDGET_SECONDS)
+    outcome = evaluate_rule(rule, data, budget_seconds=RULE_BUDGET_SECONDS, eager=True)
     result.status = outcome.status
     result.reason = outcome.reason
     result.actual_cards = [outcome.card.wire()] if outcome.card is not None else []

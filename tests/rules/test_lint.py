@@ -34,7 +34,7 @@ BROKEN: dict[str, tuple[str, str, str, str]] = {
         '"%medicationCounts > 0"',
         "fhirpath:",
         "when.all[0].fhirpath: unknown variable %medicationCounts (known here: "
-        "%activeMedications, %medicationCount, %now, %scores) [unknown-variable]",
+        "%activeMedications, %age, %medicationCount, %now, %scores, %today) [unknown-variable]",
     ),
     "wall-clock": (
         '"%medicationCount > 0"',

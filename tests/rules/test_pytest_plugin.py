@@ -61,7 +61,7 @@ def test_files_that_do_not_load_fail_as_lint_items(rules: pytest.Pytester) -> No
     out = result.stdout.str()
     assert (
         "\nrules/order-select/broken-rule.yaml:17:7: when.all[0].fhirpath: unknown variable "
-        "%medCount (known here: %activeMedications, %medicationCount, %now, %scores) "
+        "%medCount (known here: %activeMedications, %age, %medicationCount, %now, %scores, %today) "
         "[broken-rule]\n"
     ) in out
     assert f"\n{TESTS}:45:5: cases[0].nme: is not a known key [{SAMPLE_RULE}]\n" in out
