@@ -37,6 +37,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./var/cds-service.db"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     discovery_ids: Literal["shared", "per-hook"] = "shared"
+    public_base_url: str | None = None
     builtin_services: bool = True
     rules_reload_seconds: float = Field(default=2.0, ge=0, le=3600)
     rule_budget_seconds: float = Field(default=1.0, gt=0, le=30)
@@ -70,6 +71,15 @@ class Settings(BaseSettings):
         if not value.startswith(("sqlite:", "postgresql:", "postgresql+asyncpg:", "postgres:")):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
         return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _absolute_base(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value.startswith(("https://", "http://")) or "?" in value or "#" in value:
+            raise ValueError("must be an absolute http(s) URL such as https://cds.example.org")
+        return value.rstrip("/")
 
     @field_validator("rules_dir")
     @classmethod

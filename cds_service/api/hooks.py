@@ -70,6 +70,7 @@ async def call_service(service_id: str, request: Request, state: StateDep) -> Re
         deadline_seconds=settings.prefetch_deadline_seconds,
         max_pages=settings.prefetch_max_pages,
     )
-    result = await service.evaluate(HookCall(call, context, prefetch, state.clock()))
+    base_url = settings.public_base_url or str(request.base_url).rstrip("/")
+    result = await service.evaluate(HookCall(call, context, prefetch, state.clock(), base_url))
     response = CDSResponse(cards=result.cards, system_actions=result.system_actions or None)
     return Response(orjson.dumps(response.wire()), media_type="application/json")

@@ -51,6 +51,7 @@ class RequestData:
     unavailable: frozenset[str] = frozenset()  # keys that could not be obtained
     scores: Mapping[str, Any] = field(default_factory=dict)
     now: datetime | None = None
+    base_url: str = "http://127.0.0.1:8080"  # resolves links written as /path in rules
     index: DataIndex = field(init=False)
     _base: dict[str, Any] | None = field(init=False, default=None)
 
@@ -264,7 +265,7 @@ def evaluate_rule(
         conditions = outcome.conditions
         if _condition(rule.condition, data.context, variables, conditions, deadline, eager):
             bind(rule.bindings)
-            outcome.card = render_card(rule.rule.card, outcome.bindings)
+            outcome.card = render_card(rule.rule.card, outcome.bindings, data.base_url)
             outcome.status = "fired"
     except _OverBudget:
         outcome.status = "timeout"
@@ -292,9 +293,18 @@ def _summary(text: str) -> str:
     return text if len(text) < 140 else text[:138].rstrip() + "…"
 
 
-def render_card(template: CardTemplate, bindings: Mapping[str, Any]) -> Card:
-    """Fill the card template with binding values and build the wire Card (validated)."""
+def render_card(
+    template: CardTemplate, bindings: Mapping[str, Any], base_url: str = "http://127.0.0.1:8080"
+) -> Card:
+    """Fill the card template with binding values and build the wire Card (validated).
+
+    A link or source URL written as a path (`/smart/launch`) points at this service: it is
+    resolved against CDS_PUBLIC_BASE_URL (or the URL the EHR called).
+    """
     raw = template.model_dump(by_alias=True, exclude_none=True)
     rendered = render_value(raw, bindings)
     rendered["summary"] = _summary(render_text(template.summary, bindings))
+    for link in rendered.get("links", []):
+        if isinstance(link.get("url"), str) and link["url"].startswith("/"):
+            link["url"] = base_url.rstrip("/") + link["url"]
     return Card.model_validate(rendered)  # camelCase is the wire (alias) spelling

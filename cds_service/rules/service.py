@@ -118,6 +118,7 @@ def _service(
     async def evaluate(call: HookCall) -> ServiceResult:
         hook_rules = by_hook.get(call.hook, [])
         data = request_data(call.raw_context, call.prefetch, hook_rules, call.now, score_source)
+        data.base_url = call.base_url
         outcomes = evaluate_rules(hook_rules, data, budget_seconds=budget_seconds)
         cards = []
         for rule, outcome in zip(hook_rules, outcomes, strict=True):

@@ -87,6 +87,7 @@ class HookCall:
     context: HookContext
     prefetch: Mapping[str, PrefetchOutcome]
     now: datetime
+    base_url: str = "http://127.0.0.1:8080"  # our own external URL, for links back to us
 
     @property
     def hook(self) -> str:

@@ -270,3 +270,27 @@ def test_broken_files_at_start_up_are_reported_not_fatal(tmp_path: Path, rules_d
         response = call(client, {"patient": PATIENT})
     assert ready["checks"]["rules"].startswith("1 error")
     assert [c["summary"] for c in response.json()["cards"]] == ["Hello Ada"]
+
+
+def test_links_to_this_service_use_the_public_base_url(tmp_path: Path, rules_dir: Path) -> None:
+    path = write_rule(rules_dir, "linked")
+    path.write_text(
+        path.read_text()
+        + "  links:\n    - {label: Open risk view, url: /smart/launch, type: smart,"
+        + ' appContext: "{\\"rule\\":\\"linked\\"}"}\n'
+    )
+    with make_client(
+        tmp_path, rules_dir, public_base_url="https://cds.hospital.example/"
+    ) as client:
+        card = call(client, {"patient": PATIENT}).json()["cards"][0]
+    with make_client(tmp_path, rules_dir) as client:
+        fallback = call(client, {"patient": PATIENT}).json()["cards"][0]
+    assert card["links"] == [
+        {
+            "label": "Open risk view",
+            "type": "smart",
+            "url": "https://cds.hospital.example/smart/launch",
+            "appContext": '{"rule":"linked"}',
+        }
+    ]
+    assert fallback["links"][0]["url"] == "http://testserver/smart/launch"
