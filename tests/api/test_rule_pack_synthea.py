@@ -1,0 +1,69 @@
+"""The bundled rule pack over HTTP on real Synthea records, fetched through `fhirServer`.
+
+Each patient's chart is opened (patient-view) at the end of their last encounter; the EHR sends
+no prefetch, so the service fetches everything from the patient's FHIR data and computes the risk
+scores itself. Expected cards follow from the records (see ../shared/fixtures/README.md): Darwin
+has hypertension with 146/100 and a 15 % ASCVD risk without a statin; four overweight adults have
+no HbA1c on record; four patients over 65 have no pneumococcal vaccine; every patient with atrial
+fibrillation is already on warfarin, so no anticoagulation card.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from cds_service.config import Settings
+from cds_service.main import create_app
+from cds_service.prefetch.local import LocalFhirServer
+from tests.conformance import assert_conformant_response
+from tests.conftest import FIXTURES
+
+SYNTHEA = FIXTURES / "fhir-r4" / "synthea"
+EXPECTED = {
+    "Bibi": ["Diabetes screening due"],
+    "Darwin": ["Hypertension not controlled", "10-year ASCVD risk 15.4 %"],
+    "Felipe": ["Diabetes screening due"],
+    "Jess": ["No pneumococcal vaccine"],
+    "Kory": ["Diabetes screening due"],
+    "Randolph": ["No pneumococcal vaccine"],
+    "Seth": ["No pneumococcal vaccine"],
+    "Terence": ["Diabetes screening due"],
+    "Ulrike": ["No pneumococcal vaccine"],
+}
+PATIENTS = sorted(p for p in SYNTHEA.glob("*.json") if not p.name.startswith("_"))
+
+
+def last_encounter(server: LocalFhirServer) -> datetime:
+    starts = [e.get("period", {}).get("start", "") for e in server.resources("Encounter")]
+    return datetime.fromisoformat(max(starts)).astimezone(UTC)
+
+
+@pytest.mark.parametrize("path", PATIENTS, ids=lambda p: p.name.split("_")[0])
+def test_patient_view_cards(path: Path, tmp_path: Path) -> None:
+    server = LocalFhirServer.from_bundle(json.loads(path.read_text()))
+    patient_id = server.resources("Patient")[0]["id"]
+    now = last_encounter(server)
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/f.db", builtin_services=False)
+    app = create_app(settings, fhir_transport=httpx.MockTransport(server.handle), clock=lambda: now)
+    body = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "fhirServer": server.base_url,
+        "context": {"userId": "Practitioner/1", "patientId": patient_id},
+    }
+    with TestClient(app) as client:
+        response = client.post("/cds-services/preventive-care", json=body)
+    assert response.status_code == 200, response.text
+    assert_conformant_response(response.json())
+    summaries = [card["summary"] for card in response.json()["cards"]]
+    expected = EXPECTED.get(path.name.split("_")[0], [])
+    assert len(summaries) == len(expected), summaries
+    for prefix in expected:
+        assert any(s.startswith(prefix) for s in summaries), (prefix, summaries)
