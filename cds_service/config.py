@@ -41,10 +41,13 @@ class Settings(BaseSettings):
     builtin_services: bool = True
     rules_reload_seconds: float = Field(default=2.0, ge=0, le=3600)
     rule_budget_seconds: float = Field(default=1.0, gt=0, le=30)
+    redis_url: str | None = None
+    score_cache_ttl_seconds: int = Field(default=86_400, ge=1)
 
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     max_json_depth: int = Field(default=64, ge=8, le=512)
 
+    hook_budget_seconds: float = Field(default=2.0, gt=0, le=30)
     prefetch_deadline_seconds: float = Field(default=2.0, gt=0, le=30)
     prefetch_max_pages: int = Field(default=20, ge=1, le=1000)
 
@@ -70,6 +73,13 @@ class Settings(BaseSettings):
     def _known_database(cls, value: str) -> str:
         if not value.startswith(("sqlite:", "postgresql:", "postgresql+asyncpg:", "postgres:")):
             raise ValueError("must be a sqlite:/// or postgresql:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis:// or rediss:// URL")
         return value
 
     @field_validator("public_base_url")

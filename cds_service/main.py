@@ -20,6 +20,8 @@ from cds_service.config import Settings, load_settings
 from cds_service.feedback.store import FeedbackStore
 from cds_service.openapi import install_openapi
 from cds_service.rules.runtime import RuleRuntime
+from cds_service.scores.cache import ScoreCache
+from cds_service.scores.provider import ScoreProvider
 from cds_service.services.builtin import builtin_services
 from cds_service.services.definition import ServiceDefinition
 from cds_service.services.registry import ServiceRegistry
@@ -48,18 +50,24 @@ def create_app(
     `fhir_transport` replaces the network for calls to EHR FHIR servers (tests use
     `httpx.MockTransport`); `clock` replaces the wall clock.
     """
+    score_cache = ScoreCache(
+        redis_url=settings.redis_url, ttl_seconds=settings.score_cache_ttl_seconds
+    )
     runtime: RuleRuntime | None = None
     if services is None:
         runtime = RuleRuntime(
             settings.rules_dir,
             extra_services=builtin_services if settings.builtin_services else list,
             budget_seconds=settings.rule_budget_seconds,
+            scores=ScoreProvider(score_cache),
         )
         registry = runtime.load()
         assert registry is not None  # the first load always yields a registry or raises
     else:
         registry = ServiceRegistry(services)
-    state = AppState(settings=settings, registry=registry, clock=clock, rules=runtime)
+    state = AppState(
+        settings=settings, registry=registry, clock=clock, rules=runtime, score_cache=score_cache
+    )
 
     def swap(new: ServiceRegistry) -> None:
         state.registry = new
@@ -84,6 +92,7 @@ def create_app(
                     await watcher
             await state.http.aclose()
             await state.feedback.close()
+            await score_cache.close()
 
     app = FastAPI(
         title="cds-service",

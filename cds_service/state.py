@@ -15,6 +15,7 @@ import httpx
 from cds_service.config import Settings
 from cds_service.feedback.store import FeedbackStore
 from cds_service.rules.runtime import RuleRuntime
+from cds_service.scores.cache import ScoreCache
 from cds_service.services.registry import ServiceRegistry
 
 __all__ = ["AppState", "Clock"]
@@ -32,3 +33,4 @@ class AppState:
     http: httpx.AsyncClient | None = None
     feedback: FeedbackStore | None = None
     rules: RuleRuntime | None = None
+    score_cache: ScoreCache | None = None

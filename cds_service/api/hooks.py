@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import orjson
 from fastapi import APIRouter
@@ -38,7 +39,12 @@ def find_service(state: AppState, service_id: str) -> Endpoint:
 
 @router.post("/cds-services/{service_id}", summary="Call a CDS service", tags=["CDS Hooks"])
 async def call_service(service_id: str, request: Request, state: StateDep) -> Response:
-    """Validate the call, resolve prefetch, evaluate the service and return its cards."""
+    """Validate the call, resolve prefetch, evaluate the service and return its cards.
+
+    One budget (CDS_HOOK_BUDGET_SECONDS) covers the call: fetching missing prefetch may use all
+    but the last quarter of it (and at most CDS_PREFETCH_DEADLINE_SECONDS); the rules get the rest.
+    """
+    started = time.perf_counter()
     settings = state.settings
     endpoint = find_service(state, service_id)
     service = endpoint.service
@@ -63,14 +69,20 @@ async def call_service(service_id: str, request: Request, state: StateDep) -> Re
         issues = issues_from_validation(exc, prefix="context")
         raise RequestError("invalid context", issues=issues) from None
     assert state.http is not None
+    budget = settings.hook_budget_seconds
+    fetch_window = min(settings.prefetch_deadline_seconds, budget * 0.75)
+    fetch_window = max(fetch_window - (time.perf_counter() - started), 0.01)
     prefetch = await resolve_prefetch(
         call,
         service.prefetch_for(call.hook),
         state.http,
-        deadline_seconds=settings.prefetch_deadline_seconds,
+        deadline_seconds=fetch_window,
         max_pages=settings.prefetch_max_pages,
     )
     base_url = settings.public_base_url or str(request.base_url).rstrip("/")
-    result = await service.evaluate(HookCall(call, context, prefetch, state.clock(), base_url))
+    hook_call = HookCall(
+        call, context, prefetch, state.clock(), base_url, deadline=started + budget
+    )
+    result = await service.evaluate(hook_call)
     response = CDSResponse(cards=result.cards, system_actions=result.system_actions or None)
     return Response(orjson.dumps(response.wire()), media_type="application/json")

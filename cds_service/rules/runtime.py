@@ -18,6 +18,7 @@ from typing import Any
 from cds_service.exceptions import ConfigurationError
 from cds_service.rules.ruleset import RuleSet, load_ruleset
 from cds_service.rules.service import RuleStats, services_from_rules
+from cds_service.scores.provider import ScoreProvider
 from cds_service.services.definition import ServiceDefinition
 from cds_service.services.registry import ServiceRegistry
 
@@ -61,13 +62,12 @@ class RuleRuntime:
         *,
         extra_services: Callable[[], list[ServiceDefinition]],
         budget_seconds: float,
-        score_source: Callable[[str, Sequence[dict[str, Any]], datetime], Mapping[str, Any]]
-        | None = default_score_source,
+        scores: ScoreProvider | None,
     ) -> None:
         self.root = root
         self.extra_services = extra_services
         self.budget_seconds = budget_seconds
-        self.score_source = score_source
+        self.scores = scores
         self.stats = RuleStats()
         self.ruleset: RuleSet | None = None
         self.problem: str | None = None
@@ -77,7 +77,7 @@ class RuleRuntime:
         """The registry for a rule set plus the extra (built-in) services."""
         services = services_from_rules(
             ruleset,
-            score_source=self.score_source,
+            scores=self.scores,
             stats=self.stats,
             budget_seconds=self.budget_seconds,
         )

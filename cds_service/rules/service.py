@@ -19,7 +19,9 @@ from typing import Any
 from cds_service.exceptions import Issue, PreconditionFailed
 from cds_service.rules.compiled import CompiledRule, score_variable
 from cds_service.rules.engine import RequestData, RuleOutcome, evaluate_rule
+from cds_service.rules.index import DataIndex
 from cds_service.rules.ruleset import RuleSet
+from cds_service.scores.provider import SCORE_PREFETCH, ScoreProvider
 from cds_service.services.definition import (
     HookCall,
     PrefetchOutcome,
@@ -57,12 +59,37 @@ class RuleStats:
 
 
 def prefetch_specs(rules: Sequence[CompiledRule]) -> dict[str, PrefetchSpec]:
-    """The union of the rules' prefetch; searches are read in full (all pages)."""
+    """The union of the rules' prefetch, plus what the risk scores read when any rule uses one;
+    searches are read in full (all pages)."""
     specs: dict[str, PrefetchSpec] = {}
     for rule in rules:
         for key, template in rule.rule.prefetch.items():
             specs.setdefault(key, PrefetchSpec(template, required=False, all_pages="?" in template))
+    if any(rule.rule.scores for rule in rules):
+        for key, template in SCORE_PREFETCH.items():
+            specs.setdefault(key, PrefetchSpec(template, required=False, all_pages="?" in template))
     return specs
+
+
+async def provide_scores(
+    provider: ScoreProvider,
+    rules: Sequence[CompiledRule],
+    context: Mapping[str, Any],
+    prefetch: Mapping[str, PrefetchOutcome],
+    now: datetime,
+    tenant: str = "default",
+) -> dict[str, Any]:
+    """The scores the rules declare, from the cache or computed from the call's data."""
+    wanted = sorted({name for rule in rules for name in rule.rule.scores})
+    if not wanted:
+        return {}
+    values = {k: o.data for k, o in prefetch.items() if o.available and o.data is not None}
+    resources = DataIndex(values).all_resources()
+    patient = str(context.get("patientId", ""))
+    return {
+        name: await provider.score(name, resources, now, patient_id=patient, tenant=tenant)
+        for name in wanted
+    }
 
 
 def request_data(
@@ -105,7 +132,7 @@ def evaluate_rules(
 def _service(
     service_id: str,
     ruleset: RuleSet,
-    score_source: ScoreSource | None,
+    scores: ScoreProvider | None,
     stats: RuleStats,
     budget_seconds: float,
 ) -> ServiceDefinition:
@@ -117,9 +144,15 @@ def _service(
 
     async def evaluate(call: HookCall) -> ServiceResult:
         hook_rules = by_hook.get(call.hook, [])
-        data = request_data(call.raw_context, call.prefetch, hook_rules, call.now, score_source)
+        computed = (
+            await provide_scores(scores, hook_rules, call.raw_context, call.prefetch, call.now)
+            if scores is not None
+            else None
+        )
+        data = request_data(call.raw_context, call.prefetch, hook_rules, call.now, None, computed)
         data.base_url = call.base_url
-        outcomes = evaluate_rules(hook_rules, data, budget_seconds=budget_seconds)
+        budget = min(budget_seconds, max(call.deadline - time.perf_counter(), 0.05))
+        outcomes = evaluate_rules(hook_rules, data, budget_seconds=budget)
         cards = []
         for rule, outcome in zip(hook_rules, outcomes, strict=True):
             shadow = rule.rule.status == "draft"
@@ -138,8 +171,7 @@ def _service(
         return ServiceResult(cards=cards)
 
     prefetch_by_hook = {
-        hook: tuple(sorted({k for r in hook_rules for k in r.rule.prefetch}))
-        for hook, hook_rules in by_hook.items()
+        hook: tuple(sorted(prefetch_specs(hook_rules))) for hook, hook_rules in by_hook.items()
     }
     return ServiceDefinition(
         id=service_id,
@@ -156,13 +188,13 @@ def _service(
 def services_from_rules(
     ruleset: RuleSet,
     *,
-    score_source: ScoreSource | None,
+    scores: ScoreProvider | None,
     stats: RuleStats,
     budget_seconds: float = 1.0,
 ) -> list[ServiceDefinition]:
     """One ServiceDefinition per service that has live rules."""
     return [
-        _service(service_id, ruleset, score_source, stats, budget_seconds)
+        _service(service_id, ruleset, scores, stats, budget_seconds)
         for service_id in sorted(ruleset.services)
         if ruleset.rules_of(service_id)
     ]

@@ -88,6 +88,7 @@ class HookCall:
     prefetch: Mapping[str, PrefetchOutcome]
     now: datetime
     base_url: str = "http://127.0.0.1:8080"  # our own external URL, for links back to us
+    deadline: float = float("inf")  # time.perf_counter() value by which the call must answer
 
     @property
     def hook(self) -> str:

@@ -294,3 +294,49 @@ def test_links_to_this_service_use_the_public_base_url(tmp_path: Path, rules_dir
         }
     ]
     assert fallback["links"][0]["url"] == "http://testserver/smart/launch"
+
+
+def test_slow_fhir_server_never_holds_the_call_past_its_budget(
+    tmp_path: Path, rules_dir: Path
+) -> None:
+    """One rule has its data in prefetch; the other's must be fetched from a server that hangs.
+    The call answers when the budget ends, with the card it could compute."""
+    import asyncio
+
+    import httpx
+
+    write_rule(rules_dir, "has-data")
+    slow = write_rule(rules_dir, "needs-fetch")
+    slow.write_text(
+        slow.read_text()
+        .replace("  patient: Patient/", "  chart: Patient/")
+        .replace("%patient", "%chart")
+    )
+
+    async def hang(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(30)
+        return httpx.Response(200, json=PATIENT)
+
+    config = Settings(
+        database_url=f"sqlite:///{tmp_path}/f.db",
+        rules_dir=rules_dir,
+        builtin_services=False,
+        hook_budget_seconds=0.4,
+    )
+    app = create_app(config, fhir_transport=httpx.MockTransport(hang), clock=lambda: FROZEN_NOW)
+    body = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "fhirServer": "https://ehr.example.org/fhir",
+        "context": {"userId": "Practitioner/1", "patientId": "p1"},
+        "prefetch": {"patient": PATIENT},
+    }
+    with TestClient(app) as client:
+        started = time.monotonic()
+        response = client.post("/cds-services/test-service", json=body)
+        elapsed = time.monotonic() - started
+        stats = client.app.state.cds.rules.stats.counts  # type: ignore[attr-defined]
+    assert response.status_code == 200
+    assert [c["summary"] for c in response.json()["cards"]] == ["Hello Ada"]
+    assert stats["needs-fetch"] == {"skipped": 1, "calls": 1}
+    assert elapsed < 5, f"the call took {elapsed:.1f}s against a 0.4 s budget"

@@ -1,0 +1,126 @@
+"""The two-level score cache: in-process (cachetools TTL) in front of Redis (shared by replicas).
+
+Redis is optional (`CDS_REDIS_URL`); without it the cache is in-process only. Redis is never
+allowed to slow a hook down: every Redis operation has a short timeout, and after a failure Redis
+is left alone for a few seconds (the local level and computation carry on) and then tried again,
+so the cache recovers by itself when Redis is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from cachetools import TTLCache
+
+__all__ = ["CacheStats", "ScoreCache"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class CacheStats:
+    """Hits and misses by level, and Redis failures."""
+
+    local_hits: int = 0
+    redis_hits: int = 0
+    misses: int = 0
+    redis_errors: int = 0
+    writes: int = 0
+    by_level: dict[str, int] = field(default_factory=dict)
+
+
+class ScoreCache:
+    """Get/set JSON objects by key, locally and (when configured) in Redis."""
+
+    def __init__(
+        self,
+        *,
+        redis_url: str | None = None,
+        ttl_seconds: int = 86_400,
+        max_entries: int = 50_000,
+        redis_timeout: float = 0.05,
+        retry_after: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._local: TTLCache[str, dict[str, Any]] = TTLCache(max_entries, ttl_seconds)
+        self._ttl = ttl_seconds
+        self._timeout = redis_timeout
+        self._retry_after = retry_after
+        self._clock = clock
+        self._down_until = 0.0
+        self._redis: Any = None
+        if redis_url:
+            import redis.asyncio as redis_asyncio
+
+            self._redis = redis_asyncio.from_url(
+                redis_url, socket_connect_timeout=redis_timeout, socket_timeout=redis_timeout
+            )
+        self.stats = CacheStats()
+
+    @property
+    def shared(self) -> bool:
+        """True when a Redis level is configured."""
+        return self._redis is not None
+
+    def _redis_usable(self) -> bool:
+        return self._redis is not None and self._clock() >= self._down_until
+
+    def _redis_failed(self, exc: BaseException) -> None:
+        self.stats.redis_errors += 1
+        self._down_until = self._clock() + self._retry_after
+        log.warning(
+            "score cache: Redis unavailable (%s); local cache only for %.0fs",
+            type(exc).__name__,
+            self._retry_after,
+        )
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        """The cached value, from the local level or Redis (which then fills the local level)."""
+        found = self._local.get(key)
+        if found is not None:
+            self.stats.local_hits += 1
+            return found
+        if self._redis_usable():
+            try:
+                raw = await asyncio.wait_for(self._redis.get(key), self._timeout)
+            except Exception as exc:  # Redis down, slow or refusing: carry on without it
+                self._redis_failed(exc)
+            else:
+                if raw is not None:
+                    value: dict[str, Any] = orjson.loads(raw)
+                    self._local[key] = value
+                    self.stats.redis_hits += 1
+                    return value
+        self.stats.misses += 1
+        return None
+
+    async def set(self, key: str, value: dict[str, Any]) -> None:
+        """Store at both levels (Redis with the same time to live)."""
+        self._local[key] = value
+        self.stats.writes += 1
+        if self._redis_usable():
+            try:
+                await asyncio.wait_for(
+                    self._redis.set(key, orjson.dumps(value), ex=self._ttl), self._timeout
+                )
+            except Exception as exc:
+                self._redis_failed(exc)
+
+    async def ping(self) -> bool:
+        """True when Redis answers (or is not configured)."""
+        if self._redis is None:
+            return True
+        try:
+            return bool(await asyncio.wait_for(self._redis.ping(), max(self._timeout, 0.5)))
+        except Exception:
+            return False
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()

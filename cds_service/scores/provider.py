@@ -1,0 +1,97 @@
+"""Scores for a hook call: read from the cache first, computed from the call's data otherwise.
+
+Cache keys are `tenant + patient + score + fingerprint of the inputs`, so a changed lab result
+makes a new key and never serves an old score. The latest result for each (tenant, patient, score)
+is kept as well: when a call lacks the data to compute a score (the FHIR server was too slow, or
+the EHR sent none), the latest cached result (precomputed from a Bulk Data export, or from an
+earlier call) is used, and says so (`source`, `computed_at`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from cds_service.scores import SCORES, sources_of
+from cds_service.scores.cache import ScoreCache
+
+__all__ = ["SCORE_PREFETCH", "ScoreProvider", "fingerprint"]
+
+CACHE_VERSION = "v1"
+
+# What the scores read, advertised as prefetch by every service whose rules use scores.
+SCORE_PREFETCH: dict[str, str] = {
+    "scorePatient": "Patient/{{context.patientId}}",
+    "scoreObservations": "Observation?patient={{context.patientId}}"
+    "&category=laboratory,vital-signs,social-history",
+    "scoreConditions": "Condition?patient={{context.patientId}}",
+    "scoreMedications": "MedicationRequest?patient={{context.patientId}}&status=active",
+}
+
+
+def fingerprint(score: str, inputs: dict[str, Any]) -> str:
+    """A stable digest of a score's inputs (same inputs → same key, any change → new key)."""
+    canonical = orjson.dumps(
+        {"score": score, "inputs": inputs}, option=orjson.OPT_SORT_KEYS, default=str
+    )
+    return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def cache_key(tenant: str, patient: str, score: str, suffix: str) -> str:
+    return f"cds:score:{CACHE_VERSION}:{tenant}:{patient}:{score}:{suffix}"
+
+
+class ScoreProvider:
+    """Computes scores through the cache."""
+
+    def __init__(self, cache: ScoreCache) -> None:
+        self.cache = cache
+
+    async def score(
+        self,
+        name: str,
+        resources: Sequence[dict[str, Any]],
+        at: datetime,
+        *,
+        patient_id: str,
+        tenant: str = "default",
+    ) -> dict[str, Any]:
+        """The score as JSON: `value`, `unit`, `inputs`, `reason`, `computed_at`, `source`."""
+        calculator = SCORES[name]
+        inputs = calculator.inputs_from_fhir(resources, at)
+        plain = dict(inputs)
+        key = cache_key(tenant, patient_id, name, fingerprint(name, plain))
+        cached = await self.cache.get(key)
+        if cached is not None:
+            return {**cached, "source": "cache"}
+        result = calculator.compute(inputs)
+        result = replace(
+            result,
+            sources=sources_of(inputs),
+            computed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        out = result.to_json()
+        if result.value is None:
+            latest = await self.cache.get(cache_key(tenant, patient_id, name, "latest"))
+            if latest is not None and latest.get("value") is not None:
+                return {
+                    **latest,
+                    "source": "precomputed",
+                    "note": f"computed from the record on {latest.get('computed_at')}; "
+                    f"this call's data was incomplete ({result.reason})",
+                }
+            return {**out, "source": "computed"}
+        await self.store(out, tenant=tenant, patient_id=patient_id, key=key)
+        return {**out, "source": "computed"}
+
+    async def store(
+        self, result: dict[str, Any], *, tenant: str, patient_id: str, key: str
+    ) -> None:
+        """Cache a computed result under its inputs' key and as the patient's latest."""
+        await self.cache.set(key, result)
+        await self.cache.set(cache_key(tenant, patient_id, result["score"], "latest"), result)

@@ -1,0 +1,112 @@
+"""The two-level score cache, against the real Redis on 127.0.0.1:6379."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+import redis
+
+from cds_service.scores.cache import ScoreCache
+from cds_service.scores.provider import ScoreProvider, cache_key
+from tests.conftest import load_fixture
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+DARWIN = "fhir-r4/synthea/Darwin_McLaughlin_429f802a-51cc-48c3-85d4-1a72bb718fc2.json"
+AT = datetime(2019, 10, 10, 23, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def redis_db() -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.ping()
+    client.flushdb()
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def darwin() -> list[dict]:  # type: ignore[type-arg]
+    return [e["resource"] for e in load_fixture(DARWIN)["entry"]]
+
+
+def test_local_then_redis_then_miss(redis_db: redis.Redis) -> None:
+    async def run() -> None:
+        first = ScoreCache(redis_url=REDIS_URL)
+        second = ScoreCache(redis_url=REDIS_URL)  # another replica
+        try:
+            key = f"test:{secrets.token_hex(4)}"
+            assert await first.get(key) is None
+            await first.set(key, {"value": 1.5})
+            assert await first.get(key) == {"value": 1.5}
+            assert await second.get(key) == {"value": 1.5}  # through Redis
+            assert await second.get(key) == {"value": 1.5}  # now local
+            assert (first.stats.local_hits, first.stats.misses) == (1, 1)
+            assert (second.stats.redis_hits, second.stats.local_hits) == (1, 1)
+        finally:
+            await first.close()
+            await second.close()
+
+    asyncio.run(run())
+    assert redis_db.dbsize() == 1
+
+
+def test_redis_down_falls_back_and_recovers(redis_db: redis.Redis) -> None:
+    clock = [0.0]
+
+    async def run() -> None:
+        cache = ScoreCache(redis_url=REDIS_URL, retry_after=5.0, clock=lambda: clock[0])
+        try:
+            good = cache._redis
+            cache._redis = type(good).from_url("redis://127.0.0.1:1/0")  # nothing listens there
+            await cache.set("k", {"value": 1})  # stored locally, Redis error counted
+            assert await cache.get("k") == {"value": 1}
+            assert cache.stats.redis_errors == 1
+            assert await cache.get("other") is None  # Redis skipped while down: no new error
+            assert cache.stats.redis_errors == 1
+            await cache._redis.aclose()
+            cache._redis = good  # Redis is back
+            clock[0] = 6.0
+            await cache.set("k2", {"value": 2})
+            assert redis_db.get("k2") is not None
+        finally:
+            await cache.close()
+
+    asyncio.run(run())
+
+
+def test_provider_caches_by_inputs_and_serves_the_latest(redis_db: redis.Redis) -> None:
+    resources = darwin()
+    patient = "429f802a-51cc-48c3-85d4-1a72bb718fc2"
+
+    async def run() -> None:
+        cache = ScoreCache(redis_url=REDIS_URL)
+        provider = ScoreProvider(cache)
+        try:
+            first = await provider.score("ascvd", resources, AT, patient_id=patient)
+            again = await provider.score("ascvd", resources, AT, patient_id=patient)
+            assert first["source"] == "computed" and again["source"] == "cache"
+            assert first["value"] == again["value"] and first["value"] > 7.5
+            # A changed lab is a new key: never the old score.
+            changed = [dict(r) for r in resources]
+            for r in changed:
+                if (
+                    r["resourceType"] == "Observation"
+                    and r["code"]["coding"][0]["code"] == "2093-3"
+                ):
+                    r["valueQuantity"] = {**r["valueQuantity"], "value": 300}
+            recomputed = await provider.score("ascvd", changed, AT, patient_id=patient)
+            assert recomputed["source"] == "computed" and recomputed["value"] != first["value"]
+            # Without the data, the latest result serves, and says so.
+            patient_only = [r for r in resources if r["resourceType"] == "Patient"]
+            latest = await provider.score("ascvd", patient_only, AT, patient_id=patient)
+            assert latest["source"] == "precomputed" and latest["value"] == recomputed["value"]
+            assert "incomplete" in latest["note"]
+        finally:
+            await cache.close()
+
+    asyncio.run(run())
+    assert redis_db.get(cache_key("default", patient, "ascvd", "latest")) is not None
