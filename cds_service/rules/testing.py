@@ -23,12 +23,11 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import importlib
 import json
 import re
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -53,6 +52,7 @@ from cds_service.rules.engine import evaluate_rule
 from cds_service.rules.issues import RuleIssue, Severity
 from cds_service.rules.model import Kebab
 from cds_service.rules.ruleset import RuleSet, load_ruleset, rule_files
+from cds_service.rules.runtime import default_score_source, known_score_names
 from cds_service.rules.service import ScoreSource, prefetch_specs, request_data
 from cds_service.rules.yamlsource import Located, read_yaml
 from cds_service.wire.contexts import hook_spec
@@ -82,7 +82,6 @@ __all__ = [
 TEST_SUFFIX = ".test.yaml"
 FIXTURES_DIR = "_fixtures"
 MOCK_FHIR_BASE = "https://fhir.test.invalid/r4"
-FALLBACK_SCORES = ("ascvd", "cha2ds2-vasc", "has-bled", "ada-diabetes-risk", "qsofa", "egfr")
 PREFETCH_DEADLINE_SECONDS = 2.0
 RULE_BUDGET_SECONDS = 5.0
 MAX_PAGES = 20
@@ -93,31 +92,13 @@ Status = Literal["fired", "silent", "skipped", "error", "timeout"]
 
 
 def known_scores() -> list[str]:
-    """Score names rules may declare: from `cds_service.scores.score_names()` when that module
-    imports cleanly and has it, else a fixed list (so rules can be written before scores land)."""
-    try:
-        module = importlib.import_module("cds_service.scores")
-        names = sorted({str(name) for name in module.score_names()})
-    except Exception:
-        return list(FALLBACK_SCORES)
-    return names
+    """Score names rules may declare."""
+    return known_score_names()
 
 
-def score_source() -> ScoreSource | None:
-    """Scores computed from the call's FHIR resources, when `cds_service.scores` provides
-    `score_from_fhir(name, resources, at)`; None otherwise (tests then inject scores)."""
-    try:
-        module = importlib.import_module("cds_service.scores")
-        compute = module.score_from_fhir
-    except Exception:
-        return None
-    if not callable(compute):
-        return None
-
-    def source(name: str, resources: Sequence[dict[str, Any]], at: datetime) -> Mapping[str, Any]:
-        return dict(compute(name, resources, at).to_json())
-
-    return source
+def score_source() -> ScoreSource:
+    """Scores computed from a case's FHIR resources (cases may inject them instead)."""
+    return default_score_source
 
 
 # --- the test file format ------------------------------------------------------------------------

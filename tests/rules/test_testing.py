@@ -3,21 +3,19 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import pytest
 
 from cds_service.rules.cli import main
 from cds_service.rules.testing import (
-    FALLBACK_SCORES,
     CaseResult,
     TestReport,
     known_scores,
     run_rule_tests,
     subset_mismatches,
 )
+from cds_service.scores import score_names
 from tests.rules.conftest import SAMPLE_RULE, minimal_rule
 
 IBUPROFEN_CONTEXT = """\
@@ -493,15 +491,8 @@ def test_subset_matching_is_type_strict() -> None:
     ]
 
 
-def test_known_scores_come_from_the_scores_module_when_it_has_them(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    fake = types.ModuleType("cds_service.scores")
-    fake.score_names = lambda: ["qsofa", "ascvd"]  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "cds_service.scores", fake)
-    assert known_scores() == ["ascvd", "qsofa"]
-    monkeypatch.setitem(sys.modules, "cds_service.scores", types.ModuleType("cds_service.scores"))
-    assert known_scores() == list(FALLBACK_SCORES)
+def test_known_scores_are_the_registered_calculators() -> None:
+    assert known_scores() == score_names()
 
 
 # --- the CLI ----------------------------------------------------------------------------------
