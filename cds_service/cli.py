@@ -4,6 +4,7 @@
     cds-service openapi [--output FILE] [--check]
     cds-service score NAME [key=value ...] [--patient FILE] [--at DATE]
     cds-service rules lint|test|explain|schema ...
+    cds-service precompute (--ndjson DIR | --fhir-base URL ...)
 
 Flags override the matching `CDS_*` variables. Settings are validated before anything starts;
 a bad one prints `invalid setting CDS_X: why` and exits with status 2.
@@ -22,6 +23,7 @@ from cds_service.config import Settings, load_settings
 from cds_service.exceptions import ConfigurationError
 from cds_service.rules import cli as rules_cli
 from cds_service.scores import cli as score_cli
+from cds_service.scores import precompute_cli
 
 __all__ = ["main"]
 
@@ -45,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
 
     score_cli.add_parser(commands)
     rules_cli.add_parser(commands)
+    precompute_cli.add_parser(commands)
     return parser
 
 
@@ -105,6 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             return score_cli.run(args)
         if args.command == "rules":
             return rules_cli.run(args)
+        if args.command == "precompute":
+            return precompute_cli.run(args)
         return _openapi(args)
     except ConfigurationError as exc:
         print(exc.message, file=sys.stderr)

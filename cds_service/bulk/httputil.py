@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import httpx
@@ -18,16 +18,20 @@ import orjson
 from cds_service.bulk.errors import BulkError
 
 __all__ = [
+    "TokenProvider",
+    "TransportFailure",
+    "check_token_target",
     "json_body",
     "origin",
     "parse_retry_after",
     "redact_url",
     "require_secure",
+    "send",
 ]
 
 _LOOPBACK = {"localhost", "127.0.0.1", "::1"}
 _SECRET_PARAM_HINTS = ("signature", "token", "credential", "secret", "password")
-_SECRET_PARAMS = {"sig", "se", "sp", "code", "key"}
+_SECRET_PARAMS = {"sig", "code", "key"}
 
 
 def origin(url: str) -> tuple[str, str, int | None]:
@@ -89,3 +93,58 @@ def json_body(response: httpx.Response) -> Any:
         return orjson.loads(response.content)
     except orjson.JSONDecodeError:
         return None
+
+
+class TokenProvider(Protocol):
+    """What the export needs from an access-token source (`auth.TokenSource` is one)."""
+
+    async def get(self) -> str: ...
+
+    def invalidate(self) -> None: ...
+
+
+class TransportFailure(BulkError):
+    """The request never got an HTTP answer (connection refused, timeout, reset…)."""
+
+
+def check_token_target(url: str, trusted: str) -> None:
+    """BulkError unless the token may go to `url`: same origin as `trusted`, and secure."""
+    if origin(url) != origin(trusted):
+        raise BulkError(
+            f"{redact_url(url)} is not on the FHIR server's origin; the access token is not sent"
+        )
+    require_secure(url, "a URL that receives the access token")
+
+
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    token: TokenProvider | None,
+    trusted: str,
+) -> httpx.Response:
+    """One request, with the bearer token when given (after a 401, once more with a new token).
+
+    With a token, redirects are not followed and `url` must share `trusted`'s origin.
+    """
+    if token is not None:
+        check_token_target(url, trusted)
+    for attempt in (1, 2):
+        request_headers = dict(headers)
+        if token is not None:
+            request_headers["Authorization"] = f"Bearer {await token.get()}"
+        try:
+            response = await client.request(
+                method, url, headers=request_headers, follow_redirects=token is None
+            )
+        except httpx.HTTPError as exc:
+            raise TransportFailure(
+                f"{method} {redact_url(url)} failed ({type(exc).__name__})"
+            ) from exc
+        if response.status_code == 401 and token is not None and attempt == 1:
+            token.invalidate()
+            continue
+        return response
+    raise AssertionError("unreachable")

@@ -1,0 +1,116 @@
+"""Warming the score cache for a population: from Bulk Data NDJSON, files or a live export.
+
+Resources are grouped by patient (`Patient.id`, or the `subject`/`patient` reference of the
+others), then every score is computed for every patient through the same `ScoreProvider` the
+hooks use, so the entries land under the keys the hooks read. Bad lines are reported with their
+file and line and skipped; the run goes on.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TextIO
+
+from cds_service.bulk.ndjson import NdjsonItem, NdjsonProblem
+from cds_service.scores.provider import ScoreProvider
+
+__all__ = ["PrecomputeSummary", "patient_of", "precompute"]
+
+_REFERENCE_ELEMENTS = ("subject", "patient", "beneficiary")
+
+
+def patient_of(resource: dict[str, Any]) -> str | None:
+    """The id of the patient a resource belongs to, or None (Practitioner, Organization…)."""
+    if resource.get("resourceType") == "Patient":
+        ident = resource.get("id")
+        return ident if isinstance(ident, str) else None
+    for element in _REFERENCE_ELEMENTS:
+        ref = resource.get(element)
+        target = ref.get("reference") if isinstance(ref, dict) else None
+        if isinstance(target, str):
+            if target.startswith("Patient/"):
+                return target.split("/", 1)[1]
+            if target.startswith("urn:uuid:"):
+                return target.removeprefix("urn:uuid:")
+    return None
+
+
+@dataclass(slots=True)
+class PrecomputeSummary:
+    """What a run did."""
+
+    patients: int = 0
+    computed: int = 0
+    not_computable: int = 0
+    errors: int = 0
+    resources: int = 0
+    bad_lines: list[str] = field(default_factory=list)
+    by_score: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    def lines(self) -> list[str]:
+        out = [
+            f"patients: {self.patients}",
+            f"resources read: {self.resources}",
+            f"scores computed: {self.computed}",
+            f"not computable: {self.not_computable}",
+            f"errors: {self.errors}",
+        ]
+        for name, counts in sorted(self.by_score.items()):
+            out.append(
+                f"  {name}: {counts.get('computed', 0)} computed, "
+                f"{counts.get('not_computable', 0)} not computable"
+            )
+        return out
+
+
+async def precompute(
+    items: AsyncIterator[NdjsonItem],
+    provider: ScoreProvider,
+    *,
+    scores: Sequence[str],
+    at: datetime,
+    tenant: str = "default",
+    progress: Callable[[str], None] | None = None,
+    errors_to: TextIO | None = None,
+) -> PrecomputeSummary:
+    """Read every item, then score every patient; returns the summary."""
+    errors_to = errors_to or sys.stderr
+    summary = PrecomputeSummary()
+    patients: dict[str, list[dict[str, Any]]] = {}
+    async for item in items:
+        if isinstance(item, NdjsonProblem):
+            where = f"{item.source}:{item.line}" if item.line else item.source
+            summary.bad_lines.append(f"{where}: {item.reason}")
+            summary.errors += 1
+            print(f"{where}: {item.reason}", file=errors_to)
+            continue
+        summary.resources += 1
+        owner = patient_of(item.resource)
+        if owner is not None:
+            patients.setdefault(owner, []).append(item.resource)
+        if progress and summary.resources % 10_000 == 0:
+            progress(f"read {summary.resources} resources")
+    summary.patients = len(patients)
+    for done, (patient_id, resources) in enumerate(sorted(patients.items()), start=1):
+        for name in scores:
+            counts = summary.by_score.setdefault(name, {})
+            try:
+                result = await provider.score(
+                    name, resources, at, patient_id=patient_id, tenant=tenant
+                )
+            except Exception as exc:  # one patient's odd record must not stop the run
+                summary.errors += 1
+                print(f"patient {patient_id}: {name} failed ({type(exc).__name__})", file=errors_to)
+                continue
+            key = "computed" if result.get("value") is not None else "not_computable"
+            counts[key] = counts.get(key, 0) + 1
+            if key == "computed":
+                summary.computed += 1
+            else:
+                summary.not_computable += 1
+        if progress and (done % 100 == 0 or done == summary.patients):
+            progress(f"scored {done}/{summary.patients} patients")
+    return summary

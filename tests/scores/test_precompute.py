@@ -1,0 +1,165 @@
+"""`cds-service precompute`: warms the cache the hooks read, reports bad lines, goes on."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from cds_service.cli import main
+from cds_service.config import Settings
+from cds_service.main import create_app
+from tests.conftest import FIXTURES
+
+REDIS_URL = "redis://127.0.0.1:6379/15"
+BULK = FIXTURES / "bulk-ndjson"
+JESS = FIXTURES / "fhir-r4" / "synthea" / "Jess_Braun_eca04de4-760d-41bb-9735-36549acbf46c.json"
+JESS_ID = "eca04de4-760d-41bb-9735-36549acbf46c"
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def redis_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(REDIS_URL)
+    client.flushdb()
+    monkeypatch.setenv("CDS_REDIS_URL", REDIS_URL)
+    yield client
+    client.flushdb()
+    client.close()
+
+
+def test_the_fixture_export(redis_env: redis.Redis, capsys: pytest.CaptureFixture[str]) -> None:
+    """The real 10-patient export: every patient read and scored (it has no Observations, so
+    lab-based scores are not computable, which the summary says)."""
+    code = main(
+        [
+            "precompute",
+            "--ndjson",
+            str(BULK / "sample-bulk-fhir-datasets-10-patients"),
+            "--at",
+            "2024-08-06",
+        ]
+    )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "patients: 13" in out.out and "resources read: 5945" in out.out
+    assert "errors: 0" in out.out and "ascvd: 0 computed, 13 not computable" in out.out
+
+
+def test_bad_lines_are_reported_and_skipped(
+    redis_env: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code = main(["precompute", "--ndjson", str(BULK / "bulk-data-tools-mocks" / "bad-ndjson")])
+    out = capsys.readouterr()
+    assert code == 0
+    assert "sample.2.ndjson:" in out.err  # the intentionally malformed file, with its line
+    assert "errors: " in out.out and "errors: 0" not in out.out
+
+
+def test_needs_redis(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.delenv("CDS_REDIS_URL", raising=False)
+    assert main(["precompute", "--ndjson", str(BULK)]) == 2
+    assert "CDS_REDIS_URL" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--ndjson", "/no/such/dir"], "not a directory"),
+        (["--ndjson", ".", "--scores", "frailty"], "unknown frailty"),
+        (["--ndjson", ".", "--at", "soon"], "not a date"),
+        (["--fhir-base", "https://ehr.example.org/fhir"], "--client-id"),
+    ],
+)
+def test_bad_arguments(
+    redis_env: redis.Redis, capsys: pytest.CaptureFixture[str], args: list[str], message: str
+) -> None:
+    assert main(["precompute", *args]) == 2
+    assert message in capsys.readouterr().err
+
+
+RULE = """\
+schema: cds-rule/1
+id: show-score
+version: 1
+status: active
+hook: patient-view
+service: scores
+title: Shows the CHA2DS2-VASc score and where it came from
+description: Test rule.
+references: [https://example.org]
+prefetch:
+  patient: Patient/{{context.patientId}}
+scores: [cha2ds2-vasc]
+let:
+  value: "%scores.cha2ds2_vasc.value"
+  source: "%scores.cha2ds2_vasc.source"
+when: {id: has-score, fhirpath: "%value.exists()"}
+card:
+  summary: "CHA2DS2-VASc {{value}} ({{source}})"
+  indicator: info
+  source: {label: test}
+"""
+
+
+def test_a_hook_call_is_served_from_the_precomputed_cache(
+    redis_env: redis.Redis, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A one-patient export, written from a real Synthea record.
+    export = tmp_path / "export"
+    export.mkdir()
+    resources = [e["resource"] for e in json.loads(JESS.read_text())["entry"]]
+    by_type: dict[str, list[str]] = {}
+    for resource in resources:
+        by_type.setdefault(resource["resourceType"], []).append(json.dumps(resource))
+    for resource_type, lines in by_type.items():
+        (export / f"{resource_type}.000.ndjson").write_text("\n".join(lines) + "\n")
+    assert (
+        main(
+            [
+                "precompute",
+                "--ndjson",
+                str(export),
+                "--scores",
+                "cha2ds2-vasc",
+                "--at",
+                "2020-03-29",
+            ]
+        )
+        == 0
+    )
+    assert "cha2ds2-vasc: 1 computed" in capsys.readouterr().out
+
+    rules = tmp_path / "rules"
+    (rules / "patient-view").mkdir(parents=True)
+    (rules / "_services.yaml").write_text(
+        "schema: cds-services/1\nservices:\n  scores: {title: Scores, description: Test}\n"
+    )
+    (rules / "patient-view" / "show-score.yaml").write_text(RULE)
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/f.db",
+        rules_dir=rules,
+        builtin_services=False,
+        redis_url=REDIS_URL,
+    )
+    patient = next(r for r in resources if r["resourceType"] == "Patient")
+    body = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/1", "patientId": JESS_ID},
+        "prefetch": {"patient": patient},
+    }  # no conditions: the score cannot be computed here
+    now = datetime(2020, 3, 29, 23, 0, tzinfo=UTC)
+    with TestClient(create_app(settings, clock=lambda: now)) as client:
+        response = client.post("/cds-services/scores", json=body)
+        stats = client.app.state.cds.score_cache.stats  # type: ignore[attr-defined]
+    assert response.status_code == 200, response.text
+    [card] = response.json()["cards"]
+    assert card["summary"].endswith("(precomputed)"), card["summary"]
+    assert stats.redis_hits >= 1
