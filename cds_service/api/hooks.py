@@ -72,9 +72,14 @@ async def call_service(service_id: str, request: Request, state: StateDep) -> Re
     budget = settings.hook_budget_seconds
     fetch_window = min(settings.prefetch_deadline_seconds, budget * 0.75)
     fetch_window = max(fetch_window - (time.perf_counter() - started), 0.01)
+    specs = service.prefetch_for(call.hook)
+    if service.skip_fetching is not None:
+        sent = call.prefetch or {}
+        skip = await service.skip_fetching(call, call.hook)
+        specs = {k: v for k, v in specs.items() if k in sent or k not in skip}
     prefetch = await resolve_prefetch(
         call,
-        service.prefetch_for(call.hook),
+        specs,
         state.http,
         deadline_seconds=fetch_window,
         max_pages=settings.prefetch_max_pages,

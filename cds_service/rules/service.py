@@ -29,6 +29,7 @@ from cds_service.services.definition import (
     ServiceDefinition,
     ServiceResult,
 )
+from cds_service.wire.request import HookRequest
 
 __all__ = [
     "RuleStats",
@@ -86,8 +87,12 @@ async def provide_scores(
     values = {k: o.data for k, o in prefetch.items() if o.available and o.data is not None}
     resources = DataIndex(values).all_resources()
     patient = str(context.get("patientId", ""))
+    # Skipped (cached) or unobtainable score data both mean: prefer the cached result.
+    complete = all(k in prefetch and prefetch[k].available for k in SCORE_PREFETCH)
     return {
-        name: await provider.score(name, resources, now, patient_id=patient, tenant=tenant)
+        name: await provider.score(
+            name, resources, now, patient_id=patient, tenant=tenant, data_complete=complete
+        )
         for name in wanted
     }
 
@@ -173,6 +178,18 @@ def _service(
     prefetch_by_hook = {
         hook: tuple(sorted(prefetch_specs(hook_rules))) for hook, hook_rules in by_hook.items()
     }
+    score_keys = frozenset(SCORE_PREFETCH) - {k for r in rules for k in r.rule.prefetch}
+
+    async def skip_fetching(request: HookRequest, hook: str) -> frozenset[str]:
+        """Cached scores are read first: when every score of the hook has a cached result for
+        the patient, the data only the scores read is not fetched (what the EHR sent is used)."""
+        names = sorted({n for r in by_hook.get(hook, []) for n in r.rule.scores})
+        patient = request.context.get("patientId")
+        if scores is None or not names or not isinstance(patient, str):
+            return frozenset()
+        cached = await scores.has_latest(names, patient_id=patient)
+        return score_keys if cached else frozenset()
+
     return ServiceDefinition(
         id=service_id,
         title=entry.title,
@@ -182,6 +199,7 @@ def _service(
         prefetch=prefetch_specs(rules),
         usage_requirements=entry.usageRequirements,
         prefetch_by_hook=prefetch_by_hook,
+        skip_fetching=skip_fetching,
     )
 
 

@@ -60,34 +60,46 @@ class ScoreProvider:
         *,
         patient_id: str,
         tenant: str = "default",
+        data_complete: bool = True,
     ) -> dict[str, Any]:
-        """The score as JSON: `value`, `unit`, `inputs`, `reason`, `computed_at`, `source`."""
-        calculator = SCORES[name]
-        inputs = calculator.inputs_from_fhir(resources, at)
-        plain = dict(inputs)
-        key = cache_key(tenant, patient_id, name, fingerprint(name, plain))
-        cached = await self.cache.get(key)
-        if cached is not None:
-            return {**cached, "source": "cache"}
-        result = calculator.compute(inputs)
-        result = replace(
-            result,
-            sources=sources_of(inputs),
-            computed_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
-        out = result.to_json()
-        if result.value is None:
+        """The score as JSON: `value`, `unit`, `inputs`, `reason`, `computed_at`, `source`.
+
+        `data_complete=False` says the call could not obtain the data scores read; then the
+        patient's latest cached result is preferred to a "not computable" from partial data.
+        """
+        if not data_complete:
             latest = await self.cache.get(cache_key(tenant, patient_id, name, "latest"))
-            if latest is not None and latest.get("value") is not None:
+            if latest is not None:
                 return {
                     **latest,
                     "source": "precomputed",
                     "note": f"computed from the record on {latest.get('computed_at')}; "
-                    f"this call's data was incomplete ({result.reason})",
+                    "this call could not obtain the data",
                 }
-            return {**out, "source": "computed"}
-        await self.store(out, tenant=tenant, patient_id=patient_id, key=key)
+        calculator = SCORES[name]
+        inputs = calculator.inputs_from_fhir(resources, at)
+        key = cache_key(tenant, patient_id, name, fingerprint(name, dict(inputs)))
+        cached = await self.cache.get(key)
+        if cached is not None:
+            return {**cached, "source": "cache"}
+        result = replace(
+            calculator.compute(inputs),
+            sources=sources_of(inputs),
+            computed_at=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+        out = result.to_json()
+        if data_complete:  # partial data must not become the patient's latest result
+            await self.store(out, tenant=tenant, patient_id=patient_id, key=key)
         return {**out, "source": "computed"}
+
+    async def has_latest(
+        self, names: Sequence[str], *, patient_id: str, tenant: str = "default"
+    ) -> bool:
+        """True when every score has a cached latest result (computable or not) for the patient."""
+        for name in names:
+            if await self.cache.get(cache_key(tenant, patient_id, name, "latest")) is None:
+                return False
+        return True
 
     async def store(
         self, result: dict[str, Any], *, tenant: str, patient_id: str, key: str

@@ -127,6 +127,8 @@ class ServiceDefinition:
     prefetch: Mapping[str, PrefetchSpec] = field(default_factory=dict)
     usage_requirements: str | None = None
     prefetch_by_hook: Mapping[str, tuple[str, ...]] | None = None
+    # Optionally drop keys that need not be fetched for this call (e.g. cached scores' data).
+    skip_fetching: Callable[[HookRequest, str], Awaitable[frozenset[str]]] | None = None
 
     def prefetch_for(self, hook: str) -> dict[str, PrefetchSpec]:
         """The prefetch keys this service needs on `hook` (all keys unless narrowed per hook)."""

@@ -102,9 +102,11 @@ def test_provider_caches_by_inputs_and_serves_the_latest(redis_db: redis.Redis) 
             assert recomputed["source"] == "computed" and recomputed["value"] != first["value"]
             # Without the data, the latest result serves, and says so.
             patient_only = [r for r in resources if r["resourceType"] == "Patient"]
-            latest = await provider.score("ascvd", patient_only, AT, patient_id=patient)
+            latest = await provider.score(
+                "ascvd", patient_only, AT, patient_id=patient, data_complete=False
+            )
             assert latest["source"] == "precomputed" and latest["value"] == recomputed["value"]
-            assert "incomplete" in latest["note"]
+            assert "could not obtain" in latest["note"]
         finally:
             await cache.close()
 
