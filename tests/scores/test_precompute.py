@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import httpx
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -163,3 +164,4 @@ def test_a_hook_call_is_served_from_the_precomputed_cache(
     [card] = response.json()["cards"]
     assert card["summary"].endswith("(precomputed)"), card["summary"]
     assert stats.redis_hits >= 1
+    assert fetched == []  # the score was cached, so the data it reads was not fetched
