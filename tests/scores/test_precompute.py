@@ -153,11 +153,19 @@ def test_a_hook_call_is_served_from_the_precomputed_cache(
     body = {
         "hook": "patient-view",
         "hookInstance": str(uuid.uuid4()),
+        "fhirServer": "https://ehr.example.org/fhir",
         "context": {"userId": "Practitioner/1", "patientId": JESS_ID},
         "prefetch": {"patient": patient},
-    }  # no conditions: the score cannot be computed here
+    }  # no conditions: the score cannot be computed from what the EHR sent
+    fetched: list[str] = []
+
+    def fhir(request: httpx.Request) -> httpx.Response:
+        fetched.append(str(request.url))
+        return httpx.Response(503)
+
     now = datetime(2020, 3, 29, 23, 0, tzinfo=UTC)
-    with TestClient(create_app(settings, clock=lambda: now)) as client:
+    app = create_app(settings, clock=lambda: now, fhir_transport=httpx.MockTransport(fhir))
+    with TestClient(app) as client:
         response = client.post("/cds-services/scores", json=body)
         stats = client.app.state.cds.score_cache.stats  # type: ignore[attr-defined]
     assert response.status_code == 200, response.text
