@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -16,6 +17,8 @@ from fastapi.testclient import TestClient
 from cds_service.cli import main
 from cds_service.config import Settings
 from cds_service.main import create_app
+from cds_service.scores.cache import ScoreCache
+from cds_service.scores.provider import ScoreProvider
 from tests.conftest import FIXTURES
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -51,6 +54,29 @@ def test_the_fixture_export(redis_env: redis.Redis, capsys: pytest.CaptureFixtur
     assert code == 0, out.err
     assert "patients: 13" in out.out and "resources read: 5945" in out.out
     assert "errors: 0" in out.out and "ascvd: 0 computed, 13 not computable" in out.out
+    # Every patient's result is in the shared cache, and a call that lacks the data gets it.
+    assert len(redis_env.keys("cds:score:v1:default:*:latest")) == 13 * 6
+    patient_id = json.loads(
+        (BULK / "sample-bulk-fhir-datasets-10-patients" / "Patient.000.ndjson")
+        .read_text()
+        .splitlines()[0]
+    )["id"]
+
+    async def served() -> dict[str, object]:
+        cache = ScoreCache(redis_url=REDIS_URL)
+        try:
+            return await ScoreProvider(cache).score(
+                "cha2ds2-vasc",
+                [],
+                datetime(2024, 8, 6, tzinfo=UTC),
+                patient_id=patient_id,
+                data_complete=False,
+            )
+        finally:
+            await cache.close()
+
+    result = asyncio.run(served())
+    assert result["source"] == "precomputed" and "atrial fibrillation" in str(result["reason"])
 
 
 def test_bad_lines_are_reported_and_skipped(
