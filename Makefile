@@ -17,7 +17,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 run: install
-	CDS_ENV=development $(BIN)/cds-service serve --host 127.0.0.1 --port 8080
+	CDS_ENV=development CDS_AUTH=disabled $(BIN)/cds-service serve --host 127.0.0.1 --port 8080
 
 lint: install
 	$(BIN)/ruff check cds_service tests bench

@@ -5,6 +5,7 @@
     cds-service score NAME [key=value ...] [--patient FILE] [--at DATE]
     cds-service rules lint|test|explain|schema ...
     cds-service precompute (--ndjson DIR | --fhir-base URL ...)
+    cds-service audit --since WHEN [--until WHEN] [--patient ID] [--tenant T] [--limit N]
 
 Flags override the matching `CDS_*` variables. Settings are validated before anything starts;
 a bad one prints `invalid setting CDS_X: why` and exits with status 2.
@@ -19,6 +20,7 @@ import sys
 from pathlib import Path
 
 from cds_service import __version__
+from cds_service.audit import cli as audit_cli
 from cds_service.config import Settings, load_settings
 from cds_service.exceptions import ConfigurationError
 from cds_service.rules import cli as rules_cli
@@ -48,6 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     score_cli.add_parser(commands)
     rules_cli.add_parser(commands)
     precompute_cli.add_parser(commands)
+    audit_cli.add_parser(commands)
     return parser
 
 
@@ -56,7 +59,7 @@ def render_openapi() -> str:
     from cds_service.main import create_app
     from cds_service.openapi import build_openapi
 
-    settings = Settings(database_url="sqlite:///:memory:")
+    settings = Settings(database_url="sqlite:///:memory:", auth="disabled")
     app = create_app(settings, services=[])  # the document does not depend on the services
     return json.dumps(build_openapi(app), indent=2, sort_keys=True) + "\n"
 
@@ -110,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             return rules_cli.run(args)
         if args.command == "precompute":
             return precompute_cli.run(args)
+        if args.command == "audit":
+            return audit_cli.run(args)
         return _openapi(args)
     except ConfigurationError as exc:
         print(exc.message, file=sys.stderr)

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CDS_", extra="ignore", frozen=True)
 
     env: Literal["development", "production"] = "production"
+    auth: Literal["required", "disabled"] = "required"
+    tenants_file: Path | None = None
+    jwt_clock_skew_seconds: int = Field(default=60, ge=0, le=600)
+    jwt_max_lifetime_seconds: int = Field(default=3600, ge=60, le=86_400)
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)
@@ -90,6 +94,13 @@ class Settings(BaseSettings):
         if not value.startswith(("https://", "http://")) or "?" in value or "#" in value:
             raise ValueError("must be an absolute http(s) URL such as https://cds.example.org")
         return value.rstrip("/")
+
+    @field_validator("tenants_file")
+    @classmethod
+    def _tenants_file_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"{value} is not a file")
+        return value
 
     @field_validator("rules_dir")
     @classmethod

@@ -6,6 +6,8 @@
     ├── PayloadTooLarge         413  body over the configured limit
     ├── ServiceNotFound         404  unknown service id
     ├── PreconditionFailed      412  data the service requires could not be obtained
+    ├── Unauthorized            401  no valid JWT (the reason is logged, never sent)
+    ├── TooManyRequests         429  the tenant's rate limit
     └── ConfigurationError           bad settings or service definitions, found at start-up
 
 `api/errors.py` is the one place these become HTTP responses (FHIR OperationOutcome bodies).
@@ -23,6 +25,8 @@ __all__ = [
     "PreconditionFailed",
     "RequestError",
     "ServiceNotFound",
+    "TooManyRequests",
+    "Unauthorized",
     "UnsupportedMediaType",
 ]
 
@@ -71,6 +75,23 @@ class ServiceNotFound(CDSServiceError):
 class PreconditionFailed(CDSServiceError):
     status_code = 412
     issue_code = "incomplete"
+
+
+class Unauthorized(CDSServiceError):
+    status_code = 401
+    issue_code = "login"
+
+    def __init__(self) -> None:
+        super().__init__("authentication required")
+
+
+class TooManyRequests(CDSServiceError):
+    status_code = 429
+    issue_code = "throttled"
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("too many requests")
+        self.retry_after = retry_after
 
 
 class ConfigurationError(CDSServiceError):

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -16,12 +17,19 @@ from starlette.middleware.cors import CORSMiddleware
 from cds_service import __version__
 from cds_service.api import discovery, feedback, health, hooks
 from cds_service.api.errors import install_error_handlers
+from cds_service.audit.store import AuditStore
 from cds_service.config import Settings, load_settings
+from cds_service.exceptions import ConfigurationError
 from cds_service.feedback.store import FeedbackStore
 from cds_service.openapi import install_openapi
 from cds_service.rules.runtime import RuleRuntime
 from cds_service.scores.cache import ScoreCache
 from cds_service.scores.provider import ScoreProvider
+from cds_service.security.headers import SecurityHeadersMiddleware
+from cds_service.security.jwks import KeyStore
+from cds_service.security.jwt_auth import JwtVerifier
+from cds_service.security.replay import ReplayCache
+from cds_service.security.tenants import load_tenants
 from cds_service.services.builtin import builtin_services
 from cds_service.services.definition import ServiceDefinition
 from cds_service.services.registry import ServiceRegistry
@@ -41,15 +49,26 @@ def create_app(
     *,
     services: Iterable[ServiceDefinition] | None = None,
     fhir_transport: httpx.AsyncBaseTransport | None = None,
+    jwks_transport: httpx.AsyncBaseTransport | None = None,
     clock: Clock = _utc_now,
+    auth_clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """Build the ASGI app.
 
     By default the services come from the rules directory (reloaded on change) plus the
     built-in services; `services` replaces all of them (tests);
     `fhir_transport` replaces the network for calls to EHR FHIR servers (tests use
-    `httpx.MockTransport`); `clock` replaces the wall clock.
+    `httpx.MockTransport`), `jwks_transport` the network for tenants' key sets; `clock`
+    replaces the wall clock, `auth_clock` the one JWTs are checked against.
     """
+    tenants = None
+    if settings.auth == "required":
+        if settings.tenants_file is None:
+            raise ConfigurationError(
+                "invalid setting CDS_TENANTS_FILE: CDS_AUTH=required needs the file listing the "
+                "EHRs allowed to call (set CDS_AUTH=disabled only for a local trial)"
+            )
+        tenants = load_tenants(settings.tenants_file)
     score_cache = ScoreCache(
         redis_url=settings.redis_url, ttl_seconds=settings.score_cache_ttl_seconds
     )
@@ -68,6 +87,19 @@ def create_app(
     state = AppState(
         settings=settings, registry=registry, clock=clock, rules=runtime, score_cache=score_cache
     )
+    jwks_client = httpx.AsyncClient(
+        transport=jwks_transport, timeout=httpx.Timeout(2.0), follow_redirects=False
+    )
+    replay = ReplayCache(settings.redis_url)
+    if tenants is not None:
+        state.verifier = JwtVerifier(
+            tenants,
+            KeyStore(jwks_client),
+            replay,
+            skew_seconds=settings.jwt_clock_skew_seconds,
+            max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
+            clock=auth_clock,
+        )
 
     def swap(new: ServiceRegistry) -> None:
         state.registry = new
@@ -79,9 +111,15 @@ def create_app(
             transport=fhir_transport, timeout=timeout, follow_redirects=False
         )
         state.feedback = await FeedbackStore.open(settings.database_url)
+        state.audit = await AuditStore.open(settings.database_url)
         watcher = None
         if runtime is not None and settings.rules_reload_seconds > 0:
             watcher = asyncio.create_task(runtime.watch(settings.rules_reload_seconds, swap))
+        if state.verifier is None:
+            log.warning(
+                "CDS_AUTH=disabled: any caller is accepted without a JWT; "
+                "for a local trial only, never with patient data"
+            )
         log.info("cds-service %s ready: %d services", __version__, len(state.registry))
         try:
             yield
@@ -92,7 +130,10 @@ def create_app(
                     await watcher
             await state.http.aclose()
             await state.feedback.close()
+            await state.audit.close()
             await score_cache.close()
+            await replay.close()
+            await jwks_client.aclose()
 
     app = FastAPI(
         title="cds-service",
@@ -115,6 +156,7 @@ def create_app(
             allow_credentials=False,
             max_age=600,
         )
+    app.add_middleware(SecurityHeadersMiddleware, hsts=settings.env == "production")
     install_openapi(app)
     return app
 

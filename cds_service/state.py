@@ -7,15 +7,18 @@ module level.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import httpx
 
+from cds_service.audit.store import AuditStore
 from cds_service.config import Settings
 from cds_service.feedback.store import FeedbackStore
 from cds_service.rules.runtime import RuleRuntime
 from cds_service.scores.cache import ScoreCache
+from cds_service.security.jwt_auth import JwtVerifier
+from cds_service.security.ratelimit import RateLimiter
 from cds_service.services.registry import ServiceRegistry
 
 __all__ = ["AppState", "Clock"]
@@ -32,5 +35,9 @@ class AppState:
     clock: Clock
     http: httpx.AsyncClient | None = None
     feedback: FeedbackStore | None = None
+    audit: AuditStore | None = None
     rules: RuleRuntime | None = None
     score_cache: ScoreCache | None = None
+    verifier: JwtVerifier | None = None  # None when CDS_AUTH=disabled
+    rate_limiter: RateLimiter = field(default_factory=RateLimiter)
+    auth_refusals: dict[str, int] = field(default_factory=dict)

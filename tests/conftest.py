@@ -20,6 +20,11 @@ from cds_service.config import Settings
 from cds_service.main import create_app
 from cds_service.services.builtin import builtin_services
 
+# The HTTP core, rules and scores are tested without authentication (so as a development
+# deployment, which may fetch from any fhirServer); tests/security turns both on.
+os.environ.setdefault("CDS_AUTH", "disabled")
+os.environ.setdefault("CDS_ENV", "development")
+
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = SHARED / "fixtures"
 CDS_FIXTURES = FIXTURES / "cds-hooks"

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from cds_service.exceptions import CDSServiceError, Issue
+from cds_service.exceptions import CDSServiceError, Issue, TooManyRequests, Unauthorized
 from cds_service.wire.outcome import operation_outcome, wire_path
 
 __all__ = ["CatchAllMiddleware", "install_error_handlers", "outcome_response"]
@@ -49,7 +49,12 @@ def outcome_response(
 
 async def _service_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, CDSServiceError)
-    return outcome_response(exc.status_code, exc.issues)
+    headers = {}
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(exc, TooManyRequests):
+        headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    return outcome_response(exc.status_code, exc.issues, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:

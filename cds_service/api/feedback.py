@@ -7,6 +7,8 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cds_service.api.audit import audited
+from cds_service.api.auth import Caller
 from cds_service.api.body import parse_body
 from cds_service.api.deps import StateDep
 from cds_service.api.hooks import find_service
@@ -22,14 +24,16 @@ router = APIRouter()
     summary="Report what happened to a service's cards",
     tags=["CDS Hooks"],
 )
-async def feedback(service_id: str, request: Request, state: StateDep) -> Response:
+async def feedback(service_id: str, request: Request, state: StateDep, caller: Caller) -> Response:
     """Validate the whole batch, then store it in one transaction; replays are stored once.
 
     Answers 200 with `{"received": n, "stored": m}` (`m < n` when some were already recorded).
     """
     service = find_service(state, service_id).service
-    batch = await parse_body(request, state.settings, FeedbackBatch, "feedback")
-    assert state.feedback is not None
-    result = await state.feedback.record(service.id, batch.feedback, received_at=state.clock())
+    async with audited(state, "feedback", caller, service.id) as record:
+        batch = await parse_body(request, state.settings, FeedbackBatch, "feedback")
+        assert state.feedback is not None
+        result = await state.feedback.record(service.id, batch.feedback, received_at=state.clock())
+        record.cards = result.stored
     payload = {"received": result.received, "stored": result.stored}
     return Response(orjson.dumps(payload), media_type="application/json")

@@ -28,8 +28,9 @@ async def readyz(state: StateDep) -> Response:
     }
     if state.rules is not None:
         checks["rules"] = state.rules.problem or "ok"
+    checks["auth"] = "required" if state.verifier is not None else "disabled (local trial only)"
     # Rule file errors are reported, not fatal: the good rules (or the last good set) serve.
-    ready = all(v == "ok" for k, v in checks.items() if k != "rules")
+    ready = all(v == "ok" for k, v in checks.items() if k not in ("rules", "auth"))
     body = {"status": "ready" if ready else "not ready", "checks": checks}
     return Response(
         orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json"

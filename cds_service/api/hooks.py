@@ -11,10 +11,14 @@ from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cds_service.api.audit import AuditRecord, audited
+from cds_service.api.auth import Caller
 from cds_service.api.body import parse_body
 from cds_service.api.deps import StateDep
 from cds_service.exceptions import Issue, RequestError, ServiceNotFound
 from cds_service.prefetch.resolve import resolve_prefetch
+from cds_service.security.jwt_auth import Principal
+from cds_service.security.ssrf import fetch_refusal
 from cds_service.services.definition import HookCall
 from cds_service.services.registry import Endpoint
 from cds_service.state import AppState
@@ -38,17 +42,35 @@ def find_service(state: AppState, service_id: str) -> Endpoint:
 
 
 @router.post("/cds-services/{service_id}", summary="Call a CDS service", tags=["CDS Hooks"])
-async def call_service(service_id: str, request: Request, state: StateDep) -> Response:
+async def call_service(
+    service_id: str, request: Request, state: StateDep, caller: Caller
+) -> Response:
     """Validate the call, resolve prefetch, evaluate the service and return its cards.
 
     One budget (CDS_HOOK_BUDGET_SECONDS) covers the call: fetching missing prefetch may use all
     but the last quarter of it (and at most CDS_PREFETCH_DEADLINE_SECONDS); the rules get the rest.
     """
-    started = time.perf_counter()
-    settings = state.settings
     endpoint = find_service(state, service_id)
+    async with audited(state, "hook", caller, endpoint.service.id) as record:
+        return await _call(endpoint, service_id, request, state, caller, record)
+
+
+async def _call(
+    endpoint: Endpoint,
+    service_id: str,
+    request: Request,
+    state: AppState,
+    caller: Principal,
+    record: AuditRecord,
+) -> Response:
+    started = record.started
+    settings = state.settings
     service = endpoint.service
     call = await parse_body(request, settings, HookRequest, "hook request")
+    record.hook, record.hook_instance = call.hook, str(call.hook_instance)
+    patient, user = call.context.get("patientId"), call.context.get("userId")
+    record.patient_id = patient if isinstance(patient, str) else None
+    record.user_id = user if isinstance(user, str) else None
     spec = hook_spec(call.hook)
     if spec is None:
         message = (
@@ -75,19 +97,30 @@ async def call_service(service_id: str, request: Request, state: StateDep) -> Re
     specs = service.prefetch_for(call.hook)
     if service.skip_fetching is not None:
         sent = call.prefetch or {}
-        skip = await service.skip_fetching(call, call.hook)
+        skip = await service.skip_fetching(call, call.hook, caller.tenant_id)
         specs = {k: v for k, v in specs.items() if k in sent or k not in skip}
+    refused = fetch_refusal(call.fhir_server, caller, production=settings.env == "production")
+    if refused is not None:
+        log.warning("not fetching prefetch for tenant %s: %s", caller.tenant_id, refused)
     prefetch = await resolve_prefetch(
         call,
         specs,
         state.http,
         deadline_seconds=fetch_window,
         max_pages=settings.prefetch_max_pages,
+        fetch_refused=refused,
     )
     base_url = settings.public_base_url or str(request.base_url).rstrip("/")
     hook_call = HookCall(
-        call, context, prefetch, state.clock(), base_url, deadline=started + budget
+        call,
+        context,
+        prefetch,
+        state.clock(),
+        base_url,
+        deadline=started + budget,
+        tenant=caller.tenant_id,
     )
     result = await service.evaluate(hook_call)
+    record.cards = len(result.cards)
     response = CDSResponse(cards=result.cards, system_actions=result.system_actions or None)
     return Response(orjson.dumps(response.wire()), media_type="application/json")

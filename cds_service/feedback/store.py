@@ -85,10 +85,10 @@ class UTCDateTime(TypeDecorator[datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else _utc(value)
+        return None if value is None else utc(value)
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else _utc(value)
+        return None if value is None else utc(value)
 
 
 metadata = MetaData()
@@ -140,7 +140,7 @@ class StoredFeedback:
     received_at: datetime
 
 
-def _utc(value: datetime) -> datetime:
+def utc(value: datetime) -> datetime:
     """`value` in UTC; a naive value is taken to be UTC already."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
@@ -170,7 +170,7 @@ def feedback_id(service_id: str, item: Feedback) -> str:
             "display": reason.display if reason is not None else None,
             "userComment": override.user_comment if override is not None else None,
         },
-        "outcomeTimestamp": _utc(item.outcome_timestamp).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "outcomeTimestamp": utc(item.outcome_timestamp).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }
     return hashlib.sha256(_canonical_json(key).encode("utf-8")).hexdigest()
 
@@ -183,7 +183,7 @@ def _row(service_id: str, item: Feedback, received_at: datetime) -> dict[str, An
         "service_id": service_id,
         "card_uuid": item.card,
         "outcome": item.outcome,
-        "outcome_timestamp": _utc(item.outcome_timestamp),
+        "outcome_timestamp": utc(item.outcome_timestamp),
         "accepted_suggestions": _canonical_json(_accepted_ids(item)),
         "override_reason_system": reason.system if reason is not None else None,
         "override_reason_code": reason.code if reason is not None else None,
@@ -231,7 +231,7 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         cursor.close()
 
 
-def _create_engine(url: URL) -> AsyncEngine:
+def create_engine_for(url: URL) -> AsyncEngine:
     if url.get_backend_name() == "sqlite":
         if _is_memory_sqlite(url):
             # One shared connection, or every pooled connection would see its own empty database.
@@ -259,9 +259,9 @@ class FeedbackStore:
     async def open(cls, database_url: str) -> FeedbackStore:
         """Connect, creating ``cds_feedback`` and its index if they are missing."""
         url = async_database_url(database_url)
-        engine = _create_engine(url)
+        engine = create_engine_for(url)
         try:
-            await _create_schema(engine)
+            await create_schema(engine, metadata)
             if not engine.dialect.insert_returning:
                 raise ConfigurationError(
                     f"the {engine.dialect.name} database is too old: INSERT ... RETURNING is "
@@ -295,7 +295,7 @@ class FeedbackStore:
         `stored` is the number of rows actually inserted: duplicates, whether earlier or within
         this batch, are not counted.
         """
-        received_utc = _utc(received_at)
+        received_utc = utc(received_at)
         rows: dict[str, dict[str, Any]] = {}
         for item in items:
             row = _row(service_id, item, received_utc)
@@ -360,13 +360,16 @@ class FeedbackStore:
         ]
 
 
-async def _create_schema(engine: AsyncEngine) -> None:
-    # create_all checks, then creates; two workers starting together can both see no table and
-    # one of them then fails with "already exists". Trying again sees the table and does nothing.
+async def create_schema(engine: AsyncEngine, tables: MetaData) -> None:
+    """Create the tables of `tables` that are missing (shared by every store on the database).
+
+    create_all checks, then creates; two workers starting together can both see no table and one
+    of them then fails with "already exists". Trying again sees the table and does nothing.
+    """
     for attempt in range(1, _SCHEMA_ATTEMPTS + 1):
         try:
             async with engine.begin() as conn:
-                await conn.run_sync(metadata.create_all)
+                await conn.run_sync(tables.create_all)
             return
         except DBAPIError:
             if attempt == _SCHEMA_ATTEMPTS:

@@ -42,11 +42,15 @@ async def resolve_prefetch(
     *,
     deadline_seconds: float,
     max_pages: int,
+    fetch_refused: str | None = None,
 ) -> dict[str, PrefetchOutcome]:
-    """Return one PrefetchOutcome per key, or raise PreconditionFailed (412)."""
+    """Return one PrefetchOutcome per key, or raise PreconditionFailed (412).
+
+    `fetch_refused` (the SSRF guard's reason) forbids fetching: missing keys are unobtainable.
+    """
     sent = request.prefetch or {}
     reader = None
-    if request.fhir_server is not None:
+    if request.fhir_server is not None and fetch_refused is None:
         token = (
             request.fhir_authorization.access_token.get_secret_value()
             if (request.fhir_authorization)
@@ -71,7 +75,8 @@ async def resolve_prefetch(
             else:
                 outcomes[key] = PrefetchOutcome(key, value, "prefetch")
         elif reader is None:
-            outcomes[key] = PrefetchOutcome(key, None, "unavailable", "no fhirServer to fetch from")
+            why = fetch_refused or "no fhirServer to fetch from"
+            outcomes[key] = PrefetchOutcome(key, None, "unavailable", why)
         else:
             pending[key] = asyncio.create_task(_fetch(key, spec, url, reader, max_pages))
 

@@ -150,7 +150,9 @@ def _service(
     async def evaluate(call: HookCall) -> ServiceResult:
         hook_rules = by_hook.get(call.hook, [])
         computed = (
-            await provide_scores(scores, hook_rules, call.raw_context, call.prefetch, call.now)
+            await provide_scores(
+                scores, hook_rules, call.raw_context, call.prefetch, call.now, call.tenant
+            )
             if scores is not None
             else None
         )
@@ -180,14 +182,14 @@ def _service(
     }
     score_keys = frozenset(SCORE_PREFETCH) - {k for r in rules for k in r.rule.prefetch}
 
-    async def skip_fetching(request: HookRequest, hook: str) -> frozenset[str]:
+    async def skip_fetching(request: HookRequest, hook: str, tenant: str) -> frozenset[str]:
         """Cached scores are read first: when every score of the hook has a cached result for
         the patient, the data only the scores read is not fetched (what the EHR sent is used)."""
         names = sorted({n for r in by_hook.get(hook, []) for n in r.rule.scores})
         patient = request.context.get("patientId")
         if scores is None or not names or not isinstance(patient, str):
             return frozenset()
-        cached = await scores.has_latest(names, patient_id=patient)
+        cached = await scores.has_latest(names, patient_id=patient, tenant=tenant)
         return score_keys if cached else frozenset()
 
     return ServiceDefinition(

@@ -89,6 +89,7 @@ class HookCall:
     now: datetime
     base_url: str = "http://127.0.0.1:8080"  # our own external URL, for links back to us
     deadline: float = float("inf")  # time.perf_counter() value by which the call must answer
+    tenant: str = "default"  # the calling tenant's id (keys cached data per organisation)
 
     @property
     def hook(self) -> str:
@@ -128,7 +129,7 @@ class ServiceDefinition:
     usage_requirements: str | None = None
     prefetch_by_hook: Mapping[str, tuple[str, ...]] | None = None
     # Optionally drop keys that need not be fetched for this call (e.g. cached scores' data).
-    skip_fetching: Callable[[HookRequest, str], Awaitable[frozenset[str]]] | None = None
+    skip_fetching: Callable[[HookRequest, str, str], Awaitable[frozenset[str]]] | None = None
 
     def prefetch_for(self, hook: str) -> dict[str, PrefetchSpec]:
         """The prefetch keys this service needs on `hook` (all keys unless narrowed per hook)."""

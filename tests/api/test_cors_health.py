@@ -44,6 +44,7 @@ def test_allowed_origin(tmp_path: Path) -> None:
 
 
 def test_wildcard_only_in_development(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CDS_ENV", "production")
     monkeypatch.setenv("CDS_CORS_ORIGINS", "*")
     with pytest.raises(ConfigurationError, match="CDS_CORS_ORIGINS"):
         load_settings(database_url=f"sqlite:///{tmp_path}/f.db")
@@ -67,7 +68,12 @@ def test_health_and_readiness(tmp_path: Path) -> None:
     assert ready.status_code == 200
     assert ready.json() == {
         "status": "ready",
-        "checks": {"services": "ok", "database": "ok", "rules": "ok"},
+        "checks": {
+            "services": "ok",
+            "database": "ok",
+            "rules": "ok",
+            "auth": "disabled (local trial only)",
+        },
     }
 
 

@@ -1,0 +1,86 @@
+"""Writing the audit trail: one record per hook call and per feedback request.
+
+The record is filled in as the call is understood (service, hook, hookInstance, patient, user)
+and written when it ends, whatever the outcome. Writing never fails the call: a database error is
+logged (without the record's content) and the answer still goes out.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from cds_service.audit.store import AuditEntry, AuditKind
+from cds_service.exceptions import CDSServiceError
+from cds_service.security.jwt_auth import Principal
+from cds_service.state import AppState
+
+__all__ = ["AuditRecord", "audited"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class AuditRecord:
+    """What is known about the call so far."""
+
+    kind: AuditKind
+    principal: Principal
+    service: str | None = None
+    hook: str | None = None
+    hook_instance: str | None = None
+    patient_id: str | None = None
+    user_id: str | None = None
+    cards: int = 0
+    outcome: int = 200
+    detail: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+
+
+@asynccontextmanager
+async def audited(
+    state: AppState, kind: AuditKind, principal: Principal, service: str
+) -> AsyncIterator[AuditRecord]:
+    """Yield a record to fill in; write it when the block ends (also when it raises)."""
+    record = AuditRecord(kind, principal, service=service)
+    try:
+        yield record
+    except CDSServiceError as exc:
+        record.outcome = exc.status_code
+        record.detail = type(exc).__name__
+        raise
+    except Exception as exc:
+        record.outcome = 500
+        record.detail = type(exc).__name__
+        raise
+    finally:
+        await _write(state, record)
+
+
+async def _write(state: AppState, record: AuditRecord) -> None:
+    if state.audit is None:
+        return
+    tenant = record.principal.tenant
+    entry = AuditEntry(
+        at=datetime.now(UTC),
+        kind=record.kind,
+        tenant=tenant.id if tenant is not None else None,
+        issuer=record.principal.issuer,
+        service=record.service,
+        hook=record.hook,
+        hook_instance=record.hook_instance,
+        patient_id=record.patient_id,
+        user_id=record.user_id,
+        outcome=record.outcome,
+        cards=record.cards,
+        duration_ms=round((time.perf_counter() - record.started) * 1000, 3),
+        detail=record.detail,
+    )
+    try:
+        await state.audit.record(entry)
+    except Exception as exc:
+        log.error("audit record not written (%s)", type(exc).__name__)

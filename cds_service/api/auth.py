@@ -1,0 +1,57 @@
+"""The `Caller` dependency: every CDS Hooks endpoint authenticates the EHR first.
+
+The audience a token must carry is the URL of the endpoint called: `CDS_PUBLIC_BASE_URL` plus
+the path (set it in production; without it the URL the request arrived on is used). Refusals
+answer 401 with no detail; the reason goes to the log with the token's `iss`, `tenant` and `jti`,
+never the token.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import Depends
+from starlette.requests import Request
+
+from cds_service.api.deps import StateDep
+from cds_service.exceptions import TooManyRequests, Unauthorized
+from cds_service.security.jwt_auth import AuthFailure, Principal
+
+__all__ = ["Caller", "authenticate", "endpoint_url"]
+
+log = logging.getLogger("cds_service.auth")
+
+
+def endpoint_url(request: Request, public_base_url: str | None) -> str:
+    """The URL of the endpoint called, as the EHR must have put it in `aud`."""
+    base = public_base_url or str(request.base_url).rstrip("/")
+    return base.rstrip("/") + request.url.path
+
+
+async def authenticate(request: Request, state: StateDep) -> Principal:
+    """The verified caller (a tenant-less principal when CDS_AUTH=disabled)."""
+    if state.verifier is None:
+        principal = Principal(None)
+    else:
+        audience = endpoint_url(request, state.settings.public_base_url)
+        try:
+            principal = await state.verifier.verify(request.headers.get("authorization"), audience)
+        except AuthFailure as failure:
+            state.auth_refusals[failure.reason] = state.auth_refusals.get(failure.reason, 0) + 1
+            log.warning(
+                "JWT refused: %s %s",
+                failure.reason,
+                " ".join(f"{k}={v}" for k, v in sorted(failure.ids.items())),
+            )
+            raise Unauthorized() from None
+        tenant = principal.tenant
+        if tenant is not None and tenant.rate_limit_per_minute:
+            wait = state.rate_limiter.allow(tenant.id, tenant.rate_limit_per_minute)
+            if wait > 0:
+                raise TooManyRequests(wait)
+    request.state.principal = principal
+    return principal
+
+
+Caller = Annotated[Principal, Depends(authenticate)]

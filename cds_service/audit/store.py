@@ -1,0 +1,227 @@
+"""The audit trail: one row of ``cds_audit`` per hook call, feedback call or discovery request.
+
+Each row records who called (tenant, JWT issuer, user id), what (service, hook, hookInstance,
+patient id), the HTTP status answered, how many cards were returned (for feedback: how many items
+were newly stored), how long it took, and a short machine reason (``detail``, e.g.
+``"412 prefetch"``). Nothing else: no tokens, no request bodies, no free text from the request.
+
+Rows are append-only and written with one INSERT each, so recording is cheap enough to do on every
+call. The table lives in the same database as ``cds_feedback`` (same ``CDS_DATABASE_URL``) but has
+its own SQLAlchemy ``MetaData``, so each store creates only its own table and either may be opened
+first. Timestamps are stored in UTC and read back timezone-aware on SQLite and PostgreSQL alike.
+
+String columns have a maximum length; longer values are cut to fit rather than failing the write
+(identifiers this long are not legitimate, and an audit write must not turn a call into an error).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Final, Literal, cast, get_args
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    select,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+# Reused from the feedback store so both open databases (WAL, busy timeout, pools), create their
+# tables and treat time alike.
+from cds_service.feedback.store import (
+    UTCDateTime,
+    async_database_url,
+    create_engine_for,
+    create_schema,
+    utc,
+)
+
+__all__ = ["AuditEntry", "AuditKind", "AuditStore", "audit_metadata", "audit_table"]
+
+log = logging.getLogger(__name__)
+
+AuditKind = Literal["hook", "feedback", "discovery"]
+_KINDS: Final = frozenset(get_args(AuditKind))
+
+#: Maximum stored length of each string column (longer values are truncated).
+_LENGTHS: Final = {
+    "tenant": 256,
+    "issuer": 1024,
+    "service": 256,
+    "hook": 256,
+    "hook_instance": 256,
+    "patient_id": 256,
+    "user_id": 256,
+    "detail": 128,
+}
+
+audit_metadata = MetaData()
+
+audit_table = Table(
+    "cds_audit",
+    audit_metadata,
+    # BIGSERIAL on PostgreSQL; INTEGER PRIMARY KEY (the rowid, autoincrementing) on SQLite.
+    Column(
+        "id",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("tenant", String(_LENGTHS["tenant"]), nullable=True),
+    Column("issuer", String(_LENGTHS["issuer"]), nullable=True),
+    Column("service", String(_LENGTHS["service"]), nullable=True),
+    Column("hook", String(_LENGTHS["hook"]), nullable=True),
+    Column("hook_instance", String(_LENGTHS["hook_instance"]), nullable=True),
+    Column("patient_id", String(_LENGTHS["patient_id"]), nullable=True),
+    Column("user_id", String(_LENGTHS["user_id"]), nullable=True),
+    Column("outcome", Integer(), nullable=False),
+    Column("cards", Integer(), nullable=False),
+    Column("duration_ms", Float(), nullable=False),
+    Column("detail", String(_LENGTHS["detail"]), nullable=True),
+    Index("ix_cds_audit_at", "at"),
+    Index("ix_cds_audit_patient_at", "patient_id", "at"),
+    Index("ix_cds_audit_tenant_at", "tenant", "at"),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One audited call.
+
+    `at` is when the call was received; it is normalised to UTC (a naive value is taken to be UTC
+    already). `outcome` is the HTTP status answered. `cards` is the number of cards returned, or
+    for feedback the number of items newly stored. `detail` is a short machine reason such as
+    ``"412 prefetch"`` or ``"401 aud"`` and must never hold free text taken from the request.
+    """
+
+    at: datetime
+    kind: AuditKind
+    tenant: str | None
+    issuer: str | None
+    service: str | None
+    hook: str | None
+    hook_instance: str | None
+    patient_id: str | None
+    user_id: str | None
+    outcome: int
+    cards: int
+    duration_ms: float
+    detail: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"unknown audit kind {self.kind!r}")
+        object.__setattr__(self, "at", utc(self.at))
+
+
+def _fit(name: str, value: str | None) -> str | None:
+    return None if value is None else value[: _LENGTHS[name]]
+
+
+def _row(entry: AuditEntry) -> dict[str, Any]:
+    return {
+        "at": entry.at,
+        "kind": entry.kind,
+        "tenant": _fit("tenant", entry.tenant),
+        "issuer": _fit("issuer", entry.issuer),
+        "service": _fit("service", entry.service),
+        "hook": _fit("hook", entry.hook),
+        "hook_instance": _fit("hook_instance", entry.hook_instance),
+        "patient_id": _fit("patient_id", entry.patient_id),
+        "user_id": _fit("user_id", entry.user_id),
+        "outcome": int(entry.outcome),
+        "cards": int(entry.cards),
+        "duration_ms": float(entry.duration_ms),
+        "detail": _fit("detail", entry.detail),
+    }
+
+
+def _entry(row: Any) -> AuditEntry:
+    return AuditEntry(
+        at=row["at"],
+        kind=cast(AuditKind, row["kind"]),
+        tenant=row["tenant"],
+        issuer=row["issuer"],
+        service=row["service"],
+        hook=row["hook"],
+        hook_instance=row["hook_instance"],
+        patient_id=row["patient_id"],
+        user_id=row["user_id"],
+        outcome=row["outcome"],
+        cards=row["cards"],
+        duration_ms=row["duration_ms"],
+        detail=row["detail"],
+    )
+
+
+class AuditStore:
+    """Audit rows in SQLite or PostgreSQL. Open with `await AuditStore.open(url)`."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    @classmethod
+    async def open(cls, database_url: str) -> AuditStore:
+        """Connect, creating ``cds_audit`` and its indexes if they are missing.
+
+        Raises ConfigurationError for a URL that is neither SQLite nor PostgreSQL.
+        """
+        url = async_database_url(database_url)
+        engine = create_engine_for(url)
+        try:
+            await create_schema(engine, audit_metadata)
+        except BaseException:
+            await engine.dispose()
+            raise
+        log.info("audit store open (%s)", engine.dialect.name)
+        return cls(engine)
+
+    async def close(self) -> None:
+        """Close every pooled connection."""
+        await self._engine.dispose()
+
+    async def record(self, entry: AuditEntry) -> None:
+        """Append one row (a single INSERT in its own transaction)."""
+        async with self._engine.begin() as conn:
+            await conn.execute(audit_table.insert(), _row(entry))
+
+    async def query(
+        self,
+        *,
+        since: datetime | None,
+        until: datetime | None = None,
+        patient: str | None = None,
+        tenant: str | None = None,
+        limit: int = 1000,
+    ) -> list[AuditEntry]:
+        """Rows with ``since <= at < until`` (either bound optional), newest first.
+
+        `patient` and `tenant` match exactly. At most `limit` rows (at least 1) are returned: the
+        newest ones. Rows with the same `at` come in reverse order of insertion.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        t = audit_table
+        stmt = select(t)
+        if since is not None:
+            stmt = stmt.where(t.c.at >= utc(since))
+        if until is not None:
+            stmt = stmt.where(t.c.at < utc(until))
+        if patient is not None:
+            stmt = stmt.where(t.c.patient_id == patient)
+        if tenant is not None:
+            stmt = stmt.where(t.c.tenant == tenant)
+        stmt = stmt.order_by(t.c.at.desc(), t.c.id.desc()).limit(limit)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).mappings().all()
+        return [_entry(r) for r in rows]

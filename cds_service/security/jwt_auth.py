@@ -1,0 +1,183 @@
+"""Verifying the JWT an EHR sends with every call (CDS Hooks 2.0 "Trusting CDS Clients").
+
+Checks, in the order the CDS Hooks best practices give, each refusing with its own reason (logged,
+never sent to the caller):
+
+1. a bearer token that parses as a JWT;
+2. `iss` is a tenant's issuer;
+3. `aud` (string or array) contains the URL of the endpoint called;
+4. `exp`, `nbf` and `iat` hold, with a small clock skew; the lifetime (`exp - iat`) is at most
+   `CDS_JWT_MAX_LIFETIME_SECONDS` (which also bounds the replay cache);
+5. `tenant`, when sent, is one of the issuer's tenants (without it the issuer must have one);
+6. the signature: the header's `alg` must be one of the tenant's (asymmetric only: `none` and
+   HMAC are refused whatever the header says), `typ` JWT when present, `kid` present, `jku` (when
+   present) exactly the tenant's `jwks_url`, and the key with that `kid` must verify it;
+7. `jti` is present and has not been seen while the token lives.
+
+PyJWT does the cryptography; the time checks are ours so the clock can be injected.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+from jwt.exceptions import InvalidTokenError
+
+from cds_service.security.jwks import KeyStore
+from cds_service.security.replay import ReplayCache
+from cds_service.security.tenants import Tenant, TenantRegistry
+
+__all__ = ["AuthFailure", "JwtVerifier", "Principal"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the tenant (None when authentication is disabled) and token ids."""
+
+    tenant: Tenant | None
+    issuer: str | None = None
+    jti: str | None = None
+
+    @property
+    def tenant_id(self) -> str:
+        return self.tenant.id if self.tenant is not None else "default"
+
+
+class AuthFailure(Exception):
+    """A refused token; `reason` is for the log only."""
+
+    def __init__(self, reason: str, **ids: Any) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.ids = {k: v for k, v in ids.items() if isinstance(v, str | int) and v != ""}
+
+
+def _number(claims: dict[str, Any], name: str, required: bool) -> float | None:
+    value = claims.get(name)
+    if value is None:
+        if required:
+            raise AuthFailure(f"missing {name}")
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise AuthFailure(f"{name} is not a number")
+    return float(value)
+
+
+class JwtVerifier:
+    """Checks tokens against the tenants, their keys and the replay cache."""
+
+    def __init__(
+        self,
+        tenants: TenantRegistry,
+        keys: KeyStore,
+        replay: ReplayCache,
+        *,
+        skew_seconds: int = 60,
+        max_lifetime_seconds: int = 3600,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.tenants = tenants
+        self.keys = keys
+        self.replay = replay
+        self.skew = skew_seconds
+        self.max_lifetime = max_lifetime_seconds
+        self.clock = clock
+
+    async def verify(self, authorization: str | None, audience: str) -> Principal:
+        """The caller, or AuthFailure with the reason."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise AuthFailure("no bearer token")
+        token = token.strip()
+        try:
+            header = jwt.get_unverified_header(token)
+            claims = jwt.decode(token, options={"verify_signature": False})
+        except InvalidTokenError:
+            raise AuthFailure("malformed token") from None
+        if not isinstance(claims, dict):
+            raise AuthFailure("malformed token")
+        issuer, jti = claims.get("iss"), claims.get("jti")
+        ids = {"iss": issuer, "jti": jti, "tenant": claims.get("tenant")}
+        try:
+            return await self._check(token, header, claims, audience)
+        except AuthFailure as failure:
+            failure.ids = {**{k: v for k, v in ids.items() if isinstance(v, str)}, **failure.ids}
+            raise
+
+    async def _check(
+        self, token: str, header: dict[str, Any], claims: dict[str, Any], audience: str
+    ) -> Principal:
+        issuer = claims.get("iss")
+        if not isinstance(issuer, str) or not self.tenants.knows_issuer(issuer):
+            raise AuthFailure("issuer not allow-listed")
+        aud = claims.get("aud")
+        audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        if audience not in audiences:
+            raise AuthFailure("aud is not the endpoint called", expected=audience)
+        now = self.clock()
+        exp = _number(claims, "exp", True)
+        iat = _number(claims, "iat", True)
+        nbf = _number(claims, "nbf", False)
+        assert exp is not None and iat is not None
+        if now > exp + self.skew:
+            raise AuthFailure("expired")
+        if nbf is not None and now + self.skew < nbf:
+            raise AuthFailure("not yet valid (nbf)")
+        if iat > now + self.skew:
+            raise AuthFailure("issued in the future (iat)")
+        if exp - iat > self.max_lifetime:
+            raise AuthFailure("lifetime longer than allowed")
+        tenant_claim = claims.get("tenant")
+        if tenant_claim is not None and not isinstance(tenant_claim, str):
+            raise AuthFailure("tenant claim is not a string")
+        tenant = self.tenants.resolve(issuer, tenant_claim)
+        if tenant is None:
+            raise AuthFailure("tenant not allow-listed for this issuer")
+        await self._check_signature(token, header, tenant)
+        jti = claims.get("jti")
+        if not isinstance(jti, str) or not jti:
+            raise AuthFailure("missing jti")
+        ttl = int(exp - now + self.skew) + 1
+        if not await self.replay.first_use(f"{tenant.id}:{jti}", ttl):
+            raise AuthFailure("jti replayed")
+        return Principal(tenant, issuer, jti)
+
+    async def _check_signature(self, token: str, header: dict[str, Any], tenant: Tenant) -> None:
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in tenant.algorithms:
+            raise AuthFailure(f"algorithm {alg!r} not accepted for this tenant")
+        typ = header.get("typ")
+        if typ is not None and str(typ).upper() != "JWT":
+            raise AuthFailure("typ is not JWT")
+        jku = header.get("jku")
+        if jku is not None and jku != tenant.jwks_url:
+            raise AuthFailure("jku is not the tenant's jwks_url")
+        kid = header.get("kid")
+        if not isinstance(kid, str) or not kid:
+            raise AuthFailure("missing kid")
+        key = await self.keys.key(tenant, kid)
+        if key is None:
+            raise AuthFailure("unknown kid", kid=kid)
+        try:
+            jwt.decode(
+                token,
+                key.key,
+                algorithms=[alg],
+                options={
+                    "verify_signature": True,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                },
+            )
+        except InvalidTokenError as exc:
+            raise AuthFailure(f"signature does not verify ({type(exc).__name__})") from None

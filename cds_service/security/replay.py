@@ -1,0 +1,68 @@
+"""The `jti` replay cache: every token is accepted once within its lifetime.
+
+In Redis when `CDS_REDIS_URL` is set, so a token replayed against another replica is refused too;
+in process otherwise. If Redis cannot be reached the check falls back to this process's memory
+(logged), which still stops replays against the same replica.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+__all__ = ["ReplayCache"]
+
+log = logging.getLogger(__name__)
+
+
+class ReplayCache:
+    """`first_use(key, ttl)` is True exactly once per key while it lives."""
+
+    def __init__(
+        self,
+        redis_url: str | None = None,
+        *,
+        timeout: float = 0.2,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._local: dict[str, float] = {}
+        self._clock = clock
+        self._timeout = timeout
+        self._redis: Any = None
+        if redis_url:
+            import redis.asyncio as redis_asyncio
+
+            self._redis = redis_asyncio.from_url(
+                redis_url, socket_connect_timeout=timeout, socket_timeout=timeout
+            )
+
+    async def first_use(self, key: str, ttl_seconds: int) -> bool:
+        """Record `key`; False when it was already recorded and has not expired."""
+        ttl_seconds = max(ttl_seconds, 1)
+        if self._redis is not None:
+            try:
+                stored = await asyncio.wait_for(
+                    self._redis.set(f"cds:jti:{key}", b"1", nx=True, ex=ttl_seconds),
+                    self._timeout,
+                )
+                return bool(stored)
+            except Exception as exc:
+                log.warning(
+                    "replay cache: Redis unavailable (%s); checking this process only",
+                    type(exc).__name__,
+                )
+        now = self._clock()
+        if len(self._local) > 100_000:
+            self._local = {k: t for k, t in self._local.items() if t > now}
+        expires = self._local.get(key)
+        if expires is not None and expires > now:
+            return False
+        self._local[key] = now + ttl_seconds
+        return True
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            await self._redis.aclose()

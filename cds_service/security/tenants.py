@@ -1,0 +1,123 @@
+"""Tenants: the EHRs allowed to call us (`CDS_TENANTS_FILE`).
+
+```yaml
+tenants:
+  - id: hospital-a                      # matched against the JWT `tenant` claim when one is sent
+    issuer: https://ehr.hospital-a.example.org
+    jwks_url: https://ehr.hospital-a.example.org/.well-known/jwks.json   # the only jku accepted
+    # or: jwks: {keys: [...]}           # a static key set
+    algorithms: [ES384, RS384]
+    fhir_servers: [https://fhir.hospital-a.example.org/r4]
+    rate_limit_per_minute: 600          # optional; no limit when absent
+```
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from cds_service.exceptions import ConfigurationError
+from cds_service.rules.yamlsource import read_yaml
+
+__all__ = ["ASYMMETRIC_ALGORITHMS", "Tenant", "TenantRegistry", "load_tenants"]
+
+# Signature algorithms we accept at all: asymmetric only (CDS Hooks forbids `none` and HMAC).
+ASYMMETRIC_ALGORITHMS = ("ES384", "RS384", "ES256", "RS256", "ES512", "RS512", "PS384", "PS256")
+Algorithm = Literal["ES384", "RS384", "ES256", "RS256", "ES512", "RS512", "PS384", "PS256"]
+Url = Annotated[StrictStr, Field(pattern=r"^https?://[^\s/?#]+[^\s?#]*$")]
+
+
+def _default_algorithms() -> list[Algorithm]:
+    return ["ES384", "RS384"]
+
+
+class Tenant(BaseModel):
+    """One EHR (organisation) allowed to call us."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: Annotated[StrictStr, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")]
+    issuer: Annotated[StrictStr, Field(min_length=1)]
+    jwks_url: Url | None = None
+    jwks: dict[str, Any] | None = None
+    algorithms: list[Algorithm] = Field(default_factory=_default_algorithms, min_length=1)
+    fhir_servers: list[Url] = Field(default_factory=list)
+    rate_limit_per_minute: Annotated[int, Field(ge=1)] | None = None
+
+    @field_validator("fhir_servers")
+    @classmethod
+    def _strip(cls, value: list[str]) -> list[str]:
+        return [v.rstrip("/") for v in value]
+
+    @field_validator("jwks")
+    @classmethod
+    def _key_set(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None and not (isinstance(value.get("keys"), list) and value["keys"]):
+            raise ValueError("must be a JWK Set: {keys: [...]} with at least one key")
+        return value
+
+    @model_validator(mode="after")
+    def _keys_from_somewhere(self) -> Tenant:
+        if self.jwks is None and self.jwks_url is None:
+            raise ValueError("give jwks_url or jwks (the keys its JWTs are signed with)")
+        return self
+
+
+class TenantsFile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tenants: Annotated[list[Tenant], Field(min_length=1)]
+
+
+class TenantRegistry:
+    """Tenants by id and by issuer."""
+
+    def __init__(self, tenants: list[Tenant]) -> None:
+        self.tenants = {t.id: t for t in tenants}
+        if len(self.tenants) != len(tenants):
+            raise ConfigurationError("CDS_TENANTS_FILE: a tenant id is listed twice")
+        self._by_issuer: dict[str, list[Tenant]] = {}
+        for tenant in tenants:
+            self._by_issuer.setdefault(tenant.issuer, []).append(tenant)
+
+    def knows_issuer(self, issuer: str) -> bool:
+        return issuer in self._by_issuer
+
+    def resolve(self, issuer: str, tenant_claim: str | None) -> Tenant | None:
+        """The tenant for a token: by `tenant` claim when sent, else the issuer's only tenant."""
+        candidates = self._by_issuer.get(issuer, [])
+        if tenant_claim is not None:
+            return next((t for t in candidates if t.id == tenant_claim), None)
+        return candidates[0] if len(candidates) == 1 else None
+
+
+def load_tenants(path: Path) -> TenantRegistry:
+    """Read and check the tenants file; ConfigurationError names the file, line and field."""
+    located, errors = read_yaml(path)
+    if located is None:
+        first = errors[0]
+        raise ConfigurationError(
+            f"CDS_TENANTS_FILE {path}:{first.line}:{first.col}: {first.message}"
+        )
+    try:
+        parsed = TenantsFile.model_validate(located.value)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_input=False, include_url=False):
+            loc = tuple(err["loc"])
+            line, col = located.position(loc)
+            where = ".".join(str(p) for p in loc)
+            lines.append(f"CDS_TENANTS_FILE {path}:{line}:{col}: {where}: {err['msg']}")
+        raise ConfigurationError("\n".join(lines)) from None
+    return TenantRegistry(parsed.tenants)

@@ -1,0 +1,324 @@
+"""AuditStore on SQLite and PostgreSQL: round trips, filters, UTC, sharing the feedback database."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import inspect
+
+from cds_service.audit import AuditEntry, AuditStore
+from cds_service.exceptions import ConfigurationError
+from cds_service.feedback.store import FeedbackStore, RecordResult
+from cds_service.wire.feedback import Feedback
+
+T0 = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
+
+
+def run(body: Callable[[], Coroutine[Any, Any, object]]) -> None:
+    asyncio.run(body())
+
+
+def entry(**fields: Any) -> AuditEntry:
+    values: dict[str, Any] = {
+        "at": T0,
+        "kind": "hook",
+        "tenant": "hospital-a",
+        "issuer": "https://ehr.hospital-a.example.org",
+        "service": "cms-drug-interactions",
+        "hook": "order-select",
+        "hook_instance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "patient_id": "example-patient",
+        "user_id": "Practitioner/example",
+        "outcome": 200,
+        "cards": 2,
+        "duration_ms": 12.5,
+        "detail": None,
+    }
+    values.update(fields)
+    return AuditEntry(**values)
+
+
+def assert_aware_utc(value: datetime) -> None:
+    assert value.tzinfo is not None
+    assert value.utcoffset() == timedelta(0)
+
+
+async def _filled(url: str, entries: list[AuditEntry]) -> AuditStore:
+    store = await AuditStore.open(url)
+    for e in entries:
+        await store.record(e)
+    return store
+
+
+def test_round_trip_with_aware_utc_datetimes(audit_url: str) -> None:
+    # +02:00 in, UTC out.
+    local = T0.astimezone(timezone(timedelta(hours=2)))
+    written = [
+        entry(at=local, detail="412 prefetch", outcome=412, cards=0),
+        entry(
+            at=T0 + timedelta(seconds=1),
+            kind="feedback",
+            hook=None,
+            hook_instance=None,
+            patient_id=None,
+            user_id=None,
+            cards=3,
+            duration_ms=0.25,
+        ),
+        entry(
+            at=T0 + timedelta(seconds=2),
+            kind="discovery",
+            tenant=None,
+            issuer=None,
+            service=None,
+            hook=None,
+            hook_instance=None,
+            patient_id=None,
+            user_id=None,
+            cards=0,
+        ),
+    ]
+
+    async def body() -> list[AuditEntry]:
+        store = await _filled(audit_url, written)
+        try:
+            return await store.query(since=None)
+        finally:
+            await store.close()
+
+    rows = asyncio.run(body())
+    assert rows == list(reversed(written))
+    for row in rows:
+        assert_aware_utc(row.at)
+        assert row.at.tzinfo is UTC
+    assert rows[-1].at == T0  # microseconds kept
+    assert rows[-1].detail == "412 prefetch"
+    assert isinstance(rows[0].outcome, int)
+    assert isinstance(rows[0].duration_ms, float)
+
+
+def test_sqlite_reads_back_aware_utc(tmp_path: Path) -> None:
+    path = tmp_path / "audit.db"
+    # A naive value is taken to be UTC; an aware one is converted.
+    naive = datetime(2026, 1, 2, 3, 4, 5)
+    eastern = datetime(2026, 1, 2, 3, 4, 6, tzinfo=timezone(timedelta(hours=-5)))
+
+    async def body() -> list[AuditEntry]:
+        store = await _filled(f"sqlite:///{path}", [entry(at=naive), entry(at=eastern)])
+        try:
+            return await store.query(since=datetime(2026, 1, 1, tzinfo=UTC))
+        finally:
+            await store.close()
+
+    rows = asyncio.run(body())
+    assert [r.at for r in rows] == [
+        datetime(2026, 1, 2, 8, 4, 6, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+    ]
+    for row in rows:
+        assert_aware_utc(row.at)
+    conn = sqlite3.connect(path)
+    try:
+        stored = [r[0] for r in conn.execute("SELECT at FROM cds_audit ORDER BY id")]
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+    finally:
+        conn.close()
+    # Stored as UTC text, so text order is time order.
+    assert stored == ["2026-01-02 03:04:05.000000", "2026-01-02 08:04:06.000000"]
+
+
+def test_filters_and_newest_first(audit_url: str) -> None:
+    written = [
+        entry(at=T0 + timedelta(minutes=n), patient_id=patient, tenant=tenant, cards=n)
+        for n, (patient, tenant) in enumerate(
+            [
+                ("p1", "hospital-a"),
+                ("p2", "hospital-a"),
+                ("p1", "hospital-b"),
+                ("p2", "hospital-b"),
+                ("p1", "hospital-a"),
+                ("p1", None),
+            ]
+        )
+    ]
+
+    async def body() -> None:
+        store = await _filled(audit_url, written)
+        try:
+
+            async def cards(**kwargs: Any) -> list[int]:
+                kwargs.setdefault("since", None)
+                return [r.cards for r in await store.query(**kwargs)]
+
+            assert await cards() == [5, 4, 3, 2, 1, 0]
+            # since is inclusive, until exclusive.
+            assert await cards(since=T0 + timedelta(minutes=2)) == [5, 4, 3, 2]
+            assert await cards(since=None, until=T0 + timedelta(minutes=2)) == [1, 0]
+            assert await cards(
+                since=T0 + timedelta(minutes=1), until=T0 + timedelta(minutes=4)
+            ) == [3, 2, 1]
+            # Bounds in another offset mean the same instants.
+            plus_one = timezone(timedelta(hours=1))
+            assert await cards(since=(T0 + timedelta(minutes=4)).astimezone(plus_one)) == [5, 4]
+            assert await cards(patient="p1") == [5, 4, 2, 0]
+            assert await cards(tenant="hospital-b") == [3, 2]
+            assert await cards(patient="p1", tenant="hospital-a") == [4, 0]
+            assert await cards(patient="p1", tenant="hospital-a", since=T0 + timedelta(1)) == []
+            assert await cards(patient="nobody") == []
+            # limit keeps the newest.
+            assert await cards(limit=2) == [5, 4]
+            assert await cards(patient="p1", limit=3) == [5, 4, 2]
+            with pytest.raises(ValueError, match="limit"):
+                await store.query(since=None, limit=0)
+        finally:
+            await store.close()
+
+    run(body)
+
+
+def test_equal_times_come_newest_insert_first(audit_url: str) -> None:
+    async def body() -> list[AuditEntry]:
+        store = await _filled(audit_url, [entry(cards=n) for n in range(4)])
+        try:
+            return await store.query(since=T0, until=T0 + timedelta(microseconds=1), limit=3)
+        finally:
+            await store.close()
+
+    assert [r.cards for r in asyncio.run(body())] == [3, 2, 1]
+
+
+def test_shares_the_database_with_the_feedback_store(audit_url: str) -> None:
+    item = Feedback.model_validate(
+        {"card": "card-1", "outcome": "overridden", "outcomeTimestamp": "2026-11-28T12:00:00Z"}
+    )
+
+    async def tables(store: AuditStore) -> set[str]:
+        async with store._engine.connect() as conn:
+            names = await conn.run_sync(lambda sync: inspect(sync).get_table_names())
+        return set(names) & {"cds_audit", "cds_feedback"}
+
+    async def body() -> None:
+        # The audit store opens first and creates only its own table.
+        audit = await AuditStore.open(audit_url)
+        try:
+            assert await tables(audit) == {"cds_audit"}
+            await audit.record(entry(kind="feedback", cards=1))
+            feedback = await FeedbackStore.open(audit_url)
+            try:
+                assert await tables(audit) == {"cds_audit", "cds_feedback"}
+                stored = await feedback.record("svc", [item], received_at=T0)
+                assert stored == RecordResult(1, 1)
+                await audit.record(entry(at=T0 + timedelta(seconds=1)))
+                assert len(await feedback.list_for_service("svc")) == 1
+            finally:
+                await feedback.close()
+            assert [r.kind for r in await audit.query(since=None)] == ["hook", "feedback"]
+        finally:
+            await audit.close()
+        # Opened again, in the other order, both find their rows.
+        feedback = await FeedbackStore.open(audit_url)
+        audit = await AuditStore.open(audit_url)
+        try:
+            assert len(await feedback.list_for_service("svc")) == 1
+            assert len(await audit.query(since=None)) == 2
+        finally:
+            await audit.close()
+            await feedback.close()
+
+    run(body)
+
+
+def test_schema_has_the_indexes(audit_url: str) -> None:
+    async def body() -> dict[str, list[str | None]]:
+        store = await AuditStore.open(audit_url)
+        try:
+            async with store._engine.connect() as conn:
+                indexes = await conn.run_sync(lambda sync: inspect(sync).get_indexes("cds_audit"))
+        finally:
+            await store.close()
+        return {i["name"]: list(i["column_names"]) for i in indexes if i["name"]}
+
+    assert asyncio.run(body()) == {
+        "ix_cds_audit_at": ["at"],
+        "ix_cds_audit_patient_at": ["patient_id", "at"],
+        "ix_cds_audit_tenant_at": ["tenant", "at"],
+    }
+
+
+def test_workers_racing_to_create_the_table(audit_url: str) -> None:
+    async def body() -> None:
+        stores = await asyncio.gather(*(AuditStore.open(audit_url) for _ in range(4)))
+        try:
+            await asyncio.gather(*(s.record(entry(cards=n)) for n, s in enumerate(stores)))
+            rows = await stores[0].query(since=None)
+        finally:
+            for s in stores:
+                await s.close()
+        assert sorted(r.cards for r in rows) == [0, 1, 2, 3]
+
+    run(body)
+
+
+def test_rows_survive_a_restart(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'missing-dir' / 'audit.db'}"
+
+    async def body() -> None:
+        first = await _filled(url, [entry()])
+        await first.close()
+        second = await AuditStore.open(url)
+        try:
+            assert await second.query(since=None) == [entry()]
+        finally:
+            await second.close()
+
+    run(body)
+
+
+def test_in_memory_sqlite() -> None:
+    async def body() -> None:
+        store = await _filled("sqlite:///:memory:", [entry(), entry(cards=7)])
+        try:
+            assert [r.cards for r in await store.query(since=None)] == [7, 2]
+        finally:
+            await store.close()
+
+    run(body)
+
+
+def test_overlong_strings_are_cut_to_fit(audit_url: str) -> None:
+    long = entry(patient_id="p" * 300, issuer="https://" + "i" * 2000, detail="d" * 200)
+
+    async def body() -> list[AuditEntry]:
+        store = await _filled(audit_url, [long])
+        try:
+            return await store.query(since=None)
+        finally:
+            await store.close()
+
+    (row,) = asyncio.run(body())
+    assert row.patient_id == "p" * 256
+    assert row.issuer is not None and len(row.issuer) == 1024
+    assert row.detail == "d" * 128
+
+
+def test_entry_is_frozen_and_checked() -> None:
+    e = entry(at=datetime(2026, 1, 1, 1, 0, tzinfo=timezone(timedelta(hours=1))))
+    assert e.at == datetime(2026, 1, 1, 0, 0, tzinfo=UTC)
+    assert e.at.tzinfo is UTC
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        e.cards = 3  # type: ignore[misc]
+    with pytest.raises(ValueError, match="kind"):
+        entry(kind="login")
+
+
+@pytest.mark.parametrize("url", ["mysql://u@h/db", "not a url"])
+def test_unknown_database_urls_are_configuration_errors(url: str) -> None:
+    with pytest.raises(ConfigurationError):
+        run(lambda: AuditStore.open(url))
