@@ -23,6 +23,7 @@ from cds_service import __version__
 from cds_service.audit import cli as audit_cli
 from cds_service.config import Settings, load_settings
 from cds_service.exceptions import ConfigurationError
+from cds_service.logs import log_config
 from cds_service.rules import cli as rules_cli
 from cds_service.scores import cli as score_cli
 from cds_service.scores import precompute_cli
@@ -81,6 +82,7 @@ def _serve(args: argparse.Namespace) -> int:
         port=settings.port,
         workers=settings.workers,
         log_level=settings.log_level,
+        log_config=log_config(settings.log_level),
         proxy_headers=True,
         server_header=False,
     )

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import secrets
+import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,6 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cds_service.config import Settings
+from cds_service.logs import JsonFormatter
 from cds_service.main import create_app
 from cds_service.services.builtin import builtin_services
 
@@ -30,6 +33,28 @@ FIXTURES = SHARED / "fixtures"
 CDS_FIXTURES = FIXTURES / "cds-hooks"
 FROZEN_NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 ADMIN_URL = os.environ.get("CDS_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+SESSION_LOG_KEY = pytest.StashKey[Path]()
+LOG_SCAN_TEST = "test_session_logs_hold_no_phi_or_tokens"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Keep every log line of the run (as the service writes them) for the PHI scan."""
+    path = Path(tempfile.mkdtemp(prefix="cds-test-logs-")) / "session.log"
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(JsonFormatter())
+    handler.setLevel(logging.INFO)
+    root = logging.getLogger()
+    root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.INFO:
+        root.setLevel(logging.INFO)
+    config.stash[SESSION_LOG_KEY] = path
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The log scan runs last, over everything the other tests logged."""
+    items.sort(key=lambda item: item.name == LOG_SCAN_TEST)
 
 
 def load_fixture(relative: str) -> Any:

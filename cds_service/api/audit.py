@@ -21,7 +21,7 @@ from cds_service.state import AppState
 
 __all__ = ["AuditRecord", "audited"]
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("cds_service.calls")
 
 
 @dataclass(slots=True)
@@ -62,9 +62,23 @@ async def audited(
 
 
 async def _write(state: AppState, record: AuditRecord) -> None:
+    tenant = record.principal.tenant
+    duration = round((time.perf_counter() - record.started) * 1000, 3)
+    log.info(
+        "%s call",
+        record.kind,
+        extra={
+            "tenant": tenant.id if tenant is not None else None,
+            "service": record.service,
+            "hook": record.hook,
+            "hookInstance": record.hook_instance,
+            "status": record.outcome,
+            "cards": record.cards,
+            "durationMs": duration,
+        },
+    )
     if state.audit is None:
         return
-    tenant = record.principal.tenant
     entry = AuditEntry(
         at=datetime.now(UTC),
         kind=record.kind,
@@ -77,7 +91,7 @@ async def _write(state: AppState, record: AuditRecord) -> None:
         user_id=record.user_id,
         outcome=record.outcome,
         cards=record.cards,
-        duration_ms=round((time.perf_counter() - record.started) * 1000, 3),
+        duration_ms=duration,
         detail=record.detail,
     )
     try:

@@ -1,0 +1,62 @@
+"""Structured (JSON) logs that carry ids, never secrets or patient data.
+
+Every line is one JSON object: `time`, `level`, `logger`, `message` and any ids passed with
+`extra=` (`hookInstance`, `tenant`, `service`, `hook`, `status`, `durationMs`, `requestId`…).
+What the code logs is reviewed to hold no PHI; as a second line of defence the formatter blanks
+anything shaped like a JWT or a bearer token before it is written.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+__all__ = ["JsonFormatter", "log_config", "redact"]
+
+_JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
+_BEARER = re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}")
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
+
+
+def redact(text: str) -> str:
+    """Blank JWTs and bearer tokens."""
+    return _BEARER.sub("Bearer [redacted]", _JWT.sub("[redacted-jwt]", text))
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        out: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        for key, value in vars(record).items():
+            if key not in _STANDARD and not key.startswith("_"):
+                out[key] = value if isinstance(value, int | float | bool) else redact(str(value))
+        if record.exc_info and record.exc_info[0] is not None:
+            out["exception"] = record.exc_info[0].__name__  # never the message: it may hold PHI
+        return json.dumps(out, ensure_ascii=False)
+
+
+def log_config(level: str) -> dict[str, Any]:
+    """A `logging.config.dictConfig` for the service and uvicorn, all as JSON on stderr."""
+    handler = {"class": "logging.StreamHandler", "formatter": "json", "stream": "ext://sys.stderr"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"json": {"()": "cds_service.logs.JsonFormatter"}},
+        "handlers": {"default": handler},
+        "root": {"handlers": ["default"], "level": level.upper()},
+        "loggers": {
+            "uvicorn": {"handlers": ["default"], "level": level.upper(), "propagate": False},
+            "uvicorn.error": {"level": level.upper()},
+            "uvicorn.access": {"handlers": ["default"], "level": level.upper(), "propagate": False},
+            "httpx": {"level": "WARNING"},  # request lines would repeat FHIR URLs per fetch
+        },
+    }
