@@ -37,7 +37,7 @@ class JsonFormatter(logging.Formatter):
             "message": redact(record.getMessage()),
         }
         for key, value in vars(record).items():
-            if key not in _STANDARD and not key.startswith("_"):
+            if key not in _STANDARD and not key.startswith("_") and value is not None:
                 out[key] = value if isinstance(value, int | float | bool) else redact(str(value))
         if record.exc_info and record.exc_info[0] is not None:
             out["exception"] = record.exc_info[0].__name__  # never the message: it may hold PHI

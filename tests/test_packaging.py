@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from cds_service.config import Settings
+from cds_service.security.tenants import load_tenants
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -27,7 +28,12 @@ def test_compose_names_the_services_and_valid_settings() -> None:
         f"{pg['POSTGRES_USER']}:{pg['POSTGRES_PASSWORD']}@postgres:5432/{pg['POSTGRES_DB']}"
         in (env["CDS_DATABASE_URL"])
     )
-    Settings(**{k.removeprefix("CDS_").lower(): v for k, v in env.items()})
+    # The tenants file is mounted from the repository: it must exist and parse.
+    mounts = dict(v.split(":")[1::-1] for v in app["volumes"])
+    tenants_file = ROOT / mounts[env["CDS_TENANTS_FILE"]]
+    load_tenants(tenants_file)
+    values = {k.removeprefix("CDS_").lower(): v for k, v in env.items()}
+    Settings(**{**values, "tenants_file": tenants_file})
     assert app["depends_on"]["postgres"]["condition"] == "service_healthy"
     for name in ("cds-service", "postgres", "redis"):
         assert services[name]["healthcheck"]["test"]
