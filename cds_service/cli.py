@@ -24,10 +24,10 @@ from cds_service.audit import cli as audit_cli
 from cds_service.config import Settings, load_settings
 from cds_service.exceptions import ConfigurationError
 from cds_service.logs import log_config
-from cds_service.security.tenants import load_tenants
 from cds_service.rules import cli as rules_cli
 from cds_service.scores import cli as score_cli
 from cds_service.scores import precompute_cli
+from cds_service.security.tenants import load_tenants
 
 __all__ = ["main"]
 
