@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     tenants_file: Path | None = None
     jwt_clock_skew_seconds: int = Field(default=60, ge=0, le=600)
     jwt_max_lifetime_seconds: int = Field(default=3600, ge=60, le=86_400)
+    smart_session_idle_seconds: int = Field(default=900, ge=60, le=86_400)
+    smart_cookie_samesite: Literal["lax", "strict", "none"] = "lax"
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     workers: int = Field(default=1, ge=1, le=64)

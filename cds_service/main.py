@@ -33,6 +33,9 @@ from cds_service.security.tenants import load_tenants
 from cds_service.services.builtin import builtin_services
 from cds_service.services.definition import ServiceDefinition
 from cds_service.services.registry import ServiceRegistry
+from cds_service.smart import routes as smart_routes
+from cds_service.smart.discovery import SmartDiscovery
+from cds_service.smart.sessions import SessionStore, SmartRuntime
 from cds_service.state import AppState, Clock
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -61,14 +64,12 @@ def create_app(
     `httpx.MockTransport`), `jwks_transport` the network for tenants' key sets; `clock`
     replaces the wall clock, `auth_clock` the one JWTs are checked against.
     """
-    tenants = None
-    if settings.auth == "required":
-        if settings.tenants_file is None:
-            raise ConfigurationError(
-                "invalid setting CDS_TENANTS_FILE: CDS_AUTH=required needs the file listing the "
-                "EHRs allowed to call (set CDS_AUTH=disabled only for a local trial)"
-            )
-        tenants = load_tenants(settings.tenants_file)
+    if settings.auth == "required" and settings.tenants_file is None:
+        raise ConfigurationError(
+            "invalid setting CDS_TENANTS_FILE: CDS_AUTH=required needs the file listing the "
+            "EHRs allowed to call (set CDS_AUTH=disabled only for a local trial)"
+        )
+    tenants = load_tenants(settings.tenants_file) if settings.tenants_file else None
     score_cache = ScoreCache(
         redis_url=settings.redis_url, ttl_seconds=settings.score_cache_ttl_seconds
     )
@@ -91,7 +92,9 @@ def create_app(
         transport=jwks_transport, timeout=httpx.Timeout(2.0), follow_redirects=False
     )
     replay = ReplayCache(settings.redis_url)
-    if tenants is not None:
+    state.tenants = tenants
+    sessions = SessionStore(settings.redis_url, idle_seconds=settings.smart_session_idle_seconds)
+    if tenants is not None and settings.auth == "required":
         state.verifier = JwtVerifier(
             tenants,
             KeyStore(jwks_client),
@@ -112,6 +115,7 @@ def create_app(
         )
         state.feedback = await FeedbackStore.open(settings.database_url)
         state.audit = await AuditStore.open(settings.database_url)
+        state.smart = SmartRuntime(sessions, SmartDiscovery(state.http))
         watcher = None
         if runtime is not None and settings.rules_reload_seconds > 0:
             watcher = asyncio.create_task(runtime.watch(settings.rules_reload_seconds, swap))
@@ -133,6 +137,7 @@ def create_app(
             await state.audit.close()
             await score_cache.close()
             await replay.close()
+            await sessions.close()
             await jwks_client.aclose()
 
     app = FastAPI(
@@ -145,7 +150,7 @@ def create_app(
     )
     app.state.cds = state
     install_error_handlers(app)
-    for module in (discovery, hooks, feedback, health):
+    for module in (discovery, hooks, feedback, health, smart_routes):
         app.include_router(module.router)
     if settings.cors_origins:
         app.add_middleware(

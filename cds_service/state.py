@@ -19,7 +19,9 @@ from cds_service.rules.runtime import RuleRuntime
 from cds_service.scores.cache import ScoreCache
 from cds_service.security.jwt_auth import JwtVerifier
 from cds_service.security.ratelimit import RateLimiter
+from cds_service.security.tenants import TenantRegistry
 from cds_service.services.registry import ServiceRegistry
+from cds_service.smart.sessions import SmartRuntime
 
 __all__ = ["AppState", "Clock"]
 
@@ -40,4 +42,6 @@ class AppState:
     score_cache: ScoreCache | None = None
     verifier: JwtVerifier | None = None  # None when CDS_AUTH=disabled
     rate_limiter: RateLimiter = field(default_factory=RateLimiter)
+    tenants: TenantRegistry | None = None
+    smart: SmartRuntime | None = None
     auth_refusals: dict[str, int] = field(default_factory=dict)

@@ -31,10 +31,16 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
+        # The SMART app is meant to be framed by the EHR: its routes set a CSP with the tenant's
+        # frame-ancestors, and X-Frame-Options (which cannot allow-list) must stay off.
+        framed = scope.get("path", "").startswith("/smart/")
+
         async def add(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in self.headers.items():
+                    if framed and name == "X-Frame-Options":
+                        continue
                     if name not in headers:
                         headers[name] = value
             await send(message)

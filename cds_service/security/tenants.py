@@ -30,12 +30,28 @@ from pydantic import (
 from cds_service.exceptions import ConfigurationError
 from cds_service.rules.yamlsource import read_yaml
 
-__all__ = ["ASYMMETRIC_ALGORITHMS", "Tenant", "TenantRegistry", "load_tenants"]
+__all__ = ["ASYMMETRIC_ALGORITHMS", "SmartClient", "Tenant", "TenantRegistry", "load_tenants"]
 
 # Signature algorithms we accept at all: asymmetric only (CDS Hooks forbids `none` and HMAC).
 ASYMMETRIC_ALGORITHMS = ("ES384", "RS384", "ES256", "RS256", "ES512", "RS512", "PS384", "PS256")
 Algorithm = Literal["ES384", "RS384", "ES256", "RS256", "ES512", "RS512", "PS384", "PS256"]
 Url = Annotated[StrictStr, Field(pattern=r"^https?://[^\s/?#]+[^\s?#]*$")]
+
+
+class SmartClient(BaseModel):
+    """How our SMART app is registered with this tenant's authorization server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    client_id: Annotated[StrictStr, Field(min_length=1)]
+    scopes: Annotated[StrictStr, Field(min_length=1)] = (
+        "launch openid fhirUser patient/Patient.rs patient/Observation.rs "
+        "patient/Condition.rs patient/MedicationRequest.rs"
+    )
+    client_secret: StrictStr | None = None
+    frame_ancestors: list[Annotated[StrictStr, Field(pattern=r"^https?://[^\s/]+$")]] = Field(
+        default_factory=list
+    )
 
 
 def _default_algorithms() -> list[Algorithm]:
@@ -54,6 +70,7 @@ class Tenant(BaseModel):
     algorithms: list[Algorithm] = Field(default_factory=_default_algorithms, min_length=1)
     fhir_servers: list[Url] = Field(default_factory=list)
     rate_limit_per_minute: Annotated[int, Field(ge=1)] | None = None
+    smart: SmartClient | None = None
 
     @field_validator("fhir_servers")
     @classmethod
@@ -90,6 +107,11 @@ class TenantRegistry:
         self._by_issuer: dict[str, list[Tenant]] = {}
         for tenant in tenants:
             self._by_issuer.setdefault(tenant.issuer, []).append(tenant)
+
+    def for_fhir_server(self, fhir_base: str) -> Tenant | None:
+        """The tenant that lists this FHIR server (where a SMART `iss` must come from)."""
+        base = fhir_base.rstrip("/")
+        return next((t for t in self.tenants.values() if base in t.fhir_servers), None)
 
     def knows_issuer(self, issuer: str) -> bool:
         return issuer in self._by_issuer

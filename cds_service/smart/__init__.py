@@ -1,0 +1,1 @@
+"""SMART on FHIR app launch and the clinician's risk view."""

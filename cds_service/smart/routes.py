@@ -1,0 +1,344 @@
+"""The SMART routes: `/smart/launch`, `/smart/callback`, `/smart/app`, `/smart/logout`.
+
+EHR launch: `launch?iss=…&launch=…`; standalone launch: `launch?iss=…`, or `launch` alone for a
+chooser of the configured EHRs. `iss` must be one of a tenant's `fhir_servers`; authorization is
+the code flow with PKCE S256, a `state` bound to the browser's session and used once, `aud` =
+`iss`. Every failure is a readable page with a way back, never a redirect to an unknown place.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+import time
+from typing import Any
+from urllib.parse import urlencode
+
+import httpx
+from fastapi import APIRouter
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+
+from cds_service.api.deps import StateDep
+from cds_service.security.tenants import Tenant
+from cds_service.smart import oauth
+from cds_service.smart.data import build_view, fetch_patient_data
+from cds_service.smart.discovery import SmartConfiguration, SmartError
+from cds_service.smart.pkce import challenge, new_state, new_verifier
+from cds_service.smart.view import render_app, render_chooser, render_error
+from cds_service.state import AppState
+
+__all__ = ["router"]
+
+log = logging.getLogger(__name__)
+router = APIRouter(prefix="/smart", include_in_schema=False)
+COOKIE = "cds_smart_session"
+
+
+def _base(request: Request, state: AppState) -> str:
+    return state.settings.public_base_url or str(request.base_url).rstrip("/")
+
+
+def _headers(tenant: Tenant | None) -> dict[str, str]:
+    ancestors = " ".join(tenant.smart.frame_ancestors) if tenant and tenant.smart else ""
+    return {
+        "Content-Security-Policy": (
+            "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+            "form-action 'self'; base-uri 'none'; "
+            f"frame-ancestors {ancestors or 'none'}"
+        ),
+        "Cache-Control": "no-store",
+    }
+
+
+def _page(html: str, status: int = 200, tenant: Tenant | None = None) -> HTMLResponse:
+    return HTMLResponse(html, status_code=status, headers=_headers(tenant))
+
+
+def _error(
+    request: Request,
+    state: AppState,
+    error: SmartError,
+    iss: str | None = None,
+    tenant: Tenant | None = None,
+) -> HTMLResponse:
+    relaunch = f"{_base(request, state)}/smart/launch?{urlencode({'iss': iss})}" if iss else None
+    log.warning("SMART launch failed: %s", error.message)
+    html = render_error(
+        title="The app could not open",
+        message=error.message,
+        relaunch_url=relaunch,
+        status=error.status,
+    )
+    return _page(html, error.status, tenant)
+
+
+def _set_cookie(response: Response, request: Request, state: AppState, session_id: str) -> None:
+    secure = _base(request, state).startswith("https://")
+    response.set_cookie(
+        COOKIE,
+        session_id,
+        httponly=True,
+        secure=secure,
+        samesite=state.settings.smart_cookie_samesite,
+        path="/smart",
+        max_age=state.settings.smart_session_idle_seconds,
+    )
+
+
+def _tenant_for(state: AppState, iss: str) -> Tenant:
+    tenant = state.tenants.for_fhir_server(iss) if state.tenants is not None else None
+    if tenant is None or tenant.smart is None:
+        raise SmartError("this EHR (iss) is not one we are registered with", status=400)
+    return tenant
+
+
+@router.get("/launch")
+async def launch(
+    request: Request, state: StateDep, iss: str | None = None, launch: str | None = None
+) -> Response:
+    """Start an EHR or standalone launch: discover, then send the browser to authorize."""
+    if not iss:
+        registry = state.tenants
+        options = [
+            (
+                f"{t.id} ({server})",
+                f"{_base(request, state)}/smart/launch?{urlencode({'iss': server})}",
+            )
+            for t in (registry.tenants.values() if registry else [])
+            if t.smart is not None
+            for server in t.fhir_servers
+        ]
+        return _page(render_chooser(options))
+    iss = iss.rstrip("/")
+    try:
+        tenant = _tenant_for(state, iss)
+        assert tenant.smart is not None and state.smart is not None
+        config = await state.smart.discovery.get(iss)
+        if config.code_challenge_methods and "S256" not in config.code_challenge_methods:
+            raise SmartError("the EHR does not support PKCE with S256", status=502)
+    except SmartError as error:
+        return _error(request, state, error, None)
+    scopes = tenant.smart.scopes.split()
+    if launch is None:  # standalone: the user picks the patient at the EHR
+        scopes = [s for s in scopes if s != "launch"] + ["launch/patient"]
+    elif "launch" not in scopes:
+        scopes.append("launch")
+    scope = oauth.adapt_scopes(" ".join(scopes), config.scopes_v2)
+    verifier, state_value = new_verifier(), new_state()
+    session_id = state.smart.sessions.new_id()
+    await state.smart.sessions.put(
+        session_id,
+        {
+            "stage": "authorizing",
+            "state": state_value,
+            "verifier": verifier,
+            "iss": iss,
+            "tenant": tenant.id,
+            "launch": launch,
+            "scope": scope,
+            "started": time.time(),
+        },
+    )
+    url = oauth.authorize_url(
+        config,
+        tenant.smart,
+        redirect_uri=f"{_base(request, state)}/smart/callback",
+        scope=scope,
+        state=state_value,
+        code_challenge=challenge(verifier),
+        aud=iss,
+        launch=launch,
+    )
+    response = RedirectResponse(url, status_code=302, headers=_headers(tenant))
+    _set_cookie(response, request, state, session_id)
+    return response
+
+
+@router.get("/callback")
+async def callback(request: Request, state: StateDep) -> Response:
+    """Back from the authorization server: check state, trade the code, start the session."""
+    assert state.smart is not None
+    params = request.query_params
+    session_id = request.cookies.get(COOKIE)
+    session = await state.smart.sessions.get(session_id)
+    if session is None or session.get("stage") != "authorizing":
+        return _error(
+            request,
+            state,
+            SmartError(
+                "this sign-in is no longer valid (expired, already used, or started in another "
+                "browser); open the app again from the EHR",
+                status=400,
+            ),
+        )
+    iss = session["iss"]
+    sent_state = params.get("state", "")
+    if not hmac.compare_digest(sent_state.encode(), str(session["state"]).encode()):
+        await state.smart.sessions.delete(session_id)
+        return _error(request, state, SmartError("the sign-in state does not match"), iss)
+    await state.smart.sessions.delete(session_id)  # state is single-use
+    try:
+        tenant = _tenant_for(state, iss)
+        assert tenant.smart is not None
+        if "error" in params:
+            raise SmartError(f"the EHR refused the authorization ({params['error']})")
+        code = params.get("code")
+        if not code:
+            raise SmartError("the EHR sent no authorization code")
+        config = await state.smart.discovery.get(iss)
+        assert state.http is not None
+        tokens = await oauth.exchange_code(
+            state.http,
+            config,
+            tenant.smart,
+            code=code,
+            redirect_uri=f"{_base(request, state)}/smart/callback",
+            verifier=session["verifier"],
+        )
+        fhir_user = None
+        if "openid" in session["scope"].split() and "id_token" in tokens:
+            claims = await _verified_id_token(state, config, tenant, tokens["id_token"])
+            fhir_user = claims.get("fhirUser")
+    except SmartError as error:
+        return _error(request, state, error, iss, None)
+    ready = {
+        "stage": "ready",
+        "iss": iss,
+        "tenant": tenant.id,
+        "access_token": tokens["access_token"],
+        "refresh_token": tokens.get("refresh_token"),
+        "expires_at": time.time() + float(tokens.get("expires_in", 300)),
+        "patient": tokens.get("patient"),
+        "encounter": tokens.get("encounter"),
+        "need_patient_banner": tokens.get("need_patient_banner", True) is not False,
+        "smart_style_url": tokens.get("smart_style_url"),
+        "app_context": tokens.get("appContext"),
+        "fhir_context": tokens.get("fhirContext"),
+        "fhir_user": fhir_user,
+        "scope": tokens.get("scope"),
+    }
+    new_id = state.smart.sessions.new_id()  # a fresh id once signed in (no session fixation)
+    await state.smart.sessions.put(new_id, ready)
+    response = RedirectResponse(
+        f"{_base(request, state)}/smart/app", status_code=303, headers=_headers(tenant)
+    )
+    _set_cookie(response, request, state, new_id)
+    return response
+
+
+async def _verified_id_token(
+    state: AppState, config: SmartConfiguration, tenant: Tenant, id_token: str
+) -> dict[str, Any]:
+    assert state.http is not None and tenant.smart is not None
+    if config.jwks_uri is None:
+        raise SmartError("the EHR sent an id_token but publishes no keys to check it")
+    try:
+        response = await state.http.get(config.jwks_uri)
+        jwks = response.json()
+    except (httpx.HTTPError, ValueError):
+        raise SmartError("the EHR's keys could not be read to check the id_token") from None
+    return oauth.verify_id_token(id_token, config, tenant.smart, jwks)
+
+
+def _context(state: AppState, app_context: Any) -> str | None:
+    if not isinstance(app_context, str):
+        return None
+    try:
+        parsed = json.loads(app_context)
+    except ValueError:
+        return None
+    rule_id = parsed.get("rule") if isinstance(parsed, dict) else None
+    ruleset = state.rules.ruleset if state.rules is not None else None
+    if isinstance(rule_id, str) and ruleset is not None and rule_id in ruleset.rules:
+        return f"the card “{ruleset.rules[rule_id].rule.title}”"
+    return None
+
+
+@router.get("/app")
+async def app_view(request: Request, state: StateDep) -> Response:
+    """The clinician view for the session's patient."""
+    assert state.smart is not None and state.http is not None
+    session_id = request.cookies.get(COOKIE)
+    session = await state.smart.sessions.get(session_id)
+    if session is None or session.get("stage") != "ready":
+        return _error(
+            request,
+            state,
+            SmartError(
+                "your session has ended (it lasts 15 minutes without use); open the app again from "
+                "the EHR",
+                status=401,
+            ),
+        )
+    iss = session["iss"]
+    try:
+        tenant = _tenant_for(state, iss)
+        assert tenant.smart is not None
+        if not session.get("patient"):
+            raise SmartError("the EHR did not say which patient to show")
+        config = await state.smart.discovery.get(iss)
+    except SmartError as error:
+        return _error(request, state, error, iss)
+    smart_client = tenant.smart
+    http = state.http
+
+    async def token(force: bool) -> str:
+        if force or time.time() > float(session["expires_at"]) - 10:
+            if not session.get("refresh_token"):
+                raise SmartError("the access token expired and cannot be refreshed", status=401)
+            fresh = await oauth.refresh(http, config, smart_client, session["refresh_token"])
+            session["access_token"] = fresh["access_token"]
+            session["refresh_token"] = fresh.get("refresh_token", session["refresh_token"])
+            session["expires_at"] = time.time() + float(fresh.get("expires_in", 300))
+            await state.smart.sessions.put(str(session_id), session)  # type: ignore[union-attr]
+        return str(session["access_token"])
+
+    try:
+        data = await fetch_patient_data(http, iss, str(session["patient"]), token)
+    except SmartError as error:
+        return _error(request, state, error, iss, tenant)
+    base = _base(request, state)
+    view = build_view(
+        data,
+        now=state.clock(),
+        need_banner=bool(session.get("need_patient_banner", True)),
+        context=_context(state, session.get("app_context")),
+        style_url=session.get("smart_style_url"),
+        logout_url=f"{base}/smart/logout",
+        relaunch_url=f"{base}/smart/launch?{urlencode({'iss': iss})}",
+    )
+    return _page(render_app(view), 200, tenant)
+
+
+@router.post("/logout")
+async def logout(request: Request, state: StateDep) -> Response:
+    """Revoke the tokens where the EHR allows it, end the session, clear the cookie."""
+    assert state.smart is not None and state.http is not None
+    session_id = request.cookies.get(COOKIE)
+    session = await state.smart.sessions.get(session_id)
+    iss = session.get("iss") if session else None
+    if session is not None and session.get("stage") == "ready":
+        try:
+            tenant = _tenant_for(state, session["iss"])
+            assert tenant.smart is not None
+            config = await state.smart.discovery.get(session["iss"])
+            for name in ("refresh_token", "access_token"):
+                if session.get(name):
+                    await oauth.revoke(state.http, config, tenant.smart, session[name])
+        except SmartError:
+            pass  # signing out locally still happens
+    await state.smart.sessions.delete(session_id)
+    base = _base(request, state)
+    relaunch = f"{base}/smart/launch?{urlencode({'iss': iss})}" if iss else None
+    response = _page(
+        render_error(
+            title="Signed out",
+            message="You have signed out of the app.",
+            relaunch_url=relaunch,
+            status=200,
+        )
+    )
+    response.delete_cookie(COOKIE, path="/smart")
+    return response

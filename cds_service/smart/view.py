@@ -1,0 +1,341 @@
+"""Server-rendered HTML for the SMART app: the clinician's risk view, error pages, EHR chooser.
+
+Plain HTML5 with one small inline ``<style>``: no scripts, no event handlers, no external fonts or
+images, so the pages render fully offline under ``Content-Security-Policy: default-src 'none';
+style-src 'unsafe-inline'`` and inside an EHR's (often narrow) iframe. Everything that comes from
+the patient record, the EHR or configuration is HTML-escaped; links and form actions that are not
+http(s) or relative are replaced by ``#``. A SMART `style_url` is never fetched (it is exposed as
+``data-smart-style-url`` only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime
+from html import escape
+from typing import Any
+from urllib.parse import urlsplit
+
+from cds_service.smart.charts import format_number, line_chart, ordered_points
+from cds_service.smart.viewmodel import AppView, Banner, ScoreView, Series
+
+__all__ = ["render_app", "render_chooser", "render_error"]
+
+APP_NAME = "Risk assessment"
+MAX_MESSAGE = 1000
+
+STYLE = """
+:root{color-scheme:light}
+*{box-sizing:border-box}
+body{margin:0;padding:12px 16px 20px;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,
+"Helvetica Neue",Arial,sans-serif;color:#1a1a1a;background:#fff;max-width:60rem}
+h1{font-size:1.25rem;margin:.2rem 0 .6rem}
+h2{font-size:1.05rem;margin:0 0 .4rem}
+a{color:#0b57a4}
+.banner{display:flex;flex-wrap:wrap;gap:.2rem 1.2rem;align-items:baseline;padding:.5rem .75rem;
+margin:0 0 .75rem;background:#f1f4f8;border-left:4px solid #0b57a4}
+.banner .name{font-size:1.15rem;font-weight:700}
+.banner .label{color:#555}
+.context{margin:0 0 .75rem;color:#333}
+.problems{margin:0 0 .9rem;padding:.5rem .75rem;background:#fdecea;border:1px solid #e0a39c;
+border-left:4px solid #b3261e;color:#5f1410}
+.problems h2{color:#8c1d18}
+.problems ul,.missing ul{margin:.2rem 0;padding-left:1.2rem}
+section.score,section.series,section.missing{margin:0 0 1rem;padding:.6rem .75rem;
+border:1px solid #dcdfe4;border-radius:4px;break-inside:avoid}
+.value{margin:.1rem 0 .3rem}
+.value .num{font-size:2rem;font-weight:700;line-height:1.1}
+.value .unit{font-size:1rem;color:#444;margin-left:.25rem}
+.interpretation{margin:0 0 .4rem;font-weight:600}
+.note{margin:0 0 .4rem;color:#6a4a00}
+.not-computable{margin:.2rem 0 .5rem;padding:.3rem .5rem;background:#fff6e0;border-left:4px solid
+#c58a00}
+table{border-collapse:collapse;width:100%;font-size:.88rem;margin:.3rem 0}
+th,td{text-align:left;padding:.2rem .4rem;border-bottom:1px solid #e6e8eb;vertical-align:top}
+th{font-weight:600;color:#444;background:#f7f8fa}
+.absent{color:#8a8a8a;font-style:italic}
+.meta{margin:.3rem 0 0;color:#666;font-size:.82rem}
+.chart{display:block;width:100%;max-width:560px;height:auto}
+.nodata{color:#666;font-style:italic;margin:.2rem 0}
+.actions{display:flex;flex-wrap:wrap;gap:.5rem 1rem;align-items:center}
+.actions form{margin:0}
+button,.button{font:inherit;padding:.3rem .8rem;border:1px solid #0b57a4;border-radius:4px;
+background:#fff;color:#0b57a4;cursor:pointer;text-decoration:none;display:inline-block}
+footer{margin-top:1.2rem;padding-top:.6rem;border-top:1px solid #dcdfe4;color:#555;
+font-size:.85rem}
+.choices{list-style:none;padding:0}
+.choices li{margin:.4rem 0}
+@media (max-width:420px){body{padding:8px 10px}.value .num{font-size:1.6rem}
+th,td{padding:.15rem .25rem}}
+@media print{body{max-width:none;padding:0;font-size:10.5pt}.actions,form,.button{display:none}
+section.score,section.series,section.missing{border-color:#999}a{color:inherit}}
+""".strip()
+
+
+def _e(text: object) -> str:
+    """HTML-escape `text` for element content and (double-quoted) attributes."""
+    return escape(str(text), quote=True)
+
+
+def _safe_url(url: str | None) -> str:
+    """`url` escaped for an attribute when it is http(s) or relative; "#" otherwise."""
+    if not url:
+        return "#"
+    try:
+        scheme = urlsplit(url.strip()).scheme.lower()
+    except ValueError:
+        return "#"
+    if scheme not in ("", "http", "https") or any(ord(c) < 32 for c in url):
+        return "#"
+    return _e(url.strip())
+
+
+def _page(title: str, body: str, *, body_attrs: str = "") -> str:
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '<meta name="referrer" content="no-referrer">\n'
+        f"<title>{_e(title)}</title>\n<style>\n{STYLE}\n</style>\n</head>\n"
+        f"<body{body_attrs}>\n{body}</body>\n</html>\n"
+    )
+
+
+def _time_text(when: datetime) -> str:
+    """`when` as ``YYYY-MM-DD HH:MM UTC`` (naive: as given, without a zone)."""
+    if when.tzinfo is None:
+        return when.strftime("%Y-%m-%d %H:%M")
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def _time(when: datetime) -> str:
+    return f'<time datetime="{_e(when.isoformat())}">{_e(_time_text(when))}</time>'
+
+
+def _iso_text(text: str) -> str:
+    """An ISO 8601 date-time string made a little easier to read; other text unchanged."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return text
+    return _time_text(parsed)
+
+
+def _value_text(value: Any) -> str:
+    """An input value as short human text (not escaped)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return format_number(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, datetime):
+        return _time_text(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}: {_value_text(v)}" for k, v in value.items())
+    if isinstance(value, list | tuple | set | frozenset):
+        return ", ".join(_value_text(v) for v in value)
+    return str(value)
+
+
+def _label(key: str) -> str:
+    """An input key as a label: ``total_cholesterol`` -> ``total cholesterol``."""
+    return key.replace("_", " ").strip() or key
+
+
+def _split_source(source: str) -> tuple[str, str]:
+    """``"Observation/123 2019-10-10"`` -> (reference, date); no date -> (source, "")."""
+    parts = source.strip().split(None, 1)
+    if not parts:
+        return "", ""
+    return parts[0], parts[1] if len(parts) > 1 else ""
+
+
+def _banner(banner: Banner) -> str:
+    parts = [f'<span class="name">{_e(banner.name or "Unnamed patient")}</span>']
+    if banner.gender:
+        parts.append(f'<span class="gender">{_e(banner.gender)}</span>')
+    if banner.age is not None and banner.birth_date:
+        parts.append(
+            f'<span class="age">{_e(banner.age)} years '
+            f'<span class="label">(born {_e(banner.birth_date)})</span></span>'
+        )
+    elif banner.age is not None:
+        parts.append(f'<span class="age">{_e(banner.age)} years</span>')
+    elif banner.birth_date:
+        parts.append(
+            f'<span class="age"><span class="label">born</span> {_e(banner.birth_date)}</span>'
+        )
+    if banner.identifier:
+        parts.append(
+            f'<span class="identifier"><span class="label">ID</span> {_e(banner.identifier)}</span>'
+        )
+    return '<header class="banner" aria-label="Patient">' + "".join(parts) + "</header>\n"
+
+
+def _list_section(css: str, heading: str, items: Iterable[str], *, alert: bool = False) -> str:
+    role = ' role="alert"' if alert else ""
+    rows = "".join(f"<li>{_e(item)}</li>" for item in items)
+    return f'<section class="{css}"{role}>\n<h2>{_e(heading)}</h2>\n<ul>{rows}</ul>\n</section>\n'
+
+
+def _inputs_table(score: ScoreView) -> str:
+    if not score.inputs:
+        return '<p class="meta">No inputs recorded.</p>\n'
+    rows: list[str] = []
+    for key, value in score.inputs.items():
+        text = _value_text(value)
+        shown = _e(text) if text else '<span class="absent">not recorded</span>'
+        source = score.sources.get(key)
+        if source:
+            reference, when = _split_source(source)
+            where = _e(reference)
+            when_cell = _e(when)
+        else:
+            where = '<span class="absent">given</span>' if text else ""
+            when_cell = ""
+        rows.append(
+            f'<tr><th scope="row">{_e(_label(str(key)))}</th><td>{shown}</td>'
+            f"<td>{where}</td><td>{when_cell}</td></tr>"
+        )
+    return (
+        '<table class="inputs">\n<caption class="meta">Inputs and where each came from</caption>\n'
+        '<thead><tr><th scope="col">Input</th><th scope="col">Value</th>'
+        '<th scope="col">Source</th><th scope="col">Date</th></tr></thead>\n<tbody>\n'
+        + "\n".join(rows)
+        + "\n</tbody>\n</table>\n"
+    )
+
+
+def _score(score: ScoreView) -> str:
+    out = [f'<section class="score" data-score="{_e(score.name)}">\n<h2>{_e(score.title)}</h2>\n']
+    if score.value is not None:
+        unit = f' <span class="unit">{_e(score.unit)}</span>' if score.unit else ""
+        number = _e(format_number(score.value))
+        out.append(f'<p class="value"><span class="num">{number}</span>{unit}</p>\n')
+        if score.interpretation:
+            out.append(f'<p class="interpretation">{_e(score.interpretation)}</p>\n')
+        if score.reason:
+            out.append(f'<p class="note">Note: {_e(score.reason)}</p>\n')
+    else:
+        reason = score.reason or "the inputs are incomplete"
+        out.append(f'<p class="not-computable">Not computable: {_e(reason)}</p>\n')
+        if score.interpretation:
+            out.append(f'<p class="interpretation">{_e(score.interpretation)}</p>\n')
+    out.append(_inputs_table(score))
+    if score.computed_at:
+        out.append(
+            f'<p class="meta">Computed <time datetime="{_e(score.computed_at)}">'
+            f"{_e(_iso_text(score.computed_at))}</time></p>\n"
+        )
+    out.append("</section>\n")
+    return "".join(out)
+
+
+def _series(series: Series) -> str:
+    heading = _e(series.title) + (
+        f' <span class="meta">({_e(series.unit)})</span>' if series.unit else ""
+    )
+    out = [f'<section class="series" data-series="{_e(series.key)}">\n<h2>{heading}</h2>\n']
+    chart = line_chart(series)
+    if not chart:
+        out.append('<p class="nodata">No data</p>\n')
+    else:
+        out.append(chart + "\n")
+        latest = ordered_points(series.points)[-1]
+        unit = latest.unit or series.unit
+        text = f"Latest: {format_number(latest.value)}{' ' + unit if unit else ''}"
+        text += f" on {latest.when.date().isoformat()}"
+        if latest.source:
+            text += f" ({latest.source})"
+        out.append(f'<p class="meta">{_e(text)}</p>\n')
+    out.append("</section>\n")
+    return "".join(out)
+
+
+def render_app(view: AppView) -> str:
+    """The clinician's risk view as a complete HTML5 document."""
+    body: list[str] = []
+    if view.banner is not None:
+        body.append(_banner(view.banner))
+    body.append(f"<main>\n<h1>{_e(APP_NAME)}</h1>\n")
+    if view.context:
+        body.append(f'<p class="context">Opened from: <strong>{_e(view.context)}</strong></p>\n')
+    if view.problems:
+        body.append(_list_section("problems", "Problems", view.problems, alert=True))
+    if view.scores:
+        body.extend(_score(score) for score in view.scores)
+    else:
+        body.append('<p class="nodata">No risk scores to show for this patient.</p>\n')
+    body.extend(_series(series) for series in view.series)
+    if view.missing:
+        body.append(_list_section("missing", "Missing data", view.missing))
+    body.append("</main>\n")
+    relaunch = ""
+    if view.relaunch_url:
+        relaunch = f'<a class="button" href="{_safe_url(view.relaunch_url)}">Relaunch</a>'
+    body.append(
+        '<footer>\n<div class="actions">'
+        f'<form method="post" action="{_safe_url(view.logout_url)}">'
+        '<button type="submit">Log out</button></form>'
+        f"{relaunch}<span>Generated {_time(view.generated_at)}</span></div>\n</footer>\n"
+    )
+    attrs = ""
+    if view.style_url:
+        attrs = f' data-smart-style-url="{_e(view.style_url)}"'
+    return _page(APP_NAME, "".join(body), body_attrs=attrs)
+
+
+def _clean_message(message: str) -> str:
+    """No stack traces, and nothing overlong, on an error page."""
+    if "Traceback (most recent call last)" in message:
+        return "An unexpected error occurred."
+    message = message.strip()
+    if len(message) > MAX_MESSAGE:
+        message = message[: MAX_MESSAGE - 1].rstrip() + "…"
+    return message
+
+
+def render_error(*, title: str, message: str, relaunch_url: str | None, status: int) -> str:
+    """A readable error page with a way back (a Relaunch link, or a hint to reopen from the EHR)."""
+    body = [
+        '<main class="error">\n',
+        f"<h1>{_e(title)}</h1>\n",
+        f"<p>{_e(_clean_message(message))}</p>\n",
+    ]
+    if relaunch_url:
+        href = _safe_url(relaunch_url)
+        body.append(f'<p class="actions"><a class="button" href="{href}">Relaunch</a></p>\n')
+        body.append(
+            '<p class="meta">Or open the app again from the patient\'s chart in your EHR.</p>\n'
+        )
+    else:
+        body.append(
+            "<p>Please close this window and open the app again from the patient's chart in your"
+            " EHR.</p>\n"
+        )
+    body.append(f'<p class="meta">Error code {_e(status)}</p>\n</main>\n')
+    return _page(f"{title} - {APP_NAME}", "".join(body))
+
+
+def render_chooser(options: Sequence[tuple[str, str]]) -> str:
+    """The standalone-launch page: a link per configured EHR, as (label, url)."""
+    body = [f"<main>\n<h1>{_e(APP_NAME)}: choose your EHR</h1>\n"]
+    if options:
+        body.append("<p>Sign in through the EHR whose patient you want to look at.</p>\n")
+        items = "".join(
+            f'<li><a class="button" href="{_safe_url(url)}">{_e(label)}</a></li>'
+            for label, url in options
+        )
+        body.append(f'<ul class="choices">{items}</ul>\n')
+    else:
+        body.append(
+            "<p>No EHR is configured for standalone launch. Open the app from the patient's chart"
+            " in your EHR, or ask your administrator.</p>\n"
+        )
+    body.append("</main>\n")
+    return _page(f"Choose your EHR - {APP_NAME}", "".join(body))

@@ -1,0 +1,92 @@
+"""What the clinician's risk view shows: plain, immutable data, already gathered and human-readable.
+
+The SMART app's request handler fills an `AppView` from the launch context and the FHIR server's
+answers; `cds_service.smart.view.render_app` turns it into HTML. Nothing here talks to a network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+__all__ = ["AppView", "Banner", "Measurement", "ScoreView", "Series"]
+
+
+@dataclass(frozen=True, slots=True)
+class Measurement:
+    """One dated value, e.g. an HbA1c result; `source` is its reference ("Observation/123")."""
+
+    when: datetime
+    value: float
+    unit: str
+    source: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Series:
+    """A trend: measurements of one kind over time, with an optional target / normal band.
+
+    `second` is a companion line drawn dashed on the same axes (diastolic with systolic), named
+    `second_label`.
+    """
+
+    key: str
+    title: str
+    unit: str
+    points: tuple[Measurement, ...]
+    target: tuple[float, float] | None = None
+    second: tuple[Measurement, ...] | None = None
+    second_label: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ScoreView:
+    """One risk score as computed (or not computable, `value` None, with `reason`).
+
+    `inputs` maps input key -> value; `sources` maps input key -> ``Type/id date`` (as in
+    `cds_service.scores.base.FhirInputs.sources`). `reason` beside a value is a note to show.
+    """
+
+    name: str
+    title: str
+    value: float | None
+    unit: str | None
+    reason: str | None
+    inputs: Mapping[str, Any]
+    sources: Mapping[str, str]
+    computed_at: str | None
+    interpretation: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Banner:
+    """The patient banner (shown unless the EHR says `need_patient_banner` is false)."""
+
+    name: str
+    gender: str | None
+    birth_date: str | None
+    age: int | None
+    identifier: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AppView:
+    """Everything the clinician view renders.
+
+    `banner` is None when the EHR shows its own banner. `context` is what the card's `appContext`
+    pointed to, as human text. `missing` lists data that could not be found, `problems` data that
+    could not be loaded. `style_url` (SMART `smart_style_url`) is never fetched.
+    """
+
+    banner: Banner | None
+    scores: tuple[ScoreView, ...]
+    series: tuple[Series, ...]
+    context: str | None
+    missing: tuple[str, ...]
+    problems: tuple[str, ...]
+    style_url: str | None
+    logout_url: str
+    relaunch_url: str | None
+    generated_at: datetime
