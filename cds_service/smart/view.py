@@ -50,7 +50,9 @@ border:1px solid #dcdfe4;border-radius:4px;break-inside:avoid}
 .note{margin:0 0 .4rem;color:#6a4a00}
 .not-computable{margin:.2rem 0 .5rem;padding:.3rem .5rem;background:#fff6e0;border-left:4px solid
 #c58a00}
+.table{overflow-x:auto}
 table{border-collapse:collapse;width:100%;font-size:.88rem;margin:.3rem 0}
+td.date{white-space:nowrap;overflow-wrap:normal}
 th,td{text-align:left;padding:.2rem .4rem;border-bottom:1px solid #e6e8eb;vertical-align:top}
 th{font-weight:600;color:#444;background:#f7f8fa}
 .absent{color:#8a8a8a;font-style:italic}
@@ -66,7 +68,7 @@ font-size:.85rem}
 .choices{list-style:none;padding:0}
 .choices li{margin:.4rem 0}
 @media (max-width:420px){body{padding:8px 10px}.value .num{font-size:1.6rem}
-th,td{padding:.15rem .25rem}}
+table{font-size:.8rem}th,td{padding:.15rem .25rem}td.date{white-space:normal}}
 @media print{body{max-width:none;padding:0;font-size:10.5pt}.actions,form,.button{display:none}
 section.score,section.series,section.missing{border-color:#999}a{color:inherit}}
 """.strip()
@@ -174,7 +176,7 @@ def _banner(banner: Banner) -> str:
         parts.append(
             f'<span class="identifier"><span class="label">ID</span> {_e(banner.identifier)}</span>'
         )
-    return '<header class="banner" aria-label="Patient">' + "".join(parts) + "</header>\n"
+    return '<header class="banner" aria-label="Patient">' + "\n".join(parts) + "</header>\n"
 
 
 def _list_section(css: str, heading: str, items: Iterable[str], *, alert: bool = False) -> str:
@@ -200,14 +202,15 @@ def _inputs_table(score: ScoreView) -> str:
             when_cell = ""
         rows.append(
             f'<tr><th scope="row">{_e(_label(str(key)))}</th><td>{shown}</td>'
-            f"<td>{where}</td><td>{when_cell}</td></tr>"
+            f'<td>{where}</td><td class="date">{when_cell}</td></tr>'
         )
     return (
-        '<table class="inputs">\n<caption class="meta">Inputs and where each came from</caption>\n'
+        '<div class="table"><table class="inputs">\n'
+        '<caption class="meta">Inputs and where each came from</caption>\n'
         '<thead><tr><th scope="col">Input</th><th scope="col">Value</th>'
         '<th scope="col">Source</th><th scope="col">Date</th></tr></thead>\n<tbody>\n'
         + "\n".join(rows)
-        + "\n</tbody>\n</table>\n"
+        + "\n</tbody>\n</table></div>\n"
     )
 
 
@@ -281,8 +284,8 @@ def render_app(view: AppView) -> str:
     body.append(
         '<footer>\n<div class="actions">'
         f'<form method="post" action="{_safe_url(view.logout_url)}">'
-        '<button type="submit">Log out</button></form>'
-        f"{relaunch}<span>Generated {_time(view.generated_at)}</span></div>\n</footer>\n"
+        '<button type="submit">Log out</button></form>\n'
+        f"{relaunch}\n<span>Generated {_time(view.generated_at)}</span></div>\n</footer>\n"
     )
     attrs = ""
     if view.style_url:

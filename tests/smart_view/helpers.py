@@ -125,7 +125,8 @@ class TagChecker(HTMLParser):
         self.stack.pop()
 
     def handle_data(self, data: str) -> None:
-        self.text.append(data)
+        if not self.stack or self.stack[-1] not in ("style", "title", "desc"):
+            self.text.append(data)
 
     def tags(self, name: str) -> list[dict[str, str | None]]:
         return [attrs for tag, attrs in self.starts if tag == name]

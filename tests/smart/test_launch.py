@@ -1,0 +1,291 @@
+"""SMART App Launch through our routes, against the simulated EHR: the whole hand-off from a
+card's link to the clinician view, and every refused flow."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import httpx
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from cds_service.config import Settings
+from cds_service.main import create_app
+from tests.conftest import FIXTURES
+from tests.smart.simulator import Simulator
+
+BASE = "https://cds.example.org"
+EHR = "https://ehr.test"
+DARWIN = (
+    FIXTURES / "fhir-r4" / "synthea" / "Darwin_McLaughlin_429f802a-51cc-48c3-85d4-1a72bb718fc2.json"
+)
+SCOPES = (
+    "launch openid fhirUser online_access patient/Patient.rs patient/Observation.rs "
+    "patient/Condition.rs patient/MedicationRequest.rs"
+)
+
+
+@dataclass
+class World:
+    sim: Simulator
+    client: TestClient
+
+    def browser(self, url: str) -> httpx.Response:
+        """The browser following our redirect to the EHR's authorization page."""
+
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.sim.app)
+            async with httpx.AsyncClient(transport=transport) as ehr:
+                return await ehr.get(url)
+
+        return asyncio.run(go())
+
+    def launch(self, **params: str) -> httpx.Response:
+        return self.client.get("/smart/launch", params=params, follow_redirects=False)
+
+    def authorize(self, launch_response: httpx.Response) -> dict[str, str]:
+        assert launch_response.status_code == 302, launch_response.text
+        back = self.browser(launch_response.headers["location"])
+        assert back.status_code == 302, back.text
+        location = back.headers["location"]
+        assert location.startswith(f"{BASE}/smart/callback?")
+        return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+    def callback(self, params: dict[str, str]) -> httpx.Response:
+        return self.client.get("/smart/callback", params=params, follow_redirects=False)
+
+
+def tenants_file(path: Path, sim: Simulator, **smart: Any) -> Path:
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "tenants": [
+                    {
+                        "id": "ehr-test",
+                        "issuer": EHR,
+                        "jwks_url": f"{EHR}/jwks.json",
+                        "fhir_servers": [sim.fhir_base],
+                        "smart": {
+                            "client_id": "cds-service-app",
+                            "scopes": SCOPES,
+                            "frame_ancestors": [EHR],
+                            **smart,
+                        },
+                    }
+                ]
+            }
+        )
+    )
+    return path
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[Callable[..., World]]:
+    clients: list[TestClient] = []
+
+    def build(**sim_options: Any) -> World:
+        sim = Simulator(
+            base_url=f"{EHR}/sim",
+            bundle=json.loads(DARWIN.read_text()),
+            redirect_uris=[f"{BASE}/smart/callback"],
+            **sim_options,
+        )
+        settings = Settings(
+            database_url=f"sqlite:///{tmp_path}/cds.db",
+            tenants_file=tenants_file(tmp_path / "tenants.yaml", sim),
+            public_base_url=BASE,
+        )
+        app = create_app(settings, fhir_transport=httpx.ASGITransport(app=sim.app))
+        client = TestClient(app, base_url=BASE)
+        client.__enter__()
+        clients.append(client)
+        return World(sim, client)
+
+    yield build
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def patient_id(world: World) -> str:
+    assert world.sim.patient_id is not None
+    return world.sim.patient_id
+
+
+def test_ehr_launch_to_the_clinician_view(world: Callable[..., World]) -> None:
+    w = world()
+    launch = w.sim.launch_id(
+        patient=patient_id(w), app_context=json.dumps({"rule": "statin-for-ascvd-risk"})
+    )
+    started = w.launch(iss=w.sim.fhir_base, launch=launch)
+    cookie = started.headers["set-cookie"]
+    assert "HttpOnly" in cookie and "Secure" in cookie and "samesite=lax" in cookie.lower()
+    query = parse_qs(urlsplit(started.headers["location"]).query)
+    assert query["aud"] == [w.sim.fhir_base] and query["launch"] == [launch]
+    assert query["code_challenge_method"] == ["S256"] and "launch" in query["scope"][0].split()
+    signed_in = w.callback(w.authorize(started))
+    assert signed_in.status_code == 303 and signed_in.headers["location"] == f"{BASE}/smart/app"
+    page = w.client.get("/smart/app")
+    assert page.status_code == 200
+    html = page.text
+    assert "Darwin" in html and "McLaughlin" in html  # the banner
+    assert "ASCVD" in html or "ascvd" in html.lower()
+    assert "<svg" in html and "HbA1c" in html
+    assert "Statin" in html or "statin" in html  # what the card pointed to
+    token_call = next(r for r in w.sim.requests if r.path == "/auth/token")
+    assert (
+        token_call.form["code_verifier"] and token_call.form["grant_type"] == "authorization_code"
+    )
+    # Tokens stay on the server: never in the page, the URL or the cookie.
+    for request in w.sim.requests:
+        if request.path.startswith("/fhir/Patient"):
+            token = request.headers["authorization"].removeprefix("Bearer ")
+            assert token not in html and token not in cookie
+    # Framed by the EHR only.
+    assert f"frame-ancestors {EHR}" in page.headers["content-security-policy"]
+    assert "x-frame-options" not in page.headers
+
+
+def test_standalone_launch(world: Callable[..., World]) -> None:
+    w = world()
+    started = w.launch(iss=w.sim.fhir_base)
+    scope = parse_qs(urlsplit(started.headers["location"]).query)["scope"][0].split()
+    assert "launch/patient" in scope and "launch" not in scope
+    assert w.callback(w.authorize(started)).status_code == 303
+    assert "McLaughlin" in w.client.get("/smart/app").text
+
+
+def test_chooser_lists_the_configured_ehrs(world: Callable[..., World]) -> None:
+    w = world()
+    page = w.client.get("/smart/launch")
+    assert page.status_code == 200 and w.sim.fhir_base in page.text
+
+
+def test_v1_scopes_for_a_v1_server(world: Callable[..., World]) -> None:
+    w = world(scopes_v2=False)
+    started = w.launch(iss=w.sim.fhir_base, launch=w.sim.launch_id(patient=patient_id(w)))
+    scope = parse_qs(urlsplit(started.headers["location"]).query)["scope"][0]
+    assert "patient/Observation.read" in scope and ".rs" not in scope
+    assert w.callback(w.authorize(started)).status_code == 303
+
+
+def test_unknown_iss_is_refused_without_redirect(world: Callable[..., World]) -> None:
+    w = world()
+    response = w.launch(iss="https://evil.example.net/fhir", launch="x")
+    assert response.status_code == 400 and "location" not in response.headers
+    assert "not one we are registered with" in response.text
+
+
+def test_state_mismatch_and_reuse(world: Callable[..., World]) -> None:
+    w = world()
+    params = w.authorize(
+        w.launch(iss=w.sim.fhir_base, launch=w.sim.launch_id(patient=patient_id(w)))
+    )
+    forged = w.callback({**params, "state": "forged"})
+    assert forged.status_code == 400 and "state does not match" in forged.text
+    # The session was spent by the failed attempt: the real state no longer works either.
+    assert w.callback(params).status_code == 400
+    # A successful sign-in cannot be replayed.
+    params = w.authorize(
+        w.launch(iss=w.sim.fhir_base, launch=w.sim.launch_id(patient=patient_id(w)))
+    )
+    assert w.callback(params).status_code == 303
+    assert w.callback(params).status_code == 400
+
+
+def test_wrong_pkce_verifier_is_refused_by_the_ehr(world: Callable[..., World]) -> None:
+    w = world()
+    started = w.launch(iss=w.sim.fhir_base, launch=w.sim.launch_id(patient=patient_id(w)))
+    params = w.authorize(started)
+    sessions = w.client.app.state.cds.smart.sessions  # type: ignore[attr-defined]
+    session_id = w.client.cookies.get("cds_smart_session")
+    session = asyncio.run(sessions.get(session_id))
+    asyncio.run(sessions.put(session_id, {**session, "verifier": "not-the-verifier" * 4}))
+    response = w.callback(params)
+    assert response.status_code == 400 and "invalid_grant" in response.text
+    assert "Relaunch" in response.text or "relaunch" in response.text
+
+
+def test_authorization_error_from_the_ehr(world: Callable[..., World]) -> None:
+    w = world()
+    started = w.launch(iss=w.sim.fhir_base, launch="no-such-launch")
+    params = w.authorize(started)
+    assert "error" in params
+    response = w.callback(params)
+    assert response.status_code == 400 and "refused the authorization" in response.text
+
+
+def test_expired_session(world: Callable[..., World]) -> None:
+    w = world()
+    assert (
+        w.callback(
+            w.authorize(
+                w.launch(iss=w.sim.fhir_base, launch=w.sim.launch_id(patient=patient_id(w)))
+            )
+        ).status_code
+        == 303
+    )
+    sessions = w.client.app.state.cds.smart.sessions  # type: ignore[attr-defined]
+    later = sessions._clock() + sessions.idle_seconds + 1
+    sessions._clock = lambda: later
+    page = w.client.get("/smart/app")
+    assert page.status_code == 401 and "session has ended" in page.text
+
+
+def test_no_session_at_all(world: Callable[..., World]) -> None:
+    w = world()
+    page = w.client.get("/smart/app")
+    assert page.status_code == 401 and "Traceback" not in page.text
+
+
+def test_expired_access_token_is_refreshed(world: Callable[..., World]) -> None:
+    w = world()
+    assert (
+        w.callback(
+            w.authorize(
+                w.launch(iss=w.sim.fhir_base, launch=w.sim.launch_id(patient=patient_id(w)))
+            )
+        ).status_code
+        == 303
+    )
+    w.sim.expire_tokens()
+    page = w.client.get("/smart/app")
+    assert page.status_code == 200 and "McLaughlin" in page.text
+    grants = [r.form.get("grant_type") for r in w.sim.requests if r.path == "/auth/token"]
+    assert grants.count("refresh_token") == 1
+
+
+def test_logout_revokes_and_ends_the_session(world: Callable[..., World]) -> None:
+    w = world()
+    assert (
+        w.callback(
+            w.authorize(
+                w.launch(iss=w.sim.fhir_base, launch=w.sim.launch_id(patient=patient_id(w)))
+            )
+        ).status_code
+        == 303
+    )
+    out = w.client.post("/smart/logout")
+    assert out.status_code == 200 and "Signed out" in out.text
+    assert len(w.sim.revoked) == 2
+    assert w.client.get("/smart/app").status_code == 401
+
+
+def test_banner_hidden_when_the_ehr_shows_its_own(world: Callable[..., World]) -> None:
+    w = world()
+    launch = w.sim.launch_id(patient=patient_id(w), need_patient_banner=False)
+    assert w.callback(w.authorize(w.launch(iss=w.sim.fhir_base, launch=launch))).status_code == 303
+    assert "McLaughlin" not in w.client.get("/smart/app").text
+
+
+def test_fallback_to_the_capability_statement(world: Callable[..., World]) -> None:
+    w = world(omit_smart_configuration=True)
+    started = w.launch(iss=w.sim.fhir_base, launch=w.sim.launch_id(patient=patient_id(w)))
+    assert started.status_code == 302
+    assert started.headers["location"].startswith(w.sim.authorize_endpoint)
