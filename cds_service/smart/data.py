@@ -65,6 +65,7 @@ QUERIES = {
     "labs": "Observation?patient={id}&category=laboratory",
     "vitals": "Observation?patient={id}&category=vital-signs",
     "social": "Observation?patient={id}&category=social-history",
+    "smoking": "Observation?patient={id}&code=http://loinc.org|72166-2",  # often a survey
     "conditions": "Condition?patient={id}",
     "medications": "MedicationRequest?patient={id}&status=active",
 }

@@ -1,0 +1,171 @@
+"""End to end in a real browser (Debian's chromium, headless, driven by Playwright): a CDS card's
+SMART link, through the EHR's authorization page, to the rendered clinician view."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+import httpx
+import pytest
+import uvicorn
+import yaml
+from fastapi import FastAPI
+
+from cds_service.config import Settings
+from cds_service.main import create_app
+from cds_service.prefetch.local import LocalFhirServer
+from tests.conftest import FIXTURES
+from tests.smart.simulator import Simulator, serve_in_thread
+
+CHROMIUM = Path("/usr/bin/chromium")
+DARWIN = (
+    FIXTURES / "fhir-r4" / "synthea" / "Darwin_McLaughlin_429f802a-51cc-48c3-85d4-1a72bb718fc2.json"
+)
+SCOPES = (
+    "launch openid fhirUser online_access patient/Patient.rs patient/Observation.rs "
+    "patient/Condition.rs patient/MedicationRequest.rs"
+)
+
+pytestmark = pytest.mark.browser
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def serve_app(app: FastAPI, port: int) -> Callable[[], None]:
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_config=None, log_level="warning", access_log=False
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "the service did not start"
+        time.sleep(0.01)
+
+    def stop() -> None:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+    return stop
+
+
+@pytest.fixture
+def running(tmp_path: Path) -> Iterator[tuple[Simulator, str]]:
+    sim_port, app_port = free_port(), free_port()
+    base = f"http://127.0.0.1:{app_port}"
+    sim = Simulator(
+        base_url=f"http://127.0.0.1:{sim_port}/sim",
+        bundle=json.loads(DARWIN.read_text()),
+        redirect_uris=[f"{base}/smart/callback"],
+        fhir_latency=0.05,
+    )
+    tenants = tmp_path / "tenants.yaml"
+    tenants.write_text(
+        yaml.safe_dump(
+            {
+                "tenants": [
+                    {
+                        "id": "ehr",
+                        "issuer": "http://127.0.0.1",
+                        "jwks_url": "http://127.0.0.1/jwks.json",
+                        "fhir_servers": [sim.fhir_base],
+                        "smart": {"client_id": "cds-service-app", "scopes": SCOPES},
+                    }
+                ]
+            }
+        )
+    )
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/cds.db", tenants_file=tenants, public_base_url=base
+    )
+    stop_sim = serve_in_thread(sim, sim_port)
+    # The day of Darwin's last visit, so the record's labs are recent for the card and the view.
+    visit = datetime(2019, 10, 10, 23, 0, tzinfo=UTC)
+    stop_app = serve_app(create_app(settings, clock=lambda: visit), app_port)
+    try:
+        yield sim, base
+    finally:
+        stop_app()
+        stop_sim()
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)")
+def test_card_link_to_the_clinician_view(running: tuple[Simulator, str], tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    sim, base = running
+    # 1. The EHR calls the hook; the statin card carries a SMART link to our app.
+    local = LocalFhirServer.from_bundle(json.loads(DARWIN.read_text()))
+    patient = local.resources("Patient")[0]["id"]
+    body = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/1", "patientId": patient},
+    }
+    discovery = httpx.get(f"{base}/cds-services").json()["services"]
+    templates = next(
+        s for s in discovery if s["id"] == "preventive-care" and s["hook"] == "patient-view"
+    )["prefetch"]
+    body["prefetch"] = {
+        k: local.get(t.replace("{{context.patientId}}", patient)) for k, t in templates.items()
+    }
+    answer = httpx.post(f"{base}/cds-services/preventive-care", json=body, timeout=10)
+    assert answer.status_code == 200, answer.text
+    cards = answer.json()["cards"]
+    link = next(
+        link
+        for card in cards
+        for link in card.get("links", [])
+        if link["type"] == "smart" and "statin" in link.get("appContext", "")
+    )
+    assert link["url"] == f"{base}/smart/launch"
+    # 2. The clinician clicks it: the EHR opens the launch URL with iss and a launch id.
+    launch = sim.launch_id(patient=patient, app_context=link["appContext"])
+    url = f"{link['url']}?{urlencode({'iss': sim.fhir_base, 'launch': launch})}"
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--no-first-run",
+            ],
+        )
+        try:
+            page = browser.new_page(viewport={"width": 760, "height": 1100})
+            started = time.perf_counter()
+            page.goto(url, wait_until="domcontentloaded")
+            elapsed = time.perf_counter() - started
+            # 3. Through authorization to our page, which shows this patient's assessment.
+            assert page.url == f"{base}/smart/app"
+            text = page.inner_text("body")
+            assert "Darwin" in text and "McLaughlin" in text
+            assert "15.4" in text  # the 10-year ASCVD risk behind the card
+            assert "statin" in text.lower()
+            assert page.locator("svg").count() >= 3
+            page.screenshot(path=str(tmp_path / "smart-view.png"), full_page=True)
+            print(f"launch to rendered view: {elapsed * 1000:.0f} ms")
+            # 4. Signing out revokes the tokens and ends the session.
+            page.click("text=Log out")
+            assert "Signed out" in page.inner_text("body")
+            assert len(sim.revoked) >= 1
+        finally:
+            browser.close()
