@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck pytest openapi format clean bench
+.PHONY: install run test lint typecheck pytest openapi format clean bench bench-load
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ test: lint typecheck pytest
 openapi: install
 	$(BIN)/cds-service openapi
 	$(BIN)/cds-service rules schema
+
+bench-load: install
+	$(BIN)/python -m bench.load
 
 bench: install
 	$(BIN)/python bench/rules_engine.py

@@ -49,6 +49,7 @@ class Settings(BaseSettings):
     rule_budget_seconds: float = Field(default=1.0, gt=0, le=30)
     redis_url: str | None = None
     score_cache_ttl_seconds: int = Field(default=86_400, ge=1)
+    score_cache_enabled: bool = True  # off: every score is computed (benchmarks, debugging)
 
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     max_json_depth: int = Field(default=64, ge=8, le=512)

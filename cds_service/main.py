@@ -71,7 +71,9 @@ def create_app(
         )
     tenants = load_tenants(settings.tenants_file) if settings.tenants_file else None
     score_cache = ScoreCache(
-        redis_url=settings.redis_url, ttl_seconds=settings.score_cache_ttl_seconds
+        redis_url=settings.redis_url,
+        ttl_seconds=settings.score_cache_ttl_seconds,
+        enabled=settings.score_cache_enabled,
     )
     runtime: RuleRuntime | None = None
     if services is None:

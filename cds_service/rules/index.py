@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from cds_service.rules.valuesets import ValueSet, codings_of
+from cds_service.rules.valuesets import ValueSet
 
 __all__ = ["CODE_ELEMENTS", "DATE_ELEMENTS", "DataIndex", "parse_instant"]
 
@@ -61,6 +61,21 @@ CODE_ELEMENTS: dict[str, tuple[str, ...]] = {
     "Device": ("type",),
     "Medication": ("code",),
 }
+
+
+def _collect_codes(value: Any, out: set[tuple[str | None, str | None]]) -> None:
+    """Add the (system, code) pairs of a CodeableConcept, Coding or list of them (hot path:
+    a plain loop, no generators)."""
+    for concept in value if isinstance(value, list) else (value,):
+        if not isinstance(concept, dict):
+            continue
+        codings = concept.get("coding")
+        for coding in codings if isinstance(codings, list) else (concept,):
+            if isinstance(coding, dict):
+                code = coding.get("code")
+                if isinstance(code, str):
+                    system = coding.get("system")
+                    out.add((system if isinstance(system, str) else None, code))
 
 
 def _resources(data: Any) -> Iterable[dict[str, Any]]:
@@ -120,10 +135,10 @@ class DataIndex:
         found = self._codes.get(key)
         if found is None:
             elements = CODE_ELEMENTS.get(str(resource.get("resourceType")), ("code",))
-            found = frozenset(
-                pair for element in elements for pair in codings_of(resource.get(element))
-            )
-            self._codes[key] = found
+            pairs: set[tuple[str | None, str | None]] = set()
+            for element in elements:
+                _collect_codes(resource.get(element), pairs)
+            found = self._codes[key] = frozenset(pairs)
         return found
 
     def clinical_date(self, resource: dict[str, Any]) -> datetime | None:
@@ -143,7 +158,12 @@ class DataIndex:
 
     def coded(self, resources: list[dict[str, Any]], value_set: ValueSet) -> list[dict[str, Any]]:
         """The resources whose code is in the value set."""
-        return [r for r in resources if any(value_set.contains(s, c) for s, c in self.codes(r))]
+        members, bare = value_set.codes, value_set.bare
+        return [
+            r
+            for r in resources
+            if any((s, c) in members if s else c in bare for s, c in self.codes(r))
+        ]
 
     def memo(self, key: Any, compute: Callable[[], list[Any]]) -> list[Any]:
         """A selection computed once per call and shared by every rule asking for it."""

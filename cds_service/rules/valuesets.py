@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,10 @@ class ValueSet:
     id: str
     url: str | None
     codes: frozenset[tuple[str, str]]
+    bare: frozenset[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bare", frozenset(code for _, code in self.codes))
 
     def contains(self, system: str | None, code: str | None) -> bool:
         """Membership of a coding; a bare code (no system) matches in any system."""
@@ -33,7 +37,7 @@ class ValueSet:
             return False
         if system:
             return (system, code) in self.codes
-        return any(c == code for _, c in self.codes)
+        return code in self.bare
 
 
 def codings_of(value: Any) -> Iterable[tuple[str | None, str | None]]:

@@ -47,7 +47,9 @@ class ScoreCache:
         redis_timeout: float = 0.05,
         retry_after: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        enabled: bool = True,
     ) -> None:
+        self.enabled = enabled
         self._local: TTLCache[str, dict[str, Any]] = TTLCache(max_entries, ttl_seconds)
         self._ttl = ttl_seconds
         self._timeout = redis_timeout
@@ -82,6 +84,9 @@ class ScoreCache:
 
     async def get(self, key: str) -> dict[str, Any] | None:
         """The cached value, from the local level or Redis (which then fills the local level)."""
+        if not self.enabled:
+            self.stats.misses += 1
+            return None
         found = self._local.get(key)
         if found is not None:
             self.stats.local_hits += 1
@@ -102,6 +107,8 @@ class ScoreCache:
 
     async def set(self, key: str, value: dict[str, Any]) -> None:
         """Store at both levels (Redis with the same time to live)."""
+        if not self.enabled:
+            return
         self._local[key] = value
         self.stats.writes += 1
         if self._redis_usable():

@@ -1,0 +1,64 @@
+"""A local FHIR server for the load benchmark: every Synthea fixture patient, answering after a
+fixed latency (50 ms by default), as a slow EHR would.
+
+    python bench/fhir_server.py --port 8095 [--latency 0.05]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+from pathlib import Path
+
+import uvicorn
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from cds_service.prefetch.local import LocalFhirServer
+
+SYNTHEA = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "fhir-r4" / "synthea"
+
+
+def create(latency: float, base_url: str) -> FastAPI:
+    resources = []
+    for path in sorted(SYNTHEA.glob("*.json")):
+        if not path.name.startswith("_"):
+            bundle = json.loads(path.read_text())
+            resources += [e["resource"] for e in bundle.get("entry", [])]
+    local = LocalFhirServer(resources, base_url=base_url)
+    app = FastAPI()
+
+    @app.get("/fhir/{path:path}")
+    async def fhir(path: str, request: Request) -> Response:
+        await asyncio.sleep(latency)
+        query = request.url.query
+        answer = local.get(path + (f"?{query}" if query else ""))
+        if answer is None:
+            return Response(
+                b'{"resourceType":"OperationOutcome","issue":[]}',
+                status_code=404,
+                media_type="application/fhir+json",
+            )
+        return Response(json.dumps(answer), media_type="application/fhir+json")
+
+    return app
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--latency", type=float, default=0.05)
+    args = parser.parse_args()
+    base = f"http://127.0.0.1:{args.port}/fhir"
+    uvicorn.run(
+        create(args.latency, base),
+        host="127.0.0.1",
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,560 @@
+"""Load benchmark: the real service under wrk, side by side with the floor, on this machine.
+
+    python -m bench.load [--duration 5] [--out docs/benchmarks.md]        (make bench-load)
+
+Starts, as in production: `cds-service serve` (uvicorn; JWT verification on with a test tenant;
+Redis score cache), the floor app (`bench/floor.py`: same framework and JSON library, parse the
+body, return one fixed card) and a local FHIR server answering after 50 ms. Each is pinned to
+core 0; wrk runs on core 1 (`taskset`), and its own CPU use is reported to show it is not the
+bottleneck. Workloads use every Synthea fixture patient (the data each service's prefetch
+templates return). Reports throughput, p50/p95/p99 at 1, 8 and 32 connections, CPU time per
+request, peak RSS per worker, start-up time, and the service/floor ratio, as Markdown with an SVG
+chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import redis
+import yaml
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+
+from cds_service.prefetch.local import LocalFhirServer
+
+ROOT = Path(__file__).resolve().parents[1]
+SYNTHEA = ROOT.parent / "shared" / "fixtures" / "fhir-r4" / "synthea"
+PYTHON = sys.executable
+CLI = str(Path(PYTHON).parent / "cds-service")
+ISSUER = "https://ehr.bench.example"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+REDIS_URL = "redis://127.0.0.1:6379/12"
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def wait_ready(url: str, timeout: float = 30.0) -> float:
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return time.perf_counter() - started
+        except httpx.TransportError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"{url} did not answer within {timeout:.0f} s")
+
+
+def wait_listening(port: int, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port}")
+
+
+def descendants(pid: int) -> list[int]:
+    out = [pid]
+    try:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            children = (task / "children").read_text().split()
+            for child in children:
+                out += descendants(int(child))
+    except OSError:
+        pass
+    return out
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICKS
+        except OSError:
+            pass
+    return total
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+@dataclass
+class Server:
+    name: str
+    process: subprocess.Popen[bytes]
+    base: str
+    startup_s: float
+    workers: list[int] = field(default_factory=list)
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+
+def start(
+    name: str, command: list[str], env: dict[str, str], port: int, core: str, workers: int = 1
+) -> Server:
+    full_env = {**os.environ, **env}
+    process = subprocess.Popen(
+        ["taskset", "-c", core, *command],
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    startup = wait_ready(f"{base}/healthz" if name != "floor" else f"{base}/openapi.json")
+    time.sleep(0.3 if workers == 1 else 1.0)
+    pids = descendants(process.pid)
+    python_pids = [
+        p
+        for p in pids
+        if "python" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="ignore")
+    ]
+    worker_pids = python_pids[1:] if workers > 1 else python_pids[:1]
+    return Server(name, process, base, startup, worker_pids or python_pids)
+
+
+# --- the workloads ------------------------------------------------------------------------
+
+
+def patients() -> list[LocalFhirServer]:
+    return [
+        LocalFhirServer.from_bundle(json.loads(p.read_text()))
+        for p in sorted(SYNTHEA.glob("*.json"))
+        if not p.name.startswith("_")
+    ]
+
+
+def draft_orders(patient_id: str) -> dict[str, Any]:
+    drafts = [
+        ("849574", "Naproxen sodium 220 MG Oral Tablet"),
+        ("1049221", "Acetaminophen 325 MG / oxyCODONE Hydrochloride 5 MG Oral Tablet"),
+    ]
+    return {
+        "resourceType": "Bundle",
+        "type": "collection",
+        "entry": [
+            {
+                "resource": {
+                    "resourceType": "MedicationRequest",
+                    "id": f"draft-{i}",
+                    "status": "draft",
+                    "intent": "order",
+                    "subject": {"reference": f"Patient/{patient_id}"},
+                    "medicationCodeableConcept": {
+                        "text": text,
+                        "coding": [{"system": RXNORM, "code": code, "display": text}],
+                    },
+                }
+            }
+            for i, (code, text) in enumerate(drafts)
+        ],
+    }
+
+
+def bodies(work: Path, discovery: list[dict[str, Any]], fhir_base: str) -> dict[str, Path]:
+    """One body file per patient per workload; returns workload → list file."""
+    templates = {(s["id"], s["hook"]): s.get("prefetch", {}) for s in discovery}
+    lists: dict[str, list[str]] = {}
+    for index, local in enumerate(patients()):
+        pid = local.resources("Patient")[0]["id"]
+        base_context = {"userId": "Practitioner/bench", "patientId": pid}
+        cases = {
+            "patient-view": ("preventive-care", "patient-view", base_context, True),
+            "order-select": (
+                "medication-safety",
+                "order-select",
+                {
+                    **base_context,
+                    "draftOrders": draft_orders(pid),
+                    "selections": ["MedicationRequest/draft-0", "MedicationRequest/draft-1"],
+                },
+                True,
+            ),
+            "order-sign": (
+                "medication-safety",
+                "order-sign",
+                {**base_context, "draftOrders": draft_orders(pid)},
+                True,
+            ),
+            "missing-prefetch": ("preventive-care", "patient-view", base_context, False),
+        }
+        for workload, (service, hook, context, prefetched) in cases.items():
+            body: dict[str, Any] = {
+                "hook": hook,
+                "hookInstance": str(uuid.uuid4()),
+                "context": context,
+            }
+            if prefetched:
+                body["prefetch"] = {
+                    key: local.get(t.replace("{{context.patientId}}", pid))
+                    for key, t in templates[(service, hook)].items()
+                }
+            else:
+                body["fhirServer"] = fhir_base
+            path = work / f"{workload}-{index}.json"
+            path.write_text(json.dumps(body))
+            lists.setdefault(workload, []).append(str(path))
+    out = {}
+    for workload, files in lists.items():
+        listing = work / f"{workload}.list"
+        listing.write_text("\n".join(files) + "\n")
+        out[workload] = listing
+    return out
+
+
+SERVICE_OF = {
+    "patient-view": "preventive-care",
+    "order-select": "medication-safety",
+    "order-sign": "medication-safety",
+    "missing-prefetch": "preventive-care",
+}
+
+
+def tokens(key: ec.EllipticCurvePrivateKey, aud: str, count: int, path: Path) -> Path:
+    now = int(time.time())
+    with path.open("w") as out:
+        for _ in range(count):
+            claims = {
+                "iss": ISSUER,
+                "aud": aud,
+                "iat": now,
+                "exp": now + 600,
+                "jti": uuid.uuid4().hex,
+            }
+            out.write(
+                jwt.encode(claims, key, algorithm="ES384", headers={"kid": "bench", "typ": "JWT"})
+                + "\n"
+            )
+    return path
+
+
+@dataclass
+class Result:
+    target: str
+    workload: str
+    connections: int
+    rps: float
+    p50: float
+    p95: float
+    p99: float
+    errors: int
+    cpu_ms_per_request: float
+    wrk_cpu_share: float
+
+
+def run_wrk(
+    server: Server,
+    workload: str,
+    listing: Path,
+    token_file: Path | None,
+    connections: int,
+    duration: int,
+    script: Path,
+) -> Result:
+    path = f"/cds-services/{SERVICE_OF[workload]}"
+    before = cpu_seconds(descendants(server.process.pid))
+    command = [
+        "taskset",
+        "-c",
+        "1",
+        "wrk",
+        "-t1",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "10s",
+        "-s",
+        str(script),
+        f"{server.base}{path}",
+        "--",
+        path,
+        str(listing),
+        str(token_file) if token_file else "-",
+    ]
+    started = time.perf_counter()
+    process = _Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stdout, stderr = process.communicate()
+    wall = time.perf_counter() - started
+    # wrk's own CPU time (user + system), from its resource usage once it has exited.
+    wrk_cpu = _last_rusage.get(process.pid, 0.0)
+    after = cpu_seconds(descendants(server.process.pid))
+    match = re.search(r"RESULT (\{.*\})", stdout)
+    assert match, stdout + stderr
+    data = json.loads(match.group(1))
+    requests = max(data["requests"], 1)
+    errors = data["status_errors"] + data["connect_errors"] + data["timeouts"]
+    return Result(
+        server.name,
+        workload,
+        connections,
+        requests / (data["duration_us"] / 1e6),
+        data["p50"] / 1000,
+        data["p95"] / 1000,
+        data["p99"] / 1000,
+        errors,
+        (after - before) * 1000 / requests,
+        wrk_cpu / wall,
+    )
+
+
+_last_rusage: dict[int, float] = {}
+
+
+class _Popen(subprocess.Popen[str]):
+    """Popen that keeps the child's CPU time (os.wait4) when it is reaped."""
+
+    def _try_wait(self, wait_flags: int) -> tuple[int, int]:
+        pid, status, usage = os.wait4(self.pid, wait_flags)
+        if pid:
+            _last_rusage[pid] = usage.ru_utime + usage.ru_stime
+        return pid, status
+
+
+def generated_rules(target: Path, count: int) -> Path:
+    """The bundled pack plus `count` generated variants of one of its rules."""
+    shutil.copytree(ROOT / "rules", target)
+    source = (target / "patient-view" / "hypertension-uncontrolled.yaml").read_text()
+    for n in range(count):
+        rule_id = f"generated-rule-{n:03d}"
+        text = source.replace("id: hypertension-uncontrolled", f"id: {rule_id}").replace(
+            "status: active", "status: draft"
+        )
+        (target / "patient-view" / f"{rule_id}.yaml").write_text(text)
+    return target
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
+    parser.add_argument("--connections", default="1,8,32")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None or shutil.which("taskset") is None:
+        print("needs wrk and taskset (apt-get install wrk util-linux)", file=sys.stderr)
+        return 2
+    connections = [int(c) for c in args.connections.split(",")]
+    work = Path(tempfile.mkdtemp(prefix="cds-bench-"))
+    script = ROOT / "bench" / "requests.lua"
+    key = ec.generate_private_key(ec.SECP384R1())
+    jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+    fhir_port = free_port()
+    fhir_base = f"http://127.0.0.1:{fhir_port}/fhir"
+    tenants = work / "tenants.yaml"
+    tenants.write_text(
+        yaml.safe_dump(
+            {
+                "tenants": [
+                    {
+                        "id": "bench",
+                        "issuer": ISSUER,
+                        "jwks": {"keys": [{**jwk, "kid": "bench", "alg": "ES384", "use": "sig"}]},
+                        "algorithms": ["ES384"],
+                        "fhir_servers": [fhir_base],
+                    }
+                ]
+            }
+        )
+    )
+    redis.Redis.from_url(REDIS_URL).flushdb()
+
+    def service_env(port: int, **extra: str) -> dict[str, str]:
+        return {
+            "CDS_AUTH": "required",
+            "CDS_TENANTS_FILE": str(tenants),
+            "CDS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "CDS_ENV": "development",
+            "CDS_DATABASE_URL": f"sqlite:///{work}/cds-{port}.db",
+            "CDS_REDIS_URL": REDIS_URL,
+            "CDS_LOG_LEVEL": "warning",
+            "CDS_RULES_RELOAD_SECONDS": "0",
+            **extra,
+        }
+
+    fhir = subprocess.Popen(
+        [
+            "taskset",
+            "-c",
+            "0",
+            PYTHON,
+            str(ROOT / "bench" / "fhir_server.py"),
+            "--port",
+            str(fhir_port),
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_listening(fhir_port)
+    servers: list[Server] = []
+    results: list[Result] = []
+    startup: dict[str, float] = {}
+    rss: dict[str, float] = {}
+    try:
+        port = free_port()
+        service = start(
+            "service",
+            [CLI, "serve", "--port", str(port), "--workers", "1"],
+            service_env(port),
+            port,
+            "0",
+        )
+        servers.append(service)
+        startup["bundled rules (18)"] = service.startup_s
+        discovery_token = tokens(key, f"{service.base}/cds-services", 1, work / "d.tok")
+        discovery = httpx.get(
+            f"{service.base}/cds-services",
+            headers={"Authorization": "Bearer " + discovery_token.read_text().strip()},
+        ).json()["services"]
+        lists = bodies(work, discovery, fhir_base)
+        floor_port = free_port()
+        floor = start(
+            "floor",
+            [
+                PYTHON,
+                "-m",
+                "uvicorn",
+                "--factory",
+                "bench.floor:create_floor",
+                "--port",
+                str(floor_port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            {},
+            floor_port,
+            "0",
+        )
+        servers.append(floor)
+
+        def measure(target: Server, workload: str, conns: int, label: str | None = None) -> None:
+            token_file = None
+            if target.name != "floor":
+                aud = f"{target.base}/cds-services/{SERVICE_OF[workload]}"
+                token_file = tokens(key, aud, 4000 * args.duration, work / f"{workload}.tok")
+            result = run_wrk(
+                target, workload, lists[workload], token_file, conns, args.duration, script
+            )
+            result.target = label or target.name
+            results.append(result)
+            print(
+                f"{result.target:<28}{workload:<18}c={conns:<3}{result.rps:>8.1f} rps  "
+                f"p50 {result.p50:6.1f}  p99 {result.p99:6.1f} ms  errors {result.errors}  "
+                f"cpu {result.cpu_ms_per_request:5.2f} ms/req  wrk {result.wrk_cpu_share:.0%}",
+                flush=True,
+            )
+
+        for workload in ("patient-view", "order-select", "order-sign"):
+            for conns in connections:
+                measure(service, workload, conns)
+                measure(floor, workload, conns)
+        for conns in connections:
+            measure(service, "missing-prefetch", conns)
+        rss["service, 1 worker"] = max(peak_rss_mb(p) for p in service.workers)
+        rss["floor"] = max(peak_rss_mb(p) for p in floor.workers)
+        service.stop()
+        servers.remove(service)
+
+        port = free_port()
+        uncached = start(
+            "service",
+            [CLI, "serve", "--port", str(port), "--workers", "1"],
+            service_env(port, CDS_SCORE_CACHE_ENABLED="false"),
+            port,
+            "0",
+        )
+        servers.append(uncached)
+        measure(uncached, "patient-view", 8, "service, scores uncached")
+        uncached.stop()
+        servers.remove(uncached)
+
+        port = free_port()
+        two = start(
+            "service",
+            [CLI, "serve", "--port", str(port), "--workers", "2"],
+            service_env(port),
+            port,
+            "0-1",
+            workers=2,
+        )
+        servers.append(two)
+        measure(two, "patient-view", 8, "service, 2 workers")
+        rss["service, 2 workers (each)"] = max(peak_rss_mb(p) for p in two.workers)
+        two.stop()
+        servers.remove(two)
+
+        many = generated_rules(work / "rules-200", 200)
+        port = free_port()
+        big = start(
+            "service",
+            [CLI, "serve", "--port", str(port), "--rules", str(many)],
+            service_env(port),
+            port,
+            "0",
+        )
+        startup["bundled + 200 generated rules"] = big.startup_s
+        big.stop()
+    finally:
+        for server in servers:
+            server.stop()
+        fhir.terminate()
+    write_report(args.out, results, startup, rss, args.duration)
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+def write_report(
+    out: Path,
+    results: list[Result],
+    startup: dict[str, float],
+    rss: dict[str, float],
+    duration: int,
+) -> None:
+    from bench.report import render
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(render(results, startup, rss, duration, out.parent / "benchmarks.svg"))
+    (out.parent / "benchmarks.json").write_text(
+        json.dumps(
+            {"results": [r.__dict__ for r in results], "startup_s": startup, "rss_mb": rss},
+            indent=2,
+        )
+        + "\n"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())
