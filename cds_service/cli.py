@@ -92,6 +92,7 @@ def _serve(args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         log_config=log_config(settings.log_level),
         proxy_headers=True,
+        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
         server_header=False,
     )
     return 0

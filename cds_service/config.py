@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     rules_dir: Path = Field(default_factory=default_rules_dir)
     database_url: str = "sqlite:///./var/cds-service.db"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_grace_seconds: int = Field(default=10, ge=0, le=300)
     discovery_ids: Literal["shared", "per-hook"] = "shared"
     public_base_url: str | None = None
     builtin_services: bool = True

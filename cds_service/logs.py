@@ -11,10 +11,18 @@ from __future__ import annotations
 import json
 import logging
 import re
+import uuid
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["JsonFormatter", "log_config", "redact"]
+from starlette.datastructures import MutableHeaders
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["JsonFormatter", "RequestIdMiddleware", "log_config", "redact", "request_id"]
+
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}")
@@ -36,12 +44,41 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "message": redact(record.getMessage()),
         }
+        current = request_id.get()
+        if current is not None:
+            out["requestId"] = current
         for key, value in vars(record).items():
             if key not in _STANDARD and not key.startswith("_") and value is not None:
                 out[key] = value if isinstance(value, int | float | bool) else redact(str(value))
         if record.exc_info and record.exc_info[0] is not None:
             out["exception"] = record.exc_info[0].__name__  # never the message: it may hold PHI
         return json.dumps(out, ensure_ascii=False)
+
+
+class RequestIdMiddleware:
+    """Give every request an id (the caller's `X-Request-Id` when well-formed), put it on every
+    log line of the request and echo it in the response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        sent = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
+        value = sent if _REQUEST_ID.match(sent) else uuid.uuid4().hex
+        token = request_id.set(value)
+
+        async def tag(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["X-Request-Id"] = value
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tag)
+        finally:
+            request_id.reset(token)
 
 
 def log_config(level: str) -> dict[str, Any]:

@@ -21,6 +21,8 @@ from cds_service.audit.store import AuditStore
 from cds_service.config import Settings, load_settings
 from cds_service.exceptions import ConfigurationError
 from cds_service.feedback.store import FeedbackStore
+from cds_service.logs import RequestIdMiddleware
+from cds_service.metrics import Metrics
 from cds_service.openapi import install_openapi
 from cds_service.rules.runtime import RuleRuntime
 from cds_service.scores.cache import ScoreCache
@@ -95,6 +97,7 @@ def create_app(
     )
     replay = ReplayCache(settings.redis_url)
     state.tenants = tenants
+    state.metrics = Metrics(lambda: state)
     sessions = SessionStore(settings.redis_url, idle_seconds=settings.smart_session_idle_seconds)
     if tenants is not None and settings.auth == "required":
         state.verifier = JwtVerifier(
@@ -164,6 +167,7 @@ def create_app(
             max_age=600,
         )
     app.add_middleware(SecurityHeadersMiddleware, hsts=settings.env == "production")
+    app.add_middleware(RequestIdMiddleware)
     install_openapi(app)
     return app
 

@@ -15,6 +15,7 @@ import httpx
 from cds_service.audit.store import AuditStore
 from cds_service.config import Settings
 from cds_service.feedback.store import FeedbackStore
+from cds_service.metrics import Metrics
 from cds_service.rules.runtime import RuleRuntime
 from cds_service.scores.cache import ScoreCache
 from cds_service.security.jwt_auth import JwtVerifier
@@ -44,4 +45,5 @@ class AppState:
     rate_limiter: RateLimiter = field(default_factory=RateLimiter)
     tenants: TenantRegistry | None = None
     smart: SmartRuntime | None = None
+    metrics: Metrics | None = None
     auth_refusals: dict[str, int] = field(default_factory=dict)

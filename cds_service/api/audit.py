@@ -77,6 +77,12 @@ async def _write(state: AppState, record: AuditRecord) -> None:
             "durationMs": duration,
         },
     )
+    if state.metrics is not None:
+        labels = (record.kind, record.service or "", record.hook or "")
+        state.metrics.requests.labels(*labels, str(record.outcome)).inc()
+        state.metrics.duration.labels(*labels).observe(duration / 1000)
+        if record.kind == "hook" and record.cards:
+            state.metrics.with_cards.labels(record.service or "", record.hook or "").inc()
     if state.audit is None:
         return
     entry = AuditEntry(

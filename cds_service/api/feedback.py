@@ -35,5 +35,10 @@ async def feedback(service_id: str, request: Request, state: StateDep, caller: C
         assert state.feedback is not None
         result = await state.feedback.record(service.id, batch.feedback, received_at=state.clock())
         record.cards = result.stored
+        if state.metrics is not None:
+            for item in batch.feedback:
+                reason = item.override_reason.reason if item.override_reason else None
+                code = reason.code if reason is not None else "none"
+                state.metrics.feedback.labels(service.id, item.outcome, code).inc()
     payload = {"received": result.received, "stored": result.stored}
     return Response(orjson.dumps(payload), media_type="application/json")

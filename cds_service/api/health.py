@@ -1,4 +1,5 @@
-"""`/healthz` (the process answers) and `/readyz` (it can serve: services loaded, database up)."""
+"""`/healthz` (the process answers), `/readyz` (it can serve: services, database, Redis) and
+`/metrics` (Prometheus)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,13 @@ async def healthz() -> Response:
     return Response(b'{"status":"ok"}', media_type="application/json")
 
 
+@router.get("/metrics", summary="Prometheus metrics")
+async def metrics(state: StateDep) -> Response:
+    """Counters and histograms in the Prometheus text format (no patient data, only counts)."""
+    assert state.metrics is not None
+    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+
 @router.get("/readyz", summary="Readiness")
 async def readyz(state: StateDep) -> Response:
     """200 when ready; 503 with a `checks` object saying what is wrong otherwise."""
@@ -28,6 +36,8 @@ async def readyz(state: StateDep) -> Response:
     }
     if state.rules is not None:
         checks["rules"] = state.rules.problem or "ok"
+    if state.score_cache is not None and state.score_cache.shared:
+        checks["redis"] = "ok" if await state.score_cache.ping() else "unreachable"
     checks["auth"] = "required" if state.verifier is not None else "disabled (local trial only)"
     # Rule file errors are reported, not fatal: the good rules (or the last good set) serve.
     ready = all(v == "ok" for k, v in checks.items() if k not in ("rules", "auth"))

@@ -102,6 +102,7 @@ async def _call(
     refused = fetch_refusal(call.fhir_server, caller, production=settings.env == "production")
     if refused is not None:
         log.warning("not fetching prefetch for tenant %s: %s", caller.tenant_id, refused)
+    fetch_started = time.perf_counter()
     prefetch = await resolve_prefetch(
         call,
         specs,
@@ -110,6 +111,10 @@ async def _call(
         max_pages=settings.prefetch_max_pages,
         fetch_refused=refused,
     )
+    if state.metrics is not None:
+        state.metrics.prefetch_seconds.observe(time.perf_counter() - fetch_started)
+        for outcome in prefetch.values():
+            state.metrics.prefetch_keys.labels(outcome.source).inc()
     base_url = settings.public_base_url or str(request.base_url).rstrip("/")
     hook_call = HookCall(
         call,

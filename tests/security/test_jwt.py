@@ -208,3 +208,12 @@ def test_clock_skew_is_tolerated(secure_app: Callable[..., TestClient], keys: Ke
         early = make_token(keys, HOOK, nbf=int(NOW) + 30)
         assert client.post(HOOK, json=patient_view(), headers=bearer(late)).status_code == 200
         assert client.post(HOOK, json=patient_view(), headers=bearer(early)).status_code == 200
+
+
+def test_refusals_are_counted_by_reason(client: TestClient, keys: Keys) -> None:
+    expired = make_token(keys, HOOK, iat=int(NOW) - 600, exp=int(NOW) - 120)
+    client.post(HOOK, json=patient_view(), headers=bearer(expired))
+    client.post(HOOK, json=patient_view())
+    text = client.get("/metrics").text
+    assert 'cds_jwt_refusals_total{reason="expired"} 1.0' in text
+    assert 'cds_jwt_refusals_total{reason="no bearer token"} 1.0' in text

@@ -1,0 +1,243 @@
+"""Two replicas behind nginx share their state through PostgreSQL and Redis.
+
+Starts `deploy/topology.py` (two `cds-service serve` processes, Debian's nginx in front) on a fresh
+PostgreSQL database and Redis database 14, with authentication on, and shows that a score cached
+through one replica is a cache hit through the other, that a `jti` seen by one is refused by the
+other, that feedback stored through one is known to the other, and that killing a replica under
+load loses no call (nginx retries it on the survivor).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import secrets
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+import redis
+import yaml
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+
+from cds_service.prefetch.local import LocalFhirServer
+
+ROOT = Path(__file__).resolve().parents[2]
+SYNTHEA = ROOT.parent / "shared" / "fixtures" / "fhir-r4" / "synthea"
+DARWIN = SYNTHEA / "Darwin_McLaughlin_429f802a-51cc-48c3-85d4-1a72bb718fc2.json"
+ISSUER = "https://ehr.topology.example.org"
+REDIS_DB = 14
+SERVICE = "preventive-care"
+NGINX = "/usr/sbin/nginx"
+
+pytestmark = [
+    pytest.mark.topology,
+    pytest.mark.skipif(
+        not Path(NGINX).exists(),
+        reason=f"{NGINX} is absent (apt-get install -y nginx): the topology needs Debian's nginx",
+    ),
+]
+
+
+def _load_topology() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("cds_deploy_topology", ROOT / "deploy/topology.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Env:
+    """The running topology, the EHR's signing key and the data of one patient-view call."""
+
+    def __init__(self, topo: Any, key: ec.EllipticCurvePrivateKey, redis_url: str) -> None:
+        self.topo = topo
+        self.key = key
+        self.redis = redis.Redis.from_url(redis_url)
+        self.body: dict[str, Any] = {}
+
+    def token(self, path: str, **claims: Any) -> str:
+        """A JWT for `path` on the public (nginx) URL, whichever replica it is sent to."""
+        now = int(time.time())
+        body = {
+            "iss": ISSUER,
+            "aud": self.topo.url + path,
+            "iat": now,
+            "exp": now + 300,
+            "jti": uuid.uuid4().hex,
+            **claims,
+        }
+        headers = {"kid": "ec-1", "typ": "JWT"}
+        return jwt.encode(body, self.key, algorithm="ES384", headers=headers)
+
+    def headers(self, path: str, **claims: Any) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(path, **claims)}"}
+
+    def call(self, base: str, body: dict[str, Any] | None = None, **kw: Any) -> httpx.Response:
+        path = f"/cds-services/{SERVICE}"
+        payload = {**(body or self.body), "hookInstance": str(uuid.uuid4())}
+        headers = kw.pop("headers", None) or self.headers(path)
+        return httpx.post(base + path, json=payload, headers=headers, timeout=30, **kw)
+
+    def score_keys(self) -> set[bytes]:
+        return set(self.redis.scan_iter(match="cds:score:v1:*", count=1000))
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
+    topology = _load_topology()
+    key = ec.generate_private_key(ec.SECP384R1())
+    jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+    tenant = {
+        "id": "hospital-topology",
+        "issuer": ISSUER,
+        "jwks": {"keys": [{**jwk, "kid": "ec-1", "alg": "ES384", "use": "sig"}]},
+        "algorithms": ["ES384"],
+    }
+    tenants = tmp_path_factory.mktemp("topology") / "tenants.yaml"
+    tenants.write_text(yaml.safe_dump({"tenants": [tenant]}))
+    database = f"cds_topology_test_{secrets.token_hex(4)}"
+    topo = topology.Topology(tenants, replicas=2, database=database, redis_db=REDIS_DB)
+    environment = Env(topo, key, topo.redis_url)
+    environment.redis.flushdb()
+    try:
+        with topo:
+            discovery = httpx.get(
+                topo.url + "/cds-services", headers=environment.headers("/cds-services")
+            )
+            assert discovery.status_code == 200, discovery.text
+            templates = next(
+                s.get("prefetch", {})
+                for s in discovery.json()["services"]
+                if s["id"] == SERVICE and s["hook"] == "patient-view"
+            )
+            local = LocalFhirServer.from_bundle(json.loads(DARWIN.read_text()))
+            pid = local.resources("Patient")[0]["id"]
+            environment.body = {
+                "hook": "patient-view",
+                "hookInstance": str(uuid.uuid4()),
+                "context": {"userId": "Practitioner/topology", "patientId": pid},
+                "prefetch": {
+                    name: local.get(template.replace("{{context.patientId}}", pid))
+                    for name, template in templates.items()
+                },
+            }
+            yield environment
+    finally:
+        environment.redis.flushdb()
+        environment.redis.close()
+        topology.drop_database(database)
+
+
+def redis_hits(base: str) -> float | None:
+    """The replica's `cds_score_cache_total{level="redis",result="hit"}`; None without /metrics."""
+    try:
+        response = httpx.get(base + "/metrics", timeout=5)
+    except httpx.TransportError:
+        return None
+    if response.status_code != 200:
+        return None
+    for line in response.text.splitlines():
+        if line.startswith("cds_score_cache_total{") and re.search(
+            r'level="redis"', line
+        ) and re.search(r'result="hit"', line):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_score_cached_through_one_replica_is_a_hit_through_the_other(env: Env) -> None:
+    replica_a, replica_b = env.topo.replicas
+    before = env.score_keys()
+    hits_before = redis_hits(replica_b)
+
+    first = env.call(replica_a)
+    assert first.status_code == 200, first.text
+    after_a = env.score_keys()
+    computed = {k for k in after_a - before if not k.endswith(b":latest")}
+    assert computed, "replica A stored no score in Redis"
+
+    second = env.call(replica_b)
+    assert second.status_code == 200, second.text
+    assert second.json() == first.json() or len(second.json()["cards"]) == len(
+        first.json()["cards"]
+    )
+    # B computed nothing: it wrote no new fingerprint key, it read A's.
+    assert env.score_keys() == after_a
+    hits_after = redis_hits(replica_b)
+    if hits_before is not None and hits_after is not None:
+        assert hits_after >= hits_before + len(computed)
+
+
+def test_jti_accepted_by_one_replica_is_refused_by_the_other(env: Env) -> None:
+    replica_a, replica_b = env.topo.replicas
+    headers = env.headers(f"/cds-services/{SERVICE}")
+    assert env.call(replica_a, headers=headers).status_code == 200
+    replay = env.call(replica_b, headers=headers)
+    assert replay.status_code == 401, replay.text
+    # and a fresh token is still welcome on B
+    assert env.call(replica_b).status_code == 200
+
+
+def test_feedback_written_through_one_replica_is_known_to_the_other(env: Env) -> None:
+    replica_a, replica_b = env.topo.replicas
+    path = f"/cds-services/{SERVICE}/feedback"
+    body = {
+        "feedback": [
+            {
+                "card": str(uuid.uuid4()),
+                "outcome": "overridden",
+                "outcomeTimestamp": "2026-11-28T10:05:31Z",
+            }
+        ]
+    }
+    first = httpx.post(replica_a + path, json=body, headers=env.headers(path), timeout=30)
+    assert first.status_code == 200, first.text
+    assert first.json() == {"received": 1, "stored": 1}
+    second = httpx.post(replica_b + path, json=body, headers=env.headers(path), timeout=30)
+    assert second.status_code == 200, second.text
+    assert second.json() == {"received": 1, "stored": 0}
+
+
+def test_killing_a_replica_under_load_loses_no_call(env: Env) -> None:
+    total, kill_after = 200, 50
+    done = 0
+    lock = threading.Lock()
+    reached = threading.Event()
+
+    def one(_: int) -> int | str:
+        nonlocal done
+        try:
+            status: int | str = env.call(env.topo.url).status_code
+        except httpx.TransportError as exc:
+            status = type(exc).__name__
+        with lock:
+            done += 1
+            if done >= kill_after:
+                reached.set()
+        return status
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        futures = [pool.submit(one, i) for i in range(total)]
+        assert reached.wait(timeout=300), "the load did not reach the kill point"
+        env.topo.kill(0)
+        killed_at = done
+        statuses = [future.result() for future in futures]
+
+    assert not env.topo.alive(0)
+    assert killed_at < total, "the replica was killed after the load ended"
+    failures = [s for s in statuses if s != 200]
+    assert not failures, f"{len(failures)} calls failed: {failures[:10]}"
+    assert httpx.get(env.topo.url + "/healthz", timeout=5).status_code == 200
+    assert env.call(env.topo.url).status_code == 200
