@@ -16,7 +16,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_compose_names_the_services_and_valid_settings() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"cds-service", "postgres", "redis"} <= set(services)
+    assert {"cds-service", "postgres", "redis", "nginx"} <= set(services)
+    # Replicas behind the load balancer: only nginx publishes a port.
+    assert services["cds-service"]["deploy"]["replicas"] >= 2
+    assert "ports" not in services["cds-service"] and services["nginx"]["ports"]
+    nginx_conf = ROOT / services["nginx"]["volumes"][0].split(":")[0]
+    text = nginx_conf.read_text()
+    assert "server cds-service:8080" in text and "non_idempotent" in text
     app = services["cds-service"]
     env = app["environment"]
     known = {f"CDS_{name.upper()}" for name in Settings.model_fields}
@@ -35,7 +41,7 @@ def test_compose_names_the_services_and_valid_settings() -> None:
     values = {k.removeprefix("CDS_").lower(): v for k, v in env.items()}
     Settings(**{**values, "tenants_file": tenants_file})
     assert app["depends_on"]["postgres"]["condition"] == "service_healthy"
-    for name in ("cds-service", "postgres", "redis"):
+    for name in ("cds-service", "postgres", "redis"):  # nginx waits on the service's health
         assert services[name]["healthcheck"]["test"]
 
 
