@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck pytest openapi format clean bench bench-load
+.PHONY: install run test lint typecheck pytest openapi format clean bench bench-load soak topology
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,8 @@ run: install
 	CDS_ENV=development CDS_AUTH=disabled $(BIN)/cds-service serve --host 127.0.0.1 --port 8080
 
 lint: install
-	$(BIN)/ruff check cds_service tests bench
-	$(BIN)/ruff format --check cds_service tests bench
+	$(BIN)/ruff check cds_service tests bench deploy
+	$(BIN)/ruff format --check cds_service tests bench deploy
 	$(BIN)/cds-service rules lint rules
 
 typecheck: install
@@ -35,6 +35,12 @@ test: lint typecheck pytest
 openapi: install
 	$(BIN)/cds-service openapi
 	$(BIN)/cds-service rules schema
+
+topology: install
+	$(BIN)/python deploy/topology.py --replicas 2 --tenants deploy/tenants.example.yaml
+
+soak: install
+	$(BIN)/python deploy/soak.py --seconds 600
 
 bench-load: install
 	$(BIN)/python -m bench.load

@@ -257,6 +257,11 @@ class Topology:
         process.kill()
         process.wait()
 
+    def log_path(self, index: int) -> Path:
+        """Where replica `index` writes its log (JSON lines, level CDS_LOG_LEVEL)."""
+        assert self.workdir is not None
+        return self.workdir / f"replica-{index}.log"
+
     def pids(self) -> list[int]:
         return [process.pid for process in self.processes]
 

@@ -44,7 +44,7 @@ class ScoreCache:
         redis_url: str | None = None,
         ttl_seconds: int = 86_400,
         max_entries: int = 50_000,
-        redis_timeout: float = 0.05,
+        redis_timeout: float = 0.1,
         retry_after: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
         enabled: bool = True,
