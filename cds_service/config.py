@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./var/cds-service.db"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_grace_seconds: int = Field(default=10, ge=0, le=300)
+    tracing: Literal["off", "otlp"] = "off"
     discovery_ids: Literal["shared", "per-hook"] = "shared"
     public_base_url: str | None = None
     builtin_services: bool = True

@@ -39,6 +39,7 @@ from cds_service.smart import routes as smart_routes
 from cds_service.smart.discovery import SmartDiscovery
 from cds_service.smart.sessions import SessionStore, SmartRuntime
 from cds_service.state import AppState, Clock
+from cds_service.tracing import configure_tracing
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -96,6 +97,7 @@ def create_app(
         transport=jwks_transport, timeout=httpx.Timeout(2.0), follow_redirects=False
     )
     replay = ReplayCache(settings.redis_url)
+    configure_tracing(settings.tracing)
     state.tenants = tenants
     state.metrics = Metrics(lambda: state)
     sessions = SessionStore(settings.redis_url, idle_seconds=settings.smart_session_idle_seconds)

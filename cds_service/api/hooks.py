@@ -22,6 +22,7 @@ from cds_service.security.ssrf import fetch_refusal
 from cds_service.services.definition import HookCall
 from cds_service.services.registry import Endpoint
 from cds_service.state import AppState
+from cds_service.tracing import tracer
 from cds_service.wire.contexts import hook_spec
 from cds_service.wire.outcome import issues_from_validation
 from cds_service.wire.request import HookRequest
@@ -51,8 +52,16 @@ async def call_service(
     but the last quarter of it (and at most CDS_PREFETCH_DEADLINE_SECONDS); the rules get the rest.
     """
     endpoint = find_service(state, service_id)
-    async with audited(state, "hook", caller, endpoint.service.id) as record:
-        return await _call(endpoint, service_id, request, state, caller, record)
+    with tracer().start_as_current_span("cds.hook") as span:
+        span.set_attribute("cds.service", endpoint.service.id)
+        span.set_attribute("cds.tenant", caller.tenant_id)
+        async with audited(state, "hook", caller, endpoint.service.id) as record:
+            try:
+                return await _call(endpoint, service_id, request, state, caller, record)
+            finally:
+                span.set_attribute("cds.hook", record.hook or "")
+                span.set_attribute("cds.hook_instance", record.hook_instance or "")
+                span.set_attribute("cds.cards", record.cards)
 
 
 async def _call(
@@ -103,14 +112,19 @@ async def _call(
     if refused is not None:
         log.warning("not fetching prefetch for tenant %s: %s", caller.tenant_id, refused)
     fetch_started = time.perf_counter()
-    prefetch = await resolve_prefetch(
-        call,
-        specs,
-        state.http,
-        deadline_seconds=fetch_window,
-        max_pages=settings.prefetch_max_pages,
-        fetch_refused=refused,
-    )
+    with tracer().start_as_current_span("cds.prefetch") as span:
+        prefetch = await resolve_prefetch(
+            call,
+            specs,
+            state.http,
+            deadline_seconds=fetch_window,
+            max_pages=settings.prefetch_max_pages,
+            fetch_refused=refused,
+        )
+        span.set_attribute("cds.prefetch.keys", len(specs))
+        span.set_attribute(
+            "cds.prefetch.fetched", sum(1 for o in prefetch.values() if o.source == "fetched")
+        )
     if state.metrics is not None:
         state.metrics.prefetch_seconds.observe(time.perf_counter() - fetch_started)
         for outcome in prefetch.values():

@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 import orjson
 
+from cds_service.tracing import tracer
+
 __all__ = ["FetchResult", "FhirReader"]
 
 
@@ -43,10 +45,15 @@ class FhirReader:
         absolute = url if url.startswith(("http://", "https://")) else f"{self._base}/{url}"
         if not self.owns(absolute):
             return FetchResult(False, error="URL is outside fhirServer")
-        try:
-            response = await self._client.get(absolute, headers=self._headers)
-        except httpx.HTTPError as exc:
-            return FetchResult(False, error=f"request failed ({type(exc).__name__})")
+        resource_type = absolute[len(self._base) + 1 :].split("/", 1)[0].split("?", 1)[0]
+        with tracer().start_as_current_span("cds.fhir.fetch") as span:
+            span.set_attribute("fhir.resource_type", resource_type)  # never the URL: it has ids
+            try:
+                response = await self._client.get(absolute, headers=self._headers)
+            except httpx.HTTPError as exc:
+                span.set_attribute("error.type", type(exc).__name__)
+                return FetchResult(False, error=f"request failed ({type(exc).__name__})")
+            span.set_attribute("http.response.status_code", response.status_code)
         if response.status_code in (404, 410) and "?" not in url:
             return FetchResult(True, None)  # a read that found nothing: known empty
         try:

@@ -1,0 +1,55 @@
+"""OpenTelemetry spans for a hook call and its FHIR fetches, with no patient ids in them."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi.testclient import TestClient
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from cds_service.config import Settings
+from cds_service.main import create_app
+from cds_service.services.builtin import builtin_services
+from tests.conftest import FhirServerStub
+
+EXPORTER = InMemorySpanExporter()
+
+
+def provider() -> None:
+    if not isinstance(trace.get_tracer_provider(), TracerProvider):
+        sdk = TracerProvider()
+        sdk.add_span_processor(SimpleSpanProcessor(EXPORTER))
+        trace.set_tracer_provider(sdk)
+
+
+def test_hook_call_spans(settings: Settings, fhir: FhirServerStub) -> None:
+    provider()
+    EXPORTER.clear()
+    fhir.add(
+        "/fhir/Patient/secret-patient-42", {"resourceType": "Patient", "id": "secret-patient-42"}
+    )
+    app = create_app(settings, services=builtin_services(), fhir_transport=fhir.transport)
+    body = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "fhirServer": "https://ehr.example.org/fhir",
+        "context": {"userId": "Practitioner/1", "patientId": "secret-patient-42"},
+    }
+    with TestClient(app) as client:
+        assert client.post("/cds-services/allergy-documentation", json=body).status_code == 200
+    spans = {s.name: s for s in EXPORTER.get_finished_spans()}
+    assert {"cds.hook", "cds.prefetch", "cds.fhir.fetch"} <= set(spans)
+    hook = spans["cds.hook"]
+    assert hook.attributes["cds.service"] == "allergy-documentation"
+    assert hook.attributes["cds.hook_instance"] == body["hookInstance"]
+    fetches = [s for s in EXPORTER.get_finished_spans() if s.name == "cds.fhir.fetch"]
+    assert {s.attributes["fhir.resource_type"] for s in fetches} == {
+        "Patient",
+        "AllergyIntolerance",
+    }
+    assert all(s.parent is not None for s in fetches)
+    for span in EXPORTER.get_finished_spans():
+        assert "secret-patient-42" not in str(dict(span.attributes or {}))
