@@ -46,8 +46,8 @@ bench-load: install
 	$(BIN)/python -m bench.load
 
 bench: install
-	$(BIN)/python bench/rules_engine.py
-	$(BIN)/python bench/rules_engine.py --cold-scores
+	$(BIN)/python -m bench.rules_engine
+	$(BIN)/python -m bench.rules_engine --cold-scores
 
 format: install
 	$(BIN)/ruff check --fix cds_service tests bench

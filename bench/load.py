@@ -36,6 +36,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
+from bench.workloads import draft_orders
 from cds_service.prefetch.local import LocalFhirServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -43,7 +44,6 @@ SYNTHEA = ROOT.parent / "shared" / "fixtures" / "fhir-r4" / "synthea"
 PYTHON = sys.executable
 CLI = str(Path(PYTHON).parent / "cds-service")
 ISSUER = "https://ehr.bench.example"
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 REDIS_URL = "redis://127.0.0.1:6379/12"
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -156,33 +156,6 @@ def patients() -> list[LocalFhirServer]:
         for p in sorted(SYNTHEA.glob("*.json"))
         if not p.name.startswith("_")
     ]
-
-
-def draft_orders(patient_id: str) -> dict[str, Any]:
-    drafts = [
-        ("849574", "Naproxen sodium 220 MG Oral Tablet"),
-        ("1049221", "Acetaminophen 325 MG / oxyCODONE Hydrochloride 5 MG Oral Tablet"),
-    ]
-    return {
-        "resourceType": "Bundle",
-        "type": "collection",
-        "entry": [
-            {
-                "resource": {
-                    "resourceType": "MedicationRequest",
-                    "id": f"draft-{i}",
-                    "status": "draft",
-                    "intent": "order",
-                    "subject": {"reference": f"Patient/{patient_id}"},
-                    "medicationCodeableConcept": {
-                        "text": text,
-                        "coding": [{"system": RXNORM, "code": code, "display": text}],
-                    },
-                }
-            }
-            for i, (code, text) in enumerate(drafts)
-        ],
-    }
 
 
 def bodies(work: Path, discovery: list[dict[str, Any]], fhir_base: str) -> dict[str, Path]:

@@ -1,6 +1,6 @@
 """Benchmark: the rule engine alone, for every hook of the rule pack, on every Synthea patient.
 
-    python bench/rules_engine.py [--rules DIR] [--repeat N] [--json FILE]
+    python -m bench.rules_engine [--rules DIR] [--repeat N] [--json FILE]
 
 For each fixture patient and each hook the pack covers, the script builds a realistic call (the
 patient's own data answering the service's prefetch templates through the in-memory FHIR server,
@@ -25,6 +25,7 @@ from typing import Any
 
 import httpx
 
+from bench.workloads import METFORMIN, NSAID, OPIOID, draft_orders
 from cds_service.config import default_rules_dir
 from cds_service.prefetch.local import LocalFhirServer
 from cds_service.prefetch.resolve import resolve_prefetch
@@ -35,12 +36,6 @@ from cds_service.rules.service import evaluate_rules, prefetch_specs, request_da
 from cds_service.wire.request import HookRequest
 
 SYNTHEA = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "fhir-r4" / "synthea"
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-DRAFTS = [  # an order set touching several rules: an NSAID, an opioid, metformin
-    ("849574", "Naproxen sodium 220 MG Oral Tablet"),
-    ("1049221", "Acetaminophen 325 MG / oxyCODONE Hydrochloride 5 MG Oral Tablet"),
-    ("860975", "24 HR Metformin hydrochloride 500 MG Extended Release Oral Tablet"),
-]
 
 
 def last_encounter(server: LocalFhirServer) -> tuple[str | None, datetime]:
@@ -59,25 +54,8 @@ def context_for(
     base: dict[str, Any] = {"userId": "Practitioner/bench", "patientId": patient_id}
     if hook in ("encounter-start", "encounter-discharge", "patient-view") and encounter_id:
         base["encounterId"] = encounter_id
-    drafts = [
-        {
-            "resourceType": "MedicationRequest",
-            "id": f"draft-{i}",
-            "status": "draft",
-            "intent": "order",
-            "subject": {"reference": f"Patient/{patient_id}"},
-            "medicationCodeableConcept": {
-                "text": text,
-                "coding": [{"system": RXNORM, "code": code, "display": text}],
-            },
-        }
-        for i, (code, text) in enumerate(DRAFTS)
-    ]
-    bundle = {
-        "resourceType": "Bundle",
-        "type": "collection",
-        "entry": [{"resource": d} for d in drafts],
-    }
+    bundle = draft_orders(patient_id, (NSAID, OPIOID, METFORMIN))
+    drafts = [entry["resource"] for entry in bundle["entry"]]
     if hook == "order-select":
         base.update(draftOrders=bundle, selections=[f"MedicationRequest/{d['id']}" for d in drafts])
     elif hook == "order-sign":

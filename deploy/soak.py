@@ -37,48 +37,22 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from topology import Topology, drop_database, rss_mb
 
+from bench.workloads import draft_orders
 from cds_service.prefetch.local import LocalFhirServer
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHEA = ROOT.parent / "shared" / "fixtures" / "fhir-r4" / "synthea"
 ISSUER = "https://ehr.soak.example.org"
 KID = "soak-1"
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 CASES = {
     "patient-view": "preventive-care",
     "order-select": "medication-safety",
     "order-sign": "medication-safety",
 }
-
-
-def draft_orders(patient_id: str) -> dict[str, Any]:
-    drafts = [
-        ("849574", "Naproxen sodium 220 MG Oral Tablet"),
-        ("1049221", "Acetaminophen 325 MG / oxyCODONE Hydrochloride 5 MG Oral Tablet"),
-    ]
-    return {
-        "resourceType": "Bundle",
-        "type": "collection",
-        "entry": [
-            {
-                "resource": {
-                    "resourceType": "MedicationRequest",
-                    "id": f"draft-{i}",
-                    "status": "draft",
-                    "intent": "order",
-                    "subject": {"reference": f"Patient/{patient_id}"},
-                    "medicationCodeableConcept": {
-                        "text": text,
-                        "coding": [{"system": RXNORM, "code": code, "display": text}],
-                    },
-                }
-            }
-            for i, (code, text) in enumerate(drafts)
-        ],
-    }
 
 
 def build_bodies(discovery: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
