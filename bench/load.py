@@ -3,8 +3,9 @@
     python -m bench.load [--duration 5] [--out docs/benchmarks.md]        (make bench-load)
 
 Starts, as in production: `cds-service serve` (uvicorn; JWT verification on with a test tenant;
-Redis score cache), the floor app (`bench/floor.py`: same framework and JSON library, parse the
-body, return one fixed card) and a local FHIR server answering after 50 ms. Each is pinned to
+Redis score cache; a fresh PostgreSQL database for audit and feedback, `--database sqlite` for
+the embedded default), the floor app (`bench/floor.py`: same framework and JSON library, parse
+the body, return one fixed card) and a local FHIR server answering after 50 ms. Each is pinned to
 core 0; wrk runs on core 1 (`taskset`), and its own CPU use is reported to show it is not the
 bottleneck. Workloads use every Synthea fixture patient (the data each service's prefetch
 templates return). Reports throughput, p50/p95/p99 at 1, 8 and 32 connections, CPU time per
@@ -38,6 +39,7 @@ from jwt.algorithms import ECAlgorithm
 
 from bench.workloads import draft_orders
 from cds_service.prefetch.local import LocalFhirServer
+from deploy.topology import create_database, drop_database
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHEA = ROOT.parent / "shared" / "fixtures" / "fhir-r4" / "synthea"
@@ -335,6 +337,13 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
     parser.add_argument("--connections", default="1,8,32")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
+    parser.add_argument(
+        "--database",
+        choices=("postgresql", "sqlite"),
+        default="postgresql",
+        help="audit/feedback store of the service runs (PostgreSQL as in production; "
+        "a fresh database per run, dropped afterwards)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         print("needs wrk and taskset (apt-get install wrk util-linux)", file=sys.stderr)
@@ -363,6 +372,14 @@ def main() -> int:
         )
     )
     redis.Redis.from_url(REDIS_URL).flushdb()
+    databases: list[str] = []
+
+    def database_url(port: int) -> str:
+        if args.database == "sqlite":
+            return f"sqlite:///{work}/cds-{port}.db"
+        name = f"cds_bench_{os.getpid()}_{port}"
+        databases.append(name)
+        return create_database(name)
 
     def service_env(port: int, **extra: str) -> dict[str, str]:
         return {
@@ -370,7 +387,7 @@ def main() -> int:
             "CDS_TENANTS_FILE": str(tenants),
             "CDS_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
             "CDS_ENV": "development",
-            "CDS_DATABASE_URL": f"sqlite:///{work}/cds-{port}.db",
+            "CDS_DATABASE_URL": database_url(port),
             "CDS_REDIS_URL": REDIS_URL,
             "CDS_LOG_LEVEL": "warning",
             "CDS_RULES_RELOAD_SECONDS": "0",
@@ -504,7 +521,9 @@ def main() -> int:
         for server in servers:
             server.stop()
         fhir.terminate()
-    write_report(args.out, results, startup, rss, args.duration)
+        for name in databases:
+            drop_database(name)
+    write_report(args.out, results, startup, rss, args.duration, args.database)
     print(f"\nwrote {args.out}")
     return 0
 
@@ -515,14 +534,21 @@ def write_report(
     startup: dict[str, float],
     rss: dict[str, float],
     duration: int,
+    database: str,
 ) -> None:
     from bench.report import render
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(render(results, startup, rss, duration, out.parent / "benchmarks.svg"))
+    chart_path = out.parent / "benchmarks.svg"
+    out.write_text(render(results, startup, rss, duration, chart_path, database))
     (out.parent / "benchmarks.json").write_text(
         json.dumps(
-            {"results": [r.__dict__ for r in results], "startup_s": startup, "rss_mb": rss},
+            {
+                "database": database,
+                "results": [r.__dict__ for r in results],
+                "startup_s": startup,
+                "rss_mb": rss,
+            },
             indent=2,
         )
         + "\n"

@@ -87,12 +87,16 @@ def chart(results: list[Any], path: Path) -> None:
     path.write_text("\n".join(parts) + "\n")
 
 
+_DATABASES = {"postgresql": "a fresh PostgreSQL database", "sqlite": "SQLite"}
+
+
 def render(
     results: list[Any],
     startup: dict[str, float],
     rss: dict[str, float],
     duration: int,
     chart_path: Path,
+    database: str = "postgresql",
 ) -> str:
     chart(results, chart_path)
     lines = [
@@ -101,7 +105,8 @@ def render(
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores ({_cpu()}), "
         f"{duration} s per measurement, `python -m bench.load` (`make bench-load`). The service "
         "runs as in production (uvicorn, JWT verification on with a test tenant, Redis score "
-        "cache, the bundled rule pack) pinned to core 0 beside the floor app; wrk runs on core 1. "
+        f"cache, {_DATABASES[database]} for the audit log, the bundled rule pack) pinned to "
+        "core 0 beside the floor app; wrk runs on core 1. "
         "Bodies rotate over all 18 Synthea fixture patients.",
         "",
         f"![Throughput at 8 connections]({chart_path.name})",
