@@ -6,7 +6,6 @@ The body is streamed and counted, so a client cannot make us buffer more than
 
 from __future__ import annotations
 
-import re
 from array import array
 from itertools import accumulate
 from typing import Any, TypeVar
@@ -81,20 +80,23 @@ async def read_json_body(request: Request, *, max_bytes: int, max_depth: int) ->
     return body
 
 
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NOT_BRACKET = bytes(b for b in range(256) if b not in b"[]{}")
+_ALL_BUT_BRACKETS_AND_QUOTES = bytes(b for b in range(256) if b not in b'[]{}"')
 _SIGNED = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
 
 
 def json_depth_exceeds(raw: bytes, limit: int) -> bool:
     """True when the (valid) JSON text nests containers deeper than `limit`.
 
-    Works on the text, at C speed: strings are cut out, every other byte but brackets dropped,
-    brackets turned into +1/-1 and the running sum's maximum taken. A 400 KB request is checked
-    in about a millisecond, where walking the parsed objects took ten.
+    Works on the text, at C speed. The escapes that matter (a backslash pair, an escaped
+    quote) are removed left to right, as JSON reads them, so every quote left delimits a
+    string; then only brackets and quotes are kept, the parts inside strings dropped, the
+    brackets turned into +1/-1 and the running sum's maximum taken. A 4 MB Synthea record is
+    checked in about 17 ms (a regular expression cutting out strings took 33 ms).
     """
-    brackets = _STRING.sub(b"", raw).translate(None, _NOT_BRACKET).translate(_SIGNED)
-    return max(accumulate(array("b", brackets)), default=0) > limit
+    unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
+    marks = unescaped.translate(None, _ALL_BUT_BRACKETS_AND_QUOTES)
+    outside = b"".join(marks.split(b'"')[::2]).translate(_SIGNED)
+    return max(accumulate(array("b", outside)), default=0) > limit
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
