@@ -140,12 +140,12 @@ def start(
     startup = wait_ready(f"{base}/healthz" if name != "floor" else f"{base}/openapi.json")
     time.sleep(0.3 if workers == 1 else 1.0)
     pids = descendants(process.pid)
-    python_pids = [
-        p
-        for p in pids
-        if "python" in Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="ignore")
-    ]
-    worker_pids = python_pids[1:] if workers > 1 else python_pids[:1]
+    commands = {p: Path(f"/proc/{p}/cmdline").read_bytes().decode(errors="ignore") for p in pids}
+    python_pids = [p for p in pids if "python" in commands[p]]
+    # With several workers uvicorn's supervisor spawns them with multiprocessing (beside a
+    # resource tracker, which serves no requests).
+    spawned = [p for p in python_pids if "multiprocessing.spawn" in commands[p]]
+    worker_pids = spawned if workers > 1 else python_pids[:1]
     return Server(name, process, base, startup, worker_pids or python_pids)
 
 
@@ -249,6 +249,7 @@ class Result:
     errors: int
     cpu_ms_per_request: float
     wrk_cpu_share: float
+    worker_cpu_shares: list[float] = field(default_factory=list)
 
 
 def run_wrk(
@@ -262,6 +263,7 @@ def run_wrk(
 ) -> Result:
     path = f"/cds-services/{SERVICE_OF[workload]}"
     before = cpu_seconds(descendants(server.process.pid))
+    worker_before = [cpu_seconds([pid]) for pid in server.workers]
     command = [
         "taskset",
         "-c",
@@ -287,6 +289,7 @@ def run_wrk(
     # wrk's own CPU time (user + system), from its resource usage once it has exited.
     wrk_cpu = _last_rusage.get(process.pid, 0.0)
     after = cpu_seconds(descendants(server.process.pid))
+    worker_used = [cpu_seconds([p]) - b for p, b in zip(server.workers, worker_before, strict=True)]
     match = re.search(r"RESULT (\{.*\})", stdout)
     assert match, stdout + stderr
     data = json.loads(match.group(1))
@@ -303,6 +306,7 @@ def run_wrk(
         errors,
         (after - before) * 1000 / requests,
         wrk_cpu / wall,
+        [used / wall for used in worker_used],
     )
 
 

@@ -192,7 +192,7 @@ def targets(
     two = _find(results, "service, 2 workers", "patient-view", 8)
     if two and pv:
         scale = two.rps / pv.rps
-        out.append(
-            ("2 workers ≈ 2 x one worker (patient-view at 8)", f"{scale:.2f}x", scale >= 1.7)
-        )
+        busy = " / ".join(f"{share:.0%}" for share in two.worker_cpu_shares)
+        measured = f"{scale:.2f}x (CPU of each worker: {busy})" if busy else f"{scale:.2f}x"
+        out.append(("2 workers ≈ 2 x one worker (patient-view at 8)", measured, scale >= 1.7))
     return out
