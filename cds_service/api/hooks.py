@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cds_service.api.audit import AuditRecord, audited
-from cds_service.api.auth import Caller
+from cds_service.api.auth import Caller, public_base
 from cds_service.api.body import parse_body
 from cds_service.api.deps import StateDep
 from cds_service.exceptions import Issue, RequestError, ServiceNotFound
@@ -86,14 +86,14 @@ async def _call(
             f"hook: '{call.hook}' is neither a hook of the HL7 hook library "
             "nor a reverse-domain hook such as 'org.example.my-hook'"
         )
-        raise RequestError(message, issues=[Issue(message, "hook", "not-supported")])
+        raise _unsupported(message)
     if endpoint.hook is not None and call.hook != endpoint.hook:
         message = f"hook: '{service_id}' serves '{endpoint.hook}' only, not '{call.hook}'"
-        raise RequestError(message, issues=[Issue(message, "hook", "not-supported")])
+        raise _unsupported(message)
     if call.hook not in service.hooks:
         served = ", ".join(service.hooks)
         message = f"hook: service '{service.id}' does not serve '{call.hook}' (it serves {served})"
-        raise RequestError(message, issues=[Issue(message, "hook", "not-supported")])
+        raise _unsupported(message)
     try:
         context = spec.context.model_validate(call.context)
     except ValidationError as exc:
@@ -129,7 +129,7 @@ async def _call(
         state.metrics.prefetch_seconds.observe(time.perf_counter() - fetch_started)
         for outcome in prefetch.values():
             state.metrics.prefetch_keys.labels(outcome.source).inc()
-    base_url = settings.public_base_url or str(request.base_url).rstrip("/")
+    base_url = public_base(request, settings.public_base_url)
     hook_call = HookCall(
         call,
         context,
@@ -143,3 +143,8 @@ async def _call(
     record.cards = len(result.cards)
     response = CDSResponse(cards=result.cards, system_actions=result.system_actions or None)
     return Response(orjson.dumps(response.wire()), media_type="application/json")
+
+
+def _unsupported(message: str) -> RequestError:
+    """A 400 naming the `hook` field as not supported."""
+    return RequestError(message, issues=[Issue(message, "hook", "not-supported")])

@@ -60,11 +60,16 @@ class KeyStore:
         self._refetch_interval = refetch_interval
         self._clock = clock
         self._cache: dict[str, _Entry] = {}
+        # Inline key sets, parsed once per tenant (and again only if the tenant's set changes).
+        self._static: dict[str, tuple[object, dict[str, PyJWK]]] = {}
 
     async def key(self, tenant: Tenant, kid: str) -> PyJWK | None:
         """The tenant's key with this `kid`, or None."""
         if tenant.jwks is not None:
-            return _parse(tenant.jwks).get(kid)
+            parsed = self._static.get(tenant.id)
+            if parsed is None or parsed[0] is not tenant.jwks:
+                parsed = self._static[tenant.id] = (tenant.jwks, _parse(tenant.jwks))
+            return parsed[1].get(kid)
         entry = self._cache.get(tenant.id)
         now = self._clock()
         stale = entry is None or now - entry.fetched_at > self._ttl

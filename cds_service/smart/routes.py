@@ -20,6 +20,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from cds_service.api.auth import public_base
 from cds_service.api.deps import StateDep
 from cds_service.security.tenants import Tenant
 from cds_service.smart import oauth
@@ -37,7 +38,12 @@ COOKIE = "cds_smart_session"
 
 
 def _base(request: Request, state: AppState) -> str:
-    return state.settings.public_base_url or str(request.base_url).rstrip("/")
+    return public_base(request, state.settings.public_base_url)
+
+
+def _launch_url(request: Request, state: AppState, iss: str) -> str:
+    """Our launch endpoint for this FHIR server (to start again or choose a server)."""
+    return f"{_base(request, state)}/smart/launch?{urlencode({'iss': iss})}"
 
 
 def _headers(tenant: Tenant | None) -> dict[str, str]:
@@ -63,7 +69,7 @@ def _error(
     iss: str | None = None,
     tenant: Tenant | None = None,
 ) -> HTMLResponse:
-    relaunch = f"{_base(request, state)}/smart/launch?{urlencode({'iss': iss})}" if iss else None
+    relaunch = _launch_url(request, state, iss) if iss else None
     log.warning("SMART launch failed: %s", error.message)
     html = render_error(
         title="The app could not open",
@@ -104,7 +110,7 @@ async def launch(
         options = [
             (
                 f"{t.id} ({server})",
-                f"{_base(request, state)}/smart/launch?{urlencode({'iss': server})}",
+                _launch_url(request, state, server),
             )
             for t in (registry.tenants.values() if registry else [])
             if t.smart is not None
@@ -307,7 +313,7 @@ async def app_view(request: Request, state: StateDep) -> Response:
         context=_context(state, session.get("app_context")),
         style_url=session.get("smart_style_url"),
         logout_url=f"{base}/smart/logout",
-        relaunch_url=f"{base}/smart/launch?{urlencode({'iss': iss})}",
+        relaunch_url=_launch_url(request, state, iss),
     )
     return _page(render_app(view), 200, tenant)
 
@@ -330,8 +336,7 @@ async def logout(request: Request, state: StateDep) -> Response:
         except SmartError:
             pass  # signing out locally still happens
     await state.smart.sessions.delete(session_id)
-    base = _base(request, state)
-    relaunch = f"{base}/smart/launch?{urlencode({'iss': iss})}" if iss else None
+    relaunch = _launch_url(request, state, iss) if iss else None
     response = _page(
         render_error(
             title="Signed out",
