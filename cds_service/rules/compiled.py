@@ -57,10 +57,11 @@ class CompiledSelect:
     within: tuple[int, str] | None = None
     sort_by_date: bool = False
 
-    @property
-    def key(self) -> tuple[Any, ...]:
-        """Identical selections (in any rule) share one result per call."""
-        return (
+    # Identical selections (in any rule) share one result per call: this is their identity.
+    key: tuple[Any, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        key = (
             self.resources,
             self.sources,
             self.value_set.id if self.value_set else None,
@@ -72,6 +73,7 @@ class CompiledSelect:
             self.within,
             self.sort_by_date,
         )
+        object.__setattr__(self, "key", key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,21 +108,21 @@ class CompiledRule:
     condition: CompiledCondition
     prefetch_keys: frozenset[str] = field(default_factory=frozenset)
 
-    @property
-    def id(self) -> str:
-        return self.rule.id
+    # The bindings the conditions depend on (directly or through other bindings), in order.
+    # The others only feed the card, so a rule that does not fire never computes them.
+    decision_bindings: tuple[CompiledBinding, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def decision_bindings(self) -> tuple[CompiledBinding, ...]:
-        """The bindings the conditions depend on (directly or through other bindings), in order.
-
-        The others only feed the card, so a rule that does not fire never computes them.
-        """
+    def __post_init__(self) -> None:
         needed = set(_condition_reads(self.condition))
         for binding in reversed(self.bindings):
             if binding.name in needed:
                 needed |= binding.reads
-        return tuple(b for b in self.bindings if b.name in needed)
+        decision = tuple(b for b in self.bindings if b.name in needed)
+        object.__setattr__(self, "decision_bindings", decision)
+
+    @property
+    def id(self) -> str:
+        return self.rule.id
 
 
 def _condition_reads(condition: CompiledCondition) -> set[str]:

@@ -157,8 +157,6 @@ def _select(select: CompiledSelect, data: RequestData, variables: dict[str, Any]
         return [r for r in found if _truthy(where(r, variables))]
 
     # where/sort may read bindings, so only selections without them are shared across rules.
-    if select.where is None and select.sort is None:
-        return data.index.memo(select.key, compute)
     if not ((select.where and select.where.variables) or (select.sort and select.sort.variables)):
         return data.index.memo(select.key, compute)
     return compute()
