@@ -20,7 +20,7 @@ from cds_service.rules.issues import RuleIssue
 from cds_service.rules.model import AllOf, AnyOf, Condition, LeafCondition, Rule, Select
 from cds_service.rules.templates import template_names
 from cds_service.rules.valuesets import ValueSet
-from cds_service.rules.yamlsource import Located
+from cds_service.rules.yamlsource import Located, field_path
 from cds_service.wire.contexts import hook_spec
 
 __all__ = [
@@ -151,7 +151,7 @@ class _Compiler:
 
     def issue(self, loc: Loc, message: str, severity: str = "error") -> None:
         line, col = self.located.position(loc)
-        field_name = _field(loc)
+        field_name = field_path(loc)
         self.issues.append(
             RuleIssue(self.path, line, col, field_name, message, self.rule.id, severity)  # type: ignore[arg-type]
         )
@@ -325,13 +325,6 @@ def _card_texts(value: Any, loc: Loc = ()) -> Iterator[tuple[Loc, str]]:
             yield from _card_texts(item, (*loc, index))
     elif isinstance(value, str):
         yield loc, value
-
-
-def _field(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
 
 
 def compile_rule(

@@ -54,7 +54,7 @@ from cds_service.rules.model import Kebab
 from cds_service.rules.ruleset import RuleSet, load_ruleset, rule_files
 from cds_service.rules.runtime import default_score_source, known_score_names
 from cds_service.rules.service import ScoreSource, prefetch_specs, request_data
-from cds_service.rules.yamlsource import Located, read_yaml
+from cds_service.rules.yamlsource import Located, field_path, read_yaml
 from cds_service.wire.contexts import hook_spec
 from cds_service.wire.request import HookRequest
 
@@ -242,13 +242,6 @@ def rule_test_files(root: Path) -> list[Path]:
     )
 
 
-def _field(loc: Loc) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
 def _jsonable(value: Any) -> Any:
     """YAML dates/timestamps as the ISO strings FHIR and CDS Hooks JSON carry."""
     if isinstance(value, dict):
@@ -274,7 +267,7 @@ def _validation_issues(
             message = "is required"
         elif err["type"] == "extra_forbidden":
             message = "is not a known key"
-        issues.append(RuleIssue(path, line, col, _field(loc), message, rule_id))
+        issues.append(RuleIssue(path, line, col, field_path(loc), message, rule_id))
     return issues
 
 
@@ -307,7 +300,7 @@ class _Planner:
     def issue(self, loc: Loc, message: str, severity: Severity = "error") -> None:
         line, col = self.located.position(loc)
         self.plan.issues.append(
-            RuleIssue(self.path, line, col, _field(loc), message, self.plan.rule_id, severity)
+            RuleIssue(self.path, line, col, field_path(loc), message, self.plan.rule_id, severity)
         )
 
     def run(self) -> TestFilePlan:
@@ -644,7 +637,7 @@ async def _resolve(
 
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors(include_input=False, include_url=False)[0]
-    where = _field(tuple(p for p in err["loc"] if isinstance(p, int | str)))
+    where = field_path(tuple(p for p in err["loc"] if isinstance(p, int | str)))
     return f"{where}: {err['msg']}" if where else str(err["msg"])
 
 

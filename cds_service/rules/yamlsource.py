@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["Located", "LocatedError", "load_yaml"]
+__all__ = ["Located", "LocatedError", "field_path", "load_yaml"]
 
 Path_ = tuple[str | int, ...]
 # libyaml's composer is ~20x faster than PyYAML's pure-Python one and keeps the same marks.
@@ -65,7 +65,8 @@ def load_yaml(text: str) -> tuple[Located | None, list[LocatedError]]:
     return (None if errors else located), errors
 
 
-def _field(path: Path_) -> str:
+def field_path(path: Path_) -> str:
+    """A location as a field path for messages: `card.suggestions[0].label`."""
     out = ""
     for part in path:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
@@ -115,7 +116,9 @@ class _Builder:
 
 
 def _at(node: yaml.Node, path: Path_, message: str) -> LocatedError:
-    return LocatedError(node.start_mark.line + 1, node.start_mark.column + 1, _field(path), message)
+    return LocatedError(
+        node.start_mark.line + 1, node.start_mark.column + 1, field_path(path), message
+    )
 
 
 def read_yaml(path: Path) -> tuple[Located | None, list[LocatedError]]:
