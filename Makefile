@@ -50,8 +50,8 @@ bench: install
 	$(BIN)/python -m bench.rules_engine --cold-scores
 
 format: install
-	$(BIN)/ruff check --fix cds_service tests bench
-	$(BIN)/ruff format cds_service tests bench
+	$(BIN)/ruff check --fix cds_service tests bench deploy
+	$(BIN)/ruff format cds_service tests bench deploy
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

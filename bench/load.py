@@ -39,7 +39,7 @@ from jwt.algorithms import ECAlgorithm
 
 from bench.workloads import draft_orders
 from cds_service.prefetch.local import LocalFhirServer
-from deploy.topology import create_database, drop_database
+from deploy.topology import create_database, drop_database, free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHEA = ROOT.parent / "shared" / "fixtures" / "fhir-r4" / "synthea"
@@ -48,13 +48,6 @@ CLI = str(Path(PYTHON).parent / "cds-service")
 ISSUER = "https://ehr.bench.example"
 REDIS_URL = "redis://127.0.0.1:6379/12"
 TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def wait_ready(url: str, timeout: float = 30.0) -> float:

@@ -36,13 +36,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from topology import Topology, drop_database, rss_mb
 
 from bench.workloads import draft_orders
 from cds_service.prefetch.local import LocalFhirServer
+from deploy.topology import Topology, drop_database, rss_mb
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHEA = ROOT.parent / "shared" / "fixtures" / "fhir-r4" / "synthea"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ import httpx
 import pytest
 
 from cds_service.cli import main, render_openapi
+from deploy.topology import free_port
 from tests.conformance import assert_conformant_response
 from tests.conftest import load_fixture
 
@@ -75,13 +75,6 @@ def test_openapi_check_flag(tmp_path: Path) -> None:
     assert main(["openapi", "--output", str(target), "--check"]) == 1
     assert main(["openapi", "--output", str(target)]) == 0
     assert main(["openapi", "--output", str(target), "--check"]) == 0
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ SMART link, through the EHR's authorization page, to the rendered clinician view
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 import uuid
@@ -22,6 +21,7 @@ from fastapi import FastAPI
 from cds_service.config import Settings
 from cds_service.main import create_app
 from cds_service.prefetch.local import LocalFhirServer
+from deploy.topology import free_port
 from tests.conftest import FIXTURES
 from tests.smart.simulator import Simulator, serve_in_thread
 
@@ -35,13 +35,6 @@ SCOPES = (
 )
 
 pytestmark = pytest.mark.browser
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def serve_app(app: FastAPI, port: int) -> Callable[[], None]:

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 import secrets
-import socket
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -22,6 +21,7 @@ import httpx
 import jwt
 import pytest
 
+from deploy.topology import free_port
 from tests.smart.simulator import FHIR_USER, OAUTH_URIS, Simulator, serve_in_thread
 
 SHARED = Path(__file__).resolve().parents[3] / "shared"
@@ -815,13 +815,6 @@ def test_unknown_paths_are_recorded_404s(sim: Simulator) -> None:
 
 
 # -- served over loopback -------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def test_serve_in_thread_answers_over_loopback(bundle: dict[str, Any]) -> None:

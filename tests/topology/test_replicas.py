@@ -9,18 +9,15 @@ load loses no call (nginx retries it on the survivor).
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 import secrets
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import httpx
@@ -32,6 +29,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from cds_service.prefetch.local import LocalFhirServer
+from deploy.topology import Topology, drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNTHEA = ROOT.parent / "shared" / "fixtures" / "fhir-r4" / "synthea"
@@ -48,17 +46,6 @@ pytestmark = [
         reason=f"{NGINX} is absent (apt-get install -y nginx): the topology needs Debian's nginx",
     ),
 ]
-
-
-def _load_topology() -> ModuleType:
-    spec = importlib.util.spec_from_file_location(
-        "cds_deploy_topology", ROOT / "deploy/topology.py"
-    )
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 class Env:
@@ -99,7 +86,6 @@ class Env:
 
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    topology = _load_topology()
     key = ec.generate_private_key(ec.SECP384R1())
     jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
     tenant = {
@@ -111,7 +97,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     tenants = tmp_path_factory.mktemp("topology") / "tenants.yaml"
     tenants.write_text(yaml.safe_dump({"tenants": [tenant]}))
     database = f"cds_topology_test_{secrets.token_hex(4)}"
-    topo = topology.Topology(tenants, replicas=2, database=database, redis_db=REDIS_DB)
+    topo = Topology(tenants, replicas=2, database=database, redis_db=REDIS_DB)
     environment = Env(topo, key, topo.redis_url)
     environment.redis.flushdb()
     try:
@@ -140,7 +126,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
     finally:
         environment.redis.flushdb()
         environment.redis.close()
-        topology.drop_database(database)
+        drop_database(database)
 
 
 def redis_hits(base: str) -> float | None:
