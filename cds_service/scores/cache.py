@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -32,7 +32,6 @@ class CacheStats:
     misses: int = 0
     redis_errors: int = 0
     writes: int = 0
-    by_level: dict[str, int] = field(default_factory=dict)
 
 
 class ScoreCache:

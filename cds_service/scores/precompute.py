@@ -43,12 +43,17 @@ class PrecomputeSummary:
     """What a run did."""
 
     patients: int = 0
-    computed: int = 0
-    not_computable: int = 0
     errors: int = 0
     resources: int = 0
-    bad_lines: list[str] = field(default_factory=list)
     by_score: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def computed(self) -> int:
+        return sum(counts.get("computed", 0) for counts in self.by_score.values())
+
+    @property
+    def not_computable(self) -> int:
+        return sum(counts.get("not_computable", 0) for counts in self.by_score.values())
 
     def lines(self) -> list[str]:
         out = [
@@ -83,7 +88,6 @@ async def precompute(
     async for item in items:
         if isinstance(item, NdjsonProblem):
             where = f"{item.source}:{item.line}" if item.line else item.source
-            summary.bad_lines.append(f"{where}: {item.reason}")
             summary.errors += 1
             print(f"{where}: {item.reason}", file=errors_to)
             continue
@@ -107,10 +111,6 @@ async def precompute(
                 continue
             key = "computed" if result.get("value") is not None else "not_computable"
             counts[key] = counts.get(key, 0) + 1
-            if key == "computed":
-                summary.computed += 1
-            else:
-                summary.not_computable += 1
         if progress and (done % 100 == 0 or done == summary.patients):
             progress(f"scored {done}/{summary.patients} patients")
     return summary
