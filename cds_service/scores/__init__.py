@@ -13,7 +13,15 @@ from typing import Any
 
 from cds_service.scores.base import FhirInputs, RiskScore, ScoreResult
 
-__all__ = ["SCORES", "RiskScore", "ScoreResult", "build_scores", "score_from_fhir", "score_names"]
+__all__ = [
+    "SCORES",
+    "RiskScore",
+    "ScoreResult",
+    "build_scores",
+    "compute_result",
+    "score_from_fhir",
+    "score_names",
+]
 
 
 def build_scores() -> dict[str, RiskScore]:
@@ -54,9 +62,12 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def compute_result(score: RiskScore, inputs: dict[str, Any]) -> ScoreResult:
+    """The score computed from `inputs`, stamped with their sources and the time."""
+    return replace(score.compute(inputs), sources=sources_of(inputs), computed_at=now_iso())
+
+
 def score_from_fhir(name: str, resources: Sequence[dict[str, Any]], at: datetime) -> ScoreResult:
     """Score `name` for one patient's resources as of `at`; KeyError for an unknown name."""
     score = SCORES[name]
-    inputs = score.inputs_from_fhir(resources, at)
-    result = score.compute(inputs)
-    return replace(result, sources=sources_of(inputs), computed_at=now_iso())
+    return compute_result(score, score.inputs_from_fhir(resources, at))

@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 import orjson
 
-from cds_service.scores import SCORES, sources_of
+from cds_service.scores import SCORES, compute_result
 from cds_service.scores.cache import ScoreCache
 
 __all__ = ["SCORE_PREFETCH", "ScoreProvider", "fingerprint"]
@@ -82,12 +81,7 @@ class ScoreProvider:
         cached = await self.cache.get(key)
         if cached is not None:
             return {**cached, "source": "cache"}
-        result = replace(
-            calculator.compute(inputs),
-            sources=sources_of(inputs),
-            computed_at=datetime.now(UTC).isoformat(timespec="seconds"),
-        )
-        out = result.to_json()
+        out = compute_result(calculator, inputs).to_json()
         if data_complete:  # partial data must not become the patient's latest result
             await self.store(out, tenant=tenant, patient_id=patient_id, key=key)
         return {**out, "source": "computed"}
