@@ -77,14 +77,15 @@ class RequestData:
 
     def _age(self, at: datetime) -> int | None:
         """Whole years from the call's Patient.birthDate to `at` (None without a patient)."""
-        for patient in self.index.resources("Patient", self._source_names()):
+        for patient in self.index.resources("Patient", self.prefetch_sources()):
             born = parse_instant(patient.get("birthDate"))
             if born is not None:
                 before_birthday = (at.month, at.day) < (born.month, born.day)
                 return at.year - born.year - before_birthday
         return None
 
-    def _source_names(self) -> list[str]:
+    def prefetch_sources(self) -> list[str]:
+        """The prefetch keys that hold data, in order."""
         return [k for k, v in self.prefetch.items() if v is not None]
 
 
@@ -122,7 +123,7 @@ def _truthy(result: list[Any]) -> bool:
 
 def _select(select: CompiledSelect, data: RequestData, variables: dict[str, Any]) -> list[Any]:
     def compute() -> list[Any]:
-        sources = select.sources or tuple(k for k in data.prefetch if data.prefetch[k] is not None)
+        sources = select.sources or data.prefetch_sources()
         found = data.index.resources(select.resources, sources)
         if select.value_set is not None:
             found = data.index.coded(found, select.value_set)

@@ -124,10 +124,11 @@ class DataIndex:
                 out.append(resource)
         return out
 
-    def all_resources(self) -> list[dict[str, Any]]:
-        """Every resource of the call (all sources), without duplicates."""
-        types = {t for source in self._sources for t in self._typed(source)}
-        return [r for t in sorted(types) for r in self.resources(t, self._sources)]
+    def all_resources(self, sources: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Every resource of the given sources (default: all of the call's), without duplicates."""
+        names = list(self._sources if sources is None else sources)
+        types = {t for source in names for t in self._typed(source)}
+        return [r for t in sorted(types) for r in self.resources(t, names)]
 
     def codes(self, resource: dict[str, Any]) -> frozenset[tuple[str | None, str | None]]:
         """The (system, code) pairs of a resource's code element, computed once per resource."""

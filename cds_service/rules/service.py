@@ -19,7 +19,6 @@ from typing import Any
 from cds_service.exceptions import Issue, PreconditionFailed
 from cds_service.rules.compiled import CompiledRule, score_variable
 from cds_service.rules.engine import RequestData, RuleOutcome, evaluate_rule
-from cds_service.rules.index import DataIndex
 from cds_service.rules.ruleset import RuleSet
 from cds_service.scores.provider import SCORE_PREFETCH, ScoreProvider
 from cds_service.services.definition import (
@@ -75,23 +74,23 @@ def prefetch_specs(rules: Sequence[CompiledRule]) -> dict[str, PrefetchSpec]:
 async def provide_scores(
     provider: ScoreProvider,
     rules: Sequence[CompiledRule],
-    context: Mapping[str, Any],
+    data: RequestData,
     prefetch: Mapping[str, PrefetchOutcome],
-    now: datetime,
     tenant: str = "default",
 ) -> dict[str, Any]:
-    """The scores the rules declare, from the cache or computed from the call's data."""
+    """The scores the rules declare, from the cache or computed from the call's prefetch data
+    (read through the call's index, so the data is walked once for the scores and the rules)."""
     wanted = sorted({name for rule in rules for name in rule.rule.scores})
     if not wanted:
         return {}
-    values = {k: o.data for k, o in prefetch.items() if o.available and o.data is not None}
-    resources = DataIndex(values).all_resources()
-    patient = str(context.get("patientId", ""))
+    assert data.now is not None
+    resources = data.index.all_resources(data.prefetch_sources())
+    patient = str(data.context.get("patientId", ""))
     # Skipped (cached) or unobtainable score data both mean: prefer the cached result.
     complete = all(k in prefetch and prefetch[k].available for k in SCORE_PREFETCH)
     return {
         name: await provider.score(
-            name, resources, now, patient_id=patient, tenant=tenant, data_complete=complete
+            name, resources, data.now, patient_id=patient, tenant=tenant, data_complete=complete
         )
         for name in wanted
     }
@@ -111,11 +110,13 @@ def request_data(
     data = RequestData(context, values, unavailable, now=now)
     wanted = sorted({name for rule in rules for name in rule.rule.scores})
     scores: dict[str, Any] = {}
+    resources: list[dict[str, Any]] | None = None
     for name in wanted:
         if injected_scores is not None and name in injected_scores:
             scores[score_variable(name)] = injected_scores[name]
         elif score_source is not None:
-            resources = data.index.all_resources()
+            if resources is None:
+                resources = data.index.all_resources()
             scores[score_variable(name)] = dict(score_source(name, resources, now))
     data.scores = scores
     return data
@@ -149,14 +150,14 @@ def _service(
 
     async def evaluate(call: HookCall) -> ServiceResult:
         hook_rules = by_hook.get(call.hook, [])
-        computed = (
-            await provide_scores(
-                scores, hook_rules, call.raw_context, call.prefetch, call.now, call.tenant
-            )
-            if scores is not None
-            else None
-        )
-        data = request_data(call.raw_context, call.prefetch, hook_rules, call.now, None, computed)
+        data = request_data(call.raw_context, call.prefetch, hook_rules, call.now, None)
+        if scores is not None:
+            data.scores = {
+                score_variable(name): value
+                for name, value in (
+                    await provide_scores(scores, hook_rules, data, call.prefetch, call.tenant)
+                ).items()
+            }
         data.base_url = call.base_url
         budget = min(budget_seconds, max(call.deadline - time.perf_counter(), 0.05))
         outcomes = evaluate_rules(hook_rules, data, budget_seconds=budget)
