@@ -27,7 +27,7 @@ from cds_service.logs import log_config
 from cds_service.rules import cli as rules_cli
 from cds_service.scores import cli as score_cli
 from cds_service.scores import precompute_cli
-from cds_service.security.tenants import load_tenants
+from cds_service.security.tenants import tenants_for
 
 __all__ = ["main"]
 
@@ -70,13 +70,7 @@ def _serve(args: argparse.Namespace) -> int:
     flags = {"host": args.host, "port": args.port, "workers": args.workers, "rules_dir": args.rules}
     overrides = {k: v for k, v in flags.items() if v is not None}
     settings = load_settings(**overrides)
-    if settings.auth == "required":
-        if settings.tenants_file is None:
-            raise ConfigurationError(
-                "invalid setting CDS_TENANTS_FILE: CDS_AUTH=required needs the file listing the "
-                "EHRs allowed to call (set CDS_AUTH=disabled only for a local trial)"
-            )
-        load_tenants(settings.tenants_file)  # a bad file stops start-up with its line and field
+    tenants_for(settings)  # a missing or bad tenants file stops start-up here, once
     # Workers are separate processes that build their settings from the environment.
     for key, value in overrides.items():
         os.environ[f"CDS_{key.upper()}"] = str(value)

@@ -19,7 +19,6 @@ from cds_service.api import discovery, feedback, health, hooks
 from cds_service.api.errors import install_error_handlers
 from cds_service.audit.store import AuditStore
 from cds_service.config import Settings, load_settings
-from cds_service.exceptions import ConfigurationError
 from cds_service.feedback.store import FeedbackStore
 from cds_service.logs import RequestIdMiddleware
 from cds_service.metrics import Metrics
@@ -31,7 +30,7 @@ from cds_service.security.headers import SecurityHeadersMiddleware
 from cds_service.security.jwks import KeyStore
 from cds_service.security.jwt_auth import JwtVerifier
 from cds_service.security.replay import ReplayCache
-from cds_service.security.tenants import load_tenants
+from cds_service.security.tenants import tenants_for
 from cds_service.services.builtin import builtin_services
 from cds_service.services.definition import ServiceDefinition
 from cds_service.services.registry import ServiceRegistry
@@ -67,12 +66,7 @@ def create_app(
     `httpx.MockTransport`), `jwks_transport` the network for tenants' key sets; `clock`
     replaces the wall clock, `auth_clock` the one JWTs are checked against.
     """
-    if settings.auth == "required" and settings.tenants_file is None:
-        raise ConfigurationError(
-            "invalid setting CDS_TENANTS_FILE: CDS_AUTH=required needs the file listing the "
-            "EHRs allowed to call (set CDS_AUTH=disabled only for a local trial)"
-        )
-    tenants = load_tenants(settings.tenants_file) if settings.tenants_file else None
+    tenants = tenants_for(settings)
     score_cache = ScoreCache(
         redis_url=settings.redis_url,
         ttl_seconds=settings.score_cache_ttl_seconds,

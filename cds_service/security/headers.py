@@ -25,22 +25,22 @@ class SecurityHeadersMiddleware:
         self.headers = dict(HEADERS)
         if hsts:
             self.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+        # The SMART app is meant to be framed by the EHR: its routes set a CSP with the tenant's
+        # frame-ancestors, and X-Frame-Options (which cannot allow-list) must stay off.
+        self.framed_headers = {k: v for k, v in self.headers.items() if k != "X-Frame-Options"}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
-        # The SMART app is meant to be framed by the EHR: its routes set a CSP with the tenant's
-        # frame-ancestors, and X-Frame-Options (which cannot allow-list) must stay off.
         framed = scope.get("path", "").startswith("/smart/")
+        ours = self.framed_headers if framed else self.headers
 
         async def add(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in self.headers.items():
-                    if framed and name == "X-Frame-Options":
-                        continue
+                for name, value in ours.items():
                     if name not in headers:
                         headers[name] = value
             await send(message)

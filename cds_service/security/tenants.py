@@ -27,10 +27,18 @@ from pydantic import (
     model_validator,
 )
 
+from cds_service.config import Settings
 from cds_service.exceptions import ConfigurationError
 from cds_service.rules.yamlsource import read_yaml
 
-__all__ = ["ASYMMETRIC_ALGORITHMS", "SmartClient", "Tenant", "TenantRegistry", "load_tenants"]
+__all__ = [
+    "ASYMMETRIC_ALGORITHMS",
+    "SmartClient",
+    "Tenant",
+    "TenantRegistry",
+    "load_tenants",
+    "tenants_for",
+]
 
 # Signature algorithms we accept at all: asymmetric only (CDS Hooks forbids `none` and HMAC).
 ASYMMETRIC_ALGORITHMS = ("ES384", "RS384", "ES256", "RS256", "ES512", "RS512", "PS384", "PS256")
@@ -143,3 +151,14 @@ def load_tenants(path: Path) -> TenantRegistry:
             lines.append(f"CDS_TENANTS_FILE {path}:{line}:{col}: {where}: {err['msg']}")
         raise ConfigurationError("\n".join(lines)) from None
     return TenantRegistry(parsed.tenants)
+
+
+def tenants_for(settings: Settings) -> TenantRegistry | None:
+    """The tenants of CDS_TENANTS_FILE (None without one); a start-up error when CDS_AUTH=required
+    has no file or the file is bad (naming its line and field)."""
+    if settings.auth == "required" and settings.tenants_file is None:
+        raise ConfigurationError(
+            "invalid setting CDS_TENANTS_FILE: CDS_AUTH=required needs the file listing the "
+            "EHRs allowed to call (set CDS_AUTH=disabled only for a local trial)"
+        )
+    return load_tenants(settings.tenants_file) if settings.tenants_file else None
