@@ -86,14 +86,21 @@ def tenants_file(path: Path, sim: Simulator, **smart: Any) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def darwin() -> dict[str, Any]:
+    """The patient record the simulated EHR serves (read once; the simulator only reads it)."""
+    bundle: dict[str, Any] = json.loads(DARWIN.read_text())
+    return bundle
+
+
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[Callable[..., World]]:
+def world(tmp_path: Path, darwin: dict[str, Any]) -> Iterator[Callable[..., World]]:
     clients: list[TestClient] = []
 
     def build(**sim_options: Any) -> World:
         sim = Simulator(
             base_url=f"{EHR}/sim",
-            bundle=json.loads(DARWIN.read_text()),
+            bundle=darwin,
             redirect_uris=[f"{BASE}/smart/callback"],
             **sim_options,
         )
