@@ -341,6 +341,17 @@ def main() -> int:
         help="audit/feedback store of the service runs (PostgreSQL as in production; "
         "a fresh database per run, dropped afterwards)",
     )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="only the service and the floor on --workloads, no other runs, no report written "
+        "(for profiling while optimising)",
+    )
+    parser.add_argument(
+        "--workloads",
+        default="patient-view,order-select,order-sign",
+        help="comma-separated service/floor workloads to run",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         print("needs wrk and taskset (apt-get install wrk util-linux)", file=sys.stderr)
@@ -464,10 +475,12 @@ def main() -> int:
                 flush=True,
             )
 
-        for workload in ("patient-view", "order-select", "order-sign"):
+        for workload in args.workloads.split(","):
             for conns in connections:
                 measure(service, workload, conns)
                 measure(floor, workload, conns)
+        if args.quick:
+            return 0
         for conns in connections:
             measure(service, "missing-prefetch", conns)
         rss["service, 1 worker"] = max(peak_rss_mb(p) for p in service.workers)

@@ -43,6 +43,9 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./var/cds-service.db"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_grace_seconds: int = Field(default=10, ge=0, le=300)
+    # Freeze the start-up heap and collect cycles less often (cds_service/heap.py); 0 = leave
+    # the garbage collector as Python sets it.
+    gc_threshold: int = Field(default=50_000, ge=0, le=10_000_000)
     tracing: Literal["off", "otlp"] = "off"
     discovery_ids: Literal["shared", "per-hook"] = "shared"
     public_base_url: str | None = None

@@ -20,6 +20,7 @@ from cds_service.api.errors import install_error_handlers
 from cds_service.audit.store import AuditStore
 from cds_service.config import Settings, load_settings
 from cds_service.feedback.store import FeedbackStore
+from cds_service.heap import settle_heap
 from cds_service.logs import RequestIdMiddleware
 from cds_service.metrics import Metrics
 from cds_service.openapi import install_openapi
@@ -125,6 +126,8 @@ def create_app(
                 "CDS_AUTH=disabled: any caller is accepted without a JWT; "
                 "for a local trial only, never with patient data"
             )
+        if settings.gc_threshold:
+            settle_heap(settings.gc_threshold)
         log.info("cds-service %s ready: %d services", __version__, len(state.registry))
         try:
             yield

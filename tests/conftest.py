@@ -27,6 +27,9 @@ from cds_service.services.builtin import builtin_services
 # deployment, which may fetch from any fhirServer); tests/security turns both on.
 os.environ.setdefault("CDS_AUTH", "disabled")
 os.environ.setdefault("CDS_ENV", "development")
+# Each test's app would freeze the test process's heap at start-up (cds_service/heap.py), and
+# cycles frozen there are never collected; tests/test_heap.py checks it in a process of its own.
+os.environ.setdefault("CDS_GC_THRESHOLD", "0")
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = SHARED / "fixtures"
