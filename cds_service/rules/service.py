@@ -19,6 +19,7 @@ from typing import Any
 from cds_service.exceptions import Issue, PreconditionFailed
 from cds_service.rules.compiled import CompiledRule, score_variable
 from cds_service.rules.engine import RequestData, RuleOutcome, evaluate_rule
+from cds_service.rules.narrowing import narrowed_templates
 from cds_service.rules.ruleset import RuleSet
 from cds_service.scores.provider import SCORE_PREFETCH, ScoreProvider
 from cds_service.services.definition import (
@@ -60,15 +61,19 @@ class RuleStats:
 
 def prefetch_specs(rules: Sequence[CompiledRule]) -> dict[str, PrefetchSpec]:
     """The union of the rules' prefetch, plus what the risk scores read when any rule uses one;
-    searches are read in full (all pages)."""
-    specs: dict[str, PrefetchSpec] = {}
+    Observation searches narrowed to the codes the rules select (rules/narrowing.py); searches
+    are read in full (all pages)."""
+    templates: dict[str, str] = {}
     for rule in rules:
         for key, template in rule.rule.prefetch.items():
-            specs.setdefault(key, PrefetchSpec(template, required=False, all_pages="?" in template))
+            templates.setdefault(key, template)
     if any(rule.rule.scores for rule in rules):
         for key, template in SCORE_PREFETCH.items():
-            specs.setdefault(key, PrefetchSpec(template, required=False, all_pages="?" in template))
-    return specs
+            templates.setdefault(key, template)
+    return {
+        key: PrefetchSpec(template, required=False, all_pages="?" in template)
+        for key, template in narrowed_templates(templates, rules).items()
+    }
 
 
 async def provide_scores(

@@ -48,6 +48,22 @@ LOINC_CREATININE = frozenset({"2160-0", "38483-4", "14682-9"})
 LOINC_RESP_RATE = frozenset({"9279-1"})
 LOINC_GCS_TOTAL = frozenset({"9269-2"})
 
+# Every Observation code a score adapter reads (systolic alone or in a BP panel): what the
+# scores' prefetch asks for, whatever category the EHR files it under (Synthea files smoking
+# status under `survey`, US Core under `social-history`).
+SCORE_OBSERVATION_CODES = (
+    LOINC_TOTAL_CHOLESTEROL
+    | LOINC_HDL
+    | LOINC_BP_PANELS
+    | {LOINC_SYSTOLIC}
+    | LOINC_SMOKING
+    | LOINC_HBA1C
+    | LOINC_BMI
+    | LOINC_CREATININE
+    | LOINC_RESP_RATE
+    | LOINC_GCS_TOTAL
+)
+
 # --- Smoking status answers (SNOMED CT, the 72166-2 answer list) ------------------------------
 SMOKING_CURRENT = frozenset(
     {

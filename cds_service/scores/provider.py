@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from cds_service.scores import SCORES, compute_result
+from cds_service.scores import SCORES, codes, compute_result
 from cds_service.scores.cache import ScoreCache
 
 __all__ = ["SCORE_PREFETCH", "ScoreProvider", "fingerprint"]
@@ -26,8 +26,8 @@ CACHE_VERSION = "v1"
 # What the scores read, advertised as prefetch by every service whose rules use scores.
 SCORE_PREFETCH: dict[str, str] = {
     "scorePatient": "Patient/{{context.patientId}}",
-    "scoreObservations": "Observation?patient={{context.patientId}}"
-    "&category=laboratory,vital-signs,social-history",
+    "scoreObservations": "Observation?patient={{context.patientId}}&code="
+    + ",".join(f"{codes.LOINC}|{code}" for code in sorted(codes.SCORE_OBSERVATION_CODES)),
     "scoreConditions": "Condition?patient={{context.patientId}}",
     "scoreMedications": "MedicationRequest?patient={{context.patientId}}&status=active",
 }

@@ -1,0 +1,86 @@
+"""Narrowing Observation prefetch to the codes the rules read.
+
+A rule author writes the search a clinician would think of (`Observation?patient=…&category=
+laboratory`), but a patient's whole laboratory history is hundreds of kilobytes that the EHR must
+gather and send, and the service must parse, on every call, while the rules look at a handful of
+LOINC codes. When every use of such a key is a selection with `coded:` (a value set), the service
+advertises the search with `&code=` listing exactly those value sets' codes (`system|code`, an OR
+search). The selections see the same resources as before, since they keep only those codes anyway.
+
+A key is left as written when anything else reads it: a FHIRPath expression naming `%key`, a
+selection without `coded:`, or one that takes every prefetch key (no `from:`) without `coded:`.
+Searches that already filter by `code` or `_id`, reads, and value sets too large for a URL are left
+alone too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+
+from cds_service.rules.compiled import CompiledRule, CompiledSelect
+from cds_service.rules.valuesets import ValueSet
+
+__all__ = ["MAX_CODES", "narrowed_templates"]
+
+# Beyond this many codes the URL grows past what some servers accept (about 2 KB of LOINC).
+MAX_CODES = 60
+
+_NARROWABLE_TYPE = "Observation"
+_FILTERED = ("code", "code:in", "_id", "combo-code")
+
+
+def _selections(rule: CompiledRule) -> Iterable[CompiledSelect]:
+    for binding in rule.bindings:
+        if binding.select is not None:
+            yield binding.select
+
+
+def _direct_reads(rule: CompiledRule) -> set[str]:
+    """Every `%variable` a FHIRPath expression of the rule names (bindings, filters, conditions)."""
+    names: set[str] = set()
+    for binding in rule.bindings:
+        names |= binding.reads
+    stack = [rule.condition]
+    while stack:
+        condition = stack.pop()
+        if condition.path is not None:
+            names |= condition.path.variables
+        stack.extend(condition.members)
+    return names
+
+
+def _narrowable(template: str) -> bool:
+    resource, _, query = template.partition("?")
+    if resource != _NARROWABLE_TYPE or not query:
+        return False
+    params = {part.split("=", 1)[0] for part in query.split("&")}
+    return not params & set(_FILTERED)
+
+
+def narrowed_templates(
+    templates: Mapping[str, str], rules: Sequence[CompiledRule]
+) -> dict[str, str]:
+    """`templates` with each Observation search that only feeds coded selections narrowed to
+    their codes; the other templates unchanged."""
+    wanted: dict[str, set[ValueSet]] = {
+        key: set() for key, template in templates.items() if _narrowable(template)
+    }
+    for rule in rules:
+        for key in _direct_reads(rule) & wanted.keys():
+            wanted.pop(key)
+        for select in _selections(rule):
+            sources = select.sources if select.sources is not None else tuple(templates)
+            for key in sources:
+                if key not in wanted:
+                    continue
+                if select.value_set is None:
+                    wanted.pop(key)
+                elif select.resources == _NARROWABLE_TYPE:
+                    wanted[key].add(select.value_set)
+    out = dict(templates)
+    for key, value_sets in wanted.items():
+        codes = sorted({pair for value_set in value_sets for pair in value_set.codes})
+        if not codes or len(codes) > MAX_CODES:
+            continue  # read by nothing (kept as written), or too many codes for one URL
+        out[key] = templates[key] + "&code=" + ",".join(f"{s}|{c}" for s, c in codes)
+    return out
