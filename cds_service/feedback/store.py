@@ -249,7 +249,9 @@ def create_engine_for(url: URL) -> AsyncEngine:
             )
         event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
         return engine
-    return create_async_engine(url, pool_pre_ping=True)
+    # Enough pooled connections for the calls one worker runs at once: connections beyond the
+    # pool are opened and closed per use, which under load costs more than the write itself.
+    return create_async_engine(url, pool_pre_ping=True, pool_size=16, max_overflow=16)
 
 
 class FeedbackStore:

@@ -108,27 +108,38 @@ class CompiledRule:
     condition: CompiledCondition
     prefetch_keys: frozenset[str] = field(default_factory=frozenset)
 
-    # The bindings the conditions depend on (directly or through other bindings), in order.
-    # The others only feed the card, so a rule that does not fire never computes them.
-    decision_bindings: tuple[CompiledBinding, ...] = field(init=False, repr=False, compare=False)
+    # For each condition (by id), the bindings it depends on, directly or through other
+    # bindings, in order. Serving computes them just before the condition is tested, so a
+    # condition that all/any never reaches costs nothing, nor do bindings that only feed the card.
+    condition_bindings: Mapping[str, tuple[CompiledBinding, ...]] = field(
+        init=False, repr=False, compare=False
+    )
 
     def __post_init__(self) -> None:
-        needed = set(_condition_reads(self.condition))
+        needs = {
+            leaf.id: self._needed(leaf.path.variables)
+            for leaf in _leaves(self.condition)
+            if leaf.id is not None and leaf.path is not None
+        }
+        object.__setattr__(self, "condition_bindings", needs)
+
+    def _needed(self, reads: frozenset[str]) -> tuple[CompiledBinding, ...]:
+        needed = set(reads)
         for binding in reversed(self.bindings):
             if binding.name in needed:
                 needed |= binding.reads
-        decision = tuple(b for b in self.bindings if b.name in needed)
-        object.__setattr__(self, "decision_bindings", decision)
+        return tuple(b for b in self.bindings if b.name in needed)
 
     @property
     def id(self) -> str:
         return self.rule.id
 
 
-def _condition_reads(condition: CompiledCondition) -> set[str]:
+def _leaves(condition: CompiledCondition) -> Iterator[CompiledCondition]:
     if condition.kind == "leaf":
-        return set(condition.path.variables) if condition.path is not None else set()
-    return {v for member in condition.members for v in _condition_reads(member)}
+        yield condition
+    for member in condition.members:
+        yield from _leaves(member)
 
 
 class _Compiler:

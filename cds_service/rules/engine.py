@@ -198,31 +198,51 @@ def _minus(moment: datetime, amount: int, unit: str) -> datetime:
     return moment.replace(year=year, month=month + 1, day=day)
 
 
-def _condition(
-    condition: CompiledCondition,
-    root: Any,
-    variables: dict[str, Any],
-    truth: dict[str, bool],
-    deadline: float,
-    eager: bool,
-) -> bool:
-    if time.perf_counter() > deadline:
-        raise _OverBudget
-    if condition.kind == "leaf":
-        assert condition.path is not None and condition.id is not None
-        value = _truthy(condition.path(root, variables))
-        truth[condition.id] = value
-        return value
-    if condition.kind == "not":
-        return not _condition(condition.members[0], root, variables, truth, deadline, eager)
-    wanted = condition.kind == "any"  # the value that decides: any → true, all → false
-    decided = False
-    for member in condition.members:
-        if _condition(member, root, variables, truth, deadline, eager) is wanted:
-            decided = True
-            if not eager:
-                break
-    return decided if wanted else not decided
+@dataclass(slots=True)
+class _Run:
+    """One evaluation of one rule: its bindings as they are computed, and its budget."""
+
+    rule: CompiledRule
+    data: RequestData
+    outcome: RuleOutcome
+    deadline: float
+    eager: bool
+    variables: dict[str, Any] = field(default_factory=dict)
+
+    def bind(self, bindings: tuple[CompiledBinding, ...]) -> None:
+        """Compute the bindings not computed yet, in order."""
+        for binding in bindings:
+            if binding.name in self.outcome.bindings:
+                continue
+            if time.perf_counter() > self.deadline:
+                raise _OverBudget
+            if binding.select is not None:
+                value = _select(binding.select, self.data, self.variables)
+            else:
+                assert binding.path is not None
+                value = _checked(binding.path(self.data.context, self.variables))
+            self.variables[binding.name] = value
+            self.outcome.bindings[binding.name] = value
+
+    def condition(self, condition: CompiledCondition) -> bool:
+        if time.perf_counter() > self.deadline:
+            raise _OverBudget
+        if condition.kind == "leaf":
+            assert condition.path is not None and condition.id is not None
+            self.bind(self.rule.condition_bindings[condition.id])
+            value = _truthy(condition.path(self.data.context, self.variables))
+            self.outcome.conditions[condition.id] = value
+            return value
+        if condition.kind == "not":
+            return not self.condition(condition.members[0])
+        wanted = condition.kind == "any"  # the value that decides: any → true, all → false
+        decided = False
+        for member in condition.members:
+            if self.condition(member) is wanted:
+                decided = True
+                if not self.eager:
+                    break
+        return decided if wanted else not decided
 
 
 def evaluate_rule(
@@ -230,8 +250,9 @@ def evaluate_rule(
 ) -> RuleOutcome:
     """Evaluate one rule. Never raises: failures come back as `error`/`timeout` outcomes.
 
-    Serving is lazy: bindings that only feed the card are computed once the rule fires, and
-    all/any stop at the first member that decides. `eager=True` (tests, `rules explain`)
+    Serving is lazy: a condition's bindings are computed just before it is tested, all/any stop
+    at the first member that decides, and bindings that only feed the card are computed once the
+    rule fires. `eager=True` (tests, `rules explain`)
     computes every binding and every condition so each can be shown; the result is the same.
     """
     started = time.perf_counter()
@@ -241,29 +262,12 @@ def evaluate_rule(
         outcome.status = "skipped"
         outcome.reason = "data unavailable: " + ", ".join(missing)
         return outcome
-    deadline = started + budget_seconds
-    variables = data.variables()
-    decide_with = rule.bindings if eager else rule.decision_bindings
-
-    def bind(bindings: tuple[CompiledBinding, ...]) -> None:
-        for binding in bindings:
-            if binding.name in outcome.bindings:
-                continue
-            if time.perf_counter() > deadline:
-                raise _OverBudget
-            if binding.select is not None:
-                value = _select(binding.select, data, variables)
-            else:
-                assert binding.path is not None
-                value = _checked(binding.path(data.context, variables))
-            variables[binding.name] = value
-            outcome.bindings[binding.name] = value
-
+    run = _Run(rule, data, outcome, started + budget_seconds, eager, data.variables())
     try:
-        bind(decide_with)
-        conditions = outcome.conditions
-        if _condition(rule.condition, data.context, variables, conditions, deadline, eager):
-            bind(rule.bindings)
+        if eager:
+            run.bind(rule.bindings)
+        if run.condition(rule.condition):
+            run.bind(rule.bindings)
             outcome.card = render_card(rule.rule.card, outcome.bindings, data.base_url)
             outcome.status = "fired"
     except _OverBudget:

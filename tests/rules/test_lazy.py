@@ -1,0 +1,113 @@
+"""Serving evaluates a rule lazily: a binding is computed just before the first condition that
+needs it, so conditions all/any never reach, and card-only bindings of a silent rule, cost
+nothing; `eager` (tests, explain) computes everything and decides the same."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from cds_service.rules.compiled import CompiledRule
+from cds_service.rules.engine import RequestData, evaluate_rule
+from cds_service.rules.ruleset import load_ruleset
+
+NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
+
+RULE = """\
+schema: cds-rule/1
+id: lazy
+version: 1
+status: active
+hook: patient-view
+service: svc
+title: t
+description: d
+references: [https://example.org]
+prefetch:
+  labs: Observation?patient={{context.patientId}}
+let:
+  count: "%labs.entry.count()"
+  # single() on two or more items is an error: only computed when the second condition is reached
+  only: "%labs.entry.resource.single().id"
+  shown: "'card text ' + %count.toString()"
+when:
+  QUANTIFIER:
+    - id: has-many
+      fhirpath: "%count > 2"
+    - id: only-is-a
+      fhirpath: "%only = 'a'"
+card:
+  summary: "{{shown}}"
+  indicator: info
+  source: {label: s}
+"""
+
+
+def _rule(tmp_path: Path, quantifier: str) -> CompiledRule:
+    (tmp_path / "_services.yaml").write_text(
+        "schema: cds-services/1\nservices:\n  svc: {title: S, description: D}\n"
+    )
+    (tmp_path / "patient-view").mkdir()
+    (tmp_path / "patient-view" / "lazy.yaml").write_text(RULE.replace("QUANTIFIER", quantifier))
+    ruleset = load_ruleset(tmp_path, [])
+    assert not ruleset.errors, [str(e) for e in ruleset.errors]
+    return ruleset.rules["lazy"]
+
+
+def _labs(*ids: str) -> dict[str, object]:
+    return {
+        "resourceType": "Bundle",
+        "entry": [{"resource": {"resourceType": "Observation", "id": i}} for i in ids],
+    }
+
+
+def _data(*ids: str) -> RequestData:
+    return RequestData({"patientId": "p"}, {"labs": _labs(*ids)}, now=NOW)
+
+
+def test_a_condition_all_never_reaches_computes_nothing(tmp_path: Path) -> None:
+    rule = _rule(tmp_path, "all")
+    outcome = evaluate_rule(rule, _data("a"))  # one lab: `has-many` is false, `all` stops there
+    assert outcome.status == "silent"
+    assert outcome.conditions == {"has-many": False}
+    assert set(outcome.bindings) == {"count"}
+
+
+def test_a_binding_that_fails_only_matters_when_its_condition_is_reached(tmp_path: Path) -> None:
+    rule = _rule(tmp_path, "all")
+    # Two labs: `has-many` is false, so `all` is decided and `only` (an error on two items) is
+    # never computed.
+    outcome = evaluate_rule(rule, _data("a", "b"))
+    assert outcome.status == "silent"
+    assert "only" not in outcome.bindings
+    # Eager evaluation computes `only` and reports its error.
+    eager = evaluate_rule(rule, _data("a", "b"), eager=True)
+    assert eager.status == "error"
+
+
+@pytest.mark.parametrize(
+    ("quantifier", "ids"), [("all", ("a",)), ("any", ("a",)), ("all", ()), ("any", ("a", "b", "c"))]
+)
+def test_lazy_and_eager_decide_the_same(
+    tmp_path: Path, quantifier: str, ids: tuple[str, ...]
+) -> None:
+    rule = _rule(tmp_path, quantifier)
+    lazy = evaluate_rule(rule, _data(*ids))
+    eager = evaluate_rule(rule, _data(*ids), eager=True)
+    assert (lazy.status, lazy.card is None) == (eager.status, eager.card is None)
+    if lazy.status == "error":  # both stopped at the failing binding, at different points
+        return
+    for name, value in lazy.bindings.items():
+        assert eager.bindings[name] == value
+    for condition, value in lazy.conditions.items():
+        assert eager.conditions[condition] == value
+
+
+def test_the_card_bindings_are_computed_when_the_rule_fires(tmp_path: Path) -> None:
+    rule = _rule(tmp_path, "any")
+    outcome = evaluate_rule(rule, _data("a"))  # one lab: `only` is 'a', the rule fires
+    assert outcome.status == "fired"
+    assert outcome.conditions == {"has-many": False, "only-is-a": True}
+    assert set(outcome.bindings) == {"count", "only", "shown"}
