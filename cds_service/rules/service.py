@@ -21,6 +21,7 @@ from cds_service.rules.compiled import CompiledRule, score_variable
 from cds_service.rules.engine import RequestData, RuleOutcome, evaluate_rule
 from cds_service.rules.narrowing import narrowed_templates
 from cds_service.rules.ruleset import RuleSet
+from cds_service.scores.fhir_inputs import PatientRecord
 from cds_service.scores.provider import SCORE_PREFETCH, ScoreProvider
 from cds_service.services.definition import (
     HookCall,
@@ -89,13 +90,13 @@ async def provide_scores(
     if not wanted:
         return {}
     assert data.now is not None
-    resources = data.index.all_resources(data.prefetch_sources())
+    record = PatientRecord(data.index.all_resources(data.prefetch_sources()), data.now)
     patient = str(data.context.get("patientId", ""))
     # Skipped (cached) or unobtainable score data both mean: prefer the cached result.
     complete = all(k in prefetch and prefetch[k].available for k in SCORE_PREFETCH)
     return {
         name: await provider.score(
-            name, resources, data.now, patient_id=patient, tenant=tenant, data_complete=complete
+            name, record, data.now, patient_id=patient, tenant=tenant, data_complete=complete
         )
         for name in wanted
     }

@@ -17,14 +17,13 @@ says so.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from cds_service.scores import codes
 from cds_service.scores.base import BaseScore, FhirInputs
 from cds_service.scores.common import age_spec, sex_spec, yes_no
-from cds_service.scores.fhir_inputs import PatientRecord
+from cds_service.scores.fhir_inputs import FhirData, PatientRecord
 from cds_service.scores.inputs import InputSpec
 
 __all__ = ["AdaDiabetesRisk"]
@@ -86,9 +85,9 @@ class AdaDiabetesRisk(BaseScore):
         return float(points), notes
 
     def inputs_from_fhir(
-        self, resources: Sequence[dict[str, Any]], at: datetime, lookback_days: int = 1826
+        self, resources: FhirData, at: datetime, lookback_days: int = 1826
     ) -> dict[str, Any]:
-        record = PatientRecord(resources, at)
+        record = PatientRecord.of(resources, at)
         out = FhirInputs()
         out.put("age", record.age())
         sex = record.sex()

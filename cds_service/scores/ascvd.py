@@ -25,14 +25,13 @@ record (a rate-control drug such as verapamil given for AF alone does not make B
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from cds_service.scores import codes
 from cds_service.scores.base import BaseScore, FhirInputs
 from cds_service.scores.common import HBA1C_SPEC, age_spec, check_hba1c, sbp_spec, sex_spec, yes_no
-from cds_service.scores.fhir_inputs import PatientRecord
+from cds_service.scores.fhir_inputs import FhirData, PatientRecord
 from cds_service.scores.inputs import InputSpec
 
 __all__ = ["COEFFICIENTS", "Ascvd"]
@@ -156,9 +155,9 @@ class Ascvd(BaseScore):
         return round(100 * risk, 2), notes
 
     def inputs_from_fhir(
-        self, resources: Sequence[dict[str, Any]], at: datetime, lookback_days: int = 1826
+        self, resources: FhirData, at: datetime, lookback_days: int = 1826
     ) -> dict[str, Any]:
-        record = PatientRecord(resources, at)
+        record = PatientRecord.of(resources, at)
         out = FhirInputs()
         out.put("age", record.age())
         out.put("sex", record.sex())

@@ -8,12 +8,15 @@ with the reason. Notes (e.g. an assumed default) go into `reason` while `value` 
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from cds_service.scores.inputs import InputSpec, validate
+
+if TYPE_CHECKING:
+    from cds_service.scores.fhir_inputs import FhirData
 
 __all__ = ["BaseScore", "FhirInputs", "RiskScore", "ScoreResult"]
 
@@ -83,7 +86,7 @@ class RiskScore(Protocol):
     def compute(self, inputs: Mapping[str, Any]) -> ScoreResult: ...
 
     def inputs_from_fhir(
-        self, resources: Sequence[dict[str, Any]], at: datetime, lookback_days: int = ...
+        self, resources: FhirData, at: datetime, lookback_days: int = ...
     ) -> dict[str, Any]: ...
 
 
@@ -117,7 +120,7 @@ class BaseScore:
         raise NotImplementedError
 
     def inputs_from_fhir(
-        self, resources: Sequence[dict[str, Any]], at: datetime, lookback_days: int = 365
+        self, resources: FhirData, at: datetime, lookback_days: int = 365
     ) -> dict[str, Any]:
         raise NotImplementedError
 

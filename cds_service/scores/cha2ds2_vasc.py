@@ -17,7 +17,6 @@ must be active at `at`; stroke/TIA/embolism and vascular disease count when ever
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -32,7 +31,7 @@ from cds_service.scores.common import (
     sex_spec,
     yes_no,
 )
-from cds_service.scores.fhir_inputs import PatientRecord
+from cds_service.scores.fhir_inputs import FhirData, PatientRecord
 
 __all__ = ["Cha2ds2Vasc"]
 
@@ -66,9 +65,9 @@ class Cha2ds2Vasc(BaseScore):
         return float(points), []
 
     def inputs_from_fhir(
-        self, resources: Sequence[dict[str, Any]], at: datetime, lookback_days: int = 1826
+        self, resources: FhirData, at: datetime, lookback_days: int = 1826
     ) -> dict[str, Any]:
-        record = PatientRecord(resources, at)
+        record = PatientRecord.of(resources, at)
         out = FhirInputs()
         out.put("age", record.age())
         out.put("sex", record.sex())

@@ -13,14 +13,13 @@ From FHIR: creatinine LOINC 2160-0 (serum/plasma), 38483-4 (blood; what Synthea 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from cds_service.scores import codes
 from cds_service.scores.base import BaseScore, FhirInputs
 from cds_service.scores.common import age_spec, sex_spec
-from cds_service.scores.fhir_inputs import PatientRecord
+from cds_service.scores.fhir_inputs import FhirData, PatientRecord
 from cds_service.scores.inputs import InputSpec
 
 __all__ = ["Egfr", "ckd_epi_2021"]
@@ -56,9 +55,9 @@ class Egfr(BaseScore):
         return round(value, 2), []
 
     def inputs_from_fhir(
-        self, resources: Sequence[dict[str, Any]], at: datetime, lookback_days: int = 365
+        self, resources: FhirData, at: datetime, lookback_days: int = 365
     ) -> dict[str, Any]:
-        record = PatientRecord(resources, at)
+        record = PatientRecord.of(resources, at)
         out = FhirInputs()
         out.put("age", record.age())
         out.put("sex", record.sex())

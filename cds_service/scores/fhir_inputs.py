@@ -22,7 +22,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, Union
 
 from cds_service.scores import codes
 from cds_service.scores.codes import CodeSet, DrugSet
@@ -34,9 +34,11 @@ from cds_service.scores.fhir_json import (
     status_code,
 )
 
-__all__ = ["Found", "PatientRecord"]
+__all__ = ["FhirData", "Found", "PatientRecord"]
 
 Found = tuple[Any, str | None]
+# What a score reads its inputs from: the call's resources, or a record already built from them.
+FhirData = Union[Sequence[dict[str, Any]], "PatientRecord"]
 _USABLE_STATUS = frozenset({"final", "amended", "corrected"})
 _BAD_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 _ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
@@ -45,7 +47,11 @@ _WORD = re.compile(r"[a-z]+")
 
 
 class PatientRecord:
-    """One patient's resources, read as of `at`."""
+    """One patient's resources, read as of `at`.
+
+    Build one per call and hand it to every score (`FhirData`): the resources are grouped by
+    type once, and usable Observations indexed by LOINC code once, for all of them.
+    """
 
     def __init__(self, resources: Sequence[dict[str, Any]], at: datetime) -> None:
         self.at = at if at.tzinfo else at.replace(tzinfo=UTC)
@@ -53,6 +59,16 @@ class PatientRecord:
         for resource in resources:
             if isinstance(resource, dict):
                 self._by_type.setdefault(str(resource.get("resourceType")), []).append(resource)
+        self._by_loinc: dict[str, list[tuple[datetime, int, dict[str, Any]]]] | None = None
+
+    @classmethod
+    def of(cls, data: FhirData, at: datetime) -> PatientRecord:
+        """`data` itself when it is a record as of `at`, else a record of its resources."""
+        if isinstance(data, PatientRecord):
+            if data.at == (at if at.tzinfo else at.replace(tzinfo=UTC)):
+                return data
+            data = [r for rs in data._by_type.values() for r in rs]
+        return cls(data, at)
 
     def of_type(self, *types: str) -> list[dict[str, Any]]:
         return [r for t in types for r in self._by_type.get(t, [])]
@@ -109,19 +125,33 @@ class PatientRecord:
 
     # --- Observations ----------------------------------------------------------------------
     def _observations(self, loinc: frozenset[str], days: int) -> Iterator[dict[str, Any]]:
-        """Matching usable Observations in the window, latest first."""
+        """Matching usable Observations in the window, latest first (at the same time, the one
+        listed first)."""
         start = self.at - timedelta(days=days)
-        dated: list[tuple[datetime, int, dict[str, Any]]] = []
-        for index, obs in enumerate(self.of_type("Observation")):
-            if obs.get("status") not in _USABLE_STATUS:
-                continue
-            if not codes_in(obs.get("code"), codes.LOINC) & loinc:
-                continue
-            when = parse_fhir_datetime(self._effective(obs))
-            if when is not None and start < when <= self.at:
-                dated.append((when, -index, obs))
-        for _, _, obs in sorted(dated, key=lambda item: (item[0], item[1]), reverse=True):
+        index = self._loinc_index()
+        dated = {
+            item[1]: item
+            for code in loinc
+            for item in index.get(code, ())
+            if start < item[0] <= self.at
+        }
+        for _, _, obs in sorted(dated.values(), key=lambda item: (item[0], item[1]), reverse=True):
             yield obs
+
+    def _loinc_index(self) -> dict[str, list[tuple[datetime, int, dict[str, Any]]]]:
+        """Usable, dated Observations by LOINC code, as (when, -position, resource)."""
+        if self._by_loinc is None:
+            self._by_loinc = {}
+            for position, obs in enumerate(self.of_type("Observation")):
+                if obs.get("status") not in _USABLE_STATUS:
+                    continue
+                found = codes_in(obs.get("code"), codes.LOINC)
+                when = parse_fhir_datetime(self._effective(obs)) if found else None
+                if when is None:
+                    continue
+                for code in found:
+                    self._by_loinc.setdefault(code, []).append((when, -position, obs))
+        return self._by_loinc
 
     @staticmethod
     def _effective(obs: dict[str, Any]) -> str | None:

@@ -18,14 +18,13 @@ disorder, liver disease is judged from conditions only. Validated only in atrial
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from cds_service.scores import codes
 from cds_service.scores.base import BaseScore, FhirInputs
 from cds_service.scores.common import AF_SPEC, age_spec, check_af, sbp_spec, yes_no
-from cds_service.scores.fhir_inputs import PatientRecord
+from cds_service.scores.fhir_inputs import FhirData, PatientRecord
 from cds_service.scores.inputs import InputSpec
 
 __all__ = ["HasBled"]
@@ -97,9 +96,9 @@ class HasBled(BaseScore):
         return float(sum(bool(item) for item in items)), []
 
     def inputs_from_fhir(
-        self, resources: Sequence[dict[str, Any]], at: datetime, lookback_days: int = 365
+        self, resources: FhirData, at: datetime, lookback_days: int = 365
     ) -> dict[str, Any]:
-        record = PatientRecord(resources, at)
+        record = PatientRecord.of(resources, at)
         out = FhirInputs()
         out.put("sbp", record.latest_systolic(lookback_days))
         out.put("renal_disease", record.condition(codes.RENAL_DISEASE_SEVERE))

@@ -18,6 +18,7 @@ import orjson
 
 from cds_service.scores import SCORES, codes, compute_result
 from cds_service.scores.cache import ScoreCache
+from cds_service.scores.fhir_inputs import FhirData
 
 __all__ = ["SCORE_PREFETCH", "ScoreProvider", "fingerprint"]
 
@@ -54,7 +55,7 @@ class ScoreProvider:
     async def score(
         self,
         name: str,
-        resources: Sequence[dict[str, Any]],
+        resources: FhirData,
         at: datetime,
         *,
         patient_id: str,

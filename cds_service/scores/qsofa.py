@@ -14,14 +14,13 @@ From FHIR: respiratory rate LOINC 9279-1, systolic 8480-6 (alone or in the 85354
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from cds_service.scores import codes
 from cds_service.scores.base import BaseScore, FhirInputs
 from cds_service.scores.common import sbp_spec, yes_no
-from cds_service.scores.fhir_inputs import PatientRecord
+from cds_service.scores.fhir_inputs import FhirData, PatientRecord
 from cds_service.scores.inputs import InputSpec
 
 __all__ = ["Qsofa"]
@@ -58,9 +57,9 @@ class Qsofa(BaseScore):
         return float(points), []
 
     def inputs_from_fhir(
-        self, resources: Sequence[dict[str, Any]], at: datetime, lookback_days: int = 1
+        self, resources: FhirData, at: datetime, lookback_days: int = 1
     ) -> dict[str, Any]:
-        record = PatientRecord(resources, at)
+        record = PatientRecord.of(resources, at)
         out = FhirInputs()
         out.put("resp_rate", record.latest_quantity(codes.LOINC_RESP_RATE, lookback_days))
         out.put("sbp", record.latest_systolic(lookback_days))

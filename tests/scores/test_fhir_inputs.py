@@ -96,6 +96,43 @@ def test_look_back_window() -> None:
     )
 
 
+def test_latest_among_several_codes_ties_and_double_coding() -> None:
+    two_codes = obs("both", "2093-3", "2024-03-01T00:00:00Z", qty(200, "mg/dL"))
+    two_codes["code"]["coding"].append({"system": LOINC, "code": "14647-2"})
+    resources = [
+        obs("first", "14647-2", "2024-04-01T00:00:00Z", qty(5.0, "mmol/L")),
+        obs("second", "2093-3", "2024-04-01T00:00:00Z", qty(190, "mg/dL")),  # same time
+        two_codes,
+        obs("no-date", "2093-3", "", qty(1, "mg/dL")),
+    ]
+    record = PatientRecord(resources, AT)
+    both = frozenset({"2093-3", "14647-2"})
+    # At the same time the one listed first wins, whichever code it carries.
+    assert record.latest_quantity(both, 365) == (
+        {"value": 5.0, "unit": "mmol/L"},
+        "Observation/first 2024-04-01T00:00:00Z",
+    )
+    # An Observation carrying two of the codes is seen once.
+    ids = [o["id"] for o in record._observations(both, 365)]
+    assert ids == ["first", "second", "both"]
+
+
+def test_one_record_serves_every_score_of_a_call() -> None:
+    record = PatientRecord([PATIENT, bp_panel("bp", "2024-05-01T00:00:00Z", 150)], AT)
+    assert PatientRecord.of(record, AT) is record
+    later = PatientRecord.of(record, datetime(2026, 1, 1, tzinfo=UTC))
+    assert later is not record and later.age() == (61, "Patient/p1 1964-06-02")
+    assert later.latest_systolic(365) is None  # the reading is out of the later window
+    fresh = PatientRecord.of([PATIENT], AT)
+    assert fresh.age() == record.age()
+    # Scores give the same inputs from a record as from the resources it was built from.
+    resources = [PATIENT, bp_panel("bp", "2024-05-01T00:00:00Z", 150)]
+    for calculator in SCORES.values():
+        assert calculator.inputs_from_fhir(PatientRecord(resources, AT), AT) == (
+            calculator.inputs_from_fhir(resources, AT)
+        )
+
+
 def test_smoking_status_codes() -> None:
     def smoking(code: str) -> dict[str, Any]:
         value = {"coding": [{"system": SNOMED, "code": code}]}
