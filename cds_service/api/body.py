@@ -6,8 +6,6 @@ The body is streamed and counted, so a client cannot make us buffer more than
 
 from __future__ import annotations
 
-from array import array
-from itertools import accumulate
 from typing import Any, TypeVar
 
 import orjson
@@ -81,7 +79,7 @@ async def read_json_body(request: Request, *, max_bytes: int, max_depth: int) ->
 
 
 _ALL_BUT_BRACKETS_AND_QUOTES = bytes(b for b in range(256) if b not in b'[]{}"')
-_SIGNED = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")
+_SQUARE = bytes.maketrans(b"{}", b"[]")
 
 
 def json_depth_exceeds(raw: bytes, limit: int) -> bool:
@@ -89,14 +87,20 @@ def json_depth_exceeds(raw: bytes, limit: int) -> bool:
 
     Works on the text, at C speed. The escapes that matter (a backslash pair, an escaped
     quote) are removed left to right, as JSON reads them, so every quote left delimits a
-    string; then only brackets and quotes are kept, the parts inside strings dropped, the
-    brackets turned into +1/-1 and the running sum's maximum taken. A 4 MB Synthea record is
-    checked in about 17 ms (a regular expression cutting out strings took 33 ms).
+    string; then only brackets and quotes are kept (braces as brackets: valid JSON closes each
+    container with its own kind, so only the nesting counts) and the parts inside strings
+    dropped. Each `replace("[]", "")` then removes exactly the innermost containers, one level
+    per round, so the text is empty after `limit` rounds exactly when the depth is at most
+    `limit`. A 160 KB prefetch is checked in about 0.75 ms.
     """
     unescaped = raw.replace(b"\\\\", b"").replace(b'\\"', b"")
-    marks = unescaped.translate(None, _ALL_BUT_BRACKETS_AND_QUOTES)
-    outside = b"".join(marks.split(b'"')[::2]).translate(_SIGNED)
-    return max(accumulate(array("b", outside)), default=0) > limit
+    marks = unescaped.translate(_SQUARE, _ALL_BUT_BRACKETS_AND_QUOTES)
+    outside = b"".join(marks.split(b'"')[::2])
+    for _ in range(limit):
+        if not outside:
+            return False
+        outside = outside.replace(b"[]", b"")
+    return bool(outside)
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
