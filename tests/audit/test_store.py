@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import sqlite3
 from collections.abc import Callable, Coroutine
@@ -322,3 +323,61 @@ def test_entry_is_frozen_and_checked() -> None:
 def test_unknown_database_urls_are_configuration_errors(url: str) -> None:
     with pytest.raises(ConfigurationError):
         run(lambda: AuditStore.open(url))
+
+
+def test_concurrent_records_share_transactions_and_all_commit(audit_url: str) -> None:
+    """Group commit: 200 calls recording at once take far fewer transactions than rows, every
+    row is there when its caller returns, and insertion order is kept."""
+
+    async def body() -> tuple[int, list[AuditEntry]]:
+        store = await AuditStore.open(audit_url)
+        try:
+            await asyncio.gather(*(store.record(entry(cards=n)) for n in range(200)))
+            rows = await store.query(since=T0, limit=1000)
+            return store.transactions, rows
+        finally:
+            await store.close()
+
+    transactions, rows = asyncio.run(body())
+    assert len(rows) == 200
+    assert [r.cards for r in rows] == list(range(199, -1, -1))  # newest insert first
+    assert 1 <= transactions < 20
+
+
+def test_a_failed_transaction_fails_its_callers_only(audit_url: str) -> None:
+    async def body() -> tuple[list[BaseException | None], int]:
+        store = await AuditStore.open(audit_url)
+        try:
+            good = entry(cards=1)
+            bad = entry(cards=2)
+            object.__setattr__(bad, "outcome", "not a number")  # the INSERT of this row fails
+            first = await asyncio.gather(store.record(bad), return_exceptions=True)
+            later = await asyncio.gather(store.record(good), return_exceptions=True)
+            rows = await store.query(since=T0, limit=10)
+            return [*first, *later], len(rows)
+        finally:
+            await store.close()
+
+    results, stored = asyncio.run(body())
+    assert isinstance(results[0], Exception) and results[1] is None
+    assert stored == 1
+
+
+def test_a_cancelled_caller_still_gets_its_row_written(audit_url: str) -> None:
+    async def body() -> int:
+        store = await AuditStore.open(audit_url)
+        try:
+            task = asyncio.create_task(store.record(entry(cards=7)))
+            await asyncio.sleep(0)  # the row is queued
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        finally:
+            await store.close()  # waits for the pending write
+        reopened = await AuditStore.open(audit_url)
+        try:
+            return len(await reopened.query(since=T0, limit=10))
+        finally:
+            await reopened.close()
+
+    assert asyncio.run(body()) == 1
