@@ -38,6 +38,7 @@ from sqlalchemy import (
     Table,
     select,
 )
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 # Reused from the feedback store so both open databases (WAL, busy timeout, pools), create their
@@ -190,7 +191,8 @@ class AuditStore:
         Raises ConfigurationError for a URL that is neither SQLite nor PostgreSQL.
         """
         url = async_database_url(database_url)
-        engine = create_engine_for(url)
+        # No pre-ping round trip per write: a connection found dead is retried once instead.
+        engine = create_engine_for(url, pre_ping=False)
         try:
             await create_schema(engine, audit_metadata)
         except BaseException:
@@ -221,9 +223,7 @@ class AuditStore:
             batch = self._pending[:MAX_ROWS_PER_TRANSACTION]
             del self._pending[:MAX_ROWS_PER_TRANSACTION]
             try:
-                async with self._engine.begin() as conn:
-                    await conn.execute(audit_table.insert(), [row for row, _ in batch])
-                self.transactions += 1
+                await self._insert([row for row, _ in batch])
             except Exception as exc:
                 for _, done in batch:
                     if not done.done():
@@ -232,6 +232,20 @@ class AuditStore:
                 for _, done in batch:
                     if not done.done():
                         done.set_result(None)
+
+    async def _insert(self, rows: list[dict[str, Any]]) -> None:
+        for attempt in (1, 2):
+            try:
+                async with self._engine.begin() as conn:
+                    await conn.execute(audit_table.insert(), rows)
+            except DBAPIError as exc:
+                # A pooled connection the database closed (a restart): the pool has discarded
+                # it; the rows were not written, so write them once more on a new connection.
+                if attempt == 2 or not exc.connection_invalidated:
+                    raise
+            else:
+                self.transactions += 1
+                return
 
     async def query(
         self,

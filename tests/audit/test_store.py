@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import inspect
 
@@ -381,3 +382,42 @@ def test_a_cancelled_caller_still_gets_its_row_written(audit_url: str) -> None:
             await reopened.close()
 
     assert asyncio.run(body()) == 1
+
+
+@pytest.mark.postgres
+def test_a_connection_the_database_closed_is_replaced_without_losing_the_row(
+    postgres_database: str,
+) -> None:
+    """No pre-ping round trip per write: when PostgreSQL has closed the pooled connection (a
+    restart, an idle timeout), the write is retried once on a new connection."""
+
+    async def body() -> int:
+        store = await AuditStore.open(postgres_database)
+        try:
+            await store.record(entry(cards=1))  # a pooled connection now exists
+            admin = await asyncpg.connect(postgres_database)
+            try:
+                killed = await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+            finally:
+                await admin.close()
+            assert killed >= 1
+            await store.record(entry(cards=2))
+            return len(await store.query(since=T0, limit=10))
+        finally:
+            await store.close()
+
+    try:
+        assert asyncio.run(body()) == 2
+    finally:
+        asyncio.run(_drop(postgres_database))
+
+
+async def _drop(url: str) -> None:
+    conn = await asyncpg.connect(url)
+    try:
+        await conn.execute("DROP TABLE IF EXISTS cds_audit")
+    finally:
+        await conn.close()
