@@ -9,7 +9,8 @@ For each key the service needs on this hook:
 | an OperationOutcome  | the key's policy: `fail` (412), `omit` (unobtainable) or `pass`     |
 | nothing              | fetched from `fhirServer` with the `fhirAuthorization` token        |
 
-All fetches run in parallel under one deadline. A template whose tokens cannot be filled from the
+All fetches run in parallel under one deadline; keys whose templates render to the same query
+share one fetch. A template whose tokens cannot be filled from the
 context does not apply to the call. When a *required* key ends up unobtainable, the call answers
 412 Precondition Failed, as the specification demands; optional keys are simply left out.
 """
@@ -17,6 +18,7 @@ context does not apply to the call. When a *required* key ends up unobtainable, 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import Any
@@ -60,6 +62,9 @@ async def resolve_prefetch(
 
     outcomes: dict[str, PrefetchOutcome] = {}
     pending: dict[str, asyncio.Task[PrefetchOutcome]] = {}
+    # Keys whose templates render to the same query share one fetch (e.g. a rule's `patient`
+    # and the scores' `scorePatient`).
+    fetches: dict[tuple[str, bool], asyncio.Task[PrefetchOutcome]] = {}
     for key, spec in specs.items():
         url = render_template(spec.template, request.context)
         if url is None:
@@ -78,15 +83,23 @@ async def resolve_prefetch(
             why = fetch_refused or "no fhirServer to fetch from"
             outcomes[key] = PrefetchOutcome(key, None, "unavailable", why)
         else:
-            pending[key] = asyncio.create_task(_fetch(key, spec, url, reader, max_pages))
+            same = (url, spec.all_pages)
+            if same not in fetches:
+                # Fetched as `pass`: each key applies its own policy to an OperationOutcome.
+                shared = dataclasses.replace(spec, on_error="pass")
+                fetches[same] = asyncio.create_task(_fetch(key, shared, url, reader, max_pages))
+            pending[key] = fetches[same]
 
     if pending:
-        done, not_done = await asyncio.wait(pending.values(), timeout=deadline_seconds)
+        done, not_done = await asyncio.wait(set(pending.values()), timeout=deadline_seconds)
         for task in not_done:
             task.cancel()
         for key, task in pending.items():
             if task in done:
-                outcomes[key] = task.result()
+                fetched = dataclasses.replace(task.result(), key=key)
+                if fetched.source == "operation-outcome" and fetched.data is not None:
+                    fetched = _on_error(key, specs[key], fetched.data, fetched.detail or "")
+                outcomes[key] = fetched
             else:
                 outcomes[key] = PrefetchOutcome(key, None, "unavailable", "deadline exceeded")
                 log.warning("prefetch key %s not obtained within %.2fs", key, deadline_seconds)

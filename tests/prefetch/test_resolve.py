@@ -109,6 +109,36 @@ def test_absent_keys_are_fetched_in_parallel_with_the_token() -> None:
     assert all(r.headers["authorization"] == "Bearer tok" for r in seen)
 
 
+def test_keys_with_the_same_query_share_one_fetch() -> None:
+    seen: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(str(request.url))
+        if request.url.path.endswith("/Patient/p1"):
+            return httpx.Response(200, json=PATIENT)
+        return httpx.Response(200, json=bundle())
+
+    specs = {
+        **SPECS,
+        "scorePatient": PrefetchSpec("Patient/{{context.patientId}}"),
+        "scoreMeds": PrefetchSpec("MedicationRequest?patient={{context.patientId}}&status=active"),
+    }
+    out = resolve(make_request(), handler, specs)
+    assert sorted(seen) == [
+        f"{BASE}/MedicationRequest?patient=p1&status=active",
+        f"{BASE}/Patient/p1",
+    ]
+    assert list(out) == ["patient", "meds", "scorePatient", "scoreMeds"]
+    for key, outcome in out.items():
+        assert outcome.key == key and outcome.source == "fetched"
+    assert out["scorePatient"].data == out["patient"].data == PATIENT
+    # A key sent in the prefetch is used as sent; only the other one is fetched.
+    seen.clear()
+    out = resolve(make_request({"patient": PATIENT}), handler, specs)
+    assert out["patient"].source == "prefetch" and out["scorePatient"].source == "fetched"
+    assert seen.count(f"{BASE}/Patient/p1") == 1
+
+
 def test_partial_prefetch_fetches_only_what_is_missing() -> None:
     seen: list[str] = []
 
