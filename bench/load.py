@@ -5,8 +5,9 @@
 Starts, as in production: `cds-service serve` (uvicorn; JWT verification on with a test tenant;
 Redis score cache; a fresh PostgreSQL database for audit and feedback, `--database sqlite` for
 the embedded default), the floor app (`bench/floor.py`: same framework and JSON library, parse
-the body, return one fixed card) and a local FHIR server answering after 50 ms. Each is pinned to
-core 0; wrk runs on core 1 (`taskset`), and its own CPU use is reported to show it is not the
+the body, return one fixed card) and a local FHIR server answering after 50 ms. The service and
+the floor are pinned to core 0; wrk runs on core 1 (`taskset`) beside the FHIR server (which
+stands for the EHR's machine), and wrk's own CPU use is reported to show it is not the
 bottleneck. Workloads use every Synthea fixture patient (the data each service's prefetch
 templates return). Reports throughput, p50/p95/p99 at 1, 8 and 32 connections, CPU time per
 request, peak RSS per worker, start-up time, and the service/floor ratio, as Markdown with an SVG
@@ -407,7 +408,7 @@ def main() -> int:
         [
             "taskset",
             "-c",
-            "0",
+            "1",  # the EHR's server: beside wrk, not on the service's core
             PYTHON,
             str(ROOT / "bench" / "fhir_server.py"),
             "--port",

@@ -112,8 +112,12 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout = httpx.Timeout(settings.prefetch_deadline_seconds)
+        pool = settings.fhir_max_connections
         state.http = httpx.AsyncClient(
-            transport=fhir_transport, timeout=timeout, follow_redirects=False
+            transport=fhir_transport,
+            timeout=timeout,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
         )
         state.feedback = await FeedbackStore.open(settings.database_url)
         state.audit = await AuditStore.open(settings.database_url)
