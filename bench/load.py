@@ -536,6 +536,7 @@ def main() -> int:
         fhir.terminate()
         for name in databases:
             drop_database(name)
+        shutil.rmtree(work, ignore_errors=True)
     write_report(args.out, results, startup, rss, args.duration, args.database)
     print(f"\nwrote {args.out}")
     return 0

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging.config
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from cds_service import __version__
 from cds_service.audit import cli as audit_cli
@@ -28,6 +30,7 @@ from cds_service.rules import cli as rules_cli
 from cds_service.scores import cli as score_cli
 from cds_service.scores import precompute_cli
 from cds_service.security.tenants import tenants_for
+from cds_service.supervisor import reuse_port_supported, supervise
 
 __all__ = ["main"]
 
@@ -77,18 +80,22 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    uvicorn.run(
-        "cds_service.main:create_app_from_env",
-        factory=True,
-        host=settings.host,
-        port=settings.port,
-        workers=settings.workers,
-        log_level=settings.log_level,
-        log_config=log_config(settings.log_level),
-        proxy_headers=True,
-        timeout_graceful_shutdown=settings.shutdown_grace_seconds,
-        server_header=False,
-    )
+    config: dict[str, Any] = {
+        "app": "cds_service.main:create_app_from_env",
+        "factory": True,
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "log_config": log_config(settings.log_level),
+        "proxy_headers": True,
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+        "server_header": False,
+    }
+    if settings.workers > 1 and reuse_port_supported():
+        # A listening socket per worker, so the kernel spreads connections (supervisor.py).
+        logging.config.dictConfig(config["log_config"])
+        return supervise(settings.workers, config, settings.shutdown_grace_seconds)
+    uvicorn.run(**config, workers=settings.workers)
     return 0
 
 
