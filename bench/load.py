@@ -354,7 +354,16 @@ def main() -> int:
         help="comma-separated workloads to run on the service and the floor "
         "(also missing-prefetch, on the service only)",
     )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="workers of the service measured against the floor (with --quick; a full run "
+        "measures 1 and then 2)",
+    )
     args = parser.parse_args()
+    if args.workers != 1 and not args.quick:
+        parser.error("--workers is for --quick runs")
     if shutil.which("wrk") is None or shutil.which("taskset") is None:
         print("needs wrk and taskset (apt-get install wrk util-linux)", file=sys.stderr)
         return 2
@@ -426,10 +435,11 @@ def main() -> int:
         port = free_port()
         service = start(
             "service",
-            [CLI, "serve", "--port", str(port), "--workers", "1"],
+            [CLI, "serve", "--port", str(port), "--workers", str(args.workers)],
             service_env(port),
             port,
-            "0",
+            "0" if args.workers == 1 else "0-1",
+            workers=args.workers,
         )
         servers.append(service)
         startup["bundled rules (18)"] = service.startup_s

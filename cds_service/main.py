@@ -113,6 +113,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         timeout = httpx.Timeout(settings.prefetch_deadline_seconds)
         pool = settings.fhir_max_connections
+        state.fetch_slots = asyncio.Semaphore(pool)
         state.http = httpx.AsyncClient(
             transport=fhir_transport,
             timeout=timeout,

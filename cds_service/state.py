@@ -6,6 +6,7 @@ module level.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +38,9 @@ class AppState:
     registry: ServiceRegistry
     clock: Clock
     http: httpx.AsyncClient | None = None
+    # FHIR fetches in flight at once (CDS_FHIR_MAX_CONNECTIONS): the rest wait here, not in
+    # httpx's pool, whose bookkeeping grows with the requests queued in it.
+    fetch_slots: asyncio.Semaphore | None = None
     feedback: FeedbackStore | None = None
     audit: AuditStore | None = None
     rules: RuleRuntime | None = None

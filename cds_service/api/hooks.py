@@ -120,6 +120,7 @@ async def _call(
             deadline_seconds=fetch_window,
             max_pages=settings.prefetch_max_pages,
             fetch_refused=refused,
+            slots=state.fetch_slots,
         )
         span.set_attribute("cds.prefetch.keys", len(specs))
         span.set_attribute(

@@ -6,6 +6,7 @@ and to URLs under it (a `next` link pointing elsewhere is not followed), and is 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +30,15 @@ class FetchResult:
 class FhirReader:
     """Reads from one FHIR server with one (optional) bearer token."""
 
-    def __init__(self, client: httpx.AsyncClient, base_url: str, token: str | None) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        base_url: str,
+        token: str | None,
+        slots: asyncio.Semaphore | None = None,
+    ) -> None:
         self._client = client
+        self._slots = slots
         self._base = base_url.rstrip("/")
         self._headers = {"Accept": "application/fhir+json, application/json"}
         if token:
@@ -49,7 +57,11 @@ class FhirReader:
         with tracer().start_as_current_span("cds.fhir.fetch") as span:
             span.set_attribute("fhir.resource_type", resource_type)  # never the URL: it has ids
             try:
-                response = await self._client.get(absolute, headers=self._headers)
+                if self._slots is None:
+                    response = await self._client.get(absolute, headers=self._headers)
+                else:
+                    async with self._slots:
+                        response = await self._client.get(absolute, headers=self._headers)
             except httpx.HTTPError as exc:
                 span.set_attribute("error.type", type(exc).__name__)
                 return FetchResult(False, error=f"request failed ({type(exc).__name__})")

@@ -45,10 +45,12 @@ async def resolve_prefetch(
     deadline_seconds: float,
     max_pages: int,
     fetch_refused: str | None = None,
+    slots: asyncio.Semaphore | None = None,
 ) -> dict[str, PrefetchOutcome]:
     """Return one PrefetchOutcome per key, or raise PreconditionFailed (412).
 
     `fetch_refused` (the SSRF guard's reason) forbids fetching: missing keys are unobtainable.
+    `slots` bounds the fetches in flight at once (shared by every call of the process).
     """
     sent = request.prefetch or {}
     reader = None
@@ -58,7 +60,7 @@ async def resolve_prefetch(
             if (request.fhir_authorization)
             else None
         )
-        reader = FhirReader(client, request.fhir_server, token)
+        reader = FhirReader(client, request.fhir_server, token, slots)
 
     outcomes: dict[str, PrefetchOutcome] = {}
     pending: dict[str, asyncio.Task[PrefetchOutcome]] = {}

@@ -139,6 +139,39 @@ def test_keys_with_the_same_query_share_one_fetch() -> None:
     assert seen.count(f"{BASE}/Patient/p1") == 1
 
 
+def test_slots_bound_the_fetches_in_flight() -> None:
+    in_flight = 0
+    most = 0
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.01)
+        in_flight -= 1
+        return httpx.Response(200, json=bundle())
+
+    specs = {
+        f"k{n}": PrefetchSpec(f"Observation?patient={{{{context.patientId}}}}&n={n}")
+        for n in range(6)
+    }
+
+    async def run() -> dict[str, PrefetchOutcome]:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            return await resolve_prefetch(
+                make_request(),
+                specs,
+                client,
+                deadline_seconds=2,
+                max_pages=1,
+                slots=asyncio.Semaphore(2),
+            )
+
+    out = asyncio.run(run())
+    assert all(o.source == "fetched" for o in out.values())
+    assert most == 2
+
+
 def test_partial_prefetch_fetches_only_what_is_missing() -> None:
     seen: list[str] = []
 
