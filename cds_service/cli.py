@@ -25,6 +25,7 @@ from cds_service import __version__
 from cds_service.audit import cli as audit_cli
 from cds_service.config import Settings, load_settings
 from cds_service.exceptions import ConfigurationError
+from cds_service.heap import quiet_start
 from cds_service.logs import log_config
 from cds_service.rules import cli as rules_cli
 from cds_service.scores import cli as score_cli
@@ -73,6 +74,8 @@ def _serve(args: argparse.Namespace) -> int:
     flags = {"host": args.host, "port": args.port, "workers": args.workers, "rules_dir": args.rules}
     overrides = {k: v for k, v in flags.items() if v is not None}
     settings = load_settings(**overrides)
+    if settings.gc_threshold:
+        quiet_start()  # the app's start-up makes few cycles; settle_heap collects once, at the end
     tenants_for(settings)  # a missing or bad tenants file stops start-up here, once
     # Workers are separate processes that build their settings from the environment.
     for key, value in overrides.items():
@@ -94,7 +97,8 @@ def _serve(args: argparse.Namespace) -> int:
     if settings.workers > 1 and reuse_port_supported():
         # A listening socket per worker, so the kernel spreads connections (supervisor.py).
         logging.config.dictConfig(config["log_config"])
-        return supervise(settings.workers, config, settings.shutdown_grace_seconds)
+        quiet = settings.gc_threshold > 0
+        return supervise(settings.workers, config, settings.shutdown_grace_seconds, quiet=quiet)
     uvicorn.run(**config, workers=settings.workers)
     return 0
 

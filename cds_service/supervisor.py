@@ -26,6 +26,7 @@ from types import FrameType
 from typing import Any
 
 from cds_service.exceptions import ConfigurationError
+from cds_service.heap import quiet_start
 
 __all__ = ["reuse_port_supported", "supervise"]
 
@@ -51,8 +52,10 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _worker(config: dict[str, Any]) -> None:
+def _worker(config: dict[str, Any], quiet: bool) -> None:
     """One worker: its own socket in the port's group, then uvicorn on it."""
+    if quiet:
+        quiet_start()
     import uvicorn
 
     sock = _listening_socket(config["host"], config["port"])
@@ -61,9 +64,12 @@ def _worker(config: dict[str, Any]) -> None:
     server.run(sockets=[sock])
 
 
-def supervise(workers: int, config: dict[str, Any], grace_seconds: float) -> int:
+def supervise(
+    workers: int, config: dict[str, Any], grace_seconds: float, *, quiet: bool = False
+) -> int:
     """Run `workers` uvicorn workers with `config` (uvicorn.Config keyword arguments) until
-    SIGTERM/SIGINT; return the process exit status."""
+    SIGTERM/SIGINT; return the process exit status. `quiet`: no garbage collection in a worker
+    until its app has started (cds_service/heap.py)."""
     # Fail here, once, when the address cannot be bound (in use by another program, bad host).
     try:
         probe = _listening_socket(config["host"], config["port"])
@@ -75,7 +81,7 @@ def supervise(workers: int, config: dict[str, Any], grace_seconds: float) -> int
     stopping = False
 
     def start() -> BaseProcess:
-        process = context.Process(target=_worker, args=(config,), daemon=False)
+        process = context.Process(target=_worker, args=(config, quiet), daemon=False)
         process.start()
         return process
 

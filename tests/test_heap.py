@@ -16,11 +16,15 @@ PROBE = textwrap.dedent(
     from cds_service.main import create_app
 
     before = gc.get_threshold()
-    app = create_app(Settings())
+    settings = Settings()
+    if settings.gc_threshold:
+        from cds_service.heap import quiet_start
+        quiet_start()  # as `cds-service serve` does
+    app = create_app(settings)
     with TestClient(app) as client:
         assert client.get("/healthz").status_code == 200
         print(json.dumps({"before": before, "after": gc.get_threshold(),
-                          "frozen": gc.get_freeze_count()}))
+                          "frozen": gc.get_freeze_count(), "enabled": gc.isenabled()}))
     """
 )
 
@@ -42,6 +46,7 @@ def _probe(tmp_path: Path, threshold: str | None) -> dict[str, object]:
 def test_start_up_heap_is_frozen_and_threshold_raised_by_default(tmp_path: Path) -> None:
     result = _probe(tmp_path, None)
     assert result["after"] == [50_000, 20, 10]
+    assert result["enabled"] is True  # switched off for start-up, on again once started
     # The compiled rule pack, models and modules: far more than a trivial heap.
     assert isinstance(result["frozen"], int) and result["frozen"] > 50_000
 
@@ -50,3 +55,4 @@ def test_threshold_zero_leaves_the_collector_alone(tmp_path: Path) -> None:
     result = _probe(tmp_path, "0")
     assert result["after"] == result["before"]
     assert result["frozen"] == 0
+    assert result["enabled"] is True
