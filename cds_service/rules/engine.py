@@ -51,6 +51,9 @@ class RequestData:
     unavailable: frozenset[str] = frozenset()  # keys that could not be obtained
     scores: Mapping[str, Any] = field(default_factory=dict)
     now: datetime | None = None
+    # True while the service has not computed the scores yet: a rule that reaches an expression
+    # reading `%scores` stops with ScoresNeeded, and is evaluated again once they are provided.
+    scores_pending: bool = False
     base_url: str = "http://127.0.0.1:8080"  # resolves links written as /path in rules
     index: DataIndex = field(init=False)
     _base: dict[str, Any] | None = field(init=False, default=None)
@@ -74,6 +77,12 @@ class RequestData:
                 out["age"] = [] if age is None else [age]
             self._base = out
         return dict(self._base)
+
+    def provide_scores(self, scores: Mapping[str, Any]) -> None:
+        """Set the scores (by variable name) once they are computed."""
+        self.scores = scores
+        self.scores_pending = False
+        self._base = None
 
     def _age(self, at: datetime) -> int | None:
         """Whole years from the call's Patient.birthDate to `at` (None without a patient)."""
@@ -104,6 +113,10 @@ class RuleOutcome:
 
 class _OverBudget(Exception):
     pass
+
+
+class ScoresNeeded(Exception):
+    """A rule reached an expression reading `%scores` before the scores were provided."""
 
 
 class ExpressionError(Exception):
@@ -216,6 +229,8 @@ class _Run:
                 continue
             if time.perf_counter() > self.deadline:
                 raise _OverBudget
+            if self.data.scores_pending and "scores" in binding.reads:
+                raise ScoresNeeded
             if binding.select is not None:
                 value = _select(binding.select, self.data, self.variables)
             else:
@@ -230,6 +245,8 @@ class _Run:
         if condition.kind == "leaf":
             assert condition.path is not None and condition.id is not None
             self.bind(self.rule.condition_bindings[condition.id])
+            if self.data.scores_pending and "scores" in condition.path.variables:
+                raise ScoresNeeded
             value = _truthy(condition.path(self.data.context, self.variables))
             self.outcome.conditions[condition.id] = value
             return value
@@ -248,7 +265,8 @@ class _Run:
 def evaluate_rule(
     rule: CompiledRule, data: RequestData, *, budget_seconds: float = 0.5, eager: bool = False
 ) -> RuleOutcome:
-    """Evaluate one rule. Never raises: failures come back as `error`/`timeout` outcomes.
+    """Evaluate one rule. Failures come back as `error`/`timeout` outcomes; the only exception
+    raised is ScoresNeeded, while `data.scores_pending`.
 
     Serving is lazy: a condition's bindings are computed just before it is tested, all/any stop
     at the first member that decides, and bindings that only feed the card are computed once the
@@ -270,6 +288,8 @@ def evaluate_rule(
             run.bind(rule.bindings)
             outcome.card = render_card(rule.rule.card, outcome.bindings, data.base_url)
             outcome.status = "fired"
+    except ScoresNeeded:
+        raise
     except _OverBudget:
         outcome.status = "timeout"
         outcome.reason = f"ran past its budget of {budget_seconds * 1000:.0f} ms"

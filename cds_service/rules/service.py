@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from cds_service.exceptions import Issue, PreconditionFailed
 from cds_service.rules.compiled import CompiledRule, score_variable
-from cds_service.rules.engine import RequestData, RuleOutcome, evaluate_rule
+from cds_service.rules.engine import RequestData, RuleOutcome, ScoresNeeded, evaluate_rule
 from cds_service.rules.narrowing import narrowed_templates
 from cds_service.rules.ruleset import RuleSet
 from cds_service.scores.fhir_inputs import PatientRecord
@@ -36,6 +36,7 @@ __all__ = [
     "RuleStats",
     "ScoreSource",
     "evaluate_rules",
+    "evaluate_with_scores",
     "prefetch_specs",
     "request_data",
     "services_from_rules",
@@ -132,13 +133,56 @@ def evaluate_rules(
     rules: Sequence[CompiledRule], data: RequestData, *, budget_seconds: float
 ) -> list[RuleOutcome]:
     """Evaluate each rule with an equal share of the budget that remains."""
-    outcomes = []
+    outcomes = _evaluate(rules, data, budget_seconds)
+    done = [o for o in outcomes if o is not None]
+    if len(done) != len(outcomes):
+        raise ScoresNeeded  # only with data.scores_pending, which the caller then handles
+    return done
+
+
+def _evaluate(
+    rules: Sequence[CompiledRule], data: RequestData, budget_seconds: float
+) -> list[RuleOutcome | None]:
+    """evaluate_rules, with None for each rule that stopped at `%scores` (ScoresNeeded)."""
+    outcomes: list[RuleOutcome | None] = []
     started = time.perf_counter()
     for position, rule in enumerate(rules):
         remaining = budget_seconds - (time.perf_counter() - started)
         share = max(remaining / (len(rules) - position), 0.0)
-        outcomes.append(evaluate_rule(rule, data, budget_seconds=share))
+        try:
+            outcomes.append(evaluate_rule(rule, data, budget_seconds=share))
+        except ScoresNeeded:
+            outcomes.append(None)
     return outcomes
+
+
+async def evaluate_with_scores(
+    rules: Sequence[CompiledRule],
+    data: RequestData,
+    provide: Callable[[Sequence[CompiledRule]], Awaitable[dict[str, Any]]],
+    *,
+    budget_seconds: float,
+) -> list[RuleOutcome]:
+    """Evaluate the rules, computing risk scores only for the rules that reach `%scores`.
+
+    Most calls rule most patients out before a score is read (not 40-75, no atrial
+    fibrillation, ...): those rules never wait for a score, and when none reads one, none is
+    computed. The rules that do reach `%scores` are evaluated again once the scores they
+    declare are provided (`provide`, given those rules).
+    """
+    started = time.perf_counter()
+    data.scores_pending = any(rule.rule.scores for rule in rules)
+    outcomes = _evaluate(rules, data, budget_seconds)
+    waiting = [i for i, outcome in enumerate(outcomes) if outcome is None]
+    if waiting:
+        again = [rules[i] for i in waiting]
+        provided = await provide(again)
+        data.provide_scores({score_variable(name): value for name, value in provided.items()})
+        remaining = max(budget_seconds - (time.perf_counter() - started), 0.0)
+        for i, outcome in zip(waiting, _evaluate(again, data, remaining), strict=True):
+            outcomes[i] = outcome
+    data.scores_pending = False
+    return [o for o in outcomes if o is not None]
 
 
 def _service(
@@ -157,16 +201,17 @@ def _service(
     async def evaluate(call: HookCall) -> ServiceResult:
         hook_rules = by_hook.get(call.hook, [])
         data = request_data(call.raw_context, call.prefetch, hook_rules, call.now, None)
-        if scores is not None:
-            data.scores = {
-                score_variable(name): value
-                for name, value in (
-                    await provide_scores(scores, hook_rules, data, call.prefetch, call.tenant)
-                ).items()
-            }
         data.base_url = call.base_url
         budget = min(budget_seconds, max(call.deadline - time.perf_counter(), 0.05))
-        outcomes = evaluate_rules(hook_rules, data, budget_seconds=budget)
+        if scores is None:
+            outcomes = evaluate_rules(hook_rules, data, budget_seconds=budget)
+        else:
+            provider = scores
+
+            async def provide(needing: Sequence[CompiledRule]) -> dict[str, Any]:
+                return await provide_scores(provider, needing, data, call.prefetch, call.tenant)
+
+            outcomes = await evaluate_with_scores(hook_rules, data, provide, budget_seconds=budget)
         cards = []
         for rule, outcome in zip(hook_rules, outcomes, strict=True):
             shadow = rule.rule.status == "draft"

@@ -4,14 +4,18 @@ nothing; `eager` (tests, explain) computes everything and decides the same."""
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from cds_service.rules.compiled import CompiledRule
-from cds_service.rules.engine import RequestData, evaluate_rule
+from cds_service.rules.engine import RequestData, RuleOutcome, evaluate_rule
 from cds_service.rules.ruleset import load_ruleset
+from cds_service.rules.service import evaluate_with_scores
 
 NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
 
@@ -111,3 +115,72 @@ def test_the_card_bindings_are_computed_when_the_rule_fires(tmp_path: Path) -> N
     assert outcome.status == "fired"
     assert outcome.conditions == {"has-many": False, "only-is-a": True}
     assert set(outcome.bindings) == {"count", "only", "shown"}
+
+
+SCORED = """\
+schema: cds-rule/1
+id: scored
+version: 1
+status: active
+hook: patient-view
+service: svc
+title: t
+description: d
+references: [https://example.org]
+prefetch:
+  labs: Observation?patient={{context.patientId}}
+scores: [ascvd]
+let:
+  count: "%labs.entry.count()"
+  risk: "%scores.ascvd.value"
+when:
+  all:
+    - id: has-labs
+      fhirpath: "%count > 0"
+    - id: high-risk
+      fhirpath: "%risk >= 7.5"
+card:
+  summary: "risk {{risk}}"
+  indicator: info
+  source: {label: s}
+"""
+
+
+def _scored(tmp_path: Path) -> CompiledRule:
+    (tmp_path / "_services.yaml").write_text(
+        "schema: cds-services/1\nservices:\n  svc: {title: S, description: D}\n"
+    )
+    (tmp_path / "patient-view").mkdir()
+    (tmp_path / "patient-view" / "scored.yaml").write_text(SCORED)
+    ruleset = load_ruleset(tmp_path, ["ascvd"])
+    assert not ruleset.errors, [str(e) for e in ruleset.errors]
+    return ruleset.rules["scored"]
+
+
+def _with_scores(rule: CompiledRule, data: RequestData) -> tuple[list[RuleOutcome], list[str]]:
+    asked: list[str] = []
+
+    async def provide(needing: Sequence[CompiledRule]) -> dict[str, Any]:
+        asked.extend(r.id for r in needing)
+        return {"ascvd": {"value": 12.5, "unit": "%"}}
+
+    outcomes = asyncio.run(evaluate_with_scores([rule], data, provide, budget_seconds=5))
+    return outcomes, asked
+
+
+def test_scores_are_computed_only_for_rules_that_reach_them(tmp_path: Path) -> None:
+    rule = _scored(tmp_path)
+    # No labs: `has-labs` rules the patient out before `%scores` is read; nothing is computed.
+    outcomes, asked = _with_scores(rule, _data())
+    assert asked == [] and outcomes[0].status == "silent"
+    # With labs the rule reaches the score: it is computed for this rule, and the rule decides
+    # as it would have with the score given up front.
+    outcomes, asked = _with_scores(rule, _data("a"))
+    assert asked == ["scored"]
+    assert outcomes[0].status == "fired" and outcomes[0].card is not None
+    assert outcomes[0].card.summary == "risk 12.5"
+    upfront = _data("a")
+    upfront.provide_scores({"ascvd": {"value": 12.5, "unit": "%"}})
+    eager = evaluate_rule(rule, upfront, eager=True)
+    assert (eager.status, eager.card.summary if eager.card else None) == ("fired", "risk 12.5")
+    assert eager.conditions == outcomes[0].conditions
