@@ -12,8 +12,9 @@ from cds_service.state import AppState
 __all__ = ["StateDep"]
 
 
-def get_state(request: Request) -> AppState:
-    """The app's state, set up by the lifespan in `create_app`."""
+async def get_state(request: Request) -> AppState:
+    """The app's state, set up by the lifespan in `create_app` (async: a plain function would
+    be run in a worker thread on every request)."""
     state: AppState = request.app.state.cds
     return state
 
