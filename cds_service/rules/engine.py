@@ -116,7 +116,13 @@ class _OverBudget(Exception):
 
 
 class ScoresNeeded(Exception):
-    """A rule reached an expression reading `%scores` before the scores were provided."""
+    """A rule reached an expression reading `%scores` before the scores were provided.
+
+    `partial` holds the bindings computed so far (none reads `%scores`), for `resume`."""
+
+    def __init__(self, partial: RuleOutcome | None = None) -> None:
+        super().__init__("scores needed")
+        self.partial = partial
 
 
 class ExpressionError(Exception):
@@ -230,7 +236,7 @@ class _Run:
             if time.perf_counter() > self.deadline:
                 raise _OverBudget
             if self.data.scores_pending and "scores" in binding.reads:
-                raise ScoresNeeded
+                raise ScoresNeeded(self.outcome)
             if binding.select is not None:
                 value = _select(binding.select, self.data, self.variables)
             else:
@@ -246,7 +252,7 @@ class _Run:
             assert condition.path is not None and condition.id is not None
             self.bind(self.rule.condition_bindings[condition.id])
             if self.data.scores_pending and "scores" in condition.path.variables:
-                raise ScoresNeeded
+                raise ScoresNeeded(self.outcome)
             value = _truthy(condition.path(self.data.context, self.variables))
             self.outcome.conditions[condition.id] = value
             return value
@@ -263,10 +269,16 @@ class _Run:
 
 
 def evaluate_rule(
-    rule: CompiledRule, data: RequestData, *, budget_seconds: float = 0.5, eager: bool = False
+    rule: CompiledRule,
+    data: RequestData,
+    *,
+    budget_seconds: float = 0.5,
+    eager: bool = False,
+    resume: RuleOutcome | None = None,
 ) -> RuleOutcome:
     """Evaluate one rule. Failures come back as `error`/`timeout` outcomes; the only exception
-    raised is ScoresNeeded, while `data.scores_pending`.
+    raised is ScoresNeeded, while `data.scores_pending`. `resume` continues from the partial
+    outcome a ScoresNeeded carried, once the scores are provided.
 
     Serving is lazy: a condition's bindings are computed just before it is tested, all/any stop
     at the first member that decides, and bindings that only feed the card are computed once the
@@ -280,7 +292,11 @@ def evaluate_rule(
         outcome.status = "skipped"
         outcome.reason = "data unavailable: " + ", ".join(missing)
         return outcome
-    run = _Run(rule, data, outcome, started + budget_seconds, eager, data.variables())
+    variables = data.variables()
+    if resume is not None:  # the bindings computed before ScoresNeeded stay valid
+        outcome.bindings = dict(resume.bindings)
+        variables.update(resume.bindings)
+    run = _Run(rule, data, outcome, started + budget_seconds, eager, variables)
     try:
         if eager:
             run.bind(rule.bindings)

@@ -141,17 +141,24 @@ def evaluate_rules(
 
 
 def _evaluate(
-    rules: Sequence[CompiledRule], data: RequestData, budget_seconds: float
+    rules: Sequence[CompiledRule],
+    data: RequestData,
+    budget_seconds: float,
+    partial: dict[str, RuleOutcome] | None = None,
 ) -> list[RuleOutcome | None]:
-    """evaluate_rules, with None for each rule that stopped at `%scores` (ScoresNeeded)."""
+    """evaluate_rules, with None for each rule that stopped at `%scores` (ScoresNeeded); its
+    partial outcome goes into `partial` (and is resumed from there when given one)."""
     outcomes: list[RuleOutcome | None] = []
     started = time.perf_counter()
     for position, rule in enumerate(rules):
         remaining = budget_seconds - (time.perf_counter() - started)
         share = max(remaining / (len(rules) - position), 0.0)
+        resume = partial.get(rule.id) if partial is not None else None
         try:
-            outcomes.append(evaluate_rule(rule, data, budget_seconds=share))
-        except ScoresNeeded:
+            outcomes.append(evaluate_rule(rule, data, budget_seconds=share, resume=resume))
+        except ScoresNeeded as stopped:
+            if partial is not None and stopped.partial is not None:
+                partial[rule.id] = stopped.partial
             outcomes.append(None)
     return outcomes
 
@@ -168,18 +175,21 @@ async def evaluate_with_scores(
     Most calls rule most patients out before a score is read (not 40-75, no atrial
     fibrillation, ...): those rules never wait for a score, and when none reads one, none is
     computed. The rules that do reach `%scores` are evaluated again once the scores they
-    declare are provided (`provide`, given those rules).
+    declare are provided (`provide`, given those rules), resuming with the bindings computed
+    before the stop.
     """
     started = time.perf_counter()
     data.scores_pending = any(rule.rule.scores for rule in rules)
-    outcomes = _evaluate(rules, data, budget_seconds)
+    partial: dict[str, RuleOutcome] = {}
+    outcomes = _evaluate(rules, data, budget_seconds, partial)
     waiting = [i for i, outcome in enumerate(outcomes) if outcome is None]
     if waiting:
         again = [rules[i] for i in waiting]
         provided = await provide(again)
         data.provide_scores({score_variable(name): value for name, value in provided.items()})
         remaining = max(budget_seconds - (time.perf_counter() - started), 0.0)
-        for i, outcome in zip(waiting, _evaluate(again, data, remaining), strict=True):
+        resumed = _evaluate(again, data, remaining, partial)
+        for i, outcome in zip(waiting, resumed, strict=True):
             outcomes[i] = outcome
     data.scores_pending = False
     return [o for o in outcomes if o is not None]

@@ -184,3 +184,21 @@ def test_scores_are_computed_only_for_rules_that_reach_them(tmp_path: Path) -> N
     eager = evaluate_rule(rule, upfront, eager=True)
     assert (eager.status, eager.card.summary if eager.card else None) == ("fired", "risk 12.5")
     assert eager.conditions == outcomes[0].conditions
+
+
+def test_a_rule_stopped_for_scores_resumes_with_its_bindings(tmp_path: Path) -> None:
+    rule = _scored(tmp_path)
+    count = next(b for b in rule.bindings if b.name == "count")
+    assert count.path is not None
+    calls = []
+    original = count.path._fn
+
+    def counting(root: Any, variables: Any) -> list[Any]:
+        calls.append(1)
+        return original(root, variables)
+
+    object.__setattr__(count.path, "_fn", counting)
+    outcomes, asked = _with_scores(rule, _data("a", "b"))
+    assert asked == ["scored"] and outcomes[0].status == "fired"
+    assert outcomes[0].bindings["count"] == [2]
+    assert len(calls) == 1  # computed before the stop, not again after it
