@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Final, Literal, cast, get_args
 
+import asyncpg
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -174,12 +175,34 @@ def _entry(row: Any) -> AuditEntry:
 # One transaction holds at most this many rows (a burst is written in several).
 MAX_ROWS_PER_TRANSACTION = 500
 
+_COLUMNS = tuple(column.name for column in audit_table.columns if column.name != "id")
+_PG_INSERT = (
+    f"INSERT INTO {audit_table.name} ({', '.join(_COLUMNS)}) "
+    f"VALUES ({', '.join(f'${n}' for n in range(1, len(_COLUMNS) + 1))})"
+)
+def _lost(exc: BaseException) -> bool:
+    """True for a connection that broke, not for a row the database refused."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated
+    return not isinstance(exc, asyncpg.exceptions.DataError)
+
+
+_CONNECTION_LOST = (
+    DBAPIError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    ConnectionError,
+)
+
 
 class AuditStore:
     """Audit rows in SQLite or PostgreSQL. Open with `await AuditStore.open(url)`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, pg_writes: asyncpg.Pool | None = None) -> None:
         self._engine = engine
+        # On PostgreSQL rows are appended over asyncpg directly: through SQLAlchemy's async
+        # layer an INSERT cost 0.64 ms of CPU, straight through asyncpg 0.27 ms.
+        self._pg_writes = pg_writes
         self._pending: list[tuple[dict[str, Any], asyncio.Future[None]]] = []
         self._writer: asyncio.Task[None] | None = None
         self.transactions = 0  # written so far (group commit puts many rows in one)
@@ -191,20 +214,29 @@ class AuditStore:
         Raises ConfigurationError for a URL that is neither SQLite nor PostgreSQL.
         """
         url = async_database_url(database_url)
-        # No pre-ping round trip per write: a connection found dead is retried once instead.
-        engine = create_engine_for(url, pre_ping=False)
+        engine = create_engine_for(url)
         try:
             await create_schema(engine, audit_metadata)
         except BaseException:
             await engine.dispose()
             raise
+        pg_writes = None
+        if engine.dialect.name == "postgresql":
+            dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
+            try:
+                pg_writes = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+            except BaseException:
+                await engine.dispose()
+                raise
         log.info("audit store open (%s)", engine.dialect.name)
-        return cls(engine)
+        return cls(engine, pg_writes)
 
     async def close(self) -> None:
         """Write the rows still pending, then close every pooled connection."""
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
+        if self._pg_writes is not None:
+            await self._pg_writes.close()
         await self._engine.dispose()
 
     async def record(self, entry: AuditEntry) -> None:
@@ -234,14 +266,19 @@ class AuditStore:
                         done.set_result(None)
 
     async def _insert(self, rows: list[dict[str, Any]]) -> None:
+        # A pooled connection the database has closed (a restart, an idle timeout) fails the
+        # first attempt without writing anything (executemany is atomic; a transaction is
+        # rolled back), and the pool replaces it: write the rows once more.
         for attempt in (1, 2):
             try:
-                async with self._engine.begin() as conn:
-                    await conn.execute(audit_table.insert(), rows)
-            except DBAPIError as exc:
-                # A pooled connection the database closed (a restart): the pool has discarded
-                # it; the rows were not written, so write them once more on a new connection.
-                if attempt == 2 or not exc.connection_invalidated:
+                if self._pg_writes is not None:
+                    values = [tuple(row[name] for name in _COLUMNS) for row in rows]
+                    await self._pg_writes.executemany(_PG_INSERT, values)
+                else:
+                    async with self._engine.begin() as conn:
+                        await conn.execute(audit_table.insert(), rows)
+            except _CONNECTION_LOST as exc:
+                if attempt == 2 or not _lost(exc):
                     raise
             else:
                 self.transactions += 1

@@ -234,10 +234,9 @@ def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
         cursor.close()
 
 
-def create_engine_for(url: URL, *, pre_ping: bool = True) -> AsyncEngine:
-    """An engine for SQLite or PostgreSQL. `pre_ping` checks each PostgreSQL connection with a
-    round trip before use (so a database restart costs no request); a caller that retries on
-    `connection_invalidated` itself can turn it off and save that round trip per use."""
+def create_engine_for(url: URL) -> AsyncEngine:
+    """An engine for SQLite or PostgreSQL (whose connections are checked with a round trip
+    before use, so a database restart costs no request)."""
     if url.get_backend_name() == "sqlite":
         if _is_memory_sqlite(url):
             # One shared connection, or every pooled connection would see its own empty database.
@@ -254,7 +253,7 @@ def create_engine_for(url: URL, *, pre_ping: bool = True) -> AsyncEngine:
         return engine
     # Enough pooled connections for the calls one worker runs at once: connections beyond the
     # pool are opened and closed per use, which under load costs more than the write itself.
-    return create_async_engine(url, pool_pre_ping=pre_ping, pool_size=16, max_overflow=16)
+    return create_async_engine(url, pool_pre_ping=True, pool_size=16, max_overflow=16)
 
 
 class FeedbackStore:
