@@ -180,6 +180,8 @@ _PG_INSERT = (
     f"INSERT INTO {audit_table.name} ({', '.join(_COLUMNS)}) "
     f"VALUES ({', '.join(f'${n}' for n in range(1, len(_COLUMNS) + 1))})"
 )
+
+
 def _lost(exc: BaseException) -> bool:
     """True for a connection that broke, not for a row the database refused."""
     if isinstance(exc, DBAPIError):
