@@ -186,13 +186,18 @@ def _lost(exc: BaseException) -> bool:
     """True for a connection that broke, not for a row the database refused."""
     if isinstance(exc, DBAPIError):
         return exc.connection_invalidated
-    return not isinstance(exc, asyncpg.exceptions.DataError)
+    return True
 
 
+# What a pooled connection the server closed raises, depending on when the client notices:
+# before the call (closed, does not exist), in its middle (the protocol is mid-message: internal
+# client error), or as the server's reason (administrator shutdown, 57P01).
 _CONNECTION_LOST = (
     DBAPIError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
     ConnectionError,
 )
 

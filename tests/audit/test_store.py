@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 import pytest
 from sqlalchemy import inspect
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from cds_service.audit import AuditEntry, AuditStore
 from cds_service.exceptions import ConfigurationError
@@ -421,3 +422,68 @@ async def _drop(url: str) -> None:
         await conn.execute("DROP TABLE IF EXISTS cds_audit")
     finally:
         await conn.close()
+
+
+class _FlakyPool:
+    """Stands in for asyncpg's pool: the first write fails as `first` says, the next succeed."""
+
+    def __init__(self, first: BaseException) -> None:
+        self.first: BaseException | None = first
+        self.written: list[tuple[Any, ...]] = []
+        self.attempts = 0
+
+    async def executemany(self, sql: str, values: list[tuple[Any, ...]]) -> None:
+        self.attempts += 1
+        if self.first is not None:
+            failure, self.first = self.first, None
+            raise failure
+        self.written.extend(values)
+
+    async def close(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        asyncpg.exceptions.InternalClientError("cannot switch to state 13"),
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
+        asyncpg.exceptions.AdminShutdownError("terminating connection"),
+        asyncpg.exceptions.InterfaceError("connection is closed"),
+        ConnectionResetError(),
+    ],
+    ids=["mid-operation", "gone", "admin-shutdown", "closed", "reset"],
+)
+def test_a_write_on_a_lost_postgres_connection_is_retried_once(
+    tmp_path: Path, failure: BaseException
+) -> None:
+    async def body() -> _FlakyPool:
+        engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/unused.db")
+        pool = _FlakyPool(failure)
+        store = AuditStore(engine, pg_writes=pool)  # type: ignore[arg-type]
+        try:
+            await store.record(entry(cards=1))
+        finally:
+            await store.close()
+        return pool
+
+    pool = asyncio.run(body())
+    assert pool.attempts == 2 and len(pool.written) == 1
+
+
+def test_a_row_postgres_refuses_is_not_retried(tmp_path: Path) -> None:
+    async def body() -> tuple[_FlakyPool, BaseException | None]:
+        engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/unused.db")
+        pool = _FlakyPool(asyncpg.exceptions.DataError("invalid input"))
+        store = AuditStore(engine, pg_writes=pool)  # type: ignore[arg-type]
+        try:
+            await store.record(entry(cards=1))
+        except Exception as exc:
+            return pool, exc
+        finally:
+            await store.close()
+        return pool, None
+
+    pool, raised = asyncio.run(body())
+    assert isinstance(raised, asyncpg.exceptions.DataError)
+    assert pool.attempts == 1 and pool.written == []
