@@ -182,13 +182,6 @@ _PG_INSERT = (
 )
 
 
-def _lost(exc: BaseException) -> bool:
-    """True for a connection that broke, not for a row the database refused."""
-    if isinstance(exc, DBAPIError):
-        return exc.connection_invalidated
-    return True
-
-
 # What a pooled connection the server closed raises, depending on when the client notices:
 # before the call (closed, does not exist), in its middle (the protocol is mid-message: internal
 # client error), or as the server's reason (administrator shutdown, 57P01).
@@ -285,7 +278,8 @@ class AuditStore:
                     async with self._engine.begin() as conn:
                         await conn.execute(audit_table.insert(), rows)
             except _CONNECTION_LOST as exc:
-                if attempt == 2 or not _lost(exc):
+                refused = isinstance(exc, DBAPIError) and not exc.connection_invalidated
+                if attempt == 2 or refused:
                     raise
             else:
                 self.transactions += 1

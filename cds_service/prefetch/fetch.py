@@ -7,6 +7,7 @@ and to URLs under it (a `next` link pointing elsewhere is not followed), and is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,11 +58,8 @@ class FhirReader:
         with tracer().start_as_current_span("cds.fhir.fetch") as span:
             span.set_attribute("fhir.resource_type", resource_type)  # never the URL: it has ids
             try:
-                if self._slots is None:
+                async with self._slots or contextlib.nullcontext():
                     response = await self._client.get(absolute, headers=self._headers)
-                else:
-                    async with self._slots:
-                        response = await self._client.get(absolute, headers=self._headers)
             except httpx.HTTPError as exc:
                 span.set_attribute("error.type", type(exc).__name__)
                 return FetchResult(False, error=f"request failed ({type(exc).__name__})")

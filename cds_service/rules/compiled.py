@@ -82,14 +82,17 @@ class CompiledBinding:
     path: CompiledPath | None = None
     select: CompiledSelect | None = None
 
-    @property
-    def reads(self) -> frozenset[str]:
-        """The `%variables` this binding reads."""
+    # The `%variables` this binding reads (computed once: serving checks it per call).
+    reads: frozenset[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
         if self.path is not None:
-            return self.path.variables
-        assert self.select is not None
-        paths = (self.select.where, self.select.sort)
-        return frozenset(v for p in paths if p is not None for v in p.variables)
+            reads = self.path.variables
+        else:
+            assert self.select is not None
+            paths = (self.select.where, self.select.sort)
+            reads = frozenset(v for p in paths if p is not None for v in p.variables)
+        object.__setattr__(self, "reads", reads)
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,10 +121,19 @@ class CompiledRule:
     def __post_init__(self) -> None:
         needs = {
             leaf.id: self._needed(leaf.path.variables)
-            for leaf in _leaves(self.condition)
+            for leaf in leaf_conditions(self.condition)
             if leaf.id is not None and leaf.path is not None
         }
         object.__setattr__(self, "condition_bindings", needs)
+
+    @property
+    def reads(self) -> frozenset[str]:
+        """Every `%variable` an expression of the rule names (bindings, filters, conditions)."""
+        names = {v for binding in self.bindings for v in binding.reads}
+        for leaf in leaf_conditions(self.condition):
+            if leaf.path is not None:
+                names |= leaf.path.variables
+        return frozenset(names)
 
     def _needed(self, reads: frozenset[str]) -> tuple[CompiledBinding, ...]:
         needed = set(reads)
@@ -135,11 +147,12 @@ class CompiledRule:
         return self.rule.id
 
 
-def _leaves(condition: CompiledCondition) -> Iterator[CompiledCondition]:
+def leaf_conditions(condition: CompiledCondition) -> Iterator[CompiledCondition]:
+    """The named tests of a condition tree, in order."""
     if condition.kind == "leaf":
         yield condition
     for member in condition.members:
-        yield from _leaves(member)
+        yield from leaf_conditions(member)
 
 
 class _Compiler:

@@ -226,7 +226,7 @@ class _Run:
     outcome: RuleOutcome
     deadline: float
     eager: bool
-    variables: dict[str, Any] = field(default_factory=dict)
+    variables: dict[str, Any]
 
     def bind(self, bindings: tuple[CompiledBinding, ...]) -> None:
         """Compute the bindings not computed yet, in order."""

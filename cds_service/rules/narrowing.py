@@ -26,7 +26,7 @@ __all__ = ["MAX_CODES", "narrowed_templates"]
 MAX_CODES = 60
 
 _NARROWABLE_TYPE = "Observation"
-_FILTERED = ("code", "code:in", "_id", "combo-code")
+_FILTERED = frozenset({"code", "code:in", "_id", "combo-code"})
 
 
 def _selections(rule: CompiledRule) -> Iterable[CompiledSelect]:
@@ -35,26 +35,12 @@ def _selections(rule: CompiledRule) -> Iterable[CompiledSelect]:
             yield binding.select
 
 
-def _direct_reads(rule: CompiledRule) -> set[str]:
-    """Every `%variable` a FHIRPath expression of the rule names (bindings, filters, conditions)."""
-    names: set[str] = set()
-    for binding in rule.bindings:
-        names |= binding.reads
-    stack = [rule.condition]
-    while stack:
-        condition = stack.pop()
-        if condition.path is not None:
-            names |= condition.path.variables
-        stack.extend(condition.members)
-    return names
-
-
 def _narrowable(template: str) -> bool:
     resource, _, query = template.partition("?")
     if resource != _NARROWABLE_TYPE or not query:
         return False
     params = {part.split("=", 1)[0] for part in query.split("&")}
-    return not params & set(_FILTERED)
+    return not params & _FILTERED
 
 
 def narrowed_templates(
@@ -66,7 +52,7 @@ def narrowed_templates(
         key: set() for key, template in templates.items() if _narrowable(template)
     }
     for rule in rules:
-        for key in _direct_reads(rule) & wanted.keys():
+        for key in rule.reads & wanted.keys():
             wanted.pop(key)
         for select in _selections(rule):
             sources = select.sources if select.sources is not None else tuple(templates)
