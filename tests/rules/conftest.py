@@ -6,9 +6,13 @@ pytest plugin never takes it for a rules directory.)"""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
+
+from cds_service.rules.compiled import CompiledRule
+from cds_service.rules.ruleset import load_ruleset
 
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLE_RULE = "nsaid-with-anticoagulant"
@@ -73,3 +77,27 @@ def rules_dir(tmp_path: Path) -> Path:
     root = make_rules_dir(tmp_path)
     add_sample_rule(root)
     return root
+
+
+def value_set(set_id: str, *codes: str, system: str = "http://loinc.org") -> str:
+    """A ValueSet file's YAML: `set_id` expanded to `codes` in `system`."""
+    lines = "".join(f"    - {{system: '{system}', code: '{code}'}}\n" for code in codes)
+    return f"resourceType: ValueSet\nid: {set_id}\nexpansion:\n  contains:\n{lines}"
+
+
+def load_rules(
+    root: Path, rules: Mapping[str, str], value_sets: Mapping[str, str] | None = None
+) -> dict[str, CompiledRule]:
+    """Write a rules directory under `root` (service `svc`, the `value_sets` by id, the
+    patient-view `rules` by id; files already there are replaced) and load it; any load error
+    fails the test."""
+    (root / "_services.yaml").write_text(
+        "schema: cds-services/1\nservices:\n  svc: {title: S, description: D}\n"
+    )
+    for folder, files in (("_valuesets", value_sets or {}), ("patient-view", rules)):
+        (root / folder).mkdir(exist_ok=True)
+        for name, text in files.items():
+            (root / folder / f"{name}.yaml").write_text(text)
+    ruleset = load_ruleset(root, ["ascvd"])
+    assert not ruleset.errors, [str(e) for e in ruleset.errors]
+    return {rule_id: ruleset.rules[rule_id] for rule_id in rules}

@@ -14,8 +14,8 @@ import pytest
 
 from cds_service.rules.compiled import CompiledRule
 from cds_service.rules.engine import RequestData, RuleOutcome, evaluate_rule
-from cds_service.rules.ruleset import load_ruleset
 from cds_service.rules.service import evaluate_with_scores
+from tests.rules.conftest import load_rules
 
 NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
 
@@ -50,14 +50,7 @@ card:
 
 
 def _rule(tmp_path: Path, quantifier: str) -> CompiledRule:
-    (tmp_path / "_services.yaml").write_text(
-        "schema: cds-services/1\nservices:\n  svc: {title: S, description: D}\n"
-    )
-    (tmp_path / "patient-view").mkdir()
-    (tmp_path / "patient-view" / "lazy.yaml").write_text(RULE.replace("QUANTIFIER", quantifier))
-    ruleset = load_ruleset(tmp_path, [])
-    assert not ruleset.errors, [str(e) for e in ruleset.errors]
-    return ruleset.rules["lazy"]
+    return load_rules(tmp_path, {"lazy": RULE.replace("QUANTIFIER", quantifier)})["lazy"]
 
 
 def _labs(*ids: str) -> dict[str, object]:
@@ -147,14 +140,7 @@ card:
 
 
 def _scored(tmp_path: Path) -> CompiledRule:
-    (tmp_path / "_services.yaml").write_text(
-        "schema: cds-services/1\nservices:\n  svc: {title: S, description: D}\n"
-    )
-    (tmp_path / "patient-view").mkdir()
-    (tmp_path / "patient-view" / "scored.yaml").write_text(SCORED)
-    ruleset = load_ruleset(tmp_path, ["ascvd"])
-    assert not ruleset.errors, [str(e) for e in ruleset.errors]
-    return ruleset.rules["scored"]
+    return load_rules(tmp_path, {"scored": SCORED})["scored"]
 
 
 def _with_scores(rule: CompiledRule, data: RequestData) -> tuple[list[RuleOutcome], list[str]]:

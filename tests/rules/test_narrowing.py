@@ -27,6 +27,7 @@ from cds_service.scores.provider import SCORE_PREFETCH
 from cds_service.services.definition import PrefetchSpec
 from cds_service.wire.request import HookRequest
 from tests.conftest import FIXTURES
+from tests.rules.conftest import load_rules, value_set
 
 LOINC = "http://loinc.org"
 LABS = "Observation?patient={{context.patientId}}&category=laboratory"
@@ -58,35 +59,17 @@ LDL = "  ldl:\n    resources: Observation\n    from: [labs]\n    coded: ldl"
 
 
 def _rules(tmp_path: Path, *specs: tuple[str, str, str], labs: str = LABS) -> list[CompiledRule]:
-    (tmp_path / "_services.yaml").write_text(
-        "schema: cds-services/1\nservices:\n  svc: {title: S, description: D}\n"
-    )
-    sets = tmp_path / "_valuesets"
-    sets.mkdir(exist_ok=True)
-    sets.joinpath("hba1c.yaml").write_text(
-        "resourceType: ValueSet\nid: hba1c\nexpansion:\n  contains:\n"
-        "    - {system: 'http://loinc.org', code: 4548-4}\n"
-        "    - {system: 'http://loinc.org', code: 17856-6}\n"
-    )
-    sets.joinpath("ldl.yaml").write_text(
-        "resourceType: ValueSet\nid: ldl\nexpansion:\n  contains:\n"
-        "    - {system: 'http://loinc.org', code: 18262-6}\n"
-    )
-    many = "".join(
-        f"    - {{system: 'http://loinc.org', code: '{n}-0'}}\n" for n in range(MAX_CODES + 1)
-    )
-    sets.joinpath("many.yaml").write_text(
-        f"resourceType: ValueSet\nid: many\nexpansion:\n  contains:\n{many}"
-    )
-    folder = tmp_path / "patient-view"
-    folder.mkdir(exist_ok=True)
-    for rule_id, let, when in specs:
-        folder.joinpath(f"{rule_id}.yaml").write_text(
-            RULE.format(id=rule_id, labs=labs, let=let, when=when)
-        )
-    ruleset = load_ruleset(tmp_path, ["ascvd"])
-    assert not ruleset.errors, [str(e) for e in ruleset.errors]
-    return list(ruleset.rules.values())
+    many = [f"{n}-0" for n in range(MAX_CODES + 1)]
+    value_sets = {
+        "hba1c": value_set("hba1c", "4548-4", "17856-6"),
+        "ldl": value_set("ldl", "18262-6"),
+        "many": value_set("many", *many),
+    }
+    texts = {
+        rule_id: RULE.format(id=rule_id, labs=labs, let=let, when=when)
+        for rule_id, let, when in specs
+    }
+    return list(load_rules(tmp_path, texts, value_sets).values())
 
 
 def _labs(rules: list[CompiledRule]) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cds_service.rules.engine import RequestData, _minus, evaluate_rule
-from cds_service.rules.ruleset import load_ruleset
+from tests.rules.conftest import load_rules, value_set
 
 NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
 LOINC = "http://loinc.org"
@@ -70,21 +70,12 @@ card:
 
 
 def pick(tmp_path: Path, select: str, prefetch: dict[str, Any]) -> list[str]:
-    (tmp_path / "_services.yaml").write_text(
-        "schema: cds-services/1\nservices:\n  svc: {title: S, description: D}\n"
-    )
-    (tmp_path / "_valuesets").mkdir(exist_ok=True)
-    (tmp_path / "_valuesets" / "hba1c.yaml").write_text(
-        "resourceType: ValueSet\nid: hba1c\nexpansion:\n  contains:\n"
-        "    - {system: 'http://loinc.org', code: 4548-4}\n"
-    )
-    (tmp_path / "patient-view").mkdir(exist_ok=True)
     indented = "\n".join("    " + line for line in select.strip().splitlines())
-    (tmp_path / "patient-view" / "pick.yaml").write_text(RULE.format(select=indented))
-    ruleset = load_ruleset(tmp_path, ["ascvd"])
-    assert not ruleset.errors, [str(e) for e in ruleset.errors]
+    rules = load_rules(
+        tmp_path, {"pick": RULE.format(select=indented)}, {"hba1c": value_set("hba1c", "4548-4")}
+    )
     data = RequestData({"patientId": "p"}, prefetch, now=NOW)
-    outcome = evaluate_rule(ruleset.rules["pick"], data)
+    outcome = evaluate_rule(rules["pick"], data)
     assert outcome.status in ("fired", "silent"), outcome.reason
     return [r["id"] for r in outcome.bindings["picked"]]
 
