@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +14,7 @@ from cds_service.cli import main, render_openapi
 from deploy.topology import free_port
 from tests.conformance import assert_conformant_response
 from tests.conftest import load_fixture
+from tests.serving import start_serve, wait_healthy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,28 +78,10 @@ def test_openapi_check_flag(tmp_path: Path) -> None:
 def server(tmp_path: Path) -> Iterator[str]:
     """`cds-service serve` in a subprocess, as an operator would start it."""
     port = free_port()
-    env = {
-        **os.environ,
-        "CDS_DATABASE_URL": f"sqlite:///{tmp_path}/cds.db",
-        "CDS_ENV": "development",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cds_service", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
-    )
+    process = start_serve(tmp_path, port, workers=2)
     base = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(100):
-            try:
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                time.sleep(0.1)
-        else:
-            raise AssertionError("server did not start")
+        wait_healthy(base, process)
         yield base
     finally:
         process.terminate()

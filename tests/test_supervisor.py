@@ -16,6 +16,7 @@ import pytest
 
 from cds_service.supervisor import reuse_port_supported
 from deploy.topology import free_port
+from tests.serving import start_serve, wait_healthy
 
 pytestmark = pytest.mark.skipif(not reuse_port_supported(), reason="SO_REUSEPORT is Linux's")
 
@@ -52,36 +53,14 @@ def _established_inodes(port: int) -> set[str]:
     return out
 
 
-def _wait_ready(base: str, process: subprocess.Popen[bytes]) -> None:
-    for _ in range(150):
-        assert process.poll() is None, "server exited"
-        try:
-            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.TransportError:
-            time.sleep(0.1)
-    raise AssertionError("server did not start")
-
-
 @pytest.fixture
 def two_workers(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
     port = free_port()
-    env = {
-        **os.environ,
-        "CDS_DATABASE_URL": f"sqlite:///{tmp_path}/cds.db",
-        "CDS_ENV": "development",
-        "CDS_AUTH": "disabled",
-        "CDS_RULES_RELOAD_SECONDS": "0",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cds_service", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        cwd=tmp_path,
+    process = start_serve(
+        tmp_path, port, workers=2, CDS_AUTH="disabled", CDS_RULES_RELOAD_SECONDS="0"
     )
     try:
-        _wait_ready(f"http://127.0.0.1:{port}", process)
+        wait_healthy(f"http://127.0.0.1:{port}", process)
         deadline = time.monotonic() + 20
         while len(_workers(process.pid)) < 2 or not all(
             _listening(pid, port) for pid in _workers(process.pid)

@@ -1,0 +1,42 @@
+"""`cds-service serve` in a subprocess, as an operator starts it (the CLI and supervisor tests)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def start_serve(tmp_path: Path, port: int, workers: int, **env: str) -> subprocess.Popen[bytes]:
+    """`python -m cds_service serve` on `port` with a SQLite database under `tmp_path`; output
+    (stdout and stderr) is captured."""
+    command = ["serve", "--port", str(port), "--workers", str(workers)]
+    return subprocess.Popen(
+        [sys.executable, "-m", "cds_service", *command],
+        env={
+            **os.environ,
+            "CDS_DATABASE_URL": f"sqlite:///{tmp_path}/cds.db",
+            "CDS_ENV": "development",
+            **env,
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=tmp_path,
+    )
+
+
+def wait_healthy(base: str, process: subprocess.Popen[bytes], seconds: float = 15) -> None:
+    """Until `/healthz` answers 200; fails when the process exits or time runs out."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        assert process.poll() is None, "server exited"
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            time.sleep(0.1)
+    raise AssertionError("server did not start")
