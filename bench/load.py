@@ -38,6 +38,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
+from bench.report import ONE_WORKER_PAIRED, PRECOMPUTED, TWO_WORKERS
 from bench.workloads import draft_orders
 from cds_service.prefetch.local import LocalFhirServer
 from deploy.topology import create_database, drop_database, free_port
@@ -49,10 +50,7 @@ CLI = str(Path(PYTHON).parent / "cds-service")
 ISSUER = "https://ehr.bench.example"
 REDIS_URL = "redis://127.0.0.1:6379/12"
 TENANT = "bench"
-PRECOMPUTED = "service, scores precomputed"
 PAIRED_ROUNDS = 3
-ONE_WORKER_PAIRED = "service, 1 worker (paired)"
-TWO_WORKERS = "service, 2 workers"
 TICKS = os.sysconf("SC_CLK_TCK")
 
 

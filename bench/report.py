@@ -10,6 +10,11 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+# The runs the report reads by label (bench/load.py measures them).
+PRECOMPUTED = "service, scores precomputed"
+ONE_WORKER_PAIRED = "service, 1 worker (paired)"
+TWO_WORKERS = "service, 2 workers"
+
 
 def _cpu() -> str:
     try:
@@ -180,7 +185,7 @@ def targets(
     for target, name in (
         ("service", "missing prefetch (50 ms FHIR server) p99 at 8 ≤ 250 ms"),
         (
-            "service, scores precomputed",
+            PRECOMPUTED,
             "… the same with the scores precomputed (`cds-service precompute`)",
         ),
     ):
@@ -193,8 +198,8 @@ def targets(
     big = startup.get("bundled + 200 generated rules")
     if big is not None:
         out.append(("start-up with 200 rules ≤ 2 s", f"{big:.2f} s", big <= 2))
-    ones = _rounds(results, "service, 1 worker (paired)")
-    twos = _rounds(results, "service, 2 workers")
+    ones = _rounds(results, ONE_WORKER_PAIRED)
+    twos = _rounds(results, TWO_WORKERS)
     if ones and twos:
         scale = statistics.median(r.rps for r in twos) / statistics.median(r.rps for r in ones)
         each = [f"{r.rps / o.rps:.2f}x" for o, r in zip(ones, twos, strict=False)]
