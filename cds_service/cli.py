@@ -74,8 +74,6 @@ def _serve(args: argparse.Namespace) -> int:
     flags = {"host": args.host, "port": args.port, "workers": args.workers, "rules_dir": args.rules}
     overrides = {k: v for k, v in flags.items() if v is not None}
     settings = load_settings(**overrides)
-    if settings.gc_threshold:
-        quiet_start()  # the app's start-up makes few cycles; settle_heap collects once, at the end
     tenants_for(settings)  # a missing or bad tenants file stops start-up here, once
     # Workers are separate processes that build their settings from the environment.
     for key, value in overrides.items():
@@ -94,11 +92,14 @@ def _serve(args: argparse.Namespace) -> int:
         "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
         "server_header": False,
     }
+    # The app's start-up makes few cycles: no collections until settle_heap collects once.
+    quiet = settings.gc_threshold > 0
     if settings.workers > 1 and reuse_port_supported():
         # A listening socket per worker, so the kernel spreads connections (supervisor.py).
         logging.config.dictConfig(config["log_config"])
-        quiet = settings.gc_threshold > 0
         return supervise(settings.workers, config, settings.shutdown_grace_seconds, quiet=quiet)
+    if quiet and settings.workers == 1:  # this process is the worker
+        quiet_start()
     uvicorn.run(**config, workers=settings.workers)
     return 0
 

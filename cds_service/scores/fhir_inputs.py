@@ -46,6 +46,11 @@ _VOID_MED_STATUS = frozenset({"entered-in-error", "not-taken", "cancelled", "dra
 _WORD = re.compile(r"[a-z]+")
 
 
+def _aware(at: datetime) -> datetime:
+    """`at` with a time zone (a naive value is taken as UTC)."""
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 class PatientRecord:
     """One patient's resources, read as of `at`.
 
@@ -54,7 +59,7 @@ class PatientRecord:
     """
 
     def __init__(self, resources: Sequence[dict[str, Any]], at: datetime) -> None:
-        self.at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        self.at = _aware(at)
         self._by_type: dict[str, list[dict[str, Any]]] = {}
         for resource in resources:
             if isinstance(resource, dict):
@@ -65,7 +70,7 @@ class PatientRecord:
     def of(cls, data: FhirData, at: datetime) -> PatientRecord:
         """`data` itself when it is a record as of `at`, else a record of its resources."""
         if isinstance(data, PatientRecord):
-            if data.at == (at if at.tzinfo else at.replace(tzinfo=UTC)):
+            if data.at == _aware(at):
                 return data
             data = [r for rs in data._by_type.values() for r in rs]
         return cls(data, at)
