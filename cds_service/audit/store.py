@@ -254,16 +254,18 @@ class AuditStore:
         while self._pending:
             batch = self._pending[:MAX_ROWS_PER_TRANSACTION]
             del self._pending[:MAX_ROWS_PER_TRANSACTION]
+            failure: Exception | None = None
             try:
                 await self._insert([row for row, _ in batch])
             except Exception as exc:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_exception(exc)
-            else:
-                for _, done in batch:
-                    if not done.done():
-                        done.set_result(None)
+                failure = exc
+            for _, done in batch:
+                if done.done():  # its caller is gone
+                    continue
+                if failure is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(failure)
 
     async def _insert(self, rows: list[dict[str, Any]]) -> None:
         # A pooled connection the database has closed (a restart, an idle timeout) fails the
