@@ -7,11 +7,12 @@ first, so one lint run shows an author everything to fix.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-__all__ = ["RuleIssue", "Severity"]
+__all__ = ["RuleIssue", "Severity", "author_message"]
 
 Severity = Literal["error", "warning"]
 
@@ -34,3 +35,12 @@ class RuleIssue:
         rule = f" [{self.rule_id}]" if self.rule_id else ""
         level = "" if self.severity == "error" else " (warning)"
         return f"{where}:{field} {self.message}{rule}{level}"
+
+
+def author_message(error: Mapping[str, Any]) -> str:
+    """A pydantic validation error's message, worded for an author of YAML files."""
+    if error["type"] == "missing":
+        return "is required"
+    if error["type"] == "extra_forbidden":
+        return "is not a known key"
+    return str(error["msg"]).removeprefix("Value error, ")

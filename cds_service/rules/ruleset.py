@@ -21,10 +21,10 @@ from typing import Any
 from pydantic import ValidationError
 
 from cds_service.rules.compiled import CompiledRule, compile_rule
-from cds_service.rules.issues import RuleIssue
+from cds_service.rules.issues import RuleIssue, author_message
 from cds_service.rules.model import Rule, ServiceEntry, ServicesFile
 from cds_service.rules.valuesets import ValueSet, load_value_sets, member_of_function
-from cds_service.rules.yamlsource import Located, read_yaml
+from cds_service.rules.yamlsource import Located, field_path, read_yaml
 
 __all__ = ["RuleSet", "load_ruleset", "rule_files"]
 
@@ -74,13 +74,7 @@ def validation_issues(
         loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
         loc = _yaml_loc(loc)
         line, col = located.position(loc)
-        message = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "missing":
-            message = "is required"
-        elif err["type"] == "extra_forbidden":
-            message = "is not a known key"
-        field_name = ".".join(str(p) if not isinstance(p, int) else f"[{p}]" for p in loc)
-        issues.append(RuleIssue(path, line, col, field_name.replace(".[", "["), message, rule_id))
+        issues.append(RuleIssue(path, line, col, field_path(loc), author_message(err), rule_id))
     return issues
 
 

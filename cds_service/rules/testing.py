@@ -49,7 +49,7 @@ from cds_service.exceptions import CDSServiceError
 from cds_service.prefetch.resolve import resolve_prefetch
 from cds_service.rules.compiled import CompiledCondition, CompiledRule
 from cds_service.rules.engine import evaluate_rule
-from cds_service.rules.issues import RuleIssue, Severity
+from cds_service.rules.issues import RuleIssue, Severity, author_message
 from cds_service.rules.model import Kebab
 from cds_service.rules.ruleset import RuleSet, load_ruleset, rule_files
 from cds_service.rules.runtime import default_score_source, known_score_names
@@ -262,12 +262,7 @@ def _validation_issues(
     for err in exc.errors(include_input=False, include_url=False):
         loc: Loc = tuple(p for p in err["loc"] if isinstance(p, int | str))
         line, col = located.position(loc)
-        message = str(err["msg"]).removeprefix("Value error, ")
-        if err["type"] == "missing":
-            message = "is required"
-        elif err["type"] == "extra_forbidden":
-            message = "is not a known key"
-        issues.append(RuleIssue(path, line, col, field_path(loc), message, rule_id))
+        issues.append(RuleIssue(path, line, col, field_path(loc), author_message(err), rule_id))
     return issues
 
 
