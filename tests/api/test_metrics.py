@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 from fastapi.testclient import TestClient
 
 from cds_service.config import Settings
 from cds_service.main import create_app
-
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
+from tests.api.calls import nsaid_on_warfarin_call
 
 
 def sample(text: str, name: str, **labels: str) -> float:
@@ -23,36 +21,7 @@ def sample(text: str, name: str, **labels: str) -> float:
 
 def test_metrics_after_calls(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path}/f.db")
-    draft = {
-        "resourceType": "MedicationRequest",
-        "id": "d1",
-        "status": "draft",
-        "intent": "order",
-        "medicationCodeableConcept": {
-            "text": "Ibuprofen 200 MG Oral Tablet",
-            "coding": [{"system": RXNORM, "code": "310965"}],
-        },
-    }
-    active = {
-        "resourceType": "MedicationRequest",
-        "id": "a1",
-        "status": "active",
-        "intent": "order",
-        "medicationCodeableConcept": {"coding": [{"system": RXNORM, "code": "855332"}]},
-    }
-    body = {
-        "hook": "order-select",
-        "hookInstance": str(uuid.uuid4()),
-        "context": {
-            "userId": "Practitioner/1",
-            "patientId": "p1",
-            "selections": ["MedicationRequest/d1"],
-            "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": draft}]},
-        },
-        "prefetch": {
-            "activeMedications": {"resourceType": "Bundle", "entry": [{"resource": active}]}
-        },
-    }
+    body = nsaid_on_warfarin_call()
     with TestClient(create_app(settings)) as client:
         response = client.post(
             "/cds-services/medication-safety", json=body, headers={"X-Request-Id": "trace-123"}

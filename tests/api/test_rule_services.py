@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 
 from cds_service.config import Settings
 from cds_service.main import create_app
+from tests.api.calls import nsaid_on_warfarin_call
 from tests.conformance import assert_conformant_response, assert_operation_outcome
 from tests.conftest import FROZEN_NOW
 
 ROOT = Path(__file__).resolve().parents[2]
-RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
 RULE = """\
 schema: cds-rule/1
@@ -133,44 +133,7 @@ def test_bundled_rule_pack_is_served(tmp_path: Path) -> None:
 
 def test_nsaid_rule_over_http(tmp_path: Path) -> None:
     config = Settings(database_url=f"sqlite:///{tmp_path}/f.db")
-    draft = {
-        "resourceType": "MedicationRequest",
-        "id": "d1",
-        "status": "draft",
-        "intent": "order",
-        "medicationCodeableConcept": {
-            "text": "Ibuprofen 200 MG Oral Tablet",
-            "coding": [{"system": RXNORM, "code": "310965"}],
-        },
-    }
-    active = {
-        "resourceType": "MedicationRequest",
-        "id": "a1",
-        "status": "active",
-        "intent": "order",
-        "medicationCodeableConcept": {
-            "coding": [
-                {"system": RXNORM, "code": "855332", "display": "Warfarin Sodium 5 MG Oral Tablet"}
-            ]
-        },
-    }
-    body = {
-        "hook": "order-select",
-        "hookInstance": str(uuid.uuid4()),
-        "context": {
-            "userId": "Practitioner/1",
-            "patientId": "p1",
-            "selections": ["MedicationRequest/d1"],
-            "draftOrders": {"resourceType": "Bundle", "entry": [{"resource": draft}]},
-        },
-        "prefetch": {
-            "activeMedications": {
-                "resourceType": "Bundle",
-                "type": "searchset",
-                "entry": [{"resource": active}],
-            }
-        },
-    }
+    body = nsaid_on_warfarin_call()
     with TestClient(create_app(config, clock=lambda: FROZEN_NOW)) as client:
         response = client.post("/cds-services/medication-safety", json=body)
     assert response.status_code == 200, response.text
