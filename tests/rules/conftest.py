@@ -79,6 +79,19 @@ def rules_dir(tmp_path: Path) -> Path:
     return root
 
 
+_HEADER = """\
+schema: cds-rule/1
+id: {id}
+version: 1
+status: active
+hook: patient-view
+service: svc
+title: t
+description: d
+references: [https://example.org]
+"""
+
+
 def value_set(set_id: str, *codes: str, system: str = "http://loinc.org") -> str:
     """A ValueSet file's YAML: `set_id` expanded to `codes` in `system`."""
     lines = "".join(f"    - {{system: '{system}', code: '{code}'}}\n" for code in codes)
@@ -88,13 +101,14 @@ def value_set(set_id: str, *codes: str, system: str = "http://loinc.org") -> str
 def load_rules(
     root: Path, rules: Mapping[str, str], value_sets: Mapping[str, str] | None = None
 ) -> dict[str, CompiledRule]:
-    """Write a rules directory under `root` (service `svc`, the `value_sets` by id, the
-    patient-view `rules` by id; files already there are replaced) and load it; any load error
-    fails the test."""
+    """Write a rules directory under `root` (service `svc`, the `value_sets` by id, and the
+    patient-view `rules` by id: each text from `prefetch:` on, the header is written here; files
+    already there are replaced) and load it; any load error fails the test."""
     (root / "_services.yaml").write_text(
         "schema: cds-services/1\nservices:\n  svc: {title: S, description: D}\n"
     )
-    for folder, files in (("_valuesets", value_sets or {}), ("patient-view", rules)):
+    texts = {rule_id: _HEADER.format(id=rule_id) + body for rule_id, body in rules.items()}
+    for folder, files in (("_valuesets", value_sets or {}), ("patient-view", texts)):
         (root / folder).mkdir(exist_ok=True)
         for name, text in files.items():
             (root / folder / f"{name}.yaml").write_text(text)

@@ -20,15 +20,6 @@ from tests.rules.conftest import load_rules
 NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
 
 RULE = """\
-schema: cds-rule/1
-id: lazy
-version: 1
-status: active
-hook: patient-view
-service: svc
-title: t
-description: d
-references: [https://example.org]
 prefetch:
   labs: Observation?patient={{context.patientId}}
 let:
@@ -111,15 +102,6 @@ def test_the_card_bindings_are_computed_when_the_rule_fires(tmp_path: Path) -> N
 
 
 SCORED = """\
-schema: cds-rule/1
-id: scored
-version: 1
-status: active
-hook: patient-view
-service: svc
-title: t
-description: d
-references: [https://example.org]
 prefetch:
   labs: Observation?patient={{context.patientId}}
 scores: [ascvd]

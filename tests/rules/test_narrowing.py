@@ -33,15 +33,6 @@ LOINC = "http://loinc.org"
 LABS = "Observation?patient={{context.patientId}}&category=laboratory"
 
 RULE = """\
-schema: cds-rule/1
-id: {id}
-version: 1
-status: active
-hook: patient-view
-service: svc
-title: t
-description: d
-references: [https://example.org]
 prefetch:
   labs: {labs}
   conditions: Condition?patient={{{{context.patientId}}}}
@@ -65,10 +56,7 @@ def _rules(tmp_path: Path, *specs: tuple[str, str, str], labs: str = LABS) -> li
         "ldl": value_set("ldl", "18262-6"),
         "many": value_set("many", *many),
     }
-    texts = {
-        rule_id: RULE.format(id=rule_id, labs=labs, let=let, when=when)
-        for rule_id, let, when in specs
-    }
+    texts = {rule_id: RULE.format(labs=labs, let=let, when=when) for rule_id, let, when in specs}
     return list(load_rules(tmp_path, texts, value_sets).values())
 
 

@@ -45,15 +45,6 @@ def bundle(*resources: dict[str, Any]) -> dict[str, Any]:
 
 
 RULE = """\
-schema: cds-rule/1
-id: pick
-version: 1
-status: active
-hook: patient-view
-service: svc
-title: t
-description: d
-references: [https://example.org]
 prefetch:
   labs: Observation?patient={{{{context.patientId}}}}
   conditions: Condition?patient={{{{context.patientId}}}}
