@@ -27,6 +27,7 @@ from cds_service.openapi import install_openapi
 from cds_service.rules.runtime import RuleRuntime
 from cds_service.scores.cache import ScoreCache
 from cds_service.scores.provider import ScoreProvider
+from cds_service.scores.sources import CachedScores
 from cds_service.security.headers import SecurityHeadersMiddleware
 from cds_service.security.jwks import KeyStore
 from cds_service.security.jwt_auth import JwtVerifier
@@ -79,7 +80,7 @@ def create_app(
             settings.rules_dir,
             extra_services=builtin_services if settings.builtin_services else list,
             budget_seconds=settings.rule_budget_seconds,
-            scores=ScoreProvider(score_cache),
+            scores=CachedScores(ScoreProvider(score_cache)),
         )
         registry = runtime.load()
         assert registry is not None  # the first load always yields a registry or raises

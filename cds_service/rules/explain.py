@@ -17,18 +17,23 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from pydantic import ValidationError
 
-from cds_service.exceptions import CDSServiceError
-from cds_service.prefetch.resolve import resolve_prefetch
+from cds_service.exceptions import CDSServiceError, RequestError
 from cds_service.rules.compiled import CompiledCondition, CompiledRule, score_variable
-from cds_service.rules.engine import RuleOutcome, evaluate_rule
-from cds_service.rules.ruleset import load_ruleset
-from cds_service.rules.service import prefetch_specs, request_data
-from cds_service.rules.testing import known_scores, score_source
+from cds_service.rules.engine import RuleOutcome
+from cds_service.rules.pipeline import (
+    Display,
+    OfflineSource,
+    RulesTrace,
+    display_outcomes,
+    evaluate_call,
+)
+from cds_service.rules.ruleset import RuleSet, load_ruleset
+from cds_service.rules.runtime import known_score_names
+from cds_service.rules.service import rule_service
+from cds_service.scores.sources import ComputedScores
 from cds_service.services.definition import PrefetchOutcome
-from cds_service.wire.contexts import hook_spec
 from cds_service.wire.request import HookRequest
 
 __all__ = ["ExplainError", "explain", "parse_now"]
@@ -48,7 +53,8 @@ class _Run:
     now: datetime
     prefetch: Mapping[str, PrefetchOutcome]
     scores: Mapping[str, Any]
-    outcome: RuleOutcome
+    outcome: RuleOutcome  # the verdict: lazy, as in production
+    shown: RuleOutcome  # every binding and condition, evaluated eagerly for display
 
 
 def parse_now(text: str) -> datetime:
@@ -68,11 +74,11 @@ def _errors(exc: ValidationError) -> str:
     return "\n".join(out)
 
 
-def _load_rule(root: Path, rule_id: str) -> CompiledRule:
-    ruleset = load_ruleset(root, known_scores())
+def _load_rule(root: Path, rule_id: str) -> tuple[CompiledRule, RuleSet]:
+    ruleset = load_ruleset(root, known_score_names())
     rule = ruleset.rules.get(rule_id)
     if rule is not None:
-        return rule
+        return rule, ruleset
     own = [i for i in ruleset.issues if i.rule_id == rule_id or i.path.stem == rule_id]
     if own:
         listed = "\n".join(f"  {i}" for i in own)
@@ -96,43 +102,47 @@ def _read_request(path: Path) -> HookRequest:
         raise ExplainError(f"{path}: not a valid CDS Hooks request:\n{_errors(exc)}") from None
 
 
-async def _resolve(request: HookRequest, rule: CompiledRule) -> dict[str, PrefetchOutcome]:
-    # No fhirServer: nothing is fetched; keys the request lacks come back unavailable.
-    offline = request.model_copy(update={"fhir_server": None, "fhir_authorization": None})
-
-    def refuse(_: httpx.Request) -> httpx.Response:
-        return httpx.Response(503)
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
-        return await resolve_prefetch(
-            offline, prefetch_specs([rule]), client, deadline_seconds=2.0, max_pages=1
-        )
-
-
 def _evaluate(root: Path, rule_id: str, request_path: Path, now: datetime | None) -> _Run:
-    rule = _load_rule(root, rule_id)
+    rule, ruleset = _load_rule(root, rule_id)
     request = _read_request(request_path)
     if request.hook != rule.rule.hook:
         raise ExplainError(
             f"the request is a '{request.hook}' call but rule {rule.id} runs on '{rule.rule.hook}'"
         )
-    spec = hook_spec(rule.rule.hook)
-    assert spec is not None  # a compiled rule has a known hook
-    try:
-        spec.context.model_validate(request.context)
-    except ValidationError as exc:
-        raise ExplainError(f"the context is invalid for {request.hook}:\n{_errors(exc)}") from None
-    try:
-        prefetch = asyncio.run(_resolve(request, rule))
-    except CDSServiceError as exc:
-        raise ExplainError(f"prefetch: {exc.message}") from None
     at = now or datetime.now(UTC)
     try:
-        data = request_data(request.context, prefetch, [rule], at, score_source())
+        trace, prefetch, shown = asyncio.run(_through_pipeline(rule, ruleset, request, at))
+    except RequestError as exc:
+        listed = "\n".join(
+            f"  {i.field}: {i.message}" if i.field else f"  {i.message}" for i in exc.issues
+        )
+        raise ExplainError(f"the context is invalid for {request.hook}:\n{listed}") from None
+    except CDSServiceError as exc:
+        raise ExplainError(f"prefetch: {exc.message}") from None
     except Exception as exc:
         raise ExplainError(f"computing scores failed: {type(exc).__name__}: {exc}") from None
-    outcome = evaluate_rule(rule, data, budget_seconds=BUDGET_SECONDS, eager=True)
-    return _Run(rule, request, at, prefetch, dict(data.scores), outcome)
+    return _Run(rule, request, at, prefetch, shown.scores, trace.outcomes[0], shown.outcomes[0])
+
+
+async def _through_pipeline(
+    rule: CompiledRule, ruleset: RuleSet, request: HookRequest, now: datetime
+) -> tuple[RulesTrace, dict[str, PrefetchOutcome], Display]:
+    """The production verdict (lazy, through the pipeline, nothing fetched: keys the request
+    lacks are unavailable), and an eager pass over the same data for display."""
+    service = rule_service(rule, ruleset, scores=ComputedScores(), budget_seconds=BUDGET_SECONDS)
+    called = await evaluate_call(
+        service,
+        request,
+        OfflineSource(),
+        now=now,
+        budget_seconds=BUDGET_SECONDS + 2.0,
+        prefetch_deadline_seconds=2.0,
+        strict=False,
+    )
+    trace = called.trace
+    assert trace is not None  # a rule service always traces
+    shown = await display_outcomes(trace, BUDGET_SECONDS)
+    return trace, called.prefetch, shown
 
 
 def _one_line(value: Any, width: int = VALUE_WIDTH) -> str:
@@ -206,18 +216,26 @@ def _format(run: _Run) -> str:
         lines += [f"  {name} = {_one_line(value)}" for name, value in run.scores.items()]
         missing = [n for n in rule.rule.scores if score_variable(n) not in run.scores]
         lines += [f"  {name}: not available" for name in missing]
-    lines.append("bindings:")
+    shown = run.shown
+    lines.append("bindings:  (* = computed for display only: the service never needs it here)")
     for binding in rule.bindings:
         if binding.name in outcome.bindings:
             lines.append(f"  {binding.name} = {_one_line(outcome.bindings[binding.name])}")
+        elif binding.name in shown.bindings:
+            lines.append(f"* {binding.name} = {_one_line(shown.bindings[binding.name])}")
         else:
             lines.append(f"  {binding.name}: not evaluated")
     if not rule.bindings:
         lines.append("  (none)")
     lines.append("conditions:")
-    _tree(rule.condition, outcome.conditions, 1, lines)
+    _tree(rule.condition, {**shown.conditions, **outcome.conditions}, 1, lines)
     reason = f" ({outcome.reason})" if outcome.reason else ""
     lines.append(f"status: {outcome.status}{reason}")
+    if shown.status != outcome.status and shown.status in ("error", "timeout"):
+        lines.append(
+            f"  (evaluating every binding for display: {shown.status}: {shown.reason}; "
+            "the service never computes it on this call)"
+        )
     if outcome.card is None:
         lines.append("card: none")
     else:

@@ -25,7 +25,6 @@ import pytest
 
 from cds_service.rules.issues import RuleIssue
 from cds_service.rules.ruleset import SERVICES_FILE, RuleSet, load_ruleset
-from cds_service.rules.service import ScoreSource
 from cds_service.rules.testing import (
     TEST_SUFFIX,
     PlannedCase,
@@ -34,7 +33,6 @@ from cds_service.rules.testing import (
     known_scores,
     plan_tests,
     run_case,
-    score_source,
 )
 
 if TYPE_CHECKING:
@@ -50,7 +48,6 @@ class _Rules:
     ruleset: RuleSet
     plans: dict[Path, TestFilePlan]
     broken: dict[Path, list[RuleIssue]]
-    scores: ScoreSource | None
 
 
 _LOADED = pytest.StashKey[dict[Path, _Rules]]()
@@ -71,7 +68,7 @@ def _rules(config: pytest.Config, root: Path) -> _Rules:
         broken: dict[Path, list[RuleIssue]] = {}
         for issue in ruleset.errors:
             broken.setdefault(issue.path.resolve(), []).append(issue)
-        loaded[root] = _Rules(ruleset, plans, broken, score_source())
+        loaded[root] = _Rules(ruleset, plans, broken)
     return loaded[root]
 
 
@@ -153,7 +150,7 @@ class RuleCaseItem(_RuleItem):
     def runtest(self) -> None:
         assert isinstance(self.parent, RuleTestYaml)
         rules = _rules(self.config, self.parent.rules_root)
-        result = run_case(self.planned, rules.ruleset, rules.scores)
+        result = run_case(self.planned, rules.ruleset)
         if not result.ok:
             shown = dataclasses.replace(result, path=_display(result.path, self.config))
             raise RuleTestFailure(shown.message(diff=True))

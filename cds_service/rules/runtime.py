@@ -10,19 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from cds_service.exceptions import ConfigurationError
 from cds_service.rules.ruleset import RuleSet, load_ruleset
 from cds_service.rules.service import RuleStats, services_from_rules
-from cds_service.scores.provider import ScoreProvider
+from cds_service.scores.sources import ScoreSource
 from cds_service.services.definition import ServiceDefinition
 from cds_service.services.registry import ServiceRegistry
 
-__all__ = ["RuleRuntime", "default_score_source", "known_score_names"]
+__all__ = ["RuleRuntime", "known_score_names"]
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +30,6 @@ def known_score_names() -> list[str]:
     from cds_service.scores import score_names
 
     return list(score_names())
-
-
-def default_score_source(
-    name: str, resources: Sequence[dict[str, Any]], at: datetime
-) -> Mapping[str, Any]:
-    """Compute a score from the call's FHIR data (the cache layer wraps this)."""
-    from cds_service.scores import score_from_fhir
-
-    return score_from_fhir(name, resources, at).to_json()
 
 
 def _signature(root: Path) -> tuple[tuple[str, int, int], ...]:
@@ -62,7 +51,7 @@ class RuleRuntime:
         *,
         extra_services: Callable[[], list[ServiceDefinition]],
         budget_seconds: float,
-        scores: ScoreProvider | None,
+        scores: ScoreSource,
     ) -> None:
         self.root = root
         self.extra_services = extra_services

@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cds_service.exceptions import Issue, PreconditionFailed
+from cds_service.exceptions import Issue
 from cds_service.rules.compiled import CompiledRule, score_variable
 from cds_service.rules.engine import RequestData, RuleOutcome, ScoresNeeded, evaluate_rule
 from cds_service.rules.narrowing import narrowed_templates
+from cds_service.rules.pipeline import RulesTrace, score_record
 from cds_service.rules.ruleset import RuleSet
-from cds_service.scores.fhir_inputs import PatientRecord
-from cds_service.scores.provider import SCORE_PREFETCH, ScoreProvider
+from cds_service.scores.provider import SCORE_PREFETCH
+from cds_service.scores.sources import ScoreSource
 from cds_service.services.definition import (
     HookCall,
     PrefetchOutcome,
@@ -34,18 +35,16 @@ from cds_service.wire.request import HookRequest
 
 __all__ = [
     "RuleStats",
-    "ScoreSource",
+    "evaluate_hook_rules",
     "evaluate_rules",
     "evaluate_with_scores",
     "prefetch_specs",
     "request_data",
+    "rule_service",
     "services_from_rules",
 ]
 
 log = logging.getLogger(__name__)
-
-# (score name, the call's FHIR resources, the clock) → a JSON object with at least `value`.
-ScoreSource = Callable[[str, Sequence[dict[str, Any]], datetime], Mapping[str, Any]]
 
 
 @dataclass(slots=True)
@@ -78,55 +77,16 @@ def prefetch_specs(rules: Sequence[CompiledRule]) -> dict[str, PrefetchSpec]:
     }
 
 
-async def provide_scores(
-    provider: ScoreProvider,
-    rules: Sequence[CompiledRule],
-    data: RequestData,
-    prefetch: Mapping[str, PrefetchOutcome],
-    tenant: str = "default",
-) -> dict[str, Any]:
-    """The scores the rules declare, from the cache or computed from the call's prefetch data
-    (read through the call's index, so the data is walked once for the scores and the rules)."""
-    wanted = sorted({name for rule in rules for name in rule.rule.scores})
-    if not wanted:
-        return {}
-    assert data.now is not None
-    record = PatientRecord(data.index.all_resources(data.prefetch_sources()), data.now)
-    patient = str(data.context.get("patientId", ""))
-    # Skipped (cached) or unobtainable score data both mean: prefer the cached result.
-    complete = all(k in prefetch and prefetch[k].available for k in SCORE_PREFETCH)
-    return {
-        name: await provider.score(
-            name, record, data.now, patient_id=patient, tenant=tenant, data_complete=complete
-        )
-        for name in wanted
-    }
-
-
 def request_data(
     context: dict[str, Any],
     prefetch: Mapping[str, PrefetchOutcome],
-    rules: Sequence[CompiledRule],
     now: datetime,
-    score_source: ScoreSource | None,
-    injected_scores: Mapping[str, Any] | None = None,
+    base_url: str = "http://127.0.0.1:8080",
 ) -> RequestData:
-    """Assemble one call's data; scores the rules declare are computed once for all of them."""
+    """Assemble one call's data (scores are provided later, to the rules that reach them)."""
     values = {k: o.data for k, o in prefetch.items() if o.available}
     unavailable = frozenset(k for k, o in prefetch.items() if not o.available)
-    data = RequestData(context, values, unavailable, now=now)
-    wanted = sorted({name for rule in rules for name in rule.rule.scores})
-    scores: dict[str, Any] = {}
-    resources: list[dict[str, Any]] | None = None
-    for name in wanted:
-        if injected_scores is not None and name in injected_scores:
-            scores[score_variable(name)] = injected_scores[name]
-        elif score_source is not None:
-            if resources is None:
-                resources = data.index.all_resources()
-            scores[score_variable(name)] = dict(score_source(name, resources, now))
-    data.scores = scores
-    return data
+    return RequestData(context, values, unavailable, now=now, base_url=base_url)
 
 
 def evaluate_rules(
@@ -195,35 +155,51 @@ async def evaluate_with_scores(
     return [o for o in outcomes if o is not None]
 
 
+async def evaluate_hook_rules(
+    rules: Sequence[CompiledRule],
+    call: HookCall,
+    scores: ScoreSource,
+    *,
+    budget_seconds: float,
+) -> RulesTrace:
+    """Index the call's data, then evaluate the rules lazily, computing the scores (from
+    `scores`, over the one record every path gives them) only for the rules that reach them."""
+    data = request_data(call.raw_context, call.prefetch, call.now, call.base_url)
+    budget = min(budget_seconds, max(call.deadline - time.perf_counter(), 0.05))
+    # Skipped (cached) or unobtainable score data both mean: prefer the cached result.
+    complete = all(k in call.prefetch and call.prefetch[k].available for k in SCORE_PREFETCH)
+    patient = str(call.raw_context.get("patientId", ""))
+
+    async def provide(needing: Sequence[CompiledRule]) -> dict[str, Any]:
+        names = sorted({name for rule in needing for name in rule.rule.scores})
+        record = score_record(data)
+        return await scores.scores(
+            names, record, patient_id=patient, tenant=call.tenant, complete=complete
+        )
+
+    outcomes = await evaluate_with_scores(rules, data, provide, budget_seconds=budget)
+    return RulesTrace(list(rules), data, outcomes, scores, call.tenant)
+
+
 def _service(
     service_id: str,
     ruleset: RuleSet,
-    scores: ScoreProvider | None,
+    scores: ScoreSource,
     stats: RuleStats,
     budget_seconds: float,
+    rules: Sequence[CompiledRule] | None = None,
 ) -> ServiceDefinition:
     entry = ruleset.services[service_id]
-    rules = ruleset.rules_of(service_id)
+    rules = ruleset.rules_of(service_id) if rules is None else rules
     by_hook: dict[str, list[CompiledRule]] = {}
     for rule in rules:
         by_hook.setdefault(rule.rule.hook, []).append(rule)
 
     async def evaluate(call: HookCall) -> ServiceResult:
         hook_rules = by_hook.get(call.hook, [])
-        data = request_data(call.raw_context, call.prefetch, hook_rules, call.now, None)
-        data.base_url = call.base_url
-        budget = min(budget_seconds, max(call.deadline - time.perf_counter(), 0.05))
-        if scores is None:
-            outcomes = evaluate_rules(hook_rules, data, budget_seconds=budget)
-        else:
-            provider = scores
-
-            async def provide(needing: Sequence[CompiledRule]) -> dict[str, Any]:
-                return await provide_scores(provider, needing, data, call.prefetch, call.tenant)
-
-            outcomes = await evaluate_with_scores(hook_rules, data, provide, budget_seconds=budget)
+        trace = await evaluate_hook_rules(hook_rules, call, scores, budget_seconds=budget_seconds)
         cards = []
-        for rule, outcome in zip(hook_rules, outcomes, strict=True):
+        for rule, outcome in zip(hook_rules, trace.outcomes, strict=True):
             shadow = rule.rule.status == "draft"
             stats.add(outcome, shadow)
             if outcome.card is not None:
@@ -231,13 +207,13 @@ def _service(
                     log.info("shadow rule %s would have shown a card", rule.id)
                 else:
                     cards.append(outcome.card)
-        skipped = [o for o in outcomes if o.status == "skipped"]
-        if hook_rules and len(skipped) == len(outcomes):
-            issues = [
+        skipped = [o for o in trace.outcomes if o.status == "skipped"]
+        unevaluated = []
+        if hook_rules and len(skipped) == len(trace.outcomes):
+            unevaluated = [
                 Issue(f"rule {o.rule_id}: {o.reason}", "prefetch", "incomplete") for o in skipped
             ]
-            raise PreconditionFailed("no rule could be evaluated", issues=issues)
-        return ServiceResult(cards=cards)
+        return ServiceResult(cards=cards, unevaluated=unevaluated, trace=trace)
 
     prefetch_by_hook = {
         hook: tuple(sorted(prefetch_specs(hook_rules))) for hook, hook_rules in by_hook.items()
@@ -249,9 +225,9 @@ def _service(
         the patient, the data only the scores read is not fetched (what the EHR sent is used)."""
         names = sorted({n for r in by_hook.get(hook, []) for n in r.rule.scores})
         patient = request.context.get("patientId")
-        if scores is None or not names or not isinstance(patient, str):
+        if not names or not isinstance(patient, str):
             return frozenset()
-        cached = await scores.has_latest(names, patient_id=patient, tenant=tenant)
+        cached = await scores.cached(names, patient_id=patient, tenant=tenant)
         return score_keys if cached else frozenset()
 
     return ServiceDefinition(
@@ -270,7 +246,7 @@ def _service(
 def services_from_rules(
     ruleset: RuleSet,
     *,
-    scores: ScoreProvider | None,
+    scores: ScoreSource,
     stats: RuleStats,
     budget_seconds: float = 1.0,
 ) -> list[ServiceDefinition]:
@@ -280,3 +256,18 @@ def services_from_rules(
         for service_id in sorted(ruleset.services)
         if ruleset.rules_of(service_id)
     ]
+
+
+def rule_service(
+    rule: CompiledRule,
+    ruleset: RuleSet,
+    *,
+    scores: ScoreSource,
+    budget_seconds: float = 1.0,
+    stats: RuleStats | None = None,
+) -> ServiceDefinition:
+    """The service a rule belongs to, holding that one rule: how a rule test or `rules
+    explain` calls it (its prefetch is the rule's own, as the rule's test expects)."""
+    return _service(
+        rule.rule.service, ruleset, scores, stats or RuleStats(), budget_seconds, rules=[rule]
+    )

@@ -46,16 +46,15 @@ from pydantic import (
 )
 
 from cds_service.exceptions import CDSServiceError
-from cds_service.prefetch.resolve import resolve_prefetch
 from cds_service.rules.compiled import CompiledCondition, CompiledRule
-from cds_service.rules.engine import evaluate_rule
 from cds_service.rules.issues import RuleIssue, Severity, author_message
 from cds_service.rules.model import Kebab
+from cds_service.rules.pipeline import FhirSource, RulesTrace, display_outcomes, evaluate_call
 from cds_service.rules.ruleset import RuleSet, load_ruleset, rule_files
-from cds_service.rules.runtime import default_score_source, known_score_names
-from cds_service.rules.service import ScoreSource, prefetch_specs, request_data
+from cds_service.rules.runtime import known_score_names
+from cds_service.rules.service import rule_service
 from cds_service.rules.yamlsource import Located, field_path, read_yaml
-from cds_service.wire.contexts import hook_spec
+from cds_service.scores.sources import ComputedScores
 from cds_service.wire.request import HookRequest
 
 __all__ = [
@@ -76,7 +75,6 @@ __all__ = [
     "rule_test_files",
     "run_case",
     "run_rule_tests",
-    "score_source",
 ]
 
 TEST_SUFFIX = ".test.yaml"
@@ -94,11 +92,6 @@ Status = Literal["fired", "silent", "skipped", "error", "timeout"]
 def known_scores() -> list[str]:
     """Score names rules may declare."""
     return known_score_names()
-
-
-def score_source() -> ScoreSource:
-    """Scores computed from a case's FHIR resources (cases may inject them instead)."""
-    return default_score_source
 
 
 # --- the test file format ------------------------------------------------------------------------
@@ -617,19 +610,6 @@ class _MockServer:
         return httpx.Response(200, json=body)
 
 
-async def _resolve(
-    request: HookRequest, rule: CompiledRule, transport: httpx.MockTransport
-) -> dict[str, Any]:
-    async with httpx.AsyncClient(transport=transport) as client:
-        return await resolve_prefetch(
-            request,
-            prefetch_specs([rule]),
-            client,
-            deadline_seconds=PREFETCH_DEADLINE_SECONDS,
-            max_pages=MAX_PAGES,
-        )
-
-
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors(include_input=False, include_url=False)[0]
     where = field_path(tuple(p for p in err["loc"] if isinstance(p, int | str)))
@@ -640,10 +620,10 @@ def _truths(conditions: Mapping[str, bool]) -> str:
     return ", ".join(f"{k}={json.dumps(v)}" for k, v in conditions.items()) or "none evaluated"
 
 
-def run_case(
-    planned: PlannedCase, ruleset: RuleSet, scores_from: ScoreSource | None = None
-) -> CaseResult:
-    """Run one case as the service would run the call, and compare with its expectation."""
+def run_case(planned: PlannedCase, ruleset: RuleSet) -> CaseResult:
+    """Run one case through the evaluation pipeline, as the service runs a call, and compare
+    with its expectation. The verdict (status, card) is the lazy, production one; the truth of
+    conditions production did not need to evaluate comes from an eager pass for display."""
     case = planned.case
     result = CaseResult(planned.path, planned.line, planned.rule_id, case.name)
     result.expected_cards = list(case.expect.cards)
@@ -653,14 +633,6 @@ def run_case(
             f"rule {planned.rule_id} did not load: run `cds-service rules lint` and fix it"
         )
         return result
-    spec = hook_spec(rule.rule.hook)
-    assert spec is not None  # a compiled rule has a known hook
-    try:
-        spec.context.model_validate(planned.context)
-    except ValidationError as exc:
-        result.failures.append(f"context is invalid for hook {rule.rule.hook}: {_first_error(exc)}")
-        return result
-    server = _MockServer(case.fhir_server.responses if case.fhir_server else {})
     body: dict[str, Any] = {
         "hook": rule.rule.hook,
         "hookInstance": str(uuid.uuid4()),
@@ -670,34 +642,65 @@ def run_case(
         body["prefetch"] = planned.prefetch
     if case.fhir_server is not None:
         body["fhirServer"] = MOCK_FHIR_BASE
+    server = _MockServer(case.fhir_server.responses if case.fhir_server else {})
     try:
         request = HookRequest.model_validate(body)
-        outcomes = asyncio.run(_resolve(request, rule, httpx.MockTransport(server.handle)))
     except ValidationError as exc:
         result.failures.append(f"the hook request is invalid: {_first_error(exc)}")
         return result
+    try:
+        trace, conditions = asyncio.run(_evaluate(rule, ruleset, request, planned, server))
     except CDSServiceError as exc:
-        result.failures.append(f"the call failed ({exc.status_code}): {exc.message}")
+        first = exc.issues[0] if exc.issues else None
+        if first is not None and first.field and first.field.startswith("context"):
+            result.failures.append(
+                f"context is invalid for hook {rule.rule.hook}: {first.field}: {first.message}"
+            )
+        else:
+            result.failures.append(f"the call failed ({exc.status_code}): {exc.message}")
+        return result
+    except Exception as exc:  # a score source that fails is a failed case, not a crash
+        result.failures.append(f"evaluating the case failed: {type(exc).__name__}: {exc}")
         return result
     result.requested = list(server.requested)
-    try:
-        data = request_data(
-            request.context,
-            outcomes,
-            [rule],
-            planned.now,
-            scores_from,
-            injected_scores=case.scores,
-        )
-    except Exception as exc:  # a score source that fails is a failed case, not a crash
-        result.failures.append(f"computing the rule's scores failed: {type(exc).__name__}: {exc}")
-        return result
-    outcome = evaluate_rule(rule, data, budget_seconds=RULE_BUDGET_SECONDS, eager=True)
+    outcome = trace.outcomes[0]
     result.status = outcome.status
     result.reason = outcome.reason
     result.actual_cards = [outcome.card.wire()] if outcome.card is not None else []
-    _compare(result, case.expect, outcome.conditions)
+    _compare(result, case.expect, conditions)
     return result
+
+
+async def _evaluate(
+    rule: CompiledRule,
+    ruleset: RuleSet,
+    request: HookRequest,
+    planned: PlannedCase,
+    server: _MockServer,
+) -> tuple[RulesTrace, dict[str, bool]]:
+    """The case's call through the pipeline, and the truth of every condition (the lazy
+    verdict's where it has one, the eager display pass's otherwise)."""
+    service = rule_service(
+        rule,
+        ruleset,
+        scores=ComputedScores(planned.case.scores),
+        budget_seconds=RULE_BUDGET_SECONDS,
+    )
+    transport = httpx.MockTransport(server.handle)
+    async with httpx.AsyncClient(transport=transport) as client:
+        called = await evaluate_call(
+            service,
+            request,
+            FhirSource(client, MAX_PAGES),
+            now=planned.now,
+            budget_seconds=RULE_BUDGET_SECONDS + PREFETCH_DEADLINE_SECONDS,
+            prefetch_deadline_seconds=PREFETCH_DEADLINE_SECONDS,
+            strict=False,
+        )
+    trace = called.trace
+    assert trace is not None  # a rule service always traces
+    shown = await display_outcomes(trace, RULE_BUDGET_SECONDS)
+    return trace, {**shown.outcomes[0].conditions, **trace.outcomes[0].conditions}
 
 
 def _compare(result: CaseResult, expect: Expectation, conditions: Mapping[str, bool]) -> None:
@@ -806,9 +809,8 @@ def run_rule_tests(root: Path, *, pattern: str | None = None) -> TestReport:
     regex = re.compile(pattern) if pattern else None
     ruleset = load_ruleset(root, known_scores())
     plans = plan_tests(root, ruleset)
-    scores_from = score_source()
     results = [
-        run_case(case, ruleset, scores_from)
+        run_case(case, ruleset)
         for plan in plans
         if not plan.errors
         for case in plan.cases

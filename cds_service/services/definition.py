@@ -25,6 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from cds_service.config import PrefetchErrorPolicy
+from cds_service.exceptions import Issue
 from cds_service.wire.contexts import HookContext
 from cds_service.wire.request import HookRequest
 from cds_service.wire.response import Action, Card
@@ -111,6 +112,12 @@ class ServiceResult:
 
     cards: list[Card] = field(default_factory=list)
     system_actions: list[Action] = field(default_factory=list)
+    # Why the call could not be evaluated at all for want of data: the pipeline answers 412
+    # with these issues when serving (a service may also raise PreconditionFailed itself).
+    unevaluated: list[Issue] = field(default_factory=list)
+    # What the service did, for the paths that show it (rule services: a rules.pipeline
+    # RulesTrace with every rule's outcome); never sent to the EHR.
+    trace: object | None = None
 
 
 Evaluate = Callable[[HookCall], Awaitable[ServiceResult]]

@@ -19,12 +19,14 @@ from cds_service.prefetch.local import LocalFhirServer
 from cds_service.prefetch.resolve import resolve_prefetch
 from cds_service.rules.compiled import CompiledRule
 from cds_service.rules.narrowing import MAX_CODES, narrowed_templates
+from cds_service.rules.pipeline import validate_context
 from cds_service.rules.ruleset import load_ruleset
-from cds_service.rules.runtime import default_score_source, known_score_names
-from cds_service.rules.service import evaluate_rules, prefetch_specs, request_data
+from cds_service.rules.runtime import known_score_names
+from cds_service.rules.service import evaluate_hook_rules, prefetch_specs
 from cds_service.scores import codes
 from cds_service.scores.provider import SCORE_PREFETCH
-from cds_service.services.definition import PrefetchSpec
+from cds_service.scores.sources import ComputedScores
+from cds_service.services.definition import HookCall, PrefetchSpec
 from cds_service.wire.request import HookRequest
 from tests.conftest import FIXTURES
 from tests.rules.conftest import load_rules, value_set
@@ -179,10 +181,9 @@ def _outcomes(
     now = max(
         (e.get("period", {}).get("start", "") for e in server.resources("Encounter")), default=""
     )
-    data = request_data(
-        context, prefetch, hook_rules, datetime.fromisoformat(now), default_score_source
-    )
-    outcomes = evaluate_rules(hook_rules, data, budget_seconds=30)
+    call = HookCall(request, validate_context(request), prefetch, datetime.fromisoformat(now))
+    trace = asyncio.run(evaluate_hook_rules(hook_rules, call, ComputedScores(), budget_seconds=30))
+    outcomes = trace.outcomes
     return [
         (o.rule_id, o.status, o.card.summary if o.card is not None else None) for o in outcomes
     ], size
