@@ -1,7 +1,8 @@
 """Evaluating rules: a pure function of (rule, context, prefetch, scores, now).
 
-The HTTP route, `cds-service rules test`, `rules explain` and the pytest plugin all call
-`evaluate_rule`, so a rule behaves the same everywhere. Semantics, for rule authors:
+Every path (the HTTP route, `rules test`, `rules explain`, benchmarks) reaches `evaluate_rule`
+through the one pipeline (`rules/pipeline.py`), lazily, so a rule decides the same everywhere.
+Semantics, for rule authors:
 
 - the FHIRPath root is the hook's `context`; prefetch keys are `%key`, earlier bindings `%name`,
   the frozen clock `%now`, risk scores `%scores.<name>`;
@@ -280,10 +281,12 @@ def evaluate_rule(
     raised is ScoresNeeded, while `data.scores_pending`. `resume` continues from the partial
     outcome a ScoresNeeded carried, once the scores are provided.
 
-    Serving is lazy: a condition's bindings are computed just before it is tested, all/any stop
-    at the first member that decides, and bindings that only feed the card are computed once the
-    rule fires. `eager=True` (tests, `rules explain`)
-    computes every binding and every condition so each can be shown; the result is the same.
+    Evaluation is lazy: a condition's bindings are computed just before it is tested, all/any
+    stop at the first member that decides, and bindings that only feed the card are computed once
+    the rule fires. That is the verdict in every path. `eager=True` computes every binding and
+    every condition so each can be shown (`rules explain`, a test's expected conditions); it
+    decides the same, except that a binding production never reaches can fail only eagerly (then
+    the eager outcome is `error` where the verdict is not).
     """
     started = time.perf_counter()
     outcome = RuleOutcome(rule.id, "silent")

@@ -303,3 +303,54 @@ def test_slow_fhir_server_never_holds_the_call_past_its_budget(
     assert [c["summary"] for c in response.json()["cards"]] == ["Hello Ada"]
     assert stats["needs-fetch"] == {"skipped": 1, "calls": 1}
     assert elapsed < 5, f"the call took {elapsed:.1f}s against a 0.4 s budget"
+
+
+def test_a_first_af_diagnosis_is_scored_when_served(tmp_path: Path) -> None:
+    """The new Condition of problem-list-item-create is in the hook's context, not in prefetch:
+    the risk scores see it when served, as they do in rule tests (the one evaluation path)."""
+    snomed = "http://snomed.info/sct"
+    clinical = "http://terminology.hl7.org/CodeSystem/condition-clinical"
+    hypertension = {
+        "resourceType": "Condition",
+        "id": "htn",
+        "clinicalStatus": {"coding": [{"system": clinical, "code": "active"}]},
+        "code": {"coding": [{"system": snomed, "code": "59621000"}]},
+        "subject": {"reference": "Patient/p1"},
+        "onsetDateTime": "2015-01-01",
+    }
+    new_af = {
+        "resourceType": "Condition",
+        "id": "af",
+        "clinicalStatus": {"coding": [{"system": clinical, "code": "active"}]},
+        "code": {"coding": [{"system": snomed, "code": "49436004"}], "text": "AF"},
+        "subject": {"reference": "Patient/p1"},
+        "onsetDateTime": "2026-11-27",
+    }
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "female", "birthDate": "1956-05-01"}
+    searchset = {"resourceType": "Bundle", "type": "searchset"}
+    body = {
+        "hook": "problem-list-item-create",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {
+            "userId": "Practitioner/1",
+            "patientId": "p1",
+            "conditions": {"resourceType": "Bundle", "entry": [{"resource": new_af}]},
+        },
+        "prefetch": {
+            "patient": patient,
+            "problemList": {**searchset, "entry": [{"resource": hypertension}]},
+            "activeMedications": searchset,
+            "scorePatient": patient,
+            "scoreObservations": searchset,
+            "scoreConditions": {**searchset, "entry": [{"resource": hypertension}]},
+            "scoreMedications": searchset,
+        },
+    }
+    config = Settings(database_url=f"sqlite:///{tmp_path}/f.db", builtin_services=False)
+    with TestClient(create_app(config, clock=lambda: FROZEN_NOW)) as client:
+        response = client.post("/cds-services/preventive-care", json=body)
+    assert response.status_code == 200, response.text
+    summaries = [card["summary"] for card in response.json()["cards"]]
+    # 70-year-old woman with hypertension: age 65-74 (1) + female (1) + hypertension (1) = 3,
+    # computable only when the score sees the AF being added.
+    assert summaries == ["AF added, no anticoagulant: CHA2DS2-VASc 3, anticoagulation recommended"]

@@ -1,6 +1,7 @@
-"""Serving evaluates a rule lazily: a binding is computed just before the first condition that
-needs it, so conditions all/any never reach, and card-only bindings of a silent rule, cost
-nothing; `eager` (tests, explain) computes everything and decides the same."""
+"""Every path evaluates a rule lazily: a binding is computed just before the first condition
+that needs it, so conditions all/any never reach, and card-only bindings of a silent rule, cost
+nothing; `eager` (display only) computes everything and decides the same, except that a binding
+the lazy verdict never reaches can fail only eagerly."""
 
 from __future__ import annotations
 
