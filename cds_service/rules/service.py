@@ -36,7 +36,6 @@ from cds_service.wire.request import HookRequest
 __all__ = [
     "RuleStats",
     "evaluate_hook_rules",
-    "evaluate_rules",
     "evaluate_with_scores",
     "prefetch_specs",
     "request_data",
@@ -89,24 +88,14 @@ def request_data(
     return RequestData(context, values, unavailable, now=now, base_url=base_url)
 
 
-def evaluate_rules(
-    rules: Sequence[CompiledRule], data: RequestData, *, budget_seconds: float
-) -> list[RuleOutcome]:
-    """Evaluate each rule with an equal share of the budget that remains."""
-    outcomes = _evaluate(rules, data, budget_seconds)
-    done = [o for o in outcomes if o is not None]
-    if len(done) != len(outcomes):
-        raise ScoresNeeded  # only with data.scores_pending, which the caller then handles
-    return done
-
-
 def _evaluate(
     rules: Sequence[CompiledRule],
     data: RequestData,
     budget_seconds: float,
     partial: dict[str, RuleOutcome] | None = None,
 ) -> list[RuleOutcome | None]:
-    """evaluate_rules, with None for each rule that stopped at `%scores` (ScoresNeeded); its
+    """Evaluate each rule with an equal share of the budget that remains, with None for each
+    rule that stopped at `%scores` (ScoresNeeded); its
     partial outcome goes into `partial` (and is resumed from there when given one)."""
     outcomes: list[RuleOutcome | None] = []
     started = time.perf_counter()

@@ -3,9 +3,10 @@
 A test file (`schema: cds-rule-test/1`) holds cases. Each case is one hook call: the context, the
 prefetch the client sends (an absent key is not sent; `null` means "the query found nothing"),
 injected risk scores, and optionally a mock FHIR server that answers the queries for prefetch the
-client did not send. The runner builds a real `HookRequest`, resolves prefetch exactly as the
-service does (`resolve_prefetch`), evaluates the rule with `evaluate_rule` under the case's frozen
-`now`, and compares:
+client did not send. The runner builds a real `HookRequest` and sends it through the evaluation
+pipeline the HTTP route uses (`rules/pipeline.evaluate_call`: prefetch resolved from the mock
+server, scores computed from the call's resources unless injected, the rule evaluated lazily)
+under the case's frozen `now`, and compares:
 
 - `expect.cards`: exact count; each expected card is a subset of the card's wire JSON (nested
   objects compared key by key, lists position by position with the same length). No cards, or no

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from cds_service.rules.cli import main
-from tests.rules.conftest import SAMPLE_RULE
+from tests.rules.conftest import SAMPLE_RULE, load_rules
 from tests.rules.test_testing import SUMMARY, WARFARIN_BUNDLE
 
 IBUPROFEN = {
@@ -158,3 +158,63 @@ def test_explain_of_an_unreadable_request(
     path.write_text('{"hook": ')
     assert explain(rules_dir, "--request", str(path)) == 1
     assert f"{path}:1:10: invalid JSON" in capsys.readouterr().err
+
+
+def test_explain_gives_the_production_verdict_and_marks_display_only_values(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A binding that fails but that production never computes (the `all` is decided before
+    its condition) does not turn the verdict into an error: explain shows the lazy verdict and
+    says the eager pass failed where production does not."""
+    from tests.rules.test_lazy import RULE
+
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    load_rules(rules_dir, {"lazy": RULE.replace("QUANTIFIER", "all")})
+    labs = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": {"resourceType": "Observation", "id": i}} for i in ("a", "b")],
+    }
+    body = {
+        "hook": "patient-view",
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {"userId": "Practitioner/1", "patientId": "p1"},
+        "prefetch": {"labs": labs},
+    }
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(body))
+    args = ["rules", "explain", "lazy", "--rules", str(rules_dir), "--request", str(path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "status: silent" in out
+    assert "  count = [2]" in out
+    assert "  only: not evaluated" in out  # the eager pass failed there
+    assert "has-many: false" in out
+    assert "(evaluating every binding for display: error" in out
+
+
+def test_explain_marks_values_computed_for_display_only(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.rules.test_lazy import RULE
+
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    load_rules(rules_dir, {"lazy": RULE.replace("QUANTIFIER", "all")})
+    one_lab = {"resourceType": "Observation", "id": "a"}
+    body = {
+        "hook": "patient-view",
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {"userId": "Practitioner/1", "patientId": "p1"},
+        "prefetch": {"labs": {"resourceType": "Bundle", "entry": [{"resource": one_lab}]}},
+    }
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(body))
+    args = ["rules", "explain", "lazy", "--rules", str(rules_dir), "--request", str(path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "status: silent" in out
+    assert '* only = ["a"]' in out
+    assert "only-is-a: true" in out  # shown, though `all` was decided by has-many
+    assert "evaluating every binding for display" not in out
