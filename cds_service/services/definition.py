@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from cds_service.config import PrefetchErrorPolicy
-from cds_service.exceptions import Issue
+from cds_service.exceptions import Issue, PreconditionFailed
 from cds_service.wire.contexts import HookContext
 from cds_service.wire.request import HookRequest
 from cds_service.wire.response import Action, Card
@@ -104,6 +104,20 @@ class HookCall:
         """The resource or Bundle for a prefetch key; None when empty or unobtainable."""
         outcome = self.prefetch.get(key)
         return outcome.data if outcome is not None else None
+
+    def require(self, key: str) -> dict[str, Any] | None:
+        """The data of a key the service cannot decide without (None when known empty).
+
+        When it could be obtained neither from prefetch nor from the FHIR server, the call
+        answers 412 naming the key: "not checked" must not look like "checked, nothing found".
+        """
+        outcome = self.prefetch.get(key)
+        if outcome is not None and outcome.available:
+            return outcome.data
+        why = outcome.detail if outcome is not None and outcome.detail else None
+        message = f"{key}: could be obtained neither from prefetch nor from the FHIR server"
+        issue = Issue(f"{message} ({why})" if why else message, f"prefetch.{key}", "incomplete")
+        raise PreconditionFailed("required data could not be obtained", issues=[issue])
 
 
 @dataclass(frozen=True, slots=True)

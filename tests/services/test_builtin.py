@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from cds_service.exceptions import PreconditionFailed
 from cds_service.prefetch.templates import check_template
 from cds_service.services.builtin import builtin_services
 from cds_service.services.definition import (
@@ -165,10 +166,15 @@ def _official_examples() -> list[tuple[ServiceDefinition, str, dict[str, Any]]]:
 def test_official_examples_without_prefetch_never_raise(
     service: ServiceDefinition, hook: str, context: dict[str, Any]
 ) -> None:
-    for prefetch in ({}, dict.fromkeys(service.prefetch_for(hook))):
-        result = evaluate(service, make_call(hook, context, prefetch))
-        for card in result.cards:
-            card.wire()
+    """Known-empty data never makes a service fail; data it needs and could not obtain is a
+    412 (PreconditionFailed naming the key), never an answer of "nothing found"."""
+    result = evaluate(service, make_call(hook, context, dict.fromkeys(service.prefetch_for(hook))))
+    for card in result.cards:
+        card.wire()
+    try:
+        evaluate(service, make_call(hook, context, {}))
+    except PreconditionFailed as exc:
+        assert all(i.field and i.field.startswith("prefetch.") for i in exc.issues)
 
 
 # --- allergy-documentation ------------------------------------------------------------------
@@ -288,7 +294,8 @@ def test_duplicate_therapy_silent_without_duplicate() -> None:
     ):
         call = make_call("order-sign", context, {"activeMedications": actives})
         assert run("duplicate-therapy", call) == []
-    assert run("duplicate-therapy", make_call("order-sign", context)) == []
+    with pytest.raises(PreconditionFailed):  # not obtained: not checked, so not "no duplicate"
+        run("duplicate-therapy", make_call("order-sign", context))
 
 
 def test_duplicate_therapy_medication_refill() -> None:
@@ -388,7 +395,8 @@ def test_appointment_conflict_silent_without_overlap() -> None:
     ):
         call = make_call("appointment-book", context, {"bookedAppointments": bundle(existing)})
         assert run("appointment-conflict", call) == []
-    assert run("appointment-conflict", make_call("appointment-book", context)) == []
+    with pytest.raises(PreconditionFailed):  # bookings not obtained: not checked
+        run("appointment-conflict", make_call("appointment-book", context))
 
 
 def test_appointment_conflict_skips_unparsable_proposed_times() -> None:
@@ -510,7 +518,8 @@ def test_duplicate_allergy_silent() -> None:
     ):
         call = make_call("allergyintolerance-create", context, {"allergies": bundle(existing)})
         assert run("duplicate-record-check", call) == []
-    assert run("duplicate-record-check", make_call("allergyintolerance-create", context)) == []
+    with pytest.raises(PreconditionFailed):  # allergy list not obtained: not checked
+        run("duplicate-record-check", make_call("allergyintolerance-create", context))
 
 
 def test_duplicate_problem_fires_for_active_conditions() -> None:

@@ -71,8 +71,10 @@ SERVICE = ServiceDefinition(
     hooks=("patient-view", "encounter-start"),
     prefetch={
         "patient": PrefetchSpec("Patient/{{context.patientId}}", required=True),
+        # Required: without the allergy list, "none documented" cannot be told from "not
+        # checked", so the call answers 412 instead of staying silent.
         "allergies": PrefetchSpec(
-            "AllergyIntolerance?patient={{context.patientId}}", required=False, all_pages=True
+            "AllergyIntolerance?patient={{context.patientId}}", required=True, all_pages=True
         ),
     },
     evaluate=evaluate,

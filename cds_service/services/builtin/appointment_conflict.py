@@ -52,17 +52,21 @@ async def evaluate(call: HookCall) -> ServiceResult:
     context = call.context
     if not isinstance(context, AppointmentBookContext):
         return ServiceResult()
+    proposed = [
+        (appointment, interval)
+        for appointment in resources_of_type(context.appointments, "Appointment")
+        if (interval := _interval(appointment)) is not None
+    ]
+    if not proposed:
+        return ServiceResult()  # nothing to check: the bookings are not needed
     booked: list[tuple[dict[str, Any], Interval]] = []
-    for appointment in resources_of_type(call.data("bookedAppointments"), "Appointment"):
+    for appointment in resources_of_type(call.require("bookedAppointments"), "Appointment"):
         interval = _interval(appointment)
         if interval is not None and appointment.get("status", "booked") == "booked":
             booked.append((appointment, interval))
     cards: list[Card] = []
-    for proposed in resources_of_type(context.appointments, "Appointment"):
-        wanted = _interval(proposed)
-        if wanted is None:
-            continue
-        proposed_id = resource_id(proposed)
+    for appointment_proposed, wanted in proposed:
+        proposed_id = resource_id(appointment_proposed)
         clashes = [
             (appointment, interval)
             for appointment, interval in booked

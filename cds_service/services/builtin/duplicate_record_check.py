@@ -37,7 +37,7 @@ NOT_REAL = {"entered-in-error", "refuted"}
 def _existing_allergies(call: HookCall) -> list[dict[str, Any]]:
     return [
         allergy
-        for allergy in resources_of_type(call.data("allergies"), "AllergyIntolerance")
+        for allergy in resources_of_type(call.require("allergies"), "AllergyIntolerance")
         if not status_codes(allergy.get("verificationStatus")) & NOT_REAL
     ]
 
@@ -45,7 +45,7 @@ def _existing_allergies(call: HookCall) -> list[dict[str, Any]]:
 def _existing_conditions(call: HookCall) -> list[dict[str, Any]]:
     return [
         condition
-        for condition in resources_of_type(call.data("conditions"), "Condition")
+        for condition in resources_of_type(call.require("conditions"), "Condition")
         if status_codes(condition.get("clinicalStatus")) & ACTIVE_CONDITION
         and not status_codes(condition.get("verificationStatus")) & NOT_REAL
     ]
@@ -92,11 +92,16 @@ def _duplicates(
 
 async def evaluate(call: HookCall) -> ServiceResult:
     context = call.context
+    # The chart is read only when a new record has a code to compare (else nothing to check).
     if isinstance(context, AllergyIntoleranceCreateContext):
         new = [context.allergy_intolerance]
+        if not any(codings(r.get("code")) for r in new):
+            return ServiceResult()
         return ServiceResult(cards=_duplicates("allergy", new, _existing_allergies(call)))
     if isinstance(context, ProblemListItemCreateContext):
         new = resources_of_type(context.conditions, "Condition")
+        if not any(codings(r.get("code")) for r in new):
+            return ServiceResult()
         return ServiceResult(cards=_duplicates("problem", new, _existing_conditions(call)))
     return ServiceResult()
 

@@ -111,14 +111,17 @@ def _card(draft: dict[str, Any], actives: list[dict[str, Any]]) -> Card:
 
 
 async def evaluate(call: HookCall) -> ServiceResult:
+    drafts = _drafts(call)
+    if not any(rxnorm_codes(draft) for draft in drafts):
+        return ServiceResult()  # nothing to check: the active medications are not needed
     active_orders = [
         order
-        for order in resources_of_type(call.data("activeMedications"), "MedicationRequest")
+        for order in resources_of_type(call.require("activeMedications"), "MedicationRequest")
         if order.get("status", "active") == "active" and rxnorm_codes(order)
     ]
     cards: list[Card] = []
     seen: set[str | None] = set()
-    for draft in _drafts(call):
+    for draft in drafts:
         codes, draft_id = rxnorm_codes(draft), resource_id(draft)
         if not codes or draft_id in seen:
             continue
