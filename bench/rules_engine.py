@@ -103,7 +103,12 @@ def context_for(
             "resourceType": "Condition",
             "id": "new-af",
             "clinicalStatus": {"coding": [{"system": CLINICAL, "code": "active"}]},
-            "code": {"coding": [{"system": SNOMED, "code": "49436004"}]},
+            "code": {
+                "coding": [
+                    {"system": SNOMED, "code": "49436004", "display": "Atrial fibrillation"}
+                ],
+                "text": "Atrial fibrillation",
+            },
             "subject": {"reference": f"Patient/{patient_id}"},
             "recordedDate": now.isoformat(),
         }

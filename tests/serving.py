@@ -11,11 +11,15 @@ from pathlib import Path
 import httpx
 
 
-def start_serve(tmp_path: Path, port: int, workers: int, **env: str) -> subprocess.Popen[bytes]:
+def start_serve(
+    tmp_path: Path, port: int, workers: int, *, log: Path | None = None, **env: str
+) -> subprocess.Popen[bytes]:
     """`python -m cds_service serve` on `port` with a SQLite database under `tmp_path`; output
-    (stdout and stderr) is captured."""
+    (stdout and stderr) is captured, or written to `log` (a long run fills a pipe nobody reads,
+    and the server then blocks on its next log line)."""
     command = ["serve", "--port", str(port), "--workers", str(workers)]
-    return subprocess.Popen(
+    output = None if log is None else log.open("wb")
+    process = subprocess.Popen(
         [sys.executable, "-m", "cds_service", *command],
         env={
             **os.environ,
@@ -23,10 +27,13 @@ def start_serve(tmp_path: Path, port: int, workers: int, **env: str) -> subproce
             "CDS_ENV": "development",
             **env,
         },
-        stdout=subprocess.PIPE,
+        stdout=subprocess.PIPE if output is None else output,
         stderr=subprocess.STDOUT,
         cwd=tmp_path,
     )
+    if output is not None:
+        output.close()  # the server has its own copy of the file
+    return process
 
 
 def wait_healthy(base: str, process: subprocess.Popen[bytes], seconds: float = 15) -> None:
