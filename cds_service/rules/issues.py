@@ -7,12 +7,12 @@ first, so one lint run shows an author everything to fix.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["RuleIssue", "Severity", "author_message"]
+__all__ = ["RuleIssue", "Severity", "author_message", "sorted_issues"]
 
 Severity = Literal["error", "warning"]
 
@@ -44,3 +44,8 @@ def author_message(error: Mapping[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
         return "is not a known key"
     return str(error["msg"]).removeprefix("Value error, ")
+
+
+def sorted_issues(issues: Iterable[RuleIssue]) -> list[RuleIssue]:
+    """Issues in reading order: by file, then position, then field and message."""
+    return sorted(issues, key=lambda i: (str(i.path), i.line, i.col, i.field, i.message))
