@@ -7,17 +7,18 @@ One concern per module:
 - `plan`: a test file checked against the loaded rule set, turned into runnable cases;
 - `runner`: running a case as the service runs the call, and whole runs (`run_rule_tests`);
 - `matching`: expected cards as subsets of the actual ones, and their diff;
-- `report`: a case's result and a run's report;
-- `lint`: `rules lint`, every problem without running tests.
+- `report`: a case's result and a run's report.
 
 Problems in test files are reported like rule problems, `path:line:col: field: message
-[rule-id]`; the pytest plugin and the CLI share everything here.
+[rule-id]`; the pytest plugin and the CLI share everything here. Linting (`lint_rules`,
+`LintReport`) lives in `cds_service.rules.lint` and is re-exported here for older callers.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from cds_service.rules.testing.fixtures import FIXTURES_DIR
-from cds_service.rules.testing.lint import LintReport, lint_rules
 from cds_service.rules.testing.model import (
     Expectation,
     MockFhirServer,
@@ -34,6 +35,9 @@ from cds_service.rules.testing.runner import (
     run_rule_tests,
     score_source,
 )
+
+if TYPE_CHECKING:
+    from cds_service.rules.lint import LintReport, lint_rules
 
 __all__ = [
     "FIXTURES_DIR",
@@ -55,3 +59,12 @@ __all__ = [
     "run_rule_tests",
     "score_source",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The lint package builds on the planner here, so importing it eagerly would be circular.
+    if name in ("LintReport", "lint_rules"):
+        from cds_service.rules import lint
+
+        return getattr(lint, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

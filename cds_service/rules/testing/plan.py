@@ -2,9 +2,9 @@
 
 Everything that can be known without running a case is checked here and reported like rule
 problems, `path:line:col: field: message [rule-id]`: the file's schema, its rule beside it, case
-names, prefetch keys, scores and condition ids the rule does not have, fixture files; and, as
-warnings, a file with no case where the rule fires or none where it stays silent. A test file
-with errors runs no case.
+names, prefetch keys, scores and condition ids the rule does not have, fixture files. A test file
+with errors runs no case. (Whether the cases show the rule both firing and silent is a lint
+question: see `cds_service.rules.lint`.)
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ class TestFilePlan:
     rule_id: str
     cases: list[PlannedCase] = field(default_factory=list)
     issues: list[RuleIssue] = field(default_factory=list)
+    model: RuleTestFile | None = None  # when the file is valid
+    located: Located | None = None  # its values' positions, when valid
 
     @property
     def errors(self) -> list[RuleIssue]:
@@ -103,7 +105,8 @@ class _Planner:
         if model is None:
             self.plan.issues = issues
             return self.plan
-        self.located = located
+        self.located = self.plan.located = located
+        self.plan.model = model
         beside = self.path.with_name(stem + ".yaml")
         if not beside.is_file():
             self.issue(
@@ -121,25 +124,7 @@ class _Planner:
             planned = self.case(index, case, model)
             if planned is not None:
                 self.plan.cases.append(planned)
-        if not self.plan.errors:
-            self.coverage(model)
         return self.plan
-
-    def coverage(self, model: RuleTestFile) -> None:
-        firing = any(c.expect.cards for c in model.cases)
-        silent = any(
-            not c.expect.cards and c.expect.status in (None, "silent") for c in model.cases
-        )
-        if not firing:
-            self.issue(
-                ("cases",), "no case expects a card: add one where the rule fires", "warning"
-            )
-        if not silent:
-            self.issue(
-                ("cases",),
-                "no case expects silence: add one where the rule must not fire",
-                "warning",
-            )
 
     def case(self, index: int, case: RuleTestCase, model: RuleTestFile) -> PlannedCase | None:
         loc: Loc = ("cases", index)
