@@ -1,9 +1,9 @@
 """Problems found in authored files (rules, rule tests, value sets), with their location.
 
 Every problem prints as `path:line:col: field: message [rule-id]`, the form editors and CI
-annotations understand; one found by a lint validator adds the validator's id, `(validator-id)`.
-Loading collects every problem of every file instead of stopping at the first, so one lint run
-shows an author everything to fix.
+annotations understand; one found by a lint validator adds the validator's id, `(validator-id)`,
+by which `rules/lint.yaml` suppresses it. Loading collects every problem of every file instead of
+stopping at the first, so one lint run shows an author everything to fix.
 """
 
 from __future__ import annotations

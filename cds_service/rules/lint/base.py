@@ -4,7 +4,8 @@ Load errors (bad YAML, unknown keys, FHIRPath that does not compile, unknown nam
 from serving and are reported by the loader; they cannot be switched off. Validators report what
 is worth an author's attention in rules that *do* load: a missing test file, a test file that never
 shows the rule firing. Each has a kebab-case `id`, printed with every issue it reports
-(`path:line:col: message [rule-id] (validator-id)`).
+(`path:line:col: message [rule-id] (validator-id)`), by which `rules/lint.yaml` switches it off
+or excludes rules from it.
 
 A validator sees each loaded rule (`validate`), each test file (`validate_tests`), and then, once,
 everything it gathered (`finalize`, for checks across rules). A fresh instance runs per lint run,
