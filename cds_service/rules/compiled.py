@@ -7,7 +7,6 @@ template names, value sets, score names, prefetch templates, the hook.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +31,6 @@ __all__ = [
     "score_variable",
 ]
 
-_MEMBER_OF = re.compile(r"memberOf\(\s*(?:'([^']*)'|([^)]*))\s*\)")
-_SCORE_USE = re.compile(r"%scores\.`?([A-Za-z0-9_-]+)`?")
 Loc = tuple[str | int, ...]
 # Variables every expression may read (see rules/README.md).
 BUILTIN_VARIABLES = frozenset({"now", "today", "age", "scores"})
@@ -197,16 +194,18 @@ class _Compiler:
                 + ", ".join(f"%{v}" for v in sorted(allowed))
                 + ")",
             )
-        for match in _MEMBER_OF.finditer(text):
-            name = match.group(1)
+        for call in compiled.calls:
+            if call.name != "memberOf":
+                continue
+            name = call.literals[0] if len(call.literals) == 1 else None
             if name is None:
                 self.issue(loc, "memberOf() needs a value set id in single quotes")
             elif name not in self.value_sets:
                 self.issue(loc, f"unknown value set '{name}' (add it under rules/_valuesets/)")
         declared = {score_variable(s) for s in self.rule.scores}
-        for match in _SCORE_USE.finditer(text):
-            if match.group(1) not in declared:
-                self.issue(loc, f"%scores.{match.group(1)} is not declared under `scores:`")
+        for variable, member in sorted(compiled.members):
+            if variable == "scores" and member not in declared:
+                self.issue(loc, f"%scores.{member} is not declared under `scores:`")
         return compiled
 
     def select(self, loc: Loc, select: Select, allowed: set[str]) -> CompiledSelect:
