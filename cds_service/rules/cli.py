@@ -1,6 +1,6 @@
 """`cds-service rules …`: the rule author's commands.
 
-    cds-service rules lint [DIR]                         report every problem; 0 when clean
+    cds-service rules lint [DIR] [--list-validators]     report every problem; 0 when clean
     cds-service rules test [DIR] [--run REGEX] [--diff]  run every *.test.yaml
     cds-service rules explain ID --request FILE [--rules DIR] [--now ISO]
     cds-service rules schema [--check] [--output-dir DIR]
@@ -36,6 +36,11 @@ def add_parser(
 
     lint = sub.add_parser("lint", help="report every problem of every rule and test file")
     lint.add_argument("dir", nargs="?", type=Path, metavar="DIR", help=dir_help)
+    lint.add_argument(
+        "--list-validators",
+        action="store_true",
+        help="print the id, severity and description of every validator, and lint nothing",
+    )
 
     test = sub.add_parser("test", help="run the rule tests (*.test.yaml)")
     test.add_argument("dir", nargs="?", type=Path, metavar="DIR", help=dir_help)
@@ -75,8 +80,13 @@ def _root(given: Path | None) -> Path:
 
 
 def _lint(args: argparse.Namespace) -> int:
-    from cds_service.rules.testing import lint_rules
+    from cds_service.rules.lint import VALIDATORS, lint_rules
 
+    if args.list_validators:
+        width = max(len(v.id) for v in VALIDATORS)
+        for validator in VALIDATORS:
+            print(f"{validator.id:<{width}}  {validator.severity:<7}  {validator.description}")
+        return 0
     report = lint_rules(_root(args.dir))
     for issue in report.issues:
         print(issue)
@@ -87,7 +97,7 @@ def _lint(args: argparse.Namespace) -> int:
 
 
 def _test(args: argparse.Namespace) -> int:
-    from cds_service.rules.testing import run_rule_tests
+    from cds_service.rules.testing.runner import run_rule_tests
 
     if args.run:
         try:

@@ -7,7 +7,6 @@ template names, value sets, score names, prefetch templates, the hook.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,8 +31,6 @@ __all__ = [
     "score_variable",
 ]
 
-_MEMBER_OF = re.compile(r"memberOf\(\s*(?:'([^']*)'|([^)]*))\s*\)")
-_SCORE_USE = re.compile(r"%scores\.`?([A-Za-z0-9_-]+)`?")
 Loc = tuple[str | int, ...]
 # Variables every expression may read (see rules/README.md).
 BUILTIN_VARIABLES = frozenset({"now", "today", "age", "scores"})
@@ -110,6 +107,8 @@ class CompiledRule:
     bindings: tuple[CompiledBinding, ...]
     condition: CompiledCondition
     prefetch_keys: frozenset[str] = field(default_factory=frozenset)
+    # Where each value stands in the rule's file, for lint validators' `path:line:col`.
+    source: Located | None = field(default=None, repr=False, compare=False)
 
     # For each condition (by id), the bindings it depends on, directly or through other
     # bindings, in order. Serving computes them just before the condition is tested, so a
@@ -173,12 +172,9 @@ class _Compiler:
         self.known_scores = known_scores
         self.issues: list[RuleIssue] = []
 
-    def issue(self, loc: Loc, message: str, severity: str = "error") -> None:
+    def issue(self, loc: Loc, message: str) -> None:
         line, col = self.located.position(loc)
-        field_name = field_path(loc)
-        self.issues.append(
-            RuleIssue(self.path, line, col, field_name, message, self.rule.id, severity)  # type: ignore[arg-type]
-        )
+        self.issues.append(RuleIssue(self.path, line, col, field_path(loc), message, self.rule.id))
 
     def expression(self, loc: Loc, text: str, allowed: set[str]) -> CompiledPath | None:
         try:
@@ -198,16 +194,18 @@ class _Compiler:
                 + ", ".join(f"%{v}" for v in sorted(allowed))
                 + ")",
             )
-        for match in _MEMBER_OF.finditer(text):
-            name = match.group(1)
+        for call in compiled.calls:
+            if call.name != "memberOf":
+                continue
+            name = call.literals[0] if len(call.literals) == 1 else None
             if name is None:
                 self.issue(loc, "memberOf() needs a value set id in single quotes")
             elif name not in self.value_sets:
                 self.issue(loc, f"unknown value set '{name}' (add it under rules/_valuesets/)")
         declared = {score_variable(s) for s in self.rule.scores}
-        for match in _SCORE_USE.finditer(text):
-            if match.group(1) not in declared:
-                self.issue(loc, f"%scores.{match.group(1)} is not declared under `scores:`")
+        for variable, member in sorted(compiled.members):
+            if variable == "scores" and member not in declared:
+                self.issue(loc, f"%scores.{member} is not declared under `scores:`")
         return compiled
 
     def select(self, loc: Loc, select: Select, allowed: set[str]) -> CompiledSelect:
@@ -284,13 +282,6 @@ class _Compiler:
             self.issue(("id",), f"must equal the file name '{self.path.stem}'")
         if hook_spec(rule.hook) is None:
             self.issue(("hook",), f"'{rule.hook}' is not a hook of the library nor reverse-domain")
-        elif self.path.parent.name != rule.hook:
-            self.issue(
-                ("hook",),
-                f"the rule lives in '{self.path.parent.name}/' but its hook "
-                f"is '{rule.hook}': keep rules in rules/<hook>/",
-                "warning",
-            )
         context_fields = _context_fields(rule.hook)
         for key, template in rule.prefetch.items():
             try:
@@ -326,9 +317,16 @@ class _Compiler:
             for name in names:
                 if name not in rule.let:
                     self.issue(("card", *loc), f"{{{{{name}}}}} is not a binding under `let:`")
-        if any(i.severity == "error" for i in self.issues):
+        if self.issues:  # every problem found here is an error (lint warnings: rules/lint/)
             return None
-        return CompiledRule(rule, self.path, tuple(bindings), condition, frozenset(rule.prefetch))
+        return CompiledRule(
+            rule,
+            self.path,
+            tuple(bindings),
+            condition,
+            frozenset(rule.prefetch),
+            source=self.located,
+        )
 
 
 def _context_fields(hook: str) -> set[str]:

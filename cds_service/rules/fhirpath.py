@@ -1,23 +1,24 @@
 """FHIRPath for rules: checked and compiled when rules load, evaluated per call.
 
 On top of fhirpathpy this adds what authoring needs: real syntax errors (fhirpathpy's parser
-recovers silently from many), the list of `%variables` and functions an expression uses (so
-unknown names are load errors), a ban on the wall clock (`now()`, `today()`, `timeOfDay()`: rules
-read the frozen `%now` instead, so tests are repeatable), and `memberOf('value-set-id')` against
-the local value sets.
+recovers silently from many), the `%variables`, `%variable.member`s and function calls an
+expression uses, read from its syntax tree (so unknown names are load errors), a ban on the wall
+clock (`now()`, `today()`, `timeOfDay()`: rules read the frozen `%now` instead, so tests are
+repeatable), and `memberOf('value-set-id')` against the local value sets.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from antlr4 import CommonTokenStream, InputStream
 from antlr4.error.ErrorListener import ErrorListener
 from antlr4.tree.Tree import ParseTreeWalker
 from fhirpathpy import apply_parsed_path
+from fhirpathpy.engine.evaluators import string_literal
 from fhirpathpy.engine.invocations import invocation_registry
 from fhirpathpy.engine.util import set_paths
 from fhirpathpy.models import models
@@ -25,7 +26,7 @@ from fhirpathpy.parser.ASTPathListener import ASTPathListener
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
-__all__ = ["CLOCK_FUNCTIONS", "CompiledPath", "FhirPathError", "compile_path"]
+__all__ = ["CLOCK_FUNCTIONS", "Call", "CompiledPath", "FhirPathError", "compile_path"]
 
 CLOCK_FUNCTIONS = frozenset({"now", "today", "timeOfDay"})
 BUILTIN_VARIABLES = frozenset({"ucum", "context", "resource", "rootResource", "sct", "loinc"})
@@ -65,21 +66,78 @@ def parse_expression(expression: str) -> Any:
     return listener.parentStack[0]
 
 
-def _names(node: Any, variables: set[str], functions: set[str]) -> None:
-    """Collect `%variable` and function names from fhirpathpy's AST."""
-    if isinstance(node, dict):
+@dataclass(frozen=True, slots=True)
+class Call:
+    """A function call in an expression, as written: `memberOf('oral-nsaids')`."""
+
+    name: str
+    # Each argument's value when it is a string literal (escapes decoded), else None.
+    literals: tuple[str | None, ...] = ()
+
+
+@dataclass(slots=True)
+class _Names:
+    """What an expression refers to, read from fhirpathpy's syntax tree (never from its text,
+    where `'%x'` or `'memberOf(y)'` inside a string literal would look like references)."""
+
+    variables: set[str] = field(default_factory=set)
+    calls: list[Call] = field(default_factory=list)
+    members: set[tuple[str, str]] = field(default_factory=set)
+
+    def walk(self, node: Any) -> None:
+        if not isinstance(node, dict):
+            return
         kind = node.get("type")
+        children: list[Any] = node.get("children", [])
         if kind == "ExternalConstant":
-            for child in node.get("children", []):
-                text = child.get("text", "")
-                variables.add(text.strip("`"))
+            self.variables.add(_variable(node))
         elif kind == "Functn":
-            for child in node.get("children", []):
-                if child.get("type") == "Identifier":
-                    functions.add(child.get("text", "").strip("`"))
-                    break
-        for child in node.get("children", []):
-            _names(child, variables, functions)
+            name = next(c for c in children if c.get("type") == "Identifier")
+            params = [c for c in children if c.get("type") == "ParamList"]
+            args = tuple(_string(arg) for p in params for arg in p.get("children", []))
+            self.calls.append(Call(_identifier(name), args))
+        elif kind == "InvocationExpression" and len(children) == 2:
+            target, member = children
+            variable = _variable_term(target)
+            if variable is not None and member.get("type") == "MemberInvocation":
+                self.members.add((variable, _identifier(member["children"][0])))
+        for child in children:
+            self.walk(child)
+
+
+def _identifier(node: Mapping[str, Any]) -> str:
+    return str(node.get("text", "")).replace("`", "")
+
+
+def _variable(node: Mapping[str, Any]) -> str:
+    names = [c for c in node.get("children", []) if c.get("type") == "Identifier"]
+    if not names:  # `%'name'`: fhirpathpy parses it but fails on it at every evaluation
+        raise FhirPathError("write a variable as %name or %`name`, not %'name'")
+    return _identifier(names[0])
+
+
+def _only_child(node: Mapping[str, Any], kind: str) -> Any:
+    children = node.get("children", [])
+    if node.get("type") == kind and len(children) == 1:
+        return children[0]
+    return None
+
+
+def _variable_term(node: Any) -> str | None:
+    """The variable a term is, `%name` (parenthesised or not), or None."""
+    term = _only_child(node, "TermExpression")
+    while term is not None and term.get("type") == "ParenthesizedTerm":
+        term = _only_child(term["children"][0], "TermExpression")
+    constant = None if term is None else _only_child(term, "ExternalConstantTerm")
+    return None if constant is None else _variable(constant)
+
+
+def _string(node: Any) -> str | None:
+    """The value of a string literal argument (decoded as fhirpathpy decodes it), or None."""
+    literal = _only_child(_only_child(node, "TermExpression") or {}, "LiteralTerm")
+    if literal is None or literal.get("type") != "StringLiteral":
+        return None
+    return str(string_literal(None, None, literal)[0])  # type: ignore[no-untyped-call]
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +148,9 @@ class CompiledPath:
     variables: frozenset[str]
     functions: frozenset[str]
     _fn: Callable[[Any, Mapping[str, Any]], list[Any]]
+    calls: tuple[Call, ...] = ()
+    # `(variable, member)` for each `%variable.member` read, e.g. `("scores", "has_bled")`.
+    members: frozenset[tuple[str, str]] = frozenset()
 
     def __call__(self, root: Any, variables: Mapping[str, Any]) -> list[Any]:
         """Evaluate against `root` with `%variables`; returns the result collection."""
@@ -108,9 +169,9 @@ def compile_path(
     `CompiledPath.variables`.
     """
     ast = parse_expression(expression)
-    variables: set[str] = set()
-    called: set[str] = set()
-    _names(ast, variables, called)
+    names = _Names()
+    names.walk(ast)
+    called = {call.name for call in names.calls}
     clock = called & CLOCK_FUNCTIONS
     if clock:
         name = sorted(clock)[0]
@@ -123,4 +184,11 @@ def compile_path(
     fn = set_paths(  # type: ignore[no-untyped-call]
         apply_parsed_path, parsedPath=ast, model=models["r4"], options=options
     )
-    return CompiledPath(expression, frozenset(variables - BUILTIN_VARIABLES), frozenset(called), fn)
+    return CompiledPath(
+        expression,
+        frozenset(names.variables - BUILTIN_VARIABLES),
+        frozenset(called),
+        fn,
+        tuple(names.calls),
+        frozenset(names.members),
+    )

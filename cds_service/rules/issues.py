@@ -1,18 +1,19 @@
 """Problems found in authored files (rules, rule tests, value sets), with their location.
 
 Every problem prints as `path:line:col: field: message [rule-id]`, the form editors and CI
-annotations understand. Loading collects every problem of every file instead of stopping at the
-first, so one lint run shows an author everything to fix.
+annotations understand; one found by a lint validator adds the validator's id, `(validator-id)`,
+by which `rules/lint.yaml` suppresses it. Loading collects every problem of every file instead of
+stopping at the first, so one lint run shows an author everything to fix.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-__all__ = ["RuleIssue", "Severity", "author_message"]
+__all__ = ["RuleIssue", "Severity", "author_message", "sorted_issues"]
 
 Severity = Literal["error", "warning"]
 
@@ -28,13 +29,15 @@ class RuleIssue:
     message: str
     rule_id: str | None = None
     severity: Severity = "error"
+    validator: str | None = None  # the lint validator that reported it
 
     def __str__(self) -> str:
         where = f"{self.path}:{self.line}:{self.col}"
         field = f" {self.field}:" if self.field else ""
         rule = f" [{self.rule_id}]" if self.rule_id else ""
+        by = f" ({self.validator})" if self.validator else ""
         level = "" if self.severity == "error" else " (warning)"
-        return f"{where}:{field} {self.message}{rule}{level}"
+        return f"{where}:{field} {self.message}{rule}{by}{level}"
 
 
 def author_message(error: Mapping[str, Any]) -> str:
@@ -44,3 +47,8 @@ def author_message(error: Mapping[str, Any]) -> str:
     if error["type"] == "extra_forbidden":
         return "is not a known key"
     return str(error["msg"]).removeprefix("Value error, ")
+
+
+def sorted_issues(issues: Iterable[RuleIssue]) -> list[RuleIssue]:
+    """Issues in reading order: by file, then position, then field and message."""
+    return sorted(issues, key=lambda i: (str(i.path), i.line, i.col, i.field, i.message))

@@ -25,15 +25,10 @@ import pytest
 
 from cds_service.rules.issues import RuleIssue
 from cds_service.rules.ruleset import SERVICES_FILE, RuleSet, load_ruleset
-from cds_service.rules.testing import (
-    TEST_SUFFIX,
-    PlannedCase,
-    RuleTestFailure,
-    TestFilePlan,
-    known_scores,
-    plan_tests,
-    run_case,
-)
+from cds_service.rules.testing.model import TEST_SUFFIX
+from cds_service.rules.testing.plan import PlannedCase, TestFilePlan, plan_tests
+from cds_service.rules.testing.report import RuleTestFailure
+from cds_service.rules.testing.runner import known_scores, run_case
 
 if TYPE_CHECKING:
     from _pytest._code.code import TerminalRepr, TracebackStyle

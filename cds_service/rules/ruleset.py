@@ -4,6 +4,7 @@ Layout (see rules/README.md):
 
     rules/
       _services.yaml            the services rules are grouped into
+      lint.yaml                 which lint validators run, and for which rules (optional)
       _valuesets/<id>.yaml      FHIR ValueSets for memberOf() and `coded:`
       <hook>/<rule-id>.yaml     one rule per file
       <hook>/<rule-id>.test.yaml  its tests
@@ -26,9 +27,10 @@ from cds_service.rules.model import Rule, ServiceEntry, ServicesFile
 from cds_service.rules.valuesets import ValueSet, load_value_sets, member_of_function
 from cds_service.rules.yamlsource import Located, field_path, read_yaml
 
-__all__ = ["RuleSet", "load_ruleset", "rule_files"]
+__all__ = ["LINT_FILE", "SERVICES_FILE", "RuleSet", "load_ruleset", "rule_files"]
 
 SERVICES_FILE = "_services.yaml"
+LINT_FILE = "lint.yaml"  # read by `rules lint`; never a rule
 VALUESETS_DIR = "_valuesets"
 
 
@@ -56,11 +58,13 @@ class RuleSet:
 
 
 def rule_files(root: Path) -> list[Path]:
-    """Rule files under `root`: `*.yaml` outside `_`-prefixed names, tests excluded."""
+    """Rule files under `root`: `*.yaml` outside `_`-prefixed names, tests and `lint.yaml`
+    excluded."""
     return sorted(
         p
         for p in root.rglob("*.yaml")
         if not p.name.endswith(".test.yaml")
+        and p != root / LINT_FILE
         and not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)
     )
 

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from cds_service.rules.model import Rule
-from cds_service.rules.testing import RuleTestFile
+from cds_service.rules.testing.model import RuleTestFile
 
 __all__ = ["SCHEMA_COMMENT", "SCHEMA_FILES", "render_schemas", "stale_schemas", "write_schemas"]
 

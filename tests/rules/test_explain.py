@@ -10,7 +10,7 @@ import pytest
 
 from cds_service.rules.cli import main
 from tests.rules.conftest import SAMPLE_RULE, load_rules
-from tests.rules.test_testing import SUMMARY, WARFARIN_BUNDLE
+from tests.rules.testing.support import SUMMARY, WARFARIN_BUNDLE
 
 IBUPROFEN = {
     "resourceType": "MedicationRequest",

@@ -26,13 +26,8 @@ from cds_service.config import Settings, default_rules_dir
 from cds_service.main import create_app
 from cds_service.rules.ruleset import SERVICES_FILE, load_ruleset
 from cds_service.rules.runtime import known_score_names
-from cds_service.rules.testing import (
-    MOCK_FHIR_BASE,
-    PlannedCase,
-    _MockServer,  # the FHIR double the rule tests use
-    plan_tests,
-    run_case,
-)
+from cds_service.rules.testing import MOCK_FHIR_BASE, PlannedCase, plan_tests, run_case
+from cds_service.rules.testing.runner import _MockServer  # the double the rule tests use
 
 RULES = default_rules_dir()
 

@@ -112,7 +112,8 @@ def test_warnings_do_not_fail_lint(empty_rules: Path, capsys: pytest.CaptureFixt
     path.write_text(minimal_rule("untested"))
     assert main(["rules", "lint", str(empty_rules)]) == 0
     assert capsys.readouterr().out.splitlines() == [
-        f"{path}:1:1: no test file 'untested.test.yaml' beside this rule [untested] (warning)",
+        f"{path}:1:1: no test file 'untested.test.yaml' beside this rule [untested] "
+        "(rule-without-tests) (warning)",
         "1 rules, 0 errors, 1 warnings",
     ]
 

@@ -1,0 +1,21 @@
+"""Every validator `rules lint` knows, in the order their ids are listed."""
+
+from __future__ import annotations
+
+from cds_service.rules.lint.base import Validator
+from cds_service.rules.lint.coverage import MissingFiringCase, MissingSilentCase, RuleWithoutTests
+from cds_service.rules.lint.layout import RuleOutsideHookDirectory
+
+__all__ = ["VALIDATORS", "validator_ids"]
+
+VALIDATORS: tuple[type[Validator], ...] = (
+    MissingFiringCase,
+    MissingSilentCase,
+    RuleOutsideHookDirectory,
+    RuleWithoutTests,
+)
+
+
+def validator_ids(validators: tuple[type[Validator], ...] = VALIDATORS) -> list[str]:
+    """The ids of `validators`, in order."""
+    return [v.id for v in validators]

@@ -1,0 +1,57 @@
+"""`rules lint`: load everything, plan every test file, run the enabled validators."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cds_service.rules.issues import RuleIssue, sorted_issues
+from cds_service.rules.lint.base import Validator
+from cds_service.rules.lint.config import read_lint_config
+from cds_service.rules.lint.registry import VALIDATORS
+from cds_service.rules.ruleset import RuleSet, load_ruleset, rule_files
+from cds_service.rules.testing.plan import plan_tests
+from cds_service.rules.testing.runner import known_scores
+
+__all__ = ["LintReport", "lint_rules"]
+
+
+@dataclass(slots=True)
+class LintReport:
+    """The result of `rules lint`: every problem of every rule, value set and test file."""
+
+    ruleset: RuleSet
+    issues: list[RuleIssue]
+    rule_count: int
+
+    @property
+    def errors(self) -> list[RuleIssue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    @property
+    def warnings(self) -> list[RuleIssue]:
+        return [i for i in self.issues if i.severity == "warning"]
+
+
+def lint_rules(root: Path, *, validators: Sequence[type[Validator]] = VALIDATORS) -> LintReport:
+    """Check everything under `root` without running tests.
+
+    Load errors of rules, value sets and test files, problems of `lint.yaml`, then what the
+    `validators` it enables find in the rules and test files that load (minus its exclusions).
+    """
+    ruleset = load_ruleset(root, known_scores())
+    plans = plan_tests(root, ruleset)
+    on_disk = [p.stem for p in rule_files(root)] if root.is_dir() else []
+    config, config_issues = read_lint_config(root, [v.id for v in validators], on_disk)
+    found: list[RuleIssue] = []
+    for validator in (v() for v in validators if v.id in config.enabled):
+        # Each call's issues are taken before the next call: finalize() sees everything.
+        for rule_id in sorted(ruleset.rules):
+            found += validator.validate(ruleset.rules[rule_id])
+        for plan in plans:
+            found += validator.validate_tests(plan)
+        found += validator.finalize()
+    kept = [i for i in found if not config.excludes(i)]
+    issues = [*ruleset.issues, *(i for p in plans for i in p.issues), *config_issues, *kept]
+    return LintReport(ruleset, sorted_issues(issues), len(on_disk))

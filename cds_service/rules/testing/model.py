@@ -1,0 +1,185 @@
+"""The rule test file format (`schema: cds-rule-test/1`), as pydantic models, and reading one.
+
+`<rule-id>.test.yaml` sits beside its rule. It holds cases; each case is one hook call: the
+context, the prefetch the client sends (an absent key is not sent; `null` means "the query found
+nothing"), injected risk scores, and optionally a mock FHIR server that answers the queries for
+prefetch the client did not send. `openapi/rule-test.schema.json` is generated from
+`RuleTestFile`, so editors complete and check these files.
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictStr,
+    ValidationError,
+)
+
+from cds_service.rules.issues import RuleIssue, author_message
+from cds_service.rules.model import Kebab
+from cds_service.rules.yamlsource import Located, field_path, read_yaml
+
+__all__ = [
+    "TEST_SUFFIX",
+    "Expectation",
+    "MockFhirServer",
+    "RuleTestCase",
+    "RuleTestFile",
+    "Status",
+    "read_test_file",
+    "rule_test_files",
+]
+
+TEST_SUFFIX = ".test.yaml"
+Status = Literal["fired", "silent", "skipped", "error", "timeout"]
+Loc = tuple[str | int, ...]
+
+
+class _Authored(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+Text = Annotated[StrictStr, Field(min_length=1)]
+JsonObject = dict[str, Any]
+
+
+class MockFhirServer(_Authored):
+    """A FHIR server answering the queries for prefetch the client did not send."""
+
+    responses: dict[str, JsonObject] = Field(
+        default_factory=dict,
+        description=(
+            "Relative URL (with query, e.g. `MedicationRequest?patient=p1&status=active`) → the "
+            "resource or Bundle returned. Any other URL answers 404."
+        ),
+    )
+
+
+class Expectation(_Authored):
+    """What the case expects. Nothing expected means the rule must not fire."""
+
+    cards: list[JsonObject] = Field(
+        default_factory=list,
+        description=(
+            "Exact number of cards; each listed key must equal the card's wire JSON (nested "
+            "objects by key, lists by position). [] or absent: the rule must NOT fire."
+        ),
+    )
+    conditions: dict[str, StrictBool] = Field(
+        default_factory=dict, description="Condition id → expected truth"
+    )
+    fhir_requests: list[Text] | None = Field(
+        default=None,
+        description="Exactly these relative URLs were fetched from the mock FHIR server, any order",
+    )
+    status: Status | None = Field(
+        default=None,
+        description=("Expected outcome. Without it, skipped/error/timeout outcomes fail the case."),
+    )
+
+
+class RuleTestCase(_Authored):
+    """One hook call and what it should produce."""
+
+    name: Text = Field(description="Unique in the file; `--run` matches `<rule-id>/<name>`")
+    rule: Kebab | None = Field(default=None, description="Rule to test (default: the file's rule)")
+    now: AwareDatetime | None = Field(default=None, description="Overrides the file's `now`")
+    context: JsonObject | None = Field(
+        default=None, description="The hook context (the hook comes from the rule)"
+    )
+    context_file: Text | None = Field(
+        default=None,
+        description="Instead of `context`: a JSON file under rules/_fixtures/, relative to the "
+        "rules directory (e.g. `_fixtures/order-select-context.json`)",
+    )
+    prefetch: dict[str, JsonObject | None] | None = Field(
+        default=None,
+        description="Prefetch the client sends; an absent key is not sent, null = found nothing",
+    )
+    prefetch_files: dict[str, Text] = Field(
+        default_factory=dict,
+        description="Prefetch key → JSON file under rules/_fixtures/ (relative to the rules "
+        "directory), merged with `prefetch`",
+    )
+    scores: dict[str, JsonObject] = Field(
+        default_factory=dict,
+        description="Injected risk scores by name (e.g. `cha2ds2-vasc: {value: 4}`)",
+    )
+    fhir_server: MockFhirServer | None = None
+    expect: Expectation = Field(default_factory=Expectation)
+
+
+class RuleTestFile(_Authored):
+    """`<rule-id>.test.yaml`: the tests of one rule, beside it."""
+
+    schema_: Literal["cds-rule-test/1"] = Field(alias="schema")
+    rule: Kebab | None = Field(
+        default=None, description="The rule under test; must equal the file name's stem"
+    )
+    now: AwareDatetime = Field(description="The frozen %now of every case (a case may override)")
+    description: Text | None = None
+    fixtures: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Free-form: a place for YAML anchors (&name) that cases reuse (*name)",
+    )
+    cases: Annotated[list[RuleTestCase], Field(min_length=1)]
+
+
+def rule_test_files(root: Path) -> list[Path]:
+    """Every `*.test.yaml` under `root`, outside `_`- and `.`-prefixed directories."""
+    return sorted(
+        p
+        for p in root.rglob("*" + TEST_SUFFIX)
+        if not any(part.startswith(("_", ".")) for part in p.relative_to(root).parts)
+    )
+
+
+def _jsonable(value: Any) -> Any:
+    """YAML dates/timestamps as the ISO strings FHIR and CDS Hooks JSON carry."""
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    return value
+
+
+def _validation_issues(
+    exc: ValidationError, path: Path, located: Located, rule_id: str
+) -> list[RuleIssue]:
+    issues = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc: Loc = tuple(p for p in err["loc"] if isinstance(p, int | str))
+        line, col = located.position(loc)
+        issues.append(RuleIssue(path, line, col, field_path(loc), author_message(err), rule_id))
+    return issues
+
+
+def read_test_file(
+    path: Path, rule_id: str
+) -> tuple[RuleTestFile | None, Located, list[RuleIssue]]:
+    """Parse and validate one test file: the model (None when it has errors), the positions of
+    its values, and its problems as `path:line:col: field: message [rule_id]` issues."""
+    located, errors = read_yaml(path)
+    if located is None:
+        issues = [RuleIssue(path, e.line, e.col, e.field, e.message, rule_id) for e in errors]
+        return None, Located(None), issues
+    if located.value is None:
+        line, col = located.position(())
+        return None, located, [RuleIssue(path, line, col, "", "the test file is empty", rule_id)]
+    try:
+        model = RuleTestFile.model_validate(_jsonable(located.value))
+    except ValidationError as exc:
+        return None, located, _validation_issues(exc, path, located, rule_id)
+    return model, located, []

@@ -1,0 +1,255 @@
+"""Running rule test cases as the service would run the call, and whole test runs.
+
+The runner builds a real `HookRequest` and sends it through the evaluation pipeline the HTTP
+route uses (`rules/pipeline.evaluate_call`: prefetch resolved with a mock FHIR server for what
+the client did not send, scores computed from the call's resources unless the case injects them,
+the rule evaluated lazily) under the case's frozen `now`, and compares:
+
+- `expect.cards`: exact count; each expected card is a subset of the card's wire JSON (see
+  `matching`). No cards, or no `cards:` at all, means the rule must NOT fire;
+- `expect.conditions`: the truth of named conditions;
+- `expect.fhir_requests`: the exact (order-insensitive) relative URLs fetched from the mock server;
+- `expect.status`: the outcome status. Without it, a rule that was `skipped` (data unavailable),
+  raised (`error`) or ran long (`timeout`) fails the case: a test must not pass vacuously.
+
+The pytest plugin and the CLI share everything here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections import Counter
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import httpx
+from pydantic import ValidationError
+
+from cds_service.exceptions import CDSServiceError
+from cds_service.rules.compiled import CompiledRule
+from cds_service.rules.pipeline import FhirSource, RulesTrace, display_outcomes, evaluate_call
+from cds_service.rules.ruleset import RuleSet, load_ruleset
+from cds_service.rules.runtime import known_score_names
+from cds_service.rules.service import rule_service
+from cds_service.rules.testing.matching import show as _show
+from cds_service.rules.testing.matching import subset_mismatches
+from cds_service.rules.testing.model import Expectation
+from cds_service.rules.testing.plan import PlannedCase, plan_tests
+from cds_service.rules.testing.report import CaseResult, TestReport
+from cds_service.rules.yamlsource import field_path
+from cds_service.scores.sources import ComputedScores
+from cds_service.wire.request import HookRequest
+
+__all__ = [
+    "MOCK_FHIR_BASE",
+    "known_scores",
+    "run_case",
+    "run_rule_tests",
+]
+
+MOCK_FHIR_BASE = "https://fhir.test.invalid/r4"
+PREFETCH_DEADLINE_SECONDS = 2.0
+RULE_BUDGET_SECONDS = 5.0
+MAX_PAGES = 20
+
+
+def known_scores() -> list[str]:
+    """Score names rules may declare."""
+    return known_score_names()
+
+
+def _relative(url: httpx.URL) -> str:
+    path = unquote(url.raw_path.decode("ascii"))
+    base = httpx.URL(MOCK_FHIR_BASE).path.rstrip("/") + "/"
+    return path.removeprefix(base)
+
+
+def _normal(url: str) -> str:
+    return unquote(url).lstrip("/")
+
+
+class _MockServer:
+    def __init__(self, responses: Mapping[str, dict[str, Any]]) -> None:
+        self.responses = {_normal(k): v for k, v in responses.items()}
+        self.requested: list[str] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        relative = _relative(request.url)
+        self.requested.append(relative)
+        body = self.responses.get(relative)
+        if body is None:
+            outcome = {
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": "not-found"}],
+            }
+            return httpx.Response(404, json=outcome)
+        return httpx.Response(200, json=body)
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors(include_input=False, include_url=False)[0]
+    where = field_path(tuple(p for p in err["loc"] if isinstance(p, int | str)))
+    return f"{where}: {err['msg']}" if where else str(err["msg"])
+
+
+def _truths(conditions: Mapping[str, bool]) -> str:
+    return ", ".join(f"{k}={json.dumps(v)}" for k, v in conditions.items()) or "none evaluated"
+
+
+def run_case(planned: PlannedCase, ruleset: RuleSet) -> CaseResult:
+    """Run one case through the evaluation pipeline, as the service runs a call, and compare
+    with its expectation. The verdict (status, card) is the lazy, production one; the truth of
+    conditions production did not need to evaluate comes from an eager pass for display."""
+    case = planned.case
+    result = CaseResult(planned.path, planned.line, planned.rule_id, case.name)
+    result.expected_cards = list(case.expect.cards)
+    rule = ruleset.rules.get(planned.rule_id)
+    if rule is None:
+        result.failures.append(
+            f"rule {planned.rule_id} did not load: run `cds-service rules lint` and fix it"
+        )
+        return result
+    body: dict[str, Any] = {
+        "hook": rule.rule.hook,
+        "hookInstance": str(uuid.uuid4()),
+        "context": planned.context,
+    }
+    if planned.prefetch is not None:
+        body["prefetch"] = planned.prefetch
+    if case.fhir_server is not None:
+        body["fhirServer"] = MOCK_FHIR_BASE
+    server = _MockServer(case.fhir_server.responses if case.fhir_server else {})
+    try:
+        request = HookRequest.model_validate(body)
+    except ValidationError as exc:
+        result.failures.append(f"the hook request is invalid: {_first_error(exc)}")
+        return result
+    try:
+        trace, conditions = asyncio.run(_evaluate(rule, ruleset, request, planned, server))
+    except CDSServiceError as exc:
+        first = exc.issues[0] if exc.issues else None
+        if first is not None and first.field and first.field.startswith("context"):
+            result.failures.append(
+                f"context is invalid for hook {rule.rule.hook}: {first.field}: {first.message}"
+            )
+        else:
+            result.failures.append(f"the call failed ({exc.status_code}): {exc.message}")
+        return result
+    except Exception as exc:  # a score source that fails is a failed case, not a crash
+        result.failures.append(f"evaluating the case failed: {type(exc).__name__}: {exc}")
+        return result
+    result.requested = list(server.requested)
+    outcome = trace.outcomes[0]
+    result.status = outcome.status
+    result.reason = outcome.reason
+    result.actual_cards = [outcome.card.wire()] if outcome.card is not None else []
+    _compare(result, case.expect, conditions)
+    return result
+
+
+async def _evaluate(
+    rule: CompiledRule,
+    ruleset: RuleSet,
+    request: HookRequest,
+    planned: PlannedCase,
+    server: _MockServer,
+) -> tuple[RulesTrace, dict[str, bool]]:
+    """The case's call through the pipeline, and the truth of every condition (the lazy
+    verdict's where it has one, the eager display pass's otherwise)."""
+    service = rule_service(
+        rule,
+        ruleset,
+        scores=ComputedScores(planned.case.scores),
+        budget_seconds=RULE_BUDGET_SECONDS,
+    )
+    transport = httpx.MockTransport(server.handle)
+    async with httpx.AsyncClient(transport=transport) as client:
+        called = await evaluate_call(
+            service,
+            request,
+            FhirSource(client, MAX_PAGES),
+            now=planned.now,
+            budget_seconds=RULE_BUDGET_SECONDS + PREFETCH_DEADLINE_SECONDS,
+            prefetch_deadline_seconds=PREFETCH_DEADLINE_SECONDS,
+            strict=False,
+        )
+    trace = called.trace
+    assert trace is not None  # a rule service always traces
+    shown = await display_outcomes(trace, RULE_BUDGET_SECONDS)
+    return trace, {**shown.outcomes[0].conditions, **trace.outcomes[0].conditions}
+
+
+def _compare(result: CaseResult, expect: Expectation, conditions: Mapping[str, bool]) -> None:
+    status = result.status or "?"
+    why = f"{status}: {result.reason}" if result.reason else status
+    if expect.status is not None and expect.status != status:
+        result.failures.append(f"status: expected {expect.status}, got {why}")
+    elif expect.status is None and status in ("skipped", "error", "timeout"):
+        result.failures.append(
+            f"status: the rule was {why} (expect `status: {status}` if that is intended)"
+        )
+    expected, actual = result.expected_cards, result.actual_cards
+    if len(expected) != len(actual):
+        if not expected:
+            summary = actual[0].get("summary")
+            result.failures.append(
+                f"cards: expected no card (must not fire), got {len(actual)}: {_show(summary)}"
+            )
+        else:
+            result.failures.append(
+                f"cards: expected {len(expected)} card{'s' if len(expected) != 1 else ''}, "
+                f"got {len(actual)} (status {why}; conditions: {_truths(conditions)})"
+            )
+    else:
+        for index, (e, a) in enumerate(zip(expected, actual, strict=True)):
+            result.failures += subset_mismatches(e, a, f"cards[{index}]")
+    for name, want in expect.conditions.items():
+        got = conditions.get(name)
+        if got is None:
+            result.failures.append(
+                f"conditions.{name}: expected {json.dumps(want)}, but it was not evaluated "
+                f"(status {why})"
+            )
+        elif got != want:
+            result.failures.append(
+                f"conditions.{name}: expected {json.dumps(want)}, got {json.dumps(got)}"
+            )
+    if expect.fhir_requests is not None:
+        wanted = Counter(_normal(u) for u in expect.fhir_requests)
+        made = Counter(result.requested)
+        if wanted != made:
+            missing = sorted((wanted - made).elements())
+            extra = sorted((made - wanted).elements())
+            parts = []
+            if missing:
+                parts.append(f"not requested: {_show(missing)}")
+            if extra:
+                parts.append(f"unexpected: {_show(extra)}")
+            result.failures.append(
+                f"fhir_requests: expected {_show(sorted(wanted.elements()))}, got "
+                f"{_show(sorted(made.elements()))} ({'; '.join(parts)})"
+            )
+
+
+def run_rule_tests(root: Path, *, pattern: str | None = None) -> TestReport:
+    """Load the rules under `root`, then run every case of every `*.test.yaml`.
+
+    `pattern` (a regular expression, searched) keeps the cases whose `<rule-id>/<case name>`
+    matches. Problems in rules or test files make the run fail; a broken test file runs no case.
+    """
+    regex = re.compile(pattern) if pattern else None
+    ruleset = load_ruleset(root, known_scores())
+    plans = plan_tests(root, ruleset)
+    results = [
+        run_case(case, ruleset)
+        for plan in plans
+        if not plan.errors
+        for case in plan.cases
+        if regex is None or regex.search(case.key)
+    ]
+    return TestReport(root, ruleset, plans, results)
