@@ -78,6 +78,7 @@ class CompiledBinding:
     name: str
     path: CompiledPath | None = None
     select: CompiledSelect | None = None
+    where: str = ""  # `file:line:col` of the binding, named when its evaluation fails
 
     # The `%variables` this binding reads (computed once: serving checks it per call).
     reads: frozenset[str] = field(init=False, repr=False, compare=False)
@@ -98,6 +99,7 @@ class CompiledCondition:
     id: str | None = None
     path: CompiledPath | None = None
     members: tuple[CompiledCondition, ...] = ()
+    where: str = ""  # `file:line:col` of a leaf's expression, named when it fails
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +173,11 @@ class _Compiler:
         self.functions = functions
         self.known_scores = known_scores
         self.issues: list[RuleIssue] = []
+
+    def at(self, loc: Loc) -> str:
+        """`file:line:col` of a value of the rule."""
+        line, col = self.located.position(loc)
+        return f"{self.path}:{line}:{col}"
 
     def issue(self, loc: Loc, message: str) -> None:
         line, col = self.located.position(loc)
@@ -259,8 +266,9 @@ class _Compiler:
             if condition.id in ids:
                 self.issue((*loc, "id"), f"condition id '{condition.id}' is used twice")
             ids.add(condition.id)
-            path = self.expression((*loc, "fhirpath"), condition.fhirpath, allowed)
-            return CompiledCondition("leaf", condition.id, path)
+            at = (*loc, "fhirpath")
+            path = self.expression(at, condition.fhirpath, allowed)
+            return CompiledCondition("leaf", condition.id, path, where=self.at(at))
         if isinstance(condition, AllOf):
             members = tuple(
                 self.condition((*loc, "all", i), c, allowed, ids)
@@ -305,9 +313,11 @@ class _Compiler:
             if name in allowed:
                 self.issue(loc, f"'{name}' is already a prefetch key or a built-in variable")
             if isinstance(value, Select):
-                bindings.append(CompiledBinding(name, select=self.select(loc, value, allowed)))
+                select = self.select(loc, value, allowed)
+                bindings.append(CompiledBinding(name, select=select, where=self.at(loc)))
             else:
-                bindings.append(CompiledBinding(name, path=self.expression(loc, value, allowed)))
+                path = self.expression(loc, value, allowed)
+                bindings.append(CompiledBinding(name, path=path, where=self.at(loc)))
             allowed.add(name)
         condition = self.condition(("when",), rule.when, allowed, set())
         for loc, text in _card_texts(rule.card.model_dump(by_alias=True, exclude_none=True)):

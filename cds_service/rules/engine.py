@@ -110,6 +110,13 @@ class RuleOutcome:
     conditions: dict[str, bool] = field(default_factory=dict)
     reason: str | None = None
     elapsed_ms: float = 0.0
+    # Where an `error` was raised: the binding or condition (`let.since`, `when.recent`), its
+    # `file:line:col` and expression; `detail` is the exception's own message, which may quote
+    # patient data: shown by `rules explain`, never logged.
+    failed_at: str | None = None
+    location: str | None = None
+    expression: str | None = None
+    detail: str | None = None
 
 
 class _OverBudget(Exception):
@@ -228,6 +235,8 @@ class _Run:
     deadline: float
     eager: bool
     variables: dict[str, Any]
+    # What is being evaluated: (name in the rule, file:line:col, expression), for errors.
+    current: tuple[str, str, str] | None = None
 
     def bind(self, bindings: tuple[CompiledBinding, ...]) -> None:
         """Compute the bindings not computed yet, in order."""
@@ -238,6 +247,7 @@ class _Run:
                 raise _OverBudget
             if self.data.scores_pending and "scores" in binding.reads:
                 raise ScoresNeeded(self.outcome)
+            self.current = (f"let.{binding.name}", binding.where, _expression_of(binding))
             if binding.select is not None:
                 value = _select(binding.select, self.data, self.variables)
             else:
@@ -254,6 +264,7 @@ class _Run:
             self.bind(self.rule.condition_bindings[condition.id])
             if self.data.scores_pending and "scores" in condition.path.variables:
                 raise ScoresNeeded(self.outcome)
+            self.current = (f"when.{condition.id}", condition.where, condition.path.expression)
             value = _truthy(condition.path(self.data.context, self.variables))
             self.outcome.conditions[condition.id] = value
             return value
@@ -319,15 +330,32 @@ def evaluate_rule(
         outcome.reason = f"the rendered card is invalid at {where}: {first['msg']}"
     except Exception as exc:  # a rule must never take the call down
         outcome.status = "error"
-        outcome.reason = (
-            f"FHIRPath error: {exc}"
-            if isinstance(exc, ExpressionError)
-            else f"{type(exc).__name__} while evaluating"
-        )
+        kind = "FHIRPath error" if isinstance(exc, ExpressionError) else type(exc).__name__
+        outcome.detail = str(exc)[:500]
+        if run.current is not None:
+            outcome.failed_at, outcome.location, outcome.expression = run.current
+            outcome.reason = f"{kind} in {outcome.failed_at} at {outcome.location}"
+        else:
+            outcome.reason = f"{kind} while evaluating"
     outcome.elapsed_ms = (time.perf_counter() - started) * 1000
     if outcome.status in ("error", "timeout"):
-        log.warning("rule %s %s: %s", rule.id, outcome.status, outcome.reason)
+        # The expression is the rule's text; the exception's message may quote patient data.
+        shown = f" `{outcome.expression}`" if outcome.expression else ""
+        log.warning("rule %s %s: %s%s", rule.id, outcome.status, outcome.reason, shown)
     return outcome
+
+
+def _expression_of(binding: CompiledBinding) -> str:
+    """The text of a binding, for messages: its FHIRPath, or what its selection filters on."""
+    if binding.path is not None:
+        return binding.path.expression
+    select = binding.select
+    parts = [f"select {select.resources}"] if select is not None else []
+    if select is not None and select.where is not None:
+        parts.append(f"where {select.where.expression}")
+    if select is not None and select.sort is not None:
+        parts.append(f"sort {select.sort.expression}")
+    return ", ".join(parts)
 
 
 def _summary(text: str) -> str:

@@ -231,6 +231,10 @@ def _format(run: _Run) -> str:
     _tree(rule.condition, {**shown.conditions, **outcome.conditions}, 1, lines)
     reason = f" ({outcome.reason})" if outcome.reason else ""
     lines.append(f"status: {outcome.status}{reason}")
+    if outcome.status == "error" and outcome.location is not None:
+        lines.append(f"  raised by {outcome.failed_at} at {outcome.location}:")
+        lines.append(f"    {outcome.expression}")
+        lines.append(f"  {outcome.detail}")
     if shown.status != outcome.status and shown.status in ("error", "timeout"):
         lines.append(
             f"  (evaluating every binding for display: {shown.status}: {shown.reason}; "

@@ -147,6 +147,8 @@ def run_case(planned: PlannedCase, ruleset: RuleSet) -> CaseResult:
     outcome = trace.outcomes[0]
     result.status = outcome.status
     result.reason = outcome.reason
+    if outcome.status == "error" and outcome.expression is not None:
+        result.reason = f"{outcome.reason}: `{outcome.expression}`: {outcome.detail}"
     result.actual_cards = [outcome.card.wire()] if outcome.card is not None else []
     _compare(result, case.expect, conditions)
     return result
@@ -187,9 +189,11 @@ async def _evaluate(
 def _compare(result: CaseResult, expect: Expectation, conditions: Mapping[str, bool]) -> None:
     status = result.status or "?"
     why = f"{status}: {result.reason}" if result.reason else status
-    if expect.status is not None and expect.status != status:
+    if status in ("error", "timeout"):  # never intended: a rule must not fail on any case
+        result.failures.append(f"status: the rule failed ({why}); fix the rule")
+    elif expect.status is not None and expect.status != status:
         result.failures.append(f"status: expected {expect.status}, got {why}")
-    elif expect.status is None and status in ("skipped", "error", "timeout"):
+    elif expect.status is None and status == "skipped":
         result.failures.append(
             f"status: the rule was {why} (expect `status: {status}` if that is intended)"
         )
