@@ -38,8 +38,9 @@ from cds_service.services.registry import ServiceRegistry
 from cds_service.smart import routes as smart_routes
 from cds_service.smart.discovery import SmartDiscovery
 from cds_service.smart.sessions import SessionStore, SmartRuntime
-from cds_service.state import AppState, Clock
+from cds_service.state import AppState
 from cds_service.tracing import configure_tracing
+from cds_service.types import Clock
 
 __all__ = ["create_app", "create_app_from_env"]
 

@@ -55,6 +55,7 @@ from cds_service.rules.ruleset import RuleSet, load_ruleset, rule_files
 from cds_service.rules.runtime import default_score_source, known_score_names
 from cds_service.rules.service import ScoreSource, prefetch_specs, request_data
 from cds_service.rules.yamlsource import Located, field_path, read_yaml
+from cds_service.types import JSONObject as JsonObject
 from cds_service.wire.contexts import hook_spec
 from cds_service.wire.request import HookRequest
 
@@ -109,7 +110,6 @@ class _Authored(BaseModel):
 
 
 Text = Annotated[StrictStr, Field(min_length=1)]
-JsonObject = dict[str, Any]
 
 
 class MockFhirServer(_Authored):
