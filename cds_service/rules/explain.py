@@ -22,12 +22,12 @@ from pydantic import ValidationError
 
 from cds_service.exceptions import CDSServiceError
 from cds_service.prefetch.resolve import resolve_prefetch
+from cds_service.prefetch.types import PrefetchOutcome
 from cds_service.rules.compiled import CompiledCondition, CompiledRule, score_variable
 from cds_service.rules.engine import RuleOutcome, evaluate_rule
 from cds_service.rules.ruleset import load_ruleset
 from cds_service.rules.service import prefetch_specs, request_data
 from cds_service.rules.testing import known_scores, score_source
-from cds_service.services.definition import PrefetchOutcome
 from cds_service.wire.contexts import hook_spec
 from cds_service.wire.request import HookRequest
 
