@@ -54,10 +54,10 @@ from cds_service.rules.model import Kebab
 from cds_service.rules.ruleset import RuleSet, load_ruleset, rule_files
 from cds_service.rules.runtime import default_score_source, known_score_names
 from cds_service.rules.service import ScoreSource, prefetch_specs, request_data
-from cds_service.rules.yamlsource import Located, field_path, read_yaml
 from cds_service.types import JSONObject as JsonObject
 from cds_service.wire.contexts import hook_spec
 from cds_service.wire.request import HookRequest
+from cds_service.yamlsource import Located, field_path, read_yaml
 
 __all__ = [
     "FIXTURES_DIR",
