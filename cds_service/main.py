@@ -95,7 +95,11 @@ def create_app(
     replay = ReplayCache(settings.redis_url)
     configure_tracing(settings.tracing)
     state.tenants = tenants
-    state.metrics = Metrics(lambda: state)
+    state.metrics = Metrics(
+        rules=runtime.stats if runtime is not None else None,
+        score_cache=score_cache.stats,
+        refusals=state.auth_refusals,
+    )
     sessions = SessionStore(settings.redis_url, idle_seconds=settings.smart_session_idle_seconds)
     if tenants is not None and settings.auth == "required":
         state.verifier = JwtVerifier(
