@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cds_service.api.audit import AuditRecord, audited
-from cds_service.api.auth import Caller, public_base
+from cds_service.api.auth import Caller
 from cds_service.api.body import parse_body
 from cds_service.api.deps import StateDep
 from cds_service.exceptions import Issue, RequestError, ServiceNotFound
@@ -23,6 +23,7 @@ from cds_service.services.definition import HookCall
 from cds_service.services.registry import Endpoint
 from cds_service.state import AppState
 from cds_service.tracing import tracer
+from cds_service.urls import public_base
 from cds_service.wire.contexts import hook_spec
 from cds_service.wire.outcome import issues_from_validation
 from cds_service.wire.request import HookRequest

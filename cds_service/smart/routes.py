@@ -20,7 +20,6 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from cds_service.api.auth import public_base
 from cds_service.api.deps import StateDep
 from cds_service.security.tenants import Tenant
 from cds_service.smart import oauth
@@ -29,6 +28,7 @@ from cds_service.smart.discovery import SmartConfiguration, SmartError
 from cds_service.smart.pkce import challenge, new_state, new_verifier
 from cds_service.smart.view import render_app, render_chooser, render_error
 from cds_service.state import AppState
+from cds_service.urls import public_base
 
 __all__ = ["router"]
 
