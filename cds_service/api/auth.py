@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import Request
 
-from cds_service.api.deps import StateDep
+from cds_service.deps import StateDep
 from cds_service.exceptions import TooManyRequests, Unauthorized
 from cds_service.security.jwt_auth import AuthFailure, Principal
 from cds_service.urls import endpoint_url

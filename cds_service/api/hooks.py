@@ -14,13 +14,14 @@ from starlette.responses import Response
 from cds_service.api.audit import AuditRecord, audited
 from cds_service.api.auth import Caller
 from cds_service.api.body import parse_body
-from cds_service.api.deps import StateDep
+from cds_service.deps import ResourcesDep, StateDep
 from cds_service.exceptions import Issue, RequestError, ServiceNotFound
 from cds_service.prefetch.resolve import resolve_prefetch
+from cds_service.resources import Resources
 from cds_service.security.jwt_auth import Principal
 from cds_service.security.ssrf import fetch_refusal
 from cds_service.services.definition import HookCall
-from cds_service.services.registry import Endpoint
+from cds_service.services.registry import Endpoint, ServiceRegistry
 from cds_service.state import AppState
 from cds_service.tracing import tracer
 from cds_service.urls import public_base
@@ -35,9 +36,9 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 
-def find_service(state: AppState, service_id: str) -> Endpoint:
+def find_service(registry: ServiceRegistry, service_id: str) -> Endpoint:
     """The registered service (by its id or a per-hook id), or 404."""
-    endpoint = state.registry.endpoint(service_id)
+    endpoint = registry.endpoint(service_id)
     if endpoint is None:
         raise ServiceNotFound(f"no CDS service with id '{service_id}'")
     return endpoint
@@ -45,20 +46,22 @@ def find_service(state: AppState, service_id: str) -> Endpoint:
 
 @router.post("/cds-services/{service_id}", summary="Call a CDS service", tags=["CDS Hooks"])
 async def call_service(
-    service_id: str, request: Request, state: StateDep, caller: Caller
+    service_id: str, request: Request, state: StateDep, resources: ResourcesDep, caller: Caller
 ) -> Response:
     """Validate the call, resolve prefetch, evaluate the service and return its cards.
 
     One budget (CDS_HOOK_BUDGET_SECONDS) covers the call: fetching missing prefetch may use all
     but the last quarter of it (and at most CDS_PREFETCH_DEADLINE_SECONDS); the rules get the rest.
     """
-    endpoint = find_service(state, service_id)
+    endpoint = find_service(state.registry, service_id)
     with tracer().start_as_current_span("cds.hook") as span:
         span.set_attribute("cds.service", endpoint.service.id)
         span.set_attribute("cds.tenant", caller.tenant_id)
-        async with audited(state, "hook", caller, endpoint.service.id) as record:
+        async with audited(
+            resources.audit, state.metrics, "hook", caller, endpoint.service.id
+        ) as record:
             try:
-                return await _call(endpoint, service_id, request, state, caller, record)
+                return await _call(endpoint, service_id, request, state, resources, caller, record)
             finally:
                 span.set_attribute("cds.hook", record.hook or "")
                 span.set_attribute("cds.hook_instance", record.hook_instance or "")
@@ -70,6 +73,7 @@ async def _call(
     service_id: str,
     request: Request,
     state: AppState,
+    resources: Resources,
     caller: Principal,
     record: AuditRecord,
 ) -> Response:
@@ -100,7 +104,6 @@ async def _call(
     except ValidationError as exc:
         issues = issues_from_validation(exc, prefix="context")
         raise RequestError("invalid context", issues=issues) from None
-    assert state.http is not None
     budget = settings.hook_budget_seconds
     fetch_window = min(settings.prefetch_deadline_seconds, budget * 0.75)
     fetch_window = max(fetch_window - (time.perf_counter() - started), 0.01)
@@ -117,20 +120,19 @@ async def _call(
         prefetch = await resolve_prefetch(
             call,
             specs,
-            state.http,
+            resources.http,
             deadline_seconds=fetch_window,
             max_pages=settings.prefetch_max_pages,
             fetch_refused=refused,
-            slots=state.fetch_slots,
+            slots=resources.fetch_slots,
         )
         span.set_attribute("cds.prefetch.keys", len(specs))
         span.set_attribute(
             "cds.prefetch.fetched", sum(1 for o in prefetch.values() if o.source == "fetched")
         )
-    if state.metrics is not None:
-        state.metrics.prefetch_seconds.observe(time.perf_counter() - fetch_started)
-        for outcome in prefetch.values():
-            state.metrics.prefetch_keys.labels(outcome.source).inc()
+    state.metrics.prefetch_seconds.observe(time.perf_counter() - fetch_started)
+    for outcome in prefetch.values():
+        state.metrics.prefetch_keys.labels(outcome.source).inc()
     base_url = public_base(request, settings.public_base_url)
     hook_call = HookCall(
         call,
