@@ -25,7 +25,6 @@ from typing import Any
 
 import httpx
 
-from bench.workloads import METFORMIN, NSAID, OPIOID, draft_orders
 from cds_service.config import default_rules_dir
 from cds_service.prefetch.local import LocalFhirServer
 from cds_service.prefetch.resolve import resolve_prefetch
@@ -34,6 +33,7 @@ from cds_service.rules.ruleset import load_ruleset
 from cds_service.rules.runtime import default_score_source, known_score_names
 from cds_service.rules.service import evaluate_rules, prefetch_specs, request_data
 from cds_service.wire.request import HookRequest
+from deploy.workloads import METFORMIN, NSAID, OPIOID, draft_orders
 
 SYNTHEA = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "fhir-r4" / "synthea"
 
