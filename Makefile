@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck pytest openapi format clean bench bench-load soak topology
+.PHONY: install run test lint typecheck pytest openapi architecture format clean bench bench-load soak topology
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,8 +20,8 @@ run: install
 	CDS_ENV=development CDS_AUTH=disabled $(BIN)/cds-service serve --host 127.0.0.1 --port 8080
 
 lint: install
-	$(BIN)/ruff check cds_service tests bench deploy
-	$(BIN)/ruff format --check cds_service tests bench deploy
+	$(BIN)/ruff check cds_service tests bench deploy scripts
+	$(BIN)/ruff format --check cds_service tests bench deploy scripts
 	$(BIN)/cds-service rules lint rules
 
 typecheck: install
@@ -35,6 +35,10 @@ test: lint typecheck pytest
 openapi: install
 	$(BIN)/cds-service openapi
 	$(BIN)/cds-service rules schema
+
+# docs/architecture.md: the layers and the imports between packages (tests/test_architecture.py).
+architecture: install
+	$(BIN)/python scripts/architecture.py
 
 topology: install
 	$(BIN)/python deploy/topology.py --replicas 2 --tenants deploy/tenants.example.yaml
@@ -50,8 +54,8 @@ bench: install
 	$(BIN)/python -m bench.rules_engine --cold-scores
 
 format: install
-	$(BIN)/ruff check --fix cds_service tests bench deploy
-	$(BIN)/ruff format cds_service tests bench deploy
+	$(BIN)/ruff check --fix cds_service tests bench deploy scripts
+	$(BIN)/ruff format cds_service tests bench deploy scripts
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

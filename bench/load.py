@@ -39,9 +39,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from bench.report import ONE_WORKER_PAIRED, PRECOMPUTED, TWO_WORKERS
-from bench.workloads import draft_orders
 from cds_service.prefetch.local import LocalFhirServer
 from deploy.topology import create_database, drop_database, free_port
+from deploy.workloads import draft_orders
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHEA = ROOT.parent / "shared" / "fixtures" / "fhir-r4" / "synthea"

@@ -25,9 +25,9 @@ from typing import Any
 
 import httpx
 
-from bench.workloads import METFORMIN, NSAID, OPIOID, draft_orders
 from cds_service.config import default_rules_dir
 from cds_service.prefetch.local import LocalFhirServer
+from cds_service.prefetch.types import PrefetchOutcome
 from cds_service.rules.compiled import CompiledRule
 from cds_service.rules.pipeline import (
     DataSource,
@@ -41,8 +41,9 @@ from cds_service.rules.ruleset import RuleSet, load_ruleset
 from cds_service.rules.runtime import known_score_names
 from cds_service.rules.service import RuleStats, services_from_rules
 from cds_service.scores.sources import ComputedScores
-from cds_service.services.definition import PrefetchOutcome, ServiceDefinition
+from cds_service.services.definition import ServiceDefinition
 from cds_service.wire.request import HookRequest
+from deploy.workloads import METFORMIN, NSAID, OPIOID, draft_orders
 
 CLINICAL = "http://terminology.hl7.org/CodeSystem/condition-clinical"
 SNOMED = "http://snomed.info/sct"

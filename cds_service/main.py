@@ -17,13 +17,12 @@ from starlette.middleware.cors import CORSMiddleware
 from cds_service import __version__
 from cds_service.api import discovery, feedback, health, hooks
 from cds_service.api.errors import install_error_handlers
-from cds_service.audit.store import AuditStore
 from cds_service.config import Settings, load_settings
-from cds_service.feedback.store import FeedbackStore
 from cds_service.heap import settle_heap
 from cds_service.logs import RequestIdMiddleware
 from cds_service.metrics import Metrics
 from cds_service.openapi import install_openapi
+from cds_service.resources import open_resources
 from cds_service.rules.runtime import RuleRuntime
 from cds_service.scores.cache import ScoreCache
 from cds_service.scores.provider import ScoreProvider
@@ -32,15 +31,16 @@ from cds_service.security.headers import SecurityHeadersMiddleware
 from cds_service.security.jwks import KeyStore
 from cds_service.security.jwt_auth import JwtVerifier
 from cds_service.security.replay import ReplayCache
-from cds_service.security.tenants import tenants_for
+from cds_service.security.tenants import TenantRegistry, tenants_for
 from cds_service.services.builtin import builtin_services
 from cds_service.services.definition import ServiceDefinition
 from cds_service.services.registry import ServiceRegistry
 from cds_service.smart import routes as smart_routes
 from cds_service.smart.discovery import SmartDiscovery
 from cds_service.smart.sessions import SessionStore, SmartRuntime
-from cds_service.state import AppState, Clock
+from cds_service.state import AppState
 from cds_service.tracing import configure_tracing
+from cds_service.types import Clock
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -49,6 +49,12 @@ log = logging.getLogger(__name__)
 
 def _utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+async def _stop(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def create_app(
@@ -86,19 +92,14 @@ def create_app(
         assert registry is not None  # the first load always yields a registry or raises
     else:
         registry = ServiceRegistry(services)
-    state = AppState(
-        settings=settings, registry=registry, clock=clock, rules=runtime, score_cache=score_cache
-    )
     jwks_client = httpx.AsyncClient(
         transport=jwks_transport, timeout=httpx.Timeout(2.0), follow_redirects=False
     )
     replay = ReplayCache(settings.redis_url)
     configure_tracing(settings.tracing)
-    state.tenants = tenants
-    state.metrics = Metrics(lambda: state)
-    sessions = SessionStore(settings.redis_url, idle_seconds=settings.smart_session_idle_seconds)
+    verifier = None
     if tenants is not None and settings.auth == "required":
-        state.verifier = JwtVerifier(
+        verifier = JwtVerifier(
             tenants,
             KeyStore(jwks_client),
             replay,
@@ -106,49 +107,50 @@ def create_app(
             max_lifetime_seconds=settings.jwt_max_lifetime_seconds,
             clock=auth_clock,
         )
+    refusals: dict[str, int] = {}
+    state = AppState(
+        settings=settings,
+        registry=registry,
+        clock=clock,
+        score_cache=score_cache,
+        metrics=Metrics(
+            rules=runtime.stats if runtime is not None else None,
+            score_cache=score_cache.stats,
+            refusals=refusals,
+        ),
+        tenants=tenants if tenants is not None else TenantRegistry([]),
+        rules=runtime,
+        verifier=verifier,
+        auth_refusals=refusals,
+    )
+    sessions = SessionStore(settings.redis_url, idle_seconds=settings.smart_session_idle_seconds)
 
     def swap(new: ServiceRegistry) -> None:
         state.registry = new
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        timeout = httpx.Timeout(settings.prefetch_deadline_seconds)
-        pool = settings.fhir_max_connections
-        state.fetch_slots = asyncio.Semaphore(pool)
-        state.http = httpx.AsyncClient(
-            transport=fhir_transport,
-            timeout=timeout,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
-        )
-        state.feedback = await FeedbackStore.open(settings.database_url)
-        state.audit = await AuditStore.open(settings.database_url)
-        state.smart = SmartRuntime(sessions, SmartDiscovery(state.http))
-        watcher = None
-        if runtime is not None and settings.rules_reload_seconds > 0:
-            watcher = asyncio.create_task(runtime.watch(settings.rules_reload_seconds, swap))
-        if state.verifier is None:
-            log.warning(
-                "CDS_AUTH=disabled: any caller is accepted without a JWT; "
-                "for a local trial only, never with patient data"
+        """Open the resources once, start watching the rules; close everything at the end."""
+        async with contextlib.AsyncExitStack() as stack:
+            for close in (jwks_client.aclose, sessions.close, replay.close, score_cache.close):
+                stack.push_async_callback(close)
+            resources = await stack.enter_async_context(
+                open_resources(settings, fhir_transport=fhir_transport)
             )
-        if settings.gc_threshold:
-            settle_heap(settings.gc_threshold)
-        log.info("cds-service %s ready: %d services", __version__, len(state.registry))
-        try:
+            app.state.resources = resources
+            app.state.smart = SmartRuntime(sessions, SmartDiscovery(resources.http))
+            if runtime is not None and settings.rules_reload_seconds > 0:
+                watcher = asyncio.create_task(runtime.watch(settings.rules_reload_seconds, swap))
+                stack.push_async_callback(_stop, watcher)
+            if verifier is None:
+                log.warning(
+                    "CDS_AUTH=disabled: any caller is accepted without a JWT; "
+                    "for a local trial only, never with patient data"
+                )
+            if settings.gc_threshold:
+                settle_heap(settings.gc_threshold)
+            log.info("cds-service %s ready: %d services", __version__, len(state.registry))
             yield
-        finally:
-            if watcher is not None:
-                watcher.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watcher
-            await state.http.aclose()
-            await state.feedback.close()
-            await state.audit.close()
-            await score_cache.close()
-            await replay.close()
-            await sessions.close()
-            await jwks_client.aclose()
 
     app = FastAPI(
         title="cds-service",

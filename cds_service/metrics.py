@@ -18,37 +18,61 @@ Series (all prefixed `cds_`):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Iterator, Mapping
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-if TYPE_CHECKING:
-    from cds_service.state import AppState
-
-__all__ = ["Metrics"]
+__all__ = ["Metrics", "RuleCounts", "ScoreCacheCounts"]
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
-class _StateCollector(Collector):
-    """Counts kept elsewhere, exported at scrape time."""
+class RuleCounts(Protocol):
+    """Outcomes per rule (`rules.service.RuleStats`): rule id → status → count."""
 
-    def __init__(self, state: Callable[[], AppState | None]) -> None:
-        self._state = state
+    @property
+    def counts(self) -> Mapping[str, Mapping[str, int]]: ...
+
+
+class ScoreCacheCounts(Protocol):
+    """Score cache lookups by level, and Redis failures (`scores.cache.CacheStats`)."""
+
+    @property
+    def local_hits(self) -> int: ...
+
+    @property
+    def redis_hits(self) -> int: ...
+
+    @property
+    def misses(self) -> int: ...
+
+    @property
+    def redis_errors(self) -> int: ...
+
+
+class _CountsCollector(Collector):
+    """Counts kept elsewhere, exported at scrape time (read then, never copied)."""
+
+    def __init__(
+        self,
+        rules: RuleCounts | None,
+        score_cache: ScoreCacheCounts,
+        refusals: Mapping[str, int],
+    ) -> None:
+        self._rules = rules
+        self._score_cache = score_cache
+        self._refusals = refusals
 
     def collect(self) -> Iterator[Metric]:
-        state = self._state()
-        if state is None:
-            return
         rules = CounterMetricFamily(
             "cds_rule_evaluations", "Rule evaluations by outcome", labels=["rule", "status"]
         )
         cards = CounterMetricFamily("cds_rule_cards", "Cards shown, by rule", labels=["rule"])
-        if state.rules is not None:
-            for rule, counts in sorted(state.rules.stats.counts.items()):
+        if self._rules is not None:
+            for rule, counts in sorted(self._rules.counts.items()):
                 for status, value in sorted(counts.items()):
                     if status != "calls":
                         rules.add_metric([rule, status], value)
@@ -59,26 +83,36 @@ class _StateCollector(Collector):
             "cds_score_cache", "Score cache lookups", labels=["level", "result"]
         )
         errors = CounterMetricFamily("cds_score_cache_redis_errors", "Redis failures")
-        if state.score_cache is not None:
-            stats = state.score_cache.stats
-            cache.add_metric(["local", "hit"], stats.local_hits)
-            cache.add_metric(["redis", "hit"], stats.redis_hits)
-            cache.add_metric(["any", "miss"], stats.misses)
-            errors.add_metric([], stats.redis_errors)
+        stats = self._score_cache
+        cache.add_metric(["local", "hit"], stats.local_hits)
+        cache.add_metric(["redis", "hit"], stats.redis_hits)
+        cache.add_metric(["any", "miss"], stats.misses)
+        errors.add_metric([], stats.redis_errors)
         yield cache
         yield errors
         refusals = CounterMetricFamily(
             "cds_jwt_refusals", "Refused JWTs by reason", labels=["reason"]
         )
-        for reason, value in sorted(state.auth_refusals.items()):
+        for reason, value in sorted(self._refusals.items()):
             refusals.add_metric([reason], value)
         yield refusals
 
 
 class Metrics:
-    """The app's metrics."""
+    """The app's metrics.
 
-    def __init__(self, state: Callable[[], AppState | None]) -> None:
+    It is handed the counters other components keep, and reads them at each scrape: the rule
+    outcomes (None when the services do not come from rules), the score cache's lookups and the
+    JWT refusals by reason (a dict the authentication dependency updates).
+    """
+
+    def __init__(
+        self,
+        *,
+        rules: RuleCounts | None,
+        score_cache: ScoreCacheCounts,
+        refusals: Mapping[str, int],
+    ) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
         self.requests = Counter(
@@ -112,7 +146,7 @@ class Metrics:
             ["service", "outcome", "reason"],
             registry=r,
         )
-        r.register(_StateCollector(state))
+        r.register(_CountsCollector(rules, score_cache, refusals))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

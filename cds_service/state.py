@@ -1,21 +1,16 @@
-"""What the running app holds: settings, registry, rules, HTTP client, feedback store, clock.
+"""What one app holds from `create_app` on: settings, services, clock, metrics, auth.
 
-Created in `create_app`'s lifespan and reached by routes through `api/deps.py`; nothing lives at
-module level.
+`create_app` builds it and puts it on `app.state.cds`; routes reach its parts through the
+dependencies in `deps.py` (what the lifespan opens is in `resources.py`). Nothing lives at module
+level. Two collaborators may be absent, and None then says why: `rules` when `create_app` was
+given the services (tests), `verifier` when CDS_AUTH=disabled.
 """
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
-import httpx
-
-from cds_service.audit.store import AuditStore
 from cds_service.config import Settings
-from cds_service.feedback.store import FeedbackStore
 from cds_service.metrics import Metrics
 from cds_service.rules.runtime import RuleRuntime
 from cds_service.scores.cache import ScoreCache
@@ -23,11 +18,9 @@ from cds_service.security.jwt_auth import JwtVerifier
 from cds_service.security.ratelimit import RateLimiter
 from cds_service.security.tenants import TenantRegistry
 from cds_service.services.registry import ServiceRegistry
-from cds_service.smart.sessions import SmartRuntime
+from cds_service.types import Clock
 
-__all__ = ["AppState", "Clock"]
-
-Clock = Callable[[], datetime]
+__all__ = ["AppState"]
 
 
 @dataclass(slots=True)
@@ -35,19 +28,13 @@ class AppState:
     """The long-lived collaborators of one app instance."""
 
     settings: Settings
-    registry: ServiceRegistry
+    registry: ServiceRegistry  # replaced when the rules directory changes
     clock: Clock
-    http: httpx.AsyncClient | None = None
-    # FHIR fetches in flight at once (CDS_FHIR_MAX_CONNECTIONS): the rest wait here, not in
-    # httpx's pool, whose bookkeeping grows with the requests queued in it.
-    fetch_slots: asyncio.Semaphore | None = None
-    feedback: FeedbackStore | None = None
-    audit: AuditStore | None = None
-    rules: RuleRuntime | None = None
-    score_cache: ScoreCache | None = None
-    verifier: JwtVerifier | None = None  # None when CDS_AUTH=disabled
-    rate_limiter: RateLimiter = field(default_factory=RateLimiter)
-    tenants: TenantRegistry | None = None
-    smart: SmartRuntime | None = None
-    metrics: Metrics | None = None
+    score_cache: ScoreCache
+    metrics: Metrics
+    tenants: TenantRegistry  # empty without CDS_TENANTS_FILE
+    rules: RuleRuntime | None  # None when the services were given to create_app
+    verifier: JwtVerifier | None  # None when CDS_AUTH=disabled
+    # JWT refusals by reason: counted by the authentication dependency, read by the metrics.
     auth_refusals: dict[str, int] = field(default_factory=dict)
+    rate_limiter: RateLimiter = field(default_factory=RateLimiter)

@@ -38,9 +38,9 @@ from jwt.algorithms import ECAlgorithm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.workloads import draft_orders
 from cds_service.prefetch.local import LocalFhirServer
 from deploy.topology import Topology, drop_database, rss_mb
+from deploy.workloads import draft_orders
 
 ROOT = Path(__file__).resolve().parents[1]
 SYNTHEA = ROOT.parent / "shared" / "fixtures" / "fhir-r4" / "synthea"

@@ -14,10 +14,10 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from cds_service.audit.store import AuditEntry, AuditKind
+from cds_service.audit.store import AuditEntry, AuditKind, AuditStore
 from cds_service.exceptions import CDSServiceError
+from cds_service.metrics import Metrics
 from cds_service.security.jwt_auth import Principal
-from cds_service.state import AppState
 
 __all__ = ["AuditRecord", "audited"]
 
@@ -43,9 +43,10 @@ class AuditRecord:
 
 @asynccontextmanager
 async def audited(
-    state: AppState, kind: AuditKind, principal: Principal, service: str
+    audit: AuditStore, metrics: Metrics, kind: AuditKind, principal: Principal, service: str
 ) -> AsyncIterator[AuditRecord]:
-    """Yield a record to fill in; write it when the block ends (also when it raises)."""
+    """Yield a record to fill in; when the block ends (also when it raises) count it in
+    `metrics` and write it to `audit`."""
     record = AuditRecord(kind, principal, service=service)
     try:
         yield record
@@ -58,10 +59,10 @@ async def audited(
         record.detail = type(exc).__name__
         raise
     finally:
-        await _write(state, record)
+        await _write(audit, metrics, record)
 
 
-async def _write(state: AppState, record: AuditRecord) -> None:
+async def _write(audit: AuditStore, metrics: Metrics, record: AuditRecord) -> None:
     tenant = record.principal.tenant
     duration = round((time.perf_counter() - record.started) * 1000, 3)
     log.info(
@@ -77,14 +78,11 @@ async def _write(state: AppState, record: AuditRecord) -> None:
             "durationMs": duration,
         },
     )
-    if state.metrics is not None:
-        labels = (record.kind, record.service or "", record.hook or "")
-        state.metrics.requests.labels(*labels, str(record.outcome)).inc()
-        state.metrics.duration.labels(*labels).observe(duration / 1000)
-        if record.kind == "hook" and record.cards:
-            state.metrics.with_cards.labels(record.service or "", record.hook or "").inc()
-    if state.audit is None:
-        return
+    labels = (record.kind, record.service or "", record.hook or "")
+    metrics.requests.labels(*labels, str(record.outcome)).inc()
+    metrics.duration.labels(*labels).observe(duration / 1000)
+    if record.kind == "hook" and record.cards:
+        metrics.with_cards.labels(record.service or "", record.hook or "").inc()
     entry = AuditEntry(
         at=datetime.now(UTC),
         kind=record.kind,
@@ -101,6 +99,6 @@ async def _write(state: AppState, record: AuditRecord) -> None:
         detail=record.detail,
     )
     try:
-        await state.audit.record(entry)
+        await audit.record(entry)
     except Exception as exc:
         log.error("audit record not written (%s)", type(exc).__name__)

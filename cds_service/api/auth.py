@@ -14,24 +14,14 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import Request
 
-from cds_service.api.deps import StateDep
+from cds_service.deps import StateDep
 from cds_service.exceptions import TooManyRequests, Unauthorized
 from cds_service.security.jwt_auth import AuthFailure, Principal
+from cds_service.urls import endpoint_url
 
-__all__ = ["Caller", "authenticate", "endpoint_url", "public_base"]
+__all__ = ["Caller", "authenticate"]
 
 log = logging.getLogger("cds_service.auth")
-
-
-def public_base(request: Request, public_base_url: str | None) -> str:
-    """Our base URL as callers see it: CDS_PUBLIC_BASE_URL (stored without a trailing slash),
-    else the one the request came in on."""
-    return public_base_url or str(request.base_url).rstrip("/")
-
-
-def endpoint_url(request: Request, public_base_url: str | None) -> str:
-    """The URL of the endpoint called, as the EHR must have put it in `aud`."""
-    return public_base(request, public_base_url) + request.url.path
 
 
 async def authenticate(request: Request, state: StateDep) -> Principal:

@@ -7,7 +7,8 @@ from fastapi import APIRouter
 from starlette.responses import Response
 
 from cds_service.api.auth import Caller
-from cds_service.api.deps import StateDep
+from cds_service.api.deps import RegistryDep
+from cds_service.deps import SettingsDep
 from cds_service.wire.discovery import DiscoveryResponse
 
 __all__ = ["router"]
@@ -16,8 +17,8 @@ router = APIRouter()
 
 
 @router.get("/cds-services", summary="Discover the CDS services offered", tags=["CDS Hooks"])
-async def discovery(state: StateDep, caller: Caller) -> Response:
+async def discovery(settings: SettingsDep, registry: RegistryDep, caller: Caller) -> Response:
     """One entry per service and hook; `{"services": []}` when none are registered."""
-    per_hook = state.settings.discovery_ids == "per-hook"
-    body = DiscoveryResponse(services=state.registry.descriptors(per_hook_ids=per_hook)).wire()
+    per_hook = settings.discovery_ids == "per-hook"
+    body = DiscoveryResponse(services=registry.descriptors(per_hook_ids=per_hook)).wire()
     return Response(orjson.dumps(body), media_type="application/json")

@@ -7,7 +7,8 @@ import orjson
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from cds_service.api.deps import StateDep
+from cds_service.api.deps import FeedbackDep, MetricsDep
+from cds_service.deps import StateDep
 
 __all__ = ["router"]
 
@@ -21,22 +22,21 @@ async def healthz() -> Response:
 
 
 @router.get("/metrics", summary="Prometheus metrics")
-async def metrics(state: StateDep) -> Response:
+async def metrics(metrics: MetricsDep) -> Response:
     """Counters and histograms in the Prometheus text format (no patient data, only counts)."""
-    assert state.metrics is not None
-    return Response(state.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
+    return Response(metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8")
 
 
 @router.get("/readyz", summary="Readiness")
-async def readyz(state: StateDep) -> Response:
+async def readyz(state: StateDep, feedback: FeedbackDep) -> Response:
     """200 when ready; 503 with a `checks` object saying what is wrong otherwise."""
     checks = {
         "services": "ok" if len(state.registry) else "no services registered",
-        "database": "ok" if state.feedback and await state.feedback.ping() else "unreachable",
+        "database": "ok" if await feedback.ping() else "unreachable",
     }
     if state.rules is not None:
         checks["rules"] = state.rules.problem or "ok"
-    if state.score_cache is not None and state.score_cache.shared:
+    if state.score_cache.shared:
         checks["redis"] = "ok" if await state.score_cache.ping() else "unreachable"
     checks["auth"] = "required" if state.verifier is not None else "disabled (local trial only)"
     # Rule file errors are reported, not fatal: the good rules (or the last good set) serve.

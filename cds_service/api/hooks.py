@@ -10,16 +10,18 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from cds_service.api.audit import AuditRecord, audited
-from cds_service.api.auth import Caller, public_base
+from cds_service.api.auth import Caller
 from cds_service.api.body import parse_body
-from cds_service.api.deps import StateDep
+from cds_service.deps import ResourcesDep, StateDep
 from cds_service.exceptions import Issue, RequestError, ServiceNotFound
+from cds_service.resources import Resources
 from cds_service.rules.pipeline import FhirSource, evaluate_call
 from cds_service.security.jwt_auth import Principal
 from cds_service.security.ssrf import fetch_refusal
-from cds_service.services.registry import Endpoint
+from cds_service.services.registry import Endpoint, ServiceRegistry
 from cds_service.state import AppState
 from cds_service.tracing import tracer
+from cds_service.urls import public_base
 from cds_service.wire.request import HookRequest
 from cds_service.wire.response import CDSResponse
 
@@ -29,9 +31,9 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 
-def find_service(state: AppState, service_id: str) -> Endpoint:
+def find_service(registry: ServiceRegistry, service_id: str) -> Endpoint:
     """The registered service (by its id or a per-hook id), or 404."""
-    endpoint = state.registry.endpoint(service_id)
+    endpoint = registry.endpoint(service_id)
     if endpoint is None:
         raise ServiceNotFound(f"no CDS service with id '{service_id}'")
     return endpoint
@@ -39,20 +41,22 @@ def find_service(state: AppState, service_id: str) -> Endpoint:
 
 @router.post("/cds-services/{service_id}", summary="Call a CDS service", tags=["CDS Hooks"])
 async def call_service(
-    service_id: str, request: Request, state: StateDep, caller: Caller
+    service_id: str, request: Request, state: StateDep, resources: ResourcesDep, caller: Caller
 ) -> Response:
     """Validate the call, resolve prefetch, evaluate the service and return its cards.
 
     One budget (CDS_HOOK_BUDGET_SECONDS) covers the call: fetching missing prefetch may use all
     but the last quarter of it (and at most CDS_PREFETCH_DEADLINE_SECONDS); the rules get the rest.
     """
-    endpoint = find_service(state, service_id)
+    endpoint = find_service(state.registry, service_id)
     with tracer().start_as_current_span("cds.hook") as span:
         span.set_attribute("cds.service", endpoint.service.id)
         span.set_attribute("cds.tenant", caller.tenant_id)
-        async with audited(state, "hook", caller, endpoint.service.id) as record:
+        async with audited(
+            resources.audit, state.metrics, "hook", caller, endpoint.service.id
+        ) as record:
             try:
-                return await _call(endpoint, service_id, request, state, caller, record)
+                return await _call(endpoint, service_id, request, state, resources, caller, record)
             finally:
                 span.set_attribute("cds.hook", record.hook or "")
                 span.set_attribute("cds.hook_instance", record.hook_instance or "")
@@ -64,6 +68,7 @@ async def _call(
     service_id: str,
     request: Request,
     state: AppState,
+    resources: Resources,
     caller: Principal,
     record: AuditRecord,
 ) -> Response:
@@ -76,11 +81,10 @@ async def _call(
     if endpoint.hook is not None and call.hook != endpoint.hook:
         message = f"hook: '{service_id}' serves '{endpoint.hook}' only, not '{call.hook}'"
         raise RequestError(message, issues=[Issue(message, "hook", "not-supported")])
-    assert state.http is not None
     refused = fetch_refusal(call.fhir_server, caller, production=settings.env == "production")
     if refused is not None:
         log.warning("not fetching prefetch for tenant %s: %s", caller.tenant_id, refused)
-    source = FhirSource(state.http, settings.prefetch_max_pages, state.fetch_slots, refused)
+    source = FhirSource(resources.http, settings.prefetch_max_pages, resources.fetch_slots, refused)
     result = await evaluate_call(
         endpoint.service,
         call,
@@ -92,10 +96,9 @@ async def _call(
         tenant=caller.tenant_id,
         started=record.started,
     )
-    if state.metrics is not None:
-        state.metrics.prefetch_seconds.observe(result.fetch_seconds)
-        for outcome in result.prefetch.values():
-            state.metrics.prefetch_keys.labels(outcome.source).inc()
+    state.metrics.prefetch_seconds.observe(result.fetch_seconds)
+    for outcome in result.prefetch.values():
+        state.metrics.prefetch_keys.labels(outcome.source).inc()
     cards = result.result.cards
     record.cards = len(cards)
     actions = result.result.system_actions or None

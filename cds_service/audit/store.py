@@ -42,9 +42,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-# Reused from the feedback store so both open databases (WAL, busy timeout, pools), create their
-# tables and treat time alike.
-from cds_service.feedback.store import (
+from cds_service.database import (
     UTCDateTime,
     async_database_url,
     create_engine_for,

@@ -35,30 +35,20 @@ import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Dialect,
-    Index,
-    MetaData,
-    String,
-    Table,
-    Text,
-    event,
-    select,
-    text,
-)
+from sqlalchemy import Column, Index, MetaData, String, Table, Text, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
-from sqlalchemy.pool import StaticPool
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from cds_service.database import (
+    UTCDateTime,
+    async_database_url,
+    create_engine_for,
+    create_schema,
+    utc,
+)
 from cds_service.exceptions import ConfigurationError
 from cds_service.wire.feedback import Feedback
 
@@ -66,29 +56,8 @@ __all__ = ["FeedbackStore", "RecordResult", "StoredFeedback", "feedback_id", "me
 
 log = logging.getLogger(__name__)
 
-#: How long an SQLite writer waits for another worker's write lock before failing.
-SQLITE_BUSY_TIMEOUT_MS = 10_000
 #: Rows per INSERT statement (13 bound parameters each; well under SQLite's and asyncpg's limits).
 _CHUNK = 500
-#: Attempts at creating the schema when several workers race to create it.
-_SCHEMA_ATTEMPTS = 3
-
-
-class UTCDateTime(TypeDecorator[datetime]):
-    """A timezone-aware timestamp that reads back aware (UTC) on every backend.
-
-    SQLite has no timestamp type and SQLAlchemy stores it as text without an offset, so values are
-    converted to UTC before writing and naive values read back are labelled UTC.
-    """
-
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else utc(value)
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        return None if value is None else utc(value)
 
 
 metadata = MetaData()
@@ -140,13 +109,6 @@ class StoredFeedback:
     received_at: datetime
 
 
-def utc(value: datetime) -> datetime:
-    """`value` in UTC; a naive value is taken to be UTC already."""
-    if value.tzinfo is None:
-        return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
-
-
 def _canonical_json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
@@ -193,67 +155,6 @@ def _row(service_id: str, item: Feedback, received_at: datetime) -> dict[str, An
         "tenant": None,
         "received_at": received_at,
     }
-
-
-def async_database_url(database_url: str) -> URL:
-    """Map the configured URL onto its async driver: aiosqlite or asyncpg.
-
-    Raises ConfigurationError for anything else (the message never echoes a password).
-    """
-    scheme, sep, rest = database_url.partition("://")
-    drivers = {
-        "sqlite": "sqlite+aiosqlite",
-        "sqlite+aiosqlite": "sqlite+aiosqlite",
-        "postgresql": "postgresql+asyncpg",
-        "postgres": "postgresql+asyncpg",
-        "postgresql+asyncpg": "postgresql+asyncpg",
-    }
-    if not sep or scheme not in drivers:
-        raise ConfigurationError("the database URL must be sqlite:///path or postgresql://...")
-    try:
-        return make_url(f"{drivers[scheme]}://{rest}")
-    except ArgumentError:
-        raise ConfigurationError("the database URL is malformed") from None
-
-
-def _is_memory_sqlite(url: URL) -> bool:
-    return url.database in (None, "", ":memory:")
-
-
-def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
-    # Several workers share the file: WAL lets readers and one writer proceed together, and the
-    # busy timeout makes a writer wait for the lock instead of failing at once.
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA journal_mode=WAL")
-        # In WAL mode NORMAL is durable against application crashes and never corrupts; it
-        # skips the fsync per commit that FULL does (one per hook call, for the audit trail).
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-    finally:
-        cursor.close()
-
-
-def create_engine_for(url: URL) -> AsyncEngine:
-    """An engine for SQLite or PostgreSQL (whose connections are checked with a round trip
-    before use, so a database restart costs no request)."""
-    if url.get_backend_name() == "sqlite":
-        if _is_memory_sqlite(url):
-            # One shared connection, or every pooled connection would see its own empty database.
-            engine = create_async_engine(url, poolclass=StaticPool)
-        else:
-            database = url.database
-            assert database is not None
-            if not database.startswith("file:"):
-                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-            engine = create_async_engine(
-                url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
-            )
-        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
-        return engine
-    # Enough pooled connections for the calls one worker runs at once: connections beyond the
-    # pool are opened and closed per use, which under load costs more than the write itself.
-    return create_async_engine(url, pool_pre_ping=True, pool_size=16, max_overflow=16)
 
 
 class FeedbackStore:
@@ -365,20 +266,3 @@ class FeedbackStore:
             )
             for r in rows
         ]
-
-
-async def create_schema(engine: AsyncEngine, tables: MetaData) -> None:
-    """Create the tables of `tables` that are missing (shared by every store on the database).
-
-    create_all checks, then creates; two workers starting together can both see no table and one
-    of them then fails with "already exists". Trying again sees the table and does nothing.
-    """
-    for attempt in range(1, _SCHEMA_ATTEMPTS + 1):
-        try:
-            async with engine.begin() as conn:
-                await conn.run_sync(tables.create_all)
-            return
-        except DBAPIError:
-            if attempt == _SCHEMA_ATTEMPTS:
-                raise
-            await asyncio.sleep(0.05 * attempt)

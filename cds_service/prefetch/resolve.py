@@ -28,7 +28,7 @@ import httpx
 from cds_service.exceptions import Issue, PreconditionFailed
 from cds_service.prefetch.fetch import FhirReader, has_next_page
 from cds_service.prefetch.templates import render_template
-from cds_service.services.definition import PrefetchOutcome, PrefetchSpec
+from cds_service.prefetch.types import PrefetchOutcome, PrefetchSpec
 from cds_service.wire.fhir import is_operation_outcome
 from cds_service.wire.request import HookRequest
 

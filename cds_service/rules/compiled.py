@@ -19,8 +19,8 @@ from cds_service.rules.issues import RuleIssue
 from cds_service.rules.model import AllOf, AnyOf, Condition, LeafCondition, Rule, Select
 from cds_service.rules.templates import template_names
 from cds_service.rules.valuesets import ValueSet
-from cds_service.rules.yamlsource import Located, field_path
 from cds_service.wire.contexts import hook_spec
+from cds_service.yamlsource import Located, field_path
 
 __all__ = [
     "CompiledBinding",

@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from cds_service.exceptions import CDSServiceError, RequestError
+from cds_service.prefetch.types import PrefetchOutcome
 from cds_service.rules.compiled import CompiledCondition, CompiledRule, score_variable
 from cds_service.rules.engine import RuleOutcome
 from cds_service.rules.pipeline import (
@@ -33,7 +34,6 @@ from cds_service.rules.ruleset import RuleSet, load_ruleset
 from cds_service.rules.runtime import known_score_names
 from cds_service.rules.service import rule_service
 from cds_service.scores.sources import ComputedScores
-from cds_service.services.definition import PrefetchOutcome
 from cds_service.wire.request import HookRequest
 
 __all__ = ["ExplainError", "explain", "parse_now"]

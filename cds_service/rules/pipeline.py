@@ -32,17 +32,12 @@ from pydantic import ValidationError
 
 from cds_service.exceptions import Issue, PreconditionFailed, RequestError
 from cds_service.prefetch.resolve import resolve_prefetch
+from cds_service.prefetch.types import PrefetchOutcome, PrefetchSpec
 from cds_service.rules.compiled import CompiledRule, score_variable
 from cds_service.rules.engine import RequestData, RuleOutcome, evaluate_rule
 from cds_service.scores.fhir_inputs import PatientRecord
 from cds_service.scores.sources import ScoreSource
-from cds_service.services.definition import (
-    HookCall,
-    PrefetchOutcome,
-    PrefetchSpec,
-    ServiceDefinition,
-    ServiceResult,
-)
+from cds_service.services.definition import HookCall, ServiceDefinition, ServiceResult
 from cds_service.tracing import tracer
 from cds_service.wire.contexts import HookContext, hook_spec
 from cds_service.wire.outcome import issues_from_validation

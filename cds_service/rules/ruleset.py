@@ -25,7 +25,7 @@ from cds_service.rules.compiled import CompiledRule, compile_rule
 from cds_service.rules.issues import RuleIssue, author_message
 from cds_service.rules.model import Rule, ServiceEntry, ServicesFile
 from cds_service.rules.valuesets import ValueSet, load_value_sets, member_of_function
-from cds_service.rules.yamlsource import Located, field_path, read_yaml
+from cds_service.yamlsource import Located, field_path, read_yaml
 
 __all__ = ["LINT_FILE", "SERVICES_FILE", "RuleSet", "load_ruleset", "rule_files"]
 

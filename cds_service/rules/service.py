@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from cds_service.exceptions import Issue
+from cds_service.prefetch.types import PrefetchOutcome, PrefetchSpec
 from cds_service.rules.compiled import CompiledRule, score_variable
 from cds_service.rules.engine import RequestData, RuleOutcome, ScoresNeeded, evaluate_rule
 from cds_service.rules.narrowing import narrowed_templates
@@ -24,13 +25,7 @@ from cds_service.rules.pipeline import RulesTrace, score_record
 from cds_service.rules.ruleset import RuleSet
 from cds_service.scores.provider import SCORE_PREFETCH
 from cds_service.scores.sources import ScoreSource
-from cds_service.services.definition import (
-    HookCall,
-    PrefetchOutcome,
-    PrefetchSpec,
-    ServiceDefinition,
-    ServiceResult,
-)
+from cds_service.services.definition import HookCall, ServiceDefinition, ServiceResult
 from cds_service.wire.request import HookRequest
 
 __all__ = [

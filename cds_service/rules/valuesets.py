@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.rules.issues import RuleIssue
-from cds_service.rules.yamlsource import read_yaml
+from cds_service.yamlsource import read_yaml
 
 __all__ = ["ValueSet", "codings_of", "load_value_sets", "member_of_function"]
 

@@ -29,7 +29,7 @@ from pydantic import (
 
 from cds_service.config import Settings
 from cds_service.exceptions import ConfigurationError
-from cds_service.rules.yamlsource import read_yaml
+from cds_service.yamlsource import read_yaml
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",

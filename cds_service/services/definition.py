@@ -24,60 +24,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from cds_service.config import PrefetchErrorPolicy
 from cds_service.exceptions import Issue, PreconditionFailed
+from cds_service.prefetch.types import PrefetchOutcome, PrefetchSpec
 from cds_service.wire.contexts import HookContext
 from cds_service.wire.request import HookRequest
 from cds_service.wire.response import Action, Card
 
-__all__ = [
-    "HookCall",
-    "PrefetchOutcome",
-    "PrefetchSpec",
-    "ServiceDefinition",
-    "ServiceResult",
-]
-
-
-@dataclass(frozen=True, slots=True)
-class PrefetchSpec:
-    """One prefetch key a service needs.
-
-    - `template`: a CDS Hooks 2.0 prefetch template, advertised in discovery.
-    - `required`: when the data can be obtained neither from prefetch nor from the FHIR server,
-      the call answers 412 (otherwise the service runs without it).
-    - `all_pages`: follow a paginated Bundle's `next` links so the service sees every entry.
-    - `on_error`: what an OperationOutcome in place of the data means: `fail` (412), `omit`
-      (treat as unobtainable) or `pass` (hand the OperationOutcome to the service).
-    """
-
-    template: str
-    required: bool = False
-    all_pages: bool = False
-    on_error: PrefetchErrorPolicy | None = None
-
-    @property
-    def error_policy(self) -> PrefetchErrorPolicy:
-        """`fail` for required keys and `omit` for optional ones unless set explicitly."""
-        if self.on_error is not None:
-            return self.on_error
-        return "fail" if self.required else "omit"
-
-
-@dataclass(frozen=True, slots=True)
-class PrefetchOutcome:
-    """How one key was satisfied: its data (None = known empty) and where it came from."""
-
-    key: str
-    data: dict[str, Any] | None
-    source: str  # prefetch | fetched | null | not-applicable | unavailable | operation-outcome
-    detail: str | None = None
-    complete: bool = True  # False when later pages of a paginated Bundle could not be read
-
-    @property
-    def available(self) -> bool:
-        """True when the key's data is known (including known-empty)."""
-        return self.source in ("prefetch", "fetched", "null", "operation-outcome")
+__all__ = ["HookCall", "ServiceDefinition", "ServiceResult"]
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,15 +20,17 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
-from cds_service.api.auth import public_base
-from cds_service.api.deps import StateDep
-from cds_service.security.tenants import Tenant
+from cds_service.config import Settings
+from cds_service.deps import ClockDep, HttpDep, RulesDep, SettingsDep, TenantsDep
+from cds_service.rules.runtime import RuleRuntime
+from cds_service.security.tenants import Tenant, TenantRegistry
 from cds_service.smart import oauth
 from cds_service.smart.data import build_view, fetch_patient_data
+from cds_service.smart.deps import SmartDep
 from cds_service.smart.discovery import SmartConfiguration, SmartError
 from cds_service.smart.pkce import challenge, new_state, new_verifier
 from cds_service.smart.view import render_app, render_chooser, render_error
-from cds_service.state import AppState
+from cds_service.urls import public_base
 
 __all__ = ["router"]
 
@@ -37,13 +39,13 @@ router = APIRouter(prefix="/smart", include_in_schema=False)
 COOKIE = "cds_smart_session"
 
 
-def _base(request: Request, state: AppState) -> str:
-    return public_base(request, state.settings.public_base_url)
+def _base(request: Request, settings: Settings) -> str:
+    return public_base(request, settings.public_base_url)
 
 
-def _launch_url(request: Request, state: AppState, iss: str) -> str:
+def _launch_url(request: Request, settings: Settings, iss: str) -> str:
     """Our launch endpoint for this FHIR server (to start again or choose a server)."""
-    return f"{_base(request, state)}/smart/launch?{urlencode({'iss': iss})}"
+    return f"{_base(request, settings)}/smart/launch?{urlencode({'iss': iss})}"
 
 
 def _headers(tenant: Tenant | None) -> dict[str, str]:
@@ -64,12 +66,12 @@ def _page(html: str, status: int = 200, tenant: Tenant | None = None) -> HTMLRes
 
 def _error(
     request: Request,
-    state: AppState,
+    settings: Settings,
     error: SmartError,
     iss: str | None = None,
     tenant: Tenant | None = None,
 ) -> HTMLResponse:
-    relaunch = _launch_url(request, state, iss) if iss else None
+    relaunch = _launch_url(request, settings, iss) if iss else None
     log.warning("SMART launch failed: %s", error.message)
     html = render_error(
         title="The app could not open",
@@ -80,21 +82,21 @@ def _error(
     return _page(html, error.status, tenant)
 
 
-def _set_cookie(response: Response, request: Request, state: AppState, session_id: str) -> None:
-    secure = _base(request, state).startswith("https://")
+def _set_cookie(response: Response, request: Request, settings: Settings, session_id: str) -> None:
+    secure = _base(request, settings).startswith("https://")
     response.set_cookie(
         COOKIE,
         session_id,
         httponly=True,
         secure=secure,
-        samesite=state.settings.smart_cookie_samesite,
+        samesite=settings.smart_cookie_samesite,
         path="/smart",
-        max_age=state.settings.smart_session_idle_seconds,
+        max_age=settings.smart_session_idle_seconds,
     )
 
 
-def _tenant_for(state: AppState, iss: str) -> Tenant:
-    tenant = state.tenants.for_fhir_server(iss) if state.tenants is not None else None
+def _tenant_for(tenants: TenantRegistry, iss: str) -> Tenant:
+    tenant = tenants.for_fhir_server(iss)
     if tenant is None or tenant.smart is None:
         raise SmartError("this EHR (iss) is not one we are registered with", status=400)
     return tenant
@@ -102,30 +104,34 @@ def _tenant_for(state: AppState, iss: str) -> Tenant:
 
 @router.get("/launch")
 async def launch(
-    request: Request, state: StateDep, iss: str | None = None, launch: str | None = None
+    request: Request,
+    settings: SettingsDep,
+    tenants: TenantsDep,
+    smart: SmartDep,
+    iss: str | None = None,
+    launch: str | None = None,
 ) -> Response:
     """Start an EHR or standalone launch: discover, then send the browser to authorize."""
     if not iss:
-        registry = state.tenants
         options = [
             (
                 f"{t.id} ({server})",
-                _launch_url(request, state, server),
+                _launch_url(request, settings, server),
             )
-            for t in (registry.tenants.values() if registry else [])
+            for t in tenants.tenants.values()
             if t.smart is not None
             for server in t.fhir_servers
         ]
         return _page(render_chooser(options))
     iss = iss.rstrip("/")
     try:
-        tenant = _tenant_for(state, iss)
-        assert tenant.smart is not None and state.smart is not None
-        config = await state.smart.discovery.get(iss)
+        tenant = _tenant_for(tenants, iss)
+        assert tenant.smart is not None
+        config = await smart.discovery.get(iss)
         if config.code_challenge_methods and "S256" not in config.code_challenge_methods:
             raise SmartError("the EHR does not support PKCE with S256", status=502)
     except SmartError as error:
-        return _error(request, state, error, None)
+        return _error(request, settings, error, None)
     scopes = tenant.smart.scopes.split()
     if launch is None:  # standalone: the user picks the patient at the EHR
         scopes = [s for s in scopes if s != "launch"] + ["launch/patient"]
@@ -133,8 +139,8 @@ async def launch(
         scopes.append("launch")
     scope = oauth.adapt_scopes(" ".join(scopes), config.scopes_v2)
     verifier, state_value = new_verifier(), new_state()
-    session_id = state.smart.sessions.new_id()
-    await state.smart.sessions.put(
+    session_id = smart.sessions.new_id()
+    await smart.sessions.put(
         session_id,
         {
             "stage": "authorizing",
@@ -150,7 +156,7 @@ async def launch(
     url = oauth.authorize_url(
         config,
         tenant.smart,
-        redirect_uri=f"{_base(request, state)}/smart/callback",
+        redirect_uri=f"{_base(request, settings)}/smart/callback",
         scope=scope,
         state=state_value,
         code_challenge=challenge(verifier),
@@ -158,21 +164,26 @@ async def launch(
         launch=launch,
     )
     response = RedirectResponse(url, status_code=302, headers=_headers(tenant))
-    _set_cookie(response, request, state, session_id)
+    _set_cookie(response, request, settings, session_id)
     return response
 
 
 @router.get("/callback")
-async def callback(request: Request, state: StateDep) -> Response:
+async def callback(
+    request: Request,
+    settings: SettingsDep,
+    tenants: TenantsDep,
+    smart: SmartDep,
+    http: HttpDep,
+) -> Response:
     """Back from the authorization server: check state, trade the code, start the session."""
-    assert state.smart is not None
     params = request.query_params
     session_id = request.cookies.get(COOKIE)
-    session = await state.smart.sessions.get(session_id)
+    session = await smart.sessions.get(session_id)
     if session is None or session.get("stage") != "authorizing":
         return _error(
             request,
-            state,
+            settings,
             SmartError(
                 "this sign-in is no longer valid (expired, already used, or started in another "
                 "browser); open the app again from the EHR",
@@ -182,33 +193,32 @@ async def callback(request: Request, state: StateDep) -> Response:
     iss = session["iss"]
     sent_state = params.get("state", "")
     if not hmac.compare_digest(sent_state.encode(), str(session["state"]).encode()):
-        await state.smart.sessions.delete(session_id)
-        return _error(request, state, SmartError("the sign-in state does not match"), iss)
-    await state.smart.sessions.delete(session_id)  # state is single-use
+        await smart.sessions.delete(session_id)
+        return _error(request, settings, SmartError("the sign-in state does not match"), iss)
+    await smart.sessions.delete(session_id)  # state is single-use
     try:
-        tenant = _tenant_for(state, iss)
+        tenant = _tenant_for(tenants, iss)
         assert tenant.smart is not None
         if "error" in params:
             raise SmartError(f"the EHR refused the authorization ({params['error']})")
         code = params.get("code")
         if not code:
             raise SmartError("the EHR sent no authorization code")
-        config = await state.smart.discovery.get(iss)
-        assert state.http is not None
+        config = await smart.discovery.get(iss)
         tokens = await oauth.exchange_code(
-            state.http,
+            http,
             config,
             tenant.smart,
             code=code,
-            redirect_uri=f"{_base(request, state)}/smart/callback",
+            redirect_uri=f"{_base(request, settings)}/smart/callback",
             verifier=session["verifier"],
         )
         fhir_user = None
         if "openid" in session["scope"].split() and "id_token" in tokens:
-            claims = await _verified_id_token(state, config, tenant, tokens["id_token"])
+            claims = await _verified_id_token(http, config, tenant, tokens["id_token"])
             fhir_user = claims.get("fhirUser")
     except SmartError as error:
-        return _error(request, state, error, iss, None)
+        return _error(request, settings, error, iss, None)
     ready = {
         "stage": "ready",
         "iss": iss,
@@ -225,30 +235,30 @@ async def callback(request: Request, state: StateDep) -> Response:
         "fhir_user": fhir_user,
         "scope": tokens.get("scope"),
     }
-    new_id = state.smart.sessions.new_id()  # a fresh id once signed in (no session fixation)
-    await state.smart.sessions.put(new_id, ready)
+    new_id = smart.sessions.new_id()  # a fresh id once signed in (no session fixation)
+    await smart.sessions.put(new_id, ready)
     response = RedirectResponse(
-        f"{_base(request, state)}/smart/app", status_code=303, headers=_headers(tenant)
+        f"{_base(request, settings)}/smart/app", status_code=303, headers=_headers(tenant)
     )
-    _set_cookie(response, request, state, new_id)
+    _set_cookie(response, request, settings, new_id)
     return response
 
 
 async def _verified_id_token(
-    state: AppState, config: SmartConfiguration, tenant: Tenant, id_token: str
+    http: httpx.AsyncClient, config: SmartConfiguration, tenant: Tenant, id_token: str
 ) -> dict[str, Any]:
-    assert state.http is not None and tenant.smart is not None
+    assert tenant.smart is not None
     if config.jwks_uri is None:
         raise SmartError("the EHR sent an id_token but publishes no keys to check it")
     try:
-        response = await state.http.get(config.jwks_uri)
+        response = await http.get(config.jwks_uri)
         jwks = response.json()
     except (httpx.HTTPError, ValueError):
         raise SmartError("the EHR's keys could not be read to check the id_token") from None
     return oauth.verify_id_token(id_token, config, tenant.smart, jwks)
 
 
-def _context(state: AppState, app_context: Any) -> str | None:
+def _context(rules: RuleRuntime | None, app_context: Any) -> str | None:
     if not isinstance(app_context, str):
         return None
     try:
@@ -256,22 +266,29 @@ def _context(state: AppState, app_context: Any) -> str | None:
     except ValueError:
         return None
     rule_id = parsed.get("rule") if isinstance(parsed, dict) else None
-    ruleset = state.rules.ruleset if state.rules is not None else None
+    ruleset = rules.ruleset if rules is not None else None
     if isinstance(rule_id, str) and ruleset is not None and rule_id in ruleset.rules:
         return f"the card “{ruleset.rules[rule_id].rule.title}”"
     return None
 
 
 @router.get("/app")
-async def app_view(request: Request, state: StateDep) -> Response:
+async def app_view(
+    request: Request,
+    settings: SettingsDep,
+    tenants: TenantsDep,
+    smart: SmartDep,
+    http: HttpDep,
+    clock: ClockDep,
+    rules: RulesDep,
+) -> Response:
     """The clinician view for the session's patient."""
-    assert state.smart is not None and state.http is not None
     session_id = request.cookies.get(COOKIE)
-    session = await state.smart.sessions.get(session_id)
+    session = await smart.sessions.get(session_id)
     if session is None or session.get("stage") != "ready":
         return _error(
             request,
-            state,
+            settings,
             SmartError(
                 "your session has ended (it lasts 15 minutes without use); open the app again from "
                 "the EHR",
@@ -280,15 +297,14 @@ async def app_view(request: Request, state: StateDep) -> Response:
         )
     iss = session["iss"]
     try:
-        tenant = _tenant_for(state, iss)
+        tenant = _tenant_for(tenants, iss)
         assert tenant.smart is not None
         if not session.get("patient"):
             raise SmartError("the EHR did not say which patient to show")
-        config = await state.smart.discovery.get(iss)
+        config = await smart.discovery.get(iss)
     except SmartError as error:
-        return _error(request, state, error, iss)
+        return _error(request, settings, error, iss)
     smart_client = tenant.smart
-    http = state.http
 
     async def token(force: bool) -> str:
         if force or time.time() > float(session["expires_at"]) - 10:
@@ -298,45 +314,50 @@ async def app_view(request: Request, state: StateDep) -> Response:
             session["access_token"] = fresh["access_token"]
             session["refresh_token"] = fresh.get("refresh_token", session["refresh_token"])
             session["expires_at"] = time.time() + float(fresh.get("expires_in", 300))
-            await state.smart.sessions.put(str(session_id), session)  # type: ignore[union-attr]
+            await smart.sessions.put(str(session_id), session)
         return str(session["access_token"])
 
     try:
         data = await fetch_patient_data(http, iss, str(session["patient"]), token)
     except SmartError as error:
-        return _error(request, state, error, iss, tenant)
-    base = _base(request, state)
+        return _error(request, settings, error, iss, tenant)
+    base = _base(request, settings)
     view = build_view(
         data,
-        now=state.clock(),
+        now=clock(),
         need_banner=bool(session.get("need_patient_banner", True)),
-        context=_context(state, session.get("app_context")),
+        context=_context(rules, session.get("app_context")),
         style_url=session.get("smart_style_url"),
         logout_url=f"{base}/smart/logout",
-        relaunch_url=_launch_url(request, state, iss),
+        relaunch_url=_launch_url(request, settings, iss),
     )
     return _page(render_app(view), 200, tenant)
 
 
 @router.post("/logout")
-async def logout(request: Request, state: StateDep) -> Response:
+async def logout(
+    request: Request,
+    settings: SettingsDep,
+    tenants: TenantsDep,
+    smart: SmartDep,
+    http: HttpDep,
+) -> Response:
     """Revoke the tokens where the EHR allows it, end the session, clear the cookie."""
-    assert state.smart is not None and state.http is not None
     session_id = request.cookies.get(COOKIE)
-    session = await state.smart.sessions.get(session_id)
+    session = await smart.sessions.get(session_id)
     iss = session.get("iss") if session else None
     if session is not None and session.get("stage") == "ready":
         try:
-            tenant = _tenant_for(state, session["iss"])
+            tenant = _tenant_for(tenants, session["iss"])
             assert tenant.smart is not None
-            config = await state.smart.discovery.get(session["iss"])
+            config = await smart.discovery.get(session["iss"])
             for name in ("refresh_token", "access_token"):
                 if session.get(name):
-                    await oauth.revoke(state.http, config, tenant.smart, session[name])
+                    await oauth.revoke(http, config, tenant.smart, session[name])
         except SmartError:
             pass  # signing out locally still happens
-    await state.smart.sessions.delete(session_id)
-    relaunch = _launch_url(request, state, iss) if iss else None
+    await smart.sessions.delete(session_id)
+    relaunch = _launch_url(request, settings, iss) if iss else None
     response = _page(
         render_error(
             title="Signed out",

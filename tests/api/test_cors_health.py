@@ -80,7 +80,7 @@ def test_health_and_readiness(tmp_path: Path) -> None:
 def test_not_ready_when_the_database_is_down(tmp_path: Path) -> None:
     settings = Settings(database_url=f"sqlite:///{tmp_path}/f.db")
     with TestClient(create_app(settings)) as client:
-        store = client.app.state.cds.feedback  # type: ignore[attr-defined]
+        store = client.app.state.resources.feedback  # type: ignore[attr-defined]
 
         async def down() -> bool:
             return False

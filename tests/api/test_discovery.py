@@ -10,7 +10,8 @@ from fastapi.testclient import TestClient
 from cds_service.config import Settings
 from cds_service.exceptions import ConfigurationError
 from cds_service.main import create_app
-from cds_service.services.definition import PrefetchSpec, ServiceDefinition, ServiceResult
+from cds_service.prefetch.types import PrefetchSpec
+from cds_service.services.definition import ServiceDefinition, ServiceResult
 from cds_service.services.registry import ServiceRegistry
 from tests.conformance import assert_no_empty
 

@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 
 from cds_service.config import Settings
 from cds_service.main import create_app
-from cds_service.services.definition import HookCall, PrefetchSpec, ServiceDefinition, ServiceResult
+from cds_service.prefetch.types import PrefetchSpec
+from cds_service.services.definition import HookCall, ServiceDefinition, ServiceResult
 from cds_service.wire.response import Card, Source
 from tests.conformance import assert_conformant_response, assert_operation_outcome
 from tests.conftest import FROZEN_NOW, FhirServerStub

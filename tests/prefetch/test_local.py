@@ -8,7 +8,7 @@ import httpx
 
 from cds_service.prefetch.local import LocalFhirServer
 from cds_service.prefetch.resolve import resolve_prefetch
-from cds_service.services.definition import PrefetchSpec
+from cds_service.prefetch.types import PrefetchSpec
 from cds_service.wire.request import HookRequest
 from tests.conftest import load_fixture
 

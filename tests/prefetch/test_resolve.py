@@ -10,7 +10,7 @@ import pytest
 
 from cds_service.exceptions import PreconditionFailed
 from cds_service.prefetch.resolve import resolve_prefetch
-from cds_service.services.definition import PrefetchOutcome, PrefetchSpec
+from cds_service.prefetch.types import PrefetchOutcome, PrefetchSpec
 from cds_service.wire.request import HookRequest
 
 BASE = "https://ehr.example.org/fhir"

@@ -17,6 +17,7 @@ import pytest
 from cds_service.config import default_rules_dir
 from cds_service.prefetch.local import LocalFhirServer
 from cds_service.prefetch.resolve import resolve_prefetch
+from cds_service.prefetch.types import PrefetchSpec
 from cds_service.rules.compiled import CompiledRule
 from cds_service.rules.narrowing import MAX_CODES, narrowed_templates
 from cds_service.rules.pipeline import validate_context
@@ -26,7 +27,7 @@ from cds_service.rules.service import evaluate_hook_rules, prefetch_specs
 from cds_service.scores import codes
 from cds_service.scores.provider import SCORE_PREFETCH
 from cds_service.scores.sources import ComputedScores
-from cds_service.services.definition import HookCall, PrefetchSpec
+from cds_service.services.definition import HookCall
 from cds_service.wire.request import HookRequest
 from tests.conftest import FIXTURES
 from tests.rules.conftest import load_rules, value_set

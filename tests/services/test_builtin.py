@@ -15,13 +15,9 @@ import pytest
 
 from cds_service.exceptions import PreconditionFailed
 from cds_service.prefetch.templates import check_template
+from cds_service.prefetch.types import PrefetchOutcome
 from cds_service.services.builtin import builtin_services
-from cds_service.services.definition import (
-    HookCall,
-    PrefetchOutcome,
-    ServiceDefinition,
-    ServiceResult,
-)
+from cds_service.services.definition import HookCall, ServiceDefinition, ServiceResult
 from cds_service.wire.contexts import HOOKS
 from cds_service.wire.request import HookRequest
 from cds_service.wire.response import Card

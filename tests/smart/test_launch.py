@@ -210,7 +210,7 @@ def test_wrong_pkce_verifier_is_refused_by_the_ehr(world: Callable[..., World]) 
     w = world()
     started = w.launch(iss=w.sim.fhir_base, launch=w.sim.launch_id(patient=patient_id(w)))
     params = w.authorize(started)
-    sessions = w.client.app.state.cds.smart.sessions  # type: ignore[attr-defined]
+    sessions = w.client.app.state.smart.sessions  # type: ignore[attr-defined]
     session_id = w.client.cookies.get("cds_smart_session")
     session = asyncio.run(sessions.get(session_id))
     asyncio.run(sessions.put(session_id, {**session, "verifier": "not-the-verifier" * 4}))
@@ -238,7 +238,7 @@ def test_expired_session(world: Callable[..., World]) -> None:
         ).status_code
         == 303
     )
-    sessions = w.client.app.state.cds.smart.sessions  # type: ignore[attr-defined]
+    sessions = w.client.app.state.smart.sessions  # type: ignore[attr-defined]
     later = sessions._clock() + sessions.idle_seconds + 1
     sessions._clock = lambda: later
     page = w.client.get("/smart/app")

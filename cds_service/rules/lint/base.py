@@ -36,7 +36,7 @@ from cds_service.rules.compiled import CompiledRule
 from cds_service.rules.issues import RuleIssue, Severity
 from cds_service.rules.model import KEBAB
 from cds_service.rules.testing.plan import TestFilePlan
-from cds_service.rules.yamlsource import Located, field_path
+from cds_service.yamlsource import Located, field_path
 
 __all__ = ["Validator"]
 

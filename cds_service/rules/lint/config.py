@@ -20,7 +20,7 @@ from pydantic import Field, StrictStr, ValidationError
 from cds_service.rules.issues import RuleIssue
 from cds_service.rules.model import KEBAB, Authored, Kebab
 from cds_service.rules.ruleset import LINT_FILE, validation_issues
-from cds_service.rules.yamlsource import Located, field_path, read_yaml
+from cds_service.yamlsource import Located, field_path, read_yaml
 
 __all__ = ["LintConfig", "LintFile", "read_lint_config"]
 

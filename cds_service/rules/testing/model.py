@@ -25,7 +25,8 @@ from pydantic import (
 
 from cds_service.rules.issues import RuleIssue, author_message
 from cds_service.rules.model import Kebab
-from cds_service.rules.yamlsource import Located, field_path, read_yaml
+from cds_service.types import JSONObject as JsonObject
+from cds_service.yamlsource import Located, field_path, read_yaml
 
 __all__ = [
     "TEST_SUFFIX",
@@ -49,7 +50,6 @@ class _Authored(BaseModel):
 
 
 Text = Annotated[StrictStr, Field(min_length=1)]
-JsonObject = dict[str, Any]
 
 
 class MockFhirServer(_Authored):

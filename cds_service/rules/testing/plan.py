@@ -26,7 +26,7 @@ from cds_service.rules.testing.model import (
     read_test_file,
     rule_test_files,
 )
-from cds_service.rules.yamlsource import Located, field_path
+from cds_service.yamlsource import Located, field_path
 
 __all__ = ["PlannedCase", "TestFilePlan", "plan_tests"]
 

@@ -41,9 +41,9 @@ from cds_service.rules.testing.matching import subset_mismatches
 from cds_service.rules.testing.model import Expectation
 from cds_service.rules.testing.plan import PlannedCase, plan_tests
 from cds_service.rules.testing.report import CaseResult, TestReport
-from cds_service.rules.yamlsource import field_path
 from cds_service.scores.sources import ComputedScores
 from cds_service.wire.request import HookRequest
+from cds_service.yamlsource import field_path
 
 __all__ = [
     "MOCK_FHIR_BASE",

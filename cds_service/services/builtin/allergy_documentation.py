@@ -12,6 +12,7 @@ service stays silent: claiming "nothing documented" on missing data would be fal
 
 from __future__ import annotations
 
+from cds_service.prefetch.types import PrefetchSpec
 from cds_service.services.builtin._fhir import (
     card_source,
     patient_name,
@@ -19,7 +20,7 @@ from cds_service.services.builtin._fhir import (
     status_codes,
     truncate,
 )
-from cds_service.services.definition import HookCall, PrefetchSpec, ServiceDefinition, ServiceResult
+from cds_service.services.definition import HookCall, ServiceDefinition, ServiceResult
 from cds_service.wire.fhir import is_operation_outcome
 from cds_service.wire.response import Card, Link
 

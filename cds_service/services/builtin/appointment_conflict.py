@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from cds_service.prefetch.types import PrefetchSpec
 from cds_service.services.builtin._fhir import (
     card_source,
     markdown_escape,
@@ -21,7 +22,7 @@ from cds_service.services.builtin._fhir import (
     resource_id,
     resources_of_type,
 )
-from cds_service.services.definition import HookCall, PrefetchSpec, ServiceDefinition, ServiceResult
+from cds_service.services.definition import HookCall, ServiceDefinition, ServiceResult
 from cds_service.wire.contexts import AppointmentBookContext
 from cds_service.wire.response import Card
 

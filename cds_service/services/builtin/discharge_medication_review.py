@@ -8,6 +8,7 @@ MedicationRequests the service shows an info card listing them for review.
 
 from __future__ import annotations
 
+from cds_service.prefetch.types import PrefetchSpec
 from cds_service.services.builtin._fhir import (
     card_source,
     markdown_escape,
@@ -15,7 +16,7 @@ from cds_service.services.builtin._fhir import (
     resource_id,
     resources_of_type,
 )
-from cds_service.services.definition import HookCall, PrefetchSpec, ServiceDefinition, ServiceResult
+from cds_service.services.definition import HookCall, ServiceDefinition, ServiceResult
 from cds_service.wire.response import Card
 
 __all__ = ["SERVICE"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cds_service.prefetch.types import PrefetchSpec
 from cds_service.services.builtin._fhir import (
     card_source,
     codings,
@@ -23,7 +24,7 @@ from cds_service.services.builtin._fhir import (
     status_codes,
     truncate,
 )
-from cds_service.services.definition import HookCall, PrefetchSpec, ServiceDefinition, ServiceResult
+from cds_service.services.definition import HookCall, ServiceDefinition, ServiceResult
 from cds_service.wire.contexts import AllergyIntoleranceCreateContext, ProblemListItemCreateContext
 from cds_service.wire.response import Card
 

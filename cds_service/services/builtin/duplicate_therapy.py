@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cds_service.prefetch.types import PrefetchSpec
 from cds_service.services.builtin._fhir import (
     card_source,
     markdown_escape,
@@ -24,7 +25,7 @@ from cds_service.services.builtin._fhir import (
     rxnorm_codes,
     truncate,
 )
-from cds_service.services.definition import HookCall, PrefetchSpec, ServiceDefinition, ServiceResult
+from cds_service.services.definition import HookCall, ServiceDefinition, ServiceResult
 from cds_service.wire.contexts import MedicationRefillContext, OrderSelectContext, OrderSignContext
 from cds_service.wire.response import Action, Card, OverrideReason, Suggestion
 

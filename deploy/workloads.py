@@ -1,4 +1,9 @@
-"""Draft orders shared by the benchmarks and the soak: an order set that touches several rules."""
+"""Draft orders shared by the soak (deploy/soak.py) and the benchmarks (bench/): an order set that
+touches several rules.
+
+It lives in deploy/ because the benchmarks already build on deploy/ (topology.py starts their
+databases) while deploy/ imports nothing from bench/.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,140 @@
+"""The database both stores use: the configured URL, engines, schema creation, UTC timestamps.
+
+`CDS_DATABASE_URL` names SQLite (the embedded default) or PostgreSQL (production). The feedback
+store (`feedback/store.py`) and the audit trail (`audit/store.py`) keep their own tables in that
+one database; both open it through `create_engine_for`, so they agree on WAL mode and the busy
+timeout on SQLite and on the pool and round-trip check on PostgreSQL, create their tables the same
+way, and store time alike (UTC, read back timezone-aware).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import DateTime, Dialect, MetaData, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
+from sqlalchemy.types import TypeDecorator
+
+from cds_service.exceptions import ConfigurationError
+
+__all__ = [
+    "SQLITE_BUSY_TIMEOUT_MS",
+    "UTCDateTime",
+    "async_database_url",
+    "create_engine_for",
+    "create_schema",
+    "utc",
+]
+
+#: How long an SQLite writer waits for another worker's write lock before failing.
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+#: Attempts at creating the schema when several workers race to create it.
+_SCHEMA_ATTEMPTS = 3
+
+
+def utc(value: datetime) -> datetime:
+    """`value` in UTC; a naive value is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """A timezone-aware timestamp that reads back aware (UTC) on every backend.
+
+    SQLite has no timestamp type and SQLAlchemy stores it as text without an offset, so values are
+    converted to UTC before writing and naive values read back are labelled UTC.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else utc(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else utc(value)
+
+
+def async_database_url(database_url: str) -> URL:
+    """Map the configured URL onto its async driver: aiosqlite or asyncpg.
+
+    Raises ConfigurationError for anything else (the message never echoes a password).
+    """
+    scheme, sep, rest = database_url.partition("://")
+    drivers = {
+        "sqlite": "sqlite+aiosqlite",
+        "sqlite+aiosqlite": "sqlite+aiosqlite",
+        "postgresql": "postgresql+asyncpg",
+        "postgres": "postgresql+asyncpg",
+        "postgresql+asyncpg": "postgresql+asyncpg",
+    }
+    if not sep or scheme not in drivers:
+        raise ConfigurationError("the database URL must be sqlite:///path or postgresql://...")
+    try:
+        return make_url(f"{drivers[scheme]}://{rest}")
+    except ArgumentError:
+        raise ConfigurationError("the database URL is malformed") from None
+
+
+def _is_memory_sqlite(url: URL) -> bool:
+    return url.database in (None, "", ":memory:")
+
+
+def _sqlite_on_connect(dbapi_connection: Any, connection_record: Any) -> None:
+    # Several workers share the file: WAL lets readers and one writer proceed together, and the
+    # busy timeout makes a writer wait for the lock instead of failing at once.
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL is durable against application crashes and never corrupts; it
+        # skips the fsync per commit that FULL does (one per hook call, for the audit trail).
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    finally:
+        cursor.close()
+
+
+def create_engine_for(url: URL) -> AsyncEngine:
+    """An engine for SQLite or PostgreSQL (whose connections are checked with a round trip
+    before use, so a database restart costs no request)."""
+    if url.get_backend_name() == "sqlite":
+        if _is_memory_sqlite(url):
+            # One shared connection, or every pooled connection would see its own empty database.
+            engine = create_async_engine(url, poolclass=StaticPool)
+        else:
+            database = url.database
+            assert database is not None
+            if not database.startswith("file:"):
+                Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            engine = create_async_engine(
+                url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            )
+        event.listen(engine.sync_engine, "connect", _sqlite_on_connect)
+        return engine
+    # Enough pooled connections for the calls one worker runs at once: connections beyond the
+    # pool are opened and closed per use, which under load costs more than the write itself.
+    return create_async_engine(url, pool_pre_ping=True, pool_size=16, max_overflow=16)
+
+
+async def create_schema(engine: AsyncEngine, tables: MetaData) -> None:
+    """Create the tables of `tables` that are missing (shared by every store on the database).
+
+    create_all checks, then creates; two workers starting together can both see no table and one
+    of them then fails with "already exists". Trying again sees the table and does nothing.
+    """
+    for attempt in range(1, _SCHEMA_ATTEMPTS + 1):
+        try:
+            async with engine.begin() as conn:
+                await conn.run_sync(tables.create_all)
+            return
+        except DBAPIError:
+            if attempt == _SCHEMA_ATTEMPTS:
+                raise
+            await asyncio.sleep(0.05 * attempt)

@@ -1,0 +1,57 @@
+"""What the app's lifespan opens once and closes when it ends: I/O bound to the event loop.
+
+The HTTP client to EHR FHIR servers (and SMART authorization servers), the slots that bound the
+FHIR fetches in flight, the feedback store and the audit trail. Routes receive them through the
+dependencies in `deps.py`; nothing opens them per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import httpx
+
+from cds_service.audit.store import AuditStore
+from cds_service.config import Settings
+from cds_service.feedback.store import FeedbackStore
+
+__all__ = ["Resources", "open_resources"]
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """The open resources of one run of the app."""
+
+    http: httpx.AsyncClient
+    # FHIR fetches in flight at once (CDS_FHIR_MAX_CONNECTIONS): the rest wait here, not in
+    # httpx's pool, whose bookkeeping grows with the requests queued in it.
+    fetch_slots: asyncio.Semaphore
+    feedback: FeedbackStore
+    audit: AuditStore
+
+
+@contextlib.asynccontextmanager
+async def open_resources(
+    settings: Settings, *, fhir_transport: httpx.AsyncBaseTransport | None = None
+) -> AsyncIterator[Resources]:
+    """Open the resources, yield them, close them (what was opened, also when opening fails).
+
+    `fhir_transport` replaces the network for calls to FHIR servers (tests).
+    """
+    pool = settings.fhir_max_connections
+    async with contextlib.AsyncExitStack() as stack:
+        http = httpx.AsyncClient(
+            transport=fhir_transport,
+            timeout=httpx.Timeout(settings.prefetch_deadline_seconds),
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+        )
+        stack.push_async_callback(http.aclose)
+        feedback = await FeedbackStore.open(settings.database_url)
+        stack.push_async_callback(feedback.close)
+        audit = await AuditStore.open(settings.database_url)
+        stack.push_async_callback(audit.close)
+        yield Resources(http, asyncio.Semaphore(pool), feedback, audit)
