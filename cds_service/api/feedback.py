@@ -33,7 +33,10 @@ async def feedback(service_id: str, request: Request, state: StateDep, caller: C
     async with audited(state, "feedback", caller, service.id) as record:
         batch = await parse_body(request, state.settings, FeedbackBatch, "feedback")
         assert state.feedback is not None
-        result = await state.feedback.record(service.id, batch.feedback, received_at=state.clock())
+        tenant = caller.tenant.id if caller.tenant is not None else None
+        result = await state.feedback.record(
+            service.id, batch.feedback, received_at=state.clock(), tenant=tenant
+        )
         record.cards = result.stored
         if state.metrics is not None:
             for item in batch.feedback:

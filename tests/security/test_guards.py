@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 
 from cds_service.audit.store import AuditStore
 from cds_service.cli import main
+from cds_service.feedback.store import FeedbackStore, StoredFeedback
 from tests.security.conftest import FHIR, Keys, bearer, make_token, patient_view
 
 HOOK = "/cds-services/allergy-documentation"
@@ -149,6 +150,29 @@ def test_audit_trail_records_calls_and_feedback(
     assert main(["audit", "--since", "1h", "--patient", "p1"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["kind"], r["hook_instance"]) for r in lines] == [("hook", body["hookInstance"])]
+
+
+def test_feedback_is_stored_with_the_calling_tenant(
+    secure_app: Callable[..., TestClient], keys: Keys, database_url: str
+) -> None:
+    path = HOOK + "/feedback"
+    feedback = {
+        "feedback": [
+            {"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2030-03-17T17:46:40Z"}
+        ]
+    }
+    with secure_app(database_url=database_url) as client:
+        response = client.post(path, json=feedback, headers=bearer(make_token(keys, path)))
+    assert response.status_code == 200, response.text
+
+    async def read() -> list[StoredFeedback]:
+        store = await FeedbackStore.open(database_url)
+        try:
+            return await store.list_for_service("allergy-documentation")
+        finally:
+            await store.close()
+
+    assert [(r.card_uuid, r.tenant) for r in asyncio.run(read())] == [("c1", "hospital-a")]
 
 
 def test_auth_required_needs_a_tenants_file(tmp_path: Path) -> None:
