@@ -1,4 +1,4 @@
-"""Writing the audit trail: one record per hook call and per feedback request.
+"""Writing the audit trail: one record per hook call, feedback request and discovery request.
 
 The record is filled in as the call is understood (service, hook, hookInstance, patient, user)
 and written when it ends, whatever the outcome. Writing never fails the call: a database error is
@@ -43,9 +43,12 @@ class AuditRecord:
 
 @asynccontextmanager
 async def audited(
-    state: AppState, kind: AuditKind, principal: Principal, service: str
+    state: AppState, kind: AuditKind, principal: Principal, service: str | None = None
 ) -> AsyncIterator[AuditRecord]:
-    """Yield a record to fill in; write it when the block ends (also when it raises)."""
+    """Yield a record to fill in; write it when the block ends (also when it raises).
+
+    `service` is None for a request that concerns no one service (discovery).
+    """
     record = AuditRecord(kind, principal, service=service)
     try:
         yield record

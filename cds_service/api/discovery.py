@@ -6,6 +6,7 @@ import orjson
 from fastapi import APIRouter
 from starlette.responses import Response
 
+from cds_service.api.audit import audited
 from cds_service.api.auth import Caller
 from cds_service.api.deps import StateDep
 from cds_service.wire.discovery import DiscoveryResponse
@@ -18,6 +19,8 @@ router = APIRouter()
 @router.get("/cds-services", summary="Discover the CDS services offered", tags=["CDS Hooks"])
 async def discovery(state: StateDep, caller: Caller) -> Response:
     """One entry per service and hook; `{"services": []}` when none are registered."""
-    per_hook = state.settings.discovery_ids == "per-hook"
-    body = DiscoveryResponse(services=state.registry.descriptors(per_hook_ids=per_hook)).wire()
+    # Audited too: who learns which services we offer matters as much as who calls them.
+    async with audited(state, "discovery", caller):
+        per_hook = state.settings.discovery_ids == "per-hook"
+        body = DiscoveryResponse(services=state.registry.descriptors(per_hook_ids=per_hook)).wire()
     return Response(orjson.dumps(body), media_type="application/json")

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from cds_service.audit.store import AuditStore
+from cds_service.audit.store import AuditEntry, AuditStore
 from cds_service.cli import main
 from cds_service.feedback.store import FeedbackStore, StoredFeedback
 from tests.security.conftest import FHIR, Keys, bearer, make_token, patient_view
@@ -150,6 +150,32 @@ def test_audit_trail_records_calls_and_feedback(
     assert main(["audit", "--since", "1h", "--patient", "p1"]) == 0
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [(r["kind"], r["hook_instance"]) for r in lines] == [("hook", body["hookInstance"])]
+
+
+def test_discovery_is_audited(secure_app: Callable[..., TestClient], keys: Keys) -> None:
+    with secure_app() as client:
+        token = make_token(keys, "/cds-services")
+        response = client.get("/cds-services", headers=bearer(token))
+        url = client.app.state.cds.settings.database_url  # type: ignore[attr-defined]
+    assert response.status_code == 200
+
+    async def read() -> list[AuditEntry]:
+        store = await AuditStore.open(url)
+        try:
+            return await store.query(since=datetime.now(UTC) - timedelta(minutes=5))
+        finally:
+            await store.close()
+
+    [entry] = asyncio.run(read())
+    assert (entry.kind, entry.tenant, entry.service, entry.hook, entry.outcome, entry.cards) == (
+        "discovery",
+        "hospital-a",
+        None,
+        None,
+        200,
+        0,
+    )
+    assert entry.issuer and entry.patient_id is None and entry.duration_ms > 0
 
 
 def test_feedback_is_stored_with_the_calling_tenant(
