@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from cds_service.validation import error_message
+
 __all__ = ["RuleIssue", "Severity", "author_message"]
 
 Severity = Literal["error", "warning"]
@@ -38,9 +40,5 @@ class RuleIssue:
 
 
 def author_message(error: Mapping[str, Any]) -> str:
-    """A pydantic validation error's message, worded for an author of YAML files."""
-    if error["type"] == "missing":
-        return "is required"
-    if error["type"] == "extra_forbidden":
-        return "is not a known key"
-    return str(error["msg"]).removeprefix("Value error, ")
+    """A pydantic validation error's message (`cds_service.validation.error_message`)."""
+    return error_message(error)

@@ -220,7 +220,11 @@ def test_auth_required_needs_a_tenants_file(tmp_path: Path) -> None:
             "    algorithms: [HS256]\n",
             "algorithms",
         ),
-        ("tenants:\n  - id: a\n    issuer: x\n    jwks_url: https://x/j\n    extra: 1\n", "extra"),
+        (
+            "tenants:\n  - id: a\n    issuer: x\n    jwks_url: https://x/j\n    extra: 1\n",
+            r":5:5: tenants\[0\]\.extra: is not a known key",
+        ),
+        ("tenants:\n  - issuer: x\n    jwks_url: https://x/j\n", r"tenants\[0\]\.id: is required"),
         ("tenants:\n  - id: a\n    id: b\n", "duplicate key"),
     ],
 )
