@@ -34,7 +34,7 @@ def adapt_scopes(scopes: str, v2: bool) -> str:
 
 
 def authorize_url(
-    config: SmartConfiguration,
+    authorization_endpoint: str,
     client: SmartClient,
     *,
     redirect_uri: str,
@@ -56,8 +56,8 @@ def authorize_url(
     }
     if launch is not None:
         params["launch"] = launch
-    separator = "&" if "?" in config.authorization_endpoint else "?"
-    return f"{config.authorization_endpoint}{separator}{urlencode(params)}"
+    separator = "&" if "?" in authorization_endpoint else "?"
+    return f"{authorization_endpoint}{separator}{urlencode(params)}"
 
 
 def _basic(client: SmartClient) -> str:

@@ -124,6 +124,11 @@ async def launch(
         config = await state.smart.discovery.get(iss)
         if config.code_challenge_methods and "S256" not in config.code_challenge_methods:
             raise SmartError("the EHR does not support PKCE with S256", status=502)
+        authorization_endpoint = config.authorization_endpoint
+        if authorization_endpoint is None:
+            raise SmartError(
+                "the EHR's SMART configuration has no authorization endpoint", status=502
+            )
     except SmartError as error:
         return _error(request, state, error, None)
     scopes = tenant.smart.scopes.split()
@@ -148,7 +153,7 @@ async def launch(
         },
     )
     url = oauth.authorize_url(
-        config,
+        authorization_endpoint,
         tenant.smart,
         redirect_uri=f"{_base(request, state)}/smart/callback",
         scope=scope,

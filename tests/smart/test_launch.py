@@ -296,3 +296,15 @@ def test_fallback_to_the_capability_statement(world: Callable[..., World]) -> No
     started = w.launch(iss=w.sim.fhir_base, launch=w.sim.launch_id(patient=patient_id(w)))
     assert started.status_code == 302
     assert started.headers["location"].startswith(w.sim.authorize_endpoint)
+
+
+def test_a_server_without_an_authorization_endpoint_cannot_launch(
+    world: Callable[..., World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = world()
+    document = w.sim.smart_configuration()
+    del document["authorization_endpoint"]  # a Backend Services-only server
+    monkeypatch.setattr(w.sim, "smart_configuration", lambda: document)
+    started = w.launch(iss=w.sim.fhir_base, launch=w.sim.launch_id(patient=patient_id(w)))
+    assert started.status_code == 502
+    assert "no authorization endpoint" in started.text
