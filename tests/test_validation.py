@@ -108,13 +108,13 @@ def test_the_hook_context_errors_name_the_wire_field() -> None:
 
 
 def test_field_names_that_are_also_type_names_stay() -> None:
-    card = {"summary": "s", "indicator": "info", "source": {"label": "l"}}
+    card: dict[str, Any] = {"summary": "s", "indicator": "info", "source": {"label": "l"}}
     card["links"] = [{"label": "x", "url": "relative", "type": "absolute"}]
     assert [str(e) for e in errors_of(Card, card)] == ["links[0].url: must be an absolute URL"]
 
 
 def test_error_details_from_fastapi_are_worded_alike() -> None:
-    details = [
+    details: list[dict[str, Any]] = [
         {"type": "missing", "loc": ("since",), "msg": "Field required"},
         {"type": "value_error", "loc": ("limit", 0), "msg": "Value error, too many"},
     ]

@@ -46,7 +46,8 @@ NOTHING_TO_FETCH = {"order-dispatch"}
 
 def service_for(client: TestClient, hook: str) -> str:
     services = client.get("/cds-services").json()["services"]
-    return next(s["id"] for s in services if s["hook"] == hook)
+    service_id: str = next(s["id"] for s in services if s["hook"] == hook)
+    return service_id
 
 
 def test_every_library_hook_has_a_service(client: TestClient) -> None:

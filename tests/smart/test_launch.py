@@ -48,7 +48,10 @@ class World:
         return asyncio.run(go())
 
     def launch(self, **params: str) -> httpx.Response:
-        return self.client.get("/smart/launch", params=params, follow_redirects=False)
+        response: httpx.Response = self.client.get(
+            "/smart/launch", params=params, follow_redirects=False
+        )
+        return response
 
     def authorize(self, launch_response: httpx.Response) -> dict[str, str]:
         assert launch_response.status_code == 302, launch_response.text
@@ -59,7 +62,10 @@ class World:
         return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
     def callback(self, params: dict[str, str]) -> httpx.Response:
-        return self.client.get("/smart/callback", params=params, follow_redirects=False)
+        response: httpx.Response = self.client.get(
+            "/smart/callback", params=params, follow_redirects=False
+        )
+        return response
 
 
 def tenants_file(path: Path, sim: Simulator, **smart: Any) -> Path:
