@@ -13,6 +13,7 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cds_service.exceptions import ConfigurationError
+from cds_service.validation import field_errors
 
 __all__ = ["PrefetchErrorPolicy", "Settings", "default_rules_dir", "load_settings"]
 
@@ -140,9 +141,8 @@ def load_settings(**overrides: object) -> Settings:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
         lines = []
-        for err in exc.errors(include_url=False, include_input=False):
-            name = "_".join(str(p) for p in err["loc"] if isinstance(p, str)).upper()
+        for error in field_errors(exc):
+            name = "_".join(p for p in error.loc if isinstance(p, str)).upper()
             variable = f"CDS_{name}" if name else "settings"
-            why = str(err["msg"]).removeprefix("Value error, ")
-            lines.append(f"invalid setting {variable}: {why}")
+            lines.append(f"invalid setting {variable}: {error.message}")
         raise ConfigurationError("\n".join(lines)) from None

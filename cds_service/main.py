@@ -31,12 +31,12 @@ from cds_service.security.headers import SecurityHeadersMiddleware
 from cds_service.security.jwks import KeyStore
 from cds_service.security.jwt_auth import JwtVerifier
 from cds_service.security.replay import ReplayCache
+from cds_service.security.smart_discovery import SmartDiscovery
 from cds_service.security.tenants import TenantRegistry, tenants_for
 from cds_service.services.builtin import builtin_services
 from cds_service.services.definition import ServiceDefinition
 from cds_service.services.registry import ServiceRegistry
 from cds_service.smart import routes as smart_routes
-from cds_service.smart.discovery import SmartDiscovery
 from cds_service.smart.sessions import SessionStore, SmartRuntime
 from cds_service.state import AppState
 from cds_service.tracing import configure_tracing

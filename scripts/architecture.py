@@ -30,12 +30,13 @@ DOCUMENT = ROOT / "docs" / "architecture.md"
 LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "foundation",
-        "shared types, errors, settings, YAML with positions, the database, our URLs, metrics, "
-        "logs, tracing, heap tuning",
+        "shared types, errors, settings, validation messages, YAML with positions, the database, "
+        "our URLs, metrics, logs, tracing, heap tuning",
         (
             "__init__",
             "types",
             "exceptions",
+            "validation",
             "config",
             "yamlsource",
             "database",

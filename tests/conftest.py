@@ -8,7 +8,7 @@ import logging
 import os
 import secrets
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,13 +23,31 @@ from cds_service.logs import JsonFormatter
 from cds_service.main import create_app
 from cds_service.services.builtin import builtin_services
 
+#: Variables meant for the tests themselves (e.g. CDS_TEST_POSTGRES_URL), kept from the shell.
+TEST_ONLY_PREFIX = "CDS_TEST_"
+
+
+def clean_cds_environment(environ: MutableMapping[str, str]) -> list[str]:
+    """Remove every `CDS_*` setting a developer's shell exported (test-only variables stay), so
+    that every test's Settings start from the defaults; returns the names removed."""
+    inherited = sorted(
+        name
+        for name in environ
+        if name.startswith("CDS_") and not name.startswith(TEST_ONLY_PREFIX)
+    )
+    for name in inherited:
+        del environ[name]
+    return inherited
+
+
+clean_cds_environment(os.environ)
 # The HTTP core, rules and scores are tested without authentication (so as a development
 # deployment, which may fetch from any fhirServer); tests/security turns both on.
-os.environ.setdefault("CDS_AUTH", "disabled")
-os.environ.setdefault("CDS_ENV", "development")
+os.environ["CDS_AUTH"] = "disabled"
+os.environ["CDS_ENV"] = "development"
 # Each test's app would freeze the test process's heap at start-up (cds_service/heap.py), and
 # cycles frozen there are never collected; tests/test_heap.py checks it in a process of its own.
-os.environ.setdefault("CDS_GC_THRESHOLD", "0")
+os.environ["CDS_GC_THRESHOLD"] = "0"
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 FIXTURES = SHARED / "fixtures"

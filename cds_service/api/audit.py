@@ -1,4 +1,4 @@
-"""Writing the audit trail: one record per hook call and per feedback request.
+"""Writing the audit trail: one record per hook call, feedback request and discovery request.
 
 The record is filled in as the call is understood (service, hook, hookInstance, patient, user)
 and written when it ends, whatever the outcome. Writing never fails the call: a database error is
@@ -43,10 +43,15 @@ class AuditRecord:
 
 @asynccontextmanager
 async def audited(
-    audit: AuditStore, metrics: Metrics, kind: AuditKind, principal: Principal, service: str
+    audit: AuditStore,
+    metrics: Metrics,
+    kind: AuditKind,
+    principal: Principal,
+    service: str | None = None,
 ) -> AsyncIterator[AuditRecord]:
     """Yield a record to fill in; when the block ends (also when it raises) count it in
-    `metrics` and write it to `audit`."""
+    `metrics` and write it to `audit`. `service` is None for a request that concerns no one
+    service (discovery)."""
     record = AuditRecord(kind, principal, service=service)
     try:
         yield record

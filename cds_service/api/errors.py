@@ -18,7 +18,7 @@ from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from cds_service.exceptions import CDSServiceError, Issue, TooManyRequests, Unauthorized
-from cds_service.wire.outcome import operation_outcome, wire_path
+from cds_service.wire.outcome import issues_from_validation, operation_outcome
 
 __all__ = ["CatchAllMiddleware", "install_error_handlers", "outcome_response"]
 
@@ -59,13 +59,9 @@ async def _service_error(request: Request, exc: Exception) -> Response:
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
-    issues = []
-    for err in exc.errors():
-        loc = [p for p in err.get("loc", ()) if p not in ("body", "query", "path", "header")]
-        field = wire_path("", loc) or None
-        message = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
-        issues.append(Issue(f"{field}: {message}" if field else message, field))
-    return outcome_response(400, issues)
+    # FastAPI puts where the value came from first (`query`, `body`...); the name follows.
+    details = [{**err, "loc": tuple(err.get("loc", ()))[1:]} for err in exc.errors()]
+    return outcome_response(400, issues_from_validation(details))
 
 
 async def _http_error(request: Request, exc: Exception) -> Response:

@@ -43,7 +43,8 @@ async def feedback(
     service = find_service(registry, service_id).service
     async with audited(audit, metrics, "feedback", caller, service.id) as record:
         batch = await parse_body(request, settings, FeedbackBatch, "feedback")
-        result = await store.record(service.id, batch.feedback, received_at=clock())
+        tenant = caller.tenant.id if caller.tenant is not None else None
+        result = await store.record(service.id, batch.feedback, received_at=clock(), tenant=tenant)
         record.cards = result.stored
         for item in batch.feedback:
             reason = item.override_reason.reason if item.override_reason else None

@@ -1,9 +1,10 @@
 """SMART Backend Services authorization (SMART App Launch 2.x): a system-level access token.
 
-1. Discovery: ``GET {fhir_base}/.well-known/smart-configuration`` gives ``token_endpoint``; when
-   the document lists ``token_endpoint_auth_methods_supported`` (``grant_types_supported``,
-   ``token_endpoint_auth_signing_alg_values_supported``) they must include ``private_key_jwt``
-   (``client_credentials``, our RS384/ES384).
+1. Discovery (`cds_service.security.smart_discovery`, shared with the app launch): the server's
+   ``.well-known/smart-configuration``, or its CapabilityStatement's OAuth URIs, gives the
+   ``token_endpoint``; when the configuration lists ``token_endpoint_auth_methods_supported``
+   (``grant_types_supported``, ``token_endpoint_auth_signing_alg_values_supported``) they must
+   include ``private_key_jwt`` (``client_credentials``, our RS384/ES384).
 2. A client assertion: a JWT signed with the client's private key (see keys.py), header
    ``alg``/``kid``/``typ: JWT``, claims ``iss = sub = client_id``, ``aud = token endpoint``,
    ``exp`` at most 5 minutes ahead, ``iat``, and a fresh ``jti``.
@@ -32,11 +33,15 @@ import jwt
 from cds_service.bulk.errors import BulkError, clean_text
 from cds_service.bulk.httputil import json_body, redact_url, require_secure
 from cds_service.bulk.keys import SigningKey, load_private_key
+from cds_service.security.smart_discovery import (
+    SmartConfiguration,
+    SmartError,
+    fetch_smart_configuration,
+)
 
 __all__ = [
     "CLIENT_ASSERTION_TYPE",
     "AccessToken",
-    "SmartConfiguration",
     "TokenSource",
     "build_client_assertion",
     "discover",
@@ -48,16 +53,6 @@ __all__ = [
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 MAX_ASSERTION_LIFETIME = 300
 _DEFAULT_EXPIRES_IN = 300.0
-
-
-@dataclass(frozen=True, slots=True)
-class SmartConfiguration:
-    """What this client needs from the server's SMART configuration (None = not advertised)."""
-
-    token_endpoint: str
-    auth_methods: tuple[str, ...] | None = None
-    signing_algs: tuple[str, ...] | None = None
-    grant_types: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,32 +76,13 @@ def scopes_for_types(types: Iterable[str], *, v1: bool = False) -> str:
 
 
 async def discover(client: httpx.AsyncClient, fhir_base: str) -> SmartConfiguration:
-    """Read ``{fhir_base}/.well-known/smart-configuration``; BulkError unless Backend Services
-    with ``private_key_jwt`` is possible."""
-    url = fhir_base.rstrip("/") + "/.well-known/smart-configuration"
+    """The server's SMART configuration; BulkError unless Backend Services with
+    ``private_key_jwt`` is possible."""
     try:
-        response = await client.get(
-            url, headers={"Accept": "application/json"}, follow_redirects=False
-        )
-    except (httpx.HTTPError, httpx.InvalidURL) as exc:
-        raise BulkError(f"SMART discovery at {url} failed ({type(exc).__name__})") from exc
-    body = json_body(response)
-    if response.status_code != 200 or not isinstance(body, dict):
-        raise BulkError(
-            f"SMART discovery at {url} answered HTTP {response.status_code}"
-            + ("" if response.status_code != 200 else " without a JSON object"),
-            server_status=response.status_code,
-        )
-    endpoint = body.get("token_endpoint")
-    if not isinstance(endpoint, str) or not endpoint:
-        raise BulkError(f"the SMART configuration at {url} has no token_endpoint")
-    config = SmartConfiguration(
-        token_endpoint=endpoint,
-        auth_methods=_strings(body.get("token_endpoint_auth_methods_supported")),
-        signing_algs=_strings(body.get("token_endpoint_auth_signing_alg_values_supported")),
-        grant_types=_strings(body.get("grant_types_supported")),
-    )
-    if config.auth_methods is not None and "private_key_jwt" not in config.auth_methods:
+        config = await fetch_smart_configuration(client, fhir_base)
+    except SmartError as exc:
+        raise BulkError(f"SMART discovery failed: {exc.message}") from None
+    if config.token_auth_methods is not None and "private_key_jwt" not in config.token_auth_methods:
         raise BulkError("the server does not support private_key_jwt client authentication")
     if config.grant_types is not None and "client_credentials" not in config.grant_types:
         raise BulkError("the server does not support the client_credentials grant")
@@ -221,7 +197,8 @@ class TokenSource:
         if self._endpoint is None:
             assert self._fhir_base is not None
             config = await discover(self._client, self._fhir_base)
-            if config.signing_algs is not None and self._key.alg not in config.signing_algs:
+            algs = config.token_signing_algs
+            if algs is not None and self._key.alg not in algs:
                 raise BulkError(f"the server does not accept {self._key.alg} client assertions")
             self._endpoint = config.token_endpoint
         return self._endpoint
@@ -275,9 +252,3 @@ def _oauth_error(body: Any, assertion: str) -> str:
     if isinstance(description, str) and description:
         text += f": {description}"
     return ": " + clean_text(text.replace(assertion, "[client assertion]"), 200)
-
-
-def _strings(value: Any) -> tuple[str, ...] | None:
-    if not isinstance(value, list):
-        return None
-    return tuple(v for v in value if isinstance(v, str))

@@ -6,6 +6,8 @@ Each feedback item becomes one row of ``cds_feedback`` whose primary key is the 
 canonical JSON document (sorted keys, no insignificant whitespace, UTF-8) holding:
 
 * the service id (from the URL path, so equal feedback sent to two services is two facts),
+* the calling tenant, when there is one (equal feedback from two EHRs is two facts, and one
+  tenant cannot pre-empt another's row); without authentication the key has no tenant member,
 * the card uuid and the outcome,
 * the accepted suggestion ids, de-duplicated and sorted,
 * the override reason's ``system``, ``code`` and ``display`` and the ``userComment``,
@@ -117,11 +119,11 @@ def _accepted_ids(item: Feedback) -> list[str]:
     return sorted({s.id for s in item.accepted_suggestions or ()})
 
 
-def feedback_id(service_id: str, item: Feedback) -> str:
+def feedback_id(service_id: str, item: Feedback, tenant: str | None = None) -> str:
     """The idempotency key of one feedback item (see the module docstring)."""
     override = item.override_reason
     reason = override.reason if override is not None else None
-    key = {
+    key: dict[str, Any] = {
         "serviceId": service_id,
         "card": item.card,
         "outcome": item.outcome,
@@ -134,14 +136,18 @@ def feedback_id(service_id: str, item: Feedback) -> str:
         },
         "outcomeTimestamp": utc(item.outcome_timestamp).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
     }
+    if tenant is not None:
+        key["tenant"] = tenant
     return hashlib.sha256(_canonical_json(key).encode("utf-8")).hexdigest()
 
 
-def _row(service_id: str, item: Feedback, received_at: datetime) -> dict[str, Any]:
+def _row(
+    service_id: str, item: Feedback, received_at: datetime, tenant: str | None
+) -> dict[str, Any]:
     override = item.override_reason
     reason = override.reason if override is not None else None
     return {
-        "id": feedback_id(service_id, item),
+        "id": feedback_id(service_id, item, tenant),
         "service_id": service_id,
         "card_uuid": item.card,
         "outcome": item.outcome,
@@ -152,7 +158,7 @@ def _row(service_id: str, item: Feedback, received_at: datetime) -> dict[str, An
         "override_reason_display": reason.display if reason is not None else None,
         "override_user_comment": override.user_comment if override is not None else None,
         "extension": _canonical_json(item.extension) if item.extension is not None else None,
-        "tenant": None,
+        "tenant": tenant,
         "received_at": received_at,
     }
 
@@ -196,9 +202,15 @@ class FeedbackStore:
         return True
 
     async def record(
-        self, service_id: str, items: Sequence[Feedback], *, received_at: datetime
+        self,
+        service_id: str,
+        items: Sequence[Feedback],
+        *,
+        received_at: datetime,
+        tenant: str | None = None,
     ) -> RecordResult:
-        """Store a batch in one transaction (all or nothing); items already stored are skipped.
+        """Store a batch from `tenant` (None without authentication) in one transaction (all or
+        nothing); items already stored are skipped.
 
         `stored` is the number of rows actually inserted: duplicates, whether earlier or within
         this batch, are not counted.
@@ -206,7 +218,7 @@ class FeedbackStore:
         received_utc = utc(received_at)
         rows: dict[str, dict[str, Any]] = {}
         for item in items:
-            row = _row(service_id, item, received_utc)
+            row = _row(service_id, item, received_utc, tenant)
             rows.setdefault(row["id"], row)
         if not rows:
             return RecordResult(received=len(items), stored=0)

@@ -34,6 +34,7 @@ from cds_service.rules.compiled import (
 from cds_service.rules.index import DataIndex, parse_instant
 from cds_service.rules.model import CardTemplate
 from cds_service.rules.templates import render_text, render_value, unwrap
+from cds_service.validation import field_errors
 from cds_service.wire.response import Card
 
 __all__ = ["RequestData", "RuleOutcome", "evaluate_rule", "render_card"]
@@ -325,9 +326,7 @@ def evaluate_rule(
         outcome.reason = f"ran past its budget of {budget_seconds * 1000:.0f} ms"
     except ValidationError as exc:
         outcome.status = "error"
-        first = exc.errors(include_input=False, include_url=False)[0]
-        where = ".".join(str(p) for p in first["loc"])
-        outcome.reason = f"the rendered card is invalid at {where}: {first['msg']}"
+        outcome.reason = f"the rendered card is invalid: {field_errors(exc)[0]}"
     except Exception as exc:  # a rule must never take the call down
         outcome.status = "error"
         kind = "FHIRPath error" if isinstance(exc, ExpressionError) else type(exc).__name__

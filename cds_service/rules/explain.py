@@ -34,6 +34,7 @@ from cds_service.rules.ruleset import RuleSet, load_ruleset
 from cds_service.rules.runtime import known_score_names
 from cds_service.rules.service import rule_service
 from cds_service.scores.sources import ComputedScores
+from cds_service.validation import field_errors
 from cds_service.wire.request import HookRequest
 
 __all__ = ["ExplainError", "explain", "parse_now"]
@@ -67,11 +68,7 @@ def parse_now(text: str) -> datetime:
 
 
 def _errors(exc: ValidationError) -> str:
-    out = []
-    for err in exc.errors(include_input=False, include_url=False):
-        where = ".".join(str(p) for p in err["loc"])
-        out.append(f"  {where}: {err['msg']}" if where else f"  {err['msg']}")
-    return "\n".join(out)
+    return "\n".join(f"  {error}" for error in field_errors(exc))
 
 
 def _load_rule(root: Path, rule_id: str) -> tuple[CompiledRule, RuleSet]:

@@ -8,12 +8,12 @@ stopping at the first, so one lint run shows an author everything to fix.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-__all__ = ["RuleIssue", "Severity", "author_message", "sorted_issues"]
+__all__ = ["RuleIssue", "Severity", "sorted_issues"]
 
 Severity = Literal["error", "warning"]
 
@@ -38,15 +38,6 @@ class RuleIssue:
         by = f" ({self.validator})" if self.validator else ""
         level = "" if self.severity == "error" else " (warning)"
         return f"{where}:{field} {self.message}{rule}{by}{level}"
-
-
-def author_message(error: Mapping[str, Any]) -> str:
-    """A pydantic validation error's message, worded for an author of YAML files."""
-    if error["type"] == "missing":
-        return "is required"
-    if error["type"] == "extra_forbidden":
-        return "is not a known key"
-    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def sorted_issues(issues: Iterable[RuleIssue]) -> list[RuleIssue]:

@@ -22,10 +22,11 @@ from typing import Any
 from pydantic import ValidationError
 
 from cds_service.rules.compiled import CompiledRule, compile_rule
-from cds_service.rules.issues import RuleIssue, author_message
+from cds_service.rules.issues import RuleIssue
 from cds_service.rules.model import Rule, ServiceEntry, ServicesFile
 from cds_service.rules.valuesets import ValueSet, load_value_sets, member_of_function
-from cds_service.yamlsource import Located, field_path, read_yaml
+from cds_service.validation import field_errors
+from cds_service.yamlsource import Located, read_yaml
 
 __all__ = ["LINT_FILE", "SERVICES_FILE", "RuleSet", "load_ruleset", "rule_files"]
 
@@ -74,21 +75,10 @@ def validation_issues(
 ) -> list[RuleIssue]:
     """pydantic errors as located issues (input values are never quoted)."""
     issues = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and "[" in p))
-        loc = _yaml_loc(loc)
-        line, col = located.position(loc)
-        issues.append(RuleIssue(path, line, col, field_path(loc), author_message(err), rule_id))
+    for error in field_errors(exc):
+        line, col = located.position(error.loc)
+        issues.append(RuleIssue(path, line, col, error.field, error.message, rule_id))
     return issues
-
-
-def _yaml_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    # pydantic names union members (`LeafCondition`, `str`); the YAML has no such level.
-    return tuple(
-        p
-        for p in loc
-        if not (isinstance(p, str) and (p[:1].isupper() or p in ("str", "function-after")))
-    )
 
 
 def _load_services(root: Path, issues: list[RuleIssue]) -> dict[str, ServiceEntry]:

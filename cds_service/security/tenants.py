@@ -29,6 +29,7 @@ from pydantic import (
 
 from cds_service.config import Settings
 from cds_service.exceptions import ConfigurationError
+from cds_service.validation import field_errors
 from cds_service.yamlsource import read_yaml
 
 __all__ = [
@@ -144,11 +145,9 @@ def load_tenants(path: Path) -> TenantRegistry:
         parsed = TenantsFile.model_validate(located.value)
     except ValidationError as exc:
         lines = []
-        for err in exc.errors(include_input=False, include_url=False):
-            loc = tuple(err["loc"])
-            line, col = located.position(loc)
-            where = ".".join(str(p) for p in loc)
-            lines.append(f"CDS_TENANTS_FILE {path}:{line}:{col}: {where}: {err['msg']}")
+        for error in field_errors(exc):
+            line, col = located.position(error.loc)
+            lines.append(f"CDS_TENANTS_FILE {path}:{line}:{col}: {error}")
         raise ConfigurationError("\n".join(lines)) from None
     return TenantRegistry(parsed.tenants)
 

@@ -12,8 +12,8 @@ import httpx
 import jwt
 from jwt.exceptions import InvalidTokenError, PyJWKError, PyJWKSetError
 
+from cds_service.security.smart_discovery import SmartConfiguration, SmartError
 from cds_service.security.tenants import SmartClient
-from cds_service.smart.discovery import SmartConfiguration, SmartError
 
 __all__ = ["adapt_scopes", "authorize_url", "exchange_code", "refresh", "revoke", "verify_id_token"]
 
@@ -34,7 +34,7 @@ def adapt_scopes(scopes: str, v2: bool) -> str:
 
 
 def authorize_url(
-    config: SmartConfiguration,
+    authorization_endpoint: str,
     client: SmartClient,
     *,
     redirect_uri: str,
@@ -56,8 +56,8 @@ def authorize_url(
     }
     if launch is not None:
         params["launch"] = launch
-    separator = "&" if "?" in config.authorization_endpoint else "?"
-    return f"{config.authorization_endpoint}{separator}{urlencode(params)}"
+    separator = "&" if "?" in authorization_endpoint else "?"
+    return f"{authorization_endpoint}{separator}{urlencode(params)}"
 
 
 def _basic(client: SmartClient) -> str:

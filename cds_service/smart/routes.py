@@ -23,11 +23,11 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from cds_service.config import Settings
 from cds_service.deps import ClockDep, HttpDep, RulesDep, SettingsDep, TenantsDep
 from cds_service.rules.runtime import RuleRuntime
+from cds_service.security.smart_discovery import SmartConfiguration, SmartError
 from cds_service.security.tenants import Tenant, TenantRegistry
 from cds_service.smart import oauth
 from cds_service.smart.data import build_view, fetch_patient_data
 from cds_service.smart.deps import SmartDep
-from cds_service.smart.discovery import SmartConfiguration, SmartError
 from cds_service.smart.pkce import challenge, new_state, new_verifier
 from cds_service.smart.view import render_app, render_chooser, render_error
 from cds_service.urls import public_base
@@ -130,6 +130,11 @@ async def launch(
         config = await smart.discovery.get(iss)
         if config.code_challenge_methods and "S256" not in config.code_challenge_methods:
             raise SmartError("the EHR does not support PKCE with S256", status=502)
+        authorization_endpoint = config.authorization_endpoint
+        if authorization_endpoint is None:
+            raise SmartError(
+                "the EHR's SMART configuration has no authorization endpoint", status=502
+            )
     except SmartError as error:
         return _error(request, settings, error, None)
     scopes = tenant.smart.scopes.split()
@@ -154,7 +159,7 @@ async def launch(
         },
     )
     url = oauth.authorize_url(
-        config,
+        authorization_endpoint,
         tenant.smart,
         redirect_uri=f"{_base(request, settings)}/smart/callback",
         scope=scope,

@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from cds_service.smart.discovery import SmartDiscovery
+from cds_service.security.smart_discovery import SmartDiscovery
 
 __all__ = ["SessionStore", "SmartRuntime"]
 

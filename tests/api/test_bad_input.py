@@ -236,7 +236,7 @@ def _mutations(value: Any, path: tuple[Any, ...] = ()) -> Any:
 
 def test_never_a_500_for_any_single_mutation(client: TestClient) -> None:
     """Replace or delete each member of a valid order-sign call in turn: never a 500."""
-    base = {
+    base: dict[str, Any] = {
         "hook": "order-sign",
         "hookInstance": str(uuid.uuid4()),
         "fhirServer": "https://ehr.example.org/fhir",
@@ -300,7 +300,7 @@ def test_never_a_500_for_any_single_mutation(client: TestClient) -> None:
         if not path:
             continue
         body = copy.deepcopy(base)
-        target = body
+        target: Any = body
         for part in path[:-1]:
             target = target[part]
         if replacement == "__delete__":

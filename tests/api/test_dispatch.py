@@ -119,7 +119,7 @@ def test_token_is_never_logged(
 ) -> None:
     token = "eyJ-very-secret-access-token"
     caplog.set_level(logging.DEBUG)
-    fhir.routes["/fhir/Patient/p"] = lambda request: (_ for _ in ()).throw(RuntimeError("boom"))  # type: ignore[assignment]
+    fhir.routes["/fhir/Patient/p"] = lambda request: (_ for _ in ()).throw(RuntimeError("boom"))
     auth = {
         "access_token": token,
         "token_type": "Bearer",

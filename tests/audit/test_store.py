@@ -450,7 +450,7 @@ def test_a_write_on_a_lost_postgres_connection_is_retried_once(
     async def body() -> _FlakyPool:
         engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/unused.db")
         pool = _FlakyPool(failure)
-        store = AuditStore(engine, pg_writes=pool)  # type: ignore[arg-type]
+        store = AuditStore(engine, pg_writes=pool)
         try:
             await store.record(entry(cards=1))
         finally:
@@ -465,7 +465,7 @@ def test_a_row_postgres_refuses_is_not_retried(tmp_path: Path) -> None:
     async def body() -> tuple[_FlakyPool, BaseException | None]:
         engine = create_async_engine(f"sqlite+aiosqlite:///{tmp_path}/unused.db")
         pool = _FlakyPool(asyncpg.exceptions.DataError("invalid input"))
-        store = AuditStore(engine, pg_writes=pool)  # type: ignore[arg-type]
+        store = AuditStore(engine, pg_writes=pool)
         try:
             await store.record(entry(cards=1))
         except Exception as exc:

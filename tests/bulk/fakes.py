@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from cds_service.bulk.auth import CLIENT_ASSERTION_TYPE
 from cds_service.bulk.keys import PrivateKey, SigningKey
+from cds_service.security.smart_discovery import OAUTH_URIS
 
 BULK_FIXTURES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "bulk-ndjson"
 MOCKS = BULK_FIXTURES / "bulk-data-tools-mocks"
@@ -32,6 +33,16 @@ TOKEN_URL = "https://auth.example.org/oauth2/token"
 STATUS_URL = f"{BASE}/bulkstatus/42"
 CLIENT_ID = "precompute-client"
 SCOPE = "system/Patient.rs system/Condition.rs"
+
+
+def capability_statement() -> dict[str, Any]:
+    """A SMART 1.0 server's CapabilityStatement: the OAuth URIs extension names the endpoint."""
+    uris = [{"url": "token", "valueUri": TOKEN_URL}]
+    extension = [{"url": OAUTH_URIS, "extension": uris}]
+    return {
+        "resourceType": "CapabilityStatement",
+        "rest": [{"mode": "server", "security": {"extension": extension}}],
+    }
 
 
 @cache
@@ -104,6 +115,7 @@ class FakeFhirServer:
         status_steps: list[StatusStep] | None = None,
         manifest_extra: dict[str, Any] | None = None,
         smart_configuration: dict[str, Any] | None = None,
+        well_known: bool = True,
     ) -> None:
         self.public_key = key.key.public_key()
         self.alg = key.alg
@@ -118,6 +130,8 @@ class FakeFhirServer:
             "token_endpoint_auth_signing_alg_values_supported": ["RS384", "ES384"],
             "grant_types_supported": ["client_credentials"],
         }
+        # Without the well-known document the token endpoint is in the CapabilityStatement.
+        self.well_known = well_known
         self.status_steps = status_steps or [
             in_progress("Collecting Patient (10%)"),
             in_progress("Collecting Condition (60%)"),
@@ -159,7 +173,11 @@ class FakeFhirServer:
         self.requests.append(request)
         url = str(request.url).split("?")[0]
         if url == f"{BASE}/.well-known/smart-configuration":
+            if not self.well_known:
+                return json_response(404, outcome("no such file", code="not-found"))
             return json_response(200, self.smart_configuration)
+        if url == f"{BASE}/metadata" and not self.well_known:
+            return json_response(200, capability_statement())
         if url == TOKEN_URL and request.method == "POST":
             return self.token(request)
         if not self.authorized(request, url):

@@ -79,6 +79,36 @@ def test_discovery_refuses_servers_without_backend_services(
         asyncio.run(run())
 
 
+def test_without_the_well_known_document_the_capability_statement_names_the_endpoint() -> None:
+    server = FakeFhirServer(signing_key(), well_known=False)
+
+    async def run() -> str:
+        async with server.client() as client:
+            source = TokenSource(
+                client, client_id=CLIENT_ID, key=signing_key(), scope=SCOPE, fhir_base=BASE
+            )
+            return await source.get()
+
+    assert asyncio.run(run()) in server.issued
+    assert [(r.method, str(r.url)) for r in server.requests] == [
+        ("GET", f"{BASE}/.well-known/smart-configuration"),
+        ("GET", f"{BASE}/metadata"),
+        ("POST", TOKEN_URL),
+    ]
+
+
+def test_discovery_failures_are_bulk_errors() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return json_response(404, {})
+
+    async def run() -> None:
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            await discover(client, BASE)
+
+    with pytest.raises(BulkError, match=r"SMART discovery failed: .* no SMART configuration"):
+        asyncio.run(run())
+
+
 @pytest.mark.parametrize("kind", ["rsa", "ec"])
 def test_the_client_assertion_has_the_smart_header_and_claims(kind: str) -> None:
     key = signing_key(kind)

@@ -108,6 +108,7 @@ def test_a_group_export_end_to_end(kind: str) -> None:
         for r in server.requests
         if r.url.host == "fhir.example.org" and "well-known" not in r.url.path
     ]
+    assert len(protected) == 8  # kick-off, three polls, three files, the delete
     assert all(
         r.headers["Authorization"].removeprefix("Bearer ") in server.issued for r in protected
     )
@@ -167,6 +168,7 @@ def test_files_are_fetched_without_the_token_when_not_required() -> None:
     assert all("Authorization" not in r.headers for r in downloads)
     assert all(r.headers["Accept"] == "application/fhir+ndjson" for r in downloads)
     status = [r for r in server.requests if r.url.path.endswith("/bulkstatus/42")]
+    assert len(status) == 4  # three polls and the delete
     assert all("Authorization" in r.headers for r in status)
 
 

@@ -166,6 +166,35 @@ def test_several_cards_and_distinct_facts(database_url: str) -> None:
     run(body)
 
 
+def test_rows_carry_the_calling_tenant(database_url: str) -> None:
+    item = feedback(card="card-t")
+
+    async def body() -> None:
+        store = await FeedbackStore.open(database_url)
+        try:
+            one = store.record(SERVICE, [item], received_at=RECEIVED, tenant="hospital-a")
+            assert await one == RecordResult(1, 1)
+            # The same fact from another EHR is its own row; a replay from either is not.
+            two = store.record(SERVICE, [item], received_at=RECEIVED, tenant="hospital-b")
+            assert await two == RecordResult(1, 1)
+            again = store.record(SERVICE, [item], received_at=RECEIVED, tenant="hospital-a")
+            assert await again == RecordResult(1, 0)
+            # Without authentication there is no tenant: the key is the one it always was.
+            assert await store.record(SERVICE, [item], received_at=RECEIVED) == RecordResult(1, 1)
+            rows = await store.list_for_service(SERVICE)
+        finally:
+            await store.close()
+        assert sorted((r.tenant or "", r.id) for r in rows) == sorted(
+            [
+                ("", feedback_id(SERVICE, item)),
+                ("hospital-a", feedback_id(SERVICE, item, "hospital-a")),
+                ("hospital-b", feedback_id(SERVICE, item, "hospital-b")),
+            ]
+        )
+
+    run(body)
+
+
 def test_large_batch_spans_several_statements(database_url: str) -> None:
     batch = [
         feedback(card=f"card-{n:04d}", outcomeTimestamp="2021-12-11T10:05:31Z") for n in range(1000)

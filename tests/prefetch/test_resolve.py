@@ -168,7 +168,7 @@ def test_slots_bound_the_fetches_in_flight() -> None:
             )
 
     out = asyncio.run(run())
-    assert all(o.source == "fetched" for o in out.values())
+    assert {key: o.source for key, o in out.items()} == dict.fromkeys(specs, "fetched")
     assert most == 2
 
 

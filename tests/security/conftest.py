@@ -113,8 +113,8 @@ def secure_app(tmp_path: Path, keys: Keys) -> Callable[..., TestClient]:
         **settings: Any,
     ) -> TestClient:
         tenants = write_tenants(tmp_path / "tenants.yaml", keys, **(tenant or {}))
+        settings.setdefault("database_url", f"sqlite:///{tmp_path}/cds.db")
         config = Settings(
-            database_url=f"sqlite:///{tmp_path}/cds.db",
             auth="required",
             env="production",
             tenants_file=tenants,

@@ -12,8 +12,9 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from cds_service.audit.store import AuditStore
+from cds_service.audit.store import AuditEntry, AuditStore
 from cds_service.cli import main
+from cds_service.feedback.store import FeedbackStore, StoredFeedback
 from tests.security.conftest import FHIR, Keys, bearer, make_token, patient_view
 
 HOOK = "/cds-services/allergy-documentation"
@@ -151,6 +152,55 @@ def test_audit_trail_records_calls_and_feedback(
     assert [(r["kind"], r["hook_instance"]) for r in lines] == [("hook", body["hookInstance"])]
 
 
+def test_discovery_is_audited(secure_app: Callable[..., TestClient], keys: Keys) -> None:
+    with secure_app() as client:
+        token = make_token(keys, "/cds-services")
+        response = client.get("/cds-services", headers=bearer(token))
+        url = client.app.state.cds.settings.database_url  # type: ignore[attr-defined]
+    assert response.status_code == 200
+
+    async def read() -> list[AuditEntry]:
+        store = await AuditStore.open(url)
+        try:
+            return await store.query(since=datetime.now(UTC) - timedelta(minutes=5))
+        finally:
+            await store.close()
+
+    [entry] = asyncio.run(read())
+    assert (entry.kind, entry.tenant, entry.service, entry.hook, entry.outcome, entry.cards) == (
+        "discovery",
+        "hospital-a",
+        None,
+        None,
+        200,
+        0,
+    )
+    assert entry.issuer and entry.patient_id is None and entry.duration_ms > 0
+
+
+def test_feedback_is_stored_with_the_calling_tenant(
+    secure_app: Callable[..., TestClient], keys: Keys, database_url: str
+) -> None:
+    path = HOOK + "/feedback"
+    feedback = {
+        "feedback": [
+            {"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2030-03-17T17:46:40Z"}
+        ]
+    }
+    with secure_app(database_url=database_url) as client:
+        response = client.post(path, json=feedback, headers=bearer(make_token(keys, path)))
+    assert response.status_code == 200, response.text
+
+    async def read() -> list[StoredFeedback]:
+        store = await FeedbackStore.open(database_url)
+        try:
+            return await store.list_for_service("allergy-documentation")
+        finally:
+            await store.close()
+
+    assert [(r.card_uuid, r.tenant) for r in asyncio.run(read())] == [("c1", "hospital-a")]
+
+
 def test_auth_required_needs_a_tenants_file(tmp_path: Path) -> None:
     from cds_service.config import Settings
     from cds_service.exceptions import ConfigurationError
@@ -170,7 +220,11 @@ def test_auth_required_needs_a_tenants_file(tmp_path: Path) -> None:
             "    algorithms: [HS256]\n",
             "algorithms",
         ),
-        ("tenants:\n  - id: a\n    issuer: x\n    jwks_url: https://x/j\n    extra: 1\n", "extra"),
+        (
+            "tenants:\n  - id: a\n    issuer: x\n    jwks_url: https://x/j\n    extra: 1\n",
+            r":5:5: tenants\[0\]\.extra: is not a known key",
+        ),
+        ("tenants:\n  - issuer: x\n    jwks_url: https://x/j\n", r"tenants\[0\]\.id: is required"),
         ("tenants:\n  - id: a\n    id: b\n", "duplicate key"),
     ],
 )

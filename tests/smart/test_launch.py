@@ -48,7 +48,10 @@ class World:
         return asyncio.run(go())
 
     def launch(self, **params: str) -> httpx.Response:
-        return self.client.get("/smart/launch", params=params, follow_redirects=False)
+        response: httpx.Response = self.client.get(
+            "/smart/launch", params=params, follow_redirects=False
+        )
+        return response
 
     def authorize(self, launch_response: httpx.Response) -> dict[str, str]:
         assert launch_response.status_code == 302, launch_response.text
@@ -59,7 +62,10 @@ class World:
         return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
 
     def callback(self, params: dict[str, str]) -> httpx.Response:
-        return self.client.get("/smart/callback", params=params, follow_redirects=False)
+        response: httpx.Response = self.client.get(
+            "/smart/callback", params=params, follow_redirects=False
+        )
+        return response
 
 
 def tenants_file(path: Path, sim: Simulator, **smart: Any) -> Path:
@@ -296,3 +302,15 @@ def test_fallback_to_the_capability_statement(world: Callable[..., World]) -> No
     started = w.launch(iss=w.sim.fhir_base, launch=w.sim.launch_id(patient=patient_id(w)))
     assert started.status_code == 302
     assert started.headers["location"].startswith(w.sim.authorize_endpoint)
+
+
+def test_a_server_without_an_authorization_endpoint_cannot_launch(
+    world: Callable[..., World], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    w = world()
+    document = w.sim.smart_configuration()
+    del document["authorization_endpoint"]  # a Backend Services-only server
+    monkeypatch.setattr(w.sim, "smart_configuration", lambda: document)
+    started = w.launch(iss=w.sim.fhir_base, launch=w.sim.launch_id(patient=patient_id(w)))
+    assert started.status_code == 502
+    assert "no authorization endpoint" in started.text

@@ -23,10 +23,11 @@ from pydantic import (
     ValidationError,
 )
 
-from cds_service.rules.issues import RuleIssue, author_message
+from cds_service.rules.issues import RuleIssue
 from cds_service.rules.model import Kebab
+from cds_service.rules.ruleset import validation_issues
 from cds_service.types import JSONObject as JsonObject
-from cds_service.yamlsource import Located, field_path, read_yaml
+from cds_service.yamlsource import Located, read_yaml
 
 __all__ = [
     "TEST_SUFFIX",
@@ -159,17 +160,6 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
-def _validation_issues(
-    exc: ValidationError, path: Path, located: Located, rule_id: str
-) -> list[RuleIssue]:
-    issues = []
-    for err in exc.errors(include_input=False, include_url=False):
-        loc: Loc = tuple(p for p in err["loc"] if isinstance(p, int | str))
-        line, col = located.position(loc)
-        issues.append(RuleIssue(path, line, col, field_path(loc), author_message(err), rule_id))
-    return issues
-
-
 def read_test_file(
     path: Path, rule_id: str
 ) -> tuple[RuleTestFile | None, Located, list[RuleIssue]]:
@@ -185,5 +175,5 @@ def read_test_file(
     try:
         model = RuleTestFile.model_validate(_jsonable(located.value))
     except ValidationError as exc:
-        return None, located, _validation_issues(exc, path, located, rule_id)
+        return None, located, validation_issues(exc, path, located, rule_id)
     return model, located, []

@@ -42,8 +42,8 @@ from cds_service.rules.testing.model import Expectation
 from cds_service.rules.testing.plan import PlannedCase, plan_tests
 from cds_service.rules.testing.report import CaseResult, TestReport
 from cds_service.scores.sources import ComputedScores
+from cds_service.validation import field_errors
 from cds_service.wire.request import HookRequest
-from cds_service.yamlsource import field_path
 
 __all__ = [
     "MOCK_FHIR_BASE",
@@ -92,9 +92,7 @@ class _MockServer:
 
 
 def _first_error(exc: ValidationError) -> str:
-    err = exc.errors(include_input=False, include_url=False)[0]
-    where = field_path(tuple(p for p in err["loc"] if isinstance(p, int | str)))
-    return f"{where}: {err['msg']}" if where else str(err["msg"])
+    return str(field_errors(exc)[0])
 
 
 def _truths(conditions: Mapping[str, bool]) -> str:
