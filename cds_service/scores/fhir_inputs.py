@@ -6,8 +6,8 @@
   plausibility checks happen in one place (`cds_service.scores.inputs`).
 - Blood pressure: systolic 8480-6 from the components of a 85354-9 / 55284-4 panel or stand-alone.
 - Smoking: the latest 72166-2 with a known current / not-current answer.
-- Age in whole years from ``Patient.birthDate`` at `at`; sex from ``Patient.gender``; race from
-  the US Core race extension (OMB category).
+- Age in whole years from ``Patient.birthDate`` at `at` (`cds_service.patient.age_in_years`);
+  sex from ``Patient.gender``; race from the US Core race extension (OMB category).
 - Conditions: *active* at `at` (onset on or before `at`, no abatement by then) or *history* (onset
   on or before `at`, any clinical status); refuted / entered-in-error ones never count. A
   condition that is not recorded counts as absent (False).
@@ -21,9 +21,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Union
 
+from cds_service.patient import age_in_years
 from cds_service.scores import codes
 from cds_service.scores.codes import CodeSet, DrugSet
 from cds_service.scores.fhir_json import (
@@ -89,17 +90,13 @@ class PatientRecord:
         return patients[0] if patients else None
 
     def age(self) -> Found | None:
+        """Whole years at `at` (`age_in_years`: a partial birth date gives the certain age)."""
         patient = self._patient()
         birth = (patient or {}).get("birthDate")
-        if patient is None or not isinstance(birth, str) or len(birth) != 10:
+        years = age_in_years(birth, self.at)
+        if patient is None or years is None:
             return None
-        try:
-            born = date.fromisoformat(birth)
-        except ValueError:
-            return None
-        today = self.at.date()
-        years = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
-        return (years, self.source(patient, birth)) if years >= 0 else None
+        return years, self.source(patient, birth)
 
     def sex(self) -> Found | None:
         patient = self._patient()

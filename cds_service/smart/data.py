@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from cds_service.patient import age_in_years
 from cds_service.rules.index import parse_instant
 from cds_service.scores import SCORES, score_from_fhir
 from cds_service.smart.viewmodel import AppView, Banner, Measurement, ScoreView, Series
@@ -174,10 +175,7 @@ def _banner(patient: dict[str, Any] | None, now: datetime) -> Banner | None:
     names = patient.get("name") or [{}]
     chosen = next((n for n in names if n.get("use") == "official"), names[0])
     name = " ".join([*chosen.get("given", []), chosen.get("family", "")]).strip() or "Unnamed"
-    born = parse_instant(patient.get("birthDate"))
-    age = None
-    if born is not None:
-        age = now.year - born.year - ((now.month, now.day) < (born.month, born.day))
+    age = age_in_years(patient.get("birthDate"), now)
     identifiers = patient.get("identifier") or []
     mrn = next(
         (i.get("value") for i in identifiers if "MR" in str(i.get("type", {}).get("coding", ""))),
