@@ -25,11 +25,11 @@ from cds_service.rules.issues import RuleIssue, author_message
 from cds_service.rules.model import Rule, ServiceEntry, ServicesFile
 from cds_service.rules.valuesets import ValueSet, load_value_sets, member_of_function
 from cds_service.rules.yamlsource import Located, field_path, read_yaml
+from cds_service.terminology.registry import VALUESETS_DIR
 
 __all__ = ["RuleSet", "load_ruleset", "rule_files"]
 
 SERVICES_FILE = "_services.yaml"
-VALUESETS_DIR = "_valuesets"
 
 
 @dataclass(slots=True)

@@ -55,6 +55,9 @@ def _rules(tmp_path: Path, *specs: tuple[str, str, str], labs: str = LABS) -> li
         "hba1c": value_set("hba1c", "4548-4", "17856-6"),
         "ldl": value_set("ldl", "18262-6"),
         "many": value_set("many", *many),
+        "filtered": value_set("filtered", "4548-4")
+        + "compose:\n  include:\n    - system: http://hl7.org/fhir/sid/icd-10-cm\n"
+        "      filter: [{property: concept, op: is-a, value: E11}]\n",
     }
     texts = {rule_id: RULE.format(labs=labs, let=let, when=when) for rule_id, let, when in specs}
     return list(load_rules(tmp_path, texts, value_sets).values())
@@ -124,6 +127,11 @@ def test_searches_already_filtered_and_reads_are_left_alone(tmp_path: Path, labs
 
 def test_a_value_set_too_large_for_a_url_is_not_spelled_out(tmp_path: Path) -> None:
     let = "  picked:\n    resources: Observation\n    from: [labs]\n    coded: many"
+    assert _labs(_rules(tmp_path, ("a", let, "%picked.exists()"))) == LABS
+
+
+def test_a_value_set_with_an_is_a_filter_is_not_spelled_out(tmp_path: Path) -> None:
+    let = "  picked:\n    resources: Observation\n    from: [labs]\n    coded: filtered"
     assert _labs(_rules(tmp_path, ("a", let, "%picked.exists()"))) == LABS
 
 
