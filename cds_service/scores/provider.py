@@ -16,19 +16,45 @@ from typing import Any
 
 import orjson
 
-from cds_service.scores import SCORES, codes, compute_result
+from cds_service.scores import SCORES, compute_result
 from cds_service.scores.cache import ScoreCache
 from cds_service.scores.fhir_inputs import FhirData
+from cds_service.terminology import value_set
 
-__all__ = ["SCORE_PREFETCH", "ScoreProvider", "fingerprint"]
+__all__ = [
+    "SCORE_OBSERVATION_CODES",
+    "SCORE_OBSERVATION_SETS",
+    "SCORE_PREFETCH",
+    "ScoreProvider",
+    "fingerprint",
+]
 
 CACHE_VERSION = "v1"
+
+# The Observation value sets the score adapters read (tests/scores/test_terminology.py checks
+# that no adapter reads another one).
+SCORE_OBSERVATION_SETS = (
+    "total-cholesterol",
+    "hdl-cholesterol",
+    "blood-pressure",  # panels and stand-alone systolic
+    "smoking-status",
+    "hba1c",
+    "bmi",
+    "creatinine",
+    "respiratory-rate",
+    "glasgow-coma-score",
+)
+# Their codes, what the scores' prefetch asks for whatever category the EHR files them under
+# (Synthea files smoking status under `survey`, US Core under `social-history`).
+SCORE_OBSERVATION_CODES: frozenset[tuple[str, str]] = frozenset(
+    pair for set_id in SCORE_OBSERVATION_SETS for pair in value_set(set_id).codes
+)
 
 # What the scores read, advertised as prefetch by every service whose rules use scores.
 SCORE_PREFETCH: dict[str, str] = {
     "scorePatient": "Patient/{{context.patientId}}",
     "scoreObservations": "Observation?patient={{context.patientId}}&code="
-    + ",".join(f"{codes.LOINC}|{code}" for code in sorted(codes.SCORE_OBSERVATION_CODES)),
+    + ",".join(f"{system}|{code}" for system, code in sorted(SCORE_OBSERVATION_CODES)),
     "scoreConditions": "Condition?patient={{context.patientId}}",
     "scoreMedications": "MedicationRequest?patient={{context.patientId}}&status=active",
 }

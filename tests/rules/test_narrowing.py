@@ -22,9 +22,9 @@ from cds_service.rules.narrowing import MAX_CODES, narrowed_templates
 from cds_service.rules.ruleset import load_ruleset
 from cds_service.rules.runtime import default_score_source, known_score_names
 from cds_service.rules.service import evaluate_rules, prefetch_specs, request_data
-from cds_service.scores import codes
-from cds_service.scores.provider import SCORE_PREFETCH
+from cds_service.scores.provider import SCORE_OBSERVATION_SETS, SCORE_PREFETCH
 from cds_service.services.definition import PrefetchSpec
+from cds_service.terminology import value_set as value_set_of
 from cds_service.wire.request import HookRequest
 from tests.conftest import FIXTURES
 from tests.rules.conftest import load_rules, value_set
@@ -135,19 +135,14 @@ def test_a_value_set_with_an_is_a_filter_is_not_spelled_out(tmp_path: Path) -> N
     assert _labs(_rules(tmp_path, ("a", let, "%picked.exists()"))) == LABS
 
 
-def test_score_prefetch_asks_for_every_code_the_score_adapters_read() -> None:
+def test_score_prefetch_asks_for_the_codes_of_the_scores_observation_value_sets() -> None:
     read = {
-        code
-        for name in dir(codes)
-        if name.startswith("LOINC_") and name != "LOINC_DIASTOLIC"  # a component, not a code
-        for code in (
-            {getattr(codes, name)}
-            if isinstance(getattr(codes, name), str)
-            else getattr(codes, name)
-        )
+        f"{system}|{code}"
+        for set_id in SCORE_OBSERVATION_SETS
+        for system, code in value_set_of(set_id).codes
     }
     template = SCORE_PREFETCH["scoreObservations"]
-    assert _codes_of(template) == {f"{LOINC}|{code}" for code in read}
+    assert _codes_of(template) == read
     assert narrowed_templates({"scoreObservations": template}, []) == {
         "scoreObservations": template
     }
