@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 import httpx
 from fastapi import FastAPI
@@ -18,6 +17,7 @@ from cds_service import __version__
 from cds_service.api import discovery, feedback, health, hooks
 from cds_service.api.errors import install_error_handlers
 from cds_service.audit.store import AuditStore
+from cds_service.clock import system_clock
 from cds_service.config import Settings, load_settings
 from cds_service.feedback.store import FeedbackStore
 from cds_service.heap import settle_heap
@@ -38,16 +38,13 @@ from cds_service.services.registry import ServiceRegistry
 from cds_service.smart import routes as smart_routes
 from cds_service.smart.discovery import SmartDiscovery
 from cds_service.smart.sessions import SessionStore, SmartRuntime
-from cds_service.state import AppState, Clock
+from cds_service.state import AppState
 from cds_service.tracing import configure_tracing
+from cds_service.types import Clock
 
 __all__ = ["create_app", "create_app_from_env"]
 
 log = logging.getLogger(__name__)
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
 
 
 def create_app(
@@ -56,7 +53,7 @@ def create_app(
     services: Iterable[ServiceDefinition] | None = None,
     fhir_transport: httpx.AsyncBaseTransport | None = None,
     jwks_transport: httpx.AsyncBaseTransport | None = None,
-    clock: Clock = _utc_now,
+    clock: Clock = system_clock,
     auth_clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """Build the ASGI app.
@@ -79,7 +76,7 @@ def create_app(
             settings.rules_dir,
             extra_services=builtin_services if settings.builtin_services else list,
             budget_seconds=settings.rule_budget_seconds,
-            scores=ScoreProvider(score_cache),
+            scores=ScoreProvider(score_cache, clock=clock),
         )
         registry = runtime.load()
         assert registry is not None  # the first load always yields a registry or raises

@@ -7,9 +7,7 @@ module level.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
 
 import httpx
 
@@ -24,10 +22,9 @@ from cds_service.security.ratelimit import RateLimiter
 from cds_service.security.tenants import TenantRegistry
 from cds_service.services.registry import ServiceRegistry
 from cds_service.smart.sessions import SmartRuntime
+from cds_service.types import Clock
 
 __all__ = ["AppState", "Clock"]
-
-Clock = Callable[[], datetime]
 
 
 @dataclass(slots=True)

@@ -12,7 +12,6 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from cds_service.audit.store import AuditEntry, AuditKind
 from cds_service.exceptions import CDSServiceError
@@ -86,7 +85,7 @@ async def _write(state: AppState, record: AuditRecord) -> None:
     if state.audit is None:
         return
     entry = AuditEntry(
-        at=datetime.now(UTC),
+        at=state.clock(),  # the app's clock, as every other time the call records
         kind=record.kind,
         tenant=tenant.id if tenant is not None else None,
         issuer=record.principal.issuer,

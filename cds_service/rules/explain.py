@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 from pydantic import ValidationError
 
+from cds_service.clock import system_clock
 from cds_service.exceptions import CDSServiceError
 from cds_service.prefetch.resolve import resolve_prefetch
 from cds_service.rules.compiled import CompiledCondition, CompiledRule, score_variable
@@ -126,7 +127,7 @@ def _evaluate(root: Path, rule_id: str, request_path: Path, now: datetime | None
         prefetch = asyncio.run(_resolve(request, rule))
     except CDSServiceError as exc:
         raise ExplainError(f"prefetch: {exc.message}") from None
-    at = now or datetime.now(UTC)
+    at = now or system_clock()
     try:
         data = request_data(request.context, prefetch, [rule], at, score_source())
     except Exception as exc:

@@ -20,6 +20,7 @@ from cds_service.scores import SCORES, compute_result
 from cds_service.scores.cache import ScoreCache
 from cds_service.scores.fhir_inputs import FhirData
 from cds_service.terminology import value_set
+from cds_service.types import Clock
 
 __all__ = [
     "SCORE_OBSERVATION_CODES",
@@ -73,10 +74,11 @@ def cache_key(tenant: str, patient: str, score: str, suffix: str) -> str:
 
 
 class ScoreProvider:
-    """Computes scores through the cache."""
+    """Computes scores through the cache; `clock` stamps `computed_at`."""
 
-    def __init__(self, cache: ScoreCache) -> None:
+    def __init__(self, cache: ScoreCache, *, clock: Clock) -> None:
         self.cache = cache
+        self.clock = clock
 
     async def score(
         self,
@@ -108,7 +110,7 @@ class ScoreProvider:
         cached = await self.cache.get(key)
         if cached is not None:
             return {**cached, "source": "cache"}
-        out = compute_result(calculator, inputs).to_json()
+        out = compute_result(calculator, inputs, self.clock()).to_json()
         if data_complete:  # partial data must not become the patient's latest result
             await self.store(out, tenant=tenant, patient_id=patient_id, key=key)
         return {**out, "source": "computed"}

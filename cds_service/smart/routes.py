@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -144,7 +143,7 @@ async def launch(
             "tenant": tenant.id,
             "launch": launch,
             "scope": scope,
-            "started": time.time(),
+            "started": state.clock().timestamp(),
         },
     )
     url = oauth.authorize_url(
@@ -215,7 +214,7 @@ async def callback(request: Request, state: StateDep) -> Response:
         "tenant": tenant.id,
         "access_token": tokens["access_token"],
         "refresh_token": tokens.get("refresh_token"),
-        "expires_at": time.time() + float(tokens.get("expires_in", 300)),
+        "expires_at": state.clock().timestamp() + float(tokens.get("expires_in", 300)),
         "patient": tokens.get("patient"),
         "encounter": tokens.get("encounter"),
         "need_patient_banner": tokens.get("need_patient_banner", True) is not False,
@@ -245,7 +244,9 @@ async def _verified_id_token(
         jwks = response.json()
     except (httpx.HTTPError, ValueError):
         raise SmartError("the EHR's keys could not be read to check the id_token") from None
-    return oauth.verify_id_token(id_token, config, tenant.smart, jwks)
+    return oauth.verify_id_token(
+        id_token, config, tenant.smart, jwks, now=state.clock().timestamp()
+    )
 
 
 def _context(state: AppState, app_context: Any) -> str | None:
@@ -291,13 +292,13 @@ async def app_view(request: Request, state: StateDep) -> Response:
     http = state.http
 
     async def token(force: bool) -> str:
-        if force or time.time() > float(session["expires_at"]) - 10:
+        if force or state.clock().timestamp() > float(session["expires_at"]) - 10:
             if not session.get("refresh_token"):
                 raise SmartError("the access token expired and cannot be refreshed", status=401)
             fresh = await oauth.refresh(http, config, smart_client, session["refresh_token"])
             session["access_token"] = fresh["access_token"]
             session["refresh_token"] = fresh.get("refresh_token", session["refresh_token"])
-            session["expires_at"] = time.time() + float(fresh.get("expires_in", 300))
+            session["expires_at"] = state.clock().timestamp() + float(fresh.get("expires_in", 300))
             await state.smart.sessions.put(str(session_id), session)  # type: ignore[union-attr]
         return str(session["access_token"])
 
