@@ -3,7 +3,7 @@
     python -m bench.rules_engine [--rules DIR] [--repeat N] [--json FILE]
 
 For each fixture patient and each hook the pack covers, the script builds a realistic call (the
-patient's own data answering the service's prefetch templates through the in-memory FHIR server,
+patient's own data answering the service's prefetch templates through the FHIR double,
 a plausible hook context, `%now` at the patient's last encounter), then times what the engine does
 per call: assembling the call's data (index, risk scores computed from the data) and evaluating
 every rule of the hook. HTTP, JSON parsing and prefetch fetching are excluded; they are measured by
@@ -27,7 +27,7 @@ import httpx
 
 from bench.workloads import METFORMIN, NSAID, OPIOID, draft_orders
 from cds_service.config import default_rules_dir
-from cds_service.prefetch.local import LocalFhirServer
+from cds_service.fhir_double import FhirDouble
 from cds_service.prefetch.resolve import resolve_prefetch
 from cds_service.rules.compiled import score_variable
 from cds_service.rules.ruleset import load_ruleset
@@ -38,7 +38,7 @@ from cds_service.wire.request import HookRequest
 SYNTHEA = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "fhir-r4" / "synthea"
 
 
-def last_encounter(server: LocalFhirServer) -> tuple[str | None, datetime]:
+def last_encounter(server: FhirDouble) -> tuple[str | None, datetime]:
     best: tuple[str, str | None] = ("", None)
     for encounter in server.resources("Encounter"):
         start = (encounter.get("period") or {}).get("start", "")
@@ -88,7 +88,7 @@ def context_for(
     return base
 
 
-async def prefetch(server: LocalFhirServer, request: HookRequest, specs: dict[str, Any]) -> Any:
+async def prefetch(server: FhirDouble, request: HookRequest, specs: dict[str, Any]) -> Any:
     async with httpx.AsyncClient(transport=httpx.MockTransport(server.handle)) as client:
         return await resolve_prefetch(request, specs, client, deadline_seconds=10, max_pages=50)
 
@@ -116,7 +116,7 @@ def main() -> int:
     fired: dict[str, int] = {r.id: 0 for r in rules}
     patients = sorted(p for p in SYNTHEA.glob("*.json") if not p.name.startswith("_"))
     for path in patients:
-        server = LocalFhirServer.from_bundle(json.loads(path.read_text()))
+        server = FhirDouble.from_bundle(json.loads(path.read_text()), record=False)
         patient_id = server.resources("Patient")[0]["id"]
         encounter_id, now = last_encounter(server)
         for hook in hooks:

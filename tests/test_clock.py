@@ -16,8 +16,8 @@ import cds_service
 from cds_service.audit.store import AuditEntry, AuditStore
 from cds_service.clock import frozen_clock
 from cds_service.config import Settings
+from cds_service.fhir_double import FhirDouble
 from cds_service.main import create_app
-from cds_service.prefetch.local import LocalFhirServer
 from cds_service.scores import score_from_fhir
 from cds_service.scores.provider import cache_key
 from tests.conftest import FIXTURES
@@ -34,7 +34,7 @@ ALLOWED = {
 
 
 def test_a_frozen_clock_stamps_audit_rows_and_score_results(tmp_path: Path) -> None:
-    server = LocalFhirServer.from_bundle(json.loads(DARWIN.read_text()))
+    server = FhirDouble.from_bundle(json.loads(DARWIN.read_text()))
     patient_id = server.resources("Patient")[0]["id"]
     database_url = f"sqlite:///{tmp_path}/cds.db"
     settings = Settings(database_url=database_url, builtin_services=False)

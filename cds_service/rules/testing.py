@@ -46,6 +46,7 @@ from pydantic import (
 )
 
 from cds_service.exceptions import CDSServiceError
+from cds_service.fhir_double import FhirDouble
 from cds_service.prefetch.resolve import resolve_prefetch
 from cds_service.rules.compiled import CompiledCondition, CompiledRule
 from cds_service.rules.engine import evaluate_rule
@@ -119,7 +120,8 @@ class MockFhirServer(_Authored):
         default_factory=dict,
         description=(
             "Relative URL (with query, e.g. `MedicationRequest?patient=p1&status=active`) → the "
-            "resource or Bundle returned. Any other URL answers 404."
+            "resource or Bundle returned. Any other URL answers 400 with an OperationOutcome "
+            "(cds_service/fhir_double.py), never an empty result."
         ),
     )
 
@@ -589,32 +591,8 @@ def subset_mismatches(expected: Any, actual: Any, where: str) -> list[str]:
     return [f"{where}: expected {_show(expected)}, got {_show(actual)}"]
 
 
-def _relative(url: httpx.URL) -> str:
-    path = unquote(url.raw_path.decode("ascii"))
-    base = httpx.URL(MOCK_FHIR_BASE).path.rstrip("/") + "/"
-    return path.removeprefix(base)
-
-
 def _normal(url: str) -> str:
     return unquote(url).lstrip("/")
-
-
-class _MockServer:
-    def __init__(self, responses: Mapping[str, dict[str, Any]]) -> None:
-        self.responses = {_normal(k): v for k, v in responses.items()}
-        self.requested: list[str] = []
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        relative = _relative(request.url)
-        self.requested.append(relative)
-        body = self.responses.get(relative)
-        if body is None:
-            outcome = {
-                "resourceType": "OperationOutcome",
-                "issue": [{"severity": "error", "code": "not-found"}],
-            }
-            return httpx.Response(404, json=outcome)
-        return httpx.Response(200, json=body)
 
 
 async def _resolve(
@@ -660,7 +638,8 @@ def run_case(
     except ValidationError as exc:
         result.failures.append(f"context is invalid for hook {rule.rule.hook}: {_first_error(exc)}")
         return result
-    server = _MockServer(case.fhir_server.responses if case.fhir_server else {})
+    responses = case.fhir_server.responses if case.fhir_server else {}
+    server = FhirDouble(responses=responses, base_url=MOCK_FHIR_BASE)
     body: dict[str, Any] = {
         "hook": rule.rule.hook,
         "hookInstance": str(uuid.uuid4()),

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from cds_service.config import default_rules_dir
-from cds_service.prefetch.local import LocalFhirServer
+from cds_service.fhir_double import FhirDouble
 from cds_service.prefetch.resolve import resolve_prefetch
 from cds_service.rules.compiled import CompiledRule
 from cds_service.rules.narrowing import MAX_CODES, narrowed_templates
@@ -157,7 +157,7 @@ def _fixture_patients() -> list[Path]:
 
 
 def _outcomes(
-    server: LocalFhirServer,
+    server: FhirDouble,
     hook_rules: list[CompiledRule],
     specs: Mapping[str, PrefetchSpec],
     context: dict[str, Any],
@@ -210,7 +210,7 @@ def test_bundled_patient_view_rules_decide_the_same_on_narrowed_prefetch() -> No
     total = {"written": 0, "narrowed": 0}
     fired = 0
     for path in _fixture_patients():
-        server = LocalFhirServer.from_bundle(json.loads(path.read_text()))
+        server = FhirDouble.from_bundle(json.loads(path.read_text()))
         context = {"userId": "Practitioner/1", "patientId": server.resources("Patient")[0]["id"]}
         before, size_before = _outcomes(server, hook_rules, written, context)
         after, size_after = _outcomes(server, hook_rules, narrowed, context)
