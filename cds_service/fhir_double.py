@@ -145,6 +145,7 @@ class FhirDouble:
 
     @property
     def transport(self) -> httpx.MockTransport:
+        """For `httpx.AsyncClient(transport=...)` or `create_app(fhir_transport=...)`."""
         return httpx.MockTransport(self.handle)
 
     # --- answering ---------------------------------------------------------------------------
