@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cds_service.terminology.valueset import ValueSet, codings_of, load_value_sets
+from cds_service.terminology.valueset import ValueSet, coded, codings_of, load_value_sets
 
 __all__ = ["ValueSet", "codings_of", "load_value_sets", "member_of_function"]
 
@@ -26,7 +26,7 @@ def member_of_function(value_sets: Mapping[str, ValueSet]) -> dict[str, Any]:
         value_set = value_sets.get(name)
         if value_set is None:
             raise ValueError(f"unknown value set {name!r}")
-        return [any(value_set.contains(s, c) for s, c in codings_of(inputs))]
+        return [coded(inputs, value_set)]
 
     def single(inputs: list[Any]) -> list[Any]:
         # FHIRPath says single() on several items is an error; fhirpathpy returns an error

@@ -19,6 +19,7 @@ __all__ = [
     "ScoreResult",
     "build_scores",
     "compute_result",
+    "iso_seconds",
     "score_from_fhir",
     "score_names",
 ]

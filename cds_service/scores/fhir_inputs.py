@@ -30,8 +30,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Union
 
 from cds_service.patient import age_in_years
-from cds_service.scores.fhir_json import coded, parse_fhir_datetime, quantity, status_code
-from cds_service.terminology import ValueSet, codings_of, value_set, words
+from cds_service.scores.fhir_json import parse_fhir_datetime, quantity, status_code
+from cds_service.terminology import ValueSet, coded, codings_of, value_set, words
 
 __all__ = ["FhirData", "Found", "PatientRecord"]
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from cds_service.terminology import ValueSet, codings_of
-
-__all__ = ["coded", "parse_fhir_datetime", "quantity", "status_code"]
+__all__ = ["parse_fhir_datetime", "quantity", "status_code"]
 
 UCUM = "http://unitsofmeasure.org"
 
@@ -31,11 +29,6 @@ def status_code(concept: Any) -> str | None:
         if isinstance(coding, dict) and coding.get("code"):
             return str(coding["code"])
     return None
-
-
-def coded(concept: Any, value_set: ValueSet) -> bool:
-    """True when a coding of the CodeableConcept (or Coding) is in the value set."""
-    return any(value_set.contains(system, code) for system, code in codings_of(concept))
 
 
 def quantity(value: Any) -> dict[str, Any] | None:

@@ -18,10 +18,9 @@ import httpx
 from cds_service.patient import age_in_years
 from cds_service.rules.index import parse_instant
 from cds_service.scores import SCORES, score_from_fhir
-from cds_service.scores.fhir_json import coded
 from cds_service.scores.units import UnitError, convert, normalise_unit
 from cds_service.smart.viewmodel import AppView, Banner, Measurement, ScoreView, Series
-from cds_service.terminology import value_set
+from cds_service.terminology import coded, value_set
 
 __all__ = ["SERIES", "build_view", "fetch_patient_data"]
 

@@ -22,6 +22,7 @@ from cds_service.terminology.systems import ICD10_SYSTEMS, LOINC, RXNORM, SNOMED
 from cds_service.terminology.valueset import (
     INGREDIENT_NAME_URL,
     ValueSet,
+    coded,
     codings_of,
     load_value_sets,
     words,
@@ -37,6 +38,7 @@ __all__ = [
     "ValueSet",
     "bundled_directory",
     "bundled_value_sets",
+    "coded",
     "codings_of",
     "load_value_sets",
     "value_set",

@@ -37,6 +37,7 @@ from cds_service.terminology.systems import ICD10_SYSTEMS, RXNORM
 __all__ = [
     "INGREDIENT_NAME_URL",
     "ValueSet",
+    "coded",
     "codings_of",
     "load_value_sets",
     "words",
@@ -114,6 +115,11 @@ def codings_of(value: Any) -> Iterable[tuple[str | None, str | None]]:
             )
     elif isinstance(value, str):
         yield (None, value)
+
+
+def coded(concept: Any, value_set: ValueSet) -> bool:
+    """True when a coding of a CodeableConcept (or a Coding, or a list) is in the value set."""
+    return any(value_set.contains(system, code) for system, code in codings_of(concept))
 
 
 # --- loading ---------------------------------------------------------------------------------
