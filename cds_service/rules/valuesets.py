@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from cds_service.terminology.valueset import ValueSet, coded, codings_of, load_value_sets
+from cds_service.terminology.valueset import ValueSet, coded, load_value_sets
 
-__all__ = ["ValueSet", "codings_of", "load_value_sets", "member_of_function"]
+__all__ = ["ValueSet", "load_value_sets", "member_of_function"]
 
 
 def member_of_function(value_sets: Mapping[str, ValueSet]) -> dict[str, Any]:
