@@ -21,7 +21,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 from starlette.responses import Response
 
-from cds_service.prefetch.local import LocalFhirServer
+from cds_service.fhir_double import FhirDouble
 
 SYNTHEA = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "fhir-r4" / "synthea"
 
@@ -32,8 +32,8 @@ def create(latency: float, base_url: str) -> FastAPI:
         if not path.name.startswith("_"):
             bundle = json.loads(path.read_text())
             resources += [e["resource"] for e in bundle.get("entry", [])]
-    local = LocalFhirServer(resources, base_url=base_url)
-    answers: dict[str, bytes | None] = {}
+    local = FhirDouble(resources, base_url=base_url, record=False)
+    answers: dict[str, tuple[int, bytes]] = {}
     app = FastAPI()
 
     @app.get("/fhir/{path:path}")
@@ -42,16 +42,10 @@ def create(latency: float, base_url: str) -> FastAPI:
         query = request.url.query
         relative = path + (f"?{query}" if query else "")
         if relative not in answers:
-            found = local.get(relative)
-            answers[relative] = None if found is None else orjson.dumps(found)
-        answer = answers[relative]
-        if answer is None:
-            return Response(
-                b'{"resourceType":"OperationOutcome","issue":[]}',
-                status_code=404,
-                media_type="application/fhir+json",
-            )
-        return Response(answer, media_type="application/fhir+json")
+            status, body = local.answer(relative)
+            answers[relative] = status, orjson.dumps(body)
+        status, answer = answers[relative]
+        return Response(answer, status_code=status, media_type="application/fhir+json")
 
     return app
 

@@ -39,7 +39,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from bench.report import ONE_WORKER_PAIRED, PRECOMPUTED, TWO_WORKERS
-from cds_service.prefetch.local import LocalFhirServer
+from cds_service.fhir_double import FhirDouble
 from deploy.topology import create_database, drop_database, free_port
 from deploy.workloads import draft_orders
 
@@ -149,9 +149,9 @@ def start(
 # --- the workloads ------------------------------------------------------------------------
 
 
-def patients() -> list[LocalFhirServer]:
+def patients() -> list[FhirDouble]:
     return [
-        LocalFhirServer.from_bundle(json.loads(p.read_text()))
+        FhirDouble.from_bundle(json.loads(p.read_text()))
         for p in sorted(SYNTHEA.glob("*.json"))
         if not p.name.startswith("_")
     ]

@@ -3,7 +3,7 @@
     python -m bench.rules_engine [--rules DIR] [--repeat N] [--json FILE]
 
 For each fixture patient and each hook the pack covers, the script builds a realistic call (the
-patient's own data answering the service's prefetch templates through the in-memory FHIR server,
+patient's own data answering the service's prefetch templates through the FHIR double,
 a plausible hook context, `%now` at the patient's last encounter), then times what the engine does
 per call: assembling the call's data (index, risk scores computed from the data) and evaluating
 every rule of the hook. HTTP, JSON parsing and prefetch fetching are excluded; they are measured by
@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from cds_service.config import default_rules_dir
-from cds_service.prefetch.local import LocalFhirServer
+from cds_service.fhir_double import FhirDouble
 from cds_service.prefetch.types import PrefetchOutcome
 from cds_service.rules.compiled import CompiledRule
 from cds_service.rules.pipeline import (
@@ -52,7 +52,7 @@ ALLERGY_CLINICAL = "http://terminology.hl7.org/CodeSystem/allergyintolerance-cli
 SYNTHEA = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "fhir-r4" / "synthea"
 
 
-def last_encounter(server: LocalFhirServer) -> tuple[str | None, datetime]:
+def last_encounter(server: FhirDouble) -> tuple[str | None, datetime]:
     best: tuple[str, str | None] = ("", None)
     for encounter in server.resources("Encounter"):
         start = (encounter.get("period") or {}).get("start", "")
@@ -147,7 +147,7 @@ async def call_once(
 
 
 async def resolve(
-    server: LocalFhirServer, service: ServiceDefinition, request: HookRequest, now: datetime
+    server: FhirDouble, service: ServiceDefinition, request: HookRequest, now: datetime
 ) -> dict[str, PrefetchOutcome]:
     """The call's prefetch, fetched once from the patient's in-memory FHIR server."""
     async with httpx.AsyncClient(transport=httpx.MockTransport(server.handle)) as client:
@@ -190,7 +190,7 @@ async def measure(args: argparse.Namespace) -> int:
     computed = ComputedScores()
     services = services_from_rules(ruleset, scores=computed, stats=RuleStats())
     for path in patients:
-        server = LocalFhirServer.from_bundle(json.loads(path.read_text()))
+        server = FhirDouble.from_bundle(json.loads(path.read_text()), record=False)
         patient_id = server.resources("Patient")[0]["id"]
         encounter_id, now = last_encounter(server)
         for hook in hooks:

@@ -30,8 +30,8 @@ import redis
 from fastapi.testclient import TestClient
 
 from cds_service.config import Settings
+from cds_service.fhir_double import FhirDouble
 from cds_service.main import create_app
-from cds_service.prefetch.local import LocalFhirServer
 from cds_service.scores.provider import SCORE_PREFETCH
 
 SYNTHEA = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "fhir-r4" / "synthea"
@@ -45,7 +45,7 @@ def main() -> int:
     parser.add_argument("--fhir-latency", type=float, default=0.3, metavar="SECONDS")
     args = parser.parse_args()
 
-    server = LocalFhirServer.from_bundle(json.loads(DARWIN.read_text()))
+    server = FhirDouble.from_bundle(json.loads(DARWIN.read_text()), record=False)
     patient_id = server.resources("Patient")[0]["id"]
     now = datetime(2019, 10, 10, 23, 0, tzinfo=UTC)
     settings = Settings(

@@ -8,7 +8,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from datetime import UTC, datetime
 
 import httpx
 from fastapi import FastAPI
@@ -17,6 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 from cds_service import __version__
 from cds_service.api import discovery, feedback, health, hooks
 from cds_service.api.errors import install_error_handlers
+from cds_service.clock import system_clock
 from cds_service.config import Settings, load_settings
 from cds_service.heap import settle_heap
 from cds_service.logs import RequestIdMiddleware
@@ -47,10 +47,6 @@ __all__ = ["create_app", "create_app_from_env"]
 log = logging.getLogger(__name__)
 
 
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
 async def _stop(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -63,7 +59,7 @@ def create_app(
     services: Iterable[ServiceDefinition] | None = None,
     fhir_transport: httpx.AsyncBaseTransport | None = None,
     jwks_transport: httpx.AsyncBaseTransport | None = None,
-    clock: Clock = _utc_now,
+    clock: Clock = system_clock,
     auth_clock: Callable[[], float] = time.time,
 ) -> FastAPI:
     """Build the ASGI app.
@@ -86,7 +82,7 @@ def create_app(
             settings.rules_dir,
             extra_services=builtin_services if settings.builtin_services else list,
             budget_seconds=settings.rule_budget_seconds,
-            scores=CachedScores(ScoreProvider(score_cache)),
+            scores=CachedScores(ScoreProvider(score_cache, clock=clock)),
         )
         registry = runtime.load()
         assert registry is not None  # the first load always yields a registry or raises

@@ -38,7 +38,7 @@ from jwt.algorithms import ECAlgorithm
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cds_service.prefetch.local import LocalFhirServer
+from cds_service.fhir_double import FhirDouble
 from deploy.topology import Topology, drop_database, rss_mb
 from deploy.workloads import draft_orders
 
@@ -60,7 +60,7 @@ def build_bodies(discovery: list[dict[str, Any]]) -> list[tuple[str, dict[str, A
     for file in sorted(SYNTHEA.glob("*.json")):
         if file.name.startswith("_"):
             continue
-        local = LocalFhirServer.from_bundle(json.loads(file.read_text()))
+        local = FhirDouble.from_bundle(json.loads(file.read_text()))
         pid = local.resources("Patient")[0]["id"]
         base = {"userId": "Practitioner/soak", "patientId": pid}
         contexts = {

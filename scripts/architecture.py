@@ -37,6 +37,9 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "types",
             "exceptions",
             "validation",
+            "issues",
+            "clock",
+            "patient",
             "config",
             "yamlsource",
             "database",
@@ -48,6 +51,11 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         ),
     ),
     ("wire", "the CDS Hooks JSON models", ("wire",)),
+    (
+        "terminology",
+        "the value sets every layer above reads codes from, and the FHIR server double",
+        ("terminology", "fhir_double"),
+    ),
     (
         "building blocks",
         "prefetch (templates, fetching), risk scores and their cache, Bulk Data export, tenants "

@@ -8,17 +8,17 @@ import logging
 import os
 import secrets
 import tempfile
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 
 from cds_service.config import Settings
+from cds_service.fhir_double import FhirDouble
 from cds_service.logs import JsonFormatter
 from cds_service.main import create_app
 from cds_service.services.builtin import builtin_services
@@ -135,46 +135,17 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(database_url=f"sqlite:///{tmp_path}/feedback.db")
 
 
-class FhirServerStub:
-    """Stands in for the EHR's FHIR server: canned answers by path+query, and a request log."""
+@pytest.fixture
+def fhir() -> FhirDouble:
+    """The EHR's FHIR server: canned answers (`add`), an empty record otherwise, a request log.
 
-    def __init__(self) -> None:
-        self.routes: dict[str, httpx.Response | Callable[[httpx.Request], httpx.Response]] = {}
-        self.requests: list[httpx.Request] = []
-
-    def add(self, path_and_query: str, body: Any, status: int = 200) -> None:
-        self.routes[path_and_query] = httpx.Response(status, json=body)
-
-    def handler(self, request: httpx.Request) -> httpx.Response:
-        self.requests.append(request)
-        key = request.url.raw_path.decode()
-        answer = self.routes.get(key)
-        if answer is None:
-            if "?" in key:
-                return httpx.Response(
-                    200, json={"resourceType": "Bundle", "type": "searchset", "total": 0}
-                )
-            return httpx.Response(
-                404,
-                json={
-                    "resourceType": "OperationOutcome",
-                    "issue": [{"severity": "error", "code": "not-found"}],
-                },
-            )
-        return answer(request) if callable(answer) else answer
-
-    @property
-    def transport(self) -> httpx.MockTransport:
-        return httpx.MockTransport(self.handler)
+    It holds no resources, so a search it understands finds nothing (an empty Bundle) and a read
+    is 404; any other URL is 400 (see cds_service/fhir_double.py). Any base URL is accepted."""
+    return FhirDouble([], base_url=None)
 
 
 @pytest.fixture
-def fhir() -> FhirServerStub:
-    return FhirServerStub()
-
-
-@pytest.fixture
-def client(settings: Settings, fhir: FhirServerStub) -> Iterator[TestClient]:
+def client(settings: Settings, fhir: FhirDouble) -> Iterator[TestClient]:
     # The HTTP core is tested against the built-in services (fixed behaviour); the rule
     # services have their own tests.
     app = create_app(

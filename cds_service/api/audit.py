@@ -12,12 +12,12 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
 from cds_service.audit.store import AuditEntry, AuditKind, AuditStore
 from cds_service.exceptions import CDSServiceError
 from cds_service.metrics import Metrics
 from cds_service.security.jwt_auth import Principal
+from cds_service.types import Clock
 
 __all__ = ["AuditRecord", "audited"]
 
@@ -45,6 +45,7 @@ class AuditRecord:
 async def audited(
     audit: AuditStore,
     metrics: Metrics,
+    clock: Clock,
     kind: AuditKind,
     principal: Principal,
     service: str | None = None,
@@ -64,10 +65,10 @@ async def audited(
         record.detail = type(exc).__name__
         raise
     finally:
-        await _write(audit, metrics, record)
+        await _write(audit, metrics, clock, record)
 
 
-async def _write(audit: AuditStore, metrics: Metrics, record: AuditRecord) -> None:
+async def _write(audit: AuditStore, metrics: Metrics, clock: Clock, record: AuditRecord) -> None:
     tenant = record.principal.tenant
     duration = round((time.perf_counter() - record.started) * 1000, 3)
     log.info(
@@ -89,7 +90,7 @@ async def _write(audit: AuditStore, metrics: Metrics, record: AuditRecord) -> No
     if record.kind == "hook" and record.cards:
         metrics.with_cards.labels(record.service or "", record.hook or "").inc()
     entry = AuditEntry(
-        at=datetime.now(UTC),
+        at=clock(),  # the app's clock, as every other time the call records
         kind=record.kind,
         tenant=tenant.id if tenant is not None else None,
         issuer=record.principal.issuer,

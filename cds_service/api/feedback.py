@@ -41,7 +41,7 @@ async def feedback(
     Answers 200 with `{"received": n, "stored": m}` (`m < n` when some were already recorded).
     """
     service = find_service(registry, service_id).service
-    async with audited(audit, metrics, "feedback", caller, service.id) as record:
+    async with audited(audit, metrics, clock, "feedback", caller, service.id) as record:
         batch = await parse_body(request, settings, FeedbackBatch, "feedback")
         tenant = caller.tenant.id if caller.tenant is not None else None
         result = await store.record(service.id, batch.feedback, received_at=clock(), tenant=tenant)

@@ -53,7 +53,7 @@ async def call_service(
         span.set_attribute("cds.service", endpoint.service.id)
         span.set_attribute("cds.tenant", caller.tenant_id)
         async with audited(
-            resources.audit, state.metrics, "hook", caller, endpoint.service.id
+            resources.audit, state.metrics, state.clock, "hook", caller, endpoint.service.id
         ) as record:
             try:
                 return await _call(endpoint, service_id, request, state, resources, caller, record)

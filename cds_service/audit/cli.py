@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.audit.store import AuditEntry, AuditStore
+from cds_service.clock import system_clock
 from cds_service.config import load_settings
 from cds_service.exceptions import ConfigurationError
 
@@ -191,7 +192,7 @@ async def _query(
 
 def run(args: argparse.Namespace) -> int:
     """Print the matching audit rows; the exit status."""
-    now = datetime.now(UTC)
+    now = system_clock()  # the command's one reading of the wall clock
     try:
         since = parse_when(args.audit_since, option="--since", now=now)
         until = (

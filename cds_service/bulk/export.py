@@ -47,6 +47,8 @@ from cds_service.bulk.httputil import (
 from cds_service.bulk.manifest import Manifest, parse_manifest
 from cds_service.bulk.ndjson import DEFAULT_MAX_LINE_BYTES, NdjsonItem, NdjsonProblem
 from cds_service.bulk.progress import ExportProgress, ProgressCallback, report
+from cds_service.clock import system_clock
+from cds_service.types import Clock
 
 __all__ = [
     "DEFAULT_POLL_TIMEOUT",
@@ -122,8 +124,11 @@ async def poll(
     max_backoff: float = 60.0,
     sleep: Sleep = asyncio.sleep,
     clock: Callable[[], float] = time.monotonic,
+    wall_clock: Clock = system_clock,
 ) -> Manifest:
-    """Poll the status URL until the manifest arrives; BulkError on failure or after `timeout`."""
+    """Poll the status URL until the manifest arrives; BulkError on failure or after `timeout`.
+
+    `clock` times the wait; `wall_clock` reads a Retry-After given as an HTTP date."""
     deadline = clock() + timeout
     backoff = initial_backoff
     failures = 0
@@ -149,7 +154,7 @@ async def poll(
                 files = f"{len(manifest.output)} output, {len(manifest.errors)} error file(s)"
                 report(on_progress, "complete", f"export complete: {files}")
                 return manifest
-            wait = parse_retry_after(response.headers.get("Retry-After"))
+            wait = parse_retry_after(response.headers.get("Retry-After"), wall_clock())
             message = _waiting_message(response)
         if wait is None:
             wait, backoff = backoff, min(backoff * 2, max_backoff)

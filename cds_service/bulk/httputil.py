@@ -65,8 +65,9 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(pairs, safe="/,:")))
 
 
-def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header (delta-seconds or HTTP-date); None if unusable."""
+def parse_retry_after(value: str | None, now: datetime) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds, or an HTTP-date after `now`);
+    None if unusable."""
     if value is None:
         return None
     text = value.strip()
@@ -82,7 +83,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
+    return max((when - now).total_seconds(), 0.0)
 
 
 def json_body(response: httpx.Response) -> Any:

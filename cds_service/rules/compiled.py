@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.exceptions import ConfigurationError
+from cds_service.issues import RuleIssue
 from cds_service.prefetch.templates import check_template
 from cds_service.rules.fhirpath import CompiledPath, FhirPathError, compile_path
-from cds_service.rules.issues import RuleIssue
 from cds_service.rules.model import AllOf, AnyOf, Condition, LeafCondition, Rule, Select
 from cds_service.rules.templates import template_names
 from cds_service.rules.valuesets import ValueSet

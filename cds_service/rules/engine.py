@@ -25,13 +25,14 @@ from typing import Any, Literal
 from fhirpathpy.engine.nodes import FP_DateTime
 from pydantic import ValidationError
 
+from cds_service.patient import age_in_years
 from cds_service.rules.compiled import (
     CompiledBinding,
     CompiledCondition,
     CompiledRule,
     CompiledSelect,
 )
-from cds_service.rules.index import DataIndex, parse_instant
+from cds_service.rules.index import DataIndex
 from cds_service.rules.model import CardTemplate
 from cds_service.rules.templates import render_text, render_value, unwrap
 from cds_service.validation import field_errors
@@ -87,12 +88,11 @@ class RequestData:
         self._base = None
 
     def _age(self, at: datetime) -> int | None:
-        """Whole years from the call's Patient.birthDate to `at` (None without a patient)."""
+        """The age at `at` from the call's Patient.birthDate (`age_in_years`; None without one)."""
         for patient in self.index.resources("Patient", self.prefetch_sources()):
-            born = parse_instant(patient.get("birthDate"))
-            if born is not None:
-                before_birthday = (at.month, at.day) < (born.month, born.day)
-                return at.year - born.year - before_birthday
+            age = age_in_years(patient.get("birthDate"), at)
+            if age is not None:
+                return age
         return None
 
     def prefetch_sources(self) -> list[str]:

@@ -19,6 +19,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cds_service.clock import system_clock
 from cds_service.exceptions import CDSServiceError, RequestError
 from cds_service.prefetch.types import PrefetchOutcome
 from cds_service.rules.compiled import CompiledCondition, CompiledRule, score_variable
@@ -106,7 +107,7 @@ def _evaluate(root: Path, rule_id: str, request_path: Path, now: datetime | None
         raise ExplainError(
             f"the request is a '{request.hook}' call but rule {rule.id} runs on '{rule.rule.hook}'"
         )
-    at = now or datetime.now(UTC)
+    at = now or system_clock()
     try:
         trace, prefetch, shown = asyncio.run(_through_pipeline(rule, ruleset, request, at))
     except RequestError as exc:

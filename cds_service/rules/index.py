@@ -159,12 +159,8 @@ class DataIndex:
 
     def coded(self, resources: list[dict[str, Any]], value_set: ValueSet) -> list[dict[str, Any]]:
         """The resources whose code is in the value set."""
-        members, bare = value_set.codes, value_set.bare
-        return [
-            r
-            for r in resources
-            if any((s, c) in members if s else c in bare for s, c in self.codes(r))
-        ]
+        contains = value_set.contains
+        return [r for r in resources if any(contains(s, c) for s, c in self.codes(r))]
 
     def memo(self, key: Any, compute: Callable[[], list[Any]]) -> list[Any]:
         """A selection computed once per call and shared by every rule asking for it."""

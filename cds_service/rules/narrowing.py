@@ -9,8 +9,8 @@ search). The selections see the same resources as before, since they keep only t
 
 A key is left as written when anything else reads it: a FHIRPath expression naming `%key`, a
 selection without `coded:`, or one that takes every prefetch key (no `from:`) without `coded:`.
-Searches that already filter by `code` or `_id`, reads, and value sets too large for a URL are left
-alone too.
+Searches that already filter by `code` or `_id`, reads, value sets too large for a URL and value
+sets with an `is-a` filter (their codes cannot be listed) are left alone too.
 """
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ def narrowed_templates(
     out = dict(templates)
     for key, value_sets in wanted.items():
         codes = sorted({pair for value_set in value_sets for pair in value_set.codes})
-        if not codes or len(codes) > MAX_CODES:
-            continue  # read by nothing (kept as written), or too many codes for one URL
+        if not codes or len(codes) > MAX_CODES or not all(v.enumerated for v in value_sets):
+            # read by nothing (kept as written), too many codes for one URL, or an `is-a`
+            # filter whose codes cannot be listed
+            continue
         out[key] = templates[key] + "&code=" + ",".join(f"{s}|{c}" for s, c in codes)
     return out

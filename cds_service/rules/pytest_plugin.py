@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from cds_service.rules.issues import RuleIssue
+from cds_service.issues import RuleIssue
 from cds_service.rules.ruleset import SERVICES_FILE, RuleSet, load_ruleset
 from cds_service.rules.testing.model import TEST_SUFFIX
 from cds_service.rules.testing.plan import PlannedCase, TestFilePlan, plan_tests

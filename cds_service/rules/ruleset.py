@@ -21,10 +21,11 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from cds_service.issues import RuleIssue
 from cds_service.rules.compiled import CompiledRule, compile_rule
-from cds_service.rules.issues import RuleIssue
 from cds_service.rules.model import Rule, ServiceEntry, ServicesFile
 from cds_service.rules.valuesets import ValueSet, load_value_sets, member_of_function
+from cds_service.terminology.registry import VALUESETS_DIR
 from cds_service.validation import field_errors
 from cds_service.yamlsource import Located, read_yaml
 
@@ -32,7 +33,6 @@ __all__ = ["LINT_FILE", "SERVICES_FILE", "RuleSet", "load_ruleset", "rule_files"
 
 SERVICES_FILE = "_services.yaml"
 LINT_FILE = "lint.yaml"  # read by `rules lint`; never a rule
-VALUESETS_DIR = "_valuesets"
 
 
 @dataclass(slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from cds_service.scores.base import FhirInputs, RiskScore, ScoreResult
@@ -19,6 +19,7 @@ __all__ = [
     "ScoreResult",
     "build_scores",
     "compute_result",
+    "iso_seconds",
     "score_from_fhir",
     "score_names",
 ]
@@ -57,17 +58,27 @@ def sources_of(inputs: dict[str, Any]) -> dict[str, str]:
     return dict(inputs.sources) if isinstance(inputs, FhirInputs) else {}
 
 
-def now_iso() -> str:
-    """The current UTC time as an ISO 8601 date-time (seconds)."""
-    return datetime.now(UTC).isoformat(timespec="seconds")
+def iso_seconds(moment: datetime) -> str:
+    """`moment` as an ISO 8601 date-time to the second (`computed_at`)."""
+    return moment.isoformat(timespec="seconds")
 
 
-def compute_result(score: RiskScore, inputs: dict[str, Any]) -> ScoreResult:
-    """The score computed from `inputs`, stamped with their sources and the time."""
-    return replace(score.compute(inputs), sources=sources_of(inputs), computed_at=now_iso())
+def compute_result(score: RiskScore, inputs: dict[str, Any], computed_at: datetime) -> ScoreResult:
+    """The score computed from `inputs`, stamped with their sources and `computed_at` (the
+    caller's clock: no score reads the wall clock)."""
+    return replace(
+        score.compute(inputs), sources=sources_of(inputs), computed_at=iso_seconds(computed_at)
+    )
 
 
-def score_from_fhir(name: str, resources: Sequence[dict[str, Any]], at: datetime) -> ScoreResult:
-    """Score `name` for one patient's resources as of `at`; KeyError for an unknown name."""
+def score_from_fhir(
+    name: str,
+    resources: Sequence[dict[str, Any]],
+    at: datetime,
+    *,
+    computed_at: datetime | None = None,
+) -> ScoreResult:
+    """Score `name` for one patient's resources as of `at`, stamped `computed_at` (default
+    `at`: a call computes as of its own time); KeyError for an unknown name."""
     score = SCORES[name]
-    return compute_result(score, score.inputs_from_fhir(resources, at))
+    return compute_result(score, score.inputs_from_fhir(resources, at), computed_at or at)

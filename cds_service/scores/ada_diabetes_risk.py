@@ -20,7 +20,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from cds_service.scores import codes
 from cds_service.scores.base import BaseScore, FhirInputs
 from cds_service.scores.common import age_spec, sex_spec, yes_no
 from cds_service.scores.fhir_inputs import FhirData, PatientRecord
@@ -93,10 +92,8 @@ class AdaDiabetesRisk(BaseScore):
         sex = record.sex()
         out.put("sex", sex)
         if sex is not None and sex[0] == "female":
-            out.put(
-                "gestational_diabetes", record.condition(codes.GESTATIONAL_DIABETES, history=True)
-            )
-        out.put("hypertension", record.condition(codes.HYPERTENSION, history=True))
-        out.put("bmi", record.latest_quantity(codes.LOINC_BMI, lookback_days))
-        out.put("diabetes", record.condition(codes.DIABETES))
+            out.put("gestational_diabetes", record.condition("gestational-diabetes", history=True))
+        out.put("hypertension", record.condition("hypertension", history=True))
+        out.put("bmi", record.latest_quantity("bmi", lookback_days))
+        out.put("diabetes", record.condition("diabetes"))
         return out

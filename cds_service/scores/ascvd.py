@@ -28,7 +28,6 @@ import math
 from datetime import datetime
 from typing import Any
 
-from cds_service.scores import codes
 from cds_service.scores.base import BaseScore, FhirInputs
 from cds_service.scores.common import HBA1C_SPEC, age_spec, check_hba1c, sbp_spec, sex_spec, yes_no
 from cds_service.scores.fhir_inputs import FhirData, PatientRecord
@@ -164,24 +163,15 @@ class Ascvd(BaseScore):
         out.put("race", record.race())
         out.put(
             "total_cholesterol",
-            record.latest_quantity(codes.LOINC_TOTAL_CHOLESTEROL, lookback_days),
+            record.latest_quantity("total-cholesterol", lookback_days),
         )
-        out.put("hdl", record.latest_quantity(codes.LOINC_HDL, lookback_days))
+        out.put("hdl", record.latest_quantity("hdl-cholesterol", lookback_days))
         out.put("sbp", record.latest_systolic(lookback_days))
         out.put("smoker", record.smoker(lookback_days))
-        hypertension = record.condition(codes.HYPERTENSION, history=True)
-        medication = record.medication(codes.ANTIHYPERTENSIVES)
+        hypertension = record.condition("hypertension", history=True)
+        medication = record.medication("antihypertensives")
         out.put("bp_treated", medication if hypertension[0] else (False, None))
-        out.put("diabetes", record.condition(codes.DIABETES))
-        out.put("hba1c", record.latest_quantity(codes.LOINC_HBA1C, lookback_days))
-        out.put(
-            "clinical_ascvd",
-            record.any_condition(
-                codes.MYOCARDIAL_INFARCTION,
-                codes.CORONARY_HEART_DISEASE,
-                codes.STROKE_TIA,
-                codes.PERIPHERAL_ARTERY_DISEASE,
-                history=True,
-            ),
-        )
+        out.put("diabetes", record.condition("diabetes"))
+        out.put("hba1c", record.latest_quantity("hba1c", lookback_days))
+        out.put("clinical_ascvd", record.condition("ascvd", history=True))
         return out

@@ -20,7 +20,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from cds_service.scores import codes
 from cds_service.scores.base import BaseScore, FhirInputs
 from cds_service.scores.common import (
     AF_SPEC,
@@ -71,19 +70,11 @@ class Cha2ds2Vasc(BaseScore):
         out = FhirInputs()
         out.put("age", record.age())
         out.put("sex", record.sex())
-        out.put("chf", record.condition(codes.HEART_FAILURE))
-        out.put("hypertension", record.condition(codes.HYPERTENSION))
-        out.put("diabetes", record.condition(codes.DIABETES))
-        out.put("stroke", record.condition(codes.STROKE_TIA, history=True))
-        out.put(
-            "vascular",
-            record.any_condition(
-                codes.MYOCARDIAL_INFARCTION,
-                codes.PERIPHERAL_ARTERY_DISEASE,
-                codes.AORTIC_PLAQUE,
-                history=True,
-            ),
-        )
-        out.put("atrial_fibrillation", record.condition(codes.ATRIAL_FIBRILLATION, history=True))
-        out.put("hba1c", record.latest_quantity(codes.LOINC_HBA1C, lookback_days))
+        out.put("chf", record.condition("heart-failure"))
+        out.put("hypertension", record.condition("hypertension"))
+        out.put("diabetes", record.condition("diabetes"))
+        out.put("stroke", record.condition("stroke-tia-thromboembolism", history=True))
+        out.put("vascular", record.condition("vascular-disease", history=True))
+        out.put("atrial_fibrillation", record.condition("atrial-fibrillation", history=True))
+        out.put("hba1c", record.latest_quantity("hba1c", lookback_days))
         return out

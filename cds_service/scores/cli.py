@@ -20,7 +20,8 @@ from datetime import UTC, date, datetime, time
 from pathlib import Path
 from typing import Any
 
-from cds_service.scores import SCORES, now_iso, sources_of
+from cds_service.clock import system_clock
+from cds_service.scores import SCORES, iso_seconds, sources_of
 
 __all__ = ["add_parser", "run"]
 
@@ -71,10 +72,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
 
 def run(args: argparse.Namespace) -> int:
     """Compute and print one score; the exit status."""
+    now = system_clock()  # the command's one reading of the wall clock
     score = SCORES[args.score_name]
     try:
         given = _parse_pairs(args.score_inputs, set(score.input_help), args.score_name)
-        at = _parse_at(args.score_at)
+        at = _parse_at(args.score_at, now)
         inputs: dict[str, Any] = {}
         sources: dict[str, str] = {}
         if args.score_patient is not None:
@@ -92,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"cds-service score: {exc}", file=sys.stderr)
         return 2
     inputs.update(given)
-    result = replace(score.compute(inputs), sources=sources, computed_at=now_iso())
+    result = replace(score.compute(inputs), sources=sources, computed_at=iso_seconds(now))
     print(json.dumps(result.to_json(), ensure_ascii=False))
     return 0
 
@@ -114,9 +116,9 @@ def _parse_pairs(pairs: list[str], known: set[str], name: str) -> dict[str, str]
     return given
 
 
-def _parse_at(text: str | None) -> datetime:
+def _parse_at(text: str | None, now: datetime) -> datetime:
     if text is None:
-        return datetime.now(UTC)
+        return now
     try:
         if len(text) == 10:
             return datetime.combine(date.fromisoformat(text), time.max, tzinfo=UTC)

@@ -16,7 +16,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from cds_service.scores import codes
 from cds_service.scores.base import BaseScore, FhirInputs
 from cds_service.scores.common import age_spec, sex_spec
 from cds_service.scores.fhir_inputs import FhirData, PatientRecord
@@ -61,5 +60,5 @@ class Egfr(BaseScore):
         out = FhirInputs()
         out.put("age", record.age())
         out.put("sex", record.sex())
-        out.put("creatinine", record.latest_quantity(codes.LOINC_CREATININE, lookback_days))
+        out.put("creatinine", record.latest_quantity("creatinine", lookback_days))
         return out

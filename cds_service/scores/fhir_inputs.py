@@ -1,17 +1,23 @@
 """Reading score inputs from one patient's plain FHIR R4 JSON resources, as of a time `at`.
 
-- Observations: the latest with one of the LOINC codes, effective within ``(at - look-back, at]``,
+Every code list is a value set, named by id (`cds_service.terminology`: the files under
+`rules/_valuesets/` that rules use too), and a code is in it as `ValueSet.contains` says.
+
+- Observations: the latest in the value set, effective within ``(at - look-back, at]``,
   status final / amended / corrected, with a usable value. Quantities are passed on as
   ``{"value", "unit"}`` (the UCUM code where the system is UCUM) so that unit conversion and the
   plausibility checks happen in one place (`cds_service.scores.inputs`).
-- Blood pressure: systolic 8480-6 from the components of a 85354-9 / 55284-4 panel or stand-alone.
-- Smoking: the latest 72166-2 with a known current / not-current answer.
-- Age in whole years from ``Patient.birthDate`` at `at`; sex from ``Patient.gender``; race from
-  the US Core race extension (OMB category).
+- Blood pressure: systolic (`systolic-blood-pressure`) stand-alone or from the components of a
+  panel (`blood-pressure`).
+- Smoking: the latest `smoking-status` with an answer in `current-smoker` or `non-smoker`.
+- Age in whole years from ``Patient.birthDate`` at `at` (`cds_service.patient.age_in_years`);
+  sex from ``Patient.gender``; race from the US Core race extension (OMB category).
 - Conditions: *active* at `at` (onset on or before `at`, no abatement by then) or *history* (onset
   on or before `at`, any clinical status); refuted / entered-in-error ones never count. A
   condition that is not recorded counts as absent (False).
-- Medications: a MedicationRequest or MedicationStatement active at `at`.
+- Medications: a MedicationRequest or MedicationStatement active at `at` whose code is in the
+  value set, or whose text names one of its ingredients (`ValueSet.names_in`: clinical-drug codes
+  carry no ingredient code).
 
 Every helper returns ``(value, source)`` where source is ``"Type/id date"``, or None when the
 record has nothing usable.
@@ -19,20 +25,13 @@ record has nothing usable.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator, Sequence
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Union
 
-from cds_service.scores import codes
-from cds_service.scores.codes import CodeSet, DrugSet
-from cds_service.scores.fhir_json import (
-    codes_in,
-    matches,
-    parse_fhir_datetime,
-    quantity,
-    status_code,
-)
+from cds_service.patient import age_in_years
+from cds_service.scores.fhir_json import parse_fhir_datetime, quantity, status_code
+from cds_service.terminology import ValueSet, coded, codings_of, value_set, words
 
 __all__ = ["FhirData", "Found", "PatientRecord"]
 
@@ -43,7 +42,10 @@ _USABLE_STATUS = frozenset({"final", "amended", "corrected"})
 _BAD_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 _ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
 _VOID_MED_STATUS = frozenset({"entered-in-error", "not-taken", "cancelled", "draft"})
-_WORD = re.compile(r"[a-z]+")
+# US Core race: the OMB categories the Pooled Cohort Equations' race groups are read from.
+US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
+OMB_WHITE = "2106-3"
+OMB_BLACK = "2054-5"  # Black or African American
 
 
 def _aware(at: datetime) -> datetime:
@@ -55,7 +57,7 @@ class PatientRecord:
     """One patient's resources, read as of `at`.
 
     Build one per call and hand it to every score (`FhirData`): the resources are grouped by
-    type once, and usable Observations indexed by LOINC code once, for all of them.
+    type once, and usable Observations indexed by code once, for all of them.
     """
 
     def __init__(self, resources: Sequence[dict[str, Any]], at: datetime) -> None:
@@ -64,7 +66,7 @@ class PatientRecord:
         for resource in resources:
             if isinstance(resource, dict):
                 self._by_type.setdefault(str(resource.get("resourceType")), []).append(resource)
-        self._by_loinc: dict[str, list[tuple[datetime, int, dict[str, Any]]]] | None = None
+        self._by_code: dict[str, list[tuple[datetime, int, dict[str, Any]]]] | None = None
 
     @classmethod
     def of(cls, data: FhirData, at: datetime) -> PatientRecord:
@@ -89,17 +91,13 @@ class PatientRecord:
         return patients[0] if patients else None
 
     def age(self) -> Found | None:
+        """Whole years at `at` (`age_in_years`: a partial birth date gives the certain age)."""
         patient = self._patient()
         birth = (patient or {}).get("birthDate")
-        if patient is None or not isinstance(birth, str) or len(birth) != 10:
+        years = age_in_years(birth, self.at)
+        if patient is None or years is None:
             return None
-        try:
-            born = date.fromisoformat(birth)
-        except ValueError:
-            return None
-        today = self.at.date()
-        years = today.year - born.year - ((today.month, today.day) < (born.month, born.day))
-        return (years, self.source(patient, birth)) if years >= 0 else None
+        return years, self.source(patient, birth)
 
     def sex(self) -> Found | None:
         patient = self._patient()
@@ -112,7 +110,7 @@ class PatientRecord:
         """white / african-american / other from the US Core race OMB categories."""
         patient = self._patient()
         for ext in (patient or {}).get("extension") or []:
-            if not isinstance(ext, dict) or ext.get("url") != codes.US_CORE_RACE:
+            if not isinstance(ext, dict) or ext.get("url") != US_CORE_RACE:
                 continue
             omb = {
                 str((sub.get("valueCoding") or {}).get("code"))
@@ -120,43 +118,45 @@ class PatientRecord:
                 if isinstance(sub, dict) and sub.get("url") == "ombCategory"
             }
             src = self.source(patient or {}, "us-core-race")
-            if codes.OMB_BLACK in omb:
+            if OMB_BLACK in omb:
                 return "african-american", src
-            if codes.OMB_WHITE in omb:
+            if OMB_WHITE in omb:
                 return "white", src
             if omb - {"UNK", "ASKU", "None"}:
                 return "other", src
         return None
 
     # --- Observations ----------------------------------------------------------------------
-    def _observations(self, loinc: frozenset[str], days: int) -> Iterator[dict[str, Any]]:
-        """Matching usable Observations in the window, latest first (at the same time, the one
-        listed first)."""
+    def _observations(self, value_set_id: str, days: int) -> Iterator[dict[str, Any]]:
+        """Usable Observations coded in the value set, in the window, latest first (at the same
+        time, the one listed first)."""
+        wanted = value_set(value_set_id)
         start = self.at - timedelta(days=days)
-        index = self._loinc_index()
+        index = self._code_index()
         dated = {
             item[1]: item
-            for code in loinc
+            for code in wanted.bare
             for item in index.get(code, ())
             if start < item[0] <= self.at
         }
         for _, _, obs in sorted(dated.values(), key=lambda item: (item[0], item[1]), reverse=True):
-            yield obs
+            if coded(obs.get("code"), wanted):  # the code's system too
+                yield obs
 
-    def _loinc_index(self) -> dict[str, list[tuple[datetime, int, dict[str, Any]]]]:
-        """Usable, dated Observations by LOINC code, as (when, -position, resource)."""
-        if self._by_loinc is None:
-            self._by_loinc = {}
+    def _code_index(self) -> dict[str, list[tuple[datetime, int, dict[str, Any]]]]:
+        """Usable, dated Observations by code (any system), as (when, -position, resource)."""
+        if self._by_code is None:
+            self._by_code = {}
             for position, obs in enumerate(self.of_type("Observation")):
                 if obs.get("status") not in _USABLE_STATUS:
                     continue
-                found = codes_in(obs.get("code"), codes.LOINC)
+                found = {code for _, code in codings_of(obs.get("code")) if code}
                 when = parse_fhir_datetime(self._effective(obs)) if found else None
                 if when is None:
                     continue
                 for code in found:
-                    self._by_loinc.setdefault(code, []).append((when, -position, obs))
-        return self._by_loinc
+                    self._by_code.setdefault(code, []).append((when, -position, obs))
+        return self._by_code
 
     @staticmethod
     def _effective(obs: dict[str, Any]) -> str | None:
@@ -172,24 +172,24 @@ class PatientRecord:
                 return value
         return None
 
-    def latest_quantity(self, loinc: frozenset[str], days: int) -> Found | None:
-        for obs in self._observations(loinc, days):
+    def latest_quantity(self, value_set_id: str, days: int) -> Found | None:
+        for obs in self._observations(value_set_id, days):
             value = quantity(obs.get("valueQuantity"))
             if value is not None:
                 return value, self.source(obs, self._effective(obs))
         return None
 
     def latest_systolic(self, days: int) -> Found | None:
-        wanted = codes.LOINC_BP_PANELS | {codes.LOINC_SYSTOLIC}
-        for obs in self._observations(wanted, days):
-            if codes.LOINC_SYSTOLIC in codes_in(obs.get("code"), codes.LOINC):
+        systolic = value_set("systolic-blood-pressure")
+        for obs in self._observations("blood-pressure", days):
+            if coded(obs.get("code"), systolic):
                 value = quantity(obs.get("valueQuantity"))
             else:
                 value = next(
                     (
                         quantity(part.get("valueQuantity"))
                         for part in obs.get("component") or []
-                        if codes.LOINC_SYSTOLIC in codes_in(part.get("code"), codes.LOINC)
+                        if coded(part.get("code"), systolic)
                     ),
                     None,
                 )
@@ -198,20 +198,23 @@ class PatientRecord:
         return None
 
     def smoker(self, days: int) -> Found | None:
-        """Current smoker (True) or not (False) from the latest known 72166-2 answer."""
-        for obs in self._observations(codes.LOINC_SMOKING, days):
-            answer = codes_in(obs.get("valueCodeableConcept"), codes.SNOMED)
-            if answer & codes.SMOKING_CURRENT:
+        """Current smoker (True) or not (False) from the latest known smoking status answer."""
+        current, not_current = value_set("current-smoker"), value_set("non-smoker")
+        for obs in self._observations("smoking-status", days):
+            answer = obs.get("valueCodeableConcept")
+            if coded(answer, current):
                 return True, self.source(obs, self._effective(obs))
-            if answer & codes.SMOKING_NOT_CURRENT:
+            if coded(answer, not_current):
                 return False, self.source(obs, self._effective(obs))
         return None
 
     # --- Conditions and medications --------------------------------------------------------
-    def condition(self, code_set: CodeSet, *, history: bool = False) -> Found:
-        """(True, source) when a matching condition is active at `at` (or ever, with history)."""
+    def condition(self, value_set_id: str, *, history: bool = False) -> Found:
+        """(True, source) when a condition in the value set is active at `at` (or ever, with
+        history)."""
+        wanted = value_set(value_set_id)
         for cond in self.of_type("Condition"):
-            if not matches(cond.get("code"), code_set):
+            if not coded(cond.get("code"), wanted):
                 continue
             if status_code(cond.get("verificationStatus")) in _BAD_VERIFICATION:
                 continue
@@ -225,14 +228,6 @@ class PatientRecord:
             return True, self.source(cond, onset_text)
         return False, None
 
-    def any_condition(self, *code_sets: CodeSet, history: bool = False) -> Found:
-        """The first of `code_sets` found (see `condition`), or (False, None)."""
-        for code_set in code_sets:
-            found = self.condition(code_set, history=history)
-            if found[0]:
-                return found
-        return False, None
-
     def _active(self, cond: dict[str, Any]) -> bool:
         abated_text = cond.get("abatementDateTime") or (cond.get("abatementPeriod") or {}).get(
             "start"
@@ -243,8 +238,9 @@ class PatientRecord:
         status = status_code(cond.get("clinicalStatus"))
         return status is None or status in _ACTIVE_CLINICAL
 
-    def medication(self, drugs: DrugSet) -> Found:
-        """(True, source) when a matching medication is active at `at`."""
+    def medication(self, value_set_id: str) -> Found:
+        """(True, source) when a medication in the value set is active at `at`."""
+        drugs = value_set(value_set_id)
         for med in self.of_type("MedicationRequest", "MedicationStatement"):
             started = self._med_window(med)
             if started is False or not self._drug_matches(med, drugs):
@@ -272,7 +268,7 @@ class PatientRecord:
             return False
         return start_text if isinstance(start_text, str) else True
 
-    def _drug_matches(self, med: dict[str, Any], drugs: DrugSet) -> bool:
+    def _drug_matches(self, med: dict[str, Any], drugs: ValueSet) -> bool:
         concept = med.get("medicationCodeableConcept")
         ref = str((med.get("medicationReference") or {}).get("reference") or "")
         if concept is None and ref:
@@ -281,8 +277,7 @@ class PatientRecord:
             concept = next((m.get("code") for m in pool if m.get("id") == target), None)
         if not isinstance(concept, dict):
             return False
-        if codes_in(concept, codes.RXNORM) & drugs.rxnorm:
+        if coded(concept, drugs):
             return True
         texts = [concept.get("text")] + [c.get("display") for c in concept.get("coding") or []]
-        words = {w for t in texts if isinstance(t, str) for w in _WORD.findall(t.lower())}
-        return bool(words & drugs.names)
+        return drugs.names_in(words(" ".join(t for t in texts if isinstance(t, str))))

@@ -5,10 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from cds_service.scores import codes
-from cds_service.scores.codes import CodeSet
-
-__all__ = ["codes_in", "matches", "parse_fhir_datetime", "quantity", "status_code"]
+__all__ = ["parse_fhir_datetime", "quantity", "status_code"]
 
 UCUM = "http://unitsofmeasure.org"
 
@@ -27,28 +24,11 @@ def parse_fhir_datetime(text: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def codes_in(concept: Any, system: str) -> set[str]:
-    if not isinstance(concept, dict):
-        return set()
-    return {
-        str(c.get("code"))
-        for c in concept.get("coding") or []
-        if isinstance(c, dict) and c.get("system") == system and c.get("code")
-    }
-
-
 def status_code(concept: Any) -> str | None:
     for coding in (concept or {}).get("coding") or []:
         if isinstance(coding, dict) and coding.get("code"):
             return str(coding["code"])
     return None
-
-
-def matches(concept: Any, code_set: CodeSet) -> bool:
-    if codes_in(concept, codes.SNOMED) & code_set.snomed:
-        return True
-    icd = set().union(*(codes_in(concept, system) for system in codes.ICD10_SYSTEMS))
-    return any(code.startswith(prefix) for code in icd for prefix in code_set.icd10)
 
 
 def quantity(value: Any) -> dict[str, Any] | None:

@@ -21,7 +21,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from cds_service.scores import codes
 from cds_service.scores.base import BaseScore, FhirInputs
 from cds_service.scores.common import AF_SPEC, age_spec, check_af, sbp_spec, yes_no
 from cds_service.scores.fhir_inputs import FhirData, PatientRecord
@@ -101,20 +100,20 @@ class HasBled(BaseScore):
         record = PatientRecord.of(resources, at)
         out = FhirInputs()
         out.put("sbp", record.latest_systolic(lookback_days))
-        out.put("renal_disease", record.condition(codes.RENAL_DISEASE_SEVERE))
-        out.put("creatinine", record.latest_quantity(codes.LOINC_CREATININE, lookback_days))
-        out.put("liver_disease", record.condition(codes.LIVER_DISEASE))
-        out.put("stroke", record.condition(codes.STROKE_TIA, history=True))
-        bleeding = record.condition(codes.BLEEDING_HISTORY, history=True)
+        out.put("renal_disease", record.condition("severe-renal-disease"))
+        out.put("creatinine", record.latest_quantity("creatinine", lookback_days))
+        out.put("liver_disease", record.condition("liver-disease"))
+        out.put("stroke", record.condition("stroke-tia-thromboembolism", history=True))
+        bleeding = record.condition("bleeding-history", history=True)
         out.put(
-            "bleeding", bleeding if bleeding[0] else record.condition(codes.BLEEDING_PREDISPOSITION)
+            "bleeding", bleeding if bleeding[0] else record.condition("bleeding-predisposition")
         )
-        if not record.medication(codes.VITAMIN_K_ANTAGONISTS)[0]:
+        if not record.medication("vitamin-k-antagonists")[0]:
             out.put("labile_inr", (False, None))
         out.put("age", record.age())
-        out.put("drugs", record.medication(codes.ANTIPLATELETS_NSAIDS))
-        alcohol = record.condition(codes.ALCOHOL_EXCESS)
+        out.put("drugs", record.medication("antiplatelets-nsaids"))
+        alcohol = record.condition("alcohol-excess")
         if alcohol[0]:
             out.put("alcohol", alcohol)
-        out.put("atrial_fibrillation", record.condition(codes.ATRIAL_FIBRILLATION, history=True))
+        out.put("atrial_fibrillation", record.condition("atrial-fibrillation", history=True))
         return out

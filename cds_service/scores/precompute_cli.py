@@ -27,11 +27,13 @@ from cds_service.bulk.export import export_resources
 from cds_service.bulk.keys import load_private_key
 from cds_service.bulk.ndjson import NdjsonItem, read_ndjson_dir
 from cds_service.bulk.progress import ExportProgress
+from cds_service.clock import system_clock
 from cds_service.config import load_settings
 from cds_service.scores import score_names
 from cds_service.scores.cache import ScoreCache
 from cds_service.scores.precompute import PrecomputeSummary, precompute
 from cds_service.scores.provider import ScoreProvider
+from cds_service.types import Clock
 
 __all__ = ["add_parser", "run"]
 
@@ -95,13 +97,13 @@ async def _from_server(
 
 
 async def _run(
-    args: argparse.Namespace, redis_url: str, scores: list[str], at: datetime
+    args: argparse.Namespace, redis_url: str, scores: list[str], at: datetime, clock: Clock
 ) -> PrecomputeSummary:
     cache = ScoreCache(redis_url=redis_url, redis_timeout=2.0)
     try:
         if not await cache.ping():
             raise BulkError("Redis at CDS_REDIS_URL does not answer")
-        provider = ScoreProvider(cache)
+        provider = ScoreProvider(cache, clock=clock)
         if args.ndjson is not None:
             items = read_ndjson_dir(args.ndjson)
             return await precompute(
@@ -140,7 +142,8 @@ def run(args: argparse.Namespace) -> int:
             f"--scores: unknown {', '.join(unknown)} (known: {', '.join(known)})", file=sys.stderr
         )
         return 2
-    at = datetime.now(UTC)
+    clock: Clock = system_clock  # the command's clock, created once here
+    at = clock()
     if args.at:
         try:
             at = datetime.combine(datetime.fromisoformat(args.at).date(), time(23, 59), UTC)
@@ -148,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"--at: {args.at!r} is not a date (YYYY-MM-DD)", file=sys.stderr)
             return 2
     try:
-        summary = asyncio.run(_run(args, settings.redis_url, scores, at))
+        summary = asyncio.run(_run(args, settings.redis_url, scores, at, clock))
     except BulkError as exc:
         print(f"precompute failed: {exc.message}", file=sys.stderr)
         return 1

@@ -16,19 +16,46 @@ from typing import Any
 
 import orjson
 
-from cds_service.scores import SCORES, codes, compute_result
+from cds_service.scores import SCORES, compute_result
 from cds_service.scores.cache import ScoreCache
 from cds_service.scores.fhir_inputs import FhirData
+from cds_service.terminology import value_set
+from cds_service.types import Clock
 
-__all__ = ["SCORE_PREFETCH", "ScoreProvider", "fingerprint"]
+__all__ = [
+    "SCORE_OBSERVATION_CODES",
+    "SCORE_OBSERVATION_SETS",
+    "SCORE_PREFETCH",
+    "ScoreProvider",
+    "fingerprint",
+]
 
 CACHE_VERSION = "v1"
+
+# The Observation value sets the score adapters read (tests/scores/test_terminology.py checks
+# that no adapter reads another one).
+SCORE_OBSERVATION_SETS = (
+    "total-cholesterol",
+    "hdl-cholesterol",
+    "blood-pressure",  # panels and stand-alone systolic
+    "smoking-status",
+    "hba1c",
+    "bmi",
+    "creatinine",
+    "respiratory-rate",
+    "glasgow-coma-score",
+)
+# Their codes, what the scores' prefetch asks for whatever category the EHR files them under
+# (Synthea files smoking status under `survey`, US Core under `social-history`).
+SCORE_OBSERVATION_CODES: frozenset[tuple[str, str]] = frozenset(
+    pair for set_id in SCORE_OBSERVATION_SETS for pair in value_set(set_id).codes
+)
 
 # What the scores read, advertised as prefetch by every service whose rules use scores.
 SCORE_PREFETCH: dict[str, str] = {
     "scorePatient": "Patient/{{context.patientId}}",
     "scoreObservations": "Observation?patient={{context.patientId}}&code="
-    + ",".join(f"{codes.LOINC}|{code}" for code in sorted(codes.SCORE_OBSERVATION_CODES)),
+    + ",".join(f"{system}|{code}" for system, code in sorted(SCORE_OBSERVATION_CODES)),
     "scoreConditions": "Condition?patient={{context.patientId}}",
     "scoreMedications": "MedicationRequest?patient={{context.patientId}}&status=active",
 }
@@ -47,10 +74,11 @@ def cache_key(tenant: str, patient: str, score: str, suffix: str) -> str:
 
 
 class ScoreProvider:
-    """Computes scores through the cache."""
+    """Computes scores through the cache; `clock` stamps `computed_at`."""
 
-    def __init__(self, cache: ScoreCache) -> None:
+    def __init__(self, cache: ScoreCache, *, clock: Clock) -> None:
         self.cache = cache
+        self.clock = clock
 
     async def score(
         self,
@@ -82,7 +110,7 @@ class ScoreProvider:
         cached = await self.cache.get(key)
         if cached is not None:
             return {**cached, "source": "cache"}
-        out = compute_result(calculator, inputs).to_json()
+        out = compute_result(calculator, inputs, self.clock()).to_json()
         if data_complete:  # partial data must not become the patient's latest result
             await self.store(out, tenant=tenant, patient_id=patient_id, key=key)
         return {**out, "source": "computed"}

@@ -17,7 +17,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from cds_service.scores import codes
 from cds_service.scores.base import BaseScore, FhirInputs
 from cds_service.scores.common import sbp_spec, yes_no
 from cds_service.scores.fhir_inputs import FhirData, PatientRecord
@@ -61,7 +60,7 @@ class Qsofa(BaseScore):
     ) -> dict[str, Any]:
         record = PatientRecord.of(resources, at)
         out = FhirInputs()
-        out.put("resp_rate", record.latest_quantity(codes.LOINC_RESP_RATE, lookback_days))
+        out.put("resp_rate", record.latest_quantity("respiratory-rate", lookback_days))
         out.put("sbp", record.latest_systolic(lookback_days))
-        out.put("gcs", record.latest_quantity(codes.LOINC_GCS_TOTAL, lookback_days))
+        out.put("gcs", record.latest_quantity("glasgow-coma-score", lookback_days))
         return out

@@ -77,8 +77,8 @@ class CachedScores:
 
 
 class ComputedScores:
-    """Scores computed from the record, none cached; `injected` results replace computed ones
-    by score name (a rule test's `scores:`)."""
+    """Scores computed from the record, none cached, stamped as computed at the record's `now`;
+    `injected` results replace computed ones by score name (a rule test's `scores:`)."""
 
     def __init__(self, injected: Mapping[str, Any] | None = None) -> None:
         self.injected = dict(injected or {})
@@ -99,7 +99,8 @@ class ComputedScores:
             else:
                 calculator = SCORES[name]
                 inputs = calculator.inputs_from_fhir(record, record.at)
-                out[name] = {**compute_result(calculator, inputs).to_json(), "source": "computed"}
+                result = compute_result(calculator, inputs, computed_at=record.at)
+                out[name] = {**result.to_json(), "source": "computed"}
         return out
 
     async def cached(self, names: Sequence[str], *, patient_id: str, tenant: str) -> bool:

@@ -15,57 +15,58 @@ from typing import Any
 
 import httpx
 
+from cds_service.patient import age_in_years
 from cds_service.rules.index import parse_instant
 from cds_service.scores import SCORES, score_from_fhir
+from cds_service.scores.units import UnitError, convert, normalise_unit
 from cds_service.smart.viewmodel import AppView, Banner, Measurement, ScoreView, Series
+from cds_service.terminology import coded, value_set
 
 __all__ = ["SERIES", "build_view", "fetch_patient_data"]
-
-LOINC = "http://loinc.org"
 
 
 @dataclass(frozen=True, slots=True)
 class SeriesSpec:
+    """One chart: the Observations of a value set (`rules/_valuesets/<id>`, as the scores and
+    rules read them), in `unit` (`kind`: how other units convert, `cds_service.scores.units`)."""
+
     key: str
     title: str
-    codes: frozenset[str]
+    value_set: str
     unit: str
     target: tuple[float, float] | None = None
-    component: str | None = None  # a component code inside a panel (blood pressure)
+    component: str | None = None  # the value set of a component inside a panel (blood pressure)
     second_component: str | None = None
     second_label: str | None = None
+    kind: str | None = None
 
 
 SERIES = (
-    SeriesSpec("hba1c", "HbA1c", frozenset({"4548-4", "17856-6", "4549-2"}), "%", (4.0, 5.6)),
+    SeriesSpec("hba1c", "HbA1c", "hba1c", "%", (4.0, 5.6), kind="hba1c"),
     SeriesSpec(
         "bp",
         "Blood pressure (systolic / diastolic)",
-        frozenset({"85354-9", "55284-4"}),
+        "blood-pressure",
         "mm[Hg]",
         (90, 130),
-        component="8480-6",
-        second_component="8462-4",
+        component="systolic-blood-pressure",
+        second_component="diastolic-blood-pressure",
         second_label="diastolic",
+        kind="pressure",
     ),
+    SeriesSpec("ldl", "LDL cholesterol", "ldl-cholesterol", "mg/dL", (0, 100), kind="cholesterol"),
     SeriesSpec(
-        "ldl", "LDL cholesterol", frozenset({"18262-6", "13457-7", "2089-1"}), "mg/dL", (0, 100)
+        "chol", "Total cholesterol", "total-cholesterol", "mg/dL", (0, 200), kind="cholesterol"
     ),
-    SeriesSpec("chol", "Total cholesterol", frozenset({"2093-3"}), "mg/dL", (0, 200)),
-    SeriesSpec(
-        "egfr",
-        "eGFR",
-        frozenset({"33914-3", "62238-1", "98979-8", "48642-3"}),
-        "mL/min/1.73m2",
-        (60, 120),
-    ),
+    SeriesSpec("egfr", "eGFR", "egfr", "mL/min/1.73m2", (60, 120)),
 )
 
+_SMOKING_CODES = ",".join(f"{s}|{c}" for s, c in sorted(value_set("smoking-status").codes))
 QUERIES = {
     "labs": "Observation?patient={id}&category=laboratory",
     "vitals": "Observation?patient={id}&category=vital-signs",
     "social": "Observation?patient={id}&category=social-history",
-    "smoking": "Observation?patient={id}&code=http://loinc.org|72166-2",  # often a survey
+    "smoking": "Observation?patient={id}&code=" + _SMOKING_CODES,  # often a survey
     "conditions": "Condition?patient={id}",
     "medications": "MedicationRequest?patient={id}&status=active",
 }
@@ -174,10 +175,7 @@ def _banner(patient: dict[str, Any] | None, now: datetime) -> Banner | None:
     names = patient.get("name") or [{}]
     chosen = next((n for n in names if n.get("use") == "official"), names[0])
     name = " ".join([*chosen.get("given", []), chosen.get("family", "")]).strip() or "Unnamed"
-    born = parse_instant(patient.get("birthDate"))
-    age = None
-    if born is not None:
-        age = now.year - born.year - ((now.month, now.day) < (born.month, born.day))
+    age = age_in_years(patient.get("birthDate"), now)
     identifiers = patient.get("identifier") or []
     mrn = next(
         (i.get("value") for i in identifiers if "MR" in str(i.get("type", {}).get("coding", ""))),
@@ -192,44 +190,41 @@ def _banner(patient: dict[str, Any] | None, now: datetime) -> Banner | None:
     )
 
 
-def _codes(concept: Any) -> set[str]:
-    codings = concept.get("coding", []) if isinstance(concept, dict) else []
-    return {
-        c["code"]
-        for c in codings or []
-        if isinstance(c, dict)
-        and isinstance(c.get("code"), str)
-        and c.get("system") in (LOINC, None)
-    }
-
-
-def _quantity(value: Any) -> tuple[float, str] | None:
-    if isinstance(value, dict) and isinstance(value.get("value"), int | float):
-        return float(value["value"]), str(value.get("unit") or value.get("code") or "")
-    return None
+def _quantity(value: Any, spec: SeriesSpec) -> tuple[float, str] | None:
+    """The value and its unit; in the chart's unit when it converts (it stays as it is if not)."""
+    if not isinstance(value, dict) or not isinstance(value.get("value"), int | float):
+        return None
+    number, unit = float(value["value"]), str(value.get("unit") or value.get("code") or "")
+    if spec.kind is not None and unit and normalise_unit(unit) != spec.unit:
+        try:
+            return convert(spec.kind, number, unit), spec.unit
+        except UnitError:
+            pass
+    return number, unit
 
 
 def _series(spec: SeriesSpec, observations: Sequence[dict[str, Any]]) -> Series:
     first: list[Measurement] = []
     second: list[Measurement] = []
+    wanted = value_set(spec.value_set)
+    parts = [value_set(v) if v else None for v in (spec.component, spec.second_component)]
     for obs in observations:
-        if not (_codes(obs.get("code")) & spec.codes):
+        if not coded(obs.get("code"), wanted):
             continue
         when = parse_instant(obs.get("effectiveDateTime") or obs.get("issued"))
         if when is None or obs.get("status") in ("entered-in-error", "cancelled"):
             continue
         source = f"Observation/{obs.get('id')}"
-        if spec.component is None:
-            quantity = _quantity(obs.get("valueQuantity"))
+        if parts[0] is None:
+            quantity = _quantity(obs.get("valueQuantity"), spec)
             if quantity:
                 first.append(Measurement(when, quantity[0], quantity[1] or spec.unit, source))
             continue
         for component in obs.get("component", []) or []:
-            quantity = _quantity(component.get("valueQuantity"))
-            codes = _codes(component.get("code"))
-            if quantity and spec.component in codes:
+            quantity = _quantity(component.get("valueQuantity"), spec)
+            if quantity and coded(component.get("code"), parts[0]):
                 first.append(Measurement(when, quantity[0], spec.unit, source))
-            elif quantity and spec.second_component in codes:
+            elif quantity and parts[1] is not None and coded(component.get("code"), parts[1]):
                 second.append(Measurement(when, quantity[0], spec.unit, source))
     first.sort(key=lambda m: m.when)
     second.sort(key=lambda m: m.when)

@@ -4,7 +4,6 @@ and id_token verification. Secrets and tokens are never logged or put in URLs.""
 from __future__ import annotations
 
 import base64
-import time
 from typing import Any
 from urllib.parse import quote, urlencode
 
@@ -143,9 +142,10 @@ def verify_id_token(
     client: SmartClient,
     jwks: dict[str, Any],
     *,
-    now: float | None = None,
+    now: float,
 ) -> dict[str, Any]:
-    """Check the id_token's signature (the server's JWKS), issuer, audience and expiry."""
+    """Check the id_token's signature (the server's JWKS), issuer, audience and expiry at `now`
+    (epoch seconds, from the app's clock)."""
     try:
         header = jwt.get_unverified_header(id_token)
         keys = jwt.PyJWKSet.from_dict(jwks)
@@ -165,6 +165,6 @@ def verify_id_token(
         )
     except (InvalidTokenError, StopIteration, PyJWKError, PyJWKSetError, ValueError):
         raise SmartError("the EHR's id_token does not verify") from None
-    if float(claims["exp"]) < (now if now is not None else time.time()):
+    if float(claims["exp"]) < now:
         raise SmartError("the EHR's id_token has expired")
     return claims

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hmac
 import json
 import logging
-import time
 from typing import Any
 from urllib.parse import urlencode
 
@@ -108,6 +107,7 @@ async def launch(
     settings: SettingsDep,
     tenants: TenantsDep,
     smart: SmartDep,
+    clock: ClockDep,
     iss: str | None = None,
     launch: str | None = None,
 ) -> Response:
@@ -155,7 +155,7 @@ async def launch(
             "tenant": tenant.id,
             "launch": launch,
             "scope": scope,
-            "started": time.time(),
+            "started": clock().timestamp(),
         },
     )
     url = oauth.authorize_url(
@@ -180,6 +180,7 @@ async def callback(
     tenants: TenantsDep,
     smart: SmartDep,
     http: HttpDep,
+    clock: ClockDep,
 ) -> Response:
     """Back from the authorization server: check state, trade the code, start the session."""
     params = request.query_params
@@ -220,7 +221,9 @@ async def callback(
         )
         fhir_user = None
         if "openid" in session["scope"].split() and "id_token" in tokens:
-            claims = await _verified_id_token(http, config, tenant, tokens["id_token"])
+            claims = await _verified_id_token(
+                http, config, tenant, tokens["id_token"], clock().timestamp()
+            )
             fhir_user = claims.get("fhirUser")
     except SmartError as error:
         return _error(request, settings, error, iss, None)
@@ -230,7 +233,7 @@ async def callback(
         "tenant": tenant.id,
         "access_token": tokens["access_token"],
         "refresh_token": tokens.get("refresh_token"),
-        "expires_at": time.time() + float(tokens.get("expires_in", 300)),
+        "expires_at": clock().timestamp() + float(tokens.get("expires_in", 300)),
         "patient": tokens.get("patient"),
         "encounter": tokens.get("encounter"),
         "need_patient_banner": tokens.get("need_patient_banner", True) is not False,
@@ -250,7 +253,11 @@ async def callback(
 
 
 async def _verified_id_token(
-    http: httpx.AsyncClient, config: SmartConfiguration, tenant: Tenant, id_token: str
+    http: httpx.AsyncClient,
+    config: SmartConfiguration,
+    tenant: Tenant,
+    id_token: str,
+    now: float,
 ) -> dict[str, Any]:
     assert tenant.smart is not None
     if config.jwks_uri is None:
@@ -260,7 +267,7 @@ async def _verified_id_token(
         jwks = response.json()
     except (httpx.HTTPError, ValueError):
         raise SmartError("the EHR's keys could not be read to check the id_token") from None
-    return oauth.verify_id_token(id_token, config, tenant.smart, jwks)
+    return oauth.verify_id_token(id_token, config, tenant.smart, jwks, now=now)
 
 
 def _context(rules: RuleRuntime | None, app_context: Any) -> str | None:
@@ -312,13 +319,13 @@ async def app_view(
     smart_client = tenant.smart
 
     async def token(force: bool) -> str:
-        if force or time.time() > float(session["expires_at"]) - 10:
+        if force or clock().timestamp() > float(session["expires_at"]) - 10:
             if not session.get("refresh_token"):
                 raise SmartError("the access token expired and cannot be refreshed", status=401)
             fresh = await oauth.refresh(http, config, smart_client, session["refresh_token"])
             session["access_token"] = fresh["access_token"]
             session["refresh_token"] = fresh.get("refresh_token", session["refresh_token"])
-            session["expires_at"] = time.time() + float(fresh.get("expires_in", 300))
+            session["expires_at"] = clock().timestamp() + float(fresh.get("expires_in", 300))
             await smart.sessions.put(str(session_id), session)
         return str(session["access_token"])
 

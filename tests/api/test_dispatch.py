@@ -11,12 +11,13 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cds_service.config import Settings
+from cds_service.fhir_double import FhirDouble
 from cds_service.main import create_app
 from cds_service.prefetch.types import PrefetchSpec
 from cds_service.services.definition import HookCall, ServiceDefinition, ServiceResult
 from cds_service.wire.response import Card, Source
 from tests.conformance import assert_conformant_response, assert_operation_outcome
-from tests.conftest import FROZEN_NOW, FhirServerStub
+from tests.conftest import FROZEN_NOW
 
 seen: list[HookCall] = []
 
@@ -42,7 +43,7 @@ ECHO = ServiceDefinition(
 
 
 @pytest.fixture
-def echo_client(tmp_path: Path, fhir: FhirServerStub) -> Any:
+def echo_client(tmp_path: Path, fhir: FhirDouble) -> Any:
     seen.clear()
     app = create_app(
         Settings(database_url=f"sqlite:///{tmp_path}/f.db"),
@@ -95,7 +96,7 @@ def test_reverse_domain_hook_takes_any_context(echo_client: TestClient) -> None:
     assert seen[0].raw_context["anything"] == {"nested": [1, 2]}
 
 
-def test_prefetch_outcomes_reach_the_service(echo_client: TestClient, fhir: FhirServerStub) -> None:
+def test_prefetch_outcomes_reach_the_service(echo_client: TestClient, fhir: FhirDouble) -> None:
     fhir.add("/fhir/Practitioner/dr1", {"resourceType": "Practitioner", "id": "dr1"})
     response = call(
         echo_client,
@@ -115,11 +116,11 @@ def test_prefetch_outcomes_reach_the_service(echo_client: TestClient, fhir: Fhir
 
 
 def test_token_is_never_logged(
-    echo_client: TestClient, caplog: pytest.LogCaptureFixture, fhir: FhirServerStub
+    echo_client: TestClient, caplog: pytest.LogCaptureFixture, fhir: FhirDouble
 ) -> None:
     token = "eyJ-very-secret-access-token"
     caplog.set_level(logging.DEBUG)
-    fhir.routes["/fhir/Patient/p"] = lambda request: (_ for _ in ()).throw(RuntimeError("boom"))
+    fhir.add("/fhir/Patient/p", lambda request: (_ for _ in ()).throw(RuntimeError("boom")))
     auth = {
         "access_token": token,
         "token_type": "Bearer",

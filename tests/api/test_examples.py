@@ -8,8 +8,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from cds_service.fhir_double import FhirDouble
 from tests.conformance import assert_conformant_response, assert_operation_outcome
-from tests.conftest import CDS_FIXTURES, FhirServerStub, load_fixture
+from tests.conftest import CDS_FIXTURES, load_fixture
 
 # R4 examples of the hook library (other blocks on those pages are STU3/DSTU2 variants).
 R4_CONTEXTS = [
@@ -66,7 +67,7 @@ def test_all_r4_library_contexts_are_listed() -> None:
 
 @pytest.mark.parametrize("name", R4_CONTEXTS)
 def test_library_context_wrapped_in_a_request(
-    name: str, client: TestClient, fhir: FhirServerStub
+    name: str, client: TestClient, fhir: FhirDouble
 ) -> None:
     hook = name.split("__")[0]
     request = {
@@ -120,7 +121,7 @@ def _required_keys(client: TestClient, service_id: str, hook: str) -> list[str]:
     return [k for k, spec in service.prefetch_for(hook).items() if spec.required]
 
 
-def test_spec_patient_view_example(client: TestClient, fhir: FhirServerStub) -> None:
+def test_spec_patient_view_example(client: TestClient, fhir: FhirDouble) -> None:
     request = load_fixture("cds-hooks/spec-v2/index__02__request-patient-view.json")
     fhir.add("/Patient/1288992", {"resourceType": "Patient", "id": "1288992"})
     response = client.post(f"/cds-services/{service_for(client, 'patient-view')}", json=request)
@@ -134,7 +135,7 @@ def test_spec_patient_view_example(client: TestClient, fhir: FhirServerStub) -> 
     assert "some-opaque-fhir-access-token" not in response.text
 
 
-def test_spec_order_sign_pagination_example(client: TestClient, fhir: FhirServerStub) -> None:
+def test_spec_order_sign_pagination_example(client: TestClient, fhir: FhirDouble) -> None:
     request = load_fixture("cds-hooks/spec-v2/index__04__request-order-sign.json")
     response = client.post(f"/cds-services/{service_for(client, 'order-sign')}", json=request)
     assert response.status_code == 200, response.text
@@ -150,7 +151,7 @@ def test_spec_extension_example_lacks_patient_id(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("name", ["captured-patient-view.json", "captured-order-select.json"])
-def test_sandbox_captured_requests(name: str, client: TestClient, fhir: FhirServerStub) -> None:
+def test_sandbox_captured_requests(name: str, client: TestClient, fhir: FhirDouble) -> None:
     captured: dict[str, Any] = load_fixture(f"cds-hooks/sandbox-client/{name}")
     body = captured["body"]
     response = client.post(f"/cds-services/{service_for(client, body['hook'])}", json=body)

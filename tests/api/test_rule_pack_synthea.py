@@ -20,8 +20,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cds_service.config import Settings
+from cds_service.fhir_double import FhirDouble
 from cds_service.main import create_app
-from cds_service.prefetch.local import LocalFhirServer
 from tests.conformance import assert_conformant_response
 from tests.conftest import FIXTURES
 
@@ -40,14 +40,14 @@ EXPECTED = {
 PATIENTS = sorted(p for p in SYNTHEA.glob("*.json") if not p.name.startswith("_"))
 
 
-def last_encounter(server: LocalFhirServer) -> datetime:
+def last_encounter(server: FhirDouble) -> datetime:
     starts = [e.get("period", {}).get("start", "") for e in server.resources("Encounter")]
     return datetime.fromisoformat(max(starts)).astimezone(UTC)
 
 
 @pytest.mark.parametrize("path", PATIENTS, ids=lambda p: p.name.split("_")[0])
 def test_patient_view_cards(path: Path, tmp_path: Path) -> None:
-    server = LocalFhirServer.from_bundle(json.loads(path.read_text()))
+    server = FhirDouble.from_bundle(json.loads(path.read_text()))
     patient_id = server.resources("Patient")[0]["id"]
     now = last_encounter(server)
     settings = Settings(database_url=f"sqlite:///{tmp_path}/f.db", builtin_services=False)

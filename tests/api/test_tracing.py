@@ -11,9 +11,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from cds_service.config import Settings
+from cds_service.fhir_double import FhirDouble
 from cds_service.main import create_app
 from cds_service.services.builtin import builtin_services
-from tests.conftest import FhirServerStub
 
 EXPORTER = InMemorySpanExporter()
 
@@ -25,7 +25,7 @@ def provider() -> None:
         trace.set_tracer_provider(sdk)
 
 
-def test_hook_call_spans(settings: Settings, fhir: FhirServerStub) -> None:
+def test_hook_call_spans(settings: Settings, fhir: FhirDouble) -> None:
     provider()
     EXPORTER.clear()
     fhir.add(

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from cds_service.config import default_rules_dir
-from cds_service.prefetch.local import LocalFhirServer
+from cds_service.fhir_double import FhirDouble
 from cds_service.prefetch.resolve import resolve_prefetch
 from cds_service.prefetch.types import PrefetchSpec
 from cds_service.rules.compiled import CompiledRule
@@ -24,10 +24,10 @@ from cds_service.rules.pipeline import validate_context
 from cds_service.rules.ruleset import load_ruleset
 from cds_service.rules.runtime import known_score_names
 from cds_service.rules.service import evaluate_hook_rules, prefetch_specs
-from cds_service.scores import codes
-from cds_service.scores.provider import SCORE_PREFETCH
+from cds_service.scores.provider import SCORE_OBSERVATION_SETS, SCORE_PREFETCH
 from cds_service.scores.sources import ComputedScores
 from cds_service.services.definition import HookCall
+from cds_service.terminology import value_set as value_set_of
 from cds_service.wire.request import HookRequest
 from tests.conftest import FIXTURES
 from tests.rules.conftest import load_rules, value_set
@@ -58,6 +58,9 @@ def _rules(tmp_path: Path, *specs: tuple[str, str, str], labs: str = LABS) -> li
         "hba1c": value_set("hba1c", "4548-4", "17856-6"),
         "ldl": value_set("ldl", "18262-6"),
         "many": value_set("many", *many),
+        "filtered": value_set("filtered", "4548-4")
+        + "compose:\n  include:\n    - system: http://hl7.org/fhir/sid/icd-10-cm\n"
+        "      filter: [{property: concept, op: is-a, value: E11}]\n",
     }
     texts = {rule_id: RULE.format(labs=labs, let=let, when=when) for rule_id, let, when in specs}
     return list(load_rules(tmp_path, texts, value_sets).values())
@@ -130,19 +133,19 @@ def test_a_value_set_too_large_for_a_url_is_not_spelled_out(tmp_path: Path) -> N
     assert _labs(_rules(tmp_path, ("a", let, "%picked.exists()"))) == LABS
 
 
-def test_score_prefetch_asks_for_every_code_the_score_adapters_read() -> None:
+def test_a_value_set_with_an_is_a_filter_is_not_spelled_out(tmp_path: Path) -> None:
+    let = "  picked:\n    resources: Observation\n    from: [labs]\n    coded: filtered"
+    assert _labs(_rules(tmp_path, ("a", let, "%picked.exists()"))) == LABS
+
+
+def test_score_prefetch_asks_for_the_codes_of_the_scores_observation_value_sets() -> None:
     read = {
-        code
-        for name in dir(codes)
-        if name.startswith("LOINC_") and name != "LOINC_DIASTOLIC"  # a component, not a code
-        for code in (
-            {getattr(codes, name)}
-            if isinstance(getattr(codes, name), str)
-            else getattr(codes, name)
-        )
+        f"{system}|{code}"
+        for set_id in SCORE_OBSERVATION_SETS
+        for system, code in value_set_of(set_id).codes
     }
     template = SCORE_PREFETCH["scoreObservations"]
-    assert _codes_of(template) == {f"{LOINC}|{code}" for code in read}
+    assert _codes_of(template) == read
     assert narrowed_templates({"scoreObservations": template}, []) == {
         "scoreObservations": template
     }
@@ -157,7 +160,7 @@ def _fixture_patients() -> list[Path]:
 
 
 def _outcomes(
-    server: LocalFhirServer,
+    server: FhirDouble,
     hook_rules: list[CompiledRule],
     specs: Mapping[str, PrefetchSpec],
     context: dict[str, Any],
@@ -209,7 +212,7 @@ def test_bundled_patient_view_rules_decide_the_same_on_narrowed_prefetch() -> No
     total = {"written": 0, "narrowed": 0}
     fired = 0
     for path in _fixture_patients():
-        server = LocalFhirServer.from_bundle(json.loads(path.read_text()))
+        server = FhirDouble.from_bundle(json.loads(path.read_text()))
         context = {"userId": "Practitioner/1", "patientId": server.resources("Patient")[0]["id"]}
         before, size_before = _outcomes(server, hook_rules, written, context)
         after, size_after = _outcomes(server, hook_rules, narrowed, context)

@@ -23,11 +23,11 @@ import pytest
 from fastapi.testclient import TestClient
 
 from cds_service.config import Settings, default_rules_dir
+from cds_service.fhir_double import FhirDouble
 from cds_service.main import create_app
 from cds_service.rules.ruleset import SERVICES_FILE, load_ruleset
 from cds_service.rules.runtime import known_score_names
 from cds_service.rules.testing import MOCK_FHIR_BASE, PlannedCase, plan_tests, run_case
-from cds_service.rules.testing.runner import _MockServer  # the double the rule tests use
 
 RULES = default_rules_dir()
 
@@ -62,7 +62,7 @@ class _Case:
     """The case being replayed: its clock, and the FHIR server answering as the case's does."""
 
     now: datetime | None = None
-    fhir: _MockServer = field(default_factory=lambda: _MockServer({}))
+    fhir: FhirDouble = field(default_factory=lambda: FhirDouble(base_url=MOCK_FHIR_BASE))
 
     def handler(self, request: httpx.Request) -> httpx.Response:
         return self.fhir.handle(request)
@@ -143,7 +143,8 @@ def test_every_rule_test_case_gives_the_same_cards_over_http(
             expected = run_case(case, ruleset)
             replaying.now = case.now
             fhir = case.case.fhir_server
-            replaying.fhir = _MockServer(fhir.responses if fhir is not None else {})
+            responses = fhir.responses if fhir is not None else {}
+            replaying.fhir = FhirDouble(responses=responses, base_url=MOCK_FHIR_BASE)
             got = _replay(client, case, rule.rule.hook, rule.rule.service)
             http, test = _without_uuids(got), _without_uuids(expected.actual_cards)
             compared += 1

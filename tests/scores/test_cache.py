@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 import pytest
 import redis
 
+from cds_service.clock import frozen_clock
 from cds_service.scores.cache import ScoreCache
 from cds_service.scores.provider import ScoreProvider, cache_key
 from tests.conftest import load_fixture
@@ -84,7 +85,7 @@ def test_provider_caches_by_inputs_and_serves_the_latest(redis_db: redis.Redis) 
 
     async def run() -> None:
         cache = ScoreCache(redis_url=REDIS_URL)
-        provider = ScoreProvider(cache)
+        provider = ScoreProvider(cache, clock=frozen_clock(AT))
         try:
             first = await provider.score("ascvd", resources, AT, patient_id=patient)
             again = await provider.score("ascvd", resources, AT, patient_id=patient)

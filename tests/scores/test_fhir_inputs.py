@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from cds_service.scores import SCORES, score_from_fhir
-from cds_service.scores.codes import ANTIHYPERTENSIVES, HYPERTENSION
 from cds_service.scores.fhir_inputs import PatientRecord
 
+HYPERTENSION, ANTIHYPERTENSIVES = "hypertension", "antihypertensives"  # value set ids
 AT = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
 PATIENT = {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1964-06-02"}
 LOINC = "http://loinc.org"
@@ -89,8 +89,8 @@ def test_latest_systolic_from_panel_or_stand_alone() -> None:
 def test_look_back_window() -> None:
     resources = [obs("tc", "2093-3", "2023-05-01", qty(5.2, "mmol/L"))]
     record = PatientRecord(resources, AT)
-    assert record.latest_quantity(frozenset({"2093-3"}), 365) is None
-    assert record.latest_quantity(frozenset({"2093-3"}), 400) == (
+    assert record.latest_quantity("total-cholesterol", 365) is None
+    assert record.latest_quantity("total-cholesterol", 400) == (
         {"value": 5.2, "unit": "mmol/L"},
         "Observation/tc 2023-05-01",
     )
@@ -106,7 +106,7 @@ def test_latest_among_several_codes_ties_and_double_coding() -> None:
         obs("no-date", "2093-3", "", qty(1, "mg/dL")),
     ]
     record = PatientRecord(resources, AT)
-    both = frozenset({"2093-3", "14647-2"})
+    both = "total-cholesterol"  # 2093-3 and 14647-2
     # At the same time the one listed first wins, whichever code it carries.
     assert record.latest_quantity(both, 365) == (
         {"value": 5.0, "unit": "mmol/L"},

@@ -15,6 +15,7 @@ import redis
 from fastapi.testclient import TestClient
 
 from cds_service.cli import main
+from cds_service.clock import frozen_clock
 from cds_service.config import Settings
 from cds_service.main import create_app
 from cds_service.scores.cache import ScoreCache
@@ -25,6 +26,7 @@ REDIS_URL = "redis://127.0.0.1:6379/15"
 BULK = FIXTURES / "bulk-ndjson"
 JESS = FIXTURES / "fhir-r4" / "synthea" / "Jess_Braun_eca04de4-760d-41bb-9735-36549acbf46c.json"
 JESS_ID = "eca04de4-760d-41bb-9735-36549acbf46c"
+AT = datetime(2024, 8, 6, tzinfo=UTC)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -65,10 +67,10 @@ def test_the_fixture_export(redis_env: redis.Redis, capsys: pytest.CaptureFixtur
     async def served() -> dict[str, object]:
         cache = ScoreCache(redis_url=REDIS_URL)
         try:
-            return await ScoreProvider(cache).score(
+            return await ScoreProvider(cache, clock=frozen_clock(AT)).score(
                 "cha2ds2-vasc",
                 [],
-                datetime(2024, 8, 6, tzinfo=UTC),
+                AT,
                 patient_id=patient_id,
                 data_complete=False,
             )

@@ -17,7 +17,7 @@ captured from the SMART App Launcher (`shared/fixtures/smart/launcher/`):
   `id_token` (for `openid` + `fhirUser`) whose key is in `{base}/keys`; `fhirUser` is only in
   the id_token, as with the launcher;
 - `POST {base}/auth/revoke` (RFC 7009);
-- FHIR reads and searches from a Synthea bundle (through `LocalFhirServer`), each needing a live
+- FHIR reads and searches from a Synthea bundle (through `FhirDouble`), each needing a live
   bearer token whose scopes allow it, and only for the launch's patient.
 
 Two deliberate differences from the launcher: access and refresh tokens are opaque random
@@ -50,7 +50,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from cds_service.prefetch.local import LocalFhirServer
+from cds_service.fhir_double import FhirDouble
 
 __all__ = [
     "CODE_LIFETIME",
@@ -199,13 +199,14 @@ class Simulator:
         self.jwks_uri = f"{self.base_url}/keys"
         self.smart_style_url = f"{self.base_url}/smart-style.json"
 
-        self._fhir = LocalFhirServer(
+        self._fhir = FhirDouble(
             (
                 entry["resource"]
                 for entry in bundle.get("entry") or []
                 if isinstance(entry, dict) and isinstance(entry.get("resource"), dict)
             ),
             base_url=self.fhir_base,
+            record=False,  # the simulator records requests itself
         )
         patients = self._fhir.resources("Patient")
         self.patient_id: str | None = patients[0].get("id") if patients else None
@@ -882,8 +883,8 @@ class Simulator:
             return self._fhir_error(403, "forbidden", "searches must name the launch's patient")
         if patient is None or any(t.rsplit("/", 1)[-1] != patient for t in targets):
             return self._fhir_error(403, "forbidden", "not the patient of this launch")
-        answer = self._fhir.get(f"{resource_type}?{request.url.query}")
-        return JSONResponse(answer, media_type=FHIR_JSON)
+        status, answer = self._fhir.answer(f"{resource_type}?{request.url.query}")
+        return JSONResponse(answer, status_code=status, media_type=FHIR_JSON)
 
 
 def serve_in_thread(sim: Simulator, port: int) -> Callable[[], None]:

@@ -19,8 +19,8 @@ import yaml
 from fastapi import FastAPI
 
 from cds_service.config import Settings
+from cds_service.fhir_double import FhirDouble
 from cds_service.main import create_app
-from cds_service.prefetch.local import LocalFhirServer
 from deploy.topology import free_port
 from tests.conftest import FIXTURES
 from tests.smart.simulator import Simulator, serve_in_thread
@@ -102,7 +102,7 @@ def test_card_link_to_the_clinician_view(running: tuple[Simulator, str], tmp_pat
 
     sim, base = running
     # 1. The EHR calls the hook; the statin card carries a SMART link to our app.
-    local = LocalFhirServer.from_bundle(json.loads(DARWIN.read_text()))
+    local = FhirDouble.from_bundle(json.loads(DARWIN.read_text()))
     patient = local.resources("Patient")[0]["id"]
     body = {
         "hook": "patient-view",

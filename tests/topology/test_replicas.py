@@ -28,7 +28,7 @@ import yaml
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from cds_service.prefetch.local import LocalFhirServer
+from cds_service.fhir_double import FhirDouble
 from deploy.topology import Topology, drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -111,7 +111,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
                 for s in discovery.json()["services"]
                 if s["id"] == SERVICE and s["hook"] == "patient-view"
             )
-            local = LocalFhirServer.from_bundle(json.loads(DARWIN.read_text()))
+            local = FhirDouble.from_bundle(json.loads(DARWIN.read_text()))
             pid = local.resources("Patient")[0]["id"]
             environment.body = {
                 "hook": "patient-view",

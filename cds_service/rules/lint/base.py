@@ -32,8 +32,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import ClassVar
 
+from cds_service.issues import RuleIssue, Severity
 from cds_service.rules.compiled import CompiledRule
-from cds_service.rules.issues import RuleIssue, Severity
 from cds_service.rules.model import KEBAB
 from cds_service.rules.testing.plan import TestFilePlan
 from cds_service.yamlsource import Located, field_path

@@ -17,7 +17,7 @@ from typing import Annotated
 
 from pydantic import Field, StrictStr, ValidationError
 
-from cds_service.rules.issues import RuleIssue
+from cds_service.issues import RuleIssue
 from cds_service.rules.model import KEBAB, Authored, Kebab
 from cds_service.rules.ruleset import LINT_FILE, validation_issues
 from cds_service.yamlsource import Located, field_path, read_yaml

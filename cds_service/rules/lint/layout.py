@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from cds_service.issues import RuleIssue
 from cds_service.rules.compiled import CompiledRule
-from cds_service.rules.issues import RuleIssue
 from cds_service.rules.lint.base import Validator
 
 __all__ = ["RuleOutsideHookDirectory"]

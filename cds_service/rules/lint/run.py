@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cds_service.rules.issues import RuleIssue, sorted_issues
+from cds_service.issues import RuleIssue, sorted_issues
 from cds_service.rules.lint.base import Validator
 from cds_service.rules.lint.config import read_lint_config
 from cds_service.rules.lint.registry import VALIDATORS

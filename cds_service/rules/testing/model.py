@@ -23,7 +23,7 @@ from pydantic import (
     ValidationError,
 )
 
-from cds_service.rules.issues import RuleIssue
+from cds_service.issues import RuleIssue
 from cds_service.rules.model import Kebab
 from cds_service.rules.ruleset import validation_issues
 from cds_service.types import JSONObject as JsonObject
@@ -60,7 +60,8 @@ class MockFhirServer(_Authored):
         default_factory=dict,
         description=(
             "Relative URL (with query, e.g. `MedicationRequest?patient=p1&status=active`) → the "
-            "resource or Bundle returned. Any other URL answers 404."
+            "resource or Bundle returned. Any other URL answers 400 with an OperationOutcome "
+            "(cds_service/fhir_double.py), never an empty result."
         ),
     )
 

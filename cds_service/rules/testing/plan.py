@@ -15,8 +15,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
+from cds_service.issues import RuleIssue, Severity
 from cds_service.rules.compiled import CompiledCondition, CompiledRule
-from cds_service.rules.issues import RuleIssue, Severity
 from cds_service.rules.ruleset import RuleSet, rule_files
 from cds_service.rules.testing.fixtures import Fixtures
 from cds_service.rules.testing.model import (

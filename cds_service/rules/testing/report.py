@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from cds_service.rules.issues import RuleIssue, sorted_issues
+from cds_service.issues import RuleIssue, sorted_issues
 from cds_service.rules.ruleset import RuleSet
 from cds_service.rules.testing.matching import cards_diff
 from cds_service.rules.testing.plan import TestFilePlan

@@ -31,6 +31,7 @@ import httpx
 from pydantic import ValidationError
 
 from cds_service.exceptions import CDSServiceError
+from cds_service.fhir_double import FhirDouble
 from cds_service.rules.compiled import CompiledRule
 from cds_service.rules.pipeline import FhirSource, RulesTrace, display_outcomes, evaluate_call
 from cds_service.rules.ruleset import RuleSet, load_ruleset
@@ -63,32 +64,8 @@ def known_scores() -> list[str]:
     return known_score_names()
 
 
-def _relative(url: httpx.URL) -> str:
-    path = unquote(url.raw_path.decode("ascii"))
-    base = httpx.URL(MOCK_FHIR_BASE).path.rstrip("/") + "/"
-    return path.removeprefix(base)
-
-
 def _normal(url: str) -> str:
     return unquote(url).lstrip("/")
-
-
-class _MockServer:
-    def __init__(self, responses: Mapping[str, dict[str, Any]]) -> None:
-        self.responses = {_normal(k): v for k, v in responses.items()}
-        self.requested: list[str] = []
-
-    def handle(self, request: httpx.Request) -> httpx.Response:
-        relative = _relative(request.url)
-        self.requested.append(relative)
-        body = self.responses.get(relative)
-        if body is None:
-            outcome = {
-                "resourceType": "OperationOutcome",
-                "issue": [{"severity": "error", "code": "not-found"}],
-            }
-            return httpx.Response(404, json=outcome)
-        return httpx.Response(200, json=body)
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -121,7 +98,8 @@ def run_case(planned: PlannedCase, ruleset: RuleSet) -> CaseResult:
         body["prefetch"] = planned.prefetch
     if case.fhir_server is not None:
         body["fhirServer"] = MOCK_FHIR_BASE
-    server = _MockServer(case.fhir_server.responses if case.fhir_server else {})
+    responses = case.fhir_server.responses if case.fhir_server else {}
+    server = FhirDouble(responses=responses, base_url=MOCK_FHIR_BASE)
     try:
         request = HookRequest.model_validate(body)
     except ValidationError as exc:
@@ -157,7 +135,7 @@ async def _evaluate(
     ruleset: RuleSet,
     request: HookRequest,
     planned: PlannedCase,
-    server: _MockServer,
+    server: FhirDouble,
 ) -> tuple[RulesTrace, dict[str, bool]]:
     """The case's call through the pipeline, and the truth of every condition (the lazy
     verdict's where it has one, the eager display pass's otherwise)."""

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from cds_service.issues import RuleIssue
 from cds_service.rules.compiled import CompiledRule
-from cds_service.rules.issues import RuleIssue
 from cds_service.rules.lint import Validator, lint_rules
 from cds_service.rules.testing import TestFilePlan
 from tests.rules.conftest import SAMPLE_RULE, minimal_rule

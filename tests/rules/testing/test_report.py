@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cds_service.rules.issues import RuleIssue
+from cds_service.issues import RuleIssue
 from cds_service.rules.ruleset import RuleSet
 from cds_service.rules.testing import CaseResult, TestReport
 

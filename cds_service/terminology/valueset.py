@@ -1,0 +1,320 @@
+"""Value sets: FHIR ValueSet files read from a directory, and membership in them.
+
+A value set file (`<id>.yaml`, `.yml` or `.json`) holds a FHIR ValueSet whose `id` is the file
+name. It is referred to by that id (or its canonical `url`). Its members are the union of:
+
+- `expansion.contains` (nested `contains` included): (system, code) pairs;
+- `compose.include[].concept`: codes of the include's `system`;
+- `compose.include[].filter` with `property: concept`, `op: is-a` on an ICD-10 system (ICD-10-CM
+  or WHO ICD-10): every code of that system under the filter's code. ICD-10's hierarchy is its
+  codes' prefixes, so this is prefix matching with the dot ignored: `is-a I50` takes `I50`,
+  `I50.9` and `I509`;
+- `compose.include[].valueSet`: every member of the listed value sets of the same directory.
+
+A coding with a system matches in that system only; a bare code (no system) matches in any.
+
+Medications carry ingredient names too. An RxNorm entry whose display has no digit is an
+ingredient (RxNorm IN or PIN: `warfarin`, `dabigatran etexilate`; clinical drugs always carry a
+strength), and its display is one of the set's ingredient names. Ingredients listed by name only
+(no RxNorm code at hand) come from the value set's extension `INGREDIENT_NAME_URL`
+(`valueString`). The risk scores match a medication by code or by an ingredient name in its
+text (`ValueSet.names_in`): clinical-drug codes carry no ingredient code, their text does.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cds_service.issues import RuleIssue
+from cds_service.terminology.systems import ICD10_SYSTEMS, RXNORM
+from cds_service.yamlsource import Located, field_path, read_yaml
+
+__all__ = [
+    "INGREDIENT_NAME_URL",
+    "ValueSet",
+    "coded",
+    "codings_of",
+    "load_value_sets",
+    "words",
+]
+
+INGREDIENT_NAME_URL = "urn:cds-service:extension:ingredient-name"
+_WORD = re.compile(r"[a-z]+")
+_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def words(text: str) -> frozenset[str]:
+    """The lower-case words (runs of letters) of a text, as ingredient names are matched."""
+    return frozenset(_WORD.findall(text.lower()))
+
+
+@dataclass(frozen=True, slots=True)
+class ValueSet:
+    """A set of codes: (system, code) pairs, ICD-10 code prefixes, and ingredient names."""
+
+    id: str
+    url: str | None
+    codes: frozenset[tuple[str, str]]
+    # (ICD-10 system, code prefix without dots), from `is-a` filters
+    prefixes: frozenset[tuple[str, str]] = frozenset()
+    # ingredient names as their words: ("dabigatran", "etexilate")
+    names: frozenset[tuple[str, ...]] = frozenset()
+    bare: frozenset[str] = field(init=False, compare=False, repr=False)
+    _by_system: dict[str, frozenset[str]] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        by_system: dict[str, set[str]] = {}
+        for system, code in self.codes:
+            by_system.setdefault(system, set()).add(code)
+        object.__setattr__(self, "bare", frozenset(code for _, code in self.codes))
+        object.__setattr__(self, "_by_system", {s: frozenset(c) for s, c in by_system.items()})
+
+    @property
+    def enumerated(self) -> bool:
+        """True when `codes` is every member (no `is-a` filter)."""
+        return not self.prefixes
+
+    def contains(self, system: str | None, code: str | None) -> bool:
+        """Membership of a coding; a bare code (no system) matches in any system."""
+        if not code:
+            return False
+        if (system, code) in self.codes if system else code in self.bare:
+            return True
+        if self.prefixes:
+            key = code.replace(".", "")
+            return any(key.startswith(prefix) for s, prefix in self.prefixes if system in (None, s))
+        return False
+
+    def codes_of(self, system: str) -> frozenset[str]:
+        """The listed codes of one system (not those an `is-a` filter takes)."""
+        return self._by_system.get(system, frozenset())
+
+    def names_in(self, text_words: frozenset[str]) -> bool:
+        """True when every word of one of the ingredient names is among `text_words`."""
+        return any(text_words.issuperset(name) for name in self.names)
+
+
+def codings_of(value: Any) -> Iterable[tuple[str | None, str | None]]:
+    """The (system, code) pairs of a Coding, CodeableConcept, list of either, or code string."""
+    if isinstance(value, list):
+        for item in value:
+            yield from codings_of(item)
+    elif isinstance(value, dict):
+        if isinstance(value.get("coding"), list):
+            yield from codings_of(value["coding"])
+        elif "code" in value:
+            system, code = value.get("system"), value.get("code")
+            yield (
+                system if isinstance(system, str) else None,
+                code if isinstance(code, str) else None,
+            )
+    elif isinstance(value, str):
+        yield (None, value)
+
+
+def coded(concept: Any, value_set: ValueSet) -> bool:
+    """True when a coding of a CodeableConcept (or a Coding, or a list) is in the value set."""
+    return any(value_set.contains(system, code) for system, code in codings_of(concept))
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Draft:
+    """One file's own members, before `compose.include[].valueSet` is resolved."""
+
+    path: Path
+    id: str
+    url: str | None
+    codes: set[tuple[str, str]] = field(default_factory=set)
+    prefixes: set[tuple[str, str]] = field(default_factory=set)
+    names: set[tuple[str, ...]] = field(default_factory=set)
+    includes: list[tuple[str, tuple[int, int]]] = field(default_factory=list)
+
+
+class _File:
+    """A parsed file and where its values are (JSON files have no positions)."""
+
+    def __init__(self, path: Path, data: Any, located: Located | None) -> None:
+        self.path = path
+        self.data = data
+        self.located = located
+
+    def position(self, loc: tuple[str | int, ...]) -> tuple[int, int]:
+        return self.located.position(loc) if self.located else (1, 1)
+
+    def issue(self, loc: tuple[str | int, ...], message: str) -> RuleIssue:
+        line, col = self.position(loc)
+        return RuleIssue(self.path, line, col, field_path(loc), message)
+
+
+def _parse(path: Path) -> tuple[_File | None, list[RuleIssue]]:
+    if path.suffix == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            return None, [RuleIssue(path, 1, 1, "", f"not valid JSON: {exc}")]
+        return _File(path, data, None), []
+    located, errors = read_yaml(path)
+    if located is None:
+        return None, [RuleIssue(path, e.line, e.col, e.field, e.message) for e in errors]
+    return _File(path, located.value, located), []
+
+
+def _add_contains(items: Any, draft: _Draft) -> None:
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        system, code = item.get("system"), item.get("code")
+        if isinstance(system, str) and isinstance(code, str):
+            draft.codes.add((system, code))
+            _add_name(system, item.get("display"), draft)
+        _add_contains(item.get("contains"), draft)
+
+
+def _add_name(system: str, display: Any, draft: _Draft) -> None:
+    """An RxNorm display without a digit names an ingredient (drugs carry a strength)."""
+    if system == RXNORM and isinstance(display, str) and not any(c.isdigit() for c in display):
+        name = tuple(sorted(words(display)))
+        if name:
+            draft.names.add(name)
+
+
+def _read_include(file: _File, index: int, include: Any, draft: _Draft) -> list[RuleIssue]:
+    loc: tuple[str | int, ...] = ("compose", "include", index)
+    if not isinstance(include, dict):
+        return [file.issue(loc, "must be a mapping")]
+    issues: list[RuleIssue] = []
+    system = include.get("system")
+    value_sets = include.get("valueSet")
+    if value_sets is not None:
+        if system is not None:
+            return [file.issue(loc, "include either a `system` or `valueSet`s, not both")]
+        if not isinstance(value_sets, list) or not all(isinstance(v, str) for v in value_sets):
+            return [file.issue((*loc, "valueSet"), "must be a list of value set ids or urls")]
+        for position, ref in enumerate(value_sets):
+            draft.includes.append((ref, file.position((*loc, "valueSet", position))))
+        return []
+    if not isinstance(system, str):
+        return [file.issue(loc, "needs a `system` (or `valueSet`)")]
+    for concept in include.get("concept", []) or []:
+        if isinstance(concept, dict) and isinstance(concept.get("code"), str):
+            draft.codes.add((system, concept["code"]))
+            _add_name(system, concept.get("display"), draft)
+    for position, rule in enumerate(include.get("filter", []) or []):
+        where = (*loc, "filter", position)
+        if not isinstance(rule, dict):
+            issues.append(file.issue(where, "must be a mapping"))
+        elif rule.get("op") != "is-a" or rule.get("property") != "concept":
+            issues.append(file.issue(where, "only `property: concept, op: is-a` is supported"))
+        elif system not in ICD10_SYSTEMS:
+            issues.append(file.issue(where, "`is-a` filters are supported for ICD-10 systems only"))
+        elif not isinstance(rule.get("value"), str) or not rule["value"].strip("."):
+            issues.append(file.issue((*where, "value"), "must be an ICD-10 code"))
+        else:
+            draft.prefixes.add((system, rule["value"].replace(".", "")))
+    return issues
+
+
+def _read(path: Path) -> tuple[_Draft | None, list[RuleIssue]]:
+    file, issues = _parse(path)
+    if file is None:
+        return None, issues
+    data = file.data
+    if not isinstance(data, dict) or data.get("resourceType") != "ValueSet":
+        return None, [file.issue(("resourceType",), "must be a FHIR ValueSet")]
+    vs_id = data.get("id")
+    if not isinstance(vs_id, str) or vs_id != path.stem:
+        return None, [file.issue(("id",), f"must equal the file name '{path.stem}'")]
+    url = data.get("url") if isinstance(data.get("url"), str) else None
+    draft = _Draft(path, vs_id, url)
+    _add_contains((data.get("expansion") or {}).get("contains"), draft)
+    compose = data.get("compose") or {}
+    if isinstance(compose, dict):
+        if compose.get("exclude"):
+            issues.append(file.issue(("compose", "exclude"), "`exclude` is not supported"))
+        for index, include in enumerate(compose.get("include", []) or []):
+            issues.extend(_read_include(file, index, include, draft))
+    for position, ext in enumerate(data.get("extension", []) or []):
+        if isinstance(ext, dict) and ext.get("url") == INGREDIENT_NAME_URL:
+            name = tuple(sorted(words(str(ext.get("valueString") or ""))))
+            if not name:
+                loc = ("extension", position, "valueString")
+                issues.append(file.issue(loc, "must be an ingredient name"))
+            else:
+                draft.names.add(name)
+    return draft, issues
+
+
+class _Resolver:
+    """Adds the members of included value sets, each set resolved once; cycles are errors."""
+
+    def __init__(self, drafts: dict[str, _Draft]) -> None:
+        self.drafts = drafts
+        self.by_ref = {**{d.url: d for d in drafts.values() if d.url}, **drafts}
+        self.done: dict[str, ValueSet | None] = {}
+        self.issues: list[RuleIssue] = []
+
+    def resolve(self, draft: _Draft, stack: tuple[str, ...] = ()) -> ValueSet | None:
+        if draft.id in self.done:
+            return self.done[draft.id]
+        codes, prefixes, names = set(draft.codes), set(draft.prefixes), set(draft.names)
+        failed = False
+        for ref, (line, col) in draft.includes:
+            target = self.by_ref.get(ref)
+            if target is None:
+                message = f"unknown value set '{ref}'"
+            elif target.id in (*stack, draft.id):
+                message = f"value set '{ref}' includes itself"
+            elif (included := self.resolve(target, (*stack, draft.id))) is None:
+                message = f"value set '{ref}' did not load"
+            else:
+                codes |= included.codes
+                prefixes |= included.prefixes
+                names |= included.names
+                continue
+            failed = True
+            self.issues.append(RuleIssue(draft.path, line, col, "compose.include", message))
+        value_set: ValueSet | None = None
+        if not codes and not prefixes:
+            if not failed:
+                self.issues.append(
+                    RuleIssue(draft.path, 1, 1, "expansion", "the value set has no codes")
+                )
+        elif not failed:
+            value_set = ValueSet(
+                draft.id, draft.url, frozenset(codes), frozenset(prefixes), frozenset(names)
+            )
+        self.done[draft.id] = value_set
+        return value_set
+
+
+def load_value_sets(directory: Path) -> tuple[dict[str, ValueSet], list[RuleIssue]]:
+    """Every value set under `directory`, keyed by id and by url, and the problems found.
+
+    A file with a problem is left out (and so is a set that includes it); the others load.
+    """
+    issues: list[RuleIssue] = []
+    drafts: dict[str, _Draft] = {}
+    if not directory.is_dir():
+        return {}, issues
+    for path in sorted(p for p in directory.iterdir() if p.suffix in _SUFFIXES):
+        draft, problems = _read(path)
+        issues.extend(problems)
+        if draft is not None and not problems:
+            drafts[draft.id] = draft
+    resolver = _Resolver(drafts)
+    sets: dict[str, ValueSet] = {}
+    for draft in drafts.values():
+        value_set = resolver.resolve(draft)
+        if value_set is not None:
+            sets[value_set.id] = value_set
+            if value_set.url:
+                sets[value_set.url] = value_set
+    return sets, issues + resolver.issues
