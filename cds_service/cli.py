@@ -27,6 +27,7 @@ from cds_service.config import Settings, load_settings
 from cds_service.exceptions import ConfigurationError
 from cds_service.heap import quiet_start
 from cds_service.logs import log_config
+from cds_service.population import cli as population_cli
 from cds_service.rules import cli as rules_cli
 from cds_service.scores import cli as score_cli
 from cds_service.scores import precompute_cli
@@ -54,7 +55,7 @@ def _parser() -> argparse.ArgumentParser:
     spec.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
 
     score_cli.add_parser(commands)
-    rules_cli.add_parser(commands)
+    rules_cli.add_parser(commands, extensions=[population_cli.add_simulate])
     precompute_cli.add_parser(commands)
     audit_cli.add_parser(commands)
     return parser

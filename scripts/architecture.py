@@ -64,6 +64,11 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
     ("services", "what a CDS service is, the registry, the built-in services", ("services",)),
     ("rules", "the YAML rule engine, its tests and tools", ("rules",)),
+    (
+        "population",
+        "whole populations through the services: card rates and errors before go-live",
+        ("population",),
+    ),
     ("records", "the feedback store and the audit trail", ("feedback", "audit")),
     (
         "app",

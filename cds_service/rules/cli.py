@@ -4,6 +4,7 @@
     cds-service rules test [DIR] [--run REGEX] [--diff]  run every *.test.yaml
     cds-service rules explain ID --request FILE [--rules DIR] [--now ISO]
     cds-service rules schema [--check] [--output-dir DIR]
+    cds-service rules simulate EXPORT [--fail-over] ...  (cds_service/population/cli.py)
 
 DIR defaults to the bundled rules directory (the default of CDS_RULES_DIR). The last line of
 `rules test` is always `N passed, M failed` (CI parses it).
@@ -15,7 +16,9 @@ import argparse
 import os
 import re
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 __all__ = ["add_parser", "main", "run"]
 
@@ -24,8 +27,10 @@ DEFAULT_SCHEMA_DIR = Path("openapi")
 
 def add_parser(
     commands: argparse._SubParsersAction[argparse.ArgumentParser],
+    extensions: Sequence[Callable[[Any], None]] = (),
 ) -> argparse.ArgumentParser:
-    """Register `rules` and its subcommands on the `cds-service` command's subparsers."""
+    """Register `rules` and its subcommands on the `cds-service` command's subparsers;
+    `extensions` add subcommands from higher layers (`simulate`), each setting its `handler`."""
     rules = commands.add_parser(
         "rules",
         help="lint, test and explain YAML rules",
@@ -66,6 +71,8 @@ def add_parser(
         metavar="DIR",
         help="where the schemas live (default: openapi/)",
     )
+    for extend in extensions:
+        extend(sub)
     return rules
 
 
@@ -151,7 +158,9 @@ def _schema(args: argparse.Namespace) -> int:
 def run(args: argparse.Namespace) -> int:
     """Run the `rules` subcommand parsed by `add_parser`; returns the exit status."""
     handlers = {"lint": _lint, "test": _test, "explain": _explain, "schema": _schema}
-    return handlers[args.rules_command](args)
+    handler = handlers.get(args.rules_command) or args.handler
+    result: int = handler(args)
+    return result
 
 
 def main(argv: list[str] | None = None) -> int:
