@@ -4,7 +4,8 @@ On top of fhirpathpy this adds what authoring needs: real syntax errors (fhirpat
 recovers silently from many), the list of `%variables` and functions an expression uses (so
 unknown names are load errors), a ban on the wall clock (`now()`, `today()`, `timeOfDay()`: rules
 read the frozen `%now` instead, so tests are repeatable), and `memberOf('value-set-id')` against
-the local value sets.
+the local value sets. Dates and dateTimes add and compare per the FHIRPath spec
+(`rules/fhirdates.py`, installed into fhirpathpy on import).
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ from fhirpathpy.models import models
 from fhirpathpy.parser.ASTPathListener import ASTPathListener
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
+
+from cds_service.rules import fhirdates
+
+fhirdates.install()  # FHIRPath date arithmetic and comparison; see rules/fhirdates.py
 
 __all__ = ["CLOCK_FUNCTIONS", "CompiledPath", "FhirPathError", "compile_path"]
 
