@@ -5,7 +5,8 @@ recovers silently from many), the list of `%variables` and functions an expressi
 unknown names are load errors), a ban on the wall clock (`now()`, `today()`, `timeOfDay()`: rules
 read the frozen `%now` instead, so tests are repeatable), and `memberOf('value-set-id')` against
 the local value sets. Dates and dateTimes add and compare per the FHIRPath spec
-(`rules/fhirdates.py`, installed into fhirpathpy on import).
+(`rules/fhirdates.py`, installed into fhirpathpy on import), and `toString()` is fixed
+(`rules/conformance.py`, which also names the constructs rules may not use).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
 from cds_service.rules import fhirdates
+from cds_service.rules.conformance import FUNCTIONS as FIXED_FUNCTIONS
 
 fhirdates.install()  # FHIRPath date arithmetic and comparison; see rules/fhirdates.py
 
@@ -108,7 +110,8 @@ def compile_path(
 ) -> CompiledPath:
     """Parse and compile; raise FhirPathError for bad syntax, clock functions or unknown functions.
 
-    `functions` are extra functions (fhirpathpy's user invocation table), e.g. `memberOf`.
+    `functions` are extra functions (fhirpathpy's user invocation table), e.g. `memberOf`; they
+    come after our fixes of fhirpathpy's own (`rules/conformance.py`).
     Which `%variables` are allowed depends on where the expression stands, so the caller checks
     `CompiledPath.variables`.
     """
@@ -120,7 +123,7 @@ def compile_path(
     if clock:
         name = sorted(clock)[0]
         raise FhirPathError(f"{name}() reads the wall clock; use %now instead")
-    extra = dict(functions or {})
+    extra = {**FIXED_FUNCTIONS, **(functions or {})}
     unknown = called - set(invocation_registry) - set(extra)
     if unknown:
         raise FhirPathError(f"unknown function {sorted(unknown)[0]}()")

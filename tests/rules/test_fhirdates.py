@@ -418,7 +418,7 @@ def test_today_against_datetimes_and_in_arithmetic() -> None:
     def run(expression: str, resource: object = None) -> list[object]:
         return compile_path(expression)(resource or {}, variables)
 
-    assert [d.asStr for d in run("%today - 1 year")] == ["2025-11-28"]
+    assert run("(%today - 1 year).toString()") == ["2025-11-28"]
     assert run("%today - 1 year < %now") == [True]
     assert run("@2026-11-27T23:30:00-01:00 < %today") == []  # 2026-11-28 in UTC: same day
     assert run("@2026-11-28T00:30:00+01:00 < %today") == [True]  # 2026-11-27 in UTC
@@ -426,6 +426,14 @@ def test_today_against_datetimes_and_in_arithmetic() -> None:
     born = {"resourceType": "Patient", "birthDate": "1948-05-02"}
     assert run("birthDate < %today - 65 years", born) == [True]
     assert run("birthDate <= %now", born) == [True]
+
+
+def test_to_string_of_the_clock_is_the_value_as_written() -> None:
+    variables = engine_variables(datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC))
+    assert compile_path("%now.toString()")({}, variables) == ["2026-11-28T12:00:00.123456Z"]
+    assert compile_path("(%now - 1 day).toString()")({}, variables) == [
+        "2026-11-27T12:00:00.123456Z"
+    ]
 
 
 def test_days_in_the_offset_of_the_value_across_dst() -> None:
