@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck pytest openapi format clean bench bench-load soak topology
+.PHONY: install run test lint typecheck pytest openapi format clean bench bench-load soak topology \
+	fhirpath-conformance
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,10 @@ test: lint typecheck pytest
 openapi: install
 	$(BIN)/cds-service openapi
 	$(BIN)/cds-service rules schema
+
+# The HL7 FHIRPath R4 suite against the rules' evaluator: docs/fhirpath-conformance.md.
+fhirpath-conformance: install
+	$(BIN)/python -m tests.fhirpath_suite.suite --write
 
 topology: install
 	$(BIN)/python deploy/topology.py --replicas 2 --tenants deploy/tenants.example.yaml
