@@ -59,4 +59,4 @@ format: install
 	$(BIN)/ruff format cds_service tests bench deploy
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .hypothesis

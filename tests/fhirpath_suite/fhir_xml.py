@@ -131,7 +131,7 @@ def _children(element: ET.Element, path: str, model: type | None) -> dict[str, A
         array, child_model = _field(model, name)
         array = array or len(elements) > 1
         if name in ("contained", "resource") or kind == "Resource":
-            values = [_resource(e[0]) for e in elements]
+            values: list[Any] = [_resource(e[0]) for e in elements]
         elif _is_primitive(elements[0], kind):
             values = [
                 _primitive(e.attrib["value"], kind) if "value" in e.attrib else None

@@ -37,7 +37,7 @@ unknown `%variables`).
 
 
 def _totals(results: Results) -> Counter[str]:
-    totals = Counter(outcome.status for _, outcome in results)
+    totals: Counter[str] = Counter(outcome.status for _, outcome in results)
     totals["would pass"] = sum(1 for _, o in results if o.status == "refused" and o.would_pass)
     return totals
 

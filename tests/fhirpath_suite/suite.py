@@ -237,13 +237,13 @@ def unpatched() -> Iterator[None]:
     fixed = fhirpath.FIXED_FUNCTIONS
     for name in patched:
         delattr(nodes.FP_DateTime, name)
-    fhirpath.FIXED_FUNCTIONS = {}  # type: ignore[misc]
+    fhirpath.FIXED_FUNCTIONS = {}
     try:
         yield
     finally:
         for name, method in patched.items():
             setattr(nodes.FP_DateTime, name, method)
-        fhirpath.FIXED_FUNCTIONS = fixed  # type: ignore[misc]
+        fhirpath.FIXED_FUNCTIONS = fixed
 
 
 def run_all(*, patched: bool = True) -> list[tuple[Case, Outcome]]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from decimal import Decimal
 from fractions import Fraction
+from typing import Any
 
 import pytest
 from dateutil.relativedelta import relativedelta
@@ -376,7 +377,7 @@ def test_empty_comparisons_are_empty_through_fhirpath() -> None:
 # ------------------------------------------------------------------------------- end to end
 
 
-def engine_variables(now: datetime) -> dict[str, object]:
+def engine_variables(now: datetime) -> dict[str, Any]:
     """%now and %today exactly as rules/engine.py builds them for a call."""
     return RequestData(context={}, prefetch={}, now=now).variables()
 
