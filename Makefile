@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck pytest openapi architecture format clean bench bench-load soak topology
+.PHONY: install run test lint typecheck pytest openapi architecture format clean bench bench-load soak topology \
+	fhirpath-conformance
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +43,10 @@ openapi: install
 architecture: install
 	$(BIN)/python scripts/architecture.py
 
+# The HL7 FHIRPath R4 suite against the rules' evaluator: docs/fhirpath-conformance.md.
+fhirpath-conformance: install
+	$(BIN)/python -m tests.fhirpath_suite.suite --write
+
 topology: install
 	$(BIN)/python deploy/topology.py --replicas 2 --tenants deploy/tenants.example.yaml
 
@@ -60,4 +65,4 @@ format: install
 	$(BIN)/ruff format cds_service tests bench deploy scripts
 
 clean:
-	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .coverage
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache .coverage .hypothesis

@@ -15,7 +15,8 @@ from typing import Any
 from cds_service.exceptions import ConfigurationError
 from cds_service.issues import RuleIssue
 from cds_service.prefetch.templates import check_template
-from cds_service.rules.fhirpath import CompiledPath, FhirPathError, compile_path
+from cds_service.rules.conformance import unsupported_constructs
+from cds_service.rules.fhirpath import CompiledPath, FhirPathError, compile_path, parse_expression
 from cds_service.rules.model import AllOf, AnyOf, Condition, LeafCondition, Rule, Select
 from cds_service.rules.templates import template_names
 from cds_service.rules.valuesets import ValueSet
@@ -193,6 +194,9 @@ class _Compiler:
         except Exception as exc:  # fhirpathpy's own errors have no common base class
             self.issue(loc, f"FHIRPath error: {exc}")
             return None
+        # What fhirpathpy 2.2.4 evaluates wrongly is refused here, never answered wrongly later.
+        for message in unsupported_constructs(parse_expression(text)):
+            self.issue(loc, message)
         unknown = sorted(compiled.variables - allowed)
         if unknown:
             self.issue(

@@ -4,7 +4,10 @@ On top of fhirpathpy this adds what authoring needs: real syntax errors (fhirpat
 recovers silently from many), the `%variables`, `%variable.member`s and function calls an
 expression uses, read from its syntax tree (so unknown names are load errors), a ban on the wall
 clock (`now()`, `today()`, `timeOfDay()`: rules read the frozen `%now` instead, so tests are
-repeatable), and `memberOf('value-set-id')` against the local value sets.
+repeatable), and `memberOf('value-set-id')` against the local value sets. Dates and dateTimes add
+and compare per the FHIRPath spec (`rules/fhirdates.py`, installed into fhirpathpy on import),
+and `toString()` is fixed (`rules/conformance.py`, which also names the constructs rules may not
+use).
 """
 
 from __future__ import annotations
@@ -26,7 +29,19 @@ from fhirpathpy.parser.ASTPathListener import ASTPathListener
 from fhirpathpy.parser.generated.FHIRPathLexer import FHIRPathLexer
 from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
-__all__ = ["CLOCK_FUNCTIONS", "Call", "CompiledPath", "FhirPathError", "compile_path"]
+from cds_service.rules import fhirdates
+from cds_service.rules.conformance import FUNCTIONS as FIXED_FUNCTIONS
+
+fhirdates.install()  # FHIRPath date arithmetic and comparison; see rules/fhirdates.py
+
+__all__ = [
+    "CLOCK_FUNCTIONS",
+    "FIXED_FUNCTIONS",
+    "Call",
+    "CompiledPath",
+    "FhirPathError",
+    "compile_path",
+]
 
 CLOCK_FUNCTIONS = frozenset({"now", "today", "timeOfDay"})
 BUILTIN_VARIABLES = frozenset({"ucum", "context", "resource", "rootResource", "sct", "loinc"})
@@ -164,7 +179,8 @@ def compile_path(
 ) -> CompiledPath:
     """Parse and compile; raise FhirPathError for bad syntax, clock functions or unknown functions.
 
-    `functions` are extra functions (fhirpathpy's user invocation table), e.g. `memberOf`.
+    `functions` are extra functions (fhirpathpy's user invocation table), e.g. `memberOf`; they
+    come after our fixes of fhirpathpy's own (`rules/conformance.py`).
     Which `%variables` are allowed depends on where the expression stands, so the caller checks
     `CompiledPath.variables`.
     """
@@ -176,7 +192,7 @@ def compile_path(
     if clock:
         name = sorted(clock)[0]
         raise FhirPathError(f"{name}() reads the wall clock; use %now instead")
-    extra = dict(functions or {})
+    extra = {**FIXED_FUNCTIONS, **(functions or {})}
     unknown = called - set(invocation_registry) - set(extra)
     if unknown:
         raise FhirPathError(f"unknown function {sorted(unknown)[0]}()")

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import re
 import uuid
 from collections import Counter
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -33,6 +35,7 @@ from pydantic import ValidationError
 from cds_service.exceptions import CDSServiceError
 from cds_service.fhir_double import FhirDouble
 from cds_service.rules.compiled import CompiledRule
+from cds_service.rules.engine import RuleOutcome
 from cds_service.rules.pipeline import FhirSource, RulesTrace, display_outcomes, evaluate_call
 from cds_service.rules.ruleset import RuleSet, load_ruleset
 from cds_service.rules.runtime import known_score_names
@@ -57,6 +60,8 @@ MOCK_FHIR_BASE = "https://fhir.test.invalid/r4"
 PREFETCH_DEADLINE_SECONDS = 2.0
 RULE_BUDGET_SECONDS = 5.0
 MAX_PAGES = 20
+# UTC offsets (minutes) a case is also run in: the Americas, India, Nepal, Chatham, the date line.
+CLOCK_OFFSETS_MINUTES = (-300, -210, 60, 330, 345, 765, 840)
 
 
 def known_scores() -> list[str]:
@@ -107,6 +112,11 @@ def run_case(planned: PlannedCase, ruleset: RuleSet) -> CaseResult:
         return result
     try:
         trace, conditions = asyncio.run(_evaluate(rule, ruleset, request, planned, server))
+        # The same call on a clock as the server's is: the same instant plus a fraction of a
+        # second, in another UTC offset. A rule's outcome must not depend on either.
+        shifted = _server_clock(planned)
+        again = FhirDouble(responses=responses, base_url=MOCK_FHIR_BASE)
+        other, _ = asyncio.run(_evaluate(rule, ruleset, request, planned, again, shifted))
     except CDSServiceError as exc:
         first = exc.issues[0] if exc.issues else None
         if first is not None and first.field and first.field.startswith("context"):
@@ -127,7 +137,56 @@ def run_case(planned: PlannedCase, ruleset: RuleSet) -> CaseResult:
         result.reason = f"{outcome.reason}: `{outcome.expression}`: {outcome.detail}"
     result.actual_cards = [outcome.card.wire()] if outcome.card is not None else []
     _compare(result, case.expect, conditions)
+    _compare_clocks(result, planned.now, outcome, shifted, other.outcomes[0])
     return result
+
+
+def _server_clock(planned: PlannedCase) -> datetime:
+    """The case's `now` plus a sub-second offset (1 µs to 0.999999 s), in a non-UTC offset;
+    drawn from the case's key, so a failure reproduces."""
+    draw = random.Random(planned.key)
+    offset = timedelta(minutes=draw.choice(CLOCK_OFFSETS_MINUTES))
+    later = planned.now + timedelta(microseconds=draw.randint(1, 999_999))
+    return later.astimezone(timezone(offset))
+
+
+def _compare_clocks(
+    result: CaseResult,
+    now: datetime,
+    outcome: RuleOutcome,
+    shifted: datetime,
+    other: RuleOutcome,
+) -> None:
+    # A card may show the clock itself (`%now.toString()`): each run's own `now` is masked.
+    cards = [
+        json.dumps(_without_uuids(card.wire()), sort_keys=True).replace(_stamp(at), "<now>")
+        for card, at in ((outcome.card, now), (other.card, shifted))
+        if card is not None
+    ]
+    same_cards = len(cards) != 1 and (not cards or cards[0] == cards[1])
+    if outcome.status == other.status and same_cards:
+        return
+    why = f"{other.status}: {other.reason}" if other.reason else other.status
+    result.failures.append(
+        f"clock: at {shifted.isoformat()} (the case's now plus a fraction of a second, in another "
+        f"UTC offset, as a server's clock reads) the rule is {why}"
+        + ("" if outcome.status != other.status else ", with another card")
+        + f"; at {now.isoformat()} it is {outcome.status}. Date arithmetic must not depend on "
+        "the clock's precision or offset"
+    )
+
+
+def _stamp(at: datetime) -> str:
+    """`%now` as the engine gives it to FHIRPath (rules/engine.py)."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _without_uuids(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_uuids(v) for k, v in value.items() if k != "uuid"}
+    if isinstance(value, list):
+        return [_without_uuids(v) for v in value]
+    return value
 
 
 async def _evaluate(
@@ -136,9 +195,11 @@ async def _evaluate(
     request: HookRequest,
     planned: PlannedCase,
     server: FhirDouble,
+    now: datetime | None = None,
 ) -> tuple[RulesTrace, dict[str, bool]]:
-    """The case's call through the pipeline, and the truth of every condition (the lazy
-    verdict's where it has one, the eager display pass's otherwise)."""
+    """The case's call through the pipeline (at the case's `now` unless given another), and the
+    truth of every condition (the lazy verdict's where it has one, the eager display pass's
+    otherwise)."""
     service = rule_service(
         rule,
         ruleset,
@@ -151,7 +212,7 @@ async def _evaluate(
             service,
             request,
             FhirSource(client, MAX_PAGES),
-            now=planned.now,
+            now=planned.now if now is None else now,
             budget_seconds=RULE_BUDGET_SECONDS + PREFETCH_DEADLINE_SECONDS,
             prefetch_deadline_seconds=PREFETCH_DEADLINE_SECONDS,
             strict=False,
