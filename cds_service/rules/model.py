@@ -162,12 +162,20 @@ class LinkTemplate(Authored):
     autolaunchable: StrictBool | None = None
 
 
+# A binding that names the indicator per call: the rendered card must still be info, warning or
+# critical, or the rule's outcome is an error naming `indicator`.
+IndicatorTemplate = Annotated[StrictStr, Field(pattern=r"^\{\{[A-Za-z][A-Za-z0-9_]*\}\}$")]
+
+
 class CardTemplate(Authored):
     """The card a rule emits, mirroring the CDS Hooks Card. Text may use {{name}}."""
 
     summary: Annotated[StrictStr, Field(min_length=1, max_length=139)]
     detail: Text | None = None
-    indicator: Literal["info", "warning", "critical"]
+    indicator: Literal["info", "warning", "critical"] | IndicatorTemplate = Field(
+        description="info, warning or critical; or `{{binding}}` whose value is one of them "
+        "(e.g. from an allergy's criticality)"
+    )
     source: SourceTemplate
     suggestions: list[SuggestionTemplate] | None = None
     selectionBehavior: Literal["at-most-one", "any"] | None = None
