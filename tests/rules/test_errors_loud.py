@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from cds_service.rules.cli import main
 from cds_service.rules.engine import RequestData, evaluate_rule
 from cds_service.rules.testing import run_rule_tests
 from tests.rules.conftest import load_rules
+from tests.rules.test_explain import explain_lazy_rule
 from tests.rules.test_lazy import RULE
 
 NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
@@ -78,20 +78,8 @@ def test_a_case_cannot_expect_an_error(tmp_path: Path) -> None:
 def test_explain_shows_the_exception_and_where_it_was_raised(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rules_dir = tmp_path / "rules"
-    rules_dir.mkdir()
-    load_rules(rules_dir, {"lazy": RULE.replace("QUANTIFIER", "any")})
-    body = {
-        "hook": "patient-view",
-        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-        "context": {"userId": "Practitioner/1", "patientId": "p1"},
-        "prefetch": {"labs": _labs("a", "b")},
-    }
-    path = tmp_path / "request.json"
-    path.write_text(json.dumps(body))
-    args = ["rules", "explain", "lazy", "--rules", str(rules_dir), "--request", str(path)]
-    assert main(args) == 0
+    rules_dir = explain_lazy_rule(tmp_path, "any", "a", "b")
     out = capsys.readouterr().out
     assert "status: error (ValueError in let.only at " in out
-    assert f"  raised by let.only at {rules_dir / 'patient-view' / 'lazy.yaml'}:15:3:" in out
+    assert f"  raised by let.only at {rules_dir}/patient-view/lazy.yaml:15:3:" in out
     assert "    %labs.entry.resource.single().id" in out

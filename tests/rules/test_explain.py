@@ -166,26 +166,7 @@ def test_explain_gives_the_production_verdict_and_marks_display_only_values(
     """A binding that fails but that production never computes (the `all` is decided before
     its condition) does not turn the verdict into an error: explain shows the lazy verdict and
     says the eager pass failed where production does not."""
-    from tests.rules.test_lazy import RULE
-
-    rules_dir = tmp_path / "rules"
-    rules_dir.mkdir()
-    load_rules(rules_dir, {"lazy": RULE.replace("QUANTIFIER", "all")})
-    labs = {
-        "resourceType": "Bundle",
-        "type": "searchset",
-        "entry": [{"resource": {"resourceType": "Observation", "id": i}} for i in ("a", "b")],
-    }
-    body = {
-        "hook": "patient-view",
-        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-        "context": {"userId": "Practitioner/1", "patientId": "p1"},
-        "prefetch": {"labs": labs},
-    }
-    path = tmp_path / "request.json"
-    path.write_text(json.dumps(body))
-    args = ["rules", "explain", "lazy", "--rules", str(rules_dir), "--request", str(path)]
-    assert main(args) == 0
+    explain_lazy_rule(tmp_path, "all", "a", "b")
     out = capsys.readouterr().out
     assert "status: silent" in out
     assert "  count = [2]" in out
@@ -197,24 +178,34 @@ def test_explain_gives_the_production_verdict_and_marks_display_only_values(
 def test_explain_marks_values_computed_for_display_only(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from tests.rules.test_lazy import RULE
-
-    rules_dir = tmp_path / "rules"
-    rules_dir.mkdir()
-    load_rules(rules_dir, {"lazy": RULE.replace("QUANTIFIER", "all")})
-    one_lab = {"resourceType": "Observation", "id": "a"}
-    body = {
-        "hook": "patient-view",
-        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-        "context": {"userId": "Practitioner/1", "patientId": "p1"},
-        "prefetch": {"labs": {"resourceType": "Bundle", "entry": [{"resource": one_lab}]}},
-    }
-    path = tmp_path / "request.json"
-    path.write_text(json.dumps(body))
-    args = ["rules", "explain", "lazy", "--rules", str(rules_dir), "--request", str(path)]
-    assert main(args) == 0
+    explain_lazy_rule(tmp_path, "all", "a")
     out = capsys.readouterr().out
     assert "status: silent" in out
     assert '* only = ["a"]' in out
     assert "only-is-a: true" in out  # shown, though `all` was decided by has-many
     assert "evaluating every binding for display" not in out
+
+
+def explain_lazy_rule(tmp_path: Path, quantifier: str, *lab_ids: str) -> str:
+    """`rules explain` of tests/rules/test_lazy.py's rule on a patient-view call with labs."""
+    from tests.rules.test_lazy import RULE
+
+    rules_dir = tmp_path / "rules"
+    rules_dir.mkdir()
+    load_rules(rules_dir, {"lazy": RULE.replace("QUANTIFIER", quantifier)})
+    labs = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": {"resourceType": "Observation", "id": i}} for i in lab_ids],
+    }
+    body = {
+        "hook": "patient-view",
+        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
+        "context": {"userId": "Practitioner/1", "patientId": "p1"},
+        "prefetch": {"labs": labs},
+    }
+    path = tmp_path / "request.json"
+    path.write_text(json.dumps(body))
+    args = ["rules", "explain", "lazy", "--rules", str(rules_dir), "--request", str(path)]
+    assert main(args) == 0
+    return str(rules_dir)

@@ -28,6 +28,7 @@ from cds_service.main import create_app
 from cds_service.rules.ruleset import SERVICES_FILE, load_ruleset
 from cds_service.rules.runtime import known_score_names
 from cds_service.rules.testing import MOCK_FHIR_BASE, PlannedCase, plan_tests, run_case
+from cds_service.rules.testing.matching import without_uuids
 
 RULES = default_rules_dir()
 
@@ -35,15 +36,6 @@ RULES = default_rules_dir()
 def _cases() -> list[PlannedCase]:
     ruleset = load_ruleset(RULES, known_score_names())
     return [case for plan in plan_tests(RULES, ruleset) for case in plan.cases]
-
-
-def _without_uuids(value: Any) -> Any:
-    """Cards and suggestions get a fresh uuid on every call: compare everything else."""
-    if isinstance(value, dict):
-        return {k: _without_uuids(v) for k, v in value.items() if k != "uuid"}
-    if isinstance(value, list):
-        return [_without_uuids(v) for v in value]
-    return value
 
 
 def _diff(test: Any, http: Any) -> str:
@@ -146,7 +138,7 @@ def test_every_rule_test_case_gives_the_same_cards_over_http(
             responses = fhir.responses if fhir is not None else {}
             replaying.fhir = FhirDouble(responses=responses, base_url=MOCK_FHIR_BASE)
             got = _replay(client, case, rule.rule.hook, rule.rule.service)
-            http, test = _without_uuids(got), _without_uuids(expected.actual_cards)
+            http, test = without_uuids(got), without_uuids(expected.actual_cards)
             compared += 1
             carded += bool(test)
             if http != test:

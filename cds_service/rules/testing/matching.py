@@ -11,7 +11,7 @@ import difflib
 import json
 from typing import Any
 
-__all__ = ["cards_diff", "show", "subset_mismatches"]
+__all__ = ["cards_diff", "show", "subset_mismatches", "without_uuids"]
 
 
 def _pretty(value: Any) -> str:
@@ -84,3 +84,12 @@ def cards_diff(expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> 
             lineterm="",
         )
     )
+
+
+def without_uuids(value: Any) -> Any:
+    """`value` without its `uuid` members: a card's and its suggestions' are new on every call."""
+    if isinstance(value, dict):
+        return {k: without_uuids(v) for k, v in value.items() if k != "uuid"}
+    if isinstance(value, list):
+        return [without_uuids(v) for v in value]
+    return value

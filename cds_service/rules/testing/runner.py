@@ -41,7 +41,7 @@ from cds_service.rules.ruleset import RuleSet, load_ruleset
 from cds_service.rules.runtime import known_score_names
 from cds_service.rules.service import rule_service
 from cds_service.rules.testing.matching import show as _show
-from cds_service.rules.testing.matching import subset_mismatches
+from cds_service.rules.testing.matching import subset_mismatches, without_uuids
 from cds_service.rules.testing.model import Expectation
 from cds_service.rules.testing.plan import PlannedCase, plan_tests
 from cds_service.rules.testing.report import CaseResult, TestReport
@@ -159,7 +159,7 @@ def _compare_clocks(
 ) -> None:
     # A card may show the clock itself (`%now.toString()`): each run's own `now` is masked.
     cards = [
-        json.dumps(_without_uuids(card.wire()), sort_keys=True).replace(_stamp(at), "<now>")
+        json.dumps(without_uuids(card.wire()), sort_keys=True).replace(_stamp(at), "<now>")
         for card, at in ((outcome.card, now), (other.card, shifted))
         if card is not None
     ]
@@ -179,14 +179,6 @@ def _compare_clocks(
 def _stamp(at: datetime) -> str:
     """`%now` as the engine gives it to FHIRPath (rules/engine.py)."""
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _without_uuids(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _without_uuids(v) for k, v in value.items() if k != "uuid"}
-    if isinstance(value, list):
-        return [_without_uuids(v) for v in value]
-    return value
 
 
 async def _evaluate(
