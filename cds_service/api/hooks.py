@@ -9,6 +9,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cds_service import __version__
 from cds_service.api.audit import AuditRecord, audited
 from cds_service.api.auth import Caller
 from cds_service.api.body import parse_body
@@ -18,6 +19,7 @@ from cds_service.resources import Resources
 from cds_service.rules.pipeline import FhirSource, evaluate_call
 from cds_service.security.jwt_auth import Principal
 from cds_service.security.ssrf import fetch_refusal
+from cds_service.services.definition import CardOrigin
 from cds_service.services.registry import Endpoint, ServiceRegistry
 from cds_service.state import AppState
 from cds_service.tracing import tracer
@@ -100,7 +102,11 @@ async def _call(
     for outcome in result.prefetch.values():
         state.metrics.prefetch_keys.labels(outcome.source).inc()
     cards = result.result.cards
-    record.cards = len(cards)
     actions = result.result.system_actions or None
-    response = CDSResponse(cards=cards, system_actions=actions)
-    return Response(orjson.dumps(response.wire()), media_type="application/json")
+    body = orjson.dumps(CDSResponse(cards=cards, system_actions=actions).wire())
+    # Recorded as issued with the audit row, before the answer leaves: feedback on a card is
+    # feedback on its rule. A built-in service's cards are its own (its id, the package version).
+    own = CardOrigin(endpoint.service.id, __version__)
+    record.issued = {card.uuid: result.result.origins.get(card.uuid, own) for card in cards}
+    record.cards = len(cards)
+    return Response(body, media_type="application/json")

@@ -25,7 +25,7 @@ from cds_service.rules.pipeline import RulesTrace, score_record
 from cds_service.rules.ruleset import RuleSet
 from cds_service.scores.provider import SCORE_PREFETCH
 from cds_service.scores.sources import ScoreSource
-from cds_service.services.definition import HookCall, ServiceDefinition, ServiceResult
+from cds_service.services.definition import CardOrigin, HookCall, ServiceDefinition, ServiceResult
 from cds_service.wire.request import HookRequest
 
 __all__ = [
@@ -183,6 +183,7 @@ def _service(
         hook_rules = by_hook.get(call.hook, [])
         trace = await evaluate_hook_rules(hook_rules, call, scores, budget_seconds=budget_seconds)
         cards = []
+        origins: dict[str, CardOrigin] = {}
         for rule, outcome in zip(hook_rules, trace.outcomes, strict=True):
             shadow = rule.rule.status == "draft"
             stats.add(outcome, shadow)
@@ -191,13 +192,16 @@ def _service(
                     log.info("shadow rule %s would have shown a card", rule.id)
                 else:
                     cards.append(outcome.card)
+                    origins[outcome.card.uuid] = CardOrigin(rule.id, str(rule.rule.version))
         skipped = [o for o in trace.outcomes if o.status == "skipped"]
         unevaluated = []
         if hook_rules and len(skipped) == len(trace.outcomes):
             unevaluated = [
                 Issue(f"rule {o.rule_id}: {o.reason}", "prefetch", "incomplete") for o in skipped
             ]
-        return ServiceResult(cards=cards, unevaluated=unevaluated, trace=trace)
+        return ServiceResult(
+            cards=cards, origins=origins, unevaluated=unevaluated, trace=trace
+        )
 
     prefetch_by_hook = {
         hook: tuple(sorted(prefetch_specs(hook_rules))) for hook, hook_rules in by_hook.items()

@@ -30,7 +30,7 @@ from cds_service.wire.contexts import HookContext
 from cds_service.wire.request import HookRequest
 from cds_service.wire.response import Action, Card
 
-__all__ = ["HookCall", "ServiceDefinition", "ServiceResult"]
+__all__ = ["CardOrigin", "HookCall", "ServiceDefinition", "ServiceResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,10 +74,22 @@ class HookCall:
 
 
 @dataclass(frozen=True, slots=True)
+class CardOrigin:
+    """What produced a card: a rule (its id and version), or a built-in service (its id, and the
+    package version). Recorded with the card's uuid when it is issued, so feedback on the card
+    is feedback on that rule."""
+
+    rule_id: str
+    rule_version: str
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceResult:
     """What a service returns for one call."""
 
     cards: list[Card] = field(default_factory=list)
+    # Card uuid → what produced it (rule services); a card without one is the service's own.
+    origins: Mapping[str, CardOrigin] = field(default_factory=dict)
     system_actions: list[Action] = field(default_factory=list)
     # Why the call could not be evaluated at all for want of data: the pipeline answers 412
     # with these issues when serving (a service may also raise PreconditionFailed itself).
