@@ -26,6 +26,15 @@ Rows are written with ``INSERT ... ON CONFLICT (id) DO NOTHING ... RETURNING id`
 transaction per batch, so a batch is stored all or nothing, a retry stores nothing new, and the
 number of rows actually inserted is exact on both SQLite (3.35+) and PostgreSQL.
 
+Feedback belongs to a rule
+--------------------------
+The route accepts feedback only on cards the service issued to the calling tenant (the audit
+trail's ``cds_issued_cards``) and passes, per card, the rule (id, version) that produced it and
+the patient it was shown for: they are stored with the row (``rule_id``, ``rule_version``,
+``patient_id``; NULL in rows stored before they existed), so feedback can be counted per rule and
+an override can snooze its rule for that patient (``overrides``). They are not part of the
+idempotency key: they follow from the card, which is.
+
 Nothing from the feedback content (comments, codes, card ids) is ever logged.
 """
 
@@ -35,7 +44,7 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -54,11 +63,18 @@ from cds_service.database import (
 from cds_service.exceptions import ConfigurationError
 from cds_service.wire.feedback import Feedback
 
-__all__ = ["FeedbackStore", "RecordResult", "StoredFeedback", "feedback_id", "metadata"]
+__all__ = [
+    "CardRule",
+    "FeedbackStore",
+    "RecordResult",
+    "StoredFeedback",
+    "feedback_id",
+    "metadata",
+]
 
 log = logging.getLogger(__name__)
 
-#: Rows per INSERT statement (13 bound parameters each; well under SQLite's and asyncpg's limits).
+#: Rows per INSERT statement (16 bound parameters each; well under SQLite's and asyncpg's limits).
 _CHUNK = 500
 
 
@@ -80,8 +96,23 @@ feedback_table = Table(
     Column("extension", Text(), nullable=True),
     Column("tenant", String(256), nullable=True),
     Column("received_at", UTCDateTime(), nullable=False),
+    # The rule that produced the card and the patient it was shown for, from the issued card.
+    Column("rule_id", String(256), nullable=True),
+    Column("rule_version", String(64), nullable=True),
+    Column("patient_id", String(256), nullable=True),
     Index("ix_cds_feedback_service_card", "service_id", "card_uuid"),
+    Index("ix_cds_feedback_patient_rule", "patient_id", "rule_id"),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class CardRule:
+    """What a card was, as recorded when it was issued: the rule (id, version) that produced it
+    and the patient it was shown for."""
+
+    rule_id: str
+    rule_version: str
+    patient_id: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +140,9 @@ class StoredFeedback:
     extension: dict[str, Any] | None
     tenant: str | None
     received_at: datetime
+    rule_id: str | None = None
+    rule_version: str | None = None
+    patient_id: str | None = None
 
 
 def _canonical_json(value: Any) -> str:
@@ -142,7 +176,11 @@ def feedback_id(service_id: str, item: Feedback, tenant: str | None = None) -> s
 
 
 def _row(
-    service_id: str, item: Feedback, received_at: datetime, tenant: str | None
+    service_id: str,
+    item: Feedback,
+    received_at: datetime,
+    tenant: str | None,
+    card: CardRule | None,
 ) -> dict[str, Any]:
     override = item.override_reason
     reason = override.reason if override is not None else None
@@ -160,6 +198,9 @@ def _row(
         "extension": _canonical_json(item.extension) if item.extension is not None else None,
         "tenant": tenant,
         "received_at": received_at,
+        "rule_id": card.rule_id if card is not None else None,
+        "rule_version": card.rule_version if card is not None else None,
+        "patient_id": card.patient_id if card is not None else None,
     }
 
 
@@ -208,17 +249,20 @@ class FeedbackStore:
         *,
         received_at: datetime,
         tenant: str | None = None,
+        cards: Mapping[str, CardRule] | None = None,
     ) -> RecordResult:
         """Store a batch from `tenant` (None without authentication) in one transaction (all or
-        nothing); items already stored are skipped.
+        nothing); items already stored are skipped. `cards` gives, by card uuid, the rule and
+        patient each item's card was issued for (stored with the item).
 
         `stored` is the number of rows actually inserted: duplicates, whether earlier or within
         this batch, are not counted.
         """
         received_utc = utc(received_at)
+        known = cards or {}
         rows: dict[str, dict[str, Any]] = {}
         for item in items:
-            row = _row(service_id, item, received_utc, tenant)
+            row = _row(service_id, item, received_utc, tenant, known.get(item.card))
             rows.setdefault(row["id"], row)
         if not rows:
             return RecordResult(received=len(items), stored=0)
@@ -275,6 +319,9 @@ class FeedbackStore:
                 extension=json.loads(r["extension"]) if r["extension"] is not None else None,
                 tenant=r["tenant"],
                 received_at=r["received_at"],
+                rule_id=r["rule_id"],
+                rule_version=r["rule_version"],
+                patient_id=r["patient_id"],
             )
             for r in rows
         ]

@@ -88,3 +88,22 @@ def test_builtin_cards_are_recorded_as_the_service(client: TestClient) -> None:
         "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
         "1288992",
     )
+
+
+def test_feedback_on_an_issued_card_is_stored_with_its_rule(
+    tmp_path: Path, rules_dir: Path
+) -> None:
+    write_rule(rules_dir, "live")
+    with make_client(tmp_path, rules_dir) as client:
+        [card] = call(client, {"patient": PATIENT}).json()["cards"]
+        item = {
+            "card": card["uuid"],
+            "outcome": "overridden",
+            "outcomeTimestamp": "2026-11-28T10:00:00Z",
+        }
+        response = client.post("/cds-services/test-service/feedback", json={"feedback": [item]})
+        assert response.json() == {"received": 1, "stored": 1}
+        store = client.app.state.resources.feedback  # type: ignore[attr-defined]
+        rows = client.portal.call(store.list_for_service, "test-service")  # type: ignore[union-attr]
+    [row] = rows
+    assert (row.rule_id, row.rule_version, row.patient_id, row.tenant) == ("live", "1", "p1", None)

@@ -180,23 +180,31 @@ def test_jti_accepted_by_one_replica_is_refused_by_the_other(env: Env) -> None:
 
 
 def test_feedback_written_through_one_replica_is_known_to_the_other(env: Env) -> None:
+    """A card issued by one replica takes feedback through the other; the feedback stored through
+    one is a duplicate through the other; a card neither issued is refused by both."""
     replica_a, replica_b = env.topo.replicas
+    issued = env.call(replica_a)
+    assert issued.status_code == 200, issued.text
+    card = issued.json()["cards"][0]["uuid"]
     path = f"/cds-services/{SERVICE}/feedback"
-    body = {
-        "feedback": [
-            {
-                "card": str(uuid.uuid4()),
-                "outcome": "overridden",
-                "outcomeTimestamp": "2026-11-28T10:05:31Z",
-            }
-        ]
-    }
-    first = httpx.post(replica_a + path, json=body, headers=env.headers(path), timeout=30)
+
+    def feedback(card: str) -> dict[str, Any]:
+        item = {"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-28T10:05:31Z"}
+        return {"feedback": [item]}
+
+    first = httpx.post(replica_b + path, json=feedback(card), headers=env.headers(path), timeout=30)
     assert first.status_code == 200, first.text
     assert first.json() == {"received": 1, "stored": 1}
-    second = httpx.post(replica_b + path, json=body, headers=env.headers(path), timeout=30)
+    second = httpx.post(
+        replica_a + path, json=feedback(card), headers=env.headers(path), timeout=30
+    )
     assert second.status_code == 200, second.text
     assert second.json() == {"received": 1, "stored": 0}
+    for replica in (replica_a, replica_b):
+        unknown = httpx.post(
+            replica + path, json=feedback(str(uuid.uuid4())), headers=env.headers(path), timeout=30
+        )
+        assert unknown.status_code == 400, unknown.text
 
 
 def test_killing_a_replica_under_load_loses_no_call(env: Env) -> None:
