@@ -1,9 +1,10 @@
 """Writing the audit trail: one record per hook call, feedback request and discovery request.
 
 The record is filled in as the call is understood (service, hook, hookInstance, patient, user,
-the cards returned and what produced each) and written when it ends, whatever the outcome; the
-cards are recorded as issued in the same transaction (`cds_issued_cards`). Writing never fails the call: a database error is
-logged (without the record's content) and the answer still goes out.
+the cards returned and what produced each, the rules that did not stay silent) and written when
+it ends, whatever the outcome; the cards are recorded as issued in the same transaction
+(`cds_issued_cards`). Writing never fails the call: a database error is logged (without the
+record's content) and the answer still goes out, its cards then unknown to feedback.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from cds_service.audit.store import AuditEntry, AuditKind, AuditStore, IssuedCar
 from cds_service.exceptions import CDSServiceError
 from cds_service.metrics import Metrics
 from cds_service.security.jwt_auth import Principal
-from cds_service.services.definition import CardOrigin
+from cds_service.services.definition import CardOrigin, RuleStatus
 from cds_service.types import Clock
 
 __all__ = ["AuditRecord", "audited"]
@@ -40,6 +41,8 @@ class AuditRecord:
     cards: int = 0
     # The cards returned (uuid → what produced each), recorded as issued with the row.
     issued: dict[str, CardOrigin] = field(default_factory=dict)
+    # A rule service's rules that did not stay silent (shadow and suppressed ones included).
+    rule_outcomes: tuple[RuleStatus, ...] = ()
     outcome: int = 200
     detail: str | None = None
     started: float = field(default_factory=time.perf_counter)
@@ -107,6 +110,7 @@ async def _write(audit: AuditStore, metrics: Metrics, clock: Clock, record: Audi
         cards=record.cards,
         duration_ms=duration,
         detail=record.detail,
+        rule_outcomes=record.rule_outcomes,
     )
     issued = [
         IssuedCard(

@@ -109,4 +109,5 @@ async def _call(
     own = CardOrigin(endpoint.service.id, __version__)
     record.issued = {card.uuid: result.result.origins.get(card.uuid, own) for card in cards}
     record.cards = len(cards)
+    record.rule_outcomes = result.result.rule_statuses
     return Response(body, media_type="application/json")

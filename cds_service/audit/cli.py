@@ -9,9 +9,11 @@ and a date means the end of that day, so ``--since 2026-11-28 --until 2026-11-28
 
 ``--format json`` (the default) prints one JSON object per line with the snake_case keys ``at``
 (``YYYY-MM-DDTHH:MM:SS.ffffffZ``), ``kind``, ``tenant``, ``issuer``, ``service``, ``hook``,
-``hook_instance``, ``patient_id``, ``user_id``, ``outcome``, ``cards``, ``duration_ms`` and
-``detail`` (absent values are null). ``--format table`` prints a header and one aligned line per
-row, without the issuer; absent values show as ``-``.
+``hook_instance``, ``patient_id``, ``user_id``, ``outcome``, ``cards``, ``duration_ms``,
+``detail`` and ``rule_outcomes`` (``[{"rule", "version", "status"}]``: a rule service's rules
+that did not stay silent, shadow and suppressed ones included; absent values are null).
+``--format table`` prints a header and one aligned line per row, without the issuer and the rule
+outcomes; absent values show as ``-``.
 
 Exit status 0, also when nothing matches (json prints nothing, table only its header); 2 with a
 message on stderr for a bad ``--since`` or ``--until`` (or one after the other) or a bad setting;
@@ -147,6 +149,11 @@ def entry_json(entry: AuditEntry) -> dict[str, Any]:
         "cards": entry.cards,
         "duration_ms": entry.duration_ms,
         "detail": entry.detail,
+        "rule_outcomes": [
+            {"rule": o.rule_id, "version": o.rule_version, "status": o.status}
+            for o in entry.rule_outcomes
+        ]
+        or None,
     }
 
 

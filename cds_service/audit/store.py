@@ -2,8 +2,12 @@
 
 Each row records who called (tenant, JWT issuer, user id), what (service, hook, hookInstance,
 patient id), the HTTP status answered, how many cards were returned (for feedback: how many items
-were newly stored), how long it took, and a short machine reason (``detail``, e.g.
-``"412 prefetch"``). Nothing else: no tokens, no request bodies, no free text from the request.
+were newly stored), how long it took, a short machine reason (``detail``, e.g.
+``"412 prefetch"``) and, for a rule service's hook call, each rule that did not stay silent and
+how it ended (``rule_outcomes``, JSON: ``[{"rule": id, "version": v, "status": s}]`` with status
+``fired``, ``shadow`` (a draft rule that would have fired: its card was not returned),
+``suppressed``, ``skipped``, ``error`` or ``timeout``; NULL when every rule stayed silent).
+Nothing else: no tokens, no request bodies, no free text from the request.
 
 Rows are append-only. Recording is cheap enough to do on every call because writes are grouped
 (group commit): the rows recorded while one transaction is being written go together into the
@@ -25,6 +29,7 @@ String columns have a maximum length; longer values are cut to fit rather than f
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -41,6 +46,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     select,
 )
 from sqlalchemy.dialects import sqlite
@@ -61,12 +67,14 @@ from cds_service.database import (
     create_schema,
     utc,
 )
+from cds_service.services.definition import RuleStatus
 
 __all__ = [
     "AuditEntry",
     "AuditKind",
     "AuditStore",
     "IssuedCard",
+    "RuleStatus",
     "audit_metadata",
     "audit_table",
     "issued_table",
@@ -114,6 +122,7 @@ audit_table = Table(
     Column("cards", Integer(), nullable=False),
     Column("duration_ms", Float(), nullable=False),
     Column("detail", String(_LENGTHS["detail"]), nullable=True),
+    Column("rule_outcomes", Text(), nullable=True),
     Index("ix_cds_audit_at", "at"),
     Index("ix_cds_audit_patient_at", "patient_id", "at"),
     Index("ix_cds_audit_tenant_at", "tenant", "at"),
@@ -130,6 +139,7 @@ class AuditEntry:
     already). `outcome` is the HTTP status answered. `cards` is the number of cards returned, or
     for feedback the number of items newly stored. `detail` is a short machine reason such as
     ``"412 prefetch"`` or ``"401 aud"`` and must never hold free text taken from the request.
+    `rule_outcomes` lists the rules of a rule service's hook call that did not stay silent.
     """
 
     at: datetime
@@ -145,6 +155,7 @@ class AuditEntry:
     cards: int
     duration_ms: float
     detail: str | None = None
+    rule_outcomes: tuple[RuleStatus, ...] = ()
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
@@ -171,7 +182,22 @@ def _row(entry: AuditEntry) -> dict[str, Any]:
         "cards": int(entry.cards),
         "duration_ms": float(entry.duration_ms),
         "detail": _fit("detail", entry.detail),
+        "rule_outcomes": _outcomes_json(entry.rule_outcomes),
     }
+
+
+def _outcomes_json(outcomes: tuple[RuleStatus, ...]) -> str | None:
+    if not outcomes:
+        return None
+    listed = [{"rule": o.rule_id, "version": o.rule_version, "status": o.status} for o in outcomes]
+    return json.dumps(listed, separators=(",", ":"))
+
+
+def rule_outcomes(text: str | None) -> tuple[RuleStatus, ...]:
+    """The `rule_outcomes` column read back."""
+    if not text:
+        return ()
+    return tuple(RuleStatus(o["rule"], o["version"], o["status"]) for o in json.loads(text))
 
 
 def _entry(row: Any) -> AuditEntry:
@@ -189,6 +215,7 @@ def _entry(row: Any) -> AuditEntry:
         cards=row["cards"],
         duration_ms=row["duration_ms"],
         detail=row["detail"],
+        rule_outcomes=rule_outcomes(row["rule_outcomes"]),
     )
 
 

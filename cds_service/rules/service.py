@@ -25,11 +25,18 @@ from cds_service.rules.pipeline import RulesTrace, score_record
 from cds_service.rules.ruleset import RuleSet
 from cds_service.scores.provider import SCORE_PREFETCH
 from cds_service.scores.sources import ScoreSource
-from cds_service.services.definition import CardOrigin, HookCall, ServiceDefinition, ServiceResult
+from cds_service.services.definition import (
+    CardOrigin,
+    HookCall,
+    RuleStatus,
+    ServiceDefinition,
+    ServiceResult,
+)
 from cds_service.wire.request import HookRequest
 
 __all__ = [
     "RuleStats",
+    "counted_status",
     "evaluate_hook_rules",
     "evaluate_with_scores",
     "prefetch_specs",
@@ -47,11 +54,19 @@ class RuleStats:
 
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def add(self, outcome: RuleOutcome, shadow: bool) -> None:
+    def add(self, outcome: RuleOutcome, shadow: bool) -> str:
+        """Count the outcome; the status it is counted under (`counted_status`)."""
         per_rule = self.counts.setdefault(outcome.rule_id, {})
-        key = "shadow" if shadow and outcome.status == "fired" else outcome.status
+        key = counted_status(outcome, shadow)
         per_rule[key] = per_rule.get(key, 0) + 1
         per_rule["calls"] = per_rule.get("calls", 0) + 1
+        return key
+
+
+def counted_status(outcome: RuleOutcome, shadow: bool) -> str:
+    """The status an outcome is counted (and audited) under: `shadow` for a draft rule that
+    fired, the outcome's own status otherwise."""
+    return "shadow" if shadow and outcome.status == "fired" else outcome.status
 
 
 def prefetch_specs(rules: Sequence[CompiledRule]) -> dict[str, PrefetchSpec]:
@@ -184,9 +199,12 @@ def _service(
         trace = await evaluate_hook_rules(hook_rules, call, scores, budget_seconds=budget_seconds)
         cards = []
         origins: dict[str, CardOrigin] = {}
+        statuses: list[RuleStatus] = []
         for rule, outcome in zip(hook_rules, trace.outcomes, strict=True):
             shadow = rule.rule.status == "draft"
-            stats.add(outcome, shadow)
+            status = stats.add(outcome, shadow)
+            if status != "silent":
+                statuses.append(RuleStatus(rule.id, str(rule.rule.version), status))
             if outcome.card is not None:
                 if shadow:
                     log.info("shadow rule %s would have shown a card", rule.id)
@@ -200,7 +218,11 @@ def _service(
                 Issue(f"rule {o.rule_id}: {o.reason}", "prefetch", "incomplete") for o in skipped
             ]
         return ServiceResult(
-            cards=cards, origins=origins, unevaluated=unevaluated, trace=trace
+            cards=cards,
+            origins=origins,
+            rule_statuses=tuple(statuses),
+            unevaluated=unevaluated,
+            trace=trace,
         )
 
     prefetch_by_hook = {

@@ -30,7 +30,7 @@ from cds_service.wire.contexts import HookContext
 from cds_service.wire.request import HookRequest
 from cds_service.wire.response import Action, Card
 
-__all__ = ["CardOrigin", "HookCall", "ServiceDefinition", "ServiceResult"]
+__all__ = ["CardOrigin", "HookCall", "RuleStatus", "ServiceDefinition", "ServiceResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,12 +84,25 @@ class CardOrigin:
 
 
 @dataclass(frozen=True, slots=True)
+class RuleStatus:
+    """How one rule ended on a call, for the audit trail: `fired`, `shadow` (a draft rule that
+    would have fired), `suppressed`, `skipped`, `error` or `timeout` (silent rules are not
+    listed)."""
+
+    rule_id: str
+    rule_version: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceResult:
     """What a service returns for one call."""
 
     cards: list[Card] = field(default_factory=list)
     # Card uuid → what produced it (rule services); a card without one is the service's own.
     origins: Mapping[str, CardOrigin] = field(default_factory=dict)
+    # Rule services: each rule that did not stay silent, and how it ended (the audit counts them).
+    rule_statuses: tuple[RuleStatus, ...] = ()
     system_actions: list[Action] = field(default_factory=list)
     # Why the call could not be evaluated at all for want of data: the pipeline answers 412
     # with these issues when serving (a service may also raise PreconditionFailed itself).

@@ -9,7 +9,7 @@ from pathlib import Path
 from fastapi.testclient import TestClient
 
 from cds_service import __version__
-from cds_service.audit.store import AuditStore, IssuedCard
+from cds_service.audit.store import AuditEntry, AuditStore, IssuedCard, RuleStatus
 from tests.api.test_rule_services import PATIENT, call, make_client, rules_dir, write_rule
 from tests.conftest import FROZEN_NOW
 
@@ -107,3 +107,30 @@ def test_feedback_on_an_issued_card_is_stored_with_its_rule(
         rows = client.portal.call(store.list_for_service, "test-service")  # type: ignore[union-attr]
     [row] = rows
     assert (row.rule_id, row.rule_version, row.patient_id, row.tenant) == ("live", "1", "p1", None)
+
+
+def test_the_audit_row_lists_the_rules_that_did_not_stay_silent(
+    tmp_path: Path, rules_dir: Path
+) -> None:
+    write_rule(rules_dir, "live")
+    write_rule(rules_dir, "shadowed", status="draft", summary="Shadow {{name}}")
+    write_rule(rules_dir, "quiet", condition="%name = 'nobody'")
+    write_rule(rules_dir, "broken", condition="%patient.name.given.single().exists()")
+    patient = {**PATIENT, "name": [{"given": ["Ada", "Augusta"]}]}
+    with make_client(tmp_path, rules_dir) as client:
+        assert call(client, {"patient": patient}).status_code == 200
+        url = client.app.state.cds.settings.database_url  # type: ignore[attr-defined]
+
+    async def read() -> list[AuditEntry]:
+        store = await AuditStore.open(url)
+        try:
+            return await store.query(since=None)
+        finally:
+            await store.close()
+
+    [row] = asyncio.run(read())
+    assert sorted(row.rule_outcomes, key=lambda o: o.rule_id) == [
+        RuleStatus("broken", "1", "error"),
+        RuleStatus("live", "1", "fired"),
+        RuleStatus("shadowed", "1", "shadow"),
+    ]
