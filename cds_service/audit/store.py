@@ -60,6 +60,13 @@ from cds_service.audit.issued import (
     issued_query,
     issued_row,
 )
+from cds_service.audit.summary import (
+    KeyCount,
+    KeyStatus,
+    Window,
+    audited_outcomes,
+    issued_counts,
+)
 from cds_service.database import (
     UTCDateTime,
     async_database_url,
@@ -403,3 +410,20 @@ class AuditStore:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(stmt)).mappings().all()
         return [_entry(r) for r in rows]
+
+    async def rule_counts(self, window: Window) -> tuple[list[KeyCount], list[KeyStatus]]:
+        """Over `window`: cards issued per (service, rule, version), and each audited rule
+        outcome as ((service, rule, version), status), for `audit.summary.summarize`."""
+        outcomes: list[KeyStatus] = []
+        async with self._engine.connect() as conn:
+            issued = [
+                ((row.service, row.rule_id, row.rule_version), int(row.n))
+                for row in await conn.execute(issued_counts(issued_table, window))
+            ]
+            result = await conn.stream(audited_outcomes(audit_table, window))
+            async for service, text in result:
+                outcomes += [
+                    ((service or "-", o.rule_id, o.rule_version), o.status)
+                    for o in rule_outcomes(text)
+                ]
+        return issued, outcomes

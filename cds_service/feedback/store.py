@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, MetaData, String, Table, Text, select, text
+from sqlalchemy import Column, Index, MetaData, String, Table, Text, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -65,6 +65,7 @@ from cds_service.wire.feedback import Feedback
 
 __all__ = [
     "CardRule",
+    "FeedbackCount",
     "FeedbackStore",
     "RecordResult",
     "StoredFeedback",
@@ -113,6 +114,20 @@ class CardRule:
     rule_id: str
     rule_version: str
     patient_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackCount:
+    """How many feedback items a rule (version) of a service got, per outcome and override
+    reason code (None: no coded reason). `rule_id` is None for rows stored before feedback
+    carried its rule."""
+
+    service: str
+    rule_id: str | None
+    rule_version: str | None
+    outcome: str
+    reason: str | None
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,3 +340,30 @@ class FeedbackStore:
             )
             for r in rows
         ]
+
+    async def counts_by_rule(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        tenant: str | None = None,
+        patient: str | None = None,
+    ) -> list[FeedbackCount]:
+        """Feedback received in ``since <= received_at < until`` (either bound optional), from
+        `tenant` and on `patient` when given, counted per service, rule, version, outcome and
+        override reason code."""
+        t = feedback_table
+        keys = (t.c.service_id, t.c.rule_id, t.c.rule_version, t.c.outcome)
+        stmt = select(*keys, t.c.override_reason_code, func.count().label("n"))
+        if since is not None:
+            stmt = stmt.where(t.c.received_at >= utc(since))
+        if until is not None:
+            stmt = stmt.where(t.c.received_at < utc(until))
+        if tenant is not None:
+            stmt = stmt.where(t.c.tenant == tenant)
+        if patient is not None:
+            stmt = stmt.where(t.c.patient_id == patient)
+        stmt = stmt.group_by(*keys, t.c.override_reason_code)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [FeedbackCount(*row) for row in rows]
