@@ -27,10 +27,12 @@ __all__ = [
     "Select",
     "SourceTemplate",
     "SuggestionTemplate",
+    "Suppress",
 ]
 
 KEBAB = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# A positive calendar duration: `90 days`, `6 months`, `1 year` (`within:`, `suppress.for`).
 WITHIN = re.compile(r"^\s*[1-9][0-9]{0,4}\s+(day|week|month|year)s?\s*$")
 
 
@@ -175,6 +177,20 @@ class CardTemplate(Authored):
     links: list[LinkTemplate] | None = None
 
 
+class Suppress(Authored):
+    """Overrides that snooze the rule for the patient: when a card of the rule is overridden with
+    one of `reasons`, the rule shows that patient no card (outcome `suppressed`) for `for`."""
+
+    reasons: Annotated[list[Text], Field(min_length=1)] = Field(
+        description="Override reason codes, each one of the card's `overrideReasons` codes"
+    )
+    for_: Annotated[StrictStr, Field(pattern=WITHIN.pattern)] = Field(
+        alias="for",
+        description="How long after the override the rule stays silent for the patient, e.g. "
+        "'30 days', '6 months', '1 year' (days, weeks, months or years)",
+    )
+
+
 class Rule(Authored):
     """One rule: when its conditions hold on a hook call, it emits one card."""
 
@@ -196,6 +212,10 @@ class Rule(Authored):
     let: dict[str, LetValue] = Field(default_factory=dict)
     when: Condition
     card: CardTemplate
+    suppress: Suppress | None = Field(
+        default=None,
+        description="Override reasons that snooze the rule for the patient, and for how long",
+    )
 
     @field_validator("let")
     @classmethod
