@@ -7,7 +7,8 @@ from them when Prometheus scrapes, by a collector, so the hot path does no extra
 Series (all prefixed `cds_`):
 - `requests_total{kind,service,hook,status}`, `request_duration_seconds{kind,service,hook}`
 - `calls_with_cards_total{service,hook}`: the card rate is this over `requests_total`
-- `rule_evaluations_total{rule,status}` (fired, silent, skipped, error, timeout, shadow),
+- `rule_evaluations_total{rule,status}` (fired, silent, skipped, error, timeout, shadow,
+  suppressed),
   `rule_cards_total{rule}`
 - `prefetch_keys_total{source}` (prefetch, fetched, null, unavailable, …),
   `prefetch_seconds` (time spent resolving a call's prefetch)

@@ -15,6 +15,7 @@ from cds_service.api.auth import Caller
 from cds_service.api.body import parse_body
 from cds_service.deps import ResourcesDep, StateDep
 from cds_service.exceptions import Issue, RequestError, ServiceNotFound
+from cds_service.feedback.overrides import StoredOverrides
 from cds_service.resources import Resources
 from cds_service.rules.pipeline import FhirSource, evaluate_call
 from cds_service.security.jwt_auth import Principal
@@ -97,6 +98,10 @@ async def _call(
         base_url=public_base(request, settings.public_base_url),
         tenant=caller.tenant_id,
         started=record.started,
+        # Snoozes from the calling tenant's overrides (None: without authentication, as stored).
+        suppression=StoredOverrides(
+            resources.feedback, caller.tenant.id if caller.tenant is not None else None
+        ),
     )
     state.metrics.prefetch_seconds.observe(result.fetch_seconds)
     for outcome in result.prefetch.values():

@@ -35,6 +35,14 @@ the patient it was shown for: they are stored with the row (``rule_id``, ``rule_
 an override can snooze its rule for that patient (``overrides``). They are not part of the
 idempotency key: they follow from the card, which is.
 
+Overrides for snoozes
+---------------------
+``overrides`` reads, for one tenant and patient, the latest override per rule and coded reason:
+what a rule's ``suppress:`` block needs (``feedback/overrides.py`` serves it to the rule engine).
+A worker keeps the answer for ``cache_seconds`` (``CDS_SUPPRESSION_CACHE_SECONDS``) and forgets
+a patient's as soon as it stores feedback for that patient, so feedback sent through this worker
+counts at once and feedback sent through another worker or replica within that many seconds.
+
 Nothing from the feedback content (comments, codes, card ids) is ever logged.
 """
 
@@ -44,11 +52,12 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cachetools import TTLCache
 from sqlalchemy import Column, Index, MetaData, String, Table, Text, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
@@ -61,6 +70,7 @@ from cds_service.database import (
     utc,
 )
 from cds_service.exceptions import ConfigurationError
+from cds_service.services.suppression import Override
 from cds_service.wire.feedback import Feedback
 
 __all__ = [
@@ -74,6 +84,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Patients whose overrides a worker keeps at once (least recently read ones go first).
+_OVERRIDES_CACHED = 10_000
 
 #: Rows per INSERT statement (16 bound parameters each; well under SQLite's and asyncpg's limits).
 _CHUNK = 500
@@ -222,12 +235,16 @@ def _row(
 class FeedbackStore:
     """Feedback rows in SQLite or PostgreSQL. Open with `await FeedbackStore.open(url)`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, cache_seconds: float = 0.0) -> None:
         self._engine = engine
+        self._overrides: TTLCache[tuple[str | None, str], tuple[Override, ...]] | None = None
+        if cache_seconds > 0:
+            self._overrides = TTLCache(maxsize=_OVERRIDES_CACHED, ttl=cache_seconds)
 
     @classmethod
-    async def open(cls, database_url: str) -> FeedbackStore:
-        """Connect, creating ``cds_feedback`` and its index if they are missing."""
+    async def open(cls, database_url: str, *, cache_seconds: float = 0.0) -> FeedbackStore:
+        """Connect, creating ``cds_feedback`` and its indexes if they are missing;
+        `cache_seconds` is how long a patient's overrides are reused (see the module doc)."""
         url = async_database_url(database_url)
         engine = create_engine_for(url)
         try:
@@ -241,7 +258,7 @@ class FeedbackStore:
             await engine.dispose()
             raise
         log.info("feedback store open (%s)", engine.dialect.name)
-        return cls(engine)
+        return cls(engine, cache_seconds=cache_seconds)
 
     async def close(self) -> None:
         """Close every pooled connection."""
@@ -286,7 +303,42 @@ class FeedbackStore:
         async with self._engine.begin() as conn:
             for start in range(0, len(values), _CHUNK):
                 stored += await self._insert(conn, values[start : start + _CHUNK])
+        if self._overrides is not None:  # this worker sees its own feedback at once
+            for row in values:
+                if row["patient_id"] is not None:
+                    self._overrides.pop((tenant, row["patient_id"]), None)
         return RecordResult(received=len(items), stored=stored)
+
+    async def overrides(
+        self, tenant: str | None, patient_id: str, rule_ids: Collection[str]
+    ) -> list[Override]:
+        """The latest override per rule and coded reason of the cards shown to the patient in
+        `tenant` (None: without authentication), for the rules `rule_ids`."""
+        key = (tenant, patient_id)
+        found = self._overrides.get(key) if self._overrides is not None else None
+        if found is None:
+            found = await self._read_overrides(tenant, patient_id)
+            if self._overrides is not None:
+                self._overrides[key] = found
+        return [o for o in found if o.rule_id in rule_ids]
+
+    async def _read_overrides(self, tenant: str | None, patient_id: str) -> tuple[Override, ...]:
+        t = feedback_table
+        reason = (t.c.rule_id, t.c.override_reason_system, t.c.override_reason_code)
+        stmt = (
+            select(*reason, func.max(t.c.outcome_timestamp))
+            .where(
+                t.c.patient_id == patient_id,
+                t.c.tenant.is_(None) if tenant is None else t.c.tenant == tenant,
+                t.c.outcome == "overridden",
+                t.c.rule_id.is_not(None),
+                t.c.override_reason_code.is_not(None),
+            )
+            .group_by(*reason)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return tuple(Override(rule, system, code, utc(at)) for rule, system, code, at in rows)
 
     async def _insert(self, conn: AsyncConnection, values: list[dict[str, Any]]) -> int:
         dialect = self._engine.dialect.name

@@ -42,7 +42,9 @@ __all__ = ["RequestData", "RuleOutcome", "evaluate_rule", "render_card"]
 
 log = logging.getLogger(__name__)
 
-Status = Literal["fired", "silent", "skipped", "error", "timeout"]
+# `suppressed`: the rule fired but an override snoozes it for the patient (no card; see
+# rules/snooze.py), set by the service after evaluation.
+Status = Literal["fired", "silent", "skipped", "error", "timeout", "suppressed"]
 
 
 @dataclass(slots=True)

@@ -2,7 +2,9 @@
 
 `services_from_rules` turns a RuleSet into ServiceDefinitions for the registry. A call evaluates
 the service's rules for the call's hook; `status: draft` rules run in shadow mode (their cards are
-logged and counted, never returned); a rule that fails or runs long is skipped and counted. When
+logged and counted, never returned); a rule that fails or runs long is skipped and counted; a rule
+an override snoozes for the patient (`suppress:`, rules/snooze.py) is `suppressed`: counted, no
+card. When
 every rule of the call had to be skipped because its data could not be obtained, the call answers
 412, as the specification asks.
 """
@@ -23,6 +25,7 @@ from cds_service.rules.engine import RequestData, RuleOutcome, ScoresNeeded, eva
 from cds_service.rules.narrowing import narrowed_templates
 from cds_service.rules.pipeline import RulesTrace, score_record
 from cds_service.rules.ruleset import RuleSet
+from cds_service.rules.snooze import apply_snoozes
 from cds_service.scores.provider import SCORE_PREFETCH
 from cds_service.scores.sources import ScoreSource
 from cds_service.services.definition import (
@@ -162,7 +165,8 @@ async def evaluate_hook_rules(
     budget_seconds: float,
 ) -> RulesTrace:
     """Index the call's data, then evaluate the rules lazily, computing the scores (from
-    `scores`, over the one record every path gives them) only for the rules that reach them."""
+    `scores`, over the one record every path gives them) only for the rules that reach them;
+    then snooze the fired rules an override of the patient's suppresses (`call.suppression`)."""
     data = request_data(call.raw_context, call.prefetch, call.now, call.base_url)
     budget = min(budget_seconds, max(call.deadline - time.perf_counter(), 0.05))
     # Skipped (cached) or unobtainable score data both mean: prefer the cached result.
@@ -177,6 +181,14 @@ async def evaluate_hook_rules(
         )
 
     outcomes = await evaluate_with_scores(rules, data, provide, budget_seconds=budget)
+    await apply_snoozes(
+        rules,
+        outcomes,
+        call.suppression,
+        patient_id=patient or None,
+        now=call.now,
+        deadline=call.deadline,
+    )
     return RulesTrace(list(rules), data, outcomes, scores, call.tenant)
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from cds_service.exceptions import Issue, PreconditionFailed
 from cds_service.prefetch.types import PrefetchOutcome, PrefetchSpec
+from cds_service.services.suppression import NO_OVERRIDES, SuppressionSource
 from cds_service.wire.contexts import HookContext
 from cds_service.wire.request import HookRequest
 from cds_service.wire.response import Action, Card
@@ -44,6 +45,8 @@ class HookCall:
     base_url: str = "http://127.0.0.1:8080"  # our own external URL, for links back to us
     deadline: float = float("inf")  # time.perf_counter() value by which the call must answer
     tenant: str = "default"  # the calling tenant's id (keys cached data per organisation)
+    # The overrides that may snooze a rule for the patient (the calling tenant's, when serving).
+    suppression: SuppressionSource = NO_OVERRIDES
 
     @property
     def hook(self) -> str:

@@ -13,7 +13,7 @@ from cds_service.audit.store import AuditEntry, AuditStore, IssuedCard, RuleStat
 from tests.api.test_rule_services import PATIENT, call, make_client, rules_dir, write_rule
 from tests.conftest import FROZEN_NOW
 
-__all__ = ["issued", "rules_dir"]
+__all__ = ["audit_rows", "issued", "rules_dir"]
 
 
 def issued(client: TestClient, uuids: list[str], service: str) -> dict[str, IssuedCard]:
@@ -24,6 +24,19 @@ def issued(client: TestClient, uuids: list[str], service: str) -> dict[str, Issu
         store = await AuditStore.open(url)
         try:
             return await store.issued_cards(uuids, service=service, tenant=None)
+        finally:
+            await store.close()
+
+    return asyncio.run(read())
+
+
+def audit_rows(url: str) -> list[AuditEntry]:
+    """Every audit row of the database, newest first."""
+
+    async def read() -> list[AuditEntry]:
+        store = await AuditStore.open(url)
+        try:
+            return await store.query(since=None)
         finally:
             await store.close()
 
@@ -121,14 +134,7 @@ def test_the_audit_row_lists_the_rules_that_did_not_stay_silent(
         assert call(client, {"patient": patient}).status_code == 200
         url = client.app.state.cds.settings.database_url  # type: ignore[attr-defined]
 
-    async def read() -> list[AuditEntry]:
-        store = await AuditStore.open(url)
-        try:
-            return await store.query(since=None)
-        finally:
-            await store.close()
-
-    [row] = asyncio.run(read())
+    [row] = audit_rows(url)
     assert sorted(row.rule_outcomes, key=lambda o: o.rule_id) == [
         RuleStatus("broken", "1", "error"),
         RuleStatus("live", "1", "fired"),
