@@ -12,6 +12,9 @@ the rule evaluated lazily) under the case's frozen `now`, and compares:
 - `expect.status`: the outcome status. Without it, a rule that was `skipped` (data unavailable),
   raised (`error`) or ran long (`timeout`) fails the case: a test must not pass vacuously.
 
+A case's `feedback:` is the suppression source of its call (overrides the clinician gave earlier
+on the rule's cards for the patient), as the feedback table is when serving.
+
 The pytest plugin and the CLI share everything here.
 """
 
@@ -43,11 +46,13 @@ from cds_service.rules.testing.model import Expectation
 from cds_service.rules.testing.plan import PlannedCase, plan_tests
 from cds_service.rules.testing.report import CaseResult, TestReport
 from cds_service.scores.sources import ComputedScores
+from cds_service.services.suppression import Override, RecordedOverrides
 from cds_service.validation import field_errors
 from cds_service.wire.request import HookRequest
 
 __all__ = [
     "MOCK_FHIR_BASE",
+    "case_overrides",
     "known_scores",
     "run_case",
     "run_rule_tests",
@@ -155,11 +160,25 @@ async def _evaluate(
             budget_seconds=RULE_BUDGET_SECONDS + PREFETCH_DEADLINE_SECONDS,
             prefetch_deadline_seconds=PREFETCH_DEADLINE_SECONDS,
             strict=False,
+            suppression=case_overrides(rule, planned),
         )
     trace = called.trace
     assert trace is not None  # a rule service always traces
     shown = await display_outcomes(trace, RULE_BUDGET_SECONDS)
     return trace, {**shown.outcomes[0].conditions, **trace.outcomes[0].conditions}
+
+
+def case_overrides(rule: CompiledRule, planned: PlannedCase) -> RecordedOverrides:
+    """The case's earlier overrides with a coded reason, as the feedback store would give them
+    (the reason's system is the rule's card's, as an EHR sends it back)."""
+    systems = {reason.code: reason.system for reason in rule.rule.card.overrideReasons or ()}
+    return RecordedOverrides(
+        tuple(
+            Override(rule.id, systems[given.reason], given.reason, given.at)
+            for given in planned.case.feedback
+            if given.outcome == "overridden" and given.reason in systems
+        )
+    )
 
 
 def _compare(result: CaseResult, expect: Expectation, conditions: Mapping[str, bool]) -> None:
