@@ -16,14 +16,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from cds_service.rules.compiled import CompiledRule
 from cds_service.rules.engine import RuleOutcome
-from cds_service.services.suppression import SuppressionSource
+from cds_service.services.suppression import Override, RecordedOverrides, SuppressionSource
 
-__all__ = ["apply_snoozes"]
+__all__ = ["apply_snoozes", "given_overrides"]
 
 log = logging.getLogger(__name__)
 
@@ -74,3 +74,20 @@ async def apply_snoozes(
             f"snoozed until {snooze.until.isoformat()}: overridden ({override.code}) "
             f"at {override.at.isoformat()}"
         )
+
+
+def given_overrides(rule: CompiledRule, given: Iterable[tuple[str, datetime]]) -> RecordedOverrides:
+    """Overrides of `rule`'s cards with these reason codes at these times, as the feedback store
+    gives them (each code's system is the card's, as an EHR sends it back): a rule test case's
+    `feedback:`, `rules explain --override`. ValueError names a code the card does not offer."""
+    systems = {reason.code: reason.system for reason in rule.rule.card.overrideReasons or ()}
+    recorded = []
+    for code, at in given:
+        if code not in systems:
+            offered = ", ".join(sorted(systems)) or "none"
+            raise ValueError(
+                f"'{code}' is not a code of rule {rule.id}'s card.overrideReasons "
+                f"(its codes: {offered})"
+            )
+        recorded.append(Override(rule.id, systems[code], code, at))
+    return RecordedOverrides(tuple(recorded))

@@ -40,13 +40,14 @@ from cds_service.rules.pipeline import FhirSource, RulesTrace, display_outcomes,
 from cds_service.rules.ruleset import RuleSet, load_ruleset
 from cds_service.rules.runtime import known_score_names
 from cds_service.rules.service import rule_service
+from cds_service.rules.snooze import given_overrides
 from cds_service.rules.testing.matching import show as _show
 from cds_service.rules.testing.matching import subset_mismatches
 from cds_service.rules.testing.model import Expectation
 from cds_service.rules.testing.plan import PlannedCase, plan_tests
 from cds_service.rules.testing.report import CaseResult, TestReport
 from cds_service.scores.sources import ComputedScores
-from cds_service.services.suppression import Override, RecordedOverrides
+from cds_service.services.suppression import RecordedOverrides
 from cds_service.validation import field_errors
 from cds_service.wire.request import HookRequest
 
@@ -169,15 +170,15 @@ async def _evaluate(
 
 
 def case_overrides(rule: CompiledRule, planned: PlannedCase) -> RecordedOverrides:
-    """The case's earlier overrides with a coded reason, as the feedback store would give them
-    (the reason's system is the rule's card's, as an EHR sends it back)."""
-    systems = {reason.code: reason.system for reason in rule.rule.card.overrideReasons or ()}
-    return RecordedOverrides(
-        tuple(
-            Override(rule.id, systems[given.reason], given.reason, given.at)
+    """The case's earlier overrides with a coded reason (checked when planned), as the feedback
+    store would give them."""
+    return given_overrides(
+        rule,
+        (
+            (given.reason, given.at)
             for given in planned.case.feedback
-            if given.outcome == "overridden" and given.reason in systems
-        )
+            if given.outcome == "overridden" and given.reason is not None
+        ),
     )
 
 
