@@ -3,8 +3,9 @@
 Starts `deploy/topology.py` (two `cds-service serve` processes, Debian's nginx in front) on a fresh
 PostgreSQL database and Redis database 14, with authentication on, and shows that a score cached
 through one replica is a cache hit through the other, that a `jti` seen by one is refused by the
-other, that feedback stored through one is known to the other, and that killing a replica under
-load loses no call (nginx retries it on the survivor).
+other, that a card issued by one takes feedback through the other, that an override sent
+through one snoozes its rule on the other, and that killing a replica under load loses no call
+(nginx retries it on the survivor).
 """
 
 from __future__ import annotations
@@ -205,6 +206,45 @@ def test_feedback_written_through_one_replica_is_known_to_the_other(env: Env) ->
             replica + path, json=feedback(str(uuid.uuid4())), headers=env.headers(path), timeout=30
         )
         assert unknown.status_code == 400, unknown.text
+
+
+def test_an_override_through_one_replica_snoozes_the_rule_on_the_other(env: Env) -> None:
+    """pneumococcal-vaccine-due is snoozed a year by a `patient-declined` override: sent through
+    the replica that issued the card, it counts there at once (that worker forgets the patient's
+    cached overrides) and on the other, which reads the shared feedback table."""
+    replica_a, replica_b = env.topo.replicas
+    patient = f"snooze-{uuid.uuid4().hex[:8]}"
+    body = {
+        "hook": "patient-view",
+        "context": {"userId": "Practitioner/topology", "patientId": patient},
+        "prefetch": {
+            "patient": {"resourceType": "Patient", "id": patient, "birthDate": "1931-04-18"},
+            "immunizations": {"resourceType": "Bundle", "type": "searchset", "entry": []},
+        },
+    }
+
+    def pneumococcal(replica: str) -> list[dict[str, Any]]:
+        response = env.call(replica, body)
+        assert response.status_code == 200, response.text
+        cards: list[dict[str, Any]] = response.json()["cards"]
+        return [c for c in cards if c["summary"].startswith("No pneumococcal vaccine")]
+
+    [card] = pneumococcal(replica_a)
+    path = f"/cds-services/{SERVICE}/feedback"
+    item = {
+        "card": card["uuid"],
+        "outcome": "overridden",
+        "overrideReason": {
+            "reason": {"code": "patient-declined", "system": "urn:cds-service:override-reason"}
+        },
+        "outcomeTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    sent = httpx.post(
+        replica_a + path, json={"feedback": [item]}, headers=env.headers(path), timeout=30
+    )
+    assert sent.status_code == 200, sent.text
+    assert pneumococcal(replica_b) == []
+    assert pneumococcal(replica_a) == []
 
 
 def test_killing_a_replica_under_load_loses_no_call(env: Env) -> None:
