@@ -2,11 +2,12 @@
 
 `services_from_rules` turns a RuleSet into ServiceDefinitions for the registry. A call evaluates
 the service's rules for the call's hook; `status: draft` rules run in shadow mode (their cards are
-logged and counted, never returned); a rule that fails or runs long is skipped and counted; a rule
-an override snoozes for the patient (`suppress:`, rules/snooze.py) is `suppressed`: counted, no
-card. When
-every rule of the call had to be skipped because its data could not be obtained, the call answers
-412, as the specification asks.
+logged and counted, never returned nor recorded as issued); a rule that fails or runs long is
+skipped and counted; a rule an override snoozes for the patient (`suppress:`, rules/snooze.py) is
+`suppressed`: counted, no card. When every rule of the call had to be skipped because its data
+could not be obtained, the call answers 412, as the specification asks. The result says which
+rule made which card (`origins`) and how each rule that did not stay silent ended
+(`rule_statuses`), for the audit trail.
 """
 
 from __future__ import annotations
