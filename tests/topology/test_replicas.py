@@ -220,6 +220,9 @@ def test_an_override_through_one_replica_snoozes_the_rule_on_the_other(env: Env)
         "prefetch": {
             "patient": {"resourceType": "Patient", "id": patient, "birthDate": "1931-04-18"},
             "immunizations": {"resourceType": "Bundle", "type": "searchset", "entry": []},
+            # What a revision of the rule may read besides (its exclusions): known empty.
+            "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": []},
+            "procedures": {"resourceType": "Bundle", "type": "searchset", "entry": []},
         },
     }
 
