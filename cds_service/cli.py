@@ -6,6 +6,7 @@
     cds-service rules lint|test|explain|schema ...
     cds-service precompute (--ndjson DIR | --fhir-base URL ...)
     cds-service audit --since WHEN [--until WHEN] [--patient ID] [--tenant T] [--limit N]
+                      [--by rule] [--format json|table]
 
 Flags override the matching `CDS_*` variables. Settings are validated before anything starts;
 a bad one prints `invalid setting CDS_X: why` and exits with status 2.

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     score_cache_ttl_seconds: int = Field(default=86_400, ge=1)
     score_cache_enabled: bool = True  # off: every score is computed (benchmarks, debugging)
+    # How long a worker reuses a patient's overrides read from the feedback table (snoozes):
+    # feedback received by another worker or replica is seen at most this late; 0 reads each time.
+    suppression_cache_seconds: float = Field(default=5.0, ge=0, le=300)
 
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     max_json_depth: int = Field(default=64, ge=8, le=512)

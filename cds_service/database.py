@@ -5,6 +5,10 @@ store (`feedback/store.py`) and the audit trail (`audit/store.py`) keep their ow
 one database; both open it through `create_engine_for`, so they agree on WAL mode and the busy
 timeout on SQLite and on the pool and round-trip check on PostgreSQL, create their tables the same
 way, and store time alike (UTC, read back timezone-aware).
+
+There are no migrations: a table only ever gains nullable columns and indexes, and opening a
+store adds those its database lacks (`create_schema`), so a database an older version created
+keeps its rows and serves the new version.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, Dialect, MetaData, event
+from sqlalchemy import Connection, DateTime, Dialect, MetaData, event, inspect
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -123,16 +127,48 @@ def create_engine_for(url: URL) -> AsyncEngine:
     return create_async_engine(url, pool_pre_ping=True, pool_size=16, max_overflow=16)
 
 
-async def create_schema(engine: AsyncEngine, tables: MetaData) -> None:
-    """Create the tables of `tables` that are missing (shared by every store on the database).
+def _upgrade(conn: Connection, tables: MetaData) -> None:
+    """Add the columns and indexes of `tables` that their existing tables lack."""
+    inspector = inspect(conn)
+    preparer = conn.dialect.identifier_preparer
+    for table in tables.sorted_tables:
+        present = {column["name"] for column in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:  # rows already there would have no value for it
+                raise ConfigurationError(
+                    f"table {table.name} lacks the NOT NULL column {column.name}: "
+                    "only nullable columns are added to an existing table"
+                )
+            kind = column.type.compile(dialect=conn.dialect)
+            conn.exec_driver_sql(
+                f"ALTER TABLE {preparer.format_table(table)} "
+                f"ADD COLUMN {preparer.format_column(column)} {kind}"
+            )
+        indexes = {index["name"] for index in inspector.get_indexes(table.name)}
+        for index in table.indexes:
+            if index.name not in indexes:
+                index.create(conn)
 
-    create_all checks, then creates; two workers starting together can both see no table and one
-    of them then fails with "already exists". Trying again sees the table and does nothing.
+
+def _create_all(conn: Connection, tables: MetaData) -> None:
+    tables.create_all(conn)
+    _upgrade(conn, tables)
+
+
+async def create_schema(engine: AsyncEngine, tables: MetaData) -> None:
+    """Create the tables of `tables` that are missing (shared by every store on the database),
+    and add to existing ones the nullable columns and the indexes defined since they were made.
+
+    create_all checks, then creates; two workers starting together can both see no table (or no
+    column) and one of them then fails with "already exists". Trying again sees it and does
+    nothing.
     """
     for attempt in range(1, _SCHEMA_ATTEMPTS + 1):
         try:
             async with engine.begin() as conn:
-                await conn.run_sync(tables.create_all)
+                await conn.run_sync(_create_all, tables)
             return
         except DBAPIError:
             if attempt == _SCHEMA_ATTEMPTS:

@@ -7,12 +7,17 @@ from them when Prometheus scrapes, by a collector, so the hot path does no extra
 Series (all prefixed `cds_`):
 - `requests_total{kind,service,hook,status}`, `request_duration_seconds{kind,service,hook}`
 - `calls_with_cards_total{service,hook}`: the card rate is this over `requests_total`
-- `rule_evaluations_total{rule,status}` (fired, silent, skipped, error, timeout, shadow),
+- `rule_evaluations_total{rule,status}` (fired, silent, skipped, error, timeout, shadow,
+  suppressed),
   `rule_cards_total{rule}`
 - `prefetch_keys_total{source}` (prefetch, fetched, null, unavailable, …),
   `prefetch_seconds` (time spent resolving a call's prefetch)
 - `score_cache_total{level,result}` (local/redis hit, miss), `score_cache_redis_errors_total`
-- `feedback_total{service,outcome,reason}`
+- `feedback_total{service,rule,outcome,reason}`: feedback items on issued cards; `rule` is the
+  rule that produced the card (a built-in service's id for its cards), `reason` the override
+  reason's code or `none`
+- `feedback_refused_total{service,reason}`: feedback items refused (`unknown-card`: a card the
+  service never issued to that tenant)
 - `jwt_refusals_total{reason}`
 """
 
@@ -142,8 +147,14 @@ class Metrics:
         )
         self.feedback = Counter(
             "cds_feedback",
-            "Feedback items by outcome and override reason",
-            ["service", "outcome", "reason"],
+            "Feedback items by rule, outcome and override reason",
+            ["service", "rule", "outcome", "reason"],
+            registry=r,
+        )
+        self.feedback_refused = Counter(
+            "cds_feedback_refused",
+            "Feedback items refused, by reason",
+            ["service", "reason"],
             registry=r,
         )
         r.register(_CountsCollector(rules, score_cache, refusals))

@@ -50,7 +50,9 @@ async def open_resources(
             limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
         )
         stack.push_async_callback(http.aclose)
-        feedback = await FeedbackStore.open(settings.database_url)
+        feedback = await FeedbackStore.open(
+            settings.database_url, cache_seconds=settings.suppression_cache_seconds
+        )
         stack.push_async_callback(feedback.close)
         audit = await AuditStore.open(settings.database_url)
         stack.push_async_callback(audit.close)

@@ -102,10 +102,15 @@ def postgres_database() -> Iterator[str]:
         asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
 
 
+#: The stores' tables, dropped around each test that uses the session's PostgreSQL database.
+STORE_TABLES = ("cds_feedback", "cds_audit", "cds_issued_cards")
+
+
 async def _drop_table(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
-        await conn.execute("DROP TABLE IF EXISTS cds_feedback")
+        for table in STORE_TABLES:
+            await conn.execute(f"DROP TABLE IF EXISTS {table}")
     finally:
         await conn.close()
 
@@ -117,7 +122,7 @@ async def _drop_table(url: str) -> None:
     ]
 )
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A database URL (as configured by CDS_DATABASE_URL) with no feedback table yet."""
+    """A database URL (as configured by CDS_DATABASE_URL) with none of the stores' tables yet."""
     if request.param == "sqlite":
         # A missing parent directory is created by the store.
         yield f"sqlite:///{tmp_path / 'data' / 'feedback.db'}"

@@ -98,8 +98,17 @@ def test_real_server_answers_discovery_hooks_and_feedback(server: str) -> None:
     response = httpx.post(f"{server}/cds-services/duplicate-therapy", json=body, timeout=10)
     assert response.status_code == 200, response.text
     assert_conformant_response(response.json())
+    # Feedback on a card one worker issued, sent twice (stored once), through either worker.
+    call = {
+        "hook": "patient-view",
+        "hookInstance": str(uuid.uuid4()),
+        "context": {"userId": "Practitioner/1", "patientId": "1288992"},
+        "prefetch": {"patient": None, "allergies": None},
+    }
+    issued = httpx.post(f"{server}/cds-services/allergy-documentation", json=call, timeout=10)
     feedback = load_fixture("cds-hooks/spec-v2/index__26__feedback.json")
+    feedback["feedback"][0]["card"] = issued.json()["cards"][0]["uuid"]
     for expected in (1, 0):
-        answer = httpx.post(f"{server}/cds-services/duplicate-therapy/feedback", json=feedback)
+        answer = httpx.post(f"{server}/cds-services/allergy-documentation/feedback", json=feedback)
         assert answer.json() == {"received": 1, "stored": expected}
     assert httpx.get(f"{server}/readyz").json()["status"] == "ready"

@@ -10,11 +10,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
+import pytest
 from fastapi.testclient import TestClient
 
 import cds_service
 from cds_service.audit.store import AuditEntry, AuditStore
-from cds_service.clock import frozen_clock
+from cds_service.clock import frozen_clock, shift
 from cds_service.config import Settings
 from cds_service.fhir_double import FhirDouble
 from cds_service.main import create_app
@@ -81,3 +82,30 @@ def test_only_the_clock_module_reads_the_wall_clock() -> None:
         if reads.search(path.read_text()) and path.name != "clock.py"
     }
     assert found == set(ALLOWED)
+
+
+@pytest.mark.parametrize(
+    ("amount", "unit", "expected"),
+    [
+        (6, "month", datetime(2026, 9, 30, 12, tzinfo=UTC)),  # 31 September does not exist
+        (-1, "month", datetime(2026, 2, 28, 12, tzinfo=UTC)),
+        (1, "year", datetime(2027, 3, 31, 12, tzinfo=UTC)),
+        (-10, "year", datetime(2016, 3, 31, 12, tzinfo=UTC)),
+        (2, "week", datetime(2026, 4, 14, 12, tzinfo=UTC)),
+        (-90, "day", datetime(2025, 12, 31, 12, tzinfo=UTC)),
+    ],
+)
+def test_shift_moves_by_calendar_units(amount: int, unit: str, expected: datetime) -> None:
+    assert shift(datetime(2026, 3, 31, 12, tzinfo=UTC), amount, unit) == expected
+
+
+def test_month_arithmetic_keeps_the_calendar() -> None:
+    assert shift(datetime(2024, 2, 29, tzinfo=UTC), -1, "year") == datetime(2023, 2, 28, tzinfo=UTC)
+    assert shift(datetime(2026, 1, 15, tzinfo=UTC), -13, "month") == datetime(
+        2024, 12, 15, tzinfo=UTC
+    )
+
+
+def test_shift_refuses_an_unknown_unit() -> None:
+    with pytest.raises(ValueError, match="fortnight"):
+        shift(datetime(2026, 3, 31, tzinfo=UTC), 1, "fortnight")

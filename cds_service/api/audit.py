@@ -1,8 +1,10 @@
 """Writing the audit trail: one record per hook call, feedback request and discovery request.
 
-The record is filled in as the call is understood (service, hook, hookInstance, patient, user)
-and written when it ends, whatever the outcome. Writing never fails the call: a database error is
-logged (without the record's content) and the answer still goes out.
+The record is filled in as the call is understood (service, hook, hookInstance, patient, user,
+the cards returned and what produced each, the rules that did not stay silent) and written when
+it ends, whatever the outcome; the cards are recorded as issued in the same transaction
+(`cds_issued_cards`). Writing never fails the call: a database error is logged (without the
+record's content) and the answer still goes out, its cards then unknown to feedback.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from cds_service.audit.store import AuditEntry, AuditKind, AuditStore
+from cds_service.audit.store import AuditEntry, AuditKind, AuditStore, IssuedCard
 from cds_service.exceptions import CDSServiceError
 from cds_service.metrics import Metrics
 from cds_service.security.jwt_auth import Principal
+from cds_service.services.definition import CardOrigin, RuleStatus
 from cds_service.types import Clock
 
 __all__ = ["AuditRecord", "audited"]
@@ -36,6 +39,10 @@ class AuditRecord:
     patient_id: str | None = None
     user_id: str | None = None
     cards: int = 0
+    # The cards returned (uuid → what produced each), recorded as issued with the row.
+    issued: dict[str, CardOrigin] = field(default_factory=dict)
+    # A rule service's rules that did not stay silent (shadow and suppressed ones included).
+    rule_outcomes: tuple[RuleStatus, ...] = ()
     outcome: int = 200
     detail: str | None = None
     started: float = field(default_factory=time.perf_counter)
@@ -103,8 +110,23 @@ async def _write(audit: AuditStore, metrics: Metrics, clock: Clock, record: Audi
         cards=record.cards,
         duration_ms=duration,
         detail=record.detail,
+        rule_outcomes=record.rule_outcomes,
     )
+    issued = [
+        IssuedCard(
+            card_uuid=uuid,
+            rule_id=origin.rule_id,
+            rule_version=origin.rule_version,
+            issued_at=entry.at,
+            tenant=entry.tenant,
+            service=record.service or "",
+            hook=record.hook,
+            hook_instance=record.hook_instance,
+            patient_id=record.patient_id,
+        )
+        for uuid, origin in record.issued.items()
+    ]
     try:
-        await audit.record(entry)
+        await audit.record(entry, issued)
     except Exception as exc:
         log.error("audit record not written (%s)", type(exc).__name__)

@@ -9,15 +9,18 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
+from cds_service import __version__
 from cds_service.api.audit import AuditRecord, audited
 from cds_service.api.auth import Caller
 from cds_service.api.body import parse_body
 from cds_service.deps import ResourcesDep, StateDep
 from cds_service.exceptions import Issue, RequestError, ServiceNotFound
+from cds_service.feedback.overrides import StoredOverrides
 from cds_service.resources import Resources
 from cds_service.rules.pipeline import FhirSource, evaluate_call
 from cds_service.security.jwt_auth import Principal
 from cds_service.security.ssrf import fetch_refusal
+from cds_service.services.definition import CardOrigin
 from cds_service.services.registry import Endpoint, ServiceRegistry
 from cds_service.state import AppState
 from cds_service.tracing import tracer
@@ -95,12 +98,21 @@ async def _call(
         base_url=public_base(request, settings.public_base_url),
         tenant=caller.tenant_id,
         started=record.started,
+        # Snoozes from the calling tenant's overrides (None: without authentication, as stored).
+        suppression=StoredOverrides(
+            resources.feedback, caller.tenant.id if caller.tenant is not None else None
+        ),
     )
     state.metrics.prefetch_seconds.observe(result.fetch_seconds)
     for outcome in result.prefetch.values():
         state.metrics.prefetch_keys.labels(outcome.source).inc()
     cards = result.result.cards
-    record.cards = len(cards)
     actions = result.result.system_actions or None
-    response = CDSResponse(cards=cards, system_actions=actions)
-    return Response(orjson.dumps(response.wire()), media_type="application/json")
+    body = orjson.dumps(CDSResponse(cards=cards, system_actions=actions).wire())
+    # Recorded as issued with the audit row, before the answer leaves: feedback on a card is
+    # feedback on its rule. A built-in service's cards are its own (its id, the package version).
+    own = CardOrigin(endpoint.service.id, __version__)
+    record.issued = {card.uuid: result.result.origins.get(card.uuid, own) for card in cards}
+    record.cards = len(cards)
+    record.rule_outcomes = result.result.rule_statuses
+    return Response(body, media_type="application/json")

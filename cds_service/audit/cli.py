@@ -1,7 +1,9 @@
 """`cds-service audit --since WHEN [--until WHEN] [--patient ID] [--tenant T] [--limit N]
-[--format json|table]`.
+[--by rule] [--format json|table]`.
 
-Prints the audit rows of the database in ``CDS_DATABASE_URL``, newest first. ``WHEN`` is a date
+Prints the audit rows of the database in ``CDS_DATABASE_URL``, newest first; with ``--by rule``,
+one line per rule (and version) of each service instead: what it did and the feedback it got in
+the window (see "Per rule" below). ``WHEN`` is a date
 (``2026-11-28``), an ISO 8601 date-time (``2026-11-28T08:00:00Z``; without an offset it is UTC) or
 a time ago: a number followed by ``m``, ``h``, ``d`` or ``w`` (``90m``, ``24h``, ``7d``, ``2w``).
 ``--since`` is inclusive and a date means the start of that day (UTC); ``--until`` is exclusive
@@ -9,9 +11,18 @@ and a date means the end of that day, so ``--since 2026-11-28 --until 2026-11-28
 
 ``--format json`` (the default) prints one JSON object per line with the snake_case keys ``at``
 (``YYYY-MM-DDTHH:MM:SS.ffffffZ``), ``kind``, ``tenant``, ``issuer``, ``service``, ``hook``,
-``hook_instance``, ``patient_id``, ``user_id``, ``outcome``, ``cards``, ``duration_ms`` and
-``detail`` (absent values are null). ``--format table`` prints a header and one aligned line per
-row, without the issuer; absent values show as ``-``.
+``hook_instance``, ``patient_id``, ``user_id``, ``outcome``, ``cards``, ``duration_ms``,
+``detail`` and ``rule_outcomes`` (``[{"rule", "version", "status"}]``: a rule service's rules
+that did not stay silent, shadow and suppressed ones included; absent values are null).
+``--format table`` prints a header and one aligned line per row, without the issuer and the rule
+outcomes; absent values show as ``-``.
+
+Per rule (``--by rule``; ``--limit`` does not apply): one line per service, rule and version with
+``cards`` (cards issued; a built-in service's cards under the service's id), ``shadow``,
+``suppressed``, ``skipped``, ``error`` and ``timeout`` (rule outcomes from the audit rows),
+``accepted`` and ``overridden`` (feedback received in the window) and ``override_reasons``
+(overrides by reason code, ``none`` without one), sorted by service, rule and version; JSON lines
+by default, a table with ``--format table``. ``--tenant`` and ``--patient`` filter all of them.
 
 Exit status 0, also when nothing matches (json prints nothing, table only its header); 2 with a
 message on stderr for a bad ``--since`` or ``--until`` (or one after the other) or a bad setting;
@@ -32,11 +43,13 @@ from typing import Any
 from sqlalchemy.exc import SQLAlchemyError
 
 from cds_service.audit.store import AuditEntry, AuditStore
+from cds_service.audit.summary import RuleSummary, Window, summarize
 from cds_service.clock import system_clock
 from cds_service.config import load_settings
 from cds_service.exceptions import ConfigurationError
+from cds_service.feedback.store import FeedbackStore
 
-__all__ = ["add_parser", "entry_json", "format_table", "parse_when", "run"]
+__all__ = ["add_parser", "entry_json", "format_rule_table", "format_table", "parse_when", "run"]
 
 _RELATIVE = re.compile(r"(\d{1,6})([mhdw])")
 _UNITS = {"m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -97,6 +110,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[
         help="at most N rows, the newest (default 1000)",
     )
     parser.add_argument(
+        "--by",
+        dest="audit_by",
+        choices=("rule",),
+        help="one line per rule: cards issued, shadow and suppressed outcomes, feedback",
+    )
+    parser.add_argument(
         "--format",
         dest="audit_format",
         choices=("json", "table"),
@@ -147,6 +166,11 @@ def entry_json(entry: AuditEntry) -> dict[str, Any]:
         "cards": entry.cards,
         "duration_ms": entry.duration_ms,
         "detail": entry.detail,
+        "rule_outcomes": [
+            {"rule": o.rule_id, "version": o.rule_version, "status": o.status}
+            for o in entry.rule_outcomes
+        ]
+        or None,
     }
 
 
@@ -170,6 +194,53 @@ def format_table(entries: Sequence[AuditEntry]) -> str:
     return "\n".join(
         "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows
     )
+
+
+_RULE_COLUMNS = (
+    ("service", "SERVICE"),
+    ("rule", "RULE"),
+    ("version", "VERSION"),
+    ("cards", "CARDS"),
+    ("shadow", "SHADOW"),
+    ("suppressed", "SUPPRESSED"),
+    ("errors", "ERRORS"),
+    ("accepted", "ACCEPTED"),
+    ("overridden", "OVERRIDDEN"),
+    ("reasons", "OVERRIDE REASONS"),
+)
+
+
+def format_rule_table(rules: Sequence[RuleSummary]) -> str:
+    """A header and one aligned line per rule (errors: `error` and `timeout` outcomes)."""
+    rows = [[title for _, title in _RULE_COLUMNS]]
+    for rule in rules:
+        data = rule.to_json()
+        data["errors"] = data["error"] + data["timeout"]
+        data["reasons"] = ", ".join(f"{k}={v}" for k, v in data["override_reasons"].items())
+        rows.append([_cell(data[name]) for name, _ in _RULE_COLUMNS])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(_RULE_COLUMNS))]
+    return "\n".join(
+        "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )
+
+
+async def _by_rule(database_url: str, window: Window) -> list[RuleSummary]:
+    audit = await AuditStore.open(database_url)
+    try:
+        feedback = await FeedbackStore.open(database_url)
+        try:
+            issued, outcomes = await audit.rule_counts(window)
+            counts = await feedback.counts_by_rule(
+                since=window.since,
+                until=window.until,
+                tenant=window.tenant,
+                patient=window.patient,
+            )
+        finally:
+            await feedback.close()
+    finally:
+        await audit.close()
+    return summarize(issued, outcomes, counts)
 
 
 async def _query(
@@ -203,16 +274,20 @@ def run(args: argparse.Namespace) -> int:
         if until is not None and until <= since:
             raise UsageError("--until must be later than --since")
         database_url = load_settings().database_url
-        entries = asyncio.run(
-            _query(
-                database_url,
-                since=since,
-                until=until,
-                patient=args.audit_patient,
-                tenant=args.audit_tenant,
-                limit=args.audit_limit,
+        if args.audit_by == "rule":
+            window = Window(since, until, args.audit_tenant, args.audit_patient)
+            rules = asyncio.run(_by_rule(database_url, window))
+        else:
+            entries = asyncio.run(
+                _query(
+                    database_url,
+                    since=since,
+                    until=until,
+                    patient=args.audit_patient,
+                    tenant=args.audit_tenant,
+                    limit=args.audit_limit,
+                )
             )
-        )
     except UsageError as exc:
         print(f"cds-service audit: {exc}", file=sys.stderr)
         return 2
@@ -226,7 +301,13 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    if args.audit_format == "table":
+    if args.audit_by == "rule":
+        if args.audit_format == "table":
+            print(format_rule_table(rules))
+        else:
+            for rule in rules:
+                print(json.dumps(rule.to_json(), separators=(",", ":")))
+    elif args.audit_format == "table":
         print(format_table(entries))
     else:
         for entry in entries:

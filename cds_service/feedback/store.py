@@ -26,6 +26,23 @@ Rows are written with ``INSERT ... ON CONFLICT (id) DO NOTHING ... RETURNING id`
 transaction per batch, so a batch is stored all or nothing, a retry stores nothing new, and the
 number of rows actually inserted is exact on both SQLite (3.35+) and PostgreSQL.
 
+Feedback belongs to a rule
+--------------------------
+The route accepts feedback only on cards the service issued to the calling tenant (the audit
+trail's ``cds_issued_cards``) and passes, per card, the rule (id, version) that produced it and
+the patient it was shown for: they are stored with the row (``rule_id``, ``rule_version``,
+``patient_id``; NULL in rows stored before they existed), so feedback can be counted per rule and
+an override can snooze its rule for that patient (``overrides``). They are not part of the
+idempotency key: they follow from the card, which is.
+
+Overrides for snoozes
+---------------------
+``overrides`` reads, for one tenant and patient, the latest override per rule and coded reason:
+what a rule's ``suppress:`` block needs (``feedback/overrides.py`` serves it to the rule engine).
+A worker keeps the answer for ``cache_seconds`` (``CDS_SUPPRESSION_CACHE_SECONDS``) and forgets
+a patient's as soon as it stores feedback for that patient, so feedback sent through this worker
+counts at once and feedback sent through another worker or replica within that many seconds.
+
 Nothing from the feedback content (comments, codes, card ids) is ever logged.
 """
 
@@ -35,12 +52,13 @@ import asyncio
 import hashlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, MetaData, String, Table, Text, select, text
+from cachetools import TTLCache
+from sqlalchemy import Column, Index, MetaData, String, Table, Text, func, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -52,13 +70,25 @@ from cds_service.database import (
     utc,
 )
 from cds_service.exceptions import ConfigurationError
+from cds_service.services.suppression import Override
 from cds_service.wire.feedback import Feedback
 
-__all__ = ["FeedbackStore", "RecordResult", "StoredFeedback", "feedback_id", "metadata"]
+__all__ = [
+    "CardRule",
+    "FeedbackCount",
+    "FeedbackStore",
+    "RecordResult",
+    "StoredFeedback",
+    "feedback_id",
+    "metadata",
+]
 
 log = logging.getLogger(__name__)
 
-#: Rows per INSERT statement (13 bound parameters each; well under SQLite's and asyncpg's limits).
+#: Patients whose overrides a worker keeps at once (least recently read ones go first).
+_OVERRIDES_CACHED = 10_000
+
+#: Rows per INSERT statement (16 bound parameters each; well under SQLite's and asyncpg's limits).
 _CHUNK = 500
 
 
@@ -80,8 +110,37 @@ feedback_table = Table(
     Column("extension", Text(), nullable=True),
     Column("tenant", String(256), nullable=True),
     Column("received_at", UTCDateTime(), nullable=False),
+    # The rule that produced the card and the patient it was shown for, from the issued card.
+    Column("rule_id", String(256), nullable=True),
+    Column("rule_version", String(64), nullable=True),
+    Column("patient_id", String(256), nullable=True),
     Index("ix_cds_feedback_service_card", "service_id", "card_uuid"),
+    Index("ix_cds_feedback_patient_rule", "patient_id", "rule_id"),
 )
+
+
+@dataclass(frozen=True, slots=True)
+class CardRule:
+    """What a card was, as recorded when it was issued: the rule (id, version) that produced it
+    and the patient it was shown for."""
+
+    rule_id: str
+    rule_version: str
+    patient_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FeedbackCount:
+    """How many feedback items a rule (version) of a service got, per outcome and override
+    reason code (None: no coded reason). `rule_id` is None for rows stored before feedback
+    carried its rule."""
+
+    service: str
+    rule_id: str | None
+    rule_version: str | None
+    outcome: str
+    reason: str | None
+    count: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +168,9 @@ class StoredFeedback:
     extension: dict[str, Any] | None
     tenant: str | None
     received_at: datetime
+    rule_id: str | None = None
+    rule_version: str | None = None
+    patient_id: str | None = None
 
 
 def _canonical_json(value: Any) -> str:
@@ -142,7 +204,11 @@ def feedback_id(service_id: str, item: Feedback, tenant: str | None = None) -> s
 
 
 def _row(
-    service_id: str, item: Feedback, received_at: datetime, tenant: str | None
+    service_id: str,
+    item: Feedback,
+    received_at: datetime,
+    tenant: str | None,
+    card: CardRule | None,
 ) -> dict[str, Any]:
     override = item.override_reason
     reason = override.reason if override is not None else None
@@ -160,18 +226,25 @@ def _row(
         "extension": _canonical_json(item.extension) if item.extension is not None else None,
         "tenant": tenant,
         "received_at": received_at,
+        "rule_id": card.rule_id if card is not None else None,
+        "rule_version": card.rule_version if card is not None else None,
+        "patient_id": card.patient_id if card is not None else None,
     }
 
 
 class FeedbackStore:
     """Feedback rows in SQLite or PostgreSQL. Open with `await FeedbackStore.open(url)`."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, cache_seconds: float = 0.0) -> None:
         self._engine = engine
+        self._overrides: TTLCache[tuple[str | None, str], tuple[Override, ...]] | None = None
+        if cache_seconds > 0:
+            self._overrides = TTLCache(maxsize=_OVERRIDES_CACHED, ttl=cache_seconds)
 
     @classmethod
-    async def open(cls, database_url: str) -> FeedbackStore:
-        """Connect, creating ``cds_feedback`` and its index if they are missing."""
+    async def open(cls, database_url: str, *, cache_seconds: float = 0.0) -> FeedbackStore:
+        """Connect, creating ``cds_feedback`` and its indexes if they are missing;
+        `cache_seconds` is how long a patient's overrides are reused (see the module doc)."""
         url = async_database_url(database_url)
         engine = create_engine_for(url)
         try:
@@ -185,7 +258,7 @@ class FeedbackStore:
             await engine.dispose()
             raise
         log.info("feedback store open (%s)", engine.dialect.name)
-        return cls(engine)
+        return cls(engine, cache_seconds=cache_seconds)
 
     async def close(self) -> None:
         """Close every pooled connection."""
@@ -208,17 +281,20 @@ class FeedbackStore:
         *,
         received_at: datetime,
         tenant: str | None = None,
+        cards: Mapping[str, CardRule] | None = None,
     ) -> RecordResult:
         """Store a batch from `tenant` (None without authentication) in one transaction (all or
-        nothing); items already stored are skipped.
+        nothing); items already stored are skipped. `cards` gives, by card uuid, the rule and
+        patient each item's card was issued for (stored with the item).
 
         `stored` is the number of rows actually inserted: duplicates, whether earlier or within
         this batch, are not counted.
         """
         received_utc = utc(received_at)
+        known = cards or {}
         rows: dict[str, dict[str, Any]] = {}
         for item in items:
-            row = _row(service_id, item, received_utc, tenant)
+            row = _row(service_id, item, received_utc, tenant, known.get(item.card))
             rows.setdefault(row["id"], row)
         if not rows:
             return RecordResult(received=len(items), stored=0)
@@ -227,7 +303,42 @@ class FeedbackStore:
         async with self._engine.begin() as conn:
             for start in range(0, len(values), _CHUNK):
                 stored += await self._insert(conn, values[start : start + _CHUNK])
+        if self._overrides is not None:  # this worker sees its own feedback at once
+            for row in values:
+                if row["patient_id"] is not None:
+                    self._overrides.pop((tenant, row["patient_id"]), None)
         return RecordResult(received=len(items), stored=stored)
+
+    async def overrides(
+        self, tenant: str | None, patient_id: str, rule_ids: Collection[str]
+    ) -> list[Override]:
+        """The latest override per rule and coded reason of the cards shown to the patient in
+        `tenant` (None: without authentication), for the rules `rule_ids`."""
+        key = (tenant, patient_id)
+        found = self._overrides.get(key) if self._overrides is not None else None
+        if found is None:
+            found = await self._read_overrides(tenant, patient_id)
+            if self._overrides is not None:
+                self._overrides[key] = found
+        return [o for o in found if o.rule_id in rule_ids]
+
+    async def _read_overrides(self, tenant: str | None, patient_id: str) -> tuple[Override, ...]:
+        t = feedback_table
+        reason = (t.c.rule_id, t.c.override_reason_system, t.c.override_reason_code)
+        stmt = (
+            select(*reason, func.max(t.c.outcome_timestamp))
+            .where(
+                t.c.patient_id == patient_id,
+                t.c.tenant.is_(None) if tenant is None else t.c.tenant == tenant,
+                t.c.outcome == "overridden",
+                t.c.rule_id.is_not(None),
+                t.c.override_reason_code.is_not(None),
+            )
+            .group_by(*reason)
+        )
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return tuple(Override(rule, system, code, utc(at)) for rule, system, code, at in rows)
 
     async def _insert(self, conn: AsyncConnection, values: list[dict[str, Any]]) -> int:
         dialect = self._engine.dialect.name
@@ -275,6 +386,36 @@ class FeedbackStore:
                 extension=json.loads(r["extension"]) if r["extension"] is not None else None,
                 tenant=r["tenant"],
                 received_at=r["received_at"],
+                rule_id=r["rule_id"],
+                rule_version=r["rule_version"],
+                patient_id=r["patient_id"],
             )
             for r in rows
         ]
+
+    async def counts_by_rule(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        tenant: str | None = None,
+        patient: str | None = None,
+    ) -> list[FeedbackCount]:
+        """Feedback received in ``since <= received_at < until`` (either bound optional), from
+        `tenant` and on `patient` when given, counted per service, rule, version, outcome and
+        override reason code."""
+        t = feedback_table
+        keys = (t.c.service_id, t.c.rule_id, t.c.rule_version, t.c.outcome)
+        stmt = select(*keys, t.c.override_reason_code, func.count().label("n"))
+        if since is not None:
+            stmt = stmt.where(t.c.received_at >= utc(since))
+        if until is not None:
+            stmt = stmt.where(t.c.received_at < utc(until))
+        if tenant is not None:
+            stmt = stmt.where(t.c.tenant == tenant)
+        if patient is not None:
+            stmt = stmt.where(t.c.patient_id == patient)
+        stmt = stmt.group_by(*keys, t.c.override_reason_code)
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt)).all()
+        return [FeedbackCount(*row) for row in rows]

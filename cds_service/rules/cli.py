@@ -2,7 +2,7 @@
 
     cds-service rules lint [DIR] [--list-validators]     report every problem; 0 when clean
     cds-service rules test [DIR] [--run REGEX] [--diff]  run every *.test.yaml
-    cds-service rules explain ID --request FILE [--rules DIR] [--now ISO]
+    cds-service rules explain ID --request FILE [--rules DIR] [--now ISO] [--override CODE@WHEN]
     cds-service rules schema [--check] [--output-dir DIR]
     cds-service rules simulate EXPORT [--fail-over] ...  (cds_service/population/cli.py)
 
@@ -63,6 +63,14 @@ def add_parser(
     )
     explain.add_argument("--rules", type=Path, metavar="DIR", help=dir_help)
     explain.add_argument("--now", metavar="ISO", help="the frozen %%now (default: the clock)")
+    explain.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="CODE@WHEN",
+        help="an earlier override of the rule's card for the patient, with that reason code, at "
+        "that ISO time (what its suppress: block snoozes on); repeatable",
+    )
 
     schema = sub.add_parser("schema", help="write the JSON Schemas of rule and test files")
     schema.add_argument("--check", action="store_true", help="exit 1 if the files are stale")
@@ -144,11 +152,12 @@ def _quiet_engine() -> Iterator[None]:
 
 
 def _explain(args: argparse.Namespace) -> int:
-    from cds_service.rules.explain import ExplainError, explain, parse_now
+    from cds_service.rules.explain import ExplainError, explain, parse_now, parse_override
 
     try:
         now = parse_now(args.now) if args.now else None
-        text = explain(_root(args.rules), args.rule_id, args.request, now=now)
+        overrides = [parse_override(text) for text in args.override]
+        text = explain(_root(args.rules), args.rule_id, args.request, now=now, overrides=overrides)
     except ExplainError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -20,6 +20,7 @@ from cds_service.rules.fhirpath import CompiledPath, FhirPathError, compile_path
 from cds_service.rules.model import AllOf, AnyOf, Condition, LeafCondition, Rule, Select
 from cds_service.rules.templates import template_names
 from cds_service.rules.valuesets import ValueSet
+from cds_service.services.suppression import SnoozePolicy
 from cds_service.wire.contexts import hook_spec
 from cds_service.yamlsource import Located, field_path
 
@@ -29,12 +30,19 @@ __all__ = [
     "CompiledRule",
     "CompiledSelect",
     "compile_rule",
+    "duration",
     "score_variable",
 ]
 
 Loc = tuple[str | int, ...]
 # Variables every expression may read (see rules/README.md).
 BUILTIN_VARIABLES = frozenset({"now", "today", "age", "scores"})
+
+
+def duration(text: str) -> tuple[int, str]:
+    """A validated duration (`6 months`) as (6, "month")."""
+    amount, unit = text.split()
+    return int(amount), unit.rstrip("s")
 
 
 def score_variable(name: str) -> str:
@@ -110,6 +118,8 @@ class CompiledRule:
     bindings: tuple[CompiledBinding, ...]
     condition: CompiledCondition
     prefetch_keys: frozenset[str] = field(default_factory=frozenset)
+    # The rule's `suppress:` block: the override reasons that snooze it, and for how long.
+    suppress: SnoozePolicy | None = None
     # Where each value stands in the rule's file, for lint validators' `path:line:col`.
     source: Located | None = field(default=None, repr=False, compare=False)
 
@@ -245,10 +255,7 @@ class _Compiler:
             by_date = key == "date"
             if not by_date:
                 sort = self.expression((*loc, "sort"), key, allowed)
-        within = None
-        if select.within:
-            amount, unit = select.within.split()
-            within = (int(amount), unit.rstrip("s"))
+        within = duration(select.within) if select.within else None
         statuses = frozenset(select.status) if select.status else None
         return CompiledSelect(
             select.resources,
@@ -331,6 +338,7 @@ class _Compiler:
             for name in names:
                 if name not in rule.let:
                     self.issue(("card", *loc), f"{{{{{name}}}}} is not a binding under `let:`")
+        suppress = self.suppress()
         if self.issues:  # every problem found here is an error (lint warnings: rules/lint/)
             return None
         return CompiledRule(
@@ -339,8 +347,28 @@ class _Compiler:
             tuple(bindings),
             condition,
             frozenset(rule.prefetch),
+            suppress=suppress,
             source=self.located,
         )
+
+    def suppress(self) -> SnoozePolicy | None:
+        """The `suppress:` block as a policy; each reason must be a code of the card's
+        `overrideReasons` (the codes an EHR can send back), whose system it takes."""
+        block = self.rule.suppress
+        if block is None:
+            return None
+        offered = {reason.code: reason.system for reason in self.rule.card.overrideReasons or ()}
+        known = ", ".join(sorted(offered)) or "none: add card.overrideReasons"
+        reasons = set()
+        for index, code in enumerate(block.reasons):
+            if code not in offered:
+                self.issue(
+                    ("suppress", "reasons", index),
+                    f"'{code}' is not a code of the card's overrideReasons (its codes: {known})",
+                )
+            else:
+                reasons.add((offered[code], code))
+        return SnoozePolicy(frozenset(reasons), *duration(block.for_))
 
 
 def _context_fields(hook: str) -> set[str]:

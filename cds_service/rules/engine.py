@@ -14,17 +14,17 @@ Semantics, for rule authors:
 
 from __future__ import annotations
 
-import calendar
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from fhirpathpy.engine.nodes import FP_DateTime
 from pydantic import ValidationError
 
+from cds_service.clock import shift
 from cds_service.patient import age_in_years
 from cds_service.rules.compiled import (
     CompiledBinding,
@@ -42,7 +42,9 @@ __all__ = ["RequestData", "RuleOutcome", "evaluate_rule", "render_card"]
 
 log = logging.getLogger(__name__)
 
-Status = Literal["fired", "silent", "skipped", "error", "timeout"]
+# `suppressed`: the rule fired but an override snoozes it for the patient (no card; see
+# rules/snooze.py), set by the service after evaluation.
+Status = Literal["fired", "silent", "skipped", "error", "timeout", "suppressed"]
 
 
 @dataclass(slots=True)
@@ -158,7 +160,7 @@ def _select(select: CompiledSelect, data: RequestData, variables: dict[str, Any]
         if select.statuses is not None:
             found = [r for r in found if _has_status(r, select.statuses)]
         if select.within is not None:
-            since = _minus(data.now, *select.within) if data.now else None
+            since = shift(data.now, -select.within[0], select.within[1]) if data.now else None
             found = [
                 r
                 for r in found
@@ -212,18 +214,6 @@ def _has_status(resource: dict[str, Any], wanted: frozenset[str]) -> bool:
             return False
         return bool(_codes(resource.get("clinicalStatus")) & wanted)
     return resource.get("status") in wanted
-
-
-def _minus(moment: datetime, amount: int, unit: str) -> datetime:
-    """`moment` minus a calendar amount (months and years keep the day where they can)."""
-    if unit == "day":
-        return moment - timedelta(days=amount)
-    if unit == "week":
-        return moment - timedelta(weeks=amount)
-    months = amount * (12 if unit == "year" else 1)
-    year, month = divmod(moment.year * 12 + moment.month - 1 - months, 12)
-    day = min(moment.day, calendar.monthrange(year, month + 1)[1])
-    return moment.replace(year=year, month=month + 1, day=day)
 
 
 @dataclass(slots=True)

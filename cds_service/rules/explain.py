@@ -4,14 +4,16 @@ Evaluates one rule on a CDS Hooks request body (hook, context, prefetch) exactly
 would, without fetching anything: prefetch keys the request does not carry are reported as
 unavailable (and a rule that needs them is skipped, as it would be when the FHIR server cannot be
 reached). Prints the prefetch, scores, each binding's value, each condition's truth as a tree, the
-outcome and the card.
+outcome and the card. A rule with a `suppress:` block is checked against the overrides given
+with `--override CODE@WHEN` (earlier overrides of its cards for the patient), as the service
+checks it against its feedback table.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,11 +36,13 @@ from cds_service.rules.pipeline import (
 from cds_service.rules.ruleset import RuleSet, load_ruleset
 from cds_service.rules.runtime import known_score_names
 from cds_service.rules.service import rule_service
+from cds_service.rules.snooze import given_overrides
 from cds_service.scores.sources import ComputedScores
+from cds_service.services.suppression import RecordedOverrides
 from cds_service.validation import field_errors
 from cds_service.wire.request import HookRequest
 
-__all__ = ["ExplainError", "explain", "parse_now"]
+__all__ = ["ExplainError", "explain", "parse_now", "parse_override"]
 
 VALUE_WIDTH = 120
 BUDGET_SECONDS = 5.0
@@ -57,6 +61,7 @@ class _Run:
     scores: Mapping[str, Any]
     outcome: RuleOutcome  # the verdict: lazy, as in production
     shown: RuleOutcome  # every binding and condition, evaluated eagerly for display
+    overrides: RecordedOverrides  # given with --override
 
 
 def parse_now(text: str) -> datetime:
@@ -66,6 +71,19 @@ def parse_now(text: str) -> datetime:
     except ValueError:
         raise ExplainError(f"--now: '{text}' is not an ISO 8601 date-time") from None
     return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+def parse_override(text: str) -> tuple[str, datetime]:
+    """`CODE@WHEN` (an override reason code and an ISO 8601 instant) as (code, when)."""
+    code, sep, when = text.rpartition("@")
+    if not sep or not code.strip():
+        raise ExplainError(
+            f"--override: '{text}' is not CODE@WHEN (e.g. patient-declined@2026-06-01)"
+        )
+    try:
+        return code.strip(), parse_now(when)
+    except ExplainError:
+        raise ExplainError(f"--override: '{when}' is not an ISO 8601 date-time") from None
 
 
 def _errors(exc: ValidationError) -> str:
@@ -100,8 +118,18 @@ def _read_request(path: Path) -> HookRequest:
         raise ExplainError(f"{path}: not a valid CDS Hooks request:\n{_errors(exc)}") from None
 
 
-def _evaluate(root: Path, rule_id: str, request_path: Path, now: datetime | None) -> _Run:
+def _evaluate(
+    root: Path,
+    rule_id: str,
+    request_path: Path,
+    now: datetime | None,
+    overrides: Sequence[tuple[str, datetime]],
+) -> _Run:
     rule, ruleset = _load_rule(root, rule_id)
+    try:
+        given = given_overrides(rule, overrides)
+    except ValueError as exc:
+        raise ExplainError(f"--override: {exc}") from None
     request = _read_request(request_path)
     if request.hook != rule.rule.hook:
         raise ExplainError(
@@ -109,7 +137,7 @@ def _evaluate(root: Path, rule_id: str, request_path: Path, now: datetime | None
         )
     at = now or system_clock()
     try:
-        trace, prefetch, shown = asyncio.run(_through_pipeline(rule, ruleset, request, at))
+        trace, prefetch, shown = asyncio.run(_through_pipeline(rule, ruleset, request, at, given))
     except RequestError as exc:
         listed = "\n".join(
             f"  {i.field}: {i.message}" if i.field else f"  {i.message}" for i in exc.issues
@@ -119,14 +147,21 @@ def _evaluate(root: Path, rule_id: str, request_path: Path, now: datetime | None
         raise ExplainError(f"prefetch: {exc.message}") from None
     except Exception as exc:
         raise ExplainError(f"computing scores failed: {type(exc).__name__}: {exc}") from None
-    return _Run(rule, request, at, prefetch, shown.scores, trace.outcomes[0], shown.outcomes[0])
+    return _Run(
+        rule, request, at, prefetch, shown.scores, trace.outcomes[0], shown.outcomes[0], given
+    )
 
 
 async def _through_pipeline(
-    rule: CompiledRule, ruleset: RuleSet, request: HookRequest, now: datetime
+    rule: CompiledRule,
+    ruleset: RuleSet,
+    request: HookRequest,
+    now: datetime,
+    overrides: RecordedOverrides,
 ) -> tuple[RulesTrace, dict[str, PrefetchOutcome], Display]:
     """The production verdict (lazy, through the pipeline, nothing fetched: keys the request
-    lacks are unavailable), and an eager pass over the same data for display."""
+    lacks are unavailable; snoozed by the given overrides), and an eager pass over the same data
+    for display."""
     service = rule_service(rule, ruleset, scores=ComputedScores(), budget_seconds=BUDGET_SECONDS)
     called = await evaluate_call(
         service,
@@ -136,6 +171,7 @@ async def _through_pipeline(
         budget_seconds=BUDGET_SECONDS + 2.0,
         prefetch_deadline_seconds=2.0,
         strict=False,
+        suppression=overrides,
     )
     trace = called.trace
     assert trace is not None  # a rule service always traces
@@ -227,6 +263,15 @@ def _format(run: _Run) -> str:
         lines.append("  (none)")
     lines.append("conditions:")
     _tree(rule.condition, {**shown.conditions, **outcome.conditions}, 1, lines)
+    policy = rule.suppress
+    if policy is not None:
+        codes = ", ".join(sorted(code for _, code in policy.reasons))
+        unit = policy.unit + ("s" if policy.amount != 1 else "")
+        given = ", ".join(
+            f"{o.code} at {o.at.isoformat().replace('+00:00', 'Z')}" for o in run.overrides.recorded
+        )
+        lines.append(f"suppress: {codes} for {policy.amount} {unit}")
+        lines.append(f"  overrides given: {given or 'none (--override CODE@WHEN)'}")
     reason = f" ({outcome.reason})" if outcome.reason else ""
     lines.append(f"status: {outcome.status}{reason}")
     if outcome.status == "error" and outcome.location is not None:
@@ -246,6 +291,14 @@ def _format(run: _Run) -> str:
     return "\n".join(lines) + "\n"
 
 
-def explain(root: Path, rule_id: str, request_path: Path, *, now: datetime | None = None) -> str:
-    """The explanation as text; raises ExplainError when it cannot be produced."""
-    return _format(_evaluate(root, rule_id, request_path, now))
+def explain(
+    root: Path,
+    rule_id: str,
+    request_path: Path,
+    *,
+    now: datetime | None = None,
+    overrides: Sequence[tuple[str, datetime]] = (),
+) -> str:
+    """The explanation as text; raises ExplainError when it cannot be produced. `overrides` are
+    earlier overrides of the rule's cards for the patient: (reason code, when)."""
+    return _format(_evaluate(root, rule_id, request_path, now, overrides))

@@ -27,10 +27,12 @@ __all__ = [
     "Select",
     "SourceTemplate",
     "SuggestionTemplate",
+    "Suppress",
 ]
 
 KEBAB = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# A positive calendar duration: `90 days`, `6 months`, `1 year` (`within:`, `suppress.for`).
 WITHIN = re.compile(r"^\s*[1-9][0-9]{0,4}\s+(day|week|month|year)s?\s*$")
 
 
@@ -162,9 +164,10 @@ class LinkTemplate(Authored):
     autolaunchable: StrictBool | None = None
 
 
+INDICATORS = ("info", "warning", "critical")
 # A binding that names the indicator per call: the rendered card must still be info, warning or
 # critical, or the rule's outcome is an error naming `indicator`.
-IndicatorTemplate = Annotated[StrictStr, Field(pattern=r"^\{\{[A-Za-z][A-Za-z0-9_]*\}\}$")]
+INDICATOR_TEMPLATE = re.compile(r"^\{\{[A-Za-z][A-Za-z0-9_]*\}\}$")
 
 
 class CardTemplate(Authored):
@@ -172,15 +175,39 @@ class CardTemplate(Authored):
 
     summary: Annotated[StrictStr, Field(min_length=1, max_length=139)]
     detail: Text | None = None
-    indicator: Literal["info", "warning", "critical"] | IndicatorTemplate = Field(
+    indicator: StrictStr = Field(
         description="info, warning or critical; or `{{binding}}` whose value is one of them "
-        "(e.g. from an allergy's criticality)"
+        "(e.g. from an allergy's criticality)",
+        json_schema_extra={
+            "anyOf": [{"enum": list(INDICATORS)}, {"pattern": INDICATOR_TEMPLATE.pattern}]
+        },
     )
     source: SourceTemplate
     suggestions: list[SuggestionTemplate] | None = None
     selectionBehavior: Literal["at-most-one", "any"] | None = None
     overrideReasons: list[CodingTemplate] | None = None
     links: list[LinkTemplate] | None = None
+
+    @field_validator("indicator")
+    @classmethod
+    def _indicator(cls, value: str) -> str:
+        if value in INDICATORS or INDICATOR_TEMPLATE.match(value):
+            return value
+        raise ValueError("must be info, warning or critical, or {{binding}} naming one of them")
+
+
+class Suppress(Authored):
+    """Overrides that snooze the rule for the patient: when a card of the rule is overridden with
+    one of `reasons`, the rule shows that patient no card (outcome `suppressed`) for `for`."""
+
+    reasons: Annotated[list[Text], Field(min_length=1)] = Field(
+        description="Override reason codes, each one of the card's `overrideReasons` codes"
+    )
+    for_: Annotated[StrictStr, Field(pattern=WITHIN.pattern)] = Field(
+        alias="for",
+        description="How long after the override the rule stays silent for the patient, e.g. "
+        "'30 days', '6 months', '1 year' (days, weeks, months or years)",
+    )
 
 
 class Rule(Authored):
@@ -204,6 +231,10 @@ class Rule(Authored):
     let: dict[str, LetValue] = Field(default_factory=dict)
     when: Condition
     card: CardTemplate
+    suppress: Suppress | None = Field(
+        default=None,
+        description="Override reasons that snooze the rule for the patient, and for how long",
+    )
 
     @field_validator("let")
     @classmethod

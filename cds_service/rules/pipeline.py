@@ -10,7 +10,9 @@ jobs all call `evaluate_call`; what differs between them is only what is injecte
   httpx client whose transport may be an in-memory FHIR double); `OfflineSource` fetches nothing
   (keys the request lacks are unavailable);
 - the clock (`now`);
-- the score source (`cds_service.scores.sources`): the cache when serving, computed otherwise.
+- the score source (`cds_service.scores.sources`): the cache when serving, computed otherwise;
+- the suppression source (`cds_service.services.suppression`): the overrides that snooze a rule
+  for the patient, from the feedback store when serving, from a test case or `explain`'s options.
 
 A rule service's evaluate function (`rules/service.py`) returns, beside its cards, a
 `RulesTrace`: every rule's lazy outcome (status, bindings, conditions, card), which is the
@@ -38,6 +40,7 @@ from cds_service.rules.engine import RequestData, RuleOutcome, evaluate_rule
 from cds_service.scores.fhir_inputs import PatientRecord
 from cds_service.scores.sources import ScoreSource
 from cds_service.services.definition import HookCall, ServiceDefinition, ServiceResult
+from cds_service.services.suppression import NO_OVERRIDES, SuppressionSource
 from cds_service.tracing import tracer
 from cds_service.wire.contexts import HookContext, hook_spec
 from cds_service.wire.outcome import issues_from_validation
@@ -223,6 +226,7 @@ async def evaluate_call(
     tenant: str = "default",
     started: float | None = None,
     strict: bool = True,
+    suppression: SuppressionSource = NO_OVERRIDES,
 ) -> CallResult:
     """Evaluate one call of `service`, as the HTTP route does for an EHR.
 
@@ -231,6 +235,7 @@ async def evaluate_call(
     `prefetch_deadline_seconds`); the service gets the rest. With `strict` (serving), a rule
     service none of whose rules could be evaluated for want of data answers 412; otherwise the
     result carries those issues in `unevaluated` (rule tests and `explain` report the outcomes).
+    `suppression` gives the overrides that snooze a rule with a `suppress:` block.
     """
     began = time.perf_counter() if started is None else started
     check_hook(service, request.hook)
@@ -258,6 +263,7 @@ async def evaluate_call(
         base_url,
         deadline=began + budget_seconds,
         tenant=tenant,
+        suppression=suppression,
     )
     result = await service.evaluate(call)
     if strict and result.unevaluated:

@@ -2,9 +2,12 @@
 
 `services_from_rules` turns a RuleSet into ServiceDefinitions for the registry. A call evaluates
 the service's rules for the call's hook; `status: draft` rules run in shadow mode (their cards are
-logged and counted, never returned); a rule that fails or runs long is skipped and counted. When
-every rule of the call had to be skipped because its data could not be obtained, the call answers
-412, as the specification asks.
+logged and counted, never returned nor recorded as issued); a rule that fails or runs long is
+skipped and counted; a rule an override snoozes for the patient (`suppress:`, rules/snooze.py) is
+`suppressed`: counted, no card. When every rule of the call had to be skipped because its data
+could not be obtained, the call answers 412, as the specification asks. The result says which
+rule made which card (`origins`) and how each rule that did not stay silent ended
+(`rule_statuses`), for the audit trail.
 """
 
 from __future__ import annotations
@@ -23,13 +26,21 @@ from cds_service.rules.engine import RequestData, RuleOutcome, ScoresNeeded, eva
 from cds_service.rules.narrowing import narrowed_templates
 from cds_service.rules.pipeline import RulesTrace, score_record
 from cds_service.rules.ruleset import RuleSet
+from cds_service.rules.snooze import apply_snoozes
 from cds_service.scores.provider import SCORE_PREFETCH
 from cds_service.scores.sources import ScoreSource
-from cds_service.services.definition import HookCall, ServiceDefinition, ServiceResult
+from cds_service.services.definition import (
+    CardOrigin,
+    HookCall,
+    RuleStatus,
+    ServiceDefinition,
+    ServiceResult,
+)
 from cds_service.wire.request import HookRequest
 
 __all__ = [
     "RuleStats",
+    "counted_status",
     "evaluate_hook_rules",
     "evaluate_with_scores",
     "prefetch_specs",
@@ -47,11 +58,19 @@ class RuleStats:
 
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
-    def add(self, outcome: RuleOutcome, shadow: bool) -> None:
+    def add(self, outcome: RuleOutcome, shadow: bool) -> str:
+        """Count the outcome; the status it is counted under (`counted_status`)."""
         per_rule = self.counts.setdefault(outcome.rule_id, {})
-        key = "shadow" if shadow and outcome.status == "fired" else outcome.status
+        key = counted_status(outcome, shadow)
         per_rule[key] = per_rule.get(key, 0) + 1
         per_rule["calls"] = per_rule.get("calls", 0) + 1
+        return key
+
+
+def counted_status(outcome: RuleOutcome, shadow: bool) -> str:
+    """The status an outcome is counted (and audited) under: `shadow` for a draft rule that
+    fired, the outcome's own status otherwise."""
+    return "shadow" if shadow and outcome.status == "fired" else outcome.status
 
 
 def prefetch_specs(rules: Sequence[CompiledRule]) -> dict[str, PrefetchSpec]:
@@ -147,7 +166,8 @@ async def evaluate_hook_rules(
     budget_seconds: float,
 ) -> RulesTrace:
     """Index the call's data, then evaluate the rules lazily, computing the scores (from
-    `scores`, over the one record every path gives them) only for the rules that reach them."""
+    `scores`, over the one record every path gives them) only for the rules that reach them;
+    then snooze the fired rules an override of the patient's suppresses (`call.suppression`)."""
     data = request_data(call.raw_context, call.prefetch, call.now, call.base_url)
     budget = min(budget_seconds, max(call.deadline - time.perf_counter(), 0.05))
     # Skipped (cached) or unobtainable score data both mean: prefer the cached result.
@@ -162,6 +182,14 @@ async def evaluate_hook_rules(
         )
 
     outcomes = await evaluate_with_scores(rules, data, provide, budget_seconds=budget)
+    await apply_snoozes(
+        rules,
+        outcomes,
+        call.suppression,
+        patient_id=patient or None,
+        now=call.now,
+        deadline=call.deadline,
+    )
     return RulesTrace(list(rules), data, outcomes, scores, call.tenant)
 
 
@@ -183,21 +211,32 @@ def _service(
         hook_rules = by_hook.get(call.hook, [])
         trace = await evaluate_hook_rules(hook_rules, call, scores, budget_seconds=budget_seconds)
         cards = []
+        origins: dict[str, CardOrigin] = {}
+        statuses: list[RuleStatus] = []
         for rule, outcome in zip(hook_rules, trace.outcomes, strict=True):
             shadow = rule.rule.status == "draft"
-            stats.add(outcome, shadow)
+            status = stats.add(outcome, shadow)
+            if status != "silent":
+                statuses.append(RuleStatus(rule.id, str(rule.rule.version), status))
             if outcome.card is not None:
                 if shadow:
                     log.info("shadow rule %s would have shown a card", rule.id)
                 else:
                     cards.append(outcome.card)
+                    origins[outcome.card.uuid] = CardOrigin(rule.id, str(rule.rule.version))
         skipped = [o for o in trace.outcomes if o.status == "skipped"]
         unevaluated = []
         if hook_rules and len(skipped) == len(trace.outcomes):
             unevaluated = [
                 Issue(f"rule {o.rule_id}: {o.reason}", "prefetch", "incomplete") for o in skipped
             ]
-        return ServiceResult(cards=cards, unevaluated=unevaluated, trace=trace)
+        return ServiceResult(
+            cards=cards,
+            origins=origins,
+            rule_statuses=tuple(statuses),
+            unevaluated=unevaluated,
+            trace=trace,
+        )
 
     prefetch_by_hook = {
         hook: tuple(sorted(prefetch_specs(hook_rules))) for hook, hook_rules in by_hook.items()

@@ -26,11 +26,12 @@ from typing import Any
 
 from cds_service.exceptions import Issue, PreconditionFailed
 from cds_service.prefetch.types import PrefetchOutcome, PrefetchSpec
+from cds_service.services.suppression import NO_OVERRIDES, SuppressionSource
 from cds_service.wire.contexts import HookContext
 from cds_service.wire.request import HookRequest
 from cds_service.wire.response import Action, Card
 
-__all__ = ["HookCall", "ServiceDefinition", "ServiceResult"]
+__all__ = ["CardOrigin", "HookCall", "RuleStatus", "ServiceDefinition", "ServiceResult"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,8 @@ class HookCall:
     base_url: str = "http://127.0.0.1:8080"  # our own external URL, for links back to us
     deadline: float = float("inf")  # time.perf_counter() value by which the call must answer
     tenant: str = "default"  # the calling tenant's id (keys cached data per organisation)
+    # The overrides that may snooze a rule for the patient (the calling tenant's, when serving).
+    suppression: SuppressionSource = NO_OVERRIDES
 
     @property
     def hook(self) -> str:
@@ -74,10 +77,35 @@ class HookCall:
 
 
 @dataclass(frozen=True, slots=True)
+class CardOrigin:
+    """What produced a card: a rule (its id and version), or a built-in service (its id, and the
+    package version). Recorded with the card's uuid when it is issued, so feedback on the card
+    is feedback on that rule."""
+
+    rule_id: str
+    rule_version: str
+
+
+@dataclass(frozen=True, slots=True)
+class RuleStatus:
+    """How one rule ended on a call, for the audit trail: `fired`, `shadow` (a draft rule that
+    would have fired), `suppressed`, `skipped`, `error` or `timeout` (silent rules are not
+    listed)."""
+
+    rule_id: str
+    rule_version: str
+    status: str
+
+
+@dataclass(frozen=True, slots=True)
 class ServiceResult:
     """What a service returns for one call."""
 
     cards: list[Card] = field(default_factory=list)
+    # Card uuid → what produced it (rule services); a card without one is the service's own.
+    origins: Mapping[str, CardOrigin] = field(default_factory=dict)
+    # Rule services: each rule that did not stay silent, and how it ended (the audit counts them).
+    rule_statuses: tuple[RuleStatus, ...] = ()
     system_actions: list[Action] = field(default_factory=list)
     # Why the call could not be evaluated at all for want of data: the pipeline answers 412
     # with these issues when serving (a service may also raise PreconditionFailed itself).

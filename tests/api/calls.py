@@ -1,9 +1,14 @@
-"""Hook call bodies shared by the API tests."""
+"""Hook call bodies shared by the API tests, and cards recorded as issued for feedback tests."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
+from collections.abc import Iterable
 from typing import Any
+
+from cds_service.audit.store import AuditEntry, AuditStore, IssuedCard
+from tests.conftest import FROZEN_NOW
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
@@ -49,3 +54,54 @@ def nsaid_on_warfarin_call() -> dict[str, Any]:
             }
         },
     }
+
+
+def issue_cards(
+    database_url: str,
+    service: str,
+    uuids: Iterable[str],
+    *,
+    tenant: str | None = None,
+    rule_id: str | None = None,
+    rule_version: str = "1",
+    patient_id: str = "p1",
+) -> None:
+    """Record cards as issued by `service` to `tenant` (as a hook call that returned them would),
+    so that feedback on them is accepted; `rule_id` defaults to the service's id."""
+    cards = [
+        IssuedCard(
+            card_uuid=card,
+            rule_id=rule_id or service,
+            rule_version=rule_version,
+            issued_at=FROZEN_NOW,
+            tenant=tenant,
+            service=service,
+            hook="patient-view",
+            hook_instance=None,
+            patient_id=patient_id,
+        )
+        for card in uuids
+    ]
+    entry = AuditEntry(
+        at=FROZEN_NOW,
+        kind="hook",
+        tenant=tenant,
+        issuer=None,
+        service=service,
+        hook="patient-view",
+        hook_instance=None,
+        patient_id=patient_id,
+        user_id=None,
+        outcome=200,
+        cards=len(cards),
+        duration_ms=1.0,
+    )
+
+    async def write() -> None:
+        store = await AuditStore.open(database_url)
+        try:
+            await store.record(entry, cards)
+        finally:
+            await store.close()
+
+    asyncio.run(write())

@@ -117,10 +117,8 @@ def test_per_hook_ids_for_clients_that_key_services_by_id(tmp_path: Path) -> Non
             "context": {"userId": "Practitioner/1", "patientId": "p1"},
             "prefetch": {"patient": None, "allergies": None},
         }
-        assert (
-            client.post("/cds-services/allergy-documentation-patient-view", json=body).status_code
-            == 200
-        )
+        per_hook = client.post("/cds-services/allergy-documentation-patient-view", json=body)
+        assert per_hook.status_code == 200
         # The shared id keeps working, so switching modes never strands a registered EHR.
         assert client.post("/cds-services/allergy-documentation", json=body).status_code == 200
         wrong = client.post("/cds-services/allergy-documentation-encounter-start", json=body)
@@ -128,7 +126,11 @@ def test_per_hook_ids_for_clients_that_key_services_by_id(tmp_path: Path) -> Non
         assert "encounter-start" in wrong.json()["issue"][0]["diagnostics"]
         feedback = {
             "feedback": [
-                {"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-28T10:00:00Z"}
+                {
+                    "card": per_hook.json()["cards"][0]["uuid"],
+                    "outcome": "overridden",
+                    "outcomeTimestamp": "2026-11-28T10:00:00Z",
+                }
             ]
         }
         url = "/cds-services/allergy-documentation-patient-view/feedback"

@@ -1,4 +1,5 @@
-"""`POST /cds-services/{id}/feedback`, end to end on SQLite and PostgreSQL."""
+"""`POST /cds-services/{id}/feedback`, end to end on SQLite and PostgreSQL: feedback on cards the
+service issued is stored with their rule; on any other card the batch is refused."""
 
 from __future__ import annotations
 
@@ -13,10 +14,13 @@ from cds_service.config import Settings
 from cds_service.feedback.store import FeedbackStore, StoredFeedback
 from cds_service.main import create_app
 from cds_service.services.builtin import builtin_services
+from tests.api.calls import issue_cards
+from tests.api.test_metrics import sample
 from tests.conformance import assert_operation_outcome
 from tests.conftest import FROZEN_NOW, load_fixture
 
-URL = "/cds-services/duplicate-therapy/feedback"
+SERVICE = "duplicate-therapy"
+URL = f"/cds-services/{SERVICE}/feedback"
 
 
 @pytest.fixture
@@ -41,6 +45,12 @@ def stored(client: TestClient, service_id: str = "duplicate-therapy") -> list[St
     return asyncio.run(read())
 
 
+def issue(client: TestClient, *uuids: str, **origin: str) -> None:
+    """Record the cards as issued by the service (as a hook call returning them would)."""
+    url = client.app.state.cds.settings.database_url  # type: ignore[attr-defined]
+    issue_cards(url, SERVICE, uuids, **origin)
+
+
 @pytest.mark.parametrize("example", ["index__24", "index__25", "index__26"])
 def test_official_examples_are_stored(db_client: TestClient, example: str) -> None:
     name = {
@@ -49,16 +59,19 @@ def test_official_examples_are_stored(db_client: TestClient, example: str) -> No
         "index__26": "index__26__feedback.json",
     }[example]
     body = load_fixture(f"cds-hooks/spec-v2/{name}")
+    issue(db_client, body["feedback"][0]["card"], rule_id="a-rule", rule_version="3")
     response = db_client.post(URL, json=body)
     assert response.status_code == 200, response.text
     assert response.json() == {"received": 1, "stored": 1}
     rows = stored(db_client)
     assert [r.card_uuid for r in rows] == [body["feedback"][0]["card"]]
     assert rows[0].outcome == body["feedback"][0]["outcome"]
+    assert (rows[0].rule_id, rows[0].rule_version, rows[0].patient_id) == ("a-rule", "3", "p1")
 
 
 def test_replayed_feedback_is_stored_once(db_client: TestClient) -> None:
     body = load_fixture("cds-hooks/spec-v2/index__24__feedback.json")
+    issue(db_client, body["feedback"][0]["card"])
     assert db_client.post(URL, json=body).json() == {"received": 1, "stored": 1}
     assert db_client.post(URL, json=body).json() == {"received": 1, "stored": 0}
     assert len(stored(db_client)) == 1
@@ -72,6 +85,7 @@ def test_batch_of_several_cards(db_client: TestClient) -> None:
     items.append(
         {"card": "card-0", "outcome": "overridden", "outcomeTimestamp": "2026-11-28T10:00:00Z"}
     )  # a duplicate inside the batch
+    issue(db_client, *(f"card-{n}" for n in range(5)))
     response = db_client.post(URL, json={"feedback": items})
     assert response.json() == {"received": 6, "stored": 5}
     assert sorted(r.card_uuid for r in stored(db_client)) == [f"card-{n}" for n in range(5)]
@@ -90,6 +104,7 @@ def test_sandbox_style_reason_without_display(db_client: TestClient) -> None:
             }
         ]
     }
+    issue(db_client, "c1")
     assert db_client.post(URL, json=body).status_code == 200
     row = stored(db_client)[0]
     assert (row.override_reason_code, row.override_reason_display) == ("r1", None)
@@ -110,6 +125,7 @@ def test_flat_override_reason_is_normalised(db_client: TestClient) -> None:
             }
         ]
     }
+    issue(db_client, "c1")
     assert db_client.post(URL, json=body).status_code == 200
     row = stored(db_client)[0]
     assert row.override_reason_code == "r1"
@@ -194,3 +210,46 @@ def test_unknown_service(db_client: TestClient) -> None:
 def test_feedback_needs_json(db_client: TestClient) -> None:
     response = db_client.post(URL, content="feedback", headers={"content-type": "text/plain"})
     assert response.status_code == 415
+
+
+def test_feedback_on_cards_never_issued_is_refused(db_client: TestClient) -> None:
+    issue(db_client, "c1")
+    issue_cards(
+        db_client.app.state.cds.settings.database_url,  # type: ignore[attr-defined]
+        "allergy-documentation",
+        ["c-other-service"],
+    )
+    items = [
+        {"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-28T10:00:00Z"}
+        for card in ("c1", "never-issued", "c-other-service")
+    ]
+    response = db_client.post(URL, json={"feedback": items})
+    assert response.status_code == 400, response.text
+    assert_operation_outcome(response.json(), "feedback[1].card", "feedback[2].card")
+    assert "feedback[0]" not in response.text
+    assert stored(db_client) == []  # the batch is refused whole
+    text = db_client.get("/metrics").text
+    assert sample(text, "cds_feedback_refused_total", service=SERVICE, reason="unknown-card") == 2
+    assert sample(text, "cds_feedback_total", service=SERVICE) == 0
+
+
+def test_feedback_is_counted_per_rule(db_client: TestClient) -> None:
+    issue(db_client, "c1", rule_id="rule-a")
+    issue(db_client, "c2", rule_id="rule-b", rule_version="7")
+    reason = {"reason": {"code": "r1", "system": "https://example.org/reasons"}}
+    items = [
+        {"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-28T10:00:00Z"},
+        {
+            "card": "c2",
+            "outcome": "overridden",
+            "overrideReason": reason,
+            "outcomeTimestamp": "2026-11-28T10:00:00Z",
+        },
+    ]
+    assert db_client.post(URL, json={"feedback": items}).status_code == 200
+    text = db_client.get("/metrics").text
+    labels = {"service": SERVICE, "outcome": "overridden"}
+    assert sample(text, "cds_feedback_total", rule="rule-a", reason="none", **labels) == 1
+    assert sample(text, "cds_feedback_total", rule="rule-b", reason="r1", **labels) == 1
+    rows = {r.card_uuid: (r.rule_id, r.rule_version) for r in stored(db_client)}
+    assert rows == {"c1": ("rule-a", "1"), "c2": ("rule-b", "7")}

@@ -29,10 +29,11 @@ def test_metrics_after_calls(tmp_path: Path) -> None:
         assert response.headers["x-request-id"] == "trace-123"
         assert client.get("/healthz").headers["x-request-id"]  # generated when not sent
         client.post("/cds-services/medication-safety", json={"hook": "order-select"})  # 400
+        [card] = [c for c in response.json()["cards"] if c["summary"].startswith("Bleeding risk")]
         feedback = {
             "feedback": [
                 {
-                    "card": "c1",
+                    "card": card["uuid"],
                     "outcome": "overridden",
                     "outcomeTimestamp": "2026-11-28T10:00:00Z",
                     "overrideReason": {
@@ -66,5 +67,15 @@ def test_metrics_after_calls(tmp_path: Path) -> None:
     )
     assert sample(text, "cds_rule_cards_total", rule="nsaid-with-anticoagulant") == 1
     assert sample(text, "cds_prefetch_keys_total", source="prefetch") >= 1
-    assert sample(text, "cds_feedback_total", outcome="overridden", reason="short-course") == 1
+    assert (
+        sample(
+            text,
+            "cds_feedback_total",
+            service="medication-safety",
+            rule="nsaid-with-anticoagulant",
+            outcome="overridden",
+            reason="short-course",
+        )
+        == 1
+    )
     assert "cds_score_cache_total" in text and "cds_jwt_refusals" in text

@@ -13,13 +13,14 @@ async def _drop_audit_table(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
         await conn.execute("DROP TABLE IF EXISTS cds_audit")
+        await conn.execute("DROP TABLE IF EXISTS cds_issued_cards")
     finally:
         await conn.close()
 
 
 @pytest.fixture
 def audit_url(database_url: str) -> Iterator[str]:
-    """`database_url` (SQLite or PostgreSQL) with neither the feedback nor the audit table yet."""
+    """`database_url` (SQLite or PostgreSQL) with none of the stores' tables yet."""
     if not database_url.startswith("postgres"):
         yield database_url
         return

@@ -12,6 +12,7 @@ import pytest
 
 from cds_service.audit import AuditEntry, AuditStore
 from cds_service.audit.cli import UsageError, add_parser, parse_when, run
+from cds_service.audit.store import RuleStatus
 
 NOW = datetime.now(UTC)
 KEYS = [
@@ -28,6 +29,7 @@ KEYS = [
     "cards",
     "duration_ms",
     "detail",
+    "rule_outcomes",
 ]
 
 
@@ -73,7 +75,12 @@ ROWS = [
         user_id=None,
         cards=3,
     ),
-    entry(datetime(2021, 11, 29, 0, 0, tzinfo=UTC), patient_id="p2", cards=5),
+    entry(
+        datetime(2021, 11, 29, 0, 0, tzinfo=UTC),
+        patient_id="p2",
+        cards=5,
+        rule_outcomes=(RuleStatus("a-rule", "2", "fired"), RuleStatus("b-rule", "1", "shadow")),
+    ),
     entry(NOW - timedelta(hours=1), kind="discovery", tenant=None, patient_id=None, cards=0),
 ]
 
@@ -125,7 +132,12 @@ def test_json_lines_newest_first(database: Path, capsys: pytest.CaptureFixture[s
         "cards": 3,
         "duration_ms": 12.25,
         "detail": None,
+        "rule_outcomes": None,
     }
+    assert lines[1]["rule_outcomes"] == [
+        {"rule": "a-rule", "version": "2", "status": "fired"},
+        {"rule": "b-rule", "version": "1", "status": "shadow"},
+    ]
     assert lines[3]["outcome"] == 412
     assert lines[3]["detail"] == "412 prefetch"
 

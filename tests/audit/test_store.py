@@ -17,6 +17,7 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from cds_service.audit import AuditEntry, AuditStore
+from cds_service.audit.store import RuleStatus
 from cds_service.exceptions import ConfigurationError
 from cds_service.feedback.store import FeedbackStore, RecordResult
 from cds_service.wire.feedback import Feedback
@@ -477,3 +478,20 @@ def test_a_row_postgres_refuses_is_not_retried(tmp_path: Path) -> None:
     pool, raised = asyncio.run(body())
     assert isinstance(raised, asyncpg.exceptions.DataError)
     assert pool.attempts == 1 and pool.written == []
+
+
+def test_rule_outcomes_round_trip(audit_url: str) -> None:
+    outcomes = (
+        RuleStatus("pneumococcal-vaccine-due", "2", "suppressed"),
+        RuleStatus("new-rule", "1", "shadow"),
+    )
+
+    async def body() -> None:
+        store = await _filled(audit_url, [entry(rule_outcomes=outcomes), entry(cards=0)])
+        try:
+            rows = await store.query(since=None)
+        finally:
+            await store.close()
+        assert [r.rule_outcomes for r in rows] == [(), outcomes]
+
+    run(body)

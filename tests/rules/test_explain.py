@@ -209,3 +209,52 @@ def explain_lazy_rule(tmp_path: Path, quantifier: str, *lab_ids: str) -> str:
     args = ["rules", "explain", "lazy", "--rules", str(rules_dir), "--request", str(path)]
     assert main(args) == 0
     return str(rules_dir)
+
+
+def test_explain_applies_the_overrides_given(
+    rules_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rule = rules_dir / "order-select" / f"{SAMPLE_RULE}.yaml"
+    rule.write_text(rule.read_text() + "suppress:\n  reasons: [short-course]\n  for: 30 days\n")
+    at = ("--request", str(request(tmp_path)), "--now", "2026-11-28T12:00:00Z")
+    assert explain(rules_dir, *at) == 0
+    out = capsys.readouterr().out
+    assert "suppress: short-course for 30 days\n" in out
+    assert "  overrides given: none (--override CODE@WHEN)\n" in out
+    assert "status: fired\n" in out
+    assert explain(rules_dir, *at, "--override", "short-course@2026-11-20T08:00:00Z") == 0
+    out = capsys.readouterr().out
+    assert "  overrides given: short-course at 2026-11-20T08:00:00Z\n" in out
+    assert (
+        "status: suppressed (snoozed until 2026-12-20T08:00:00+00:00: overridden (short-course) "
+        "at 2026-11-20T08:00:00+00:00)\ncard: none\n"
+    ) in out
+    # The override a month earlier has run out; another reason never snoozes.
+    earlier = (
+        "--override",
+        "short-course@2026-10-20",
+        "--override",
+        "benefit-outweighs-risk@2026-11-27",
+    )
+    assert explain(rules_dir, *at, *earlier) == 0
+    assert "status: fired\n" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("declined@2026-11-20", "--override: 'declined' is not a code of rule"),
+        ("short-course", "--override: 'short-course' is not CODE@WHEN"),
+        ("short-course@yesterday", "--override: 'yesterday' is not an ISO 8601 date-time"),
+    ],
+)
+def test_explain_refuses_overrides_it_cannot_read(
+    rules_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    override: str,
+    message: str,
+) -> None:
+    path = request(tmp_path)
+    assert explain(rules_dir, "--request", str(path), "--override", override) == 1
+    assert message in capsys.readouterr().err

@@ -4,7 +4,10 @@ through `rules test`.
 The app is the production one (`create_app` loading a rules directory, the score cache, the
 route, prefetch resolved over HTTP from a FHIR server), holding the one rule under test so that
 its cards are the only ones; the rule test runner is `run_case`. Cases that inject risk scores
-are left out (a running service computes them), and counted, so the test cannot pass on none.
+are left out (a running service computes them), and counted, so the test cannot pass on none. A
+case's earlier overrides (`feedback:`) are sent as the EHR would: the call is made once, the
+card it returns is overridden through the feedback endpoint, and the call made again is compared
+(then the feedback is deleted, so that it snoozes no other case of the same patient).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import difflib
 import json
 import shutil
+import sqlite3
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,10 +29,12 @@ from fastapi.testclient import TestClient
 from cds_service.config import Settings, default_rules_dir
 from cds_service.fhir_double import FhirDouble
 from cds_service.main import create_app
+from cds_service.rules.compiled import CompiledRule
 from cds_service.rules.ruleset import SERVICES_FILE, load_ruleset
 from cds_service.rules.runtime import known_score_names
 from cds_service.rules.testing import MOCK_FHIR_BASE, PlannedCase, plan_tests, run_case
 from cds_service.rules.testing.matching import without_uuids
+from cds_service.rules.testing.runner import case_overrides
 
 RULES = default_rules_dir()
 
@@ -97,6 +103,32 @@ def _replay(client: TestClient, case: PlannedCase, rule_hook: str, service: str)
     return cards
 
 
+def _replay_after_overrides(
+    client: TestClient, case: PlannedCase, rule: CompiledRule, database: Path
+) -> list[Any]:
+    """The case's call made after its earlier overrides were sent on the card a first call
+    returned (none are sent when it returns none: then there is nothing to snooze)."""
+    service = rule.rule.service
+    first = _replay(client, case, rule.rule.hook, service)
+    if first:
+        items = [
+            {
+                "card": first[0]["uuid"],
+                "outcome": "overridden",
+                "overrideReason": {"reason": {"code": o.code, "system": o.system}},
+                "outcomeTimestamp": o.at.isoformat(),
+            }
+            for o in case_overrides(rule, case).recorded
+        ]
+        sent = client.post(f"/cds-services/{service}/feedback", json={"feedback": items})
+        assert sent.status_code == 200, (case.key, sent.text)
+    try:
+        return _replay(client, case, rule.rule.hook, service)
+    finally:
+        with sqlite3.connect(database) as db:
+            db.execute("DELETE FROM cds_feedback")
+
+
 def _apps(tmp: Path, replaying: _Case) -> Iterator[tuple[str, TestClient]]:
     ruleset = load_ruleset(RULES, known_score_names())
     for rule_id in sorted(ruleset.rules):
@@ -109,6 +141,7 @@ def _apps(tmp: Path, replaying: _Case) -> Iterator[tuple[str, TestClient]]:
             # another, so every score is computed, as `rules test` computes it.
             score_cache_enabled=False,
             public_base_url="http://127.0.0.1:8080",  # what `rules test` resolves links with
+            suppression_cache_seconds=0,  # each case's overrides are deleted after it
         )
 
         def now() -> datetime:
@@ -125,7 +158,7 @@ def test_every_rule_test_case_gives_the_same_cards_over_http(
 ) -> None:
     ruleset = load_ruleset(RULES, known_score_names())
     replaying = _Case()
-    compared = carded = 0
+    compared = carded = snoozed = 0
     differences: list[str] = []
     for rule_id, client in _apps(tmp_path, replaying):
         rule = ruleset.rules[rule_id]
@@ -137,13 +170,18 @@ def test_every_rule_test_case_gives_the_same_cards_over_http(
             fhir = case.case.fhir_server
             responses = fhir.responses if fhir is not None else {}
             replaying.fhir = FhirDouble(responses=responses, base_url=MOCK_FHIR_BASE)
-            got = _replay(client, case, rule.rule.hook, rule.rule.service)
+            if case_overrides(rule, case).recorded:
+                got = _replay_after_overrides(client, case, rule, tmp_path / f"{rule_id}.db")
+                snoozed += 1
+            else:
+                got = _replay(client, case, rule.rule.hook, rule.rule.service)
             http, test = without_uuids(got), without_uuids(expected.actual_cards)
             compared += 1
             carded += bool(test)
             if http != test:
                 differences.append(f"{case.key}:\n{_diff(test, http)}")
     assert not differences, "\n".join(differences)
-    # 103 cases, 24 of which inject scores: the comparison covers the rest, cards and silence.
+    # 105 cases, 24 of which inject scores: the comparison covers the rest, cards and silence.
     assert compared >= 75, f"only {compared} cases compared"
     assert carded >= 30, f"only {carded} of the compared cases have a card"
+    assert snoozed >= 2, f"only {snoozed} cases with earlier overrides"

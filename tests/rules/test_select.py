@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cds_service.rules.engine import RequestData, _minus, evaluate_rule
+from cds_service.rules.engine import RequestData, evaluate_rule
 from tests.rules.conftest import load_rules, value_set
 
 NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
@@ -137,13 +137,3 @@ def test_coded_and_first(tmp_path: Path) -> None:
     )
     select = "resources: Observation\ncoded: hba1c\nsort: -date\nfirst: true"
     assert pick(tmp_path, select, {"labs": labs}) == ["a1c-new"]
-
-
-def test_month_arithmetic_keeps_the_calendar() -> None:
-    assert _minus(datetime(2026, 3, 31, tzinfo=UTC), 1, "month") == datetime(
-        2026, 2, 28, tzinfo=UTC
-    )
-    assert _minus(datetime(2024, 2, 29, tzinfo=UTC), 1, "year") == datetime(2023, 2, 28, tzinfo=UTC)
-    assert _minus(datetime(2026, 1, 15, tzinfo=UTC), 13, "month") == datetime(
-        2024, 12, 15, tzinfo=UTC
-    )

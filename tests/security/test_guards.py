@@ -15,6 +15,7 @@ from fastapi.testclient import TestClient
 from cds_service.audit.store import AuditEntry, AuditStore
 from cds_service.cli import main
 from cds_service.feedback.store import FeedbackStore, StoredFeedback
+from tests.api.calls import issue_cards
 from tests.security.conftest import FHIR, Keys, bearer, make_token, patient_view
 
 HOOK = "/cds-services/allergy-documentation"
@@ -102,9 +103,8 @@ def test_audit_trail_records_calls_and_feedback(
 ) -> None:
     body = patient_view()
     with secure_app() as client:
-        assert (
-            client.post(HOOK, json=body, headers=bearer(make_token(keys, HOOK))).status_code == 200
-        )
+        hook = client.post(HOOK, json=body, headers=bearer(make_token(keys, HOOK)))
+        assert hook.status_code == 200
         bad = patient_view(context={"userId": "Practitioner/1"})
         assert (
             client.post(HOOK, json=bad, headers=bearer(make_token(keys, HOOK))).status_code == 400
@@ -112,7 +112,11 @@ def test_audit_trail_records_calls_and_feedback(
         path = HOOK + "/feedback"
         feedback = {
             "feedback": [
-                {"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2030-03-17T17:46:40Z"}
+                {
+                    "card": hook.json()["cards"][0]["uuid"],
+                    "outcome": "overridden",
+                    "outcomeTimestamp": "2030-03-17T17:46:40Z",
+                }
             ]
         }
         assert (
@@ -182,12 +186,14 @@ def test_feedback_is_stored_with_the_calling_tenant(
     secure_app: Callable[..., TestClient], keys: Keys, database_url: str
 ) -> None:
     path = HOOK + "/feedback"
-    feedback = {
-        "feedback": [
-            {"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2030-03-17T17:46:40Z"}
-        ]
-    }
     with secure_app(database_url=database_url) as client:
+        hook = client.post(HOOK, json=patient_view(), headers=bearer(make_token(keys, HOOK)))
+        item = {
+            "card": hook.json()["cards"][0]["uuid"],
+            "outcome": "overridden",
+            "outcomeTimestamp": "2030-03-17T17:46:40Z",
+        }
+        feedback = {"feedback": [item]}
         response = client.post(path, json=feedback, headers=bearer(make_token(keys, path)))
     assert response.status_code == 200, response.text
 
@@ -198,7 +204,29 @@ def test_feedback_is_stored_with_the_calling_tenant(
         finally:
             await store.close()
 
-    assert [(r.card_uuid, r.tenant) for r in asyncio.run(read())] == [("c1", "hospital-a")]
+    assert [(r.card_uuid, r.tenant) for r in asyncio.run(read())] == [(item["card"], "hospital-a")]
+
+
+def test_feedback_on_another_tenants_card_is_refused(
+    secure_app: Callable[..., TestClient], keys: Keys, database_url: str
+) -> None:
+    """A card is the tenant's it was issued to: another EHR (or an unauthenticated trial) cannot
+    give feedback on it, even knowing its uuid."""
+    issue_cards(database_url, "allergy-documentation", ["theirs"], tenant="hospital-b")
+    issue_cards(database_url, "allergy-documentation", ["nobodys"], tenant=None)
+    path = HOOK + "/feedback"
+    with secure_app(database_url=database_url) as client:
+        for card in ("theirs", "nobodys"):
+            item = {
+                "card": card,
+                "outcome": "overridden",
+                "outcomeTimestamp": "2030-03-17T17:46:40Z",
+            }
+            response = client.post(
+                path, json={"feedback": [item]}, headers=bearer(make_token(keys, path))
+            )
+            assert response.status_code == 400, response.text
+            assert "feedback[0].card" in response.text
 
 
 def test_auth_required_needs_a_tenants_file(tmp_path: Path) -> None:

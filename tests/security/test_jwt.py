@@ -47,12 +47,17 @@ def test_valid_tokens_pass_on_every_endpoint(client: TestClient, keys: Keys, alg
         HOOK, json=patient_view(), headers=bearer(make_token(keys, HOOK, alg=alg, kid=kid))
     )
     assert hook.status_code == 200, hook.text
+    [card] = hook.json()["cards"]
     feedback_path = HOOK + "/feedback"
     feedback = client.post(
         feedback_path,
         json={
             "feedback": [
-                {"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2030-03-17T17:46:40Z"}
+                {
+                    "card": card["uuid"],
+                    "outcome": "overridden",
+                    "outcomeTimestamp": "2030-03-17T17:46:40Z",
+                }
             ]
         },
         headers=bearer(make_token(keys, feedback_path, alg=alg, kid=kid)),

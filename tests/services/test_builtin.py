@@ -232,6 +232,73 @@ def test_allergy_documentation_silent_when_allergies_recorded() -> None:
         assert run("allergy-documentation", call) == []
 
 
+SNOMED = "http://snomed.info/sct"
+NO_KNOWN_ALLERGY = {
+    "716186003": "No known allergy",
+    "409137002": "No known drug allergy",
+    "429625007": "No known food allergy",
+    "428607008": "No known environmental allergy",
+    "428197003": "No known insect allergy",
+    "716220001": "No known animal allergy",
+    "1003774007": "No known Hevea brasiliensis latex allergy",
+}
+
+
+def allergy_record(
+    code: str, clinical: str | None = "active", verification: str | None = "confirmed"
+) -> dict[str, Any]:
+    """An AllergyIntolerance coded in SNOMED CT with the given statuses (None: absent)."""
+    record: dict[str, Any] = {
+        "resourceType": "AllergyIntolerance",
+        "id": f"ai-{code}",
+        "code": {"coding": [{"system": SNOMED, "code": code}], "text": "recorded"},
+        "patient": {"reference": "Patient/1288992"},
+    }
+    if clinical is not None:
+        record["clinicalStatus"] = {"coding": [{"code": clinical}]}
+    if verification is not None:
+        record["verificationStatus"] = {"coding": [{"code": verification}]}
+    return record
+
+
+def allergy_cards(*records: dict[str, Any]) -> list[Card]:
+    prefetch = {"patient": PATIENT, "allergies": bundle(*records)}
+    return run(
+        "allergy-documentation", make_call("patient-view", official("patient-view", "02"), prefetch)
+    )
+
+
+@pytest.mark.parametrize("code", sorted(NO_KNOWN_ALLERGY))
+def test_allergy_documentation_a_no_known_allergy_record_documents_the_status(code: str) -> None:
+    assert allergy_cards(allergy_record(code)) == []
+    assert allergy_cards(allergy_record(code, clinical=None, verification=None)) == []
+
+
+@pytest.mark.parametrize(
+    ("records", "why"),
+    [
+        ([allergy_record("716186003", clinical="inactive")], "a withdrawn NKA statement"),
+        ([allergy_record("409137002", clinical="resolved")], "a withdrawn NKA statement"),
+        ([allergy_record("716186003", verification="refuted")], "a refuted NKA statement"),
+        ([allergy_record("91936005", verification="refuted")], "a refuted allergy"),
+        ([allergy_record("91936005", verification="entered-in-error")], "a voided allergy"),
+    ],
+)
+def test_allergy_documentation_records_that_document_nothing(
+    records: list[dict[str, Any]], why: str
+) -> None:
+    [card] = allergy_cards(*records)
+    assert card.summary == "No allergy information documented for Peter James Chalmers", why
+
+
+def test_allergy_documentation_real_allergies_document_the_status_whatever_their_course() -> None:
+    penicillin = "91936005"  # Allergy to penicillin
+    assert allergy_cards(allergy_record(penicillin)) == []
+    assert allergy_cards(allergy_record(penicillin, clinical="resolved")) == []
+    withdrawn_nka = allergy_record("716186003", clinical="inactive")
+    assert allergy_cards(withdrawn_nka, allergy_record(penicillin)) == []
+
+
 def test_allergy_documentation_silent_when_allergies_unknown() -> None:
     context = official("patient-view", "02")
     outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "error"}]}

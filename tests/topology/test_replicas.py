@@ -3,8 +3,9 @@
 Starts `deploy/topology.py` (two `cds-service serve` processes, Debian's nginx in front) on a fresh
 PostgreSQL database and Redis database 14, with authentication on, and shows that a score cached
 through one replica is a cache hit through the other, that a `jti` seen by one is refused by the
-other, that feedback stored through one is known to the other, and that killing a replica under
-load loses no call (nginx retries it on the survivor).
+other, that a card issued by one takes feedback through the other, that an override sent
+through one snoozes its rule on the other, and that killing a replica under load loses no call
+(nginx retries it on the survivor).
 """
 
 from __future__ import annotations
@@ -207,23 +208,73 @@ def test_jti_accepted_by_one_replica_is_refused_by_the_other(env: Env) -> None:
 
 
 def test_feedback_written_through_one_replica_is_known_to_the_other(env: Env) -> None:
+    """A card issued by one replica takes feedback through the other; the feedback stored through
+    one is a duplicate through the other; a card neither issued is refused by both."""
     replica_a, replica_b = env.topo.replicas
+    issued = env.call(replica_a)
+    assert issued.status_code == 200, issued.text
+    card = issued.json()["cards"][0]["uuid"]
     path = f"/cds-services/{SERVICE}/feedback"
-    body = {
-        "feedback": [
-            {
-                "card": str(uuid.uuid4()),
-                "outcome": "overridden",
-                "outcomeTimestamp": "2026-11-28T10:05:31Z",
-            }
-        ]
-    }
-    first = httpx.post(replica_a + path, json=body, headers=env.headers(path), timeout=30)
+
+    def feedback(card: str) -> dict[str, Any]:
+        item = {"card": card, "outcome": "overridden", "outcomeTimestamp": "2026-11-28T10:05:31Z"}
+        return {"feedback": [item]}
+
+    first = httpx.post(replica_b + path, json=feedback(card), headers=env.headers(path), timeout=30)
     assert first.status_code == 200, first.text
     assert first.json() == {"received": 1, "stored": 1}
-    second = httpx.post(replica_b + path, json=body, headers=env.headers(path), timeout=30)
+    second = httpx.post(
+        replica_a + path, json=feedback(card), headers=env.headers(path), timeout=30
+    )
     assert second.status_code == 200, second.text
     assert second.json() == {"received": 1, "stored": 0}
+    for replica in (replica_a, replica_b):
+        unknown = httpx.post(
+            replica + path, json=feedback(str(uuid.uuid4())), headers=env.headers(path), timeout=30
+        )
+        assert unknown.status_code == 400, unknown.text
+
+
+def test_an_override_through_one_replica_snoozes_the_rule_on_the_other(env: Env) -> None:
+    """pneumococcal-vaccine-due is snoozed a year by a `patient-declined` override: sent through
+    the replica that issued the card, it counts there at once (that worker forgets the patient's
+    cached overrides) and on the other, which reads the shared feedback table."""
+    replica_a, replica_b = env.topo.replicas
+    patient = f"snooze-{uuid.uuid4().hex[:8]}"
+    body = {
+        "hook": "patient-view",
+        "context": {"userId": "Practitioner/topology", "patientId": patient},
+        "prefetch": {
+            "patient": {"resourceType": "Patient", "id": patient, "birthDate": "1931-04-18"},
+            "immunizations": {"resourceType": "Bundle", "type": "searchset", "entry": []},
+            # What a revision of the rule may read besides (its exclusions): known empty.
+            "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": []},
+            "procedures": {"resourceType": "Bundle", "type": "searchset", "entry": []},
+        },
+    }
+
+    def pneumococcal(replica: str) -> list[dict[str, Any]]:
+        response = env.call(replica, body)
+        assert response.status_code == 200, response.text
+        cards: list[dict[str, Any]] = response.json()["cards"]
+        return [c for c in cards if c["summary"].startswith("No pneumococcal vaccine")]
+
+    [card] = pneumococcal(replica_a)
+    path = f"/cds-services/{SERVICE}/feedback"
+    item = {
+        "card": card["uuid"],
+        "outcome": "overridden",
+        "overrideReason": {
+            "reason": {"code": "patient-declined", "system": "urn:cds-service:override-reason"}
+        },
+        "outcomeTimestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    sent = httpx.post(
+        replica_a + path, json={"feedback": [item]}, headers=env.headers(path), timeout=30
+    )
+    assert sent.status_code == 200, sent.text
+    assert pneumococcal(replica_b) == []
+    assert pneumococcal(replica_a) == []
 
 
 def test_killing_a_replica_under_load_loses_no_call(env: Env) -> None:

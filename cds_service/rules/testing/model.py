@@ -2,8 +2,9 @@
 
 `<rule-id>.test.yaml` sits beside its rule. It holds cases; each case is one hook call: the
 context, the prefetch the client sends (an absent key is not sent; `null` means "the query found
-nothing"), injected risk scores, and optionally a mock FHIR server that answers the queries for
-prefetch the client did not send. `openapi/rule-test.schema.json` is generated from
+nothing"), injected risk scores, the feedback clinicians gave earlier on the rule's cards for the
+patient (what a `suppress:` block snoozes on), and optionally a mock FHIR server that answers the
+queries for prefetch the client did not send. `openapi/rule-test.schema.json` is generated from
 `RuleTestFile`, so editors complete and check these files.
 """
 
@@ -31,6 +32,7 @@ from cds_service.yamlsource import Located, read_yaml
 
 __all__ = [
     "TEST_SUFFIX",
+    "CaseFeedback",
     "Expectation",
     "MockFhirServer",
     "RuleTestCase",
@@ -42,7 +44,7 @@ __all__ = [
 
 TEST_SUFFIX = ".test.yaml"
 # What a case may expect: a rule that errors or runs past its budget always fails its case.
-Status = Literal["fired", "silent", "skipped"]
+Status = Literal["fired", "silent", "skipped", "suppressed"]
 Loc = tuple[str | int, ...]
 
 
@@ -64,6 +66,19 @@ class MockFhirServer(_Authored):
             "(cds_service/fhir_double.py), never an empty result."
         ),
     )
+
+
+class CaseFeedback(_Authored):
+    """Feedback given earlier on a card of the rule under test, for the case's patient."""
+
+    outcome: Literal["overridden", "accepted"] = Field(
+        description="What the clinician did with the card (only overrides can snooze a rule)"
+    )
+    reason: Text | None = Field(
+        default=None,
+        description="The override reason: a code of the rule's card.overrideReasons",
+    )
+    at: AwareDatetime = Field(description="When (the feedback's outcomeTimestamp)")
 
 
 class Expectation(_Authored):
@@ -118,6 +133,12 @@ class RuleTestCase(_Authored):
     scores: dict[str, JsonObject] = Field(
         default_factory=dict,
         description="Injected risk scores by name (e.g. `cha2ds2-vasc: {value: 4}`)",
+    )
+    feedback: list[CaseFeedback] = Field(
+        default_factory=list,
+        description="Feedback given earlier on the rule's cards for this patient, e.g. "
+        "`[{outcome: overridden, reason: patient-declined, at: 2026-06-01T10:00:00Z}]`: an "
+        "override with a reason the rule's `suppress:` lists snoozes it (status `suppressed`)",
     )
     fhir_server: MockFhirServer | None = None
     expect: Expectation = Field(default_factory=Expectation)

@@ -202,6 +202,20 @@ class _Planner:
                     f"(its conditions: {', '.join(sorted(ids))})",
                 )
                 ok = False
+        offered = {reason.code for reason in rule.card.overrideReasons or ()}
+        for index, given in enumerate(case.feedback):
+            at: Loc = (*loc, "feedback", index, "reason")
+            if given.outcome == "accepted" and given.reason is not None:
+                self.issue(at, "an accepted card has no override reason")
+                ok = False
+            elif given.reason is not None and given.reason not in offered:
+                codes = ", ".join(sorted(offered)) or "none"
+                self.issue(
+                    at,
+                    f"'{given.reason}' is not a code of rule {rule.id}'s card.overrideReasons "
+                    f"(its codes: {codes})",
+                )
+                ok = False
         if case.fhir_server is None and case.expect.fhir_requests:
             self.issue(
                 (*loc, "expect", "fhir_requests"), "requests are expected but no `fhir_server`"

@@ -12,6 +12,9 @@ the rule evaluated lazily) under the case's frozen `now`, and compares:
 - `expect.status`: the outcome status. Without it, a rule that was `skipped` (data unavailable),
   raised (`error`) or ran long (`timeout`) fails the case: a test must not pass vacuously.
 
+A case's `feedback:` is the suppression source of its call (overrides the clinician gave earlier
+on the rule's cards for the patient), as the feedback table is when serving.
+
 The pytest plugin and the CLI share everything here.
 """
 
@@ -40,17 +43,20 @@ from cds_service.rules.pipeline import FhirSource, RulesTrace, display_outcomes,
 from cds_service.rules.ruleset import RuleSet, load_ruleset
 from cds_service.rules.runtime import known_score_names
 from cds_service.rules.service import rule_service
+from cds_service.rules.snooze import given_overrides
 from cds_service.rules.testing.matching import show as _show
 from cds_service.rules.testing.matching import subset_mismatches, without_uuids
 from cds_service.rules.testing.model import Expectation
 from cds_service.rules.testing.plan import PlannedCase, plan_tests
 from cds_service.rules.testing.report import CaseResult, TestReport
 from cds_service.scores.sources import ComputedScores
+from cds_service.services.suppression import RecordedOverrides
 from cds_service.validation import field_errors
 from cds_service.wire.request import HookRequest
 
 __all__ = [
     "MOCK_FHIR_BASE",
+    "case_overrides",
     "known_scores",
     "run_case",
     "run_rule_tests",
@@ -208,11 +214,25 @@ async def _evaluate(
             budget_seconds=RULE_BUDGET_SECONDS + PREFETCH_DEADLINE_SECONDS,
             prefetch_deadline_seconds=PREFETCH_DEADLINE_SECONDS,
             strict=False,
+            suppression=case_overrides(rule, planned),
         )
     trace = called.trace
     assert trace is not None  # a rule service always traces
     shown = await display_outcomes(trace, RULE_BUDGET_SECONDS)
     return trace, {**shown.outcomes[0].conditions, **trace.outcomes[0].conditions}
+
+
+def case_overrides(rule: CompiledRule, planned: PlannedCase) -> RecordedOverrides:
+    """The case's earlier overrides with a coded reason (checked when planned), as the feedback
+    store would give them."""
+    return given_overrides(
+        rule,
+        (
+            (given.reason, given.at)
+            for given in planned.case.feedback
+            if given.outcome == "overridden" and given.reason is not None
+        ),
+    )
 
 
 def _compare(result: CaseResult, expect: Expectation, conditions: Mapping[str, bool]) -> None:

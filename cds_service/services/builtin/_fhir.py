@@ -15,6 +15,7 @@ from typing import Any
 from cds_service.wire.response import Source
 
 __all__ = [
+    "NOT_REAL",
     "RXNORM",
     "card_source",
     "codings",
@@ -109,6 +110,10 @@ def medication_name(med_request: dict[str, Any]) -> str | None:
     return concept_name(med_request.get("medicationCodeableConcept")) or (
         _text(reference.get("display")) if isinstance(reference, dict) else None
     )
+
+
+#: Verification statuses of a record that is not a fact: voided, or shown to be false.
+NOT_REAL = frozenset({"entered-in-error", "refuted"})
 
 
 def status_codes(value: Any) -> set[str]:

@@ -1,9 +1,13 @@
-"""Allergy documentation: reminds the clinician when a patient has no allergy record at all.
+"""Allergy documentation: reminds the clinician when a patient's allergy status is undocumented.
 
 Prescribing safely depends on knowing the patient's allergies, and "no known allergies" is itself
-something a clinician records (as an AllergyIntolerance). A chart with *no* AllergyIntolerance
-entry means nobody has asked, so when a chart is opened or an encounter starts the service shows
-an info card asking for the allergy status to be documented.
+something a clinician records (as an AllergyIntolerance coded with a SNOMED CT "No known ...
+allergy" situation: the `no-known-allergy` value set). A chart whose records document nothing
+means nobody has asked, so when a chart is opened or an encounter starts the service shows an
+info card asking for the allergy status to be documented. A record documents the status when it
+is an allergy (active or not: its history was taken), or a "no known allergy" statement still in
+force; a record entered in error or refuted documents nothing, nor does a "no known allergy"
+statement whose clinical status is inactive or resolved (it was withdrawn).
 
 It fires only when the allergy search is known to be empty. When the data could not be obtained
 (the FHIR server was unreachable, an OperationOutcome came back, later pages were unreadable) the
@@ -12,8 +16,11 @@ service stays silent: claiming "nothing documented" on missing data would be fal
 
 from __future__ import annotations
 
+from typing import Any
+
 from cds_service.prefetch.types import PrefetchSpec
 from cds_service.services.builtin._fhir import (
+    NOT_REAL,
     card_source,
     patient_name,
     resources_of_type,
@@ -21,6 +28,7 @@ from cds_service.services.builtin._fhir import (
     truncate,
 )
 from cds_service.services.definition import HookCall, ServiceDefinition, ServiceResult
+from cds_service.terminology import coded, value_set
 from cds_service.wire.fhir import is_operation_outcome
 from cds_service.wire.response import Card, Link
 
@@ -28,6 +36,18 @@ __all__ = ["SERVICE"]
 
 TITLE = "Allergy documentation"
 REFERENCE_URL = "https://www.hl7.org/fhir/R4/allergyintolerance.html"
+#: The value set of "No known ... allergy" codes (rules/_valuesets/no-known-allergy.yaml).
+NO_KNOWN_ALLERGY = "no-known-allergy"
+_WITHDRAWN = frozenset({"inactive", "resolved"})
+
+
+def documents_status(allergy: dict[str, Any]) -> bool:
+    """Whether an AllergyIntolerance documents the patient's allergy status (module doc)."""
+    if status_codes(allergy.get("verificationStatus")) & NOT_REAL:
+        return False
+    if coded(allergy.get("code"), value_set(NO_KNOWN_ALLERGY)):
+        return not status_codes(allergy.get("clinicalStatus")) & _WITHDRAWN
+    return True
 
 
 def _allergies_known_empty(call: HookCall) -> bool:
@@ -43,8 +63,7 @@ def _allergies_known_empty(call: HookCall) -> bool:
     ):
         return False
     return not any(
-        "entered-in-error" not in status_codes(allergy.get("verificationStatus"))
-        for allergy in resources_of_type(data, "AllergyIntolerance")
+        documents_status(allergy) for allergy in resources_of_type(data, "AllergyIntolerance")
     )
 
 
@@ -55,8 +74,10 @@ async def evaluate(call: HookCall) -> ServiceResult:
     card = Card(
         summary=truncate(f"No allergy information documented for {who}"),
         detail=(
-            "The chart has no AllergyIntolerance record. Ask about allergies and intolerances and "
-            "record them, or record **No known allergies**, before medications are ordered."
+            "The chart records no allergy and no current **No known allergy** statement (records "
+            "entered in error or refuted, and withdrawn statements, do not count). Ask about "
+            "allergies and intolerances and record them, or record **No known allergies**, "
+            "before medications are ordered."
         ),
         indicator="info",
         source=card_source(TITLE),

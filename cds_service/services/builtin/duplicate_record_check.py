@@ -15,6 +15,7 @@ from typing import Any
 
 from cds_service.prefetch.types import PrefetchSpec
 from cds_service.services.builtin._fhir import (
+    NOT_REAL,
     card_source,
     codings,
     concept_name,
@@ -32,7 +33,6 @@ __all__ = ["SERVICE"]
 
 TITLE = "Duplicate record check"
 ACTIVE_CONDITION = {"active", "recurrence", "relapse"}
-NOT_REAL = {"entered-in-error", "refuted"}
 
 
 def _existing_allergies(call: HookCall) -> list[dict[str, Any]]:

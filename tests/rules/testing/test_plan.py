@@ -59,3 +59,26 @@ def test_a_test_file_needs_its_rule_beside_it(rules_dir: Path) -> None:
     ]
     assert report.failed == 1
     assert not report.ok
+
+
+def test_feedback_reasons_are_the_rules_override_reason_codes(rules_dir: Path) -> None:
+    path = write_tests(
+        rules_dir,
+        f"""\
+  - name: unknown reason
+{IBUPROFEN_CONTEXT}
+    prefetch: {{activeMedications: null}}
+    feedback:
+      - {{outcome: overridden, reason: patient-declined, at: "2026-11-21T09:00:00Z"}}
+      - {{outcome: accepted, reason: short-course, at: "2026-11-21T09:00:00Z"}}
+      - {{outcome: overridden, at: "2026-11-21T09:00:00Z"}}
+""",
+    )
+    line = next(n for n, text in enumerate(path.read_text().splitlines(), 1) if "patient-" in text)
+    assert issue_lines(run_rule_tests(rules_dir)) == [
+        f"{path}:{line}:31: cases[0].feedback[0].reason: 'patient-declined' is not a code of "
+        f"rule {SAMPLE_RULE}'s card.overrideReasons (its codes: benefit-outweighs-risk, "
+        f"short-course) [{SAMPLE_RULE}]",
+        f"{path}:{line + 1}:29: cases[0].feedback[1].reason: an accepted card has no override "
+        f"reason [{SAMPLE_RULE}]",
+    ]

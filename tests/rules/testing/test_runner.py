@@ -244,3 +244,59 @@ def test_rule_load_errors_fail_the_run_and_its_cases(rules_dir: Path) -> None:
 
 def test_known_scores_are_the_registered_calculators() -> None:
     assert known_scores() == score_names()
+
+
+def snoozable(rules_dir: Path) -> None:
+    """Give the sample rule a `suppress:` block: overridden `short-course` snoozes 30 days."""
+    rule = rules_dir / "order-select" / f"{SAMPLE_RULE}.yaml"
+    rule.write_text(rule.read_text() + "suppress:\n  reasons: [short-course]\n  for: 30 days\n")
+
+
+def test_a_cases_feedback_snoozes_the_rule(rules_dir: Path) -> None:
+    snoozable(rules_dir)
+    warfarin = json.dumps(WARFARIN_BUNDLE)
+    write_tests(
+        rules_dir,
+        f"""\
+  - name: overridden last week
+{IBUPROFEN_CONTEXT}
+    prefetch: {{activeMedications: {warfarin}}}
+    feedback:
+      - {{outcome: overridden, reason: short-course, at: "2026-11-21T09:00:00Z"}}
+    expect: {{status: suppressed, cards: [], conditions: {{nsaid-selected: true}}}}
+  - name: overridden two months ago
+{IBUPROFEN_CONTEXT}
+    prefetch: {{activeMedications: {warfarin}}}
+    feedback:
+      - {{outcome: overridden, reason: short-course, at: "2026-09-28T09:00:00Z"}}
+    expect: {{cards: [{{summary: "{SUMMARY}"}}]}}
+  - name: overridden for another reason
+{IBUPROFEN_CONTEXT}
+    prefetch: {{activeMedications: {warfarin}}}
+    feedback:
+      - {{outcome: overridden, reason: benefit-outweighs-risk, at: "2026-11-21T09:00:00Z"}}
+      - {{outcome: accepted, at: "2026-11-22T09:00:00Z"}}
+    expect: {{status: fired, cards: [{{summary: "{SUMMARY}"}}]}}
+  - name: snoozed, but expected to fire
+{IBUPROFEN_CONTEXT}
+    prefetch: {{activeMedications: {warfarin}}}
+    feedback:
+      - {{outcome: overridden, reason: short-course, at: "2026-11-21T09:00:00Z"}}
+    expect: {{cards: [{{summary: "{SUMMARY}"}}]}}
+""",
+    )
+    report = run_rule_tests(rules_dir)
+    assert report.issues == []
+    results = {r.name: r for r in report.results}
+    assert [name for name, r in results.items() if not r.ok] == ["snoozed, but expected to fire"]
+    snoozed = results["overridden last week"]
+    assert snoozed.status == "suppressed"
+    assert snoozed.reason == (
+        "snoozed until 2026-12-21T09:00:00+00:00: overridden (short-course) "
+        "at 2026-11-21T09:00:00+00:00"
+    )
+    assert results["snoozed, but expected to fire"].failures == [
+        "cards: expected 1 card, got 0 (status suppressed: snoozed until "
+        "2026-12-21T09:00:00+00:00: overridden (short-course) at 2026-11-21T09:00:00+00:00; "
+        "conditions: nsaid-selected=true, on-anticoagulant=true)"
+    ]
