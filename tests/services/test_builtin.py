@@ -420,6 +420,74 @@ def test_duplicate_therapy_truncates_long_names_and_tolerates_odd_shapes() -> No
     assert len(card.summary) <= 139 and card.summary.endswith("…")
 
 
+def named(ident: str, code: str, display: str, *, status: str = "active") -> dict[str, Any]:
+    """A MedicationRequest coded with one RxNorm code and its display."""
+    resource = med_request(ident, code, status=status)
+    resource["medicationCodeableConcept"]["coding"][0]["display"] = display
+    return resource
+
+
+def test_duplicate_therapy_same_ingredient_at_another_strength() -> None:
+    context = copy.deepcopy(official("order-sign"))
+    context["draftOrders"] = bundle(
+        named("d-lis20", "314077", "lisinopril 20 MG Oral Tablet", status="draft")
+    )
+    actives = bundle(named("a-lis10", "314076", "lisinopril 10 MG Oral Tablet"))
+    [card] = run(
+        "duplicate-therapy", make_call("order-sign", context, {"activeMedications": actives})
+    )
+    wire = card.wire()
+    summary = "Possible duplicate therapy: lisinopril 20 MG Oral Tablet (same lisinopril)"
+    assert card.summary == summary
+    assert "same ingredient: lisinopril" in wire["detail"]
+    assert "MedicationRequest/a-lis10" in wire["detail"]
+    assert wire["suggestions"][0]["actions"][0]["resourceId"] == "MedicationRequest/d-lis20"
+
+
+def test_duplicate_therapy_ingredient_in_a_combination_product_is_a_duplicate() -> None:
+    """Decision: lisinopril with lisinopril/hydrochlorothiazide doubles the lisinopril."""
+    context = copy.deepcopy(official("order-sign"))
+    combination = "hydrochlorothiazide 12.5 MG / lisinopril 20 MG Oral Tablet [Zestoretic]"
+    context["draftOrders"] = bundle(named("d-combo", "823982", combination, status="draft"))
+    for active in (
+        named("a-lis", "314076", "lisinopril 10 MG Oral Tablet"),
+        named("a-in", "29046", "lisinopril"),  # ordered by its RxNorm ingredient (IN) code
+        named("a-zes", "104377", "lisinopril 10 MG Oral Tablet [Zestril]"),
+    ):
+        call = make_call("order-sign", context, {"activeMedications": bundle(active)})
+        [card] = run("duplicate-therapy", call)
+        assert card.summary.endswith("(same lisinopril)")
+    hctz = named("a-hctz", "310798", "hydrochlorothiazide 25 MG Oral Tablet")
+    [card] = run(
+        "duplicate-therapy",
+        make_call("order-sign", context, {"activeMedications": bundle(hctz)}),
+    )
+    assert card.summary.endswith("(same hydrochlorothiazide)")
+
+
+def test_duplicate_therapy_ingredient_names_ignore_salts_and_need_an_rxnorm_shape() -> None:
+    context = copy.deepcopy(official("order-sign"))
+    context["draftOrders"] = bundle(
+        named("d-warf", "855332", "warfarin sodium 5 MG Oral Tablet", status="draft")
+    )
+    salt = bundle(named("a-warf", "11289", "warfarin"))
+    call = make_call("order-sign", context, {"activeMedications": salt})
+    assert len(run("duplicate-therapy", call)) == 1
+    free_text = med_request("a-text", None)
+    free_text["medicationCodeableConcept"] = {"text": "warfarin 5mg tabs"}
+    other = named("a-amlo", "197361", "amlodipine 5 MG Oral Tablet")
+    for actives in (bundle(free_text), bundle(other)):
+        call = make_call("order-sign", context, {"activeMedications": actives})
+        assert run("duplicate-therapy", call) == []
+    # a draft named only by an RxNorm-style text is compared by its ingredients
+    text_draft = med_request("d-text", None, status="draft")
+    text_draft["medicationCodeableConcept"] = {"text": "Warfarin Sodium 2 MG Oral Tablet"}
+    context["draftOrders"] = bundle(text_draft)
+    [card] = run("duplicate-therapy", make_call("order-sign", context, {"activeMedications": salt}))
+    summary = "Possible duplicate therapy: Warfarin Sodium 2 MG Oral Tablet (same warfarin)"
+    assert card.summary == summary
+
+
 # --- appointment-conflict -------------------------------------------------------------------
 
 
