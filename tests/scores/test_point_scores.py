@@ -249,3 +249,12 @@ def test_qsofa_mentation_missing_or_contradictory() -> None:
     assert both.reason == "contradictory: gcs 15 but altered_mentation yes"
     impossible = QSOFA.compute({"resp_rate": 24, "sbp": 90, "gcs": 2})
     assert impossible.value is None
+
+
+def test_qsofa_is_for_adults_only() -> None:
+    """Seymour 2016 derived and validated qSOFA in adults: a child's score is not computable."""
+    child = QSOFA.compute({"resp_rate": 30, "sbp": 90, "gcs": 15, "age": 12})
+    assert child.value is None and child.reason is not None
+    assert "outside the validated range" in child.reason
+    assert qsofa(resp_rate=30, sbp=90, age=18) == 2
+    assert qsofa(resp_rate=30, sbp=90) == 2  # no age given: computed
