@@ -14,6 +14,8 @@ BMI cut-points are not used (only partly verified in our reference material).
 The maximum is 10, not 11: the sex item (man 1) and the gestational-diabetes item (a woman with
 gestational diabetes 1) exclude each other, so either sex tops out at 3 + 1 + 1 + 1 + 1 + 3.
 
+Look-back (`lookback_days`, 1826 = 5 years): BMI, the latest of the last 5 years.
+
 Validated in adults (Bang 2009 used NHANES participants aged >= 20 years); a patient already
 diagnosed with diabetes is not computable (the test screens for undiagnosed disease). Family
 history and physical activity are rarely coded: when not given they count as 0 and the reason
