@@ -14,9 +14,11 @@ reference table gives no "only with another risk factor" rule).
 The score is validated only in atrial fibrillation: with `atrial_fibrillation=no` (from FHIR: no
 AF condition on record) it is not computable. It is for non-valvular AF: with a mechanical heart
 valve or moderate to severe mitral stenosis anticoagulation (a vitamin K antagonist) is indicated
-whatever the score (the rule `af-valvular-anticoagulation`), so the score is not consulted. From FHIR: heart failure, hypertension and diabetes
-must be active at `at`; stroke/TIA/embolism and vascular disease count when ever recorded
-(coronary disease without MI does not count as vascular disease here).
+whatever the score (the rule `af-valvular-anticoagulation`), so the score is not consulted.
+
+From FHIR: heart failure, hypertension and diabetes must be active at `at`; stroke/TIA/embolism
+and vascular disease count when ever recorded (coronary disease without MI does not count as
+vascular disease here).
 """
 
 from __future__ import annotations
