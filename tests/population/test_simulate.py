@@ -99,9 +99,9 @@ def test_the_replay_gives_the_rules_the_replay_budget_not_the_production_one(
     the services of a replay get `REPLAY_BUDGET_SECONDS`, not the 1 s of a production call."""
     import cds_service.population.cli as cli
     from cds_service.population.replay import REPLAY_BUDGET_SECONDS
+    from cds_service.rules.service import services_from_rules as real
 
     budgets: list[float] = []
-    real = cli.services_from_rules
 
     def spy(*args: Any, **kwargs: Any) -> Any:
         budgets.append(kwargs["budget_seconds"])
