@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck pytest openapi architecture format clean bench bench-load soak topology
+.PHONY: install run test lint typecheck pytest openapi architecture card-rates format clean bench bench-load soak topology
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,11 @@ openapi: install
 # docs/architecture.md: the layers and the imports between packages (tests/test_architecture.py).
 architecture: install
 	$(BIN)/python scripts/architecture.py
+
+# rules/README.md's card-rate table: the Synthea population replayed through the rule services
+# (tests/population/test_card_rates.py checks the table is current and the 15 % gate).
+card-rates: install
+	$(BIN)/python scripts/card_rates.py
 
 topology: install
 	$(BIN)/python deploy/topology.py --replicas 2 --tenants deploy/tenants.example.yaml
