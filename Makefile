@@ -6,8 +6,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck pytest openapi architecture format clean bench bench-load soak topology \
-	fhirpath-conformance
+.PHONY: install run test lint typecheck pytest openapi architecture card-rates format clean bench \
+	bench-load soak topology fhirpath-conformance
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -46,6 +46,11 @@ architecture: install
 # The HL7 FHIRPath R4 suite against the rules' evaluator: docs/fhirpath-conformance.md.
 fhirpath-conformance: install
 	$(BIN)/python -m tests.fhirpath_suite.suite --write
+
+# rules/README.md's card-rate table: the Synthea population replayed through the rule services
+# (tests/population/test_card_rates.py checks the table is current and the 15 % gate).
+card-rates: install
+	$(BIN)/python scripts/card_rates.py
 
 topology: install
 	$(BIN)/python deploy/topology.py --replicas 2 --tenants deploy/tenants.example.yaml

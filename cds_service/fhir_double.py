@@ -18,8 +18,8 @@ What it answers, in this order:
    answers a ``searchset`` Bundle of the matches (empty when none match) when it understands
    every parameter: ``_id``, ``patient``, ``subject``, ``encounter``, ``context`` (references),
    ``status``, ``clinical-status``, ``verification-status``, ``code``, ``category``, ``type``,
-   ``vaccine-code`` (tokens, comma = or); ``_count`` and ``_sort`` are accepted and not applied
-   (every match, one page, in the resources' order).
+   ``vaccine-code``, ``class`` (Encounter.class) (tokens, comma = or); ``_count`` and ``_sort``
+   are accepted and not applied (every match, one page, in the resources' order).
 3. **Anything else** — a search with another parameter or a modifier, any URL without a canned
    answer in canned-only mode — answers **400 OperationOutcome** ``not-supported`` naming the
    URL. Never an empty Bundle: an empty Bundle says "the patient has none", so a double that
@@ -52,6 +52,7 @@ _TOKENS = {
     "category": "category",
     "type": "type",
     "vaccine-code": "vaccineCode",
+    "class": "class",  # Encounter.class, a Coding (inpatient, emergency, ...)
 }
 _NOT_APPLIED = frozenset({"_count", "_sort"})
 

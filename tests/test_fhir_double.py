@@ -68,6 +68,12 @@ def test_searches_filter_like_a_fhir_server() -> None:
     assert labs and vitals and not labs & vitals
     one = next(iter(a1c))
     assert ids(local.get(f"Observation?_id={one},x")) == {one}
+    emergency = {
+        r["id"]
+        for r in resources
+        if r["resourceType"] == "Encounter" and r["class"]["code"] in ("EMER", "IMP")
+    }
+    assert emergency and ids(local.get(f"Encounter?patient={PID}&class=EMER,IMP")) == emergency
 
 
 @pytest.mark.parametrize(

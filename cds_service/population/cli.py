@@ -20,7 +20,7 @@ from typing import Any
 
 from cds_service.config import default_rules_dir
 from cds_service.population.records import read_population
-from cds_service.population.replay import replay_patient_view
+from cds_service.population.replay import REPLAY_BUDGET_SECONDS, replay_patient_view
 from cds_service.population.report import Report
 from cds_service.rules.ruleset import load_ruleset
 from cds_service.rules.runtime import known_score_names
@@ -51,7 +51,9 @@ def simulate(source: Path, rules_dir: Path | None = None, *, builtins: bool = Tr
     if ruleset.errors:
         listed = "\n".join(str(i) for i in ruleset.errors)
         raise ValueError(f"the rules do not load:\n{listed}")
-    services = services_from_rules(ruleset, scores=ComputedScores(), stats=RuleStats())
+    services = services_from_rules(
+        ruleset, scores=ComputedScores(), stats=RuleStats(), budget_seconds=REPLAY_BUDGET_SECONDS
+    )
     if builtins:
         services += builtin_services()
     population = read_population(source)

@@ -21,10 +21,14 @@ from cds_service.rules.pipeline import FhirSource, evaluate_call
 from cds_service.services.definition import ServiceDefinition
 from cds_service.wire.request import HookRequest
 
-__all__ = ["last_date", "replay_patient_view"]
+__all__ = ["REPLAY_BUDGET_SECONDS", "last_date", "replay_patient_view"]
 
 BASE_URL = "https://population.invalid/fhir"
 HOOK = "patient-view"
+# A replay measures what the rules decide, not how fast: the production per-call rule budget
+# (CDS_RULE_BUDGET_SECONDS, 1 s shared by a service's rules) would turn a slow moment of the
+# machine into a "timeout" outcome and a failed gate. Services built for a replay get this one.
+REPLAY_BUDGET_SECONDS = 30.0
 
 
 def _instant(text: Any) -> datetime | None:
@@ -76,7 +80,7 @@ async def replay_patient_view(
                     request,
                     FhirSource(client, max_pages=100),
                     now=at,
-                    budget_seconds=30.0,
+                    budget_seconds=REPLAY_BUDGET_SECONDS,
                     prefetch_deadline_seconds=20.0,
                     strict=False,
                 )

@@ -1,13 +1,20 @@
-"""ADA type 2 diabetes risk test (points 0-11; >= 5 = high risk of prediabetes / type 2 diabetes).
+"""ADA type 2 diabetes risk test (points 0-10; >= 5 = high risk of prediabetes / type 2 diabetes).
 
 Source: Bang H, Edwards AM, Bomback AS, et al. Development and validation of a patient
-self-assessment score for diabetes risk. Ann Intern Med. 2009;151(11):775-783; the ADA / CDC
-paper test is "adapted from Bang et al." (the gestational-diabetes item was added by the ADA).
+self-assessment score for diabetes risk. Ann Intern Med. 2009;151(11):775-783
+(doi:10.7326/0003-4819-151-11-200912010-00005); the ADA / CDC paper test
+(https://diabetes.org/diabetes-risk-test) is "adapted from Bang et al." (the gestational-diabetes
+item was added by the ADA).
 
 Points: age < 40 / 40-49 / 50-59 / >= 60 years: 0 / 1 / 2 / 3; man 1; woman with gestational
 diabetes 1; parent or sibling with diabetes 1; ever diagnosed with high blood pressure 1; not
 physically active 1; BMI < 25 / 25-29.9 / 30-39.9 / >= 40 kg/m2: 0 / 1 / 2 / 3. The Asian-American
 BMI cut-points are not used (only partly verified in our reference material).
+
+The maximum is 10, not 11: the sex item (man 1) and the gestational-diabetes item (a woman with
+gestational diabetes 1) exclude each other, so either sex tops out at 3 + 1 + 1 + 1 + 1 + 3.
+
+Look-back (`lookback_days`, 1826 = 5 years): BMI, the latest of the last 5 years.
 
 Validated in adults (Bang 2009 used NHANES participants aged >= 20 years); a patient already
 diagnosed with diabetes is not computable (the test screens for undiagnosed disease). Family
@@ -32,7 +39,7 @@ class AdaDiabetesRisk(BaseScore):
     name = "ada-diabetes-risk"
     title = "ADA type 2 diabetes risk test"
     unit = "points"
-    value_range = (0.0, 11.0)
+    value_range = (0.0, 10.0)
     specs = (
         age_spec((20, 130)),
         sex_spec(),

@@ -2,9 +2,11 @@
 
 Source: the 2013 ACC/AHA Pooled Cohort Equations. Goff DC Jr, Lloyd-Jones DM, Bennett G, et al.
 2013 ACC/AHA Guideline on the Assessment of Cardiovascular Risk. Circulation.
-2014;129(25 Suppl 2):S49-S73 (J Am Coll Cardiol. 2014;63(25 Pt B):2935-2959), Table A:
-coefficients, mean individual sums and 10-year baseline survival per race and sex group;
-risk = 1 - S0 ** exp(individual sum - mean sum).
+2014;129(25 Suppl 2):S49-S73 (doi:10.1161/01.cir.0000437741.48606.98; J Am Coll Cardiol.
+2014;63(25 Pt B):2935-2959), Table A: coefficients, mean individual sums and 10-year baseline
+survival per race and sex group; risk = 1 - S0 ** exp(individual sum - mean sum). The USPSTF
+(2022, doi:10.1001/jama.2022.13044) and the 2018 AHA/ACC cholesterol guideline
+(doi:10.1161/CIR.0000000000000625) both estimate risk with these equations.
 
 Validated ranges (outside: not computable): age 40-79 years, total cholesterol 130-320 mg/dL,
 HDL 20-100 mg/dL, systolic BP 90-200 mm[Hg]. The equations are for primary prevention: a record
@@ -16,6 +18,12 @@ advises for other groups, with a note that they may misestimate risk). When race
 the FHIR record has no US Core race extension, as in every Synthea fixture — the white/other
 equations are used and the reason says "race not recorded: computed with the white/other
 equations", while the value is still returned; the card must show that note.
+
+Look-back (`lookback_days`, 1826 = 5 years): total and HDL cholesterol, systolic blood pressure,
+smoking status and HbA1c are each the latest of the last 5 years, and an older one is missing
+(the risk is then not computable: a lipid panel from 8 years ago does not feed today's risk).
+The 2019 ACC/AHA primary prevention guideline reassesses risk factors every 4-6 years; the rules
+that read the score ask for a blood pressure within 2 years on top (`statin-for-ascvd-risk`).
 
 From FHIR: `bp_treated` is true when an antihypertensive is active *and* hypertension is on
 record (a rate-control drug such as verapamil given for AF alone does not make BP "treated");

@@ -2,7 +2,9 @@
 
 Source: Lip GYH, Nieuwlaat R, Pisters R, Lane DA, Crijns HJGM. Refining clinical risk
 stratification for predicting stroke and thromboembolism in atrial fibrillation using a novel risk
-factor-based approach: the Euro Heart Survey on Atrial Fibrillation. Chest. 2010;137(2):263-272.
+factor-based approach: the Euro Heart Survey on Atrial Fibrillation. Chest. 2010;137(2):263-272
+(doi:10.1378/chest.09-1584). The 2023 ACC/AHA/ACCP/HRS atrial fibrillation guideline
+(doi:10.1161/CIR.0000000000001193) anticoagulates from 2 in men and 3 in women (class 1).
 
 Points: congestive heart failure 1, hypertension 1, age >= 75 years 2, diabetes 1, prior
 stroke / TIA / thromboembolism 2, vascular disease (prior MI, PAD, aortic plaque) 1, age 65-74
@@ -10,9 +12,13 @@ years 1, female sex 1. Age points are exclusive. Female sex scores 1 as in Lip 2
 reference table gives no "only with another risk factor" rule).
 
 The score is validated only in atrial fibrillation: with `atrial_fibrillation=no` (from FHIR: no
-AF condition on record) it is not computable. From FHIR: heart failure, hypertension and diabetes
-must be active at `at`; stroke/TIA/embolism and vascular disease count when ever recorded
-(coronary disease without MI does not count as vascular disease here).
+AF condition on record) it is not computable. It is for non-valvular AF: with a mechanical heart
+valve or moderate to severe mitral stenosis anticoagulation (a vitamin K antagonist) is indicated
+whatever the score (the rule `af-valvular-anticoagulation`), so the score is not consulted.
+
+From FHIR: heart failure, hypertension and diabetes must be active at `at`; stroke/TIA/embolism
+and vascular disease count when ever recorded (coronary disease without MI does not count as
+vascular disease here).
 """
 
 from __future__ import annotations

@@ -1,7 +1,10 @@
 """eGFR by the CKD-EPI 2021 creatinine equation (race-free), in mL/min/1.73 m2.
 
 Source: Inker LA, Eneanya ND, Coresh J, et al. New Creatinine- and Cystatin C-Based Equations to
-Estimate GFR without Race. N Engl J Med. 2021;385(19):1737-1749.
+Estimate GFR without Race. N Engl J Med. 2021;385(19):1737-1749 (doi:10.1056/NEJMoa2102953),
+as the NKF-ASN Task Force recommends (Delgado C, et al. Am J Kidney Dis. 2022;79(2):268-288,
+doi:10.1053/j.ajkd.2021.08.003). The rules' `egfr` value set holds only the CKD-EPI 2021 result
+codes, so a laboratory eGFR computed with a race coefficient never stands in for this one.
 
 eGFR = 142 x min(Scr/k, 1)^a x max(Scr/k, 1)^-1.200 x 0.9938^age x 1.012 [if female], with
 Scr in mg/dL, k = 0.7 (female) / 0.9 (male), a = -0.241 (female) / -0.302 (male). Adults

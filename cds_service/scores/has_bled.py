@@ -2,7 +2,12 @@
 
 Source: Pisters R, Lane DA, Nieuwlaat R, de Vos CB, Crijns HJGM, Lip GYH. A novel user-friendly
 score (HAS-BLED) to assess 1-year risk of major bleeding in patients with atrial fibrillation: the
-Euro Heart Survey. Chest. 2010;138(5):1093-1100.
+Euro Heart Survey. Chest. 2010;138(5):1093-1100 (doi:10.1378/chest.10-0134).
+
+How it is used: the 2023 ACC/AHA/ACCP/HRS atrial fibrillation guideline
+(doi:10.1161/CIR.0000000000001193) uses bleeding-risk scores to find and correct modifiable
+risks (uncontrolled hypertension, labile INR, alcohol, antiplatelets or NSAIDs) and to review more
+often, never alone to withhold anticoagulation; a score of 3 or more marks a higher risk.
 
 One point each: uncontrolled hypertension (systolic > 160 mm[Hg]); abnormal renal function
 (dialysis, transplant, or creatinine >= 200 umol/L = 2.26 mg/dL); abnormal liver function
@@ -14,6 +19,8 @@ as in Pisters 2010: 65 itself scores 0); drugs (antiplatelet or NSAID); alcohol 
 so (the score may then be higher). From FHIR, `labile_inr` is no when no vitamin K antagonist is
 active (the item only applies to VKA therapy), `alcohol` is yes with an active alcohol-use
 disorder, liver disease is judged from conditions only. Validated only in atrial fibrillation.
+Look-back (`lookback_days`, 365): systolic blood pressure and creatinine, the latest of the last
+year.
 """
 
 from __future__ import annotations

@@ -3,9 +3,11 @@
 Each patient's chart is opened (patient-view) at the end of their last encounter; the EHR sends
 no prefetch, so the service fetches everything from the patient's FHIR data and computes the risk
 scores itself. Expected cards follow from the records (see ../shared/fixtures/README.md): Darwin
-has hypertension with 146/100 and a 15 % ASCVD risk without a statin; four overweight adults have
-no HbA1c on record; four patients over 65 have no pneumococcal vaccine; every patient with atrial
-fibrillation is already on warfarin, so no anticoagulation card.
+has hypertension with 146/100 and a 15 % ASCVD risk without a statin (USPSTF grade B); three
+overweight adults aged 35-70 have no HbA1c, fasting glucose or normal panel glucose in 3 years;
+thirteen patients aged 50 or more have no pneumococcal conjugate vaccine (ACIP 2024); Wenona has
+type 2 diabetes at 61 without a statin; every patient with atrial fibrillation is already on
+warfarin, so no anticoagulation card.
 """
 
 from __future__ import annotations
@@ -26,16 +28,23 @@ from tests.conformance import assert_conformant_response
 from tests.conftest import FIXTURES
 
 SYNTHEA = FIXTURES / "fhir-r4" / "synthea"
+PCV = "No pneumococcal vaccine on record"
 EXPECTED = {
-    "Bibi": ["Diabetes screening due"],
-    "Darwin": ["Hypertension not controlled", "10-year ASCVD risk 15.4 %"],
-    "Felipe": ["Diabetes screening due"],
-    "Jess": ["No pneumococcal vaccine"],
-    "Kory": ["Diabetes screening due"],
-    "Randolph": ["No pneumococcal vaccine"],
-    "Seth": ["No pneumococcal vaccine"],
+    "Abram": [PCV],
+    "Alyce": [PCV],
+    "Arturo": [PCV],
+    "Bibi": ["Diabetes screening due", PCV],
+    "Chiquita": [PCV],
+    "Darwin": ["Hypertension not controlled", "10-year ASCVD risk 15.4 % with hypertension"],
+    "Felipe": ["Diabetes screening due", PCV],
+    "Jess": [PCV],
+    "Kory": [PCV],
+    "Randolph": [PCV],
+    "Seth": [PCV],
     "Terence": ["Diabetes screening due"],
-    "Ulrike": ["No pneumococcal vaccine"],
+    "Ulrike": [PCV],
+    "Wendell": [PCV],
+    "Wenona": [PCV, "Diabetes at age 61, no statin"],
 }
 PATIENTS = sorted(p for p in SYNTHEA.glob("*.json") if not p.name.startswith("_"))
 

@@ -90,3 +90,23 @@ def test_fail_over_exits_1_when_a_rate_is_over(
     assert status == 1
     assert "card rate" in captured.err and "is over 0%" in captured.err
     assert "55 patients, patient-view at each record's last encounter" in captured.out
+
+
+def test_the_replay_gives_the_rules_the_replay_budget_not_the_production_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A slow moment of the machine must not turn into `timeout` outcomes (and a failed gate):
+    the services of a replay get `REPLAY_BUDGET_SECONDS`, not the 1 s of a production call."""
+    import cds_service.population.cli as cli
+    from cds_service.population.replay import REPLAY_BUDGET_SECONDS
+    from cds_service.rules.service import services_from_rules as real
+
+    budgets: list[float] = []
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        budgets.append(kwargs["budget_seconds"])
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(cli, "services_from_rules", spy)
+    cli.simulate(SYNTHEA_55, builtins=False)
+    assert budgets == [REPLAY_BUDGET_SECONDS]

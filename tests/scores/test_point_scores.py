@@ -188,6 +188,15 @@ def test_ada_other_items() -> None:
     )
 
 
+def test_ada_maximum_is_10_for_either_sex() -> None:
+    """The sex item (man 1) and the gestational-diabetes item (woman 1) exclude each other, so
+    the highest total is 3 + 1 + 1 + 1 + 1 + 3 = 10 (Bang 2009; the ADA paper test)."""
+    worst = {"age": 65, "family_history": True, "hypertension": True, "physically_active": False}
+    assert ada(sex="male", gestational_diabetes=None, bmi=41, **worst) == 10
+    assert ada(sex="female", gestational_diabetes=True, bmi=41, **worst) == 10
+    assert ADA.value_range == (0.0, 10.0)
+
+
 def test_ada_not_applicable_and_contradictions() -> None:
     diabetic = ADA.compute({"age": 50, "sex": "male", "hypertension": 0, "bmi": 30, "diabetes": 1})
     assert diabetic.value is None and diabetic.reason is not None
@@ -240,3 +249,12 @@ def test_qsofa_mentation_missing_or_contradictory() -> None:
     assert both.reason == "contradictory: gcs 15 but altered_mentation yes"
     impossible = QSOFA.compute({"resp_rate": 24, "sbp": 90, "gcs": 2})
     assert impossible.value is None
+
+
+def test_qsofa_is_for_adults_only() -> None:
+    """Seymour 2016 derived and validated qSOFA in adults: a child's score is not computable."""
+    child = QSOFA.compute({"resp_rate": 30, "sbp": 90, "gcs": 15, "age": 12})
+    assert child.value is None and child.reason is not None
+    assert "outside the validated range" in child.reason
+    assert qsofa(resp_rate=30, sbp=90, age=18) == 2
+    assert qsofa(resp_rate=30, sbp=90) == 2  # no age given: computed

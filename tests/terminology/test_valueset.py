@@ -161,3 +161,19 @@ def test_the_bundled_value_sets_load() -> None:
     sets = bundled_value_sets()
     assert value_set("hba1c") is sets["hba1c"]
     assert value_set("hba1c").contains(LOINC, "4549-2")
+
+
+RACE_SPECIFIC_EGFR = ("48643-1", "48642-3", "88293-6", "88294-4")
+RACE_COEFFICIENT_OR_UNSTATED_EGFR = ("33914-3", "77147-7", "50044-7", "70969-1", "62238-1")
+
+
+def test_the_egfr_set_holds_only_the_race_free_ckd_epi_2021_codes() -> None:
+    """An "among blacks" eGFR of 33 must not stand for the race-free 28 (metformin stops
+    below 30): only CKD-EPI 2021 results count; rules read creatinine otherwise."""
+    from cds_service.terminology import value_set
+
+    egfr = value_set("egfr")
+    assert egfr.contains(LOINC, "98979-8") and egfr.contains(LOINC, "98980-6")
+    for code in RACE_SPECIFIC_EGFR + RACE_COEFFICIENT_OR_UNSTATED_EGFR:
+        assert not egfr.contains(LOINC, code), code
+    assert egfr.codes == {(LOINC, "98979-8"), (LOINC, "98980-6")}
