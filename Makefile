@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck pytest openapi architecture format clean bench bench-load soak topology
+.PHONY: install run test lint typecheck pytest openapi architecture drug-terminology format clean bench bench-load soak topology
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,12 @@ openapi: install
 # docs/architecture.md: the layers and the imports between packages (tests/test_architecture.py).
 architecture: install
 	$(BIN)/python scripts/architecture.py
+
+# The drug value sets and rules/_terminology/rxnorm-ingredients.tsv, rebuilt from local copies of
+# the public repositories scripts/drug_sources.py names (nothing is downloaded).
+MIRRORS ?= /work/.mirror
+drug-terminology: install
+	$(BIN)/python -m scripts.drug_terminology --mirrors $(MIRRORS)
 
 topology: install
 	$(BIN)/python deploy/topology.py --replicas 2 --tenants deploy/tenants.example.yaml

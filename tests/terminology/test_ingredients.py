@@ -117,6 +117,15 @@ def test_a_rules_directory_without_a_map_reads_the_shipped_one(tmp_path: Path) -
     assert found is bundled_ingredient_map() and issues == []
 
 
+def test_the_shipped_map_knows_the_branded_and_fixture_drugs() -> None:
+    found = bundled_ingredient_map()
+    eliquis = found.drugs["1364447"]  # apixaban 5 MG Oral Tablet [Eliquis]
+    assert (eliquis.tty, eliquis.oral, eliquis.ingredients) == ("SBD", True, frozenset({"1364430"}))
+    assert found.drugs["206905"].ingredients == {"5640"}  # Synthea's Ibuprofen 400 MG [Ibu]
+    assert found.drugs["897718"].tty == "SCDC"  # Synthea's "Verapamil Hydrochloride 40 MG"
+    assert {d.rxcui for d in found.drugs_of("1364430")} >= {"1364435", "1364445", "1364447"}
+
+
 @pytest.mark.parametrize(
     ("dose_form", "oral"),
     [

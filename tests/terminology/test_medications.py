@@ -8,9 +8,11 @@ import pytest
 
 from cds_service.terminology import (
     RXNORM,
+    coded,
     drug_of,
     medication_key,
     medications_by_reference,
+    value_set,
 )
 
 ELIQUIS = {
@@ -41,6 +43,7 @@ def test_an_inline_drug_is_the_drug() -> None:
 def test_a_contained_medication_is_the_drug() -> None:
     drug = drug_of(order("#med", [{**MEDICATION, "id": "med"}]), {})
     assert drug.concept == ELIQUIS and drug.medication is not None
+    assert coded(drug.concept, value_set("oral-anticoagulants"))  # the SBD, by its ingredient
 
 
 @pytest.mark.parametrize(
