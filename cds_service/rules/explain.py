@@ -4,7 +4,8 @@ Evaluates one rule on a CDS Hooks request body (hook, context, prefetch) exactly
 would, without fetching anything: prefetch keys the request does not carry are reported as
 unavailable (and a rule that needs them is skipped, as it would be when the FHIR server cannot be
 reached). Prints the prefetch, scores, each binding's value, each condition's truth as a tree, the
-outcome and the card.
+outcome and the card, and the medication references the call's data cannot resolve (their drug
+is unknown, so no value set has them).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from cds_service.rules.ruleset import RuleSet, load_ruleset
 from cds_service.rules.runtime import known_score_names
 from cds_service.rules.service import rule_service
 from cds_service.scores.sources import ComputedScores
+from cds_service.terminology.medications import MEDICATION_TYPES
 from cds_service.validation import field_errors
 from cds_service.wire.request import HookRequest
 
@@ -57,6 +59,7 @@ class _Run:
     scores: Mapping[str, Any]
     outcome: RuleOutcome  # the verdict: lazy, as in production
     shown: RuleOutcome  # every binding and condition, evaluated eagerly for display
+    unresolved: Mapping[str, str]  # `Type/id` → a medicationReference nothing resolves
 
 
 def parse_now(text: str) -> datetime:
@@ -119,7 +122,20 @@ def _evaluate(root: Path, rule_id: str, request_path: Path, now: datetime | None
         raise ExplainError(f"prefetch: {exc.message}") from None
     except Exception as exc:
         raise ExplainError(f"computing scores failed: {type(exc).__name__}: {exc}") from None
-    return _Run(rule, request, at, prefetch, shown.scores, trace.outcomes[0], shown.outcomes[0])
+    index = trace.data.index
+    for resource in index.all_resources():
+        if resource.get("resourceType") in MEDICATION_TYPES:
+            index.drug(resource)
+    return _Run(
+        rule,
+        request,
+        at,
+        prefetch,
+        shown.scores,
+        trace.outcomes[0],
+        shown.outcomes[0],
+        dict(index.unresolved),
+    )
 
 
 async def _through_pipeline(
@@ -225,6 +241,9 @@ def _format(run: _Run) -> str:
             lines.append(f"  {binding.name}: not evaluated")
     if not rule.bindings:
         lines.append("  (none)")
+    if run.unresolved:
+        lines.append("medication references not resolved (drug unknown: in no value set):")
+        lines += [f"  {ref}: {target}" for ref, target in sorted(run.unresolved.items())]
     lines.append("conditions:")
     _tree(rule.condition, {**shown.conditions, **outcome.conditions}, 1, lines)
     reason = f" ({outcome.reason})" if outcome.reason else ""

@@ -13,6 +13,7 @@ from tests.rules.conftest import load_rules, value_set
 
 NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
 LOINC = "http://loinc.org"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
 
 def obs(
@@ -60,12 +61,16 @@ card:
 """
 
 
-def pick(tmp_path: Path, select: str, prefetch: dict[str, Any]) -> list[str]:
+def pick(
+    tmp_path: Path, select: str, prefetch: dict[str, Any], data: RequestData | None = None
+) -> list[str]:
     indented = "\n".join("    " + line for line in select.strip().splitlines())
-    rules = load_rules(
-        tmp_path, {"pick": RULE.format(select=indented)}, {"hba1c": value_set("hba1c", "4548-4")}
-    )
-    data = RequestData({"patientId": "p"}, prefetch, now=NOW)
+    value_sets = {
+        "hba1c": value_set("hba1c", "4548-4"),
+        "anticoagulants": value_set("anticoagulants", "1364430", system=RXNORM),  # apixaban
+    }
+    rules = load_rules(tmp_path, {"pick": RULE.format(select=indented)}, value_sets)
+    data = data or RequestData({"patientId": "p"}, prefetch, now=NOW)
     outcome = evaluate_rule(rules["pick"], data)
     assert outcome.status in ("fired", "silent"), outcome.reason
     return [r["id"] for r in outcome.bindings["picked"]]
@@ -137,6 +142,36 @@ def test_coded_and_first(tmp_path: Path) -> None:
     )
     select = "resources: Observation\ncoded: hba1c\nsort: -date\nfirst: true"
     assert pick(tmp_path, select, {"labs": labs}) == ["a1c-new"]
+
+
+def order(ident: str, **drug: Any) -> dict[str, Any]:
+    return {"resourceType": "MedicationRequest", "id": ident, "status": "active", **drug}
+
+
+def test_coded_medications_by_ingredient_contained_or_referenced(tmp_path: Path) -> None:
+    """`coded:` reads a medication's drug inline or in the Medication it references (contained,
+    or in any prefetch key); a set listing the ingredient apixaban takes the branded Eliquis."""
+    eliquis = {"coding": [{"system": RXNORM, "code": "1364447"}]}  # apixaban 5 MG … [Eliquis]
+    meds = bundle(
+        order(
+            "contained",
+            medicationReference={"reference": "#m"},
+            contained=[{"resourceType": "Medication", "id": "m", "code": eliquis}],
+        ),
+        order("referenced", medicationReference={"reference": "Medication/eliquis"}),
+        order("elsewhere", medicationReference={"reference": "Medication/elsewhere"}),
+        order("inline", medicationCodeableConcept=eliquis),
+        order(
+            "other", medicationCodeableConcept={"coding": [{"system": RXNORM, "code": "313782"}]}
+        ),
+    )
+    medication = {"resourceType": "Medication", "id": "eliquis", "code": eliquis}
+    prefetch = {"labs": meds, "conditions": bundle(medication)}
+    data = RequestData({"patientId": "p"}, prefetch, now=NOW)
+    select = "resources: MedicationRequest\nfrom: [labs]\ncoded: anticoagulants"
+    assert pick(tmp_path, select, prefetch, data) == ["contained", "referenced", "inline"]
+    # the reference that resolves to nothing matched nothing, and says so
+    assert data.index.unresolved == {"MedicationRequest/elsewhere": "Medication/elsewhere"}
 
 
 def test_month_arithmetic_keeps_the_calendar() -> None:
