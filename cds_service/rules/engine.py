@@ -313,12 +313,13 @@ def evaluate_rule(
         variables.update(resume.bindings)
     run = _Run(rule, data, outcome, started + budget_seconds, eager, variables)
     try:
-        if eager:
-            run.bind(rule.bindings)
-        if run.condition(rule.condition):
-            run.bind(rule.bindings)
-            outcome.card = render_card(rule.rule.card, outcome.bindings, data.base_url)
-            outcome.status = "fired"
+        with data.index.active():  # memberOf() and drug() resolve medications through it
+            if eager:
+                run.bind(rule.bindings)
+            if run.condition(rule.condition):
+                run.bind(rule.bindings)
+                outcome.card = render_card(rule.rule.card, outcome.bindings, data.base_url)
+                outcome.status = "fired"
     except ScoresNeeded:
         raise
     except _OverBudget:

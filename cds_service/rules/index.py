@@ -12,18 +12,30 @@ resolves to nothing has no code (it matches no value set) and is listed in `unre
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from cds_service.rules.valuesets import ValueSet
 from cds_service.terminology.medications import (
     MEDICATION_TYPES,
     drug_of,
     medications_by_reference,
 )
+from cds_service.terminology.valueset import ValueSet
 
-__all__ = ["CODE_ELEMENTS", "DATE_ELEMENTS", "DataIndex", "parse_instant"]
+__all__ = ["CODE_ELEMENTS", "DATE_ELEMENTS", "DataIndex", "current_index", "parse_instant"]
+
+# The index of the call being evaluated, for the FHIRPath functions that resolve a medication's
+# drug (`memberOf`, `drug()`: compiled once per rule set, they cannot be handed it).
+_CURRENT: ContextVar[DataIndex | None] = ContextVar("cds_current_index", default=None)
+
+
+def current_index() -> DataIndex | None:
+    """The index of the call whose rule is being evaluated (None outside an evaluation)."""
+    return _CURRENT.get()
+
 
 # The clinically relevant date of a resource: the first of these that is present.
 DATE_ELEMENTS: tuple[tuple[str, str | None], ...] = (
@@ -195,6 +207,15 @@ class DataIndex:
         """The resources whose code is in the value set."""
         contains = value_set.contains
         return [r for r in resources if any(contains(s, c) for s, c in self.codes(r))]
+
+    @contextmanager
+    def active(self) -> Iterator[DataIndex]:
+        """Make this the `current_index()` while a rule of its call is evaluated."""
+        token = _CURRENT.set(self)
+        try:
+            yield self
+        finally:
+            _CURRENT.reset(token)
 
     def memo(self, key: Any, compute: Callable[[], list[Any]]) -> list[Any]:
         """A selection computed once per call and shared by every rule asking for it."""
