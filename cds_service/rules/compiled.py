@@ -43,7 +43,7 @@ def score_variable(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CompiledSelect:
-    resources: str
+    resources: tuple[str, ...]  # resource types, in order
     sources: tuple[str, ...] | None
     value_set: ValueSet | None
     where: CompiledPath | None
@@ -108,6 +108,7 @@ class CompiledRule:
     path: Path
     bindings: tuple[CompiledBinding, ...]
     condition: CompiledCondition
+    # The prefetch keys without which the rule is skipped (all but `optionalPrefetch`).
     prefetch_keys: frozenset[str] = field(default_factory=frozenset)
     # Where each value stands in the rule's file, for lint validators' `path:line:col`.
     source: Located | None = field(default=None, repr=False, compare=False)
@@ -246,8 +247,9 @@ class _Compiler:
             amount, unit = select.within.split()
             within = (int(amount), unit.rstrip("s"))
         statuses = frozenset(select.status) if select.status else None
+        resources = (select.resources,) if isinstance(select.resources, str) else select.resources
         return CompiledSelect(
-            select.resources,
+            tuple(resources),
             sources,
             value_set,
             where,
@@ -302,6 +304,9 @@ class _Compiler:
                     f"'{key}' is a context field of {rule.hook}; "
                     "name the prefetch key differently so `from:` is unambiguous",
                 )
+        for index, key in enumerate(rule.optionalPrefetch):
+            if key not in rule.prefetch:
+                self.issue(("optionalPrefetch", index), f"'{key}' is not a prefetch key of this rule")
         for index, name in enumerate(rule.scores):
             if name not in self.known_scores:
                 known = ", ".join(sorted(self.known_scores))
@@ -334,7 +339,7 @@ class _Compiler:
             self.path,
             tuple(bindings),
             condition,
-            frozenset(rule.prefetch),
+            frozenset(rule.prefetch) - frozenset(rule.optionalPrefetch),
             source=self.located,
         )
 

@@ -152,7 +152,7 @@ def _truthy(result: list[Any]) -> bool:
 def _select(select: CompiledSelect, data: RequestData, variables: dict[str, Any]) -> list[Any]:
     def compute() -> list[Any]:
         sources = select.sources or data.prefetch_sources()
-        found = data.index.resources(select.resources, sources)
+        found = [r for kind in select.resources for r in data.index.resources(kind, sources)]
         if select.value_set is not None:
             found = data.index.coded(found, select.value_set)
         if select.statuses is not None:
@@ -350,7 +350,7 @@ def _expression_of(binding: CompiledBinding) -> str:
     if binding.path is not None:
         return binding.path.expression
     select = binding.select
-    parts = [f"select {select.resources}"] if select is not None else []
+    parts = [f"select {', '.join(select.resources)}"] if select is not None else []
     if select is not None and select.where is not None:
         parts.append(f"where {select.where.expression}")
     if select is not None and select.sort is not None:

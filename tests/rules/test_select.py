@@ -174,6 +174,33 @@ def test_coded_medications_by_ingredient_contained_or_referenced(tmp_path: Path)
     assert data.index.unresolved == {"MedicationRequest/elsewhere": "Medication/elsewhere"}
 
 
+def test_several_resource_types_in_order(tmp_path: Path) -> None:
+    """`resources: [MedicationRequest, MedicationStatement]`: taking a drug is either."""
+    eliquis = {"coding": [{"system": RXNORM, "code": "1364445"}]}
+    statement = {"resourceType": "MedicationStatement", "id": "said", "status": "active"}
+    meds = bundle(
+        statement | {"medicationCodeableConcept": eliquis},
+        order("ordered", medicationCodeableConcept=eliquis),
+        order("stopped", medicationCodeableConcept=eliquis) | {"status": "stopped"},
+    )
+    select = (
+        "resources: [MedicationRequest, MedicationStatement]\ncoded: anticoagulants\n"
+        "status: [active]"
+    )
+    assert pick(tmp_path, select, {"labs": meds}) == ["ordered", "said"]
+
+
+def test_an_optional_prefetch_key_does_not_skip_the_rule(tmp_path: Path) -> None:
+    text = RULE.format(select="    resources: Condition").replace(
+        "let:", "optionalPrefetch: [labs]\nlet:"
+    )
+    rules = load_rules(tmp_path, {"pick": text})
+    both = RequestData({"patientId": "p"}, {}, frozenset({"labs", "conditions"}), now=NOW)
+    assert evaluate_rule(rules["pick"], both).reason == "data unavailable: conditions"
+    only_labs = RequestData({"patientId": "p"}, {"conditions": None}, frozenset({"labs"}), now=NOW)
+    assert evaluate_rule(rules["pick"], only_labs).status == "silent"
+
+
 def test_month_arithmetic_keeps_the_calendar() -> None:
     assert _minus(datetime(2026, 3, 31, tzinfo=UTC), 1, "month") == datetime(
         2026, 2, 28, tzinfo=UTC
