@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck pytest openapi architecture drug-terminology format clean bench bench-load soak topology
+.PHONY: install run test lint typecheck pytest openapi architecture drug-terminology drug-coverage format clean bench bench-load soak topology
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,11 @@ architecture: install
 MIRRORS ?= /work/.mirror
 drug-terminology: install
 	$(BIN)/python -m scripts.drug_terminology --mirrors $(MIRRORS)
+
+# docs/drug-coverage.md: the fixture drugs each drug value set covers (tests/terminology/
+# test_drug_coverage.py fails on a missed code or a stale report).
+drug-coverage: install
+	$(BIN)/python -m scripts.drug_coverage
 
 topology: install
 	$(BIN)/python deploy/topology.py --replicas 2 --tenants deploy/tenants.example.yaml

@@ -9,7 +9,8 @@ value sets of `rules/_valuesets/`, then writes:
 
 - `rules/_terminology/rxnorm-ingredients.tsv`: every clinical drug (SCD, SBD, GPCK, BPCK, and
   the SCDC codes Synthea uses) of those sources that contains an ingredient some value set
-  names, and every fixture drug, with its ingredients (`cds_service/terminology/ingredients.py`);
+  names, and every drug of the fixtures and of the value sets, with its ingredients
+  (`cds_service/terminology/ingredients.py`);
 - each drug class of `CLASSES` (`rules/_valuesets/<id>.yaml`): the codes it listed, plus every
   prescribable clinical drug (SCD, SBD, GPCK, BPCK) of its member ingredients that its
   `ingredient-drugs` policy takes, each contributing public set named in a `source` extension.
@@ -189,6 +190,7 @@ class Catalogue:
     listed_by: dict[str, list[Expansion]] = field(default_factory=dict)
     drugs: dict[str, DrugName] = field(default_factory=dict)
     fixture_codes: set[str] = field(default_factory=set)
+    valueset_codes: set[str] = field(default_factory=set)  # listed by a value set here
     # ingredient name (lower case) → its RxCUIs, for names that begin some drug's ingredient
     ingredients: dict[str, set[str]] = field(default_factory=dict)
 
@@ -246,6 +248,7 @@ def catalogue(expansions: list[Expansion], fixtures: Path) -> Catalogue:
         }
         for entry in _rxnorm_entries(data):
             found.add(str(entry["code"]), str(entry.get("display") or ""))
+            found.valueset_codes.add(str(entry["code"]))
             if _is_ingredient_entry(str(entry.get("display") or "")):
                 names.setdefault(str(entry["display"]).lower(), set()).add(str(entry["code"]))
                 wanted.add(str(entry["display"]).lower())
@@ -287,12 +290,13 @@ def _takes(policy: str, drug: DrugName) -> bool:
 
 
 def ingredient_map(found: Catalogue) -> list[list[str]]:
-    """The map's rows: drugs with an ingredient some value set names, and every fixture drug."""
+    """The map's rows: drugs with an ingredient some value set names, and every drug of the
+    fixtures and of the value sets."""
     rows = []
     for code in sorted(found.drugs, key=int):
         drug = found.drugs[code]
         ingredients = found.ingredients_of(drug)
-        if not ingredients and code not in found.fixture_codes:
+        if not ingredients and code not in found.fixture_codes | found.valueset_codes:
             continue
         rows.append(
             [

@@ -1,16 +1,16 @@
 """The RxNorm codes of the shared fixtures, with their displays and where they occur.
 
 Reads every FHIR JSON file, NDJSON file and gzip NDJSON file under the fixtures directory
-(`/work/shared/fixtures`, or `CDS_TEST_FIXTURES`): the Synthea bundles of `fhir-r4/`, the bulk
-exports of `bulk-ndjson/`, the CDS Hooks examples of `cds-hooks/`. Every Coding with the RxNorm
-system counts, wherever it stands (orders, statements, claims, allergies).
+(`../shared/fixtures` beside the checkout, as the tests read it): the Synthea bundles of
+`fhir-r4/`, the bulk exports of `bulk-ndjson/`, the CDS Hooks examples of `cds-hooks/`. Every
+Coding with the RxNorm system counts, wherever it stands (orders, statements, claims,
+allergies).
 """
 
 from __future__ import annotations
 
 import gzip
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +19,7 @@ from typing import Any
 __all__ = ["FIXTURES", "FixtureDrug", "fixture_drugs"]
 
 RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
-FIXTURES = Path(os.environ.get("CDS_TEST_FIXTURES", "/work/shared/fixtures"))
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
 
 
 @dataclass(slots=True)
