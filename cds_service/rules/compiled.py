@@ -306,7 +306,8 @@ class _Compiler:
                 )
         for index, key in enumerate(rule.optionalPrefetch):
             if key not in rule.prefetch:
-                self.issue(("optionalPrefetch", index), f"'{key}' is not a prefetch key of this rule")
+                message = f"'{key}' is not a prefetch key of this rule"
+                self.issue(("optionalPrefetch", index), message)
         for index, name in enumerate(rule.scores):
             if name not in self.known_scores:
                 known = ", ".join(sorted(self.known_scores))
