@@ -7,12 +7,14 @@ WORKDIR /src
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 # Dependencies first, so code changes do not rebuild this layer.
 COPY pyproject.toml README.md ./
-RUN mkdir -p cds_service rules/_valuesets && echo '__version__ = "0"' > cds_service/__init__.py \
+RUN mkdir -p cds_service rules/_valuesets rules/_terminology && echo '__version__ = "0"' > cds_service/__init__.py \
     && pip wheel --wheel-dir /wheels . \
     && rm /wheels/cds_service-*.whl
 COPY cds_service ./cds_service
-# The wheel carries the value sets the risk scores read (pyproject's force-include).
+# The wheel carries the value sets the risk scores read and the RxNorm ingredient map they take
+# drugs from (pyproject's force-include).
 COPY rules/_valuesets ./rules/_valuesets
+COPY rules/_terminology ./rules/_terminology
 RUN pip wheel --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim AS runtime

@@ -6,8 +6,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck pytest openapi architecture card-rates format clean bench \
-	bench-load soak topology fhirpath-conformance
+.PHONY: install run test lint typecheck pytest openapi architecture card-rates drug-terminology \
+	drug-coverage format clean bench bench-load soak topology fhirpath-conformance
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,17 @@ fhirpath-conformance: install
 # (tests/population/test_card_rates.py checks the table is current and the 15 % gate).
 card-rates: install
 	$(BIN)/python scripts/card_rates.py
+
+# The drug value sets and rules/_terminology/rxnorm-ingredients.tsv, rebuilt from local copies of
+# the public repositories scripts/drug_sources.py names (nothing is downloaded).
+MIRRORS ?= /work/.mirror
+drug-terminology: install
+	$(BIN)/python -m scripts.drug_terminology --mirrors $(MIRRORS)
+
+# docs/drug-coverage.md: the fixture drugs each drug value set covers (tests/terminology/
+# test_drug_coverage.py fails on a missed code or a stale report).
+drug-coverage: install
+	$(BIN)/python -m scripts.drug_coverage
 
 topology: install
 	$(BIN)/python deploy/topology.py --replicas 2 --tenants deploy/tenants.example.yaml

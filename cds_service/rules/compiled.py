@@ -52,7 +52,7 @@ def score_variable(name: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class CompiledSelect:
-    resources: str
+    resources: tuple[str, ...]  # resource types, in order
     sources: tuple[str, ...] | None
     value_set: ValueSet | None
     where: CompiledPath | None
@@ -117,6 +117,7 @@ class CompiledRule:
     path: Path
     bindings: tuple[CompiledBinding, ...]
     condition: CompiledCondition
+    # The prefetch keys without which the rule is skipped (all but `optionalPrefetch`).
     prefetch_keys: frozenset[str] = field(default_factory=frozenset)
     # The rule's `suppress:` block: the override reasons that snooze it, and for how long.
     suppress: SnoozePolicy | None = None
@@ -257,8 +258,9 @@ class _Compiler:
                 sort = self.expression((*loc, "sort"), key, allowed)
         within = duration(select.within) if select.within else None
         statuses = frozenset(select.status) if select.status else None
+        resources = (select.resources,) if isinstance(select.resources, str) else select.resources
         return CompiledSelect(
-            select.resources,
+            tuple(resources),
             sources,
             value_set,
             where,
@@ -313,6 +315,10 @@ class _Compiler:
                     f"'{key}' is a context field of {rule.hook}; "
                     "name the prefetch key differently so `from:` is unambiguous",
                 )
+        for index, key in enumerate(rule.optionalPrefetch):
+            if key not in rule.prefetch:
+                message = f"'{key}' is not a prefetch key of this rule"
+                self.issue(("optionalPrefetch", index), message)
         for index, name in enumerate(rule.scores):
             if name not in self.known_scores:
                 known = ", ".join(sorted(self.known_scores))
@@ -346,7 +352,7 @@ class _Compiler:
             self.path,
             tuple(bindings),
             condition,
-            frozenset(rule.prefetch),
+            frozenset(rule.prefetch) - frozenset(rule.optionalPrefetch),
             suppress=suppress,
             source=self.located,
         )

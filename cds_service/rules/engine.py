@@ -154,7 +154,7 @@ def _truthy(result: list[Any]) -> bool:
 def _select(select: CompiledSelect, data: RequestData, variables: dict[str, Any]) -> list[Any]:
     def compute() -> list[Any]:
         sources = select.sources or data.prefetch_sources()
-        found = data.index.resources(select.resources, sources)
+        found = [r for kind in select.resources for r in data.index.resources(kind, sources)]
         if select.value_set is not None:
             found = data.index.coded(found, select.value_set)
         if select.statuses is not None:
@@ -303,12 +303,13 @@ def evaluate_rule(
         variables.update(resume.bindings)
     run = _Run(rule, data, outcome, started + budget_seconds, eager, variables)
     try:
-        if eager:
-            run.bind(rule.bindings)
-        if run.condition(rule.condition):
-            run.bind(rule.bindings)
-            outcome.card = render_card(rule.rule.card, outcome.bindings, data.base_url)
-            outcome.status = "fired"
+        with data.index.active():  # memberOf() and drug() resolve medications through it
+            if eager:
+                run.bind(rule.bindings)
+            if run.condition(rule.condition):
+                run.bind(rule.bindings)
+                outcome.card = render_card(rule.rule.card, outcome.bindings, data.base_url)
+                outcome.status = "fired"
     except ScoresNeeded:
         raise
     except _OverBudget:
@@ -339,7 +340,7 @@ def _expression_of(binding: CompiledBinding) -> str:
     if binding.path is not None:
         return binding.path.expression
     select = binding.select
-    parts = [f"select {select.resources}"] if select is not None else []
+    parts = [f"select {', '.join(select.resources)}"] if select is not None else []
     if select is not None and select.where is not None:
         parts.append(f"where {select.where.expression}")
     if select is not None and select.sort is not None:

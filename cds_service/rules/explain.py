@@ -7,6 +7,8 @@ reached). Prints the prefetch, scores, each binding's value, each condition's tr
 outcome and the card. A rule with a `suppress:` block is checked against the overrides given
 with `--override CODE@WHEN` (earlier overrides of its cards for the patient), as the service
 checks it against its feedback table.
+It also lists the medication references the call's data cannot resolve (their drug
+is unknown, so no value set has them).
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from cds_service.rules.service import rule_service
 from cds_service.rules.snooze import given_overrides
 from cds_service.scores.sources import ComputedScores
 from cds_service.services.suppression import RecordedOverrides
+from cds_service.terminology.medications import MEDICATION_TYPES
 from cds_service.validation import field_errors
 from cds_service.wire.request import HookRequest
 
@@ -62,6 +65,7 @@ class _Run:
     outcome: RuleOutcome  # the verdict: lazy, as in production
     shown: RuleOutcome  # every binding and condition, evaluated eagerly for display
     overrides: RecordedOverrides  # given with --override
+    unresolved: Mapping[str, str]  # `Type/id` → a medicationReference nothing resolves
 
 
 def parse_now(text: str) -> datetime:
@@ -147,8 +151,20 @@ def _evaluate(
         raise ExplainError(f"prefetch: {exc.message}") from None
     except Exception as exc:
         raise ExplainError(f"computing scores failed: {type(exc).__name__}: {exc}") from None
+    index = trace.data.index
+    for resource in index.all_resources():
+        if resource.get("resourceType") in MEDICATION_TYPES:
+            index.drug(resource)
     return _Run(
-        rule, request, at, prefetch, shown.scores, trace.outcomes[0], shown.outcomes[0], given
+        rule,
+        request,
+        at,
+        prefetch,
+        shown.scores,
+        trace.outcomes[0],
+        shown.outcomes[0],
+        given,
+        dict(index.unresolved),
     )
 
 
@@ -261,6 +277,9 @@ def _format(run: _Run) -> str:
             lines.append(f"  {binding.name}: not evaluated")
     if not rule.bindings:
         lines.append("  (none)")
+    if run.unresolved:
+        lines.append("medication references not resolved (drug unknown: in no value set):")
+        lines += [f"  {ref}: {target}" for ref, target in sorted(run.unresolved.items())]
     lines.append("conditions:")
     _tree(rule.condition, {**shown.conditions, **outcome.conditions}, 1, lines)
     policy = rule.suppress

@@ -3,17 +3,39 @@
 Built lazily, once per call: resources by source (prefetch key or context field) and type, each
 resource's codes, and the results of `Select` bindings. Twelve rules asking for "the patient's
 HbA1c observations" cost one pass over the data, not twelve FHIRPath `where()`s over a Bundle.
+
+A medication resource's code is its drug's (`cds_service.terminology.drug_of`): its
+`medicationCodeableConcept`, or the `code` of the Medication its `medicationReference` points to,
+contained in it or among any of the call's data (prefetch and context). A reference that
+resolves to nothing has no code (it matches no value set) and is listed in `unresolved`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from cds_service.rules.valuesets import ValueSet
+from cds_service.terminology.medications import (
+    MEDICATION_TYPES,
+    drug_of,
+    medications_by_reference,
+)
+from cds_service.terminology.valueset import ValueSet
 
-__all__ = ["CODE_ELEMENTS", "DATE_ELEMENTS", "DataIndex", "parse_instant"]
+__all__ = ["CODE_ELEMENTS", "DATE_ELEMENTS", "DataIndex", "current_index", "parse_instant"]
+
+# The index of the call being evaluated, for the FHIRPath functions that resolve a medication's
+# drug (`memberOf`, `drug()`: compiled once per rule set, they cannot be handed it).
+_CURRENT: ContextVar[DataIndex | None] = ContextVar("cds_current_index", default=None)
+
+
+def current_index() -> DataIndex | None:
+    """The index of the call whose rule is being evaluated (None outside an evaluation)."""
+    return _CURRENT.get()
+
 
 # The clinically relevant date of a resource: the first of these that is present.
 DATE_ELEMENTS: tuple[tuple[str, str | None], ...] = (
@@ -50,12 +72,9 @@ def parse_instant(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-# Where each resource type keeps the code that `coded:` filters on.
+# Where each resource type keeps the code that `coded:` filters on (medication resources: the
+# drug, see the module docstring).
 CODE_ELEMENTS: dict[str, tuple[str, ...]] = {
-    "MedicationRequest": ("medicationCodeableConcept",),
-    "MedicationStatement": ("medicationCodeableConcept",),
-    "MedicationAdministration": ("medicationCodeableConcept",),
-    "MedicationDispense": ("medicationCodeableConcept",),
     "Immunization": ("vaccineCode",),
     "Encounter": ("type",),
     "Device": ("type",),
@@ -79,16 +98,23 @@ def _collect_codes(value: Any, out: set[tuple[str | None, str | None]]) -> None:
 
 
 def _resources(data: Any) -> Iterable[dict[str, Any]]:
+    for resource, _ in _entries(data):
+        yield resource
+
+
+def _entries(data: Any, full_url: str | None = None) -> Iterable[tuple[dict[str, Any], str | None]]:
+    """Each resource of the data (Bundles unpacked) with its Bundle entry's `fullUrl`."""
     if isinstance(data, list):
         for item in data:
-            yield from _resources(item)
+            yield from _entries(item)
     elif isinstance(data, dict) and isinstance(data.get("resourceType"), str):
         if data["resourceType"] == "Bundle":
             for entry in data.get("entry") or []:
                 if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-                    yield from _resources(entry["resource"])
+                    url = entry.get("fullUrl")
+                    yield from _entries(entry["resource"], url if isinstance(url, str) else None)
         else:
-            yield data
+            yield data, full_url
 
 
 class DataIndex:
@@ -99,7 +125,11 @@ class DataIndex:
         self._by_source: dict[str, dict[str, list[dict[str, Any]]]] = {}
         self._codes: dict[int, frozenset[tuple[str | None, str | None]]] = {}
         self._dates: dict[int, datetime | None] = {}
+        self._medications: dict[str, dict[str, Any]] | None = None
         self.selections: dict[Any, list[Any]] = {}
+        # `Type/id` of each medication resource whose `medicationReference` resolved to nothing
+        # here, with that reference (its drug is unknown, so it matched no value set)
+        self.unresolved: dict[str, str] = {}
 
     def _typed(self, source: str) -> dict[str, list[dict[str, Any]]]:
         typed = self._by_source.get(source)
@@ -131,16 +161,32 @@ class DataIndex:
         return [r for t in sorted(types) for r in self.resources(t, names)]
 
     def codes(self, resource: dict[str, Any]) -> frozenset[tuple[str | None, str | None]]:
-        """The (system, code) pairs of a resource's code element, computed once per resource."""
+        """The (system, code) pairs of a resource's code element (a medication resource's:
+        its drug's), computed once per resource."""
         key = id(resource)
         found = self._codes.get(key)
         if found is None:
-            elements = CODE_ELEMENTS.get(str(resource.get("resourceType")), ("code",))
+            kind = str(resource.get("resourceType"))
             pairs: set[tuple[str | None, str | None]] = set()
-            for element in elements:
-                _collect_codes(resource.get(element), pairs)
+            if kind in MEDICATION_TYPES:
+                _collect_codes(self.drug(resource), pairs)
+            else:
+                for element in CODE_ELEMENTS.get(kind, ("code",)):
+                    _collect_codes(resource.get(element), pairs)
             found = self._codes[key] = frozenset(pairs)
         return found
+
+    def drug(self, resource: dict[str, Any]) -> Any:
+        """The CodeableConcept of a medication resource's drug (None when unknown): inline, or
+        the code of the Medication its reference resolves to in this call's data."""
+        if self._medications is None:
+            self._medications = medications_by_reference(
+                item for source in self._sources.values() for item in _entries(source)
+            )
+        drug = drug_of(resource, self._medications)
+        if drug.unresolved and drug.reference is not None:
+            self.unresolved[f"{resource.get('resourceType')}/{resource.get('id')}"] = drug.reference
+        return drug.concept
 
     def clinical_date(self, resource: dict[str, Any]) -> datetime | None:
         """The resource's clinically relevant date (see DATE_ELEMENTS), computed once."""
@@ -161,6 +207,15 @@ class DataIndex:
         """The resources whose code is in the value set."""
         contains = value_set.contains
         return [r for r in resources if any(contains(s, c) for s, c in self.codes(r))]
+
+    @contextmanager
+    def active(self) -> Iterator[DataIndex]:
+        """Make this the `current_index()` while a rule of its call is evaluated."""
+        token = _CURRENT.set(self)
+        try:
+            yield self
+        finally:
+            _CURRENT.reset(token)
 
     def memo(self, key: Any, compute: Callable[[], list[Any]]) -> list[Any]:
         """A selection computed once per call and shared by every rule asking for it."""

@@ -44,6 +44,7 @@ class Authored(BaseModel):
 
 Text = Annotated[StrictStr, Field(min_length=1)]
 Kebab = Annotated[StrictStr, Field(pattern=KEBAB.pattern, max_length=100)]
+ResourceType = Annotated[StrictStr, Field(pattern=r"^[A-Z][A-Za-z]+$")]
 
 
 class LeafCondition(Authored):
@@ -81,8 +82,9 @@ class Select(Authored):
     resource type and code, and identical selections are shared by every rule of the call.
     """
 
-    resources: Annotated[StrictStr, Field(pattern=r"^[A-Z][A-Za-z]+$")] = Field(
-        description="Resource type, e.g. Observation"
+    resources: ResourceType | Annotated[list[ResourceType], Field(min_length=1)] = Field(
+        description="Resource type, e.g. Observation, or several, in order: "
+        "[MedicationRequest, MedicationStatement]"
     )
     from_: list[Text] | None = Field(
         default=None,
@@ -227,6 +229,11 @@ class Rule(Authored):
     references: Annotated[list[Text], Field(min_length=1)]
     tags: list[Text] = Field(default_factory=list)
     prefetch: dict[str, Text] = Field(default_factory=dict)
+    optionalPrefetch: list[Text] = Field(
+        default_factory=list,
+        description="Prefetch keys the rule is evaluated without (as empty) when they cannot be "
+        "obtained; without them listed here, such a rule is skipped",
+    )
     scores: list[Text] = Field(default_factory=list)
     let: dict[str, LetValue] = Field(default_factory=dict)
     when: Condition

@@ -61,7 +61,7 @@ def narrowed_templates(
                     continue
                 if select.value_set is None:
                     wanted.pop(key)
-                elif select.resources == _NARROWABLE_TYPE:
+                elif _NARROWABLE_TYPE in select.resources:
                     wanted[key].add(select.value_set)
     out = dict(templates)
     for key, value_sets in wanted.items():

@@ -15,9 +15,11 @@ Every code list is a value set, named by id (`cds_service.terminology`: the file
 - Conditions: *active* at `at` (onset on or before `at`, no abatement by then) or *history* (onset
   on or before `at`, any clinical status); refuted / entered-in-error ones never count. A
   condition that is not recorded counts as absent (False).
-- Medications: a MedicationRequest or MedicationStatement active at `at` whose code is in the
-  value set, or whose text names one of its ingredients (`ValueSet.names_in`: clinical-drug codes
-  carry no ingredient code).
+- Medications: a MedicationRequest or MedicationStatement active at `at` whose drug (inline, or
+  the Medication its `medicationReference` points to: `terminology.drug_of`) is coded in the
+  value set, which takes the clinical drugs of its ingredients (the ingredient map). Only a drug
+  the ingredient map does not know falls back to its text naming one of the set's ingredients
+  (`ValueSet.names_in`).
 
 Every helper returns ``(value, source)`` where source is ``"Type/id date"``, or None when the
 record has nothing usable.
@@ -31,7 +33,17 @@ from typing import Any, Union
 
 from cds_service.patient import age_in_years
 from cds_service.scores.fhir_json import parse_fhir_datetime, quantity, status_code
-from cds_service.terminology import ValueSet, coded, codings_of, value_set, words
+from cds_service.terminology import (
+    RXNORM,
+    ValueSet,
+    bundled_ingredient_map,
+    coded,
+    codings_of,
+    drug_of,
+    medications_by_reference,
+    value_set,
+    words,
+)
 
 __all__ = ["FhirData", "Found", "PatientRecord"]
 
@@ -67,6 +79,7 @@ class PatientRecord:
             if isinstance(resource, dict):
                 self._by_type.setdefault(str(resource.get("resourceType")), []).append(resource)
         self._by_code: dict[str, list[tuple[datetime, int, dict[str, Any]]]] | None = None
+        self._medications: dict[str, dict[str, Any]] | None = None
 
     @classmethod
     def of(cls, data: FhirData, at: datetime) -> PatientRecord:
@@ -269,15 +282,26 @@ class PatientRecord:
         return start_text if isinstance(start_text, str) else True
 
     def _drug_matches(self, med: dict[str, Any], drugs: ValueSet) -> bool:
-        concept = med.get("medicationCodeableConcept")
-        ref = str((med.get("medicationReference") or {}).get("reference") or "")
-        if concept is None and ref:
-            target = ref.rsplit("/", 1)[-1].removeprefix("#").removeprefix("urn:uuid:")
-            pool = self.of_type("Medication") + list(med.get("contained") or [])
-            concept = next((m.get("code") for m in pool if m.get("id") == target), None)
+        if self._medications is None:
+            self._medications = medications_by_reference(self.of_type("Medication"))
+        concept = drug_of(med, self._medications).concept
         if not isinstance(concept, dict):
             return False
         if coded(concept, drugs):
             return True
+        if _known_drug(concept):  # its code has answered: the text cannot overrule it
+            return False
         texts = [concept.get("text")] + [c.get("display") for c in concept.get("coding") or []]
         return drugs.names_in(words(" ".join(t for t in texts if isinstance(t, str))))
+
+
+def _known_drug(concept: dict[str, Any]) -> bool:
+    """True when an RxNorm coding of the concept is a drug or ingredient the ingredient map
+    knows (so every value set's answer for it is by code)."""
+    known = bundled_ingredient_map()
+    return any(
+        code is not None
+        and system in (RXNORM, None)
+        and (code in known.drugs or known.is_ingredient(code))
+        for system, code in codings_of(concept)
+    )

@@ -9,7 +9,13 @@ name. It is referred to by that id (or its canonical `url`). Its members are the
   or WHO ICD-10): every code of that system under the filter's code. ICD-10's hierarchy is its
   codes' prefixes, so this is prefix matching with the dot ignored: `is-a I50` takes `I50`,
   `I50.9` and `I509`;
-- `compose.include[].valueSet`: every member of the listed value sets of the same directory.
+- `compose.include[].valueSet`: every member of the listed value sets of the same directory;
+- the clinical drugs of its RxNorm ingredient entries: an entry that the ingredient map
+  (`ingredients.py`) knows as an ingredient (`apixaban`) takes every drug mapped to it (`apixaban
+  5 MG Oral Tablet [Eliquis]`). The extension `INGREDIENT_DRUGS_URL` (`valueCode`) says which:
+  `all` (the default), `oral` (oral dose forms only), `single` (single-ingredient drugs only),
+  `single-oral` (both) or `listed` (none: the entries listed only). These are in `codes` and,
+  for reports, in `derived`.
 
 A coding with a system matches in that system only; a bare code (no system) matches in any.
 
@@ -31,10 +37,13 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.issues import RuleIssue
+from cds_service.terminology.ingredients import Drug, IngredientMap, ingredient_map_for
 from cds_service.terminology.systems import ICD10_SYSTEMS, RXNORM
 from cds_service.yamlsource import Located, field_path, read_yaml
 
 __all__ = [
+    "INGREDIENT_DRUGS",
+    "INGREDIENT_DRUGS_URL",
     "INGREDIENT_NAME_URL",
     "ValueSet",
     "coded",
@@ -44,6 +53,15 @@ __all__ = [
 ]
 
 INGREDIENT_NAME_URL = "urn:cds-service:extension:ingredient-name"
+INGREDIENT_DRUGS_URL = "urn:cds-service:extension:ingredient-drugs"
+# Which drugs of the map an ingredient entry takes, by the extension's valueCode.
+INGREDIENT_DRUGS: dict[str, tuple[bool, bool] | None] = {  # (oral only, single only)
+    "all": (False, False),
+    "oral": (True, False),
+    "single": (False, True),
+    "single-oral": (True, True),
+    "listed": None,
+}
 _WORD = re.compile(r"[a-z]+")
 _SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -64,6 +82,8 @@ class ValueSet:
     prefixes: frozenset[tuple[str, str]] = frozenset()
     # ingredient names as their words: ("dabigatran", "etexilate")
     names: frozenset[tuple[str, ...]] = frozenset()
+    # the members (among `codes`) that are there only as drugs of an ingredient entry
+    derived: frozenset[tuple[str, str]] = frozenset()
     bare: frozenset[str] = field(init=False, compare=False, repr=False)
     _by_system: dict[str, frozenset[str]] = field(init=False, compare=False, repr=False)
 
@@ -136,6 +156,7 @@ class _Draft:
     prefixes: set[tuple[str, str]] = field(default_factory=set)
     names: set[tuple[str, ...]] = field(default_factory=set)
     includes: list[tuple[str, tuple[int, int]]] = field(default_factory=list)
+    ingredient_drugs: str = "all"
 
 
 class _File:
@@ -242,6 +263,13 @@ def _read(path: Path) -> tuple[_Draft | None, list[RuleIssue]]:
         for index, include in enumerate(compose.get("include", []) or []):
             issues.extend(_read_include(file, index, include, draft))
     for position, ext in enumerate(data.get("extension", []) or []):
+        if isinstance(ext, dict) and ext.get("url") == INGREDIENT_DRUGS_URL:
+            if ext.get("valueCode") not in INGREDIENT_DRUGS:
+                loc = ("extension", position, "valueCode")
+                known = ", ".join(INGREDIENT_DRUGS)
+                issues.append(file.issue(loc, f"must be one of {known}"))
+            else:
+                draft.ingredient_drugs = str(ext["valueCode"])
         if isinstance(ext, dict) and ext.get("url") == INGREDIENT_NAME_URL:
             name = tuple(sorted(words(str(ext.get("valueString") or ""))))
             if not name:
@@ -255,16 +283,37 @@ def _read(path: Path) -> tuple[_Draft | None, list[RuleIssue]]:
 class _Resolver:
     """Adds the members of included value sets, each set resolved once; cycles are errors."""
 
-    def __init__(self, drafts: dict[str, _Draft]) -> None:
+    def __init__(self, drafts: dict[str, _Draft], ingredients: IngredientMap) -> None:
         self.drafts = drafts
+        self.ingredients = ingredients
         self.by_ref = {**{d.url: d for d in drafts.values() if d.url}, **drafts}
         self.done: dict[str, ValueSet | None] = {}
         self.issues: list[RuleIssue] = []
+
+    def drugs_of(self, draft: _Draft) -> set[tuple[str, str]]:
+        """The drugs its ingredient entries take, as its `ingredient-drugs` policy says."""
+        policy = INGREDIENT_DRUGS[draft.ingredient_drugs]
+        if policy is None:
+            return set()
+        oral_only, single_only = policy
+
+        def takes(drug: Drug) -> bool:
+            return (drug.oral or not oral_only) and (drug.components == 1 or not single_only)
+
+        return {
+            (RXNORM, drug.rxcui)
+            for system, code in draft.codes
+            if system == RXNORM
+            for drug in self.ingredients.drugs_of(code)
+            if takes(drug)
+        }
 
     def resolve(self, draft: _Draft, stack: tuple[str, ...] = ()) -> ValueSet | None:
         if draft.id in self.done:
             return self.done[draft.id]
         codes, prefixes, names = set(draft.codes), set(draft.prefixes), set(draft.names)
+        derived = self.drugs_of(draft) - codes
+        codes |= derived
         failed = False
         for ref, (line, col) in draft.includes:
             target = self.by_ref.get(ref)
@@ -278,6 +327,7 @@ class _Resolver:
                 codes |= included.codes
                 prefixes |= included.prefixes
                 names |= included.names
+                derived |= included.derived
                 continue
             failed = True
             self.issues.append(RuleIssue(draft.path, line, col, "compose.include", message))
@@ -289,18 +339,30 @@ class _Resolver:
                 )
         elif not failed:
             value_set = ValueSet(
-                draft.id, draft.url, frozenset(codes), frozenset(prefixes), frozenset(names)
+                draft.id,
+                draft.url,
+                frozenset(codes),
+                frozenset(prefixes),
+                frozenset(names),
+                frozenset(derived - draft.codes),
             )
         self.done[draft.id] = value_set
         return value_set
 
 
-def load_value_sets(directory: Path) -> tuple[dict[str, ValueSet], list[RuleIssue]]:
+def load_value_sets(
+    directory: Path, ingredients: IngredientMap | None = None
+) -> tuple[dict[str, ValueSet], list[RuleIssue]]:
     """Every value set under `directory`, keyed by id and by url, and the problems found.
 
     A file with a problem is left out (and so is a set that includes it); the others load.
+    Ingredient entries take their drugs from `ingredients`, by default the map of the rules
+    directory (`ingredient_map_for`).
     """
     issues: list[RuleIssue] = []
+    if ingredients is None:
+        ingredients, map_issues = ingredient_map_for(directory)
+        issues.extend(map_issues)
     drafts: dict[str, _Draft] = {}
     if not directory.is_dir():
         return {}, issues
@@ -309,7 +371,7 @@ def load_value_sets(directory: Path) -> tuple[dict[str, ValueSet], list[RuleIssu
         issues.extend(problems)
         if draft is not None and not problems:
             drafts[draft.id] = draft
-    resolver = _Resolver(drafts)
+    resolver = _Resolver(drafts, ingredients)
     sets: dict[str, ValueSet] = {}
     for draft in drafts.values():
         value_set = resolver.resolve(draft)

@@ -53,3 +53,10 @@ def test_memberof_names_a_known_value_set_by_a_string_literal(empty_rules: Path)
     assert problems(empty_rules, f"{coding}.memberOf(%medicationCount).anyTrue()") == [
         "memberOf() needs a value set id in single quotes"
     ]
+
+
+def test_optional_prefetch_names_prefetch_keys(empty_rules: Path) -> None:
+    text = minimal_rule("probe").replace("let:\n", "optionalPrefetch: [statements]\nlet:\n")
+    (empty_rules / "order-select" / "probe.yaml").write_text(text)
+    messages = [i.message for i in load_ruleset(empty_rules, []).issues]
+    assert messages == ["'statements' is not a prefetch key of this rule"]

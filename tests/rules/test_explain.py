@@ -111,6 +111,25 @@ def test_a_silent_rule_shows_which_condition_was_false(
     assert "status: silent" in lines
 
 
+def test_explain_names_the_medication_references_it_cannot_resolve(
+    rules_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    referenced = {
+        "resourceType": "MedicationRequest",
+        "id": "mr-ref",
+        "status": "active",
+        "intent": "order",
+        "medicationReference": {"reference": "Medication/not-sent"},
+    }
+    bundle = {"resourceType": "Bundle", "entry": [{"resource": referenced}]}
+    path = request(tmp_path, prefetch={"activeMedications": bundle})
+    assert explain(rules_dir, "--request", str(path)) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = lines.index("medication references not resolved (drug unknown: in no value set):")
+    assert lines[at + 1] == "  MedicationRequest/mr-ref: Medication/not-sent"
+    assert "    on-anticoagulant: false    %anticoagulant.exists()" in lines
+
+
 @pytest.mark.parametrize(
     ("rule_id", "body", "now", "message"),
     [

@@ -13,6 +13,7 @@ from tests.rules.conftest import load_rules, value_set
 
 NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
 LOINC = "http://loinc.org"
+RXNORM = "http://www.nlm.nih.gov/research/umls/rxnorm"
 
 
 def obs(
@@ -60,12 +61,16 @@ card:
 """
 
 
-def pick(tmp_path: Path, select: str, prefetch: dict[str, Any]) -> list[str]:
+def pick(
+    tmp_path: Path, select: str, prefetch: dict[str, Any], data: RequestData | None = None
+) -> list[str]:
     indented = "\n".join("    " + line for line in select.strip().splitlines())
-    rules = load_rules(
-        tmp_path, {"pick": RULE.format(select=indented)}, {"hba1c": value_set("hba1c", "4548-4")}
-    )
-    data = RequestData({"patientId": "p"}, prefetch, now=NOW)
+    value_sets = {
+        "hba1c": value_set("hba1c", "4548-4"),
+        "anticoagulants": value_set("anticoagulants", "1364430", system=RXNORM),  # apixaban
+    }
+    rules = load_rules(tmp_path, {"pick": RULE.format(select=indented)}, value_sets)
+    data = data or RequestData({"patientId": "p"}, prefetch, now=NOW)
     outcome = evaluate_rule(rules["pick"], data)
     assert outcome.status in ("fired", "silent"), outcome.reason
     return [r["id"] for r in outcome.bindings["picked"]]
@@ -137,3 +142,60 @@ def test_coded_and_first(tmp_path: Path) -> None:
     )
     select = "resources: Observation\ncoded: hba1c\nsort: -date\nfirst: true"
     assert pick(tmp_path, select, {"labs": labs}) == ["a1c-new"]
+
+
+def order(ident: str, **drug: Any) -> dict[str, Any]:
+    return {"resourceType": "MedicationRequest", "id": ident, "status": "active", **drug}
+
+
+def test_coded_medications_by_ingredient_contained_or_referenced(tmp_path: Path) -> None:
+    """`coded:` reads a medication's drug inline or in the Medication it references (contained,
+    or in any prefetch key); a set listing the ingredient apixaban takes the branded Eliquis."""
+    eliquis = {"coding": [{"system": RXNORM, "code": "1364447"}]}  # apixaban 5 MG … [Eliquis]
+    meds = bundle(
+        order(
+            "contained",
+            medicationReference={"reference": "#m"},
+            contained=[{"resourceType": "Medication", "id": "m", "code": eliquis}],
+        ),
+        order("referenced", medicationReference={"reference": "Medication/eliquis"}),
+        order("elsewhere", medicationReference={"reference": "Medication/elsewhere"}),
+        order("inline", medicationCodeableConcept=eliquis),
+        order(
+            "other", medicationCodeableConcept={"coding": [{"system": RXNORM, "code": "313782"}]}
+        ),
+    )
+    medication = {"resourceType": "Medication", "id": "eliquis", "code": eliquis}
+    prefetch = {"labs": meds, "conditions": bundle(medication)}
+    data = RequestData({"patientId": "p"}, prefetch, now=NOW)
+    select = "resources: MedicationRequest\nfrom: [labs]\ncoded: anticoagulants"
+    assert pick(tmp_path, select, prefetch, data) == ["contained", "referenced", "inline"]
+    # the reference that resolves to nothing matched nothing, and says so
+    assert data.index.unresolved == {"MedicationRequest/elsewhere": "Medication/elsewhere"}
+
+
+def test_several_resource_types_in_order(tmp_path: Path) -> None:
+    """`resources: [MedicationRequest, MedicationStatement]`: taking a drug is either."""
+    eliquis = {"coding": [{"system": RXNORM, "code": "1364445"}]}
+    statement = {"resourceType": "MedicationStatement", "id": "said", "status": "active"}
+    meds = bundle(
+        statement | {"medicationCodeableConcept": eliquis},
+        order("ordered", medicationCodeableConcept=eliquis),
+        order("stopped", medicationCodeableConcept=eliquis) | {"status": "stopped"},
+    )
+    select = (
+        "resources: [MedicationRequest, MedicationStatement]\ncoded: anticoagulants\n"
+        "status: [active]"
+    )
+    assert pick(tmp_path, select, {"labs": meds}) == ["ordered", "said"]
+
+
+def test_an_optional_prefetch_key_does_not_skip_the_rule(tmp_path: Path) -> None:
+    text = RULE.format(select="    resources: Condition").replace(
+        "let:", "optionalPrefetch: [labs]\nlet:"
+    )
+    rules = load_rules(tmp_path, {"pick": text})
+    both = RequestData({"patientId": "p"}, {}, frozenset({"labs", "conditions"}), now=NOW)
+    assert evaluate_rule(rules["pick"], both).reason == "data unavailable: conditions"
+    only_labs = RequestData({"patientId": "p"}, {"conditions": None}, frozenset({"labs"}), now=NOW)
+    assert evaluate_rule(rules["pick"], only_labs).status == "silent"

@@ -214,6 +214,35 @@ def test_medications() -> None:
     assert PatientRecord([statement, medication], AT).medication(ANTIHYPERTENSIVES)[0] is True
 
 
+def test_a_drug_is_matched_by_code_before_name() -> None:
+    """A drug the ingredient map knows is in a set or not by its code: its text cannot add it
+    (acetaminophen mislabelled "warfarin"); a drug the map does not know falls back to its
+    text. A branded drug in a contained Medication counts by its ingredient."""
+    rxnorm = "http://www.nlm.nih.gov/research/umls/rxnorm"
+
+    def request(concept: dict[str, Any] | None = None, **extra: Any) -> dict[str, Any]:
+        found = {
+            "resourceType": "MedicationRequest",
+            "id": "m",
+            "status": "active",
+            "intent": "order",
+            "authoredOn": "2020-01-01",
+            **extra,
+        }
+        return found | ({"medicationCodeableConcept": concept} if concept else {})
+
+    known = {"coding": [{"system": rxnorm, "code": "313782"}], "text": "warfarin"}
+    unknown = {"coding": [{"system": rxnorm, "code": "99999999"}], "text": "warfarin 5 mg"}
+    assert PatientRecord([request(known)], AT).medication("vitamin-k-antagonists")[0] is False
+    assert PatientRecord([request(unknown)], AT).medication("vitamin-k-antagonists")[0] is True
+    advil = {"coding": [{"system": rxnorm, "code": "153008"}]}  # ibuprofen 200 MG [Advil]
+    contained = request(
+        medicationReference={"reference": "#advil"},
+        contained=[{"resourceType": "Medication", "id": "advil", "code": advil}],
+    )
+    assert PatientRecord([contained], AT).medication("antiplatelets-nsaids")[0] is True
+
+
 def test_bp_treated_needs_hypertension_and_a_drug() -> None:
     ascvd = SCORES["ascvd"]
     verapamil = {
