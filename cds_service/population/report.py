@@ -59,16 +59,10 @@ class Report:
         counts.carded += bool(call.result.cards)
         counts.unevaluated += bool(call.unevaluated)
         trace = call.trace
-        for outcome in trace.outcomes if trace is not None else []:
+        pairs = zip(trace.rules, trace.outcomes, strict=True) if trace is not None else ()
+        for compiled, outcome in pairs:
             rule = self.rules.setdefault(outcome.rule_id, RuleCounts(service.id))
-            shadow = (
-                next(
-                    (r.rule.status == "draft" for r in trace.rules if r.id == outcome.rule_id),
-                    False,
-                )
-                if trace is not None
-                else False
-            )
+            shadow = compiled.rule.status == "draft"
             status = "shadow" if shadow and outcome.status == "fired" else outcome.status
             rule.statuses[status] = rule.statuses.get(status, 0) + 1
             if status in ("fired", "shadow") and len(rule.examples) < EXAMPLES:

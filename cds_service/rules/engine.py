@@ -38,13 +38,18 @@ from cds_service.rules.templates import render_text, render_value, unwrap
 from cds_service.validation import field_errors
 from cds_service.wire.response import Card
 
-__all__ = ["RequestData", "RuleOutcome", "evaluate_rule", "render_card"]
+__all__ = ["RequestData", "RuleOutcome", "evaluate_rule", "now_stamp", "render_card"]
 
 log = logging.getLogger(__name__)
 
 # `suppressed`: the rule fired but an override snoozes it for the patient (no card; see
 # rules/snooze.py), set by the service after evaluation.
 Status = Literal["fired", "silent", "skipped", "error", "timeout", "suppressed"]
+
+
+def now_stamp(at: datetime) -> str:
+    """`%now` as rules see it: the instant in UTC, written with `Z` and its microseconds."""
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 @dataclass(slots=True)
@@ -75,8 +80,7 @@ class RequestData:
             out["today"] = out["now"] = out["age"] = []
             if self.now is not None:
                 utc = self.now.astimezone(UTC)
-                stamp = utc.isoformat().replace("+00:00", "Z")
-                out["now"] = FP_DateTime(stamp)  # type: ignore[no-untyped-call]
+                out["now"] = FP_DateTime(now_stamp(utc))  # type: ignore[no-untyped-call]
                 out["today"] = FP_DateTime(utc.date().isoformat())  # type: ignore[no-untyped-call]
                 age = self._age(utc)
                 out["age"] = [] if age is None else [age]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -193,9 +193,6 @@ class RulesTrace:
     scores: ScoreSource
     tenant: str = "default"
 
-    def outcome(self, rule_id: str) -> RuleOutcome | None:
-        return next((o for o in self.outcomes if o.rule_id == rule_id), None)
-
 
 @dataclass(slots=True)
 class CallResult:
@@ -205,7 +202,11 @@ class CallResult:
     prefetch: dict[str, PrefetchOutcome]
     result: ServiceResult
     fetch_seconds: float = 0.0
-    unevaluated: list[Issue] = field(default_factory=list)
+
+    @property
+    def unevaluated(self) -> list[Issue]:
+        """Why no rule could be evaluated (a strict call answered 412 with these instead)."""
+        return self.result.unevaluated
 
     @property
     def trace(self) -> RulesTrace | None:
@@ -268,7 +269,7 @@ async def evaluate_call(
     result = await service.evaluate(call)
     if strict and result.unevaluated:
         raise PreconditionFailed("no rule could be evaluated", issues=list(result.unevaluated))
-    return CallResult(context, prefetch, result, fetch_seconds, list(result.unevaluated))
+    return CallResult(context, prefetch, result, fetch_seconds)
 
 
 def score_record(data: RequestData) -> PatientRecord:

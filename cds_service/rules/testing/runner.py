@@ -27,7 +27,7 @@ import re
 import uuid
 from collections import Counter
 from collections.abc import Mapping
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -38,7 +38,7 @@ from pydantic import ValidationError
 from cds_service.exceptions import CDSServiceError
 from cds_service.fhir_double import FhirDouble
 from cds_service.rules.compiled import CompiledRule
-from cds_service.rules.engine import RuleOutcome
+from cds_service.rules.engine import RuleOutcome, now_stamp
 from cds_service.rules.pipeline import FhirSource, RulesTrace, display_outcomes, evaluate_call
 from cds_service.rules.ruleset import RuleSet, load_ruleset
 from cds_service.rules.runtime import known_score_names
@@ -165,7 +165,7 @@ def _compare_clocks(
 ) -> None:
     # A card may show the clock itself (`%now.toString()`): each run's own `now` is masked.
     cards = [
-        json.dumps(without_uuids(card.wire()), sort_keys=True).replace(_stamp(at), "<now>")
+        json.dumps(without_uuids(card.wire()), sort_keys=True).replace(now_stamp(at), "<now>")
         for card, at in ((outcome.card, now), (other.card, shifted))
         if card is not None
     ]
@@ -180,11 +180,6 @@ def _compare_clocks(
         + f"; at {now.isoformat()} it is {outcome.status}. Date arithmetic must not depend on "
         "the clock's precision or offset"
     )
-
-
-def _stamp(at: datetime) -> str:
-    """`%now` as the engine gives it to FHIRPath (rules/engine.py)."""
-    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
 async def _evaluate(
