@@ -100,9 +100,9 @@ def test_real_server_answers_discovery_hooks_and_feedback(server: str) -> None:
     assert_conformant_response(response.json())
     # Feedback on a card one worker issued, sent twice (stored once), through either worker.
     call = {
-        "hook": "patient-view",
+        "hook": "encounter-start",
         "hookInstance": str(uuid.uuid4()),
-        "context": {"userId": "Practitioner/1", "patientId": "1288992"},
+        "context": {"userId": "Practitioner/1", "patientId": "1288992", "encounterId": "e1"},
         "prefetch": {"patient": None, "allergies": None},
     }
     issued = httpx.post(f"{server}/cds-services/allergy-documentation", json=call, timeout=10)

@@ -1,11 +1,13 @@
 """`cds-service rules simulate SOURCE`: what the rules would do on a population, before go-live.
 
-    cds-service rules simulate DIR [--rules DIR] [--format table|json] [--out FILE]
+    cds-service rules simulate DIR [--rules DIR] [--hook patient-view|encounter-start]
+                                   [--format table|json] [--out FILE]
                                    [--max-card-rate 0.15] [--fail-over]
 
-DIR is a Bulk Data export (NDJSON, `.ndjson` or `.ndjson.gz`). Each patient's chart is opened
-(patient-view) at the record's last encounter and every patient-view service is called through
-the evaluation pipeline the HTTP route uses. The report gives each service's card rate (calls
+DIR is a Bulk Data export (NDJSON, `.ndjson` or `.ndjson.gz`). At the start of each record's
+last encounter the patient's chart is opened (patient-view, the default) or that encounter
+checked in (encounter-start), and every service of the hook is called through the evaluation
+pipeline the HTTP route uses. The report gives each service's card rate (calls
 with a card) and each rule's outcomes. `--fail-over` exits 1 when a service's card rate is above
 `--max-card-rate` or any rule errors, so CI can gate a rule change on its population effect.
 """
@@ -20,7 +22,7 @@ from typing import Any
 
 from cds_service.config import default_rules_dir
 from cds_service.population.records import read_population
-from cds_service.population.replay import REPLAY_BUDGET_SECONDS, replay_patient_view
+from cds_service.population.replay import HOOKS, REPLAY_BUDGET_SECONDS, replay
 from cds_service.population.report import Report
 from cds_service.rules.ruleset import load_ruleset
 from cds_service.rules.runtime import known_score_names
@@ -36,6 +38,9 @@ def add_simulate(sub: Any) -> None:
     parser = sub.add_parser("simulate", help="replay a population through the services")
     parser.add_argument("source", type=Path, metavar="DIR", help="a Bulk Data NDJSON export")
     parser.add_argument("--rules", type=Path, metavar="DIR", help="rules directory")
+    parser.add_argument(
+        "--hook", choices=HOOKS, default="patient-view", help="the hook to call (patient-view)"
+    )
     parser.add_argument("--format", choices=("table", "json"), default="table")
     parser.add_argument("--out", type=Path, metavar="FILE", help="write the report there")
     parser.add_argument("--max-card-rate", type=float, default=0.15, metavar="RATE")
@@ -45,8 +50,14 @@ def add_simulate(sub: Any) -> None:
     parser.set_defaults(handler=_run)
 
 
-def simulate(source: Path, rules_dir: Path | None = None, *, builtins: bool = True) -> Report:
-    """The patient-view replay of the export in `source` with the rules of `rules_dir`."""
+def simulate(
+    source: Path,
+    rules_dir: Path | None = None,
+    *,
+    hook: str = "patient-view",
+    builtins: bool = True,
+) -> Report:
+    """The `hook` replay of the export in `source` with the rules of `rules_dir`."""
     ruleset = load_ruleset(rules_dir or default_rules_dir(), known_score_names())
     if ruleset.errors:
         listed = "\n".join(str(i) for i in ruleset.errors)
@@ -61,13 +72,13 @@ def simulate(source: Path, rules_dir: Path | None = None, *, builtins: bool = Tr
         print(f"skipped {line}", file=sys.stderr)
     if population.unrouted:
         print(f"skipped {population.unrouted} resources that name no patient", file=sys.stderr)
-    report = Report(patients=len(population.records))
-    return asyncio.run(replay_patient_view(services, population.records, report))
+    report = Report(hook=hook, patients=len(population.records))
+    return asyncio.run(replay(services, population.records, report))
 
 
 def _run(args: argparse.Namespace) -> int:
     try:
-        report = simulate(args.source, args.rules)
+        report = simulate(args.source, args.rules, hook=args.hook)
     except (OSError, ValueError) as exc:
         print(f"rules simulate: {exc}", file=sys.stderr)
         return 2

@@ -124,6 +124,8 @@ class RuleOutcome:
     location: str | None = None
     expression: str | None = None
     detail: str | None = None
+    # The prefetch keys whose data could not be obtained, when that skipped the rule.
+    missing: tuple[str, ...] = ()
 
 
 class _OverBudget(Exception):
@@ -299,6 +301,7 @@ def evaluate_rule(
     missing = sorted(rule.prefetch_keys & data.unavailable)
     if missing:
         outcome.status = "skipped"
+        outcome.missing = tuple(missing)
         outcome.reason = "data unavailable: " + ", ".join(missing)
         return outcome
     variables = data.variables()

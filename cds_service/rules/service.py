@@ -227,9 +227,7 @@ def _service(
         skipped = [o for o in trace.outcomes if o.status == "skipped"]
         unevaluated = []
         if hook_rules and len(skipped) == len(trace.outcomes):
-            unevaluated = [
-                Issue(f"rule {o.rule_id}: {o.reason}", "prefetch", "incomplete") for o in skipped
-            ]
+            unevaluated = _unavailable_keys(skipped)
         return ServiceResult(
             cards=cards,
             origins=origins,
@@ -278,6 +276,23 @@ def services_from_rules(
         _service(service_id, ruleset, scores, stats, budget_seconds)
         for service_id in sorted(ruleset.services)
         if ruleset.rules_of(service_id)
+    ]
+
+
+def _unavailable_keys(skipped: list[RuleOutcome]) -> list[Issue]:
+    """One issue per prefetch key that kept rules from deciding, naming the key and its rules."""
+    needed_by: dict[str, list[str]] = {}
+    for outcome in skipped:
+        for key in outcome.missing:
+            needed_by.setdefault(key, []).append(outcome.rule_id)
+    return [
+        Issue(
+            f"{key}: could be obtained neither from prefetch nor from the FHIR server "
+            f"(needed by {', '.join(rules)})",
+            f"prefetch.{key}",
+            "incomplete",
+        )
+        for key, rules in sorted(needed_by.items())
     ]
 
 

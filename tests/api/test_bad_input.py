@@ -18,9 +18,9 @@ TOKEN = "secret-token-never-echoed"
 
 def valid_request(**changes: Any) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "hook": "patient-view",
+        "hook": "encounter-start",
         "hookInstance": str(uuid.uuid4()),
-        "context": {"userId": "Practitioner/example", "patientId": "1288992"},
+        "context": {"userId": "Practitioner/example", "patientId": "1288992", "encounterId": "e1"},
         "prefetch": {
             "patient": {"resourceType": "Patient", "id": "1288992"},
             "allergies": {"resourceType": "Bundle", "type": "searchset"},
@@ -99,12 +99,13 @@ def test_wrong_types(client: TestClient, changes: dict[str, Any], field: str) ->
 @pytest.mark.parametrize(
     ("context", "field"),
     [
-        ({"patientId": "1"}, "context.userId"),
-        ({"userId": "Practitioner/1"}, "context.patientId"),
-        ({"userId": "Device/1", "patientId": "1"}, "context.userId"),
-        ({"userId": "Practitioner", "patientId": "1"}, "context.userId"),
-        ({"userId": "Practitioner/1", "patientId": "a/b"}, "context.patientId"),
-        ({"userId": "Practitioner/1", "patientId": 12}, "context.patientId"),
+        ({"patientId": "1", "encounterId": "e1"}, "context.userId"),
+        ({"userId": "Practitioner/1", "encounterId": "e1"}, "context.patientId"),
+        ({"userId": "Device/1", "patientId": "1", "encounterId": "e1"}, "context.userId"),
+        ({"userId": "Practitioner", "patientId": "1", "encounterId": "e1"}, "context.userId"),
+        ({"userId": "Practitioner/1", "patientId": "a/b", "encounterId": "e"}, "context.patientId"),
+        ({"userId": "Practitioner/1", "patientId": 12, "encounterId": "e"}, "context.patientId"),
+        ({"userId": "Practitioner/1", "patientId": "1"}, "context.encounterId"),
         (
             {"userId": "Practitioner/1", "patientId": "1", "encounterId": ["x"]},
             "context.encounterId",

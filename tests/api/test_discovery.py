@@ -112,18 +112,18 @@ def test_per_hook_ids_for_clients_that_key_services_by_id(tmp_path: Path) -> Non
         assert len(ids) == len(set(ids))
         assert "duplicate-therapy-order-select" in ids and "duplicate-therapy" not in ids
         body = {
-            "hook": "patient-view",
+            "hook": "encounter-start",
             "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-            "context": {"userId": "Practitioner/1", "patientId": "p1"},
+            "context": {"userId": "Practitioner/1", "patientId": "p1", "encounterId": "e1"},
             "prefetch": {"patient": None, "allergies": None},
         }
-        per_hook = client.post("/cds-services/allergy-documentation-patient-view", json=body)
+        per_hook = client.post("/cds-services/allergy-documentation-encounter-start", json=body)
         assert per_hook.status_code == 200
         # The shared id keeps working, so switching modes never strands a registered EHR.
         assert client.post("/cds-services/allergy-documentation", json=body).status_code == 200
-        wrong = client.post("/cds-services/allergy-documentation-encounter-start", json=body)
+        wrong = client.post("/cds-services/allergy-documentation-order-select", json=body)
         assert wrong.status_code == 400
-        assert "encounter-start" in wrong.json()["issue"][0]["diagnostics"]
+        assert "order-select" in wrong.json()["issue"][0]["diagnostics"]
         feedback = {
             "feedback": [
                 {
@@ -133,7 +133,7 @@ def test_per_hook_ids_for_clients_that_key_services_by_id(tmp_path: Path) -> Non
                 }
             ]
         }
-        url = "/cds-services/allergy-documentation-patient-view/feedback"
+        url = "/cds-services/allergy-documentation-encounter-start/feedback"
         assert client.post(url, json=feedback).json() == {"received": 1, "stored": 1}
         # Stored under the service's own id: a replay through the shared id is a duplicate.
         url = "/cds-services/allergy-documentation/feedback"

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
+from cds_service.config import Settings
 from cds_service.fhir_double import FhirDouble
+from cds_service.main import create_app
 from tests.conformance import assert_conformant_response, assert_operation_outcome
-from tests.conftest import CDS_FIXTURES, load_fixture
+from tests.conftest import CDS_FIXTURES, FROZEN_NOW, load_fixture
 
 # R4 examples of the hook library (other blocks on those pages are STU3/DSTU2 variants).
 R4_CONTEXTS = [
@@ -43,6 +46,15 @@ LIBRARY_HOOKS = {
 
 # The hooks whose service needs nothing from the FHIR server for the official context.
 NOTHING_TO_FETCH = {"order-dispatch"}
+
+
+@pytest.fixture
+def client(settings: Settings, fhir: FhirDouble) -> Iterator[TestClient]:
+    """The service as shipped: built-in services and the bundled rule pack (which alone serves
+    patient-view), the EHR's FHIR server a double."""
+    app = create_app(settings, fhir_transport=fhir.transport, clock=lambda: FROZEN_NOW)
+    with TestClient(app, raise_server_exceptions=False) as test_client:
+        yield test_client
 
 
 def service_for(client: TestClient, hook: str) -> str:

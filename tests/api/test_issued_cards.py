@@ -85,9 +85,9 @@ def test_shadow_cards_are_never_recorded(tmp_path: Path, rules_dir: Path) -> Non
 
 def test_builtin_cards_are_recorded_as_the_service(client: TestClient) -> None:
     body = {
-        "hook": "patient-view",
+        "hook": "encounter-start",
         "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-        "context": {"userId": "Practitioner/1", "patientId": "1288992"},
+        "context": {"userId": "Practitioner/1", "patientId": "1288992", "encounterId": "e1"},
         "prefetch": {
             "patient": {"resourceType": "Patient", "id": "1288992"},
             "allergies": {"resourceType": "Bundle", "type": "searchset"},
@@ -97,7 +97,7 @@ def test_builtin_cards_are_recorded_as_the_service(client: TestClient) -> None:
     recorded = issued(client, [card["uuid"]], "allergy-documentation")[card["uuid"]]
     assert (recorded.rule_id, recorded.rule_version) == ("allergy-documentation", __version__)
     assert (recorded.hook, recorded.hook_instance, recorded.patient_id) == (
-        "patient-view",
+        "encounter-start",
         "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
         "1288992",
     )

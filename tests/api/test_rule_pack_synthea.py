@@ -1,13 +1,14 @@
 """The bundled rule pack over HTTP on real Synthea records, fetched through `fhirServer`.
 
-Each patient's chart is opened (patient-view) at the end of their last encounter; the EHR sends
-no prefetch, so the service fetches everything from the patient's FHIR data and computes the risk
-scores itself. Expected cards follow from the records (see ../shared/fixtures/README.md): Darwin
-has hypertension with 146/100 and a 15 % ASCVD risk without a statin (USPSTF grade B); three
+Each patient's chart is opened (patient-view), and their last visit checked in (encounter-start,
+that encounter in context), at the start of their last encounter; the EHR sends no prefetch, so
+the service fetches everything from the patient's FHIR data and computes the risk scores itself.
+Expected cards follow from the records (see ../shared/fixtures/README.md). On opening the chart:
+Darwin has hypertension with 146/100 and a 15 % ASCVD risk without a statin (USPSTF grade B);
+Wenona has type 2 diabetes at 61 without a statin; every patient with atrial fibrillation is
+already on warfarin, so no anticoagulation card. At the office visit (the care gaps): three
 overweight adults aged 35-70 have no HbA1c, fasting glucose or normal panel glucose in 3 years;
-thirteen patients aged 50 or more have no pneumococcal conjugate vaccine (ACIP 2024); Wenona has
-type 2 diabetes at 61 without a statin; every patient with atrial fibrillation is already on
-warfarin, so no anticoagulation card.
+thirteen patients aged 50 or more have no pneumococcal conjugate vaccine (ACIP 2024).
 """
 
 from __future__ import annotations
@@ -29,50 +30,61 @@ from tests.conftest import FIXTURES
 
 SYNTHEA = FIXTURES / "fhir-r4" / "synthea"
 PCV = "No pneumococcal vaccine on record"
+SCREEN = "Diabetes screening due"
 EXPECTED = {
-    "Abram": [PCV],
-    "Alyce": [PCV],
-    "Arturo": [PCV],
-    "Bibi": ["Diabetes screening due", PCV],
-    "Chiquita": [PCV],
-    "Darwin": ["Hypertension not controlled", "10-year ASCVD risk 15.4 % with hypertension"],
-    "Felipe": ["Diabetes screening due", PCV],
-    "Jess": [PCV],
-    "Kory": [PCV],
-    "Randolph": [PCV],
-    "Seth": [PCV],
-    "Terence": ["Diabetes screening due"],
-    "Ulrike": [PCV],
-    "Wendell": [PCV],
-    "Wenona": [PCV, "Diabetes at age 61, no statin"],
+    "patient-view": {
+        "Darwin": ["Hypertension not controlled", "10-year ASCVD risk 15.4 % with hypertension"],
+        "Wenona": ["Diabetes at age 61, no statin"],
+    },
+    "encounter-start": {
+        "Abram": [PCV],
+        "Alyce": [PCV],
+        "Arturo": [PCV],
+        "Bibi": [SCREEN, PCV],
+        "Chiquita": [PCV],
+        # Felipe is due both, but his last encounter is an emergency visit: they wait.
+        "Felipe": [],
+        "Jess": [PCV],
+        "Kory": [PCV],
+        "Randolph": [PCV],
+        "Seth": [PCV],
+        "Terence": [SCREEN],
+        "Ulrike": [PCV],
+        "Wendell": [PCV],
+        "Wenona": [PCV],
+    },
 }
 PATIENTS = sorted(p for p in SYNTHEA.glob("*.json") if not p.name.startswith("_"))
 
 
-def last_encounter(server: FhirDouble) -> datetime:
-    starts = [e.get("period", {}).get("start", "") for e in server.resources("Encounter")]
-    return datetime.fromisoformat(max(starts)).astimezone(UTC)
+def last_encounter(server: FhirDouble) -> tuple[datetime, str]:
+    latest = max(server.resources("Encounter"), key=lambda e: e.get("period", {}).get("start", ""))
+    return datetime.fromisoformat(latest["period"]["start"]).astimezone(UTC), latest["id"]
 
 
+@pytest.mark.parametrize("hook", sorted(EXPECTED))
 @pytest.mark.parametrize("path", PATIENTS, ids=lambda p: p.name.split("_")[0])
-def test_patient_view_cards(path: Path, tmp_path: Path) -> None:
+def test_preventive_care_cards(path: Path, hook: str, tmp_path: Path) -> None:
     server = FhirDouble.from_bundle(json.loads(path.read_text()))
     patient_id = server.resources("Patient")[0]["id"]
-    now = last_encounter(server)
+    now, encounter_id = last_encounter(server)
     settings = Settings(database_url=f"sqlite:///{tmp_path}/f.db", builtin_services=False)
     app = create_app(settings, fhir_transport=httpx.MockTransport(server.handle), clock=lambda: now)
+    context = {"userId": "Practitioner/1", "patientId": patient_id}
+    if hook == "encounter-start":
+        context["encounterId"] = encounter_id
     body = {
-        "hook": "patient-view",
+        "hook": hook,
         "hookInstance": str(uuid.uuid4()),
         "fhirServer": server.base_url,
-        "context": {"userId": "Practitioner/1", "patientId": patient_id},
+        "context": context,
     }
     with TestClient(app) as client:
         response = client.post("/cds-services/preventive-care", json=body)
     assert response.status_code == 200, response.text
     assert_conformant_response(response.json())
     summaries = [card["summary"] for card in response.json()["cards"]]
-    expected = EXPECTED.get(path.name.split("_")[0], [])
+    expected = EXPECTED[hook].get(path.name.split("_")[0], [])
     assert len(summaries) == len(expected), summaries
     for prefix in expected:
         assert any(s.startswith(prefix) for s in summaries), (prefix, summaries)

@@ -33,10 +33,14 @@ def test_hook_call_spans(settings: Settings, fhir: FhirDouble) -> None:
     )
     app = create_app(settings, services=builtin_services(), fhir_transport=fhir.transport)
     body = {
-        "hook": "patient-view",
+        "hook": "encounter-start",
         "hookInstance": str(uuid.uuid4()),
         "fhirServer": "https://ehr.example.org/fhir",
-        "context": {"userId": "Practitioner/1", "patientId": "secret-patient-42"},
+        "context": {
+            "userId": "Practitioner/1",
+            "patientId": "secret-patient-42",
+            "encounterId": "e1",
+        },
     }
     with TestClient(app) as client:
         assert client.post("/cds-services/allergy-documentation", json=body).status_code == 200

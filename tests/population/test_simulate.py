@@ -68,7 +68,7 @@ def test_simulate_reports_card_rates_per_service_and_rule(
     report = json.loads(out.read_text())
     assert report["patients"] == 55
     services = report["services"]
-    assert {"preventive-care", "allergy-documentation"} <= set(services)
+    assert set(services) == {"preventive-care"}  # the only patient-view service
     for counts in services.values():
         assert counts["calls"] + report["patientsWithoutEncounter"] == 55
         assert 0 <= counts["carded"] <= counts["calls"]
@@ -110,3 +110,25 @@ def test_the_replay_gives_the_rules_the_replay_budget_not_the_production_one(
     monkeypatch.setattr(cli, "services_from_rules", spy)
     cli.simulate(SYNTHEA_55, builtins=False)
     assert budgets == [REPLAY_BUDGET_SECONDS]
+
+
+def test_simulate_a_visit_hook_puts_the_last_encounter_in_context(tmp_path: Path) -> None:
+    out = tmp_path / "visits.json"
+    argv = ["rules", "simulate", str(SYNTHEA_55), "--hook", "encounter-start"]
+    assert main([*argv, "--format", "json", "--out", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert report["hook"] == "encounter-start"
+    assert {"allergy-documentation", "inpatient-safety", "preventive-care"} <= set(
+        report["services"]
+    )
+    # The care-gap rules read the context encounter: had it been missing they would be skipped.
+    pneumococcal = report["rules"]["pneumococcal-vaccine-due"]["statuses"]
+    assert pneumococcal.get("fired", 0) > 0 and "skipped" not in pneumococcal
+
+
+def test_simulate_refuses_a_hook_it_cannot_derive_a_context_for(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    with pytest.raises(SystemExit):
+        main(["rules", "simulate", str(SYNTHEA_55), "--hook", "order-sign"])
+    assert "invalid choice: 'order-sign'" in capsys.readouterr().err

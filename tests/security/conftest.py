@@ -138,11 +138,12 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def patient_view(**extra: Any) -> dict[str, Any]:
+def encounter_start(**extra: Any) -> dict[str, Any]:
+    """A valid call of the allergy-documentation built-in (it serves encounter-start)."""
     body: dict[str, Any] = {
-        "hook": "patient-view",
+        "hook": "encounter-start",
         "hookInstance": str(uuid.uuid4()),
-        "context": {"userId": "Practitioner/1", "patientId": "p1"},
+        "context": {"userId": "Practitioner/1", "patientId": "p1", "encounterId": "e1"},
         "prefetch": {
             "patient": {"resourceType": "Patient", "id": "p1"},
             "allergies": {"resourceType": "Bundle", "type": "searchset"},
@@ -166,8 +167,8 @@ __all__ = [
     "NOW",
     "Keys",
     "bearer",
+    "encounter_start",
     "make_token",
-    "patient_view",
     "time",
     "write_tenants",
 ]

@@ -16,7 +16,7 @@ from cds_service.audit.store import AuditEntry, AuditStore
 from cds_service.cli import main
 from cds_service.feedback.store import FeedbackStore, StoredFeedback
 from tests.api.calls import issue_cards
-from tests.security.conftest import FHIR, Keys, bearer, make_token, patient_view
+from tests.security.conftest import FHIR, Keys, bearer, encounter_start, make_token
 
 HOOK = "/cds-services/allergy-documentation"
 
@@ -48,7 +48,7 @@ def test_prefetch_only_from_the_tenants_fhir_servers(
     secure_app: Callable[..., TestClient], keys: Keys, server: str, fetched: bool
 ) -> None:
     seen, handler = fhir_recorder()
-    body = patient_view(fhirServer=server)
+    body = encounter_start(fhirServer=server)
     del body["prefetch"]  # everything must be fetched
     with secure_app(fhir=handler) as client:
         response = client.post(HOOK, json=body, headers=bearer(make_token(keys, HOOK)))
@@ -67,7 +67,7 @@ def test_security_headers_on_every_response(client: TestClient, keys: Keys) -> N
         client.get("/cds-services"),  # 401
         client.get("/healthz"),
         client.get("/nowhere"),
-        client.post(HOOK, json=patient_view(), headers=bearer(make_token(keys, HOOK))),
+        client.post(HOOK, json=encounter_start(), headers=bearer(make_token(keys, HOOK))),
     ]
     for response in responses:
         assert response.headers["x-content-type-options"] == "nosniff"
@@ -81,7 +81,7 @@ def test_security_headers_on_every_response(client: TestClient, keys: Keys) -> N
 def test_rate_limit_per_tenant(secure_app: Callable[..., TestClient], keys: Keys) -> None:
     with secure_app(tenant={"rate_limit_per_minute": 2}) as client:
         statuses = [
-            client.post(HOOK, json=patient_view(), headers=bearer(make_token(keys, HOOK)))
+            client.post(HOOK, json=encounter_start(), headers=bearer(make_token(keys, HOOK)))
             for _ in range(3)
         ]
     assert [r.status_code for r in statuses] == [200, 200, 429]
@@ -90,7 +90,7 @@ def test_rate_limit_per_tenant(secure_app: Callable[..., TestClient], keys: Keys
 
 def test_no_rate_limit_by_default(client: TestClient, keys: Keys) -> None:
     for _ in range(10):
-        response = client.post(HOOK, json=patient_view(), headers=bearer(make_token(keys, HOOK)))
+        response = client.post(HOOK, json=encounter_start(), headers=bearer(make_token(keys, HOOK)))
         assert response.status_code == 200
 
 
@@ -101,11 +101,11 @@ def test_audit_trail_records_calls_and_feedback(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    body = patient_view()
+    body = encounter_start()
     with secure_app() as client:
         hook = client.post(HOOK, json=body, headers=bearer(make_token(keys, HOOK)))
         assert hook.status_code == 200
-        bad = patient_view(context={"userId": "Practitioner/1"})
+        bad = encounter_start(context={"userId": "Practitioner/1"})
         assert (
             client.post(HOOK, json=bad, headers=bearer(make_token(keys, HOOK))).status_code == 400
         )
@@ -137,7 +137,7 @@ def test_audit_trail_records_calls_and_feedback(
         "hook",
         "hospital-a",
         "allergy-documentation",
-        "patient-view",
+        "encounter-start",
         200,
         1,
     )
@@ -187,7 +187,7 @@ def test_feedback_is_stored_with_the_calling_tenant(
 ) -> None:
     path = HOOK + "/feedback"
     with secure_app(database_url=database_url) as client:
-        hook = client.post(HOOK, json=patient_view(), headers=bearer(make_token(keys, HOOK)))
+        hook = client.post(HOOK, json=encounter_start(), headers=bearer(make_token(keys, HOOK)))
         item = {
             "card": hook.json()["cards"][0]["uuid"],
             "outcome": "overridden",

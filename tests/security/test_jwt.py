@@ -20,8 +20,8 @@ from tests.security.conftest import (
     NOW,
     Keys,
     bearer,
+    encounter_start,
     make_token,
-    patient_view,
 )
 
 HOOK = "/cds-services/allergy-documentation"
@@ -44,7 +44,7 @@ def test_valid_tokens_pass_on_every_endpoint(client: TestClient, keys: Keys, alg
     )
     assert discovery.status_code == 200
     hook = client.post(
-        HOOK, json=patient_view(), headers=bearer(make_token(keys, HOOK, alg=alg, kid=kid))
+        HOOK, json=encounter_start(), headers=bearer(make_token(keys, HOOK, alg=alg, kid=kid))
     )
     assert hook.status_code == 200, hook.text
     [card] = hook.json()["cards"]
@@ -72,7 +72,7 @@ def test_array_audience_and_tenant_claim(client: TestClient, keys: Keys) -> None
         aud=["https://other.example", "https://cds.example.org" + HOOK],
         tenant="hospital-a",
     )
-    assert client.post(HOOK, json=patient_view(), headers=bearer(token)).status_code == 200
+    assert client.post(HOOK, json=encounter_start(), headers=bearer(token)).status_code == 200
 
 
 def _b64(data: bytes) -> str:
@@ -180,7 +180,7 @@ def test_refused(
     caplog.set_level(logging.WARNING, logger="cds_service.auth")
     value = token(keys)
     headers = bearer(value) if value else {}
-    assert_refused(client.post(HOOK, json=patient_view(), headers=headers))
+    assert_refused(client.post(HOOK, json=encounter_start(), headers=headers))
     assert reason in caplog.text
     if value:
         assert value not in caplog.text  # the token itself is never logged
@@ -198,27 +198,27 @@ def test_refused_on_discovery_and_feedback_too(client: TestClient, keys: Keys) -
 
 
 def test_unknown_services_are_hidden_behind_authentication(client: TestClient) -> None:
-    assert_refused(client.post("/cds-services/no-such-service", json=patient_view()))
+    assert_refused(client.post("/cds-services/no-such-service", json=encounter_start()))
 
 
 def test_replayed_jti(client: TestClient, keys: Keys) -> None:
     token = make_token(keys, HOOK)
-    assert client.post(HOOK, json=patient_view(), headers=bearer(token)).status_code == 200
-    assert_refused(client.post(HOOK, json=patient_view(), headers=bearer(token)))
+    assert client.post(HOOK, json=encounter_start(), headers=bearer(token)).status_code == 200
+    assert_refused(client.post(HOOK, json=encounter_start(), headers=bearer(token)))
 
 
 def test_clock_skew_is_tolerated(secure_app: Callable[..., TestClient], keys: Keys) -> None:
     with secure_app(jwt_clock_skew_seconds=60) as client:
         late = make_token(keys, HOOK, iat=int(NOW) - 330, exp=int(NOW) - 30)
         early = make_token(keys, HOOK, nbf=int(NOW) + 30)
-        assert client.post(HOOK, json=patient_view(), headers=bearer(late)).status_code == 200
-        assert client.post(HOOK, json=patient_view(), headers=bearer(early)).status_code == 200
+        assert client.post(HOOK, json=encounter_start(), headers=bearer(late)).status_code == 200
+        assert client.post(HOOK, json=encounter_start(), headers=bearer(early)).status_code == 200
 
 
 def test_refusals_are_counted_by_reason(client: TestClient, keys: Keys) -> None:
     expired = make_token(keys, HOOK, iat=int(NOW) - 600, exp=int(NOW) - 120)
-    client.post(HOOK, json=patient_view(), headers=bearer(expired))
-    client.post(HOOK, json=patient_view())
+    client.post(HOOK, json=encounter_start(), headers=bearer(expired))
+    client.post(HOOK, json=encounter_start())
     text = client.get("/metrics").text
     assert 'cds_jwt_refusals_total{reason="expired"} 1.0' in text
     assert 'cds_jwt_refusals_total{reason="no bearer token"} 1.0' in text

@@ -18,7 +18,7 @@ from cds_service.config import Settings
 from cds_service.main import create_app
 from cds_service.services.definition import HookCall, ServiceDefinition, ServiceResult
 from tests.conftest import FIXTURES
-from tests.security.conftest import JWKS_URL, Keys, bearer, make_token, patient_view
+from tests.security.conftest import JWKS_URL, Keys, bearer, encounter_start, make_token
 
 HOOK = "/cds-services/allergy-documentation"
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -37,12 +37,12 @@ def test_keys_fetched_from_the_tenants_jwks_url(
         return httpx.Response(200, json=served["set"])
 
     with secure_app(tenant={"jwks": None}, jwks=jwks) as client:
-        ok = client.post(HOOK, json=patient_view(), headers=bearer(make_token(keys, HOOK)))
+        ok = client.post(HOOK, json=encounter_start(), headers=bearer(make_token(keys, HOOK)))
         assert ok.status_code == 200 and fetches == [JWKS_URL]
         # A new key (rotation) is picked up by refetching on the unknown kid.
         served["set"] = keys.jwks((keys.other_ec, "ec-2", "ES384"))
         rotated = make_token(keys, HOOK, kid="ec-2", key=keys.other_ec)
-        assert client.post(HOOK, json=patient_view(), headers=bearer(rotated)).status_code == 401
+        assert client.post(HOOK, json=encounter_start(), headers=bearer(rotated)).status_code == 401
         # …but not within the minute: the first attempt was made at start-up.
         assert len(fetches) == 1
 
@@ -96,8 +96,8 @@ def test_replay_refused_across_replicas_sharing_redis(
 ) -> None:
     token = make_token(keys, HOOK)
     with secure_app(redis_url=REDIS_URL) as first, secure_app(redis_url=REDIS_URL) as second:
-        assert first.post(HOOK, json=patient_view(), headers=bearer(token)).status_code == 200
-        replay = second.post(HOOK, json=patient_view(), headers=bearer(token))
+        assert first.post(HOOK, json=encounter_start(), headers=bearer(token)).status_code == 200
+        replay = second.post(HOOK, json=encounter_start(), headers=bearer(token))
     assert replay.status_code == 401
     assert len(redis_db.keys("cds:jti:*")) == 1
 

@@ -125,7 +125,9 @@ def test_builtin_services_are_well_formed() -> None:
         "duplicate-record-check",
     ]
     hooks = {h for s in services for h in s.hooks}
-    assert hooks == set(HOOKS) - {"medication-prescribe", "order-review", "medication-verify"}
+    # patient-view is left to the rule services: no built-in reminder on every chart opening.
+    retired = {"medication-prescribe", "order-review", "medication-verify"}
+    assert hooks == set(HOOKS) - retired - {"patient-view"}
     for service in services:
         assert inspect.iscoroutinefunction(service.evaluate)
         assert service.title and service.description
@@ -188,7 +190,7 @@ PATIENT = {
 @pytest.mark.parametrize(
     ("hook", "context"),
     [
-        ("patient-view", official("patient-view", "02")),
+        ("order-select", official("order-select")),
         ("encounter-start", official("encounter-start")),
     ],
 )
@@ -211,16 +213,29 @@ def test_allergy_documentation_fires_on_empty_allergy_list(
 
 
 def test_allergy_documentation_null_prefetch_and_entered_in_error_count_as_none() -> None:
-    context = official("patient-view", "02")
-    [card] = run("allergy-documentation", make_call("patient-view", context, {"allergies": None}))
+    context = official("encounter-start")
+    call = make_call("encounter-start", context, {"allergies": None})
+    [card] = run("allergy-documentation", call)
     assert card.summary == "No allergy information documented for this patient"
     voided = {
         "resourceType": "AllergyIntolerance",
         "id": "a1",
         "verificationStatus": {"coding": [{"code": "entered-in-error"}]},
     }
-    call = make_call("patient-view", context, {"patient": PATIENT, "allergies": bundle(voided)})
+    call = make_call("encounter-start", context, {"patient": PATIENT, "allergies": bundle(voided)})
     assert len(run("allergy-documentation", call)) == 1
+
+
+def test_allergy_documentation_is_not_a_chart_opening_reminder() -> None:
+    """Not on patient-view (a reminder on every chart opening is alert fatigue: 85 % of the
+    Synthea population's openings), and on order-select only when a medication is selected."""
+    assert "patient-view" not in SERVICES["allergy-documentation"].hooks
+    context = official("order-select")
+    diet_only = {**context, "selections": ["NutritionOrder/pureeddiet-simple"]}
+    # No medication selected: the allergy list is not needed, so its absence is no 412 either.
+    assert run("allergy-documentation", make_call("order-select", diet_only, {})) == []
+    with_med = make_call("order-select", context, {"patient": PATIENT, "allergies": bundle()})
+    assert len(run("allergy-documentation", with_med)) == 1
 
 
 def test_allergy_documentation_silent_when_allergies_recorded() -> None:
@@ -263,9 +278,8 @@ def allergy_record(
 
 def allergy_cards(*records: dict[str, Any]) -> list[Card]:
     prefetch = {"patient": PATIENT, "allergies": bundle(*records)}
-    return run(
-        "allergy-documentation", make_call("patient-view", official("patient-view", "02"), prefetch)
-    )
+    call = make_call("encounter-start", official("encounter-start"), prefetch)
+    return run("allergy-documentation", call)
 
 
 @pytest.mark.parametrize("code", sorted(NO_KNOWN_ALLERGY))
@@ -299,17 +313,23 @@ def test_allergy_documentation_real_allergies_document_the_status_whatever_their
     assert allergy_cards(withdrawn_nka, allergy_record(penicillin)) == []
 
 
-def test_allergy_documentation_silent_when_allergies_unknown() -> None:
-    context = official("patient-view", "02")
+def test_allergy_documentation_never_guesses_when_the_allergy_list_is_unknown() -> None:
+    """Not obtained: 412 naming the key ("not checked" is no "nothing documented"). Obtained
+    but incomplete (a later page unreadable) or an OperationOutcome: no card, no claim."""
+    context = official("encounter-start")
+    for missing in (
+        make_call("encounter-start", context, {"patient": PATIENT}),
+        make_call("encounter-start", context, {"patient": PATIENT}, unavailable=["allergies"]),
+    ):
+        with pytest.raises(PreconditionFailed) as raised:
+            run("allergy-documentation", missing)
+        assert [i.field for i in raised.value.issues] == ["prefetch.allergies"]
     outcome = {"resourceType": "OperationOutcome", "issue": [{"severity": "error"}]}
-    calls = [
-        make_call("patient-view", context, {"patient": PATIENT}),
-        make_call("patient-view", context, {"patient": PATIENT}, unavailable=["allergies"]),
-        make_call("patient-view", context, {"allergies": bundle()}, incomplete=["allergies"]),
-        make_call("patient-view", context, {"allergies": outcome}),
-    ]
-    for call in calls:
-        assert run("allergy-documentation", call) == []
+    for unknown in (
+        make_call("encounter-start", context, {"allergies": bundle()}, incomplete=["allergies"]),
+        make_call("encounter-start", context, {"allergies": outcome}),
+    ):
+        assert run("allergy-documentation", unknown) == []
 
 
 # --- duplicate-therapy ----------------------------------------------------------------------

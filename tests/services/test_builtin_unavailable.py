@@ -31,7 +31,7 @@ CASES = [
     ("appointment-conflict", "appointment-book:02", "bookedAppointments"),
     ("duplicate-record-check", "problem-list-item-create:01", "conditions"),
     ("duplicate-record-check", "allergyintolerance-create:01", "allergies"),
-    ("allergy-documentation", "patient-view:02", "allergies"),
+    ("allergy-documentation", "order-select:01", "allergies"),
     ("allergy-documentation", "encounter-start:01", "allergies"),
 ]
 
