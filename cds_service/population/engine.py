@@ -1,0 +1,178 @@
+"""Running a job over a partitioned population on Dask, in process or on a cluster.
+
+A job is one function applied to every partition of a population (`task(index) -> result`,
+the result a JSON object). Dask schedules the partitions: `Cluster(workers=N)` starts a
+`distributed.LocalCluster` of N single-threaded worker processes in this process (the default:
+one per CPU), `Cluster(scheduler="tcp://host:8786")` sends the same job to an existing cluster.
+We write no scheduler: retries, a worker that dies mid-partition (its partition is run again
+elsewhere: `distributed.scheduler.allowed-failures`), and placement are Dask's.
+
+Each finished partition's result is written by the worker that computed it to
+`{workdir}/results/{job}/part-NNNNN.json` (a local path or an fsspec URL, as the partitions are),
+so a job that stops (a crash, Ctrl-C, a lost cluster) keeps what it finished: with `resume=True`
+a partition whose result is there is not run again. The job directory is named after the job's
+parameters (`job_key`), so a result computed with other rules or another date is never reused.
+A partition that fails after its retries fails the job with the partition's name and the error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from cds_service.population.progress import Progress
+
+__all__ = ["Cluster", "JobFailed", "job_key", "result_url", "run_job"]
+
+Result = dict[str, Any]
+Task = Callable[[int], Result]
+#: How often Dask runs a partition whose task raised before the job fails (worker deaths are
+#: counted separately, by the scheduler).
+RETRIES = 2
+
+
+class JobFailed(RuntimeError):
+    """A partition failed after its retries: the job's result would be incomplete."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cluster:
+    """Where a job runs: N local worker processes (None: one per CPU), or a scheduler's address."""
+
+    workers: int | None = None
+    scheduler: str | None = None
+
+    def describe(self) -> str:
+        if self.scheduler:
+            return f"the Dask cluster at {self.scheduler}"
+        return f"a local Dask cluster of {self.worker_count} worker process(es)"
+
+    @property
+    def worker_count(self) -> int:
+        return self.workers if self.workers is not None else (os.cpu_count() or 1)
+
+
+def job_key(name: str, parameters: Mapping[str, Any]) -> str:
+    """`name-<hash of the parameters>`: the results directory of one job."""
+    text = json.dumps(parameters, sort_keys=True, default=str)
+    return f"{name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def result_url(workdir: str, job: str, index: int) -> str:
+    return f"{workdir.rstrip('/')}/results/{job}/part-{index:05d}.json"
+
+
+def _read_result(url: str) -> Result | None:
+    fs, path = fsspec.core.url_to_fs(url)
+    if not fs.exists(path):
+        return None
+    try:
+        value = json.loads(fs.cat_file(path))
+    except (OSError, ValueError):
+        return None  # a torn write: run the partition again
+    return value if isinstance(value, dict) else None
+
+
+def _write_result(url: str, result: Result) -> None:
+    fs, path = fsspec.core.url_to_fs(url)
+    fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+    data = json.dumps(result, sort_keys=True).encode()
+    if isinstance(fs, LocalFileSystem):
+        temporary = f"{path}.tmp-{os.getpid()}"
+        fs.pipe_file(temporary, data)
+        fs.mv(temporary, path)  # a rename: readers see the whole result or none
+    else:
+        fs.pipe_file(path, data)  # one object put: atomic on object stores
+
+
+def _run_and_store(task: Task, url: str, index: int) -> Result:
+    result = task(index)
+    _write_result(url, result)
+    return result
+
+
+def _client(cluster: Cluster) -> Any:
+    from distributed import Client, LocalCluster
+
+    if cluster.scheduler:
+        return Client(cluster.scheduler, timeout="30s")  # type: ignore[no-untyped-call]
+    # Loopback only, and any free port: the scheduler's HTTP server (health, metrics) starts
+    # even without the dashboard, and a fixed port would collide with a job already running.
+    local = LocalCluster(  # type: ignore[no-untyped-call]
+        n_workers=cluster.worker_count,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        scheduler_port=0,
+        dashboard_address="127.0.0.1:0",
+        silence_logs=logging.ERROR,
+    )
+    return Client(local)  # type: ignore[no-untyped-call]
+
+
+def run_job(
+    job: str,
+    workdir: str,
+    partitions: Sequence[int],
+    task: Task,
+    *,
+    cluster: Cluster,
+    resume: bool = False,
+    progress: Progress | None = None,
+) -> dict[int, Result]:
+    """Every partition's result, by index, computing those not already finished (`resume`).
+
+    `task` must be picklable (a module-level function, or a `functools.partial` of one) and
+    return a JSON object. Raises `JobFailed` naming the first partition that failed."""
+    from distributed import as_completed
+
+    results: dict[int, Result] = {}
+    todo: list[int] = []
+    for index in partitions:
+        done = _read_result(result_url(workdir, job, index)) if resume else None
+        if done is None:
+            todo.append(index)
+        else:
+            results[index] = done
+    if progress is not None:
+        progress.start(total=len(partitions), done=len(results))
+    if not todo:
+        return results
+    with _client(cluster) as client:
+        futures = {
+            client.submit(
+                _run_and_store,
+                task,
+                result_url(workdir, job, index),
+                index,
+                key=f"{job}-part-{index:05d}",
+                retries=RETRIES,
+                pure=False,
+            ): index
+            for index in todo
+        }
+        for future in as_completed(futures):  # type: ignore[no-untyped-call]
+            index = futures[future]
+            try:
+                result = future.result()
+            except Exception as exc:  # the task's own error, re-raised by Dask
+                for other in futures:
+                    other.cancel()
+                raise JobFailed(
+                    f"partition {index} failed after {RETRIES + 1} attempts: "
+                    f"{type(exc).__name__}: {exc}"
+                ) from exc
+            results[index] = result
+            if progress is not None:
+                progress.advance(result)
+    if progress is not None:
+        progress.finish()
+    return results
