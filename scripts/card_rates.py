@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from cds_service.population.cli import simulate
+from cds_service.population.engine import Cluster
 from cds_service.population.report import Report
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,29 +42,36 @@ def _note(hook: str, sid: str, rate: float, rule_services: set[str]) -> str:
     return f"{kind}; {gate}" if kind else gate
 
 
-def render_all(reports: list[Report], rule_services: set[str]) -> str:
-    """The tables of every replay, one after the other."""
-    return "\n".join(render(report, rule_services) for report in reports)
+def population_report() -> Report:
+    """The Synthea population at each record's last encounter, for every hook of the table."""
+    return simulate(POPULATION, hooks=HOOKS, cluster=Cluster(workers=2), partitions=4)
 
 
-def render(report: Report, rule_services: set[str]) -> str:
-    """One replay's table: services first (the gate applies to patient-view), then rules."""
+def render_all(report: Report, rule_services: set[str]) -> str:
+    """The tables of every hook of the table, one after the other."""
+    return "\n".join(render(report, hook, rule_services) for hook in HOOKS)
+
+
+def render(report: Report, hook: str, rule_services: set[str]) -> str:
+    """One hook's table: services first (the gate applies to patient-view), then rules."""
     source = f"`cds-service rules simulate ../{POPULATION.relative_to(ROOT.parent)}"
-    option = "" if report.hook == "patient-view" else f" --hook {report.hook}"
+    option = "" if hook == "patient-view" else f" --hooks {hook}"
     lines = [
-        f"**{report.hook}**: {report.patients} Synthea patients, {report.hook} at the start of "
+        f"**{hook}**: {report.patients} Synthea patients, {hook} at the start of "
         f"each record's last encounter ({source}{option}`).",
         "",
         "| service | calls | with a card | card rate | |",
         "|---|---:|---:|---:|---|",
     ]
-    for sid, counts in sorted(report.services.items()):
-        note = _note(report.hook, sid, counts.rate, rule_services)
+    for (sid, service_hook), counts in sorted(report.services.items()):
+        if service_hook != hook:
+            continue
+        note = _note(hook, sid, counts.rate, rule_services)
         lines.append(f"| `{sid}` | {counts.calls} | {counts.carded} | {counts.rate:.1%} | {note} |")
     lines += ["", "| rule | service | fired | fire rate |", "|---|---|---:|---:|"]
-    for rid, rule in sorted(report.rules.items(), key=lambda kv: (kv[1].service, kv[0])):
-        fired = rule.statuses.get("fired", 0) + rule.statuses.get("shadow", 0)
-        lines.append(f"| `{rid}` | `{rule.service}` | {fired} | {rule.rate:.1%} |")
+    rules = [(rid, rule) for rid, rule in report.rules.items() if rule.hook == hook]
+    for rid, rule in sorted(rules, key=lambda kv: (kv[1].service, kv[0])):
+        lines.append(f"| `{rid}` | `{rule.service}` | {rule.fired} | {rule.rate:.1%} |")
     return "\n".join(lines) + "\n"
 
 
@@ -89,8 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write the card-rate table of rules/README.md.")
     parser.add_argument("--check", action="store_true", help="fail if the table is stale")
     args = parser.parse_args(argv)
-    reports = [simulate(POPULATION, hook=hook) for hook in HOOKS]
-    table = render_all(reports, rule_service_ids())
+    table = render_all(population_report(), rule_service_ids())
     current = DOCUMENT.read_text(encoding="utf-8")
     wanted = replace_table(current, table)
     if args.check:

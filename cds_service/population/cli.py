@@ -1,51 +1,97 @@
 """`cds-service rules simulate SOURCE`: what the rules would do on a population, before go-live.
 
-    cds-service rules simulate DIR [--rules DIR] [--hook patient-view|encounter-start]
-                                   [--format table|json] [--out FILE]
-                                   [--max-card-rate 0.15] [--fail-over]
+    cds-service rules simulate SOURCE [--at DATE | --from DATE --to DATE] [--hooks H,H]
+        [--rules DIR] [--format table|json|html] [--out FILE] [--max-card-rate 0.15]
+        [--fail-over] [--workers N | --scheduler tcp://HOST:8786] [--partitions P]
+        [--workdir DIR|URL] [--resume]
 
-DIR is a Bulk Data export (NDJSON, `.ndjson` or `.ndjson.gz`). At the start of each record's
-last encounter the patient's chart is opened (patient-view, the default) or that encounter
-checked in (encounter-start), and every service of the hook is called through the evaluation
-pipeline the HTTP route uses. The report gives each service's card rate (calls
-with a card) and each rule's outcomes. `--fail-over` exits 1 when a service's card rate is above
-`--max-card-rate` or any rule errors, so CI can gate a rule change on its population effect.
+SOURCE is a Bulk Data export (NDJSON, `.ndjson` or `.ndjson.gz`, several files per type) or a
+directory of FHIR Bundles. It is partitioned by patient into the work directory and each
+partition is simulated on Dask (a local cluster of `--workers` processes, one per CPU by
+default, or the cluster at `--scheduler`).
+
+Without `--from/--to`, each patient's chart is opened (patient-view) at `--at`, by default at
+the start of the record's last encounter, and the other `--hooks` are called at that encounter.
+With `--from/--to`, every call the record implies in the window is made: patient-view at each
+ambulatory encounter, encounter-start and -discharge, order-select and order-sign for each order
+authored, appointment-book for each appointment (`--hooks` narrows them). Each call sees the
+record as it stood then, through the evaluation pipeline the HTTP route uses.
+
+The report gives each service's card rate per hook and each rule's outcomes; `--fail-over`
+exits 1 when a card rate is above `--max-card-rate` or any rule errors, so CI can gate a rule
+change on its population effect.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import sys
+import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from cds_service.config import default_rules_dir
-from cds_service.population.records import read_population
-from cds_service.population.replay import HOOKS, REPLAY_BUDGET_SECONDS, replay
+from cds_service.population.engine import Cluster, JobFailed
+from cds_service.population.jobs import Source, run_simulation
+from cds_service.population.layout import PartitionError
+from cds_service.population.moments import SIMULATED, Window
+from cds_service.population.progress import Progress
+from cds_service.population.render import html, table
 from cds_service.population.report import Report
-from cds_service.rules.ruleset import load_ruleset
-from cds_service.rules.runtime import known_score_names
-from cds_service.rules.service import RuleStats, services_from_rules
-from cds_service.scores.sources import ComputedScores
-from cds_service.services.builtin import builtin_services
+from cds_service.population.simulate import Options
 
 __all__ = ["add_simulate", "simulate"]
+
+DEFAULT_PARTITIONS = 16
+
+
+def _instant(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a date or date-time") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _hooks(text: str) -> tuple[str, ...]:
+    hooks = tuple(h.strip() for h in text.split(",") if h.strip())
+    unknown = [h for h in hooks if h not in SIMULATED]
+    if unknown or not hooks:
+        raise argparse.ArgumentTypeError(
+            f"unknown hook {', '.join(unknown) or '(none)'}: choose from {', '.join(SIMULATED)}"
+        )
+    return hooks
 
 
 def add_simulate(sub: Any) -> None:
     """Register `simulate` under `cds-service rules`."""
     parser = sub.add_parser("simulate", help="replay a population through the services")
-    parser.add_argument("source", type=Path, metavar="DIR", help="a Bulk Data NDJSON export")
+    parser.add_argument("source", type=Path, metavar="SOURCE", help="NDJSON export or Bundles")
     parser.add_argument("--rules", type=Path, metavar="DIR", help="rules directory")
+    when = parser.add_mutually_exclusive_group()
+    when.add_argument("--at", type=_instant, metavar="DATE", help="open every chart then")
+    when.add_argument("--from", dest="start", type=_instant, metavar="DATE")
+    parser.add_argument("--to", dest="end", type=_instant, metavar="DATE")
     parser.add_argument(
-        "--hook", choices=HOOKS, default="patient-view", help="the hook to call (patient-view)"
+        "--hooks",
+        type=_hooks,
+        metavar="H,H",
+        help="hooks to call (default: patient-view; with --from/--to every simulated hook)",
     )
-    parser.add_argument("--format", choices=("table", "json"), default="table")
+    parser.add_argument("--format", choices=("table", "json", "html"), default="table")
     parser.add_argument("--out", type=Path, metavar="FILE", help="write the report there")
     parser.add_argument("--max-card-rate", type=float, default=0.15, metavar="RATE")
     parser.add_argument(
         "--fail-over", action="store_true", help="exit 1 over the rate or on any rule error"
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, metavar="N", help="local worker processes")
+    where.add_argument("--scheduler", metavar="URL", help="an existing Dask scheduler")
+    parser.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS, metavar="P")
+    parser.add_argument("--workdir", metavar="DIR|URL", help="where partitions and results go")
+    parser.add_argument(
+        "--resume", action="store_true", help="keep the partitions finished in --workdir"
     )
     parser.set_defaults(handler=_run)
 
@@ -54,43 +100,82 @@ def simulate(
     source: Path,
     rules_dir: Path | None = None,
     *,
-    hook: str = "patient-view",
+    hooks: tuple[str, ...] = ("patient-view",),
+    at: datetime | None = None,
+    window: Window | None = None,
     builtins: bool = True,
+    cluster: Cluster | None = None,
+    partitions: int = DEFAULT_PARTITIONS,
+    workdir: str | None = None,
+    resume: bool = False,
+    progress: Progress | None = None,
 ) -> Report:
-    """The `hook` replay of the export in `source` with the rules of `rules_dir`."""
-    ruleset = load_ruleset(rules_dir or default_rules_dir(), known_score_names())
-    if ruleset.errors:
-        listed = "\n".join(str(i) for i in ruleset.errors)
-        raise ValueError(f"the rules do not load:\n{listed}")
-    services = services_from_rules(
-        ruleset, scores=ComputedScores(), stats=RuleStats(), budget_seconds=REPLAY_BUDGET_SECONDS
+    """The report of `source` simulated with the rules of `rules_dir` (see the module doc)."""
+    options = Options(
+        rules_dir=str((rules_dir or default_rules_dir()).resolve()),
+        hooks=hooks,
+        window=window,
+        at=at,
+        builtins=builtins,
     )
-    if builtins:
-        services += builtin_services()
-    population = read_population(source)
-    for line in population.malformed:
+    with tempfile.TemporaryDirectory(prefix="cds-simulate-") as scratch:
+        where = Source(source, workdir or scratch, partitions)
+        report, layout = run_simulation(
+            where,
+            options,
+            cluster=cluster or Cluster(),
+            resume=resume,
+            progress=progress,
+            say=lambda text: print(text, file=sys.stderr),
+        )
+    for line in layout.malformed:
         print(f"skipped {line}", file=sys.stderr)
-    if population.unrouted:
-        print(f"skipped {population.unrouted} resources that name no patient", file=sys.stderr)
-    report = Report(hook=hook, patients=len(population.records))
-    return asyncio.run(replay(services, population.records, report))
+    if layout.unrouted:
+        print(f"skipped {layout.unrouted} resources that name no patient", file=sys.stderr)
+    return report
 
 
 def _run(args: argparse.Namespace) -> int:
+    if (args.start is None) != (args.end is None):
+        print("rules simulate: --from and --to go together", file=sys.stderr)
+        return 2
+    if args.resume and not args.workdir:
+        print("rules simulate: --resume needs the --workdir of the earlier run", file=sys.stderr)
+        return 2
+    window = Window(args.start, args.end) if args.start is not None else None
+    hooks = args.hooks or (SIMULATED if window is not None else ("patient-view",))
     try:
-        report = simulate(args.source, args.rules, hook=args.hook)
-    except (OSError, ValueError) as exc:
+        report = simulate(
+            args.source,
+            args.rules,
+            hooks=hooks,
+            at=args.at,
+            window=window,
+            cluster=Cluster(workers=args.workers, scheduler=args.scheduler),
+            partitions=args.partitions,
+            workdir=args.workdir,
+            resume=args.resume,
+            progress=Progress("simulate"),
+        )
+    except (OSError, ValueError, JobFailed, PartitionError) as exc:
         print(f"rules simulate: {exc}", file=sys.stderr)
         return 2
-    text = report.dumps() if args.format == "json" else report.table()
+    model = report.model(args.max_card_rate)
+    if args.format == "json":
+        text = model.model_dump_json(by_alias=True, indent=2) + "\n"
+    elif args.format == "html":
+        text = html(model, title=f"Rule simulation: {args.source.name}")
+    else:
+        text = table(model)
     if args.out is not None:
         args.out.write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)
     over, failing = report.over(args.max_card_rate), report.failing_rules()
-    for service in over:
-        rate = report.services[service].rate
-        print(f"{service}: card rate {rate:.1%} is over {args.max_card_rate:.0%}", file=sys.stderr)
+    for service, hook in over:
+        rate = report.services[(service, hook)].rate
+        limit = f"{args.max_card_rate:.0%}"
+        print(f"{service} ({hook}): card rate {rate:.1%} is over {limit}", file=sys.stderr)
     for rule in failing:
         print(f"{rule}: errors on the population", file=sys.stderr)
     return 1 if args.fail_over and (over or failing) else 0

@@ -1,18 +1,83 @@
-"""What a population replay found: per service, the card rate; per rule, its outcomes."""
+"""What a population simulation found: card rates per service and hook, outcomes per rule, months.
+
+A `Report` is built per partition (`add` for each evaluated call) and the partitions' reports
+are merged (`merge`, through their JSON form: that is what a Dask worker sends back and what
+`--resume` keeps on disk). Its JSON form is `SimulationReport` (schema:
+`openapi/simulation-report.schema.json`).
+"""
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from cds_service.rules.pipeline import CallResult
 from cds_service.services.definition import ServiceDefinition
 
-__all__ = ["Report", "RuleCounts", "ServiceCounts"]
+__all__ = [
+    "EXAMPLES",
+    "Report",
+    "RuleCounts",
+    "ServiceCounts",
+    "SimulationReport",
+]
 
-EXAMPLES = 3
+EXAMPLES = 3  # example patients and first error messages kept per rule
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class ServiceRow(_Model):
+    service: str
+    hook: str
+    calls: int = Field(ge=0)
+    carded: int = Field(ge=0, description="calls answered with at least one card")
+    unevaluated: int = Field(ge=0, description="calls the service would have answered 412")
+    card_rate: float = Field(alias="cardRate", ge=0, le=1)
+    over_limit: bool = Field(alias="overLimit", description="card rate above maxCardRate")
+
+
+class RuleRow(_Model):
+    rule: str
+    service: str
+    hook: str
+    draft: bool = Field(description="a draft (shadow) rule: its cards are never shown")
+    calls: int = Field(ge=0)
+    fired: int = Field(ge=0, description="fired, or would have (draft)")
+    statuses: dict[str, int] = Field(description="every outcome: silent, skipped, error, …")
+    fire_rate: float = Field(alias="fireRate", ge=0, le=1)
+    example_patients: list[str] = Field(alias="examplePatients", max_length=EXAMPLES)
+    errors: list[str] = Field(max_length=EXAMPLES, description="the first error messages")
+
+
+class MonthRow(_Model):
+    month: str = Field(pattern=r"^\d{4}-\d{2}$")
+    service: str
+    hook: str
+    calls: int = Field(ge=0)
+    carded: int = Field(ge=0)
+
+
+class SimulationReport(_Model):
+    """`cds-service rules simulate --format json`."""
+
+    schema_: str = Field("cds-simulation-report/1", alias="schema")
+    patients: int = Field(ge=0)
+    patients_without_calls: int = Field(alias="patientsWithoutCalls", ge=0)
+    calls: int = Field(ge=0)
+    max_card_rate: float = Field(alias="maxCardRate", ge=0, le=1)
+    hooks: list[str] = Field(description="the hooks simulated")
+    not_simulated: dict[str, str] = Field(
+        alias="notSimulated", description="hooks of the library no call could be derived for"
+    )
+    services: list[ServiceRow]
+    rules: list[RuleRow]
+    months: list[MonthRow]
 
 
 @dataclass(slots=True)
@@ -25,10 +90,17 @@ class ServiceCounts:
     def rate(self) -> float:
         return self.carded / self.calls if self.calls else 0.0
 
+    def merge(self, other: ServiceCounts) -> None:
+        self.calls += other.calls
+        self.carded += other.carded
+        self.unevaluated += other.unevaluated
+
 
 @dataclass(slots=True)
 class RuleCounts:
     service: str
+    hook: str
+    draft: bool = False
     statuses: dict[str, int] = field(default_factory=dict)
     examples: list[str] = field(default_factory=list)  # patients it fired for
     errors: list[str] = field(default_factory=list)  # the first few reasons
@@ -38,96 +110,145 @@ class RuleCounts:
         return sum(self.statuses.values())
 
     @property
+    def fired(self) -> int:
+        return self.statuses.get("fired", 0) + self.statuses.get("shadow", 0)
+
+    @property
     def rate(self) -> float:
-        fired = self.statuses.get("fired", 0) + self.statuses.get("shadow", 0)
-        return fired / self.calls if self.calls else 0.0
+        return self.fired / self.calls if self.calls else 0.0
+
+    def merge(self, other: RuleCounts) -> None:
+        for status, count in other.statuses.items():
+            self.statuses[status] = self.statuses.get(status, 0) + count
+        self.examples = sorted({*self.examples, *other.examples})[:EXAMPLES]
+        self.errors = (self.errors + other.errors)[:EXAMPLES]
 
 
 @dataclass(slots=True)
 class Report:
-    """Counts over the replayed calls."""
+    """Counts over the simulated calls."""
 
-    hook: str = "patient-view"
+    hooks: tuple[str, ...] = ("patient-view",)
+    not_simulated: dict[str, str] = field(default_factory=dict)
     patients: int = 0
-    no_encounter: int = 0
-    services: dict[str, ServiceCounts] = field(default_factory=dict)
+    no_calls: int = 0  # patients for whom no call could be derived
+    services: dict[tuple[str, str], ServiceCounts] = field(default_factory=dict)
     rules: dict[str, RuleCounts] = field(default_factory=dict)
+    months: dict[tuple[str, str, str], ServiceCounts] = field(default_factory=dict)
 
-    def add(self, service: ServiceDefinition, patient: str, at: datetime, call: CallResult) -> None:
-        counts = self.services.setdefault(service.id, ServiceCounts())
-        counts.calls += 1
-        counts.carded += bool(call.result.cards)
-        counts.unevaluated += bool(call.unevaluated)
+    @property
+    def calls(self) -> int:
+        return sum(c.calls for c in self.services.values())
+
+    def add(
+        self, service: ServiceDefinition, hook: str, patient: str, at: datetime, call: CallResult
+    ) -> None:
+        carded = bool(call.result.cards)
+        for counts in (
+            self.services.setdefault((service.id, hook), ServiceCounts()),
+            self.months.setdefault((at.strftime("%Y-%m"), service.id, hook), ServiceCounts()),
+        ):
+            counts.calls += 1
+            counts.carded += carded
+            counts.unevaluated += bool(call.unevaluated)
         trace = call.trace
         pairs = zip(trace.rules, trace.outcomes, strict=True) if trace is not None else ()
         for compiled, outcome in pairs:
-            rule = self.rules.setdefault(outcome.rule_id, RuleCounts(service.id))
-            shadow = compiled.rule.status == "draft"
-            status = "shadow" if shadow and outcome.status == "fired" else outcome.status
+            draft = compiled.rule.status == "draft"
+            rule = self.rules.setdefault(outcome.rule_id, RuleCounts(service.id, hook, draft))
+            status = "shadow" if draft and outcome.status == "fired" else outcome.status
             rule.statuses[status] = rule.statuses.get(status, 0) + 1
-            if status in ("fired", "shadow") and len(rule.examples) < EXAMPLES:
+            fired = status in ("fired", "shadow")
+            if fired and len(rule.examples) < EXAMPLES and patient not in rule.examples:
                 rule.examples.append(patient)
             if outcome.status in ("error", "timeout") and len(rule.errors) < EXAMPLES:
                 rule.errors.append(f"{patient} at {at.isoformat()}: {outcome.reason}")
 
-    def over(self, max_rate: float) -> list[str]:
-        """The services whose card rate is above `max_rate`."""
-        return sorted(s for s, c in self.services.items() if c.rate > max_rate)
+    def merge(self, other: Report) -> None:
+        self.patients += other.patients
+        self.no_calls += other.no_calls
+        for key, counts in other.services.items():
+            self.services.setdefault(key, ServiceCounts()).merge(counts)
+        for key, counts in other.months.items():
+            self.months.setdefault(key, ServiceCounts()).merge(counts)
+        for rid, rule in other.rules.items():
+            mine = self.rules.setdefault(rid, RuleCounts(rule.service, rule.hook, rule.draft))
+            mine.merge(rule)
+
+    def over(self, max_rate: float) -> list[tuple[str, str]]:
+        """The (service, hook) pairs whose card rate is above `max_rate`."""
+        return sorted(key for key, c in self.services.items() if c.rate > max_rate)
 
     def failing_rules(self) -> list[str]:
         return sorted(
             r for r, c in self.rules.items() if c.statuses.get("error") or c.statuses.get("timeout")
         )
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "hook": self.hook,
-            "patients": self.patients,
-            "patientsWithoutEncounter": self.no_encounter,
-            "services": {
-                sid: {
-                    "calls": c.calls,
-                    "carded": c.carded,
-                    "cardRate": round(c.rate, 4),
-                    "unevaluated": c.unevaluated,
-                }
-                for sid, c in sorted(self.services.items())
-            },
-            "rules": {
-                rid: {
-                    "service": c.service,
-                    "calls": c.calls,
-                    "fireRate": round(c.rate, 4),
-                    "statuses": dict(sorted(c.statuses.items())),
-                    "examplePatients": c.examples,
-                    "errors": c.errors,
-                }
+    def model(self, max_rate: float = 0.15) -> SimulationReport:
+        return SimulationReport(
+            patients=self.patients,
+            patients_without_calls=self.no_calls,
+            calls=self.calls,
+            max_card_rate=max_rate,
+            hooks=list(self.hooks),
+            not_simulated=dict(self.not_simulated),
+            services=[
+                ServiceRow(
+                    service=sid,
+                    hook=hook,
+                    calls=c.calls,
+                    carded=c.carded,
+                    unevaluated=c.unevaluated,
+                    card_rate=round(c.rate, 4),
+                    over_limit=c.rate > max_rate,
+                )
+                for (sid, hook), c in sorted(self.services.items())
+            ],
+            rules=[
+                RuleRow(
+                    rule=rid,
+                    service=c.service,
+                    hook=c.hook,
+                    draft=c.draft,
+                    calls=c.calls,
+                    fired=c.fired,
+                    statuses=dict(sorted(c.statuses.items())),
+                    fire_rate=round(c.rate, 4),
+                    example_patients=c.examples,
+                    errors=c.errors,
+                )
                 for rid, c in sorted(self.rules.items())
-            },
-        }
+            ],
+            months=[
+                MonthRow(month=month, service=sid, hook=hook, calls=c.calls, carded=c.carded)
+                for (month, sid, hook), c in sorted(self.months.items())
+            ],
+        )
 
-    def table(self) -> str:
-        lines = [
-            f"{self.patients} patients, {self.hook} at each record's last encounter"
-            + (
-                f" ({self.no_encounter} without an encounter, not called)"
-                if self.no_encounter
-                else ""
-            ),
-            "",
-            f"{'service':<32}{'calls':>7}{'carded':>8}{'rate':>8}",
-        ]
-        for sid, c in sorted(self.services.items()):
-            lines.append(f"{sid:<32}{c.calls:>7}{c.carded:>8}{c.rate:>8.1%}")
-        lines += ["", f"{'rule':<44}{'calls':>7}{'fired':>7}{'rate':>8}  other outcomes"]
-        for rid, rule in sorted(self.rules.items(), key=lambda kv: (kv[1].service, kv[0])):
-            fired = rule.statuses.get("fired", 0) + rule.statuses.get("shadow", 0)
-            others = ", ".join(
-                f"{k} {v}" for k, v in sorted(rule.statuses.items()) if k not in ("fired", "shadow")
+    def to_json(self, max_rate: float = 0.15) -> dict[str, Any]:
+        return self.model(max_rate).model_dump(by_alias=True, mode="json")
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Report:
+        """The report a `to_json` made (a partition's result, sent back by its worker)."""
+        model = SimulationReport.model_validate(data)
+        report = cls(tuple(model.hooks), dict(model.not_simulated), model.patients)
+        report.no_calls = model.patients_without_calls
+        for row in model.services:
+            report.services[(row.service, row.hook)] = ServiceCounts(
+                row.calls, row.carded, row.unevaluated
             )
-            lines.append(f"{rid:<44}{rule.calls:>7}{fired:>7}{rule.rate:>8.1%}  {others}")
-            lines += [f"    error: {e}" for e in rule.errors]
-        return "\n".join(lines) + "\n"
-
-    def dumps(self) -> str:
-        return json.dumps(self.to_json(), indent=2) + "\n"
+        for month in model.months:
+            report.months[(month.month, month.service, month.hook)] = ServiceCounts(
+                month.calls, month.carded
+            )
+        for rule in model.rules:
+            report.rules[rule.rule] = RuleCounts(
+                rule.service,
+                rule.hook,
+                rule.draft,
+                dict(rule.statuses),
+                list(rule.example_patients),
+                list(rule.errors),
+            )
+        return report
