@@ -112,4 +112,4 @@ def test_shared_resources_are_kept_aside_by_type_and_id(resource_type: str) -> N
 
 
 def test_precompute_groups_with_the_same_routing() -> None:
-    assert precompute.patient_of is patient_of
+    assert vars(precompute)["patient_of"] is patient_of
