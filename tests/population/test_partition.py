@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import tracemalloc
 import uuid
 from collections.abc import Iterator
 from itertools import islice
@@ -18,6 +19,7 @@ import pytest
 
 from cds_service.bulk.ndjson import NdjsonItem
 from cds_service.bulk.routing import SHARED_TYPES, encounter_of, patient_of
+from cds_service.population.generate import GenerateSummary
 from cds_service.population.layout import LAYOUT_NAME, PartitionError, partition_of
 from cds_service.population.partition import (
     Layout,
@@ -28,8 +30,7 @@ from cds_service.population.partition import (
 )
 from cds_service.population.sources import bundle_source, open_source
 from tests.conftest import FIXTURES
-
-SYNTHEA_55 = FIXTURES / "bulk-ndjson" / "synthea-55-patients"
+from tests.population.conftest import SYNTHEA_55
 
 SYNTHEA_BUNDLES = FIXTURES / "fhir-r4" / "synthea"
 
@@ -310,3 +311,30 @@ def test_a_rerun_that_fails_leaves_no_layout(small_export: Path, tmp_path: Path)
     with pytest.raises(OSError, match="went away"):
         partition(failing(), tmp_path / "work", 2)
     assert not (tmp_path / "work" / LAYOUT_NAME).exists()
+
+
+def test_partitioning_memory_stays_far_below_the_population(
+    generated: tuple[Path, GenerateSummary], tmp_path: Path
+) -> None:
+    """A behaviour check, not a benchmark: the partitioning's Python heap peak is a small
+    fraction of the population's JSON (itself smaller than the population as dicts), and
+    reading holds one record at a time."""
+    export, summary = generated
+    population_bytes = sum(len(line) for line in gzip_lines(export))
+    assert population_bytes > 80_000_000  # ~95 MB of JSON for 200 patients
+    tracemalloc.start()
+    try:
+        layout = partition(export, tmp_path / "work", 4)
+        partition_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        largest = 0
+        for _, resources in read_partition(tmp_path / "work", 0, layout=layout):
+            largest = max(largest, sum(len(orjson.dumps(r)) for r in resources))
+            del resources
+        read_peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert layout.patients == summary.patients
+    assert partition_peak < population_bytes / 8, (partition_peak, population_bytes)
+    assert read_peak < population_bytes / 5, (read_peak, population_bytes)
+    assert read_peak < 12 * largest + 8_000_000, (read_peak, largest)
