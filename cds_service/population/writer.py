@@ -12,12 +12,14 @@ from __future__ import annotations
 import gzip
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO, Protocol
 
 import orjson
+
+from cds_service.clock import system_clock
 
 __all__ = [
     "DEFAULT_MAX_LINES",
@@ -146,7 +148,8 @@ class TypedNdjsonWriter:
         self._open.clear()
 
     def write_manifest(self, *, request: str, transaction_time: str | None = None) -> Path:
-        """Close the files and write ``manifest.json`` (relative file names as `url`)."""
+        """Close the files and write ``manifest.json`` (relative file names as `url`); the
+        transaction time is now when not given."""
         self.close()
         output = [
             {"type": f.resource_type, "url": f.name, "count": f.count}
@@ -154,7 +157,7 @@ class TypedNdjsonWriter:
         ]
         manifest = {
             "transactionTime": transaction_time
-            or datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+            or system_clock().astimezone(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
             "request": request,
             "requiresAccessToken": False,
             "output": output,
