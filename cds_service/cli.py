@@ -5,6 +5,7 @@
     cds-service score NAME [key=value ...] [--patient FILE] [--at DATE]
     cds-service rules lint|test|explain|schema ...
     cds-service precompute (--ndjson DIR | --fhir-base URL ...)
+    cds-service population generate --from DIR --patients N --out DIR [--seed S]
     cds-service audit --since WHEN [--until WHEN] [--patient ID] [--tenant T] [--limit N]
                       [--by rule] [--format json|table]
 
@@ -29,6 +30,7 @@ from cds_service.exceptions import ConfigurationError
 from cds_service.heap import quiet_start
 from cds_service.logs import log_config
 from cds_service.population import cli as population_cli
+from cds_service.population import generate_cli
 from cds_service.rules import cli as rules_cli
 from cds_service.scores import cli as score_cli
 from cds_service.scores import precompute_cli
@@ -58,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
     score_cli.add_parser(commands)
     rules_cli.add_parser(commands, extensions=[population_cli.add_simulate])
     precompute_cli.add_parser(commands)
+    generate_cli.add_parser(commands)
     audit_cli.add_parser(commands)
     return parser
 
@@ -134,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             return precompute_cli.run(args)
         if args.command == "audit":
             return audit_cli.run(args)
+        if args.command == "population":
+            return generate_cli.run(args)
         return _openapi(args)
     except ConfigurationError as exc:
         print(exc.message, file=sys.stderr)

@@ -10,6 +10,9 @@ U+2028, U+0085 and the like unescaped, which ``str.splitlines`` (and so ``httpx`
 ``aiter_lines``) would wrongly treat as line ends. Files are read in 1 MiB chunks in a worker
 thread, so a large file never sits in memory and the event loop stays free.
 
+The ``iter_*`` functions are the same readers without an event loop (the population engine's
+partitioning, in worker processes); both cut lines with one `LineSplitter`.
+
 A directory's ``*.ndjson`` and ``*.ndjson.gz`` files are read in sorted order. Files named
 ``log.ndjson`` are skipped: that is the export log some Bulk Data clients write next to the
 resources (SMART's sample datasets have one), not FHIR data. Pass ``skip_names=()`` to read them
@@ -20,7 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import gzip
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Collection
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    AsyncIterator,
+    Collection,
+    Iterable,
+    Iterator,
+)
 from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,10 +43,14 @@ from cds_service.bulk.errors import BulkError, clean_text
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
     "EXPORT_LOG_NAMES",
+    "LineSplitter",
     "NdjsonItem",
     "NdjsonProblem",
     "NdjsonResource",
     "iter_lines",
+    "iter_ndjson_dir",
+    "iter_ndjson_file",
+    "iter_ndjson_stream",
     "list_ndjson_files",
     "parse_line",
     "read_ndjson_dir",
@@ -84,6 +98,47 @@ class NdjsonProblem:
 NdjsonItem = NdjsonResource | NdjsonProblem
 
 
+class LineSplitter:
+    """Cuts a stream of byte chunks into numbered lines: ``(number, bytes)``, bytes None for a
+    line longer than `max_line_bytes` (dropped as it streams in, so it never takes more than the
+    limit). The one splitter of the async and the synchronous readers."""
+
+    def __init__(self, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> None:
+        self._max = max_line_bytes
+        self._buffer = bytearray()
+        self._overlong = False
+        self.number = 0  # complete lines cut so far
+
+    def feed(self, chunk: bytes) -> Iterator[tuple[int, bytes | None]]:
+        """The lines `chunk` completes."""
+        start = 0
+        while (end := chunk.find(b"\n", start)) >= 0:
+            self.number += 1
+            if self._overlong:
+                self._overlong = False
+                yield self.number, None
+            elif self._buffer:
+                self._buffer += chunk[start:end]
+                line = bytes(self._buffer)
+                self._buffer.clear()
+                yield self.number, (line if len(line) <= self._max else None)
+            else:
+                yield self.number, (chunk[start:end] if end - start <= self._max else None)
+            start = end + 1
+        if not self._overlong and start < len(chunk):
+            self._buffer += chunk[start:]
+            if len(self._buffer) > self._max:
+                self._overlong = True
+                self._buffer.clear()
+
+    def finish(self) -> Iterator[tuple[int, bytes | None]]:
+        """The last line, when the stream does not end with a newline."""
+        if self._overlong or self._buffer:
+            yield self.number + 1, None if self._overlong else bytes(self._buffer)
+            self._buffer.clear()
+            self._overlong = False
+
+
 async def iter_lines(
     chunks: AsyncIterable[bytes], *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
 ) -> AsyncGenerator[tuple[int, bytes | None], None]:
@@ -91,31 +146,12 @@ async def iter_lines(
 
     An overlong line is dropped as it streams in, so it never takes more than `max_line_bytes`.
     """
-    buffer = bytearray()
-    number = 0
-    overlong = False
+    splitter = LineSplitter(max_line_bytes)
     async for chunk in chunks:
-        start = 0
-        while (end := chunk.find(b"\n", start)) >= 0:
-            number += 1
-            if overlong:
-                overlong = False
-                yield number, None
-            elif buffer:
-                buffer += chunk[start:end]
-                line = bytes(buffer)
-                buffer.clear()
-                yield number, (line if len(line) <= max_line_bytes else None)
-            else:
-                yield number, (chunk[start:end] if end - start <= max_line_bytes else None)
-            start = end + 1
-        if not overlong and start < len(chunk):
-            buffer += chunk[start:]
-            if len(buffer) > max_line_bytes:
-                overlong = True
-                buffer.clear()
-    if overlong or buffer:
-        yield number + 1, None if overlong else bytes(buffer)
+        for item in splitter.feed(chunk):
+            yield item
+    for item in splitter.finish():
+        yield item
 
 
 def parse_line(raw: bytes | None, source: str, line: int) -> NdjsonItem | None:
@@ -211,6 +247,54 @@ async def read_ndjson_dir(
                 yield item
 
 
+def iter_ndjson_stream(
+    chunks: Iterable[bytes], source: str, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> Iterator[NdjsonItem]:
+    """The synchronous `read_ndjson_stream`: resources and problems from chunks of bytes."""
+    splitter = LineSplitter(max_line_bytes)
+    for chunk in chunks:
+        for number, raw in splitter.feed(chunk):
+            item = parse_line(raw, source, number)
+            if item is not None:
+                yield item
+    for number, raw in splitter.finish():
+        item = parse_line(raw, source, number)
+        if item is not None:
+            yield item
+
+
+def iter_ndjson_file(
+    path: Path, *, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES
+) -> Iterator[NdjsonItem]:
+    """The synchronous `read_ndjson_file` (for worker processes and threads that have no event
+    loop): a file that cannot be opened or read ends with a problem of kind "file"."""
+    source = str(path)
+    try:
+        handle = _open(path)
+    except OSError as exc:
+        yield _file_problem(source, 0, exc)
+        return
+    counter = _ChunkReader(handle)
+    try:
+        yield from iter_ndjson_stream(counter.sync_chunks(), source, max_line_bytes=max_line_bytes)
+    except (OSError, EOFError) as exc:  # gzip.BadGzipFile is an OSError
+        yield _file_problem(source, counter.lines + 1, exc)
+    finally:
+        handle.close()
+
+
+def iter_ndjson_dir(
+    directory: Path,
+    *,
+    recursive: bool = False,
+    skip_names: Collection[str] = EXPORT_LOG_NAMES,
+    max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+) -> Iterator[NdjsonItem]:
+    """The synchronous `read_ndjson_dir`: every NDJSON file of `directory`, sorted."""
+    for path in list_ndjson_files(directory, recursive=recursive, skip_names=skip_names):
+        yield from iter_ndjson_file(path, max_line_bytes=max_line_bytes)
+
+
 class _ChunkReader:
     """Reads a file in chunks in a worker thread, counting the complete lines read so far."""
 
@@ -220,6 +304,11 @@ class _ChunkReader:
 
     async def chunks(self) -> AsyncIterator[bytes]:
         while chunk := await asyncio.to_thread(self._handle.read, _CHUNK_BYTES):
+            self.lines += chunk.count(b"\n")
+            yield chunk
+
+    def sync_chunks(self) -> Iterator[bytes]:
+        while chunk := self._handle.read(_CHUNK_BYTES):
             self.lines += chunk.count(b"\n")
             yield chunk
 

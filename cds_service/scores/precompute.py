@@ -1,9 +1,9 @@
 """Warming the score cache for a population: from Bulk Data NDJSON, files or a live export.
 
-Resources are grouped by patient (`Patient.id`, or the `subject`/`patient` reference of the
-others), then every score is computed for every patient through the same `ScoreProvider` the
-hooks use, so the entries land under the keys the hooks read. Bad lines are reported with their
-file and line and skipped; the run goes on.
+Resources are grouped by patient (`cds_service.bulk.routing.patient_of`: `Patient.id`, or the
+`subject`/`patient`/`beneficiary` reference of the others), then every score is computed for
+every patient through the same `ScoreProvider` the hooks use, so the entries land under the keys
+the hooks read. Bad lines are reported with their file and line and skipped; the run goes on.
 """
 
 from __future__ import annotations
@@ -15,27 +15,10 @@ from datetime import datetime
 from typing import Any, TextIO
 
 from cds_service.bulk.ndjson import NdjsonItem, NdjsonProblem
+from cds_service.bulk.routing import patient_of
 from cds_service.scores.provider import ScoreProvider
 
-__all__ = ["PrecomputeSummary", "patient_of", "precompute"]
-
-_REFERENCE_ELEMENTS = ("subject", "patient", "beneficiary")
-
-
-def patient_of(resource: dict[str, Any]) -> str | None:
-    """The id of the patient a resource belongs to, or None (Practitioner, Organization…)."""
-    if resource.get("resourceType") == "Patient":
-        ident = resource.get("id")
-        return ident if isinstance(ident, str) else None
-    for element in _REFERENCE_ELEMENTS:
-        ref = resource.get(element)
-        target = ref.get("reference") if isinstance(ref, dict) else None
-        if isinstance(target, str):
-            if target.startswith("Patient/"):
-                return target.split("/", 1)[1]
-            if target.startswith("urn:uuid:"):
-                return target.removeprefix("urn:uuid:")
-    return None
+__all__ = ["PrecomputeSummary", "precompute"]
 
 
 @dataclass(slots=True)

@@ -16,6 +16,9 @@ from cds_service.bulk.ndjson import (
     NdjsonProblem,
     NdjsonResource,
     iter_lines,
+    iter_ndjson_dir,
+    iter_ndjson_file,
+    iter_ndjson_stream,
     list_ndjson_files,
     read_ndjson_dir,
     read_ndjson_file,
@@ -234,3 +237,36 @@ def test_stopping_early_closes_the_file() -> None:
 
     item = asyncio.run(first_then_stop())
     assert isinstance(item, NdjsonResource) and item.line == 1
+
+
+# The synchronous readers (the population engine's partitioning) share the splitter and parser.
+
+
+@pytest.mark.parametrize("directory", [SAMPLE_10, MOCKS])
+def test_the_synchronous_reader_gives_what_the_async_one_does(directory: Path) -> None:
+    assert list(iter_ndjson_dir(directory)) == read_dir(directory)
+
+
+def test_the_synchronous_reader_reports_a_corrupt_gzip_file_and_goes_on(tmp_path: Path) -> None:
+    (tmp_path / "a.ndjson.gz").write_bytes(gzip.compress(b'{"resourceType":"Patient"}\n')[:-6])
+    (tmp_path / "b.ndjson").write_bytes(b'{"resourceType":"Patient","id":"b"}\n')
+    items = list(iter_ndjson_dir(tmp_path))
+    assert isinstance(items[0], NdjsonProblem) and items[0].kind == "file"
+    assert items[0].source == str(tmp_path / "a.ndjson.gz")
+    assert isinstance(items[-1], NdjsonResource) and items[-1].resource["id"] == "b"
+    missing = list(iter_ndjson_file(tmp_path / "missing.ndjson"))
+    assert [(p.line, p.kind) for p in problems(missing)] == [(0, "file")]
+
+
+def test_the_synchronous_stream_joins_lines_across_chunks_and_drops_overlong_ones() -> None:
+    chunks = [b'{"resourceType":"Pa', b'tient"}\n{"resourceType":"', b"X" * 50, b'"}\n', b"[1]"]
+    items = list(iter_ndjson_stream(chunks, "memory", max_line_bytes=40))
+    assert [(type(i).__name__, i.line) for i in items] == [
+        ("NdjsonResource", 1),
+        ("NdjsonProblem", 2),
+        ("NdjsonProblem", 3),
+    ]
+    assert [p.reason for p in problems(items)] == [
+        "line is longer than the limit; skipped",
+        "not a JSON object but an array",
+    ]

@@ -46,9 +46,10 @@ def test_resources_are_routed_to_their_patient(tmp_path: Path) -> None:
     assert [r["id"] for r in population.records["p1"]] == ["p1", "e1", "o1", "o2"]
     assert population.unrouted == 1  # o3 names no patient nor encounter
     assert [r["id"] for r in population.shared] == ["org"]
+    # The bulk reader's reasons (cds_service/bulk/ndjson.py), each with the file and line.
     assert [m.split(": ", 1)[1] for m in population.malformed] == [
-        "invalid JSON: Expecting property name enclosed in double quotes",
-        "not a FHIR resource",
+        "invalid JSON (unexpected character, expected a string key: line 1 column 2 (char 1))",
+        "not a JSON object but an array",
     ]
     assert population.malformed[0].startswith(f"{tmp_path / 'Observation.000.ndjson'}:4:")
 
