@@ -34,8 +34,8 @@ from typing import Any
 
 import yaml
 
-from cds_service.terminology.ingredients import COLUMNS, INGREDIENTS_FILE, TERMINOLOGY_DIR, is_oral
-from cds_service.terminology.valueset import INGREDIENT_DRUGS, INGREDIENT_DRUGS_URL
+from cds_service.terminology.ingredients import COLUMNS, INGREDIENTS_FILE, TERMINOLOGY_DIR
+from cds_service.terminology.valueset import INGREDIENT_DRUGS_URL, takes_drug
 from scripts.drug_sources import RXNORM, SOURCES, Expansion, read_source
 from scripts.fixture_drugs import FIXTURES, fixture_drugs
 from scripts.rxnorm_names import DrugName, name_words, parse_drug, starts_with
@@ -280,13 +280,7 @@ def catalogue(expansions: list[Expansion], fixtures: Path) -> Catalogue:
 
 
 def _takes(policy: str, drug: DrugName) -> bool:
-    rule = INGREDIENT_DRUGS[policy]
-    if rule is None:
-        return False
-    oral_only, single_only = rule
-    return (is_oral(drug.dose_form) or not oral_only) and (
-        len(drug.components) == 1 or not single_only
-    )
+    return takes_drug(policy, drug.dose_form, len(drug.components))
 
 
 def ingredient_map(found: Catalogue) -> list[list[str]]:
