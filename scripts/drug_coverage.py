@@ -76,6 +76,9 @@ def _why_not(drug: FixtureDrug, policy: str, known: IngredientMap) -> str | None
     if policy in ("oral", "single-oral") and not found.oral:
         form = found.dose_form or "no dose form"
         return f"not an oral dose form ({form}): `ingredient-drugs: {policy}`"
+    if policy == "systemic" and not found.systemic:
+        form = found.dose_form or "no dose form"
+        return f"applied where it acts ({form}): `ingredient-drugs: {policy}`"
     if policy in ("single", "single-oral") and found.components > 1:
         return f"a combination of {found.components} ingredients: `ingredient-drugs: {policy}`"
     return None

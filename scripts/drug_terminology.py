@@ -34,8 +34,8 @@ from typing import Any
 
 import yaml
 
-from cds_service.terminology.ingredients import COLUMNS, INGREDIENTS_FILE, TERMINOLOGY_DIR, is_oral
-from cds_service.terminology.valueset import INGREDIENT_DRUGS, INGREDIENT_DRUGS_URL
+from cds_service.terminology.ingredients import COLUMNS, INGREDIENTS_FILE, TERMINOLOGY_DIR
+from cds_service.terminology.valueset import INGREDIENT_DRUGS_URL, takes_drug
 from scripts.drug_sources import RXNORM, SOURCES, Expansion, read_source
 from scripts.fixture_drugs import FIXTURES, fixture_drugs
 from scripts.rxnorm_names import DrugName, name_words, parse_drug, starts_with
@@ -71,11 +71,41 @@ CLASSES: tuple[DrugClass, ...] = (
         "oral`): they are not oral NSAIDs.",
     ),
     DrugClass(
+        "systemic-nsaids",
+        "systemic",
+        "Systemic non-steroidal anti-inflammatory drugs, the NSAIDs that add to an "
+        "anticoagulant's bleeding risk: the ingredients listed (the seven of oral-nsaids, and "
+        "diflunisal, etodolac, fenoprofen, flurbiprofen, ketoprofen, mefenamic acid, "
+        "nabumetone, oxaprozin, piroxicam, sulindac, tolmetin) and their oral, injectable "
+        "(ketorolac IM/IV, IV ibuprofen, meloxicam, diclofenac), nasal (ketorolac) and rectal "
+        "clinical drugs, combinations included. Aspirin is left to the antiplatelet sets.",
+        "Topical, ophthalmic and medicated-patch forms are not members (`ingredient-drugs: "
+        "systemic`): they act where they are applied. Neonatal ibuprofen and indomethacin "
+        "injections (patent ductus) are members: they are systemic NSAIDs all the same. IV "
+        "meloxicam for people (Anjeso, 30 mg/mL) is in no public expansion found: it is a member "
+        "only once the ingredient map knows it (the 5 mg/mL meloxicam and the ketoprofen "
+        "injections listed are veterinary products RxNorm carries).",
+    ),
+    DrugClass(
         "oral-anticoagulants",
         "all",
         "Vitamin K antagonists and direct oral anticoagulants: the ingredients listed and every "
         "clinical drug of them, branded products and packs included (Eliquis, Xarelto, Pradaxa, "
         "Savaysa, Coumadin, Jantoven).",
+    ),
+    DrugClass(
+        "parenteral-anticoagulants",
+        "all",
+        "Parenteral anticoagulants: enoxaparin, dalteparin, fondaparinux, argatroban and "
+        "bivalirudin with every clinical drug of them, and the unfractionated heparin drugs "
+        "that can anticoagulate, listed one by one: vials, cartridges and syringes of 1,000 "
+        'units/mL or more (VSAC "Low Dose Unfractionated Heparin for VTE Prophylaxis", '
+        "2.16.840.1.113762.1.4.1045.39) and premixed infusion bags of 40 to 100 units/mL (VSAC "
+        '"Unfractionated Heparin", 2.16.840.1.113883.3.117.1.7.1.218).',
+        "Heparin has no ingredient entry, so its lock flushes (10 and 100 units/mL syringes) "
+        "and 2 units/mL line-flush bags are not members: they keep a catheter open and do not "
+        "anticoagulate the patient. Whether an order is at a prophylactic dose is for the rule "
+        "to read from its dosage.",
     ),
     DrugClass(
         "vitamin-k-antagonists",
@@ -280,13 +310,7 @@ def catalogue(expansions: list[Expansion], fixtures: Path) -> Catalogue:
 
 
 def _takes(policy: str, drug: DrugName) -> bool:
-    rule = INGREDIENT_DRUGS[policy]
-    if rule is None:
-        return False
-    oral_only, single_only = rule
-    return (is_oral(drug.dose_form) or not oral_only) and (
-        len(drug.components) == 1 or not single_only
-    )
+    return takes_drug(policy, drug.dose_form, len(drug.components))
 
 
 def ingredient_map(found: Catalogue) -> list[list[str]]:

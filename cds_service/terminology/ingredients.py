@@ -41,6 +41,7 @@ __all__ = [
     "bundled_ingredient_map",
     "ingredient_map_for",
     "is_oral",
+    "is_systemic",
 ]
 
 TERMINOLOGY_DIR = "_terminology"  # inside a rules directory, beside _valuesets
@@ -49,6 +50,25 @@ COLUMNS = ("rxcui", "tty", "dose_form", "components", "ingredients", "display")
 _PACKAGED = Path(__file__).resolve().parent / TERMINOLOGY_DIR
 # RxNorm dose forms taken by mouth that do not say "Oral" (Chewable Tablet, Sublingual Tablet…).
 _ORAL_PREFIXES = ("Chewable", "Sublingual", "Buccal", "Enteric Coated", "Chewing Gum")
+# Words of the RxNorm dose forms applied where they act: the skin, the eye, the ear, the mouth
+# (rinses, dental forms), the vagina and uterus, the bladder (Topical Gel, Ophthalmic Solution,
+# Otic Suspension, Medicated Patch, Vaginal Cream, Intrauterine System, Irrigation Solution…).
+_LOCAL_WORDS = frozenset(
+    {
+        "Topical",
+        "Ophthalmic",
+        "Otic",
+        "Medicated",
+        "Vaginal",
+        "Intrauterine",
+        "Urethral",
+        "Irrigation",
+        "Mouthwash",
+        "Toothpaste",
+        "Dental",
+        "Shampoo",
+    }
+)
 
 
 def is_oral(dose_form: str) -> bool:
@@ -58,6 +78,16 @@ def is_oral(dose_form: str) -> bool:
     return bool(dose_form) and all(
         "Oral" in part.split() or part.startswith(_ORAL_PREFIXES) for part in parts
     )
+
+
+def is_systemic(dose_form: str) -> bool:
+    """True when no part of an RxNorm dose form is applied where it acts: oral, injected,
+    rectal, nasal, inhaled and transdermal forms are systemic (`Injection`, `Rectal Suppository`,
+    `Metered Dose Nasal Spray`); `Topical Gel`, `Ophthalmic Solution`, `Medicated Patch` are not.
+    A nasal or inhaled form counts as systemic: right for the NSAIDs (ketorolac nasal spray), not
+    for a nasal steroid."""
+    parts = [p.strip() for p in dose_form.split(" + ")]
+    return bool(dose_form) and not any(_LOCAL_WORDS & set(part.split()) for part in parts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +104,10 @@ class Drug:
     @property
     def oral(self) -> bool:
         return is_oral(self.dose_form)
+
+    @property
+    def systemic(self) -> bool:
+        return is_systemic(self.dose_form)
 
 
 class IngredientMap:

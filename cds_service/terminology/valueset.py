@@ -14,7 +14,8 @@ name. It is referred to by that id (or its canonical `url`). Its members are the
   (`ingredients.py`) knows as an ingredient (`apixaban`) takes every drug mapped to it (`apixaban
   5 MG Oral Tablet [Eliquis]`). The extension `INGREDIENT_DRUGS_URL` (`valueCode`) says which:
   `all` (the default), `oral` (oral dose forms only), `single` (single-ingredient drugs only),
-  `single-oral` (both) or `listed` (none: the entries listed only). These are in `codes` and,
+  `single-oral` (both), `systemic` (no drug applied where it acts: not topical, ophthalmic,
+  otic…) or `listed` (none: the entries listed only). These are in `codes` and,
   for reports, in `derived`.
 
 A coding with a system matches in that system only; a bare code (no system) matches in any.
@@ -37,7 +38,13 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.issues import RuleIssue
-from cds_service.terminology.ingredients import Drug, IngredientMap, ingredient_map_for
+from cds_service.terminology.ingredients import (
+    Drug,
+    IngredientMap,
+    ingredient_map_for,
+    is_oral,
+    is_systemic,
+)
 from cds_service.terminology.systems import ICD10_SYSTEMS, RXNORM
 from cds_service.yamlsource import Located, field_path, read_yaml
 
@@ -49,21 +56,40 @@ __all__ = [
     "coded",
     "codings_of",
     "load_value_sets",
+    "takes_drug",
     "words",
 ]
 
 INGREDIENT_NAME_URL = "urn:cds-service:extension:ingredient-name"
 INGREDIENT_DRUGS_URL = "urn:cds-service:extension:ingredient-drugs"
-# Which drugs of the map an ingredient entry takes, by the extension's valueCode.
-INGREDIENT_DRUGS: dict[str, tuple[bool, bool] | None] = {  # (oral only, single only)
-    "all": (False, False),
-    "oral": (True, False),
-    "single": (False, True),
-    "single-oral": (True, True),
+# Which drugs of the map an ingredient entry takes, by the extension's valueCode: (the dose forms,
+# any, oral or systemic; single-ingredient drugs only), or none.
+INGREDIENT_DRUGS: dict[str, tuple[str, bool] | None] = {
+    "all": ("any", False),
+    "oral": ("oral", False),
+    "single": ("any", True),
+    "single-oral": ("oral", True),
+    "systemic": ("systemic", False),
     "listed": None,
 }
 _WORD = re.compile(r"[a-z]+")
 _SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def takes_drug(policy: str, dose_form: str, components: int) -> bool:
+    """Whether an ingredient entry of a set with this `ingredient-drugs` policy takes a drug of
+    that RxNorm dose form and number of ingredients."""
+    rule = INGREDIENT_DRUGS[policy]
+    if rule is None:
+        return False
+    forms, single_only = rule
+    if forms == "oral":
+        in_forms = is_oral(dose_form)
+    elif forms == "systemic":
+        in_forms = is_systemic(dose_form)
+    else:
+        in_forms = True
+    return in_forms and (components == 1 or not single_only)
 
 
 def words(text: str) -> frozenset[str]:
@@ -292,13 +318,10 @@ class _Resolver:
 
     def drugs_of(self, draft: _Draft) -> set[tuple[str, str]]:
         """The drugs its ingredient entries take, as its `ingredient-drugs` policy says."""
-        policy = INGREDIENT_DRUGS[draft.ingredient_drugs]
-        if policy is None:
-            return set()
-        oral_only, single_only = policy
+        policy = draft.ingredient_drugs
 
         def takes(drug: Drug) -> bool:
-            return (drug.oral or not oral_only) and (drug.components == 1 or not single_only)
+            return takes_drug(policy, drug.dose_form, drug.components)
 
         return {
             (RXNORM, drug.rxcui)

@@ -34,6 +34,7 @@ def test_the_report_is_current(found: drug_coverage.Coverage) -> None:
     [
         ("oral-nsaids", "310965"),  # Ibuprofen 200 MG Oral Tablet
         ("oral-nsaids", "206905"),  # Ibuprofen 400 MG Oral Tablet [Ibu], a branded drug
+        ("systemic-nsaids", "849574"),  # Naproxen sodium 220 MG Oral Tablet
         ("oral-anticoagulants", "855332"),  # Warfarin Sodium 5 MG Oral Tablet
         ("vitamin-k-antagonists", "855332"),
         ("statins", "314231"),  # Simvastatin 10 MG Oral Tablet
@@ -55,6 +56,10 @@ def test_a_topical_nsaid_is_left_out_of_the_oral_nsaids_with_its_reason() -> Non
     assert not value_set("oral-nsaids").contains(RXNORM, gel.code)
     assert drug_coverage._why_not(gel, "oral", known) == (
         "not an oral dose form (Topical Gel): `ingredient-drugs: oral`"
+    )
+    assert not value_set("systemic-nsaids").contains(RXNORM, gel.code)
+    assert drug_coverage._why_not(gel, "systemic", known) == (
+        "applied where it acts (Topical Gel): `ingredient-drugs: systemic`"
     )
     suboxone = FixtureDrug("1010603")  # buprenorphine 2 MG / naloxone 0.5 MG … [Suboxone]
     assert not value_set("naloxone-rescue").contains(RXNORM, suboxone.code)

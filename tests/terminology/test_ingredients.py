@@ -13,7 +13,7 @@ from cds_service.terminology import (
     ingredient_map_for,
     load_value_sets,
 )
-from cds_service.terminology.ingredients import COLUMNS, is_oral
+from cds_service.terminology.ingredients import COLUMNS, is_oral, is_systemic
 
 MAP = "\n".join(
     [
@@ -26,6 +26,7 @@ MAP = "\n".join(
             ["141997", "SCD", "Topical Gel", "1", "5640", "ibuprofen 0.05 MG/MG Topical Gel"]
         ),
         "\t".join(["858770", "SCD", "Oral Tablet", "2", "5640,5489", "hydrocodone / ibuprofen"]),
+        "\t".join(["854183", "SCD", "Injection", "1", "5640", "ibuprofen 100 MG/ML Injection"]),
     ]
 )
 
@@ -58,17 +59,19 @@ def _members(directory: Path, set_id: str) -> set[str]:
 def test_an_ingredient_entry_takes_every_drug_of_the_ingredient(tmp_path: Path) -> None:
     directory = _rules(tmp_path, {"nsaids": _set("nsaids")})
     sets, _ = load_value_sets(directory)
-    assert _members(directory, "nsaids") == {"5640", "310965", "153008", "141997", "858770"}
+    every = {"310965", "153008", "141997", "858770", "854183"}
+    assert _members(directory, "nsaids") == {"5640"} | every
     assert sets["nsaids"].contains(RXNORM, "153008")  # the branded drug, by its ingredient
-    assert sets["nsaids"].derived == {(RXNORM, c) for c in ("310965", "153008", "141997", "858770")}
+    assert sets["nsaids"].derived == {(RXNORM, c) for c in every}
 
 
 @pytest.mark.parametrize(
     ("policy", "members"),
     [
         ("oral", {"5640", "310965", "153008", "858770"}),
-        ("single", {"5640", "310965", "153008", "141997"}),
+        ("single", {"5640", "310965", "153008", "141997", "854183"}),
         ("single-oral", {"5640", "310965", "153008"}),
+        ("systemic", {"5640", "310965", "153008", "858770", "854183"}),  # not the gel
         ("listed", {"5640"}),
     ],
 )
@@ -97,9 +100,9 @@ def test_problems_of_the_map_and_the_extension_are_reported(tmp_path: Path) -> N
     sets, issues = load_value_sets(directory)
     found = sorted(f"{i.path.name}:{i.line}: {i.message}" for i in issues)
     assert found == [
-        "nsaids.yaml:4: must be one of all, oral, single, single-oral, listed",
-        "rxnorm-ingredients.tsv:8: not a drug line: not-a-code\tSCD",
-        "rxnorm-ingredients.tsv:9: bad components or ingredients",
+        "nsaids.yaml:4: must be one of all, oral, single, single-oral, systemic, listed",
+        "rxnorm-ingredients.tsv:10: bad components or ingredients",
+        "rxnorm-ingredients.tsv:9: not a drug line: not-a-code\tSCD",
     ]
     assert "nsaids" not in sets
 
@@ -141,3 +144,26 @@ def test_the_shipped_map_knows_the_branded_and_fixture_drugs() -> None:
 )
 def test_oral_dose_forms(dose_form: str, oral: bool) -> None:
     assert is_oral(dose_form) is oral
+
+
+@pytest.mark.parametrize(
+    ("dose_form", "systemic"),
+    [
+        ("Oral Tablet", True),
+        ("Injection", True),
+        ("Prefilled Syringe", True),
+        ("Rectal Suppository", True),
+        ("Metered Dose Nasal Spray", True),
+        ("Transdermal System", True),
+        ("Topical Gel", False),
+        ("Ophthalmic Solution", False),
+        ("Ophthalmic Irrigation Solution", False),
+        ("Otic Suspension", False),
+        ("Medicated Patch", False),
+        ("Vaginal Cream", False),
+        ("Oral Tablet + Topical Gel", False),
+        ("", False),
+    ],
+)
+def test_systemic_dose_forms(dose_form: str, systemic: bool) -> None:
+    assert is_systemic(dose_form) is systemic

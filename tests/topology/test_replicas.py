@@ -236,15 +236,28 @@ def test_feedback_written_through_one_replica_is_known_to_the_other(env: Env) ->
 
 
 def test_an_override_through_one_replica_snoozes_the_rule_on_the_other(env: Env) -> None:
-    """pneumococcal-vaccine-due is snoozed a year by a `patient-declined` override: sent through
-    the replica that issued the card, it counts there at once (that worker forgets the patient's
-    cached overrides) and on the other, which reads the shared feedback table."""
+    """pneumococcal-vaccine-due (office visits: encounter-start) is snoozed a year by a
+    `patient-declined` override: sent through the replica that issued the card, it counts there
+    at once (that worker forgets the patient's cached overrides) and on the other, which reads
+    the shared feedback table."""
     replica_a, replica_b = env.topo.replicas
     patient = f"snooze-{uuid.uuid4().hex[:8]}"
+    visit = {
+        "resourceType": "Encounter",
+        "id": "visit-1",
+        "status": "in-progress",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": f"Patient/{patient}"},
+    }
     body = {
-        "hook": "patient-view",
-        "context": {"userId": "Practitioner/topology", "patientId": patient},
+        "hook": "encounter-start",
+        "context": {
+            "userId": "Practitioner/topology",
+            "patientId": patient,
+            "encounterId": "visit-1",
+        },
         "prefetch": {
+            "encounter": visit,
             "patient": {"resourceType": "Patient", "id": patient, "birthDate": "1931-04-18"},
             "immunizations": {"resourceType": "Bundle", "type": "searchset", "entry": []},
             # What a revision of the rule may read besides (its exclusions): known empty.
