@@ -56,9 +56,13 @@ def render(report: Report, hook: str, rule_services: set[str]) -> str:
     """One hook's table: services first (the gate applies to patient-view), then rules."""
     source = f"`cds-service rules simulate ../{POPULATION.relative_to(ROOT.parent)}"
     option = "" if hook == "patient-view" else f" --hooks {hook}"
+    when = (
+        "each record's last date (the whole record visible)"
+        if hook == "patient-view"
+        else "the start of each record's last encounter (the record as it stood then)"
+    )
     lines = [
-        f"**{hook}**: {report.patients} Synthea patients, {hook} at the start of "
-        f"each record's last encounter ({source}{option}`).",
+        f"**{hook}**: {report.patients} Synthea patients, {hook} at {when} ({source}{option}`).",
         "",
         "| service | calls | with a card | card rate | |",
         "|---|---:|---:|---:|---|",

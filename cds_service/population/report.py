@@ -9,7 +9,7 @@ are merged (`merge`, through their JSON form: that is what a Dask worker sends b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -80,6 +80,11 @@ class SimulationReport(_Model):
     months: list[MonthRow]
 
 
+def _month(at: datetime) -> str:
+    """The calendar month of an instant, in UTC (a record's local offsets vary)."""
+    return (at.astimezone(UTC) if at.tzinfo else at).strftime("%Y-%m")
+
+
 @dataclass(slots=True)
 class ServiceCounts:
     calls: int = 0
@@ -146,7 +151,7 @@ class Report:
         carded = bool(call.result.cards)
         for counts in (
             self.services.setdefault((service.id, hook), ServiceCounts()),
-            self.months.setdefault((at.strftime("%Y-%m"), service.id, hook), ServiceCounts()),
+            self.months.setdefault((_month(at), service.id, hook), ServiceCounts()),
         ):
             counts.calls += 1
             counts.carded += carded
@@ -167,10 +172,10 @@ class Report:
     def merge(self, other: Report) -> None:
         self.patients += other.patients
         self.no_calls += other.no_calls
-        for key, counts in other.services.items():
-            self.services.setdefault(key, ServiceCounts()).merge(counts)
-        for key, counts in other.months.items():
-            self.months.setdefault(key, ServiceCounts()).merge(counts)
+        for pair, counts in other.services.items():
+            self.services.setdefault(pair, ServiceCounts()).merge(counts)
+        for month, counts in other.months.items():
+            self.months.setdefault(month, ServiceCounts()).merge(counts)
         for rid, rule in other.rules.items():
             mine = self.rules.setdefault(rid, RuleCounts(rule.service, rule.hook, rule.draft))
             mine.merge(rule)

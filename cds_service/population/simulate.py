@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,9 +24,16 @@ from typing import Any
 import httpx
 
 from cds_service.fhir_double import FhirDouble
-from cds_service.population.moments import NOT_SIMULATED, SIMULATED, Moment, Window, moments
+from cds_service.population.moments import (
+    NOT_SIMULATED,
+    SIMULATED,
+    Moment,
+    Window,
+    moments,
+    recorded_at,
+)
 from cds_service.population.report import Report
-from cds_service.rules.pipeline import FhirSource, evaluate_call
+from cds_service.rules.pipeline import CallResult, FhirSource, evaluate_call
 from cds_service.rules.ruleset import load_ruleset
 from cds_service.rules.runtime import known_score_names
 from cds_service.rules.service import RuleStats, services_from_rules
@@ -38,6 +45,7 @@ from cds_service.wire.request import HookRequest
 __all__ = [
     "BASE_URL",
     "REPLAY_BUDGET_SECONDS",
+    "CallObserver",
     "Options",
     "last_encounter",
     "rules_digest",
@@ -54,8 +62,9 @@ REPLAY_BUDGET_SECONDS = 30.0
 
 @dataclass(frozen=True, slots=True)
 class Options:
-    """What to simulate. Without a window: patient-view at `at`, or at each record's last
-    encounter, and the other hooks at that encounter (its start, or its end for discharge)."""
+    """What to simulate. Without a window: patient-view at `at`, or at each record's last date
+    (the whole record visible), and the other hooks at the record's last encounter (its start,
+    or its end for discharge). A record without an encounter is not called."""
 
     rules_dir: str
     hooks: tuple[str, ...] = ("patient-view",)
@@ -124,8 +133,9 @@ def _moments(patient_id: str, record: list[dict[str, Any]], options: Options) ->
         return list(moments(patient_id, record, hooks=options.hooks, window=options.window))
     last = last_encounter(record)
     found: list[Moment] = []
-    if "patient-view" in options.hooks:
-        when = options.at or (_instant(last, "start") if last is not None else None)
+    if "patient-view" in options.hooks and last is not None:
+        # The chart as it stands at the record's last date: everything in it is visible.
+        when = options.at or max(d for r in record if (d := recorded_at(r)) is not None)
         if when is not None:
             found += moments(patient_id, record, hooks=["patient-view"], at=when)
     others = [h for h in options.hooks if h != "patient-view"]
@@ -139,14 +149,19 @@ def _moments(patient_id: str, record: list[dict[str, Any]], options: Options) ->
     return found
 
 
+#: Sees each simulated call: the moment, the service called and what it answered.
+CallObserver = Callable[[Moment, ServiceDefinition, CallResult], None]
+
+
 async def simulate_record(
     services: Sequence[ServiceDefinition],
     patient_id: str,
     record: list[dict[str, Any]],
     options: Options,
     report: Report,
+    observe: CallObserver | None = None,
 ) -> None:
-    """Every call of one patient's history, counted into `report`."""
+    """Every call of one patient's history, counted into `report` (and shown to `observe`)."""
     report.patients += 1
     calls = _moments(patient_id, record, options)
     if not calls:
@@ -177,3 +192,5 @@ async def simulate_record(
                     strict=False,
                 )
                 report.add(service, moment.hook, patient_id, moment.at, result)
+                if observe is not None:
+                    observe(moment, service, result)
