@@ -38,6 +38,7 @@ test: lint typecheck pytest
 openapi: install
 	$(BIN)/cds-service openapi
 	$(BIN)/cds-service rules schema
+	$(BIN)/cds-service rules simulate --schema > openapi/simulation-report.schema.json
 
 # docs/architecture.md: the layers and the imports between packages (tests/test_architecture.py).
 architecture: install

@@ -38,7 +38,7 @@ from cds_service.population.layout import PartitionError
 from cds_service.population.moments import SIMULATED, Window
 from cds_service.population.progress import Progress
 from cds_service.population.render import html, table
-from cds_service.population.report import Report
+from cds_service.population.report import Report, render_schema
 from cds_service.population.simulate import Options
 
 __all__ = ["add_simulate", "simulate"]
@@ -67,7 +67,12 @@ def _hooks(text: str) -> tuple[str, ...]:
 def add_simulate(sub: Any) -> None:
     """Register `simulate` under `cds-service rules`."""
     parser = sub.add_parser("simulate", help="replay a population through the services")
-    parser.add_argument("source", type=Path, metavar="SOURCE", help="NDJSON export or Bundles")
+    parser.add_argument(
+        "source", type=Path, nargs="?", metavar="SOURCE", help="NDJSON export or Bundles"
+    )
+    parser.add_argument(
+        "--schema", action="store_true", help="print the JSON Schema of --format json and exit"
+    )
     parser.add_argument("--rules", type=Path, metavar="DIR", help="rules directory")
     when = parser.add_mutually_exclusive_group()
     when.add_argument("--at", type=_instant, metavar="DATE", help="open every chart then")
@@ -136,6 +141,12 @@ def simulate(
 
 
 def _run(args: argparse.Namespace) -> int:
+    if args.schema:
+        sys.stdout.write(render_schema())
+        return 0
+    if args.source is None:
+        print("rules simulate: SOURCE is required (an NDJSON export or Bundles)", file=sys.stderr)
+        return 2
     if (args.start is None) != (args.end is None):
         print("rules simulate: --from and --to go together", file=sys.stderr)
         return 2

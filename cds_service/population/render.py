@@ -13,7 +13,7 @@ from cds_service.population.report import SimulationReport
 
 __all__ = ["html", "table"]
 
-BAR_WIDTH = 320
+BAR_WIDTH = 240
 
 
 def table(report: SimulationReport) -> str:
@@ -99,6 +99,8 @@ table { border-collapse: collapse; } td, th { padding: 4px 10px; text-align: lef
 th { border-bottom: 1px solid #999; }
 td.n { text-align: right; font-variant-numeric: tabular-nums; }
 tr.over td { color: #b3261e; font-weight: 600; } .muted { color: #666; }
+td.ids { font: 11px ui-monospace, monospace; max-width: 260px; word-break: break-all; }
+td.errors { font-size: 12px; max-width: 320px; }
 .swatch { display: inline-block; width: 10px; height: 10px; }
 .swatch.calls { background: #c7d7e8; } .swatch.cards { background: #1f5f99; }
 """
@@ -119,8 +121,8 @@ def html(report: SimulationReport, title: str = "Rule simulation") -> str:
         f'<td class="n">{r.fired}</td><td class="n">{r.fire_rate:.1%}</td>'
         f"<td>{_bar(r.fire_rate, None, bool(r.errors))}</td>"
         f"<td>{escape(', '.join(f'{k} {v}' for k, v in r.statuses.items()))}</td>"
-        f"<td>{escape(', '.join(r.example_patients))}</td>"
-        f"<td>{'<br>'.join(escape(e) for e in r.errors)}</td></tr>"
+        f"<td class=ids>{'<br>'.join(escape(p) for p in r.example_patients)}</td>"
+        f"<td class=errors>{'<br>'.join(escape(e) for e in r.errors)}</td></tr>"
         for r in sorted(report.rules, key=lambda r: (r.service, r.hook, r.rule))
     )
     not_simulated = "".join(

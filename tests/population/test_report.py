@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from cds_service.population.render import html, table
-from cds_service.population.report import Report, RuleCounts, ServiceCounts, SimulationReport
+from cds_service.population.report import (
+    SCHEMA_FILE,
+    Report,
+    RuleCounts,
+    ServiceCounts,
+    SimulationReport,
+    render_schema,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def partition(offset: int) -> Report:
@@ -54,3 +65,8 @@ def test_the_json_is_the_committed_schema_and_renders() -> None:
     assert "<title>Pack &lt;v2&gt;</title>" in page
     assert 'aria-label="11.1%"' in page  # the card-rate bar of preventive-care (1 of 9)
     assert "order-dispatch" in page and "2024-06" in page
+
+
+def test_the_committed_schema_is_current() -> None:
+    committed = ROOT / "openapi" / SCHEMA_FILE
+    assert committed.read_text(encoding="utf-8") == render_schema(), "run `make openapi`"
