@@ -30,10 +30,9 @@ from cds_service.exceptions import ConfigurationError
 from cds_service.heap import quiet_start
 from cds_service.logs import log_config
 from cds_service.population import cli as population_cli
-from cds_service.population import generate_cli
+from cds_service.population import generate_cli, precompute_cli
 from cds_service.rules import cli as rules_cli
 from cds_service.scores import cli as score_cli
-from cds_service.scores import precompute_cli
 from cds_service.security.tenants import tenants_for
 from cds_service.supervisor import reuse_port_supported, supervise
 

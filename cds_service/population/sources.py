@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 import orjson
 
-from cds_service.bulk.export import export_resources
+from cds_service.bulk.export import DEFAULT_POLL_TIMEOUT, export_resources
 from cds_service.bulk.httputil import TokenProvider
 from cds_service.bulk.ndjson import (
     NdjsonItem,
@@ -151,6 +151,7 @@ async def export_to_directory(
     since: str | None = None,
     token: TokenProvider | None = None,
     on_progress: ProgressCallback | None = None,
+    poll_timeout: float = DEFAULT_POLL_TIMEOUT,
 ) -> list[NdjsonProblem]:
     """Run a Bulk Data ``$export`` and write its resources into `directory` as gzip NDJSON by
     type (``Type.000.ndjson.gz``…, with a ``manifest.json``); returns the problems met (bad
@@ -167,6 +168,7 @@ async def export_to_directory(
                 since=since,
                 token=token,
                 on_progress=on_progress,
+                poll_timeout=poll_timeout,
             )
         ) as items:
             async for item in items:

@@ -27,7 +27,10 @@ __all__ = [
     "SCORE_OBSERVATION_SETS",
     "SCORE_PREFETCH",
     "ScoreProvider",
+    "cache_key",
     "fingerprint",
+    "latest_key",
+    "score_entry",
 ]
 
 CACHE_VERSION = "v1"
@@ -73,6 +76,32 @@ def cache_key(tenant: str, patient: str, score: str, suffix: str) -> str:
     return f"cds:score:{CACHE_VERSION}:{tenant}:{patient}:{score}:{suffix}"
 
 
+def latest_key(tenant: str, patient: str, score: str) -> str:
+    """The key of the patient's latest result of a score (computable or not)."""
+    return cache_key(tenant, patient, score, "latest")
+
+
+def _inputs(name: str, resources: FhirData, at: datetime) -> tuple[dict[str, Any], str]:
+    inputs = dict(SCORES[name].inputs_from_fhir(resources, at))
+    return inputs, fingerprint(name, inputs)
+
+
+def score_entry(
+    name: str,
+    resources: FhirData,
+    at: datetime,
+    computed_at: datetime,
+    *,
+    tenant: str,
+    patient_id: str,
+) -> tuple[str, dict[str, Any]]:
+    """A score computed from a record as a hook computes it, and the key it is cached under
+    (precompute writes these in bulk)."""
+    inputs, digest = _inputs(name, resources, at)
+    result = compute_result(SCORES[name], inputs, computed_at).to_json()
+    return cache_key(tenant, patient_id, name, digest), result
+
+
 class ScoreProvider:
     """Computes scores through the cache; `clock` stamps `computed_at`."""
 
@@ -96,7 +125,7 @@ class ScoreProvider:
         patient's latest cached result is preferred to a "not computable" from partial data.
         """
         if not data_complete:
-            latest = await self.cache.get(cache_key(tenant, patient_id, name, "latest"))
+            latest = await self.cache.get(latest_key(tenant, patient_id, name))
             if latest is not None:
                 return {
                     **latest,
@@ -104,13 +133,12 @@ class ScoreProvider:
                     "note": f"computed from the record on {latest.get('computed_at')}; "
                     "this call could not obtain the data",
                 }
-        calculator = SCORES[name]
-        inputs = calculator.inputs_from_fhir(resources, at)
-        key = cache_key(tenant, patient_id, name, fingerprint(name, dict(inputs)))
+        inputs, digest = _inputs(name, resources, at)
+        key = cache_key(tenant, patient_id, name, digest)
         cached = await self.cache.get(key)
         if cached is not None:
             return {**cached, "source": "cache"}
-        out = compute_result(calculator, inputs, self.clock()).to_json()
+        out = compute_result(SCORES[name], inputs, self.clock()).to_json()
         if data_complete:  # partial data must not become the patient's latest result
             await self.store(out, tenant=tenant, patient_id=patient_id, key=key)
         return {**out, "source": "computed"}
@@ -120,7 +148,7 @@ class ScoreProvider:
     ) -> bool:
         """True when every score has a cached latest result (computable or not) for the patient."""
         for name in names:
-            if await self.cache.get(cache_key(tenant, patient_id, name, "latest")) is None:
+            if await self.cache.get(latest_key(tenant, patient_id, name)) is None:
                 return False
         return True
 
@@ -129,4 +157,4 @@ class ScoreProvider:
     ) -> None:
         """Cache a computed result under its inputs' key and as the patient's latest."""
         await self.cache.set(key, result)
-        await self.cache.set(cache_key(tenant, patient_id, result["score"], "latest"), result)
+        await self.cache.set(latest_key(tenant, patient_id, result["score"]), result)

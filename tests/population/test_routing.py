@@ -14,7 +14,6 @@ from cds_service.bulk.routing import (
     reference_id,
     route,
 )
-from cds_service.scores import precompute
 
 
 def ref(text: str) -> dict[str, str]:
@@ -109,7 +108,3 @@ def test_shared_resources_are_kept_aside_by_type_and_id(resource_type: str) -> N
     resource = {"resourceType": resource_type, "id": "x", "patient": ref("Patient/p1")}
     assert route(resource) == Route("shared", f"{resource_type}/x")
     assert route({"resourceType": resource_type}) == Route("shared", None)
-
-
-def test_precompute_groups_with_the_same_routing() -> None:
-    assert vars(precompute)["patient_of"] is patient_of

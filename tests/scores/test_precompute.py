@@ -201,3 +201,32 @@ def test_a_hook_call_is_served_from_the_precomputed_cache(
     assert card["summary"].endswith("(precomputed)"), card["summary"]
     assert stats.redis_hits >= 1
     assert fetched == []  # the score was cached, so the data it reads was not fetched
+
+
+def test_redis_down_is_a_clear_failure_never_a_partial_success(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CDS_REDIS_URL", "redis://127.0.0.1:1/0")  # nothing listens there
+    code = main(["precompute", "--ndjson", str(BULK / "synthea-55-patients"), "--workers", "1"])
+    out = capsys.readouterr()
+    assert code == 1
+    assert "Redis at CDS_REDIS_URL does not answer" in out.err
+    assert "patients:" not in out.out  # no summary: nothing was reported as done
+
+
+def test_the_population_is_scored_on_the_engine_and_resumes(
+    redis_env: redis.Redis, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = str(tmp_path / "work")
+    argv = ["precompute", "--ndjson", str(BULK / "synthea-55-patients"), "--at", "2020-06-01"]
+    argv += ["--workers", "2", "--partitions", "4", "--workdir", work]
+    assert main(argv) == 0
+    first = capsys.readouterr()
+    assert "patients: 55" in first.out and "errors: 0" in first.out
+    latest = redis_env.keys("cds:score:v1:default:*:latest")
+    assert len(latest) == 55 * 6  # every patient, every score, where the hooks read it
+    redis_env.flushdb()
+    assert main([*argv, "--resume"]) == 0  # finished partitions are not scored again
+    again = capsys.readouterr()
+    assert "4 of 4 partitions already done" in again.err and again.out == first.out
+    assert redis_env.keys("cds:score:v1:default:*:latest") == []
