@@ -19,7 +19,8 @@ RUN pip wheel --no-deps --wheel-dir /wheels .
 
 FROM python:3.11-slim AS runtime
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONUNBUFFERED=1
-RUN useradd --system --uid 10001 --home-dir /var/lib/cds-service --create-home cds
+RUN useradd --system --uid 10001 --home-dir /var/lib/cds-service --create-home cds \
+    && mkdir -p /work && chown cds /work   # the population engine's work directory (compose)
 COPY --from=build /wheels /wheels
 RUN pip install /wheels/*.whl && rm -rf /wheels
 COPY rules /app/rules

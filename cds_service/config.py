@@ -59,6 +59,11 @@ class Settings(BaseSettings):
     # How long a worker reuses a patient's overrides read from the feedback table (snoozes):
     # feedback received by another worker or replica is seen at most this late; 0 reads each time.
     suppression_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    # The Dask scheduler `rules simulate` and `precompute` use when given no --workers or
+    # --scheduler (compose's population profile sets it); unset: a local cluster.
+    population_scheduler: str | None = Field(
+        default=None, pattern=r"^(tcp|tls|inproc|ucx)://[^\s]+$"
+    )
 
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     max_json_depth: int = Field(default=64, ge=8, le=512)

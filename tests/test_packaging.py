@@ -64,3 +64,22 @@ def test_ci_script_runs_the_readme_test_command() -> None:
     ci = (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make test" in ci and "make test" in readme and "make run" in readme
+
+
+def test_compose_population_profile_runs_the_engine_on_a_shared_work_directory() -> None:
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    engine = {"dask-scheduler", "dask-worker", "population"}
+    assert all(services[name]["profiles"] == ["population"] for name in engine)
+    # `docker compose up` alone starts the service, not the engine.
+    assert all("profiles" not in services[name] for name in set(services) - engine)
+    assert services["dask-worker"]["command"][:2] == ["dask", "worker"]
+    assert services["dask-worker"]["deploy"]["replicas"] == 2
+    scheduler = services["population"]["environment"]["CDS_POPULATION_SCHEDULER"]
+    assert scheduler == "tcp://dask-scheduler:8786"
+    Settings(population_scheduler=scheduler)  # a value the setting accepts
+    work = {v for v in services["dask-worker"]["volumes"] if v.endswith(":/work")}
+    assert work and work <= set(services["population"]["volumes"])
+    assert "population-work" in compose["volumes"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "chown cds /work" in dockerfile  # the runtime user may write there

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.config import default_rules_dir
-from cds_service.population.engine import Cluster, JobFailed
+from cds_service.population.engine import Cluster, JobFailed, cluster_from
 from cds_service.population.jobs import Source, run_simulation
 from cds_service.population.layout import PartitionError
 from cds_service.population.moments import SIMULATED, Window
@@ -162,7 +162,7 @@ def _run(args: argparse.Namespace) -> int:
             hooks=hooks,
             at=args.at,
             window=window,
-            cluster=Cluster(workers=args.workers, scheduler=args.scheduler),
+            cluster=cluster_from(args.workers, args.scheduler),
             partitions=args.partitions,
             workdir=args.workdir,
             resume=args.resume,

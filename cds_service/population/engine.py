@@ -30,7 +30,7 @@ from fsspec.implementations.local import LocalFileSystem
 
 from cds_service.population.progress import Progress
 
-__all__ = ["Cluster", "JobFailed", "job_key", "result_url", "run_job"]
+__all__ = ["Cluster", "JobFailed", "cluster_from", "job_key", "result_url", "run_job"]
 
 Result = dict[str, Any]
 Task = Callable[[int], Result]
@@ -58,6 +58,16 @@ class Cluster:
     @property
     def worker_count(self) -> int:
         return self.workers if self.workers is not None else (os.cpu_count() or 1)
+
+
+def cluster_from(workers: int | None, scheduler: str | None) -> Cluster:
+    """The cluster of the command line: `--workers` or `--scheduler`, else the scheduler of
+    `CDS_POPULATION_SCHEDULER`, else a local cluster of one worker per CPU."""
+    if workers is None and scheduler is None:
+        from cds_service.config import load_settings
+
+        scheduler = load_settings().population_scheduler
+    return Cluster(workers=workers, scheduler=scheduler)
 
 
 def job_key(name: str, parameters: Mapping[str, Any]) -> str:

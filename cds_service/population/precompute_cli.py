@@ -30,7 +30,7 @@ from cds_service.bulk.keys import load_private_key
 from cds_service.bulk.progress import ExportProgress
 from cds_service.clock import system_clock
 from cds_service.config import load_settings
-from cds_service.population.engine import Cluster, JobFailed
+from cds_service.population.engine import JobFailed, cluster_from
 from cds_service.population.jobs import Source
 from cds_service.population.layout import PartitionError
 from cds_service.population.precompute import PrecomputeOptions
@@ -154,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
         tenant=args.tenant,
         ttl_seconds=settings.score_cache_ttl_seconds,
     )
-    cluster = Cluster(workers=args.workers, scheduler=args.scheduler)
+    cluster = cluster_from(args.workers, args.scheduler)
     with tempfile.TemporaryDirectory(prefix="cds-precompute-") as scratch:
         workdir = args.workdir or scratch
         try:
