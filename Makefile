@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 .PHONY: install run test lint typecheck pytest openapi architecture card-rates drug-terminology \
-	drug-coverage format clean bench bench-load soak topology fhirpath-conformance
+	drug-coverage format clean bench bench-load bench-population soak topology fhirpath-conformance
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -72,6 +72,10 @@ soak: install
 
 bench-load: install
 	$(BIN)/python -m bench.load
+
+# The population engine at 10k and 100k generated patients, 1 and 2 workers (docs/benchmarks.md).
+bench-population: install
+	$(BIN)/python -m bench.population --write
 
 bench: install
 	$(BIN)/python -m bench.rules_engine
