@@ -48,6 +48,7 @@ memory at a time.
 from __future__ import annotations
 
 import gzip
+import zlib
 import hashlib
 import tempfile
 from collections.abc import Callable, Iterable, Iterator
@@ -250,12 +251,15 @@ def _write_lines(fs: Any, path: str, lines: Iterable[bytes], compresslevel: int)
 
 
 def _resources(fs: Any, path: str) -> Iterator[dict[str, Any]]:
-    with fs.open(path, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as stream:
-        chunks = iter(lambda: stream.read(_READ_CHUNK), b"")
-        for item in iter_ndjson_stream(chunks, path):
-            if isinstance(item, NdjsonProblem):
-                raise PartitionError(f"{describe(item)} (the partition is damaged)")
-            yield item.resource
+    try:
+        with fs.open(path, "rb") as raw, gzip.GzipFile(fileobj=raw, mode="rb") as stream:
+            chunks = iter(lambda: stream.read(_READ_CHUNK), b"")
+            for item in iter_ndjson_stream(chunks, path):
+                if isinstance(item, NdjsonProblem):
+                    raise PartitionError(f"{describe(item)} (the partition is damaged)")
+                yield item.resource
+    except (OSError, EOFError, zlib.error) as exc:  # missing, truncated, not gzip
+        raise PartitionError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from exc
 
 
 def read_partition(

@@ -179,3 +179,20 @@ def test_options_that_go_together(capsys: pytest.CaptureFixture[str]) -> None:
     assert "--from and --to go together" in capsys.readouterr().err
     assert main(["rules", "simulate", str(SYNTHEA_55), "--resume"]) == 2
     assert "--resume needs the --workdir" in capsys.readouterr().err
+
+
+def test_an_unreadable_partition_fails_the_job_with_its_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    work = tmp_path / "work"
+    _simulate_json(tmp_path, "--workdir", str(work))
+    (work / "part-00002.ndjson.gz").write_bytes(b"not gzip at all")
+    for stale in (work / "results").glob("*/part-00002.json"):
+        stale.unlink()
+    capsys.readouterr()
+    argv = ["rules", "simulate", str(SYNTHEA_55), "--workers", "1", "--partitions", "4"]
+    assert main([*argv, "--workdir", str(work), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert (
+        "partition 2 failed after 3 attempts" in err and "part-00002.ndjson.gz: unreadable" in err
+    )
