@@ -48,9 +48,9 @@ memory at a time.
 from __future__ import annotations
 
 import gzip
-import zlib
 import hashlib
 import tempfile
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
