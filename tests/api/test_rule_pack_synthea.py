@@ -5,8 +5,9 @@ that encounter in context), at the start of their last encounter; the EHR sends 
 the service fetches everything from the patient's FHIR data and computes the risk scores itself.
 Expected cards follow from the records (see ../shared/fixtures/README.md). On opening the chart:
 Darwin has hypertension with 146/100 and a 15 % ASCVD risk without a statin (USPSTF grade B);
-Wenona has type 2 diabetes at 61 without a statin; every patient with atrial fibrillation is
-already on warfarin, so no anticoagulation card. At the office visit (the care gaps): three
+Wenona has type 2 diabetes at 61 without a statin; Felipe (64) and Ulrike (78) had a stroke and
+take no statin (secondary prevention); every patient with atrial fibrillation is already on
+warfarin, so no anticoagulation card. At the office visit (the care gaps): three
 overweight adults aged 35-70 have no HbA1c, fasting glucose or normal panel glucose in 3 years;
 thirteen patients aged 50 or more have no pneumococcal conjugate vaccine (ACIP 2024).
 """
@@ -35,6 +36,11 @@ EXPECTED = {
     "patient-view": {
         "Darwin": ["Hypertension not controlled", "10-year ASCVD risk 15.4 % with hypertension"],
         "Wenona": ["Diabetes at age 61, no statin"],
+        # Clinical ASCVD (a stroke, SNOMED 230690007, in `ascvd`) without a statin: Felipe at 64
+        # (class I, high intensity), Ulrike at 78 (class IIa, "consider"). Arnette (coronary
+        # disease), Randolph and Seth (stroke) are over 75 on simvastatin: continuing is reasonable.
+        "Felipe": ["Clinical ASCVD, no statin: start a high-intensity statin"],
+        "Ulrike": ["Clinical ASCVD at 78, no statin: consider"],
     },
     "encounter-start": {
         "Abram": [PCV],
