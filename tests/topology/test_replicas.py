@@ -241,11 +241,24 @@ def test_an_override_through_one_replica_snoozes_the_rule_on_the_other(env: Env)
     cached overrides) and on the other, which reads the shared feedback table."""
     replica_a, replica_b = env.topo.replicas
     patient = f"snooze-{uuid.uuid4().hex[:8]}"
+    # The rule runs at the start of an office visit (encounter-start, class AMB).
+    visit = {
+        "resourceType": "Encounter",
+        "id": "visit-1",
+        "status": "in-progress",
+        "class": {"system": "http://terminology.hl7.org/CodeSystem/v3-ActCode", "code": "AMB"},
+        "subject": {"reference": f"Patient/{patient}"},
+    }
     body = {
-        "hook": "patient-view",
-        "context": {"userId": "Practitioner/topology", "patientId": patient},
+        "hook": "encounter-start",
+        "context": {
+            "userId": "Practitioner/topology",
+            "patientId": patient,
+            "encounterId": "visit-1",
+        },
         "prefetch": {
             "patient": {"resourceType": "Patient", "id": patient, "birthDate": "1931-04-18"},
+            "encounter": visit,
             "immunizations": {"resourceType": "Bundle", "type": "searchset", "entry": []},
             # What a revision of the rule may read besides (its exclusions): known empty.
             "conditions": {"resourceType": "Bundle", "type": "searchset", "entry": []},
