@@ -58,6 +58,10 @@ class DrugClass:
     summary: str  # what the class is (the description's first sentences)
     note: str = ""  # what is deliberately left out, and why
     names: tuple[str, ...] = ()  # member ingredients besides the set's own ingredient entries
+    # VSAC value sets (OIDs) whose drugs containing one of `containing` are members, for classes
+    # a drug's strength decides (`ingredient-drugs: listed`: no ingredient entry takes a drug)
+    from_sets: tuple[str, ...] = ()
+    containing: tuple[str, ...] = ()
 
 
 CLASSES: tuple[DrugClass, ...] = (
@@ -206,6 +210,32 @@ CLASSES: tuple[DrugClass, ...] = (
         "Drugs that predispose to bleeding, the D of HAS-BLED: the value sets "
         "aspirin-antiplatelet, p2y12-inhibitors and oral-nsaids, and ticlopidine, dipyridamole, "
         "etodolac and nabumetone with their oral clinical drugs.",
+    ),
+    DrugClass(
+        "high-intensity-statins",
+        "listed",
+        "High-intensity statin therapy as the 2018 AHA/ACC cholesterol guideline (Grundy et al., "
+        "Table 3) defines it, lowering LDL-C by 50 % or more: atorvastatin 40-80 mg and "
+        "rosuvastatin 20-40 mg daily, alone or combined with ezetimibe or amlodipine. Intensity "
+        "is a strength, so the members are clinical drugs only, never an ingredient.",
+        "VSAC's set also counts simvastatin 80 mg (and ezetimibe/simvastatin 10/80), which the "
+        "2018 table no longer lists as high intensity and the FDA advises against starting "
+        "(2011, myopathy): it is not a member. The branded drugs atorvastatin 40 and 80 mg "
+        "[Lipitor] (617320, 262095) and rosuvastatin calcium 20 mg [Crestor] (859753) are "
+        "listed by hand, each code's RxNorm name checked in public data (RxNav responses, an NDC "
+        "crosswalk, the DRON ontology); other brands and strengths are read from the drug's "
+        "name by the rule that uses the set.",
+        from_sets=("2.16.840.1.113883.3.526.3.1572",),
+        containing=("atorvastatin", "rosuvastatin"),
+    ),
+    DrugClass(
+        "sglt2-inhibitors",
+        "all",
+        "Sodium-glucose cotransporter 2 inhibitors: empagliflozin, dapagliflozin, canagliflozin "
+        "and ertugliflozin (RxNorm ingredients), bexagliflozin and sotagliflozin (by name), with "
+        "every clinical drug containing one, combinations with metformin or a DPP-4 inhibitor "
+        "included (Synjardy, Xigduo XR, Invokamet, Glyxambi, Qtern, Segluromet, Steglujan, "
+        "Trijardy XR).",
     ),
 )
 
@@ -383,6 +413,16 @@ def merge(drug_class: DrugClass, found: Catalogue) -> Merged:
         if len(codes) == 1 and not codes & merged.codes.keys():
             (code,) = codes
             merged.codes[code] = found.displays[code]
+    for code, expansions in sorted(found.listed_by.items()):
+        drug = found.drugs.get(code)
+        containing = drug_class.containing
+        if drug is None or not any(_names_beginning(c, containing) for c in drug.components):
+            continue
+        for expansion in expansions:
+            if expansion.oid in drug_class.from_sets:
+                merged.codes.setdefault(code, found.displays[code])
+                cite = expansion.cite()
+                merged.sources[cite] = merged.sources.get(cite, 0) + 1
     for code, drug in found.drugs.items():
         if drug.tty not in PRESCRIBABLE or not _takes(drug_class.policy, drug):
             continue
@@ -415,13 +455,23 @@ def _wrap(text: str, indent: str, width: int = 98) -> list[str]:
 def render_set(drug_class: DrugClass, merged: Merged) -> str:
     """The value set file: its own fields, the description, the extensions, every code."""
     data = merged.data
-    description = (
-        f"{drug_class.summary} Codes: the ingredients and the codes hand-checked before, and "
-        "every prescribable clinical drug (SCD, SBD, GPCK, BPCK) of the member ingredients "
-        "found in the public expansions named in the `source` extensions "
-        "(scripts/drug_terminology.py; code lists are facts, each repository's licence is "
-        "named). Other drugs of a listed ingredient are members through the ingredient map."
-    )
+    if drug_class.from_sets:
+        description = (
+            f"{drug_class.summary} Codes: the drugs containing "
+            f"{' or '.join(drug_class.containing)} of the public expansions named in the "
+            "`source` extensions, and the codes hand-checked before "
+            "(scripts/drug_terminology.py; code lists are facts, each repository's licence is "
+            "named). Only the codes listed are members "
+            "(`ingredient-drugs: listed`)."
+        )
+    else:
+        description = (
+            f"{drug_class.summary} Codes: the ingredients and the codes hand-checked before, and "
+            "every prescribable clinical drug (SCD, SBD, GPCK, BPCK) of the member ingredients "
+            "found in the public expansions named in the `source` extensions "
+            "(scripts/drug_terminology.py; code lists are facts, each repository's licence is "
+            "named). Other drugs of a listed ingredient are members through the ingredient map."
+        )
     if drug_class.note:
         description += " " + drug_class.note
     lines = [

@@ -334,7 +334,8 @@ class _Compiler:
                 bindings.append(CompiledBinding(name, select=select, where=self.at(loc)))
             else:
                 path = self.expression(loc, value, allowed)
-                bindings.append(CompiledBinding(name, path=path, where=self.at(loc)))
+                if path is not None:  # else the issue is reported and the rule left out
+                    bindings.append(CompiledBinding(name, path=path, where=self.at(loc)))
             allowed.add(name)
         condition = self.condition(("when",), rule.when, allowed, set())
         for loc, text in _card_texts(rule.card.model_dump(by_alias=True, exclude_none=True)):

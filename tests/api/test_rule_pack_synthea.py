@@ -5,10 +5,13 @@ that encounter in context), at the start of their last encounter; the EHR sends 
 the service fetches everything from the patient's FHIR data and computes the risk scores itself.
 Expected cards follow from the records (see ../shared/fixtures/README.md). On opening the chart:
 Darwin has hypertension with 146/100 and a 15 % ASCVD risk without a statin (USPSTF grade B);
-Wenona has type 2 diabetes at 61 without a statin; every patient with atrial fibrillation is
-already on warfarin, so no anticoagulation card. At the office visit (the care gaps): three
+Wenona has type 2 diabetes at 61 without a statin; Felipe (64) and Ulrike (78) had a stroke and
+take no statin (secondary prevention); every patient with atrial fibrillation is already on
+warfarin, so no anticoagulation card. At the office visit (the care gaps): three
 overweight adults aged 35-70 have no HbA1c, fasting glucose or normal panel glucose in 3 years;
-thirteen patients aged 50 or more have no pneumococcal conjugate vaccine (ACIP 2024).
+thirteen patients aged 50 or more have no pneumococcal conjugate vaccine (ACIP 2024); three aged
+45-75 have no colorectal cancer screening test on record (USPSTF 2021); twelve adults aged 18-79
+have never had a hepatitis C test (USPSTF 2020).
 """
 
 from __future__ import annotations
@@ -31,27 +34,42 @@ from tests.conftest import FIXTURES
 SYNTHEA = FIXTURES / "fhir-r4" / "synthea"
 PCV = "No pneumococcal vaccine on record"
 SCREEN = "Diabetes screening due"
+CRC = "Colorectal cancer screening due"
+HCV = "Hepatitis C screening due"
 EXPECTED = {
     "patient-view": {
         "Darwin": ["Hypertension not controlled", "10-year ASCVD risk 15.4 % with hypertension"],
+        # Wenona also has diabetic kidney disease, but no SGLT2 inhibitor card: her eGFR (CKD-EPI
+        # 2021 from a creatinine of 2.89 mg/dL) is 18, and one is not started below 20 (KDIGO 2022).
         "Wenona": ["Diabetes at age 61, no statin"],
+        # Clinical ASCVD (a stroke, SNOMED 230690007, in `ascvd`) without a statin: Felipe at 64
+        # (class I, high intensity), Ulrike at 78 (class IIa, "consider"). Arnette (coronary
+        # disease), Randolph and Seth (stroke) are over 75 on simvastatin: continuing is reasonable.
+        "Felipe": ["Clinical ASCVD, no statin: start a high-intensity statin"],
+        "Ulrike": ["Clinical ASCVD at 78, no statin: consider"],
     },
     "encounter-start": {
-        "Abram": [PCV],
+        # HCV: no hepatitis C test on record at 18-79 (USPSTF 2020, one-time; only Alyce has one,
+        # the antibody test of her prenatal care). CRC: aged 45-75 with no colonoscopy, CT
+        # colonography, sigmoidoscopy or stool test on record (Kory 61, Terence 46, Wendell 59;
+        # the others had a colonoscopy within 10 years).
+        "Abram": [PCV, HCV],
         "Alyce": [PCV],
-        "Arturo": [PCV],
-        "Bibi": [SCREEN, PCV],
-        "Chiquita": [PCV],
+        "Arnette": [HCV],
+        "Arturo": [PCV, HCV],
+        "Bibi": [SCREEN, PCV, HCV],
+        "Chiquita": [PCV, HCV],
+        "Darwin": [HCV],
         # Felipe is due both, but his last encounter is an emergency visit: they wait.
         "Felipe": [],
-        "Jess": [PCV],
-        "Kory": [PCV],
+        "Jess": [PCV, HCV],
+        "Kory": [PCV, CRC, HCV],
         "Randolph": [PCV],
         "Seth": [PCV],
-        "Terence": [SCREEN],
-        "Ulrike": [PCV],
-        "Wendell": [PCV],
-        "Wenona": [PCV],
+        "Terence": [SCREEN, CRC, HCV],
+        "Ulrike": [PCV, HCV],
+        "Wendell": [PCV, CRC, HCV],
+        "Wenona": [PCV, HCV],
     },
 }
 PATIENTS = sorted(p for p in SYNTHEA.glob("*.json") if not p.name.startswith("_"))

@@ -55,6 +55,16 @@ def test_memberof_names_a_known_value_set_by_a_string_literal(empty_rules: Path)
     ]
 
 
+def test_a_binding_that_does_not_compile_is_reported_not_raised(empty_rules: Path) -> None:
+    broken = "medicationCount: \"iif(true, 'it''s', '')\""
+    written = 'medicationCount: "%activeMedications.entry.count()"'
+    text = minimal_rule("probe").replace(written, broken)
+    (empty_rules / "order-select" / "probe.yaml").write_text(text)
+    ruleset = load_ruleset(empty_rules, [])
+    assert "probe" not in ruleset.rules
+    assert [i.message.split(":")[0] for i in ruleset.issues] == ["FHIRPath syntax error"]
+
+
 def test_optional_prefetch_names_prefetch_keys(empty_rules: Path) -> None:
     text = minimal_rule("probe").replace("let:\n", "optionalPrefetch: [statements]\nlet:\n")
     (empty_rules / "order-select" / "probe.yaml").write_text(text)
