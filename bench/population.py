@@ -82,10 +82,10 @@ def bench(size: int, worker_counts: list[int], cache: Path, partitions: int) -> 
         partition(export, str(workdir), partitions)
     rules = str(default_rules_dir().resolve())
     services_for(rules, True)  # the rules load: fail before any cluster starts
-    simulate = functools.partial(simulate_partition, str(workdir), Options(rules_dir=rules))
+    simulate = functools.partial(simulate_partition, str(workdir), options=Options(rules_dir=rules))
     now = datetime.now(UTC)
     scores = PrecomputeOptions(REDIS_URL, tuple(score_names()), now, now, tenant="bench")
-    score = functools.partial(precompute_partition, str(workdir), scores)
+    score = functools.partial(precompute_partition, str(workdir), options=scores)
     rows = []
     for workers in worker_counts:
         for job, task in (("simulate", simulate), ("precompute", score)):

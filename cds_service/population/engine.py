@@ -21,7 +21,8 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,23 +110,31 @@ def _run_and_store(task: Task, url: str, index: int) -> Result:
     return result
 
 
-def _client(cluster: Cluster) -> Any:
+@contextmanager
+def _client(cluster: Cluster) -> Iterator[Any]:
+    """A client of the cluster; a local cluster is started for the job and shut down after it
+    (closing a client does not stop a LocalCluster it was given: its workers would outlive us)."""
     from distributed import Client, LocalCluster
 
     if cluster.scheduler:
-        return Client(cluster.scheduler, timeout="30s")  # type: ignore[no-untyped-call]
+        with Client(cluster.scheduler, timeout="30s") as client:  # type: ignore[no-untyped-call]
+            yield client
+        return
     # Loopback only, and any free port: the scheduler's HTTP server (health, metrics) starts
     # even without the dashboard, and a fixed port would collide with a job already running.
-    local = LocalCluster(  # type: ignore[no-untyped-call]
-        n_workers=cluster.worker_count,
-        threads_per_worker=1,
-        processes=True,
-        host="127.0.0.1",
-        scheduler_port=0,
-        dashboard_address="127.0.0.1:0",
-        silence_logs=logging.ERROR,
-    )
-    return Client(local)  # type: ignore[no-untyped-call]
+    with (
+        LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=cluster.worker_count,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            scheduler_port=0,
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.ERROR,
+        ) as local,
+        Client(local) as client,  # type: ignore[no-untyped-call]
+    ):
+        yield client
 
 
 def run_job(

@@ -22,7 +22,7 @@ from cds_service.population.progress import Progress
 from cds_service.population.report import Report
 from cds_service.population.simulate import Options, services_for, simulate_record
 
-__all__ = ["Source", "prepare", "run_simulation", "simulate_partition"]
+__all__ = ["Source", "prepare", "run_partition_job", "run_simulation", "simulate_partition"]
 
 #: Shared resources a patient's record may point to and the rules read (medicationReference).
 _SHARED_FOR_RECORDS = frozenset({"Medication"})
@@ -43,7 +43,7 @@ def _shared(workdir: str) -> tuple[dict[str, Any], ...]:
     return tuple(r for r in read_shared(workdir) if r.get("resourceType") in _SHARED_FOR_RECORDS)
 
 
-def simulate_partition(workdir: str, options: Options, index: int) -> dict[str, Any]:
+def simulate_partition(workdir: str, index: int, *, options: Options) -> dict[str, Any]:
     """One partition's report (JSON), its patients simulated one at a time."""
     services = services_for(options.rules_dir, options.builtins)
     shared = list(_shared(workdir))
@@ -76,6 +76,34 @@ def prepare(source: Source, *, resume: bool, say: Callable[[str], None]) -> Layo
     return partition(source.path, source.workdir, source.partitions)
 
 
+def run_partition_job(
+    name: str,
+    source: Source,
+    parameters: dict[str, Any],
+    task: Callable[[str, int], dict[str, Any]],
+    *,
+    cluster: Cluster,
+    resume: bool = False,
+    progress: Progress | None = None,
+    say: Callable[[str], None] = lambda _: None,
+) -> tuple[dict[int, dict[str, Any]], Layout]:
+    """`task(workdir, index)` for every partition of the source (partitioned first, or reused
+    when resuming); the results by partition, and the layout. `parameters` name the job."""
+    layout = prepare(source, resume=resume, say=say)
+    key = job_key(name, {**parameters, "source": str(source.path), "partitions": layout.count})
+    say(f"{name}: {layout.count} partitions on {cluster.describe()}")
+    results = run_job(
+        key,
+        source.workdir,
+        range(layout.count),
+        functools.partial(task, source.workdir),
+        cluster=cluster,
+        resume=resume,
+        progress=progress,
+    )
+    return results, layout
+
+
 def run_simulation(
     source: Source,
     options: Options,
@@ -87,19 +115,15 @@ def run_simulation(
 ) -> tuple[Report, Layout]:
     """The whole population's report, and the layout it was read from (what was skipped)."""
     services_for(options.rules_dir, options.builtins)  # fail on broken rules before any work
-    layout = prepare(source, resume=resume, say=say)
-    parameters = {**options.describe(), "source": str(source.path), "partitions": layout.count}
-    job = job_key("simulate", parameters)
-    task = functools.partial(simulate_partition, source.workdir, options)
-    say(f"simulating on {cluster.describe()}")
-    results = run_job(
-        job,
-        source.workdir,
-        range(layout.count),
-        task,
+    results, layout = run_partition_job(
+        "simulate",
+        source,
+        options.describe(),
+        functools.partial(simulate_partition, options=options),
         cluster=cluster,
         resume=resume,
         progress=progress,
+        say=say,
     )
     report = options.report()
     for index in sorted(results):

@@ -20,8 +20,8 @@ from typing import Any
 import orjson
 import redis
 
-from cds_service.population.engine import Cluster, job_key, run_job
-from cds_service.population.jobs import Source, prepare
+from cds_service.population.engine import Cluster
+from cds_service.population.jobs import Source, run_partition_job
 from cds_service.population.layout import Layout
 from cds_service.population.partition import read_partition
 from cds_service.population.progress import Progress
@@ -118,7 +118,7 @@ class PrecomputeSummary:
         return out
 
 
-def precompute_partition(workdir: str, options: PrecomputeOptions, index: int) -> dict[str, Any]:
+def precompute_partition(workdir: str, index: int, *, options: PrecomputeOptions) -> dict[str, Any]:
     """Score partition `index` into Redis; its summary (JSON)."""
     summary = PrecomputeSummary()
     client = redis.Redis.from_url(options.redis_url, socket_timeout=30, socket_connect_timeout=10)
@@ -182,19 +182,15 @@ def run(
 ) -> tuple[PrecomputeSummary, Layout]:
     """Score the whole population into Redis; the merged summary and the layout read."""
     check_redis(options.redis_url)
-    layout = prepare(source, resume=resume, say=say)
-    parameters = {**options.describe(), "source": str(source.path), "partitions": layout.count}
-    job = job_key("precompute", parameters)
-    task = functools.partial(precompute_partition, source.workdir, options)
-    say(f"scoring on {cluster.describe()}")
-    results = run_job(
-        job,
-        source.workdir,
-        range(layout.count),
-        task,
+    results, layout = run_partition_job(
+        "precompute",
+        source,
+        options.describe(),
+        functools.partial(precompute_partition, options=options),
         cluster=cluster,
         resume=resume,
         progress=progress,
+        say=say,
     )
     summary = PrecomputeSummary()
     for index in sorted(results):

@@ -135,3 +135,17 @@ def test_progress_bar_on_a_terminal_and_resumed_partitions() -> None:
     # The bar is redrawn in place; the ETA counts only partitions run now (10 s each).
     bar = "[" + "#" * 22 + "." * 8 + "]"
     assert text.endswith(f"\rprecompute {bar} 3/4 partitions  7 patients  ETA 0:10")
+
+
+def test_the_local_cluster_is_shut_down_after_the_job(tmp_path: Path) -> None:
+    """Its worker processes must not outlive the job (a client's close alone leaves them)."""
+    import psutil
+
+    before = {p.pid for p in psutil.Process().children(recursive=True)}
+    run_job("toy", str(tmp_path), range(2), partial(_square, str(tmp_path / "log")), cluster=LOCAL)
+    after = [
+        p
+        for p in psutil.Process().children(recursive=True)
+        if p.pid not in before and p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+    ]
+    assert after == []
