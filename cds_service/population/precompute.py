@@ -25,6 +25,7 @@ from cds_service.population.jobs import Source, run_partition_job
 from cds_service.population.layout import Layout
 from cds_service.population.partition import read_partition
 from cds_service.population.progress import Progress
+from cds_service.scores.fhir_inputs import PatientRecord
 from cds_service.scores.provider import latest_key, score_entry
 
 __all__ = ["BATCH", "PrecomputeOptions", "PrecomputeSummary", "precompute_partition", "run"]
@@ -124,9 +125,11 @@ def precompute_partition(workdir: str, index: int, *, options: PrecomputeOptions
     client = redis.Redis.from_url(options.redis_url, socket_timeout=30, socket_connect_timeout=10)
     try:
         pipe = client.pipeline(transaction=False)
-        for patient_id, record in read_partition(workdir, index):
+        for patient_id, resources in read_partition(workdir, index):
             summary.patients += 1
-            summary.resources += len(record)
+            summary.resources += len(resources)
+            # One record for every score: grouped by type and indexed by code once.
+            record = PatientRecord(resources, options.at)
             for name in options.scores:
                 try:
                     key, result = score_entry(
