@@ -34,6 +34,7 @@ __all__ = [
     "SIMULATED",
     "Moment",
     "Window",
+    "date_of",
     "moments",
     "record_at",
     "recorded_at",
@@ -107,7 +108,8 @@ class Moment:
     record: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _date(resource: dict[str, Any], element: str, part: str | None) -> datetime | None:
+def date_of(resource: dict[str, Any], element: str, part: str | None = None) -> datetime | None:
+    """The date of `element` (of its `part`, for a Period) as an aware datetime, or None."""
     value = resource.get(element)
     if part is not None:
         value = value.get(part) if isinstance(value, dict) else None
@@ -117,7 +119,7 @@ def _date(resource: dict[str, Any], element: str, part: str | None) -> datetime 
 def recorded_at(resource: dict[str, Any]) -> datetime | None:
     """When the resource entered the record (see RECORDED), or None when it does not say."""
     for element, part in RECORDED:
-        found = _date(resource, element, part)
+        found = date_of(resource, element, part)
         if found is not None:
             return found
     return None
@@ -126,13 +128,13 @@ def recorded_at(resource: dict[str, Any]) -> datetime | None:
 def _as_of(resource: dict[str, Any], at: datetime) -> dict[str, Any]:
     kind = resource.get("resourceType")
     if kind == "Encounter":
-        end = _date(resource, "period", "end")
+        end = date_of(resource, "period", "end")
         if end is not None and end > at:
             resource = copy.deepcopy(resource)
             resource["status"] = "in-progress"
             resource["period"].pop("end", None)
     elif kind == "Condition":
-        abated = _date(resource, "abatementDateTime", None) or _date(
+        abated = date_of(resource, "abatementDateTime", None) or date_of(
             resource, "abatementPeriod", "start"
         )
         if abated is not None and abated > at:
@@ -208,8 +210,8 @@ def _calls(
         kind = resource.get("resourceType")
         ident = resource.get("id")
         if kind == "Encounter" and isinstance(ident, str):
-            start = _date(resource, "period", "start")
-            end = _date(resource, "period", "end")
+            start = date_of(resource, "period", "start")
+            end = date_of(resource, "period", "end")
             context = {**_base(patient_id), "encounterId": ident}
             if "encounter-start" in wanted and start in window and start is not None:
                 yield "encounter-start", start, context, set()
@@ -220,13 +222,13 @@ def _calls(
                 assert start is not None
                 yield "patient-view", start, {**_base(patient_id), "encounterId": ident}, set()
         elif kind in _ORDERS and isinstance(ident, str):
-            authored = _date(resource, "authoredOn", None)
+            authored = date_of(resource, "authoredOn", None)
             if authored is not None and authored in window:
                 for call in _order_moments(patient_id, resource, authored):
                     if call[0] in wanted:
                         yield call
         elif kind == "Appointment" and isinstance(ident, str) and "appointment-book" in wanted:
-            booked = _date(resource, "created", None) or _date(resource, "start", None)
+            booked = date_of(resource, "created", None) or date_of(resource, "start", None)
             if booked is not None and booked in window:
                 proposed = {**copy.deepcopy(resource), "status": "proposed"}
                 entries = [{"resource": proposed}]

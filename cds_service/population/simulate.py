@@ -29,6 +29,7 @@ from cds_service.population.moments import (
     SIMULATED,
     Moment,
     Window,
+    date_of,
     moments,
     recorded_at,
 )
@@ -86,8 +87,8 @@ class Options:
 
     def report(self) -> Report:
         wanted = set(self.hooks)
-        skipped = {h: why for h, why in NOT_SIMULATED.items()}
-        return Report(hooks=tuple(h for h in SIMULATED if h in wanted), not_simulated=skipped)
+        hooks = tuple(h for h in SIMULATED if h in wanted)
+        return Report(hooks=hooks, not_simulated=dict(NOT_SIMULATED))
 
 
 def rules_digest(rules_dir: Path) -> str:
@@ -112,18 +113,13 @@ def services_for(rules_dir: str, builtins: bool) -> tuple[ServiceDefinition, ...
     return tuple(services + (builtin_services() if builtins else []))
 
 
-def _instant(resource: dict[str, Any], part: str) -> datetime | None:
-    from cds_service.rules.index import parse_instant
-
-    return parse_instant((resource.get("period") or {}).get(part))
-
-
 def last_encounter(record: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     """The patient's latest encounter (by its start)."""
     dated = [
         (start, r)
         for r in record
-        if r.get("resourceType") == "Encounter" and (start := _instant(r, "start")) is not None
+        if r.get("resourceType") == "Encounter"
+        and (start := date_of(r, "period", "start")) is not None
     ]
     return max(dated, key=lambda pair: pair[0])[1] if dated else None
 
@@ -141,7 +137,8 @@ def _moments(patient_id: str, record: list[dict[str, Any]], options: Options) ->
     others = [h for h in options.hooks if h != "patient-view"]
     if last is not None and others:
         # The calls at the last encounter: a window around it, restricted to its own calls.
-        start, end = _instant(last, "start"), _instant(last, "end") or _instant(last, "start")
+        start = date_of(last, "period", "start")
+        end = date_of(last, "period", "end") or start
         window = Window(start, end)
         for moment in moments(patient_id, record, hooks=others, window=window):
             if moment.context.get("encounterId", last.get("id")) == last.get("id"):
