@@ -16,15 +16,23 @@ from pathlib import Path
 from typing import Any
 
 from cds_service.population.engine import Cluster, job_key, run_job
-from cds_service.population.layout import Layout, read_layout
+from cds_service.population.layout import Layout, PartitionError, read_layout
 from cds_service.population.partition import partition, read_partition, read_shared
 from cds_service.population.progress import Progress
 from cds_service.population.report import Report
 from cds_service.population.simulate import Options, services_for, simulate_record
 
-__all__ = ["Source", "prepare", "run_partition_job", "run_simulation", "simulate_partition"]
+__all__ = [
+    "Source",
+    "prepare",
+    "run_partition_job",
+    "run_simulation",
+    "shared_for_records",
+    "simulate_partition",
+]
 
-#: Shared resources a patient's record may point to and the rules read (medicationReference).
+#: Shared resources a patient's record may point to and the rules and scores read
+#: (medicationReference).
 _SHARED_FOR_RECORDS = frozenset({"Medication"})
 
 
@@ -38,15 +46,15 @@ class Source:
 
 
 @functools.cache
-def _shared(workdir: str) -> tuple[dict[str, Any], ...]:
-    """The shared resources the records need, read once per worker process."""
+def shared_for_records(workdir: str) -> tuple[dict[str, Any], ...]:
+    """The shared resources the records need (Medication), read once per worker process."""
     return tuple(r for r in read_shared(workdir) if r.get("resourceType") in _SHARED_FOR_RECORDS)
 
 
 def simulate_partition(workdir: str, index: int, *, options: Options) -> dict[str, Any]:
     """One partition's report (JSON), its patients simulated one at a time."""
     services = services_for(options.rules_dir, options.builtins)
-    shared = list(_shared(workdir))
+    shared = list(shared_for_records(workdir))
     report = options.report()
 
     async def run() -> None:
@@ -60,7 +68,7 @@ def simulate_partition(workdir: str, index: int, *, options: Options) -> dict[st
 def _layout_matches(source: Source) -> Layout | None:
     try:
         layout = read_layout(source.workdir)
-    except (OSError, ValueError):
+    except (OSError, ValueError, PartitionError):  # none, damaged, or another release's
         return None
     return layout if layout.count == source.partitions else None
 

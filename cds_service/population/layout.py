@@ -23,6 +23,7 @@ __all__ = [
     "Layout",
     "PartitionError",
     "PartitionInfo",
+    "TypeFile",
     "WorkDir",
     "filesystem",
     "partition_of",
@@ -31,7 +32,7 @@ __all__ = [
 ]
 
 LAYOUT_NAME = "layout.json"
-LAYOUT_VERSION = 1
+LAYOUT_VERSION = 2  # 2: one file per resource type in each partition
 SHARED_NAME = "shared.ndjson.gz"
 MAX_MALFORMED_LISTED = 10_000
 HASH_DESCRIPTION = "blake2b (8-byte digest, big-endian) of the UTF-8 patient id, modulo P"
@@ -51,38 +52,66 @@ def partition_of(patient_id: str, partitions: int) -> int:
 
 
 @dataclass(frozen=True, slots=True)
+class TypeFile:
+    """One resource type's file of a partition: its name (in the work directory), how many
+    resources it holds and the SHA-256 of its bytes."""
+
+    resource_type: str
+    file: str
+    resources: int
+    sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "type": self.resource_type,
+            "file": self.file,
+            "resources": self.resources,
+            "sha256": self.sha256,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> TypeFile:
+        return cls(
+            resource_type=str(data["type"]),
+            file=str(data["file"]),
+            resources=int(data["resources"]),
+            sha256=str(data["sha256"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class PartitionInfo:
     """One partition: its files (names in the work directory) and what they hold."""
 
     index: int
-    file: str
     patients_file: str
     patients: int  # records (patient ids) in the partition
     without_patient: int  # of which have no Patient resource (resources name an absent patient)
     resources: int
-    sha256: str  # of `file`'s bytes
+    files: tuple[TypeFile, ...]  # one per resource type, by type name
+
+    def file_of(self, resource_type: str) -> TypeFile | None:
+        return next((f for f in self.files if f.resource_type == resource_type), None)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "index": self.index,
-            "file": self.file,
             "patientsFile": self.patients_file,
             "patients": self.patients,
             "withoutPatient": self.without_patient,
             "resources": self.resources,
-            "sha256": self.sha256,
+            "files": [f.to_json() for f in self.files],
         }
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> PartitionInfo:
         return cls(
             index=int(data["index"]),
-            file=str(data["file"]),
             patients_file=str(data["patientsFile"]),
             patients=int(data["patients"]),
             without_patient=int(data["withoutPatient"]),
             resources=int(data["resources"]),
-            sha256=str(data["sha256"]),
+            files=tuple(TypeFile.from_json(f) for f in data["files"]),
         )
 
 
@@ -128,7 +157,10 @@ class Layout:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Layout:
         if data.get("version") != LAYOUT_VERSION:
-            raise PartitionError(f"layout version {data.get('version')!r} is not {LAYOUT_VERSION}")
+            raise PartitionError(
+                f"layout version {data.get('version')!r} is not {LAYOUT_VERSION} "
+                "(written by another release: partition again)"
+            )
         return cls(
             partitions=tuple(PartitionInfo.from_json(p) for p in data["partitions"]),
             shared_file=str(data["shared"]["file"]),
@@ -140,11 +172,6 @@ class Layout:
 
 
 # --- the work directory (local or fsspec) ---
-
-
-def _filesystem(workdir: WorkDir) -> tuple[Any, str]:
-    fs, root = fsspec.core.url_to_fs(os.fspath(workdir))
-    return fs, str(root).rstrip("/")
 
 
 def filesystem(workdir: WorkDir) -> tuple[Any, str]:

@@ -21,11 +21,11 @@ import orjson
 import redis
 
 from cds_service.population.engine import Cluster
-from cds_service.population.jobs import Source, run_partition_job
-from cds_service.population.layout import Layout
+from cds_service.population.jobs import Source, run_partition_job, shared_for_records
+from cds_service.population.layout import Layout, read_layout
 from cds_service.population.partition import read_partition
 from cds_service.population.progress import Progress
-from cds_service.scores.fhir_inputs import PatientRecord
+from cds_service.scores.fhir_inputs import RECORD_TYPES, PatientRecord
 from cds_service.scores.provider import latest_key, score_entry
 
 __all__ = ["BATCH", "PrecomputeOptions", "PrecomputeSummary", "precompute_partition", "run"]
@@ -125,11 +125,15 @@ def precompute_partition(workdir: str, index: int, *, options: PrecomputeOptions
     client = redis.Redis.from_url(options.redis_url, socket_timeout=30, socket_connect_timeout=10)
     try:
         pipe = client.pipeline(transaction=False)
-        for patient_id, resources in read_partition(workdir, index):
+        shared = list(shared_for_records(workdir))
+        layout = read_layout(workdir)
+        summary.resources = layout.partitions[index].resources  # read or not, all were seen
+        # Only the types the scores read are opened (Claims and EOBs are most of a record).
+        records = read_partition(workdir, index, layout=layout, types=RECORD_TYPES)
+        for patient_id, resources in records:
             summary.patients += 1
-            summary.resources += len(resources)
             # One record for every score: grouped by type and indexed by code once.
-            record = PatientRecord(resources, options.at)
+            record = PatientRecord(resources + shared, options.at)
             for name in options.scores:
                 try:
                     key, result = score_entry(

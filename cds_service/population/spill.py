@@ -38,11 +38,11 @@ class Spill:
         for index in range(partitions):
             self.db.execute(
                 f"CREATE TABLE p{index} (patient TEXT NOT NULL, rank INTEGER NOT NULL, "
-                "seq INTEGER NOT NULL, line BLOB NOT NULL)"
+                "seq INTEGER NOT NULL, type TEXT NOT NULL, line BLOB NOT NULL)"
             )
         self.db.execute(
             "CREATE TABLE pending (seq INTEGER PRIMARY KEY, encounter TEXT NOT NULL, "
-            "line BLOB NOT NULL)"
+            "type TEXT NOT NULL, line BLOB NOT NULL)"
         )
         self.db.execute(
             "CREATE TABLE encounter (id TEXT PRIMARY KEY, patient TEXT NOT NULL) WITHOUT ROWID"
@@ -50,8 +50,8 @@ class Spill:
         self.db.execute(
             "CREATE TABLE shared (seq INTEGER PRIMARY KEY, key TEXT UNIQUE, line BLOB NOT NULL)"
         )
-        self._rows: dict[int, list[tuple[str, int, int, bytes]]] = {}
-        self._pending: list[tuple[int, str, bytes]] = []
+        self._rows: dict[int, list[tuple[str, int, int, str, bytes]]] = {}
+        self._pending: list[tuple[int, str, str, bytes]] = []
         self._encounters: list[tuple[str, str]] = []
         self._shared: list[tuple[int, str | None, bytes]] = []
         self._buffered = 0
@@ -63,13 +63,14 @@ class Spill:
         if self._buffered >= _BATCH_ROWS or self._buffered_bytes >= _BATCH_BYTES:
             self.flush()
 
-    def add(self, patient: str, rank: int, seq: int, line: bytes) -> None:
+    def add(self, patient: str, rank: int, seq: int, kind: str, line: bytes) -> None:
+        """A line of `patient`'s record: `kind` its resource type, rank 0 for the Patient."""
         index = partition_of(patient, self.partitions)
-        self._rows.setdefault(index, []).append((patient, rank, seq, line))
+        self._rows.setdefault(index, []).append((patient, rank, seq, kind, line))
         self._count(line)
 
-    def add_pending(self, seq: int, encounter: str, line: bytes) -> None:
-        self._pending.append((seq, encounter, line))
+    def add_pending(self, seq: int, encounter: str, kind: str, line: bytes) -> None:
+        self._pending.append((seq, encounter, kind, line))
         self._count(line)
 
     def add_encounter(self, encounter: str, patient: str) -> None:
@@ -82,8 +83,8 @@ class Spill:
 
     def flush(self) -> None:
         for index, rows in sorted(self._rows.items()):
-            self.db.executemany(f"INSERT INTO p{index} VALUES (?, ?, ?, ?)", rows)
-        self.db.executemany("INSERT INTO pending VALUES (?, ?, ?)", self._pending)
+            self.db.executemany(f"INSERT INTO p{index} VALUES (?, ?, ?, ?, ?)", rows)
+        self.db.executemany("INSERT INTO pending VALUES (?, ?, ?, ?)", self._pending)
         # The first Encounter with an id wins, as the first shared resource does.
         self.db.executemany("INSERT OR IGNORE INTO encounter VALUES (?, ?)", self._encounters)
         self.db.executemany("INSERT OR IGNORE INTO shared VALUES (?, ?, ?)", self._shared)
@@ -101,25 +102,28 @@ class Spill:
         after = -1
         while True:
             batch = self.db.execute(
-                "SELECT p.seq, p.line, e.patient FROM pending p "
+                "SELECT p.seq, p.type, p.line, e.patient FROM pending p "
                 "LEFT JOIN encounter e ON e.id = p.encounter "
                 "WHERE p.seq > ? ORDER BY p.seq LIMIT ?",
                 (after, _BATCH_ROWS),
             ).fetchall()
             if not batch:
                 break
-            for seq, line, patient in batch:
+            for seq, kind, line, patient in batch:
                 if patient is None:
                     unknown += 1
                 else:
-                    self.add(patient, 1, seq, line)
+                    self.add(patient, 1, seq, kind, line)
             after = batch[-1][0]
         self.flush()
         return unknown
 
-    def sorted_rows(self, index: int) -> Iterator[tuple[str, int, bytes]]:
-        """(patient, rank, line) of a partition, grouped by patient, Patient first."""
-        cursor = self.db.execute(f"SELECT patient, rank, line FROM p{index} ORDER BY 1, 2, seq")
+    def sorted_rows(self, index: int) -> Iterator[tuple[str, int, str, bytes]]:
+        """(patient, rank, type, line) of a partition, grouped by patient, Patient first, the
+        others in reading order."""
+        cursor = self.db.execute(
+            f"SELECT patient, rank, type, line FROM p{index} ORDER BY 1, 2, seq"
+        )
         yield from cursor
 
     def shared_lines(self) -> Iterator[bytes]:

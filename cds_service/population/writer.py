@@ -23,6 +23,7 @@ from cds_service.clock import system_clock
 
 __all__ = [
     "DEFAULT_MAX_LINES",
+    "TYPE_NAME",
     "LineBuffer",
     "TypedNdjsonWriter",
     "Writable",
@@ -31,7 +32,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_LINES = 100_000
-_TYPE_NAME = re.compile(r"[A-Z][A-Za-z]{0,63}")
+#: What a resource type name may be (it names files).
+TYPE_NAME = re.compile(r"[A-Z][A-Za-z]{0,63}")
 
 
 class Writable(Protocol):
@@ -132,7 +134,7 @@ class TypedNdjsonWriter:
         current.write(line)
 
     def _start(self, resource_type: str) -> _Open:
-        if not _TYPE_NAME.fullmatch(resource_type):
+        if not TYPE_NAME.fullmatch(resource_type):
             raise ValueError(f"{resource_type[:80]!r} is not a FHIR resource type")
         number = self._next.get(resource_type, 0)
         self._next[resource_type] = number + 1

@@ -45,7 +45,7 @@ from cds_service.terminology import (
     words,
 )
 
-__all__ = ["FhirData", "Found", "PatientRecord"]
+__all__ = ["RECORD_TYPES", "FhirData", "Found", "PatientRecord"]
 
 Found = tuple[Any, str | None]
 # What a score reads its inputs from: the call's resources, or a record already built from them.
@@ -63,6 +63,21 @@ OMB_BLACK = "2054-5"  # Black or African American
 def _aware(at: datetime) -> datetime:
     """`at` with a time zone (a naive value is taken as UTC)."""
     return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+#: The resource types the scores read: a population job reads only these from a partition
+#: (`PatientRecord.of_type` refuses any other, so a score that starts reading one fails its
+#: tests until it is listed here).
+RECORD_TYPES = frozenset(
+    {
+        "Patient",
+        "Observation",
+        "Condition",
+        "MedicationRequest",
+        "MedicationStatement",
+        "Medication",
+    }
+)
 
 
 class PatientRecord:
@@ -91,6 +106,9 @@ class PatientRecord:
         return cls(data, at)
 
     def of_type(self, *types: str) -> list[dict[str, Any]]:
+        unknown = set(types) - RECORD_TYPES
+        if unknown:
+            raise ValueError(f"{sorted(unknown)} not in RECORD_TYPES: list the type there")
         return [r for t in types for r in self._by_type.get(t, [])]
 
     @staticmethod

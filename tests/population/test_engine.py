@@ -3,6 +3,7 @@ a killed worker's partition run again, a failing partition named."""
 
 from __future__ import annotations
 
+import gc
 import io
 import json
 import os
@@ -12,7 +13,15 @@ from typing import Any
 
 import pytest
 
-from cds_service.population.engine import Cluster, JobFailed, job_key, result_url, run_job
+from cds_service.population.engine import (
+    TASK_GC_THRESHOLDS,
+    Cluster,
+    JobFailed,
+    fewer_collections,
+    job_key,
+    result_url,
+    run_job,
+)
 from cds_service.population.progress import Progress
 
 LOCAL = Cluster(workers=2)
@@ -149,3 +158,24 @@ def test_the_local_cluster_is_shut_down_after_the_job(tmp_path: Path) -> None:
         if p.pid not in before and p.is_running() and p.status() != psutil.STATUS_ZOMBIE
     ]
     assert after == []
+
+
+def _collector_state(index: int) -> dict[str, Any]:
+    return {"index": index, "threshold": list(gc.get_threshold()), "frozen": gc.get_freeze_count()}
+
+
+def test_a_task_runs_withfewer_collections_and_the_process_gets_its_settings_back(
+    tmp_path: Path,
+) -> None:
+    """Partition tasks run with the collector's task thresholds (the objects alive before them
+    frozen); the thresholds are restored after the last task, nested or not."""
+    before = gc.get_threshold()
+    with fewer_collections():
+        assert gc.get_threshold() == TASK_GC_THRESHOLDS and gc.get_freeze_count() > 0
+        with fewer_collections():
+            assert gc.get_threshold() == TASK_GC_THRESHOLDS
+        assert gc.get_threshold() == TASK_GC_THRESHOLDS  # the outer task still runs
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    results = run_job("gc", str(tmp_path), range(2), _collector_state, cluster=Cluster(workers=1))
+    for result in results.values():
+        assert result["threshold"] == list(TASK_GC_THRESHOLDS) and result["frozen"] > 0

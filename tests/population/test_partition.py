@@ -113,9 +113,9 @@ def test_every_resource_reaches_its_patient_with_the_patient_first(
 ) -> None:
     layout = partition(small_export, tmp_path / "work", 3)
     found = records(tmp_path / "work", layout)
-    # After the Patient, in reading order (files sorted: Allergy…, Coverage, Encounter, …).
-    assert ids(found["p1"]) == ["p1", "o-enc", "c1", "e1"]
-    assert ids(found["p2"]) == ["p2", "a1", "o-ctx", "e2"]
+    # After the Patient, the types by name (each in reading order).
+    assert ids(found["p1"]) == ["p1", "c1", "e1", "o-enc"]
+    assert ids(found["p2"]) == ["p2", "a1", "e2", "o-ctx"]
     assert layout.unrouted == 2  # o-lost (unknown encounter) and o-none
     assert [r.get("name") for r in read_shared(tmp_path / "work")] == [None, None]
     assert [r["id"] for r in read_shared(tmp_path / "work")] == ["org", "doc"]
@@ -203,13 +203,23 @@ def test_the_same_input_gives_byte_identical_partitions(tmp_path: Path) -> None:
     first = partition(SYNTHEA_55, tmp_path / "one", 3)
     second = partition(SYNTHEA_55, tmp_path / "two", 3)
     assert first == second
-    names = sorted(p.name for p in (tmp_path / "one").iterdir())
-    assert names == sorted(p.name for p in (tmp_path / "two").iterdir())
+    names = sorted(str(p.relative_to(tmp_path / "one")) for p in (tmp_path / "one").rglob("*"))
+    assert names == sorted(
+        str(p.relative_to(tmp_path / "two")) for p in (tmp_path / "two").rglob("*")
+    )
     for name in names:
-        assert (tmp_path / "one" / name).read_bytes() == (tmp_path / "two" / name).read_bytes()
+        if (tmp_path / "one" / name).is_file():
+            one, two = (
+                (tmp_path / "one" / name).read_bytes(),
+                (tmp_path / "two" / name).read_bytes(),
+            )
+            assert one == two, name
     for info in first.partitions:
-        data = (tmp_path / "one" / info.file).read_bytes()
-        assert hashlib.sha256(data).hexdigest() == info.sha256
+        assert [f.resource_type for f in info.files] == sorted(f.resource_type for f in info.files)
+        assert sum(f.resources for f in info.files) == info.resources
+        for file in info.files:
+            data = (tmp_path / "one" / file.file).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == file.sha256
 
 
 def test_a_memory_fsspec_work_directory(small_export: Path) -> None:
@@ -232,22 +242,50 @@ def _raw_lines(workdir: Path, file: str) -> Iterator[dict[str, Any]]:
             yield orjson.loads(line)
 
 
-def test_each_patient_is_contiguous_with_the_patient_first(tmp_path: Path) -> None:
-    """Read the partition files as plain NDJSON: runs of one patient each, Patient first."""
+def test_each_type_file_holds_runs_of_one_patient_by_id(tmp_path: Path) -> None:
+    """Read each partition's files as plain NDJSON: in every type's file one run per patient,
+    by patient id, each patient in the partition its id hashes to; one Patient each."""
     layout = partition(SYNTHEA_55, tmp_path / "work", 4)
     for info in layout.partitions:
-        resources = list(_raw_lines(tmp_path / "work", info.file))
-        encounters = {r["id"]: patient_of(r) for r in resources if r["resourceType"] == "Encounter"}
-        owners = [patient_of(r) or encounters.get(encounter_of(r) or "") for r in resources]
-        runs: list[str | None] = []
-        for index, owner in enumerate(owners):
-            if not runs or runs[-1] != owner:
-                runs.append(owner)
-                assert resources[index]["resourceType"] == "Patient"
-        assert None not in runs and len(runs) == len(set(runs)) == info.patients
-        named = [run for run in runs if run is not None]
-        assert named == sorted(named)  # by patient id
-        assert all(partition_of(p, 4) == info.index for p in named)
+        owners_by_type: dict[str, list[str | None]] = {}
+        encounter_file = info.file_of("Encounter")
+        assert encounter_file is not None
+        encounters = {
+            r["id"]: patient_of(r) for r in _raw_lines(tmp_path / "work", encounter_file.file)
+        }
+        for file in info.files:
+            resources = list(_raw_lines(tmp_path / "work", file.file))
+            assert len(resources) == file.resources
+            assert {r["resourceType"] for r in resources} == {file.resource_type}
+            owners = [patient_of(r) or encounters.get(encounter_of(r) or "") for r in resources]
+            runs: list[str | None] = []
+            for owner in owners:
+                if not runs or runs[-1] != owner:
+                    runs.append(owner)
+            assert None not in runs and len(runs) == len(set(runs))
+            named = [run for run in runs if run is not None]
+            assert named == sorted(named)  # by patient id
+            assert all(partition_of(p, 4) == info.index for p in named)
+            owners_by_type[file.resource_type] = owners
+        assert len(owners_by_type["Patient"]) == info.patients  # one Patient each
+
+
+def test_reading_some_types_opens_only_their_files(tmp_path: Path) -> None:
+    layout = partition(SYNTHEA_55, tmp_path / "work", 2)
+    everything = records(tmp_path / "work", layout)
+    wanted = {"Patient", "Condition"}
+    for info in layout.partitions:  # what is not read need not even be there
+        for file in info.files:
+            if file.resource_type not in wanted:
+                (tmp_path / "work" / file.file).unlink()
+    some: dict[str, list[dict[str, Any]]] = {}
+    for index in range(layout.count):
+        some.update(read_partition(tmp_path / "work", index, layout=layout, types=wanted))
+    assert sorted(some) == sorted(everything)
+    for patient, resources in everything.items():
+        assert some[patient] == [r for r in resources if r["resourceType"] in wanted]
+    with pytest.raises(PartitionError, match="unreadable"):
+        list(read_partition(tmp_path / "work", 0, layout=layout))
 
 
 def _in_memory(directory: Path) -> dict[str, list[dict[str, Any]]]:
@@ -273,7 +311,11 @@ def _in_memory(directory: Path) -> dict[str, list[dict[str, Any]]]:
             record.append(resource)
     for resource in waiting:
         found[encounters[encounter_of(resource) or ""]].append(resource)
-    return found
+    # The record's order: the Patient, then the types by name, each in reading order.
+    return {
+        patient: sorted(record, key=lambda r: (r["resourceType"] != "Patient", r["resourceType"]))
+        for patient, record in found.items()
+    }
 
 
 @pytest.mark.parametrize("partitions", [4, 7])
@@ -295,10 +337,31 @@ def test_reading_what_is_not_there(tmp_path: Path, small_export: Path) -> None:
         next(read_partition(tmp_path / "work", 2))
     with pytest.raises(ValueError, match="partitions must be between"):
         partition(small_export, tmp_path / "other", 0)
-    damaged = tmp_path / "work" / layout.partitions[partition_of("p1", 2)].file
-    damaged.write_bytes(gzip.compress(b'{"resourceType":"Patient","id":"p1"}\n'))
-    with pytest.raises(PartitionError, match="ends inside patient p1"):
-        list(read_partition(tmp_path / "work", partition_of("p1", 2)))
+    info = layout.partitions[partition_of("p1", 2)]
+    coverage = info.file_of("Coverage")  # p1 alone has one
+    assert coverage is not None
+    damaged = tmp_path / "work" / coverage.file
+    damaged.write_bytes(gzip.compress(b""))
+    with pytest.raises(PartitionError, match=r"Coverage\.ndjson\.gz: ends inside patient p1"):
+        list(read_partition(tmp_path / "work", info.index))
+    damaged.write_bytes(
+        gzip.compress(b'{"resourceType":"Coverage"}\n{"resourceType":"Coverage"}\n')
+    )
+    with pytest.raises(PartitionError, match=r"Coverage\.ndjson\.gz: resources after the last"):
+        list(read_partition(tmp_path / "work", info.index))
+    damaged.write_bytes(gzip.compress(b'{"resourceType":"Cover'))
+    with pytest.raises(PartitionError, match=r"Coverage.ndjson.gz:1: not JSON"):
+        list(read_partition(tmp_path / "work", info.index))
+    damaged.write_bytes(b"not gzip at all")
+    with pytest.raises(PartitionError, match=r"Coverage.ndjson.gz: unreadable \(BadGzipFile"):
+        list(read_partition(tmp_path / "work", info.index))
+    (tmp_path / "work" / info.patients_file).unlink()
+    with pytest.raises(PartitionError, match=r"patients\.ndjson: missing"):
+        list(read_partition(tmp_path / "work", info.index))
+    layout_file = tmp_path / "work" / LAYOUT_NAME
+    layout_file.write_text(layout_file.read_text().replace('"version": 2', '"version": 1'))
+    with pytest.raises(PartitionError, match=r"layout version 1 is not 2 .* partition again"):
+        read_layout(tmp_path / "work")
 
 
 def test_a_rerun_that_fails_leaves_no_layout(small_export: Path, tmp_path: Path) -> None:
@@ -338,3 +401,29 @@ def test_partitioning_memory_stays_far_below_the_population(
     assert partition_peak < population_bytes / 8, (partition_peak, population_bytes)
     assert read_peak < population_bytes / 5, (read_peak, population_bytes)
     assert read_peak < 12 * largest + 8_000_000, (read_peak, largest)
+
+
+def test_a_resource_type_that_is_no_type_name_is_a_malformed_line(tmp_path: Path) -> None:
+    """The type names a file of the partition: a path in it must never reach the disk."""
+    export = tmp_path / "export"
+    export.mkdir()
+    write_ndjson(
+        export / "Patient.000.ndjson",
+        [
+            {"resourceType": "Patient", "id": "p1"},
+            {"resourceType": "../../escape", "id": "x", "subject": ref("Patient/p1")},
+            {"resourceType": "Observation", "id": "o", "subject": ref("Patient/p1")},
+        ],
+    )
+    layout = partition(export, tmp_path / "work", 1)
+    assert layout.malformed == (
+        f"{export / 'Patient.000.ndjson'}:2: resourceType '../../escape' is not a FHIR "
+        "resource type name",
+    )
+    assert (layout.malformed_total, layout.resources) == (1, 2)
+    assert sorted(p.name for p in (tmp_path / "work" / "part-00000").iterdir()) == [
+        "Observation.ndjson.gz",
+        "Patient.ndjson.gz",
+        "patients.ndjson",
+    ]
+    assert not (tmp_path / "escape.ndjson.gz").exists()

@@ -157,6 +157,12 @@ def test_resume_reuses_the_partitions_and_results(
     err = capsys.readouterr().err
     assert "reusing the 4 partitions" in err and "4 of 4 partitions already done" in err
     assert again == first
+    # Partitions another release wrote are not trusted: partitioned again, same report.
+    layout = tmp_path / "work" / "layout.json"
+    layout.write_text(layout.read_text().replace('"version": 2', '"version": 1'))
+    _, third = _simulate_json(tmp_path, "--workdir", work, "--resume")
+    assert "partitioning" in capsys.readouterr().err
+    assert third == first
 
 
 @pytest.mark.parametrize(
@@ -186,7 +192,7 @@ def test_an_unreadable_partition_fails_the_job_with_its_name(
 ) -> None:
     work = tmp_path / "work"
     _simulate_json(tmp_path, "--workdir", str(work))
-    (work / "part-00002.ndjson.gz").write_bytes(b"not gzip at all")
+    (work / "part-00002" / "Observation.ndjson.gz").write_bytes(b"not gzip at all")
     for stale in (work / "results").glob("*/part-00002.json"):
         stale.unlink()
     capsys.readouterr()
@@ -194,5 +200,6 @@ def test_an_unreadable_partition_fails_the_job_with_its_name(
     assert main([*argv, "--workdir", str(work), "--resume"]) == 2
     err = capsys.readouterr().err
     assert (
-        "partition 2 failed after 3 attempts" in err and "part-00002.ndjson.gz: unreadable" in err
+        "partition 2 failed after 3 attempts" in err
+        and "part-00002/Observation.ndjson.gz: unreadable" in err
     )

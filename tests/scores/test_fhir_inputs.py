@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
+
 from cds_service.scores import SCORES, score_from_fhir
 from cds_service.scores.fhir_inputs import PatientRecord
 
@@ -286,3 +288,12 @@ def test_units_from_fhir_are_converted_or_refused() -> None:
     implausible = score_from_fhir("has-bled", low, AT)
     assert implausible.value is None and implausible.reason is not None
     assert "implausible sbp 20 mm[Hg]" in implausible.reason
+
+
+def test_a_score_may_read_only_the_listed_record_types() -> None:
+    """Population jobs open only RECORD_TYPES: reading another type must fail loudly in the
+    score's tests, not silently see nothing in precompute."""
+    record = PatientRecord([{"resourceType": "Procedure", "id": "p"}], datetime(2024, 1, 1))
+    with pytest.raises(ValueError, match=r"\['Procedure'\] not in RECORD_TYPES"):
+        record.of_type("Procedure")
+    assert record.of_type("Condition") == []

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -18,8 +19,11 @@ from cds_service.cli import main
 from cds_service.clock import frozen_clock
 from cds_service.config import Settings
 from cds_service.main import create_app
+from cds_service.population.records import read_population
+from cds_service.scores import score_names
 from cds_service.scores.cache import ScoreCache
-from cds_service.scores.provider import ScoreProvider
+from cds_service.scores.fhir_inputs import RECORD_TYPES, PatientRecord
+from cds_service.scores.provider import ScoreProvider, score_entry
 from tests.conftest import FIXTURES
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
@@ -230,3 +234,31 @@ def test_the_population_is_scored_on_the_engine_and_resumes(
     again = capsys.readouterr()
     assert "4 of 4 partitions already done" in again.err and again.out == first.out
     assert redis_env.keys("cds:score:v1:default:*:latest") == []
+
+
+def test_reading_only_the_scores_types_changes_no_result(
+    redis_env: redis.Redis, tmp_path: Path
+) -> None:
+    """Precompute opens only RECORD_TYPES of each partition; every score of every Synthea
+    patient must be what a hook computes from the whole record (keys carry the inputs' digest,
+    so equal keys mean equal inputs)."""
+    argv = ["precompute", "--ndjson", str(BULK / "synthea-55-patients"), "--at", "2020-06-01"]
+    assert main([*argv, "--workers", "1", "--partitions", "2"]) == 0
+    keys = [k.decode() if isinstance(k, bytes) else k for k in redis_env.keys("cds:score:v1:*")]
+    stored = {
+        key: json.loads(redis_env.get(key) or b"null")
+        for key in keys
+        if not key.endswith(":latest")
+    }
+    population = read_population(BULK / "synthea-55-patients")
+    at = datetime(2020, 6, 1, tzinfo=UTC)
+    expected: dict[str, Any] = {}
+    for patient_id, resources in population.records.items():
+        assert {r["resourceType"] for r in resources} - RECORD_TYPES  # the whole record
+        record = PatientRecord(resources + population.shared, at)
+        for name in score_names():
+            key, result = score_entry(name, record, at, at, tenant="default", patient_id=patient_id)
+            expected[key] = result
+    assert sorted(stored) == sorted(expected)
+    for key, result in expected.items():
+        assert stored[key]["value"] == result["value"], key
