@@ -5,10 +5,12 @@
         [--fail-over] [--workers N | --scheduler tcp://HOST:8786] [--partitions P]
         [--workdir DIR|URL] [--resume]
 
-SOURCE is a Bulk Data export (NDJSON, `.ndjson` or `.ndjson.gz`, several files per type) or a
-directory of FHIR Bundles. It is partitioned by patient into the work directory and each
-partition is simulated on Dask (a local cluster of `--workers` processes, one per CPU by
-default, or the cluster at `--scheduler`).
+SOURCE is a Bulk Data export (NDJSON, `.ndjson` or `.ndjson.gz`, several files per type), a
+directory of FHIR Bundles, or the base URL of a FHIR server: then the population is exported
+from it first (`$export` with SMART Backend Services: `--client-id`, `--key`, and optionally
+`--group`, `--type`, `--since`; see population/export_source.py). It is partitioned by
+patient into the work directory and each partition is simulated on Dask (a local cluster of
+`--workers` processes, one per CPU by default, or the cluster at `--scheduler`).
 
 Without `--from/--to`, each patient's chart is opened (patient-view) at `--at`, by default at
 the start of the record's last encounter, and the other `--hooks` are called at that encounter.
@@ -25,15 +27,18 @@ change on its population effect.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from cds_service.bulk.errors import BulkError
 from cds_service.config import default_rules_dir
 from cds_service.population.engine import Cluster, JobFailed, cluster_from
-from cds_service.population.jobs import Source, run_simulation
+from cds_service.population.export_source import add_export_arguments, download, export_problem
+from cds_service.population.jobs import Source, reusable_layout, run_simulation
 from cds_service.population.layout import PartitionError
 from cds_service.population.moments import SIMULATED, Window
 from cds_service.population.progress import Progress
@@ -68,7 +73,10 @@ def add_simulate(sub: Any) -> None:
     """Register `simulate` under `cds-service rules`."""
     parser = sub.add_parser("simulate", help="replay a population through the services")
     parser.add_argument(
-        "source", type=Path, nargs="?", metavar="SOURCE", help="NDJSON export or Bundles"
+        "source",
+        nargs="?",
+        metavar="SOURCE",
+        help="an NDJSON export or a directory of Bundles, or a FHIR server's base URL ($export)",
     )
     parser.add_argument(
         "--schema", action="store_true", help="print the JSON Schema of --format json and exit"
@@ -98,6 +106,7 @@ def add_simulate(sub: Any) -> None:
     parser.add_argument(
         "--resume", action="store_true", help="keep the partitions finished in --workdir"
     )
+    add_export_arguments(parser, types_help="resource type to export (repeat; default: all)")
     parser.set_defaults(handler=_run)
 
 
@@ -145,7 +154,10 @@ def _run(args: argparse.Namespace) -> int:
         sys.stdout.write(render_schema())
         return 0
     if args.source is None:
-        print("rules simulate: SOURCE is required (an NDJSON export or Bundles)", file=sys.stderr)
+        print(
+            "rules simulate: SOURCE is required (an NDJSON export, Bundles, or a FHIR server)",
+            file=sys.stderr,
+        )
         return 2
     if (args.start is None) != (args.end is None):
         print("rules simulate: --from and --to go together", file=sys.stderr)
@@ -153,11 +165,36 @@ def _run(args: argparse.Namespace) -> int:
     if args.resume and not args.workdir:
         print("rules simulate: --resume needs the --workdir of the earlier run", file=sys.stderr)
         return 2
+    live = args.source.startswith(("https://", "http://"))
+    problem = export_problem(args, args.source) if live else None
+    if problem is not None:
+        print(f"rules simulate: {problem}", file=sys.stderr)
+        return 2
     window = Window(args.start, args.end) if args.start is not None else None
     hooks = args.hooks or (SIMULATED if window is not None else ("patient-view",))
+    with tempfile.TemporaryDirectory(prefix="cds-simulate-export-") as scratch:
+        code, report = _simulate_source(args, live, Path(scratch), hooks, window)
+    if report is None:
+        return code
+    return _write_report(args, report)
+
+
+def _simulate_source(
+    args: argparse.Namespace,
+    live: bool,
+    scratch: Path,
+    hooks: tuple[str, ...],
+    window: Window | None,
+) -> tuple[int, Report | None]:
+    """The report, downloading the population first when SOURCE is a FHIR server."""
+    source = scratch / "export" if live else Path(args.source)
     try:
+        if live:
+            reused = args.resume and reusable_layout(Source(source, args.workdir, args.partitions))
+            if not reused:
+                asyncio.run(download(args, args.source, source, default_types=None))
         report = simulate(
-            args.source,
+            source,
             args.rules,
             hooks=hooks,
             at=args.at,
@@ -168,14 +205,23 @@ def _run(args: argparse.Namespace) -> int:
             resume=args.resume,
             progress=Progress("simulate"),
         )
+    except BulkError as exc:
+        print(f"rules simulate: the $export failed: {exc.message}", file=sys.stderr)
+        return 2, None
     except (OSError, ValueError, JobFailed, PartitionError) as exc:
         print(f"rules simulate: {exc}", file=sys.stderr)
-        return 2
+        return 2, None
+    return 0, report
+
+
+def _write_report(args: argparse.Namespace, report: Report) -> int:
+    """The report in its format, to --out or stdout; the exit code of --fail-over."""
     model = report.model(args.max_card_rate)
     if args.format == "json":
         text = model.model_dump_json(by_alias=True, indent=2) + "\n"
     elif args.format == "html":
-        text = html(model, title=f"Rule simulation: {args.source.name}")
+        name = args.source.rstrip("/").rsplit("/", 1)[-1] or args.source
+        text = html(model, title=f"Rule simulation: {name}")
     else:
         text = table(model)
     if args.out is not None:

@@ -25,6 +25,7 @@ from cds_service.population.simulate import Options, services_for, simulate_reco
 __all__ = [
     "Source",
     "prepare",
+    "reusable_layout",
     "run_partition_job",
     "run_simulation",
     "shared_for_records",
@@ -65,7 +66,8 @@ def simulate_partition(workdir: str, index: int, *, options: Options) -> dict[st
     return report.to_json()
 
 
-def _layout_matches(source: Source) -> Layout | None:
+def reusable_layout(source: Source) -> Layout | None:
+    """The layout already in the work directory when it has the partitions asked for."""
     try:
         layout = read_layout(source.workdir)
     except (OSError, ValueError, PartitionError):  # none, damaged, or another release's
@@ -76,7 +78,7 @@ def _layout_matches(source: Source) -> Layout | None:
 def prepare(source: Source, *, resume: bool, say: Callable[[str], None]) -> Layout:
     """The partitioned population: reused when resuming over the same partitioning."""
     if resume:
-        found = _layout_matches(source)
+        found = reusable_layout(source)
         if found is not None:
             say(f"reusing the {found.count} partitions in {source.workdir}")
             return found

@@ -22,27 +22,24 @@ import tempfile
 from datetime import UTC, datetime, time
 from pathlib import Path
 
-import httpx
-
-from cds_service.bulk.auth import TokenSource, scopes_for_types
 from cds_service.bulk.errors import BulkError
-from cds_service.bulk.keys import load_private_key
-from cds_service.bulk.progress import ExportProgress
 from cds_service.clock import system_clock
 from cds_service.config import load_settings
 from cds_service.population.engine import JobFailed, cluster_from
-from cds_service.population.jobs import Source
+from cds_service.population.export_source import add_export_arguments, download, export_problem
+from cds_service.population.jobs import Source, reusable_layout
 from cds_service.population.layout import PartitionError
 from cds_service.population.precompute import PrecomputeOptions
 from cds_service.population.precompute import run as precompute
 from cds_service.population.progress import Progress
-from cds_service.population.sources import describe, export_to_directory
 from cds_service.scores import score_names
+from cds_service.scores.fhir_inputs import RECORD_TYPES
 from cds_service.types import Clock
 
 __all__ = ["add_parser", "run"]
 
-DEFAULT_TYPES = ["Patient", "Observation", "Condition", "MedicationRequest"]
+#: What is exported without --type: the types the scores read.
+DEFAULT = ", ".join(sorted(RECORD_TYPES))
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -55,14 +52,7 @@ def add_parser(commands: argparse._SubParsersAction) -> None:  # type: ignore[ty
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--ndjson", type=Path, metavar="DIR", help="a Bulk Data export on disk")
     source.add_argument("--fhir-base", metavar="URL", help="FHIR server to $export from")
-    parser.add_argument("--client-id", help="Backend Services client id")
-    parser.add_argument("--key", type=Path, help="private key (PEM or JWK) for the assertion")
-    parser.add_argument("--kid", help="key id (default: from the JWK, or its thumbprint)")
-    parser.add_argument("--group", help="Group id (Group-level export; default Patient-level)")
-    parser.add_argument("--type", action="append", dest="types", help="resource type (repeat)")
-    parser.add_argument("--since", help="only resources changed since this instant")
-    parser.add_argument("--scope", help="scopes to ask for (default: system/<type>.rs)")
-    parser.add_argument("--poll-timeout", type=float, default=6 * 3600, metavar="SECONDS")
+    add_export_arguments(parser, types_help=f"resource type (repeat; default {DEFAULT})")
     parser.add_argument("--scores", help="comma-separated score names (default: all)")
     parser.add_argument("--at", help="as-of date YYYY-MM-DD (default: now)")
     parser.add_argument("--tenant", default="default")
@@ -80,34 +70,6 @@ def _progress(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _show_export(event: ExportProgress) -> None:
-    _progress(f"[{event.stage}] {event.message}")
-
-
-async def _download(args: argparse.Namespace, directory: Path) -> None:
-    """The `$export` of `--fhir-base` into `directory` (problems reported as they come)."""
-    key = load_private_key(args.key, kid=args.kid)
-    types = args.types or DEFAULT_TYPES
-    scope = args.scope or scopes_for_types(types)
-    async with httpx.AsyncClient(timeout=60, follow_redirects=False) as client:
-        token = TokenSource(
-            client, client_id=args.client_id, key=key, scope=scope, fhir_base=args.fhir_base
-        )
-        problems = await export_to_directory(
-            client,
-            args.fhir_base,
-            directory,
-            group_id=args.group,
-            types=types,
-            since=args.since,
-            token=token,
-            on_progress=_show_export,
-            poll_timeout=args.poll_timeout,
-        )
-    for problem in problems:
-        print(describe(problem), file=sys.stderr)
-
-
 def _at(text: str | None, clock: Clock) -> datetime | None:
     if not text:
         return clock()
@@ -123,8 +85,9 @@ def run(args: argparse.Namespace) -> int:
     if not settings.redis_url:
         print("precompute needs CDS_REDIS_URL: the cache the service reads", file=sys.stderr)
         return 2
-    if args.fhir_base and not (args.client_id and args.key):
-        print("--fhir-base needs --client-id and --key", file=sys.stderr)
+    problem = export_problem(args, args.fhir_base) if args.fhir_base else None
+    if problem is not None:
+        print(f"--fhir-base: {problem}", file=sys.stderr)
         return 2
     if args.ndjson is not None and not args.ndjson.is_dir():
         print(f"--ndjson: {args.ndjson} is not a directory", file=sys.stderr)
@@ -158,13 +121,14 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="cds-precompute-") as scratch:
         workdir = args.workdir or scratch
         try:
-            if args.ndjson is not None:
-                directory = args.ndjson
-            else:
-                directory = Path(scratch) / "export"
-                asyncio.run(_download(args, directory))
+            directory = args.ndjson or Path(scratch) / "export"
+            source = Source(directory, workdir, args.partitions)
+            if args.ndjson is None and not (args.resume and reusable_layout(source)):
+                asyncio.run(
+                    download(args, args.fhir_base, directory, default_types=sorted(RECORD_TYPES))
+                )
             summary, layout = precompute(
-                Source(directory, workdir, args.partitions),
+                source,
                 options,
                 cluster=cluster,
                 resume=args.resume,
