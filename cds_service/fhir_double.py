@@ -37,6 +37,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import httpx
+import orjson
 
 __all__ = ["Answer", "FhirDouble"]
 
@@ -172,7 +173,9 @@ class FhirDouble:
         if callable(canned):
             return canned(request)
         status, body = self.answer(relative)
-        return httpx.Response(status, json=body)
+        return httpx.Response(
+            status, content=orjson.dumps(body), headers={"Content-Type": "application/fhir+json"}
+        )
 
     def answer(self, relative_url: str) -> tuple[int, dict[str, Any]]:
         """The status and body for a relative URL (canned bodies and in-memory mode)."""
@@ -218,7 +221,8 @@ class FhirDouble:
         if unknown:
             message = f"the FHIR double cannot evaluate {', '.join(unknown)} in {url!r}"
             return 400, _outcome("not-supported", message)
-        found = [r for r in self.resources(resource_type) if self._matches(r, params)]
+        wanted = [(name, frozenset(value.split(","))) for name, value in params]
+        found = [r for r in self.resources(resource_type) if self._matches(r, wanted)]
         base = self.base_url or ""
         return 200, {
             "resourceType": "Bundle",
@@ -235,9 +239,8 @@ class FhirDouble:
         }
 
     @staticmethod
-    def _matches(resource: dict[str, Any], params: list[tuple[str, str]]) -> bool:
-        for name, value in params:
-            wanted = set(value.split(","))
+    def _matches(resource: dict[str, Any], params: list[tuple[str, frozenset[str]]]) -> bool:
+        for name, wanted in params:
             if name in _NOT_APPLIED:
                 continue
             if name == "_id":
