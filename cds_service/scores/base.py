@@ -83,6 +83,9 @@ class RiskScore(Protocol):
     @property
     def input_help(self) -> dict[str, str]: ...
 
+    @property
+    def specs(self) -> tuple[InputSpec, ...]: ...
+
     def compute(self, inputs: Mapping[str, Any]) -> ScoreResult: ...
 
     def inputs_from_fhir(

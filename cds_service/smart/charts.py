@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from html import escape
 
+from cds_service.smart.unit_text import unit_text
 from cds_service.smart.viewmodel import Measurement, Series
 
 __all__ = ["format_number", "line_chart", "ordered_points"]
@@ -103,7 +104,7 @@ def _date(when: datetime) -> str:
 
 def _tooltip(point: Measurement, unit: str, label: str | None) -> str:
     text = f"{_date(point.when)}: {format_number(point.value)}"
-    point_unit = point.unit or unit
+    point_unit = unit_text(point.unit or unit)
     if point_unit:
         text += f" {point_unit}"
     if label:
@@ -112,7 +113,7 @@ def _tooltip(point: Measurement, unit: str, label: str | None) -> str:
 
 
 def _describe(series: Series, points: list[Measurement], second: list[Measurement]) -> str:
-    unit = f" {series.unit}" if series.unit else ""
+    unit = f" {unit_text(series.unit)}" if series.unit else ""
     first, last = points[0], points[-1]
     if len(points) == 1:
         text = f"1 measurement on {_date(first.when)}: {format_number(first.value)}{unit}."
@@ -168,7 +169,7 @@ def line_chart(series: Series, *, width: int = 560, height: int = 180) -> str:
     def y_of(value: float) -> float:
         return bottom - (value - y_lo) / (y_hi - y_lo) * plot_h
 
-    title = series.title + (f" ({series.unit})" if series.unit else "")
+    title = series.title + (f" ({unit_text(series.unit)})" if series.unit else "")
     out: list[str] = [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" role="img"'
         f' viewBox="0 0 {width} {height}" width="{width}" height="{height}"'
@@ -225,7 +226,7 @@ def line_chart(series: Series, *, width: int = 560, height: int = 180) -> str:
 
 def _target_text(target: tuple[float, float], unit: str) -> str:
     text = f"target {format_number(target[0])} to {format_number(target[1])}"
-    return f"{text} {unit}" if unit else text
+    return f"{text} {unit_text(unit)}" if unit else text
 
 
 def _legend(series: Series, right: float) -> list[str]:

@@ -19,6 +19,13 @@ from cds_service.patient import age_in_years
 from cds_service.rules.index import parse_instant
 from cds_service.scores import SCORES, score_from_fhir
 from cds_service.scores.units import UnitError, convert, normalise_unit
+from cds_service.smart.presentation import (
+    category,
+    headline,
+    input_rows,
+    not_applicable,
+    short_title,
+)
 from cds_service.smart.viewmodel import AppView, Banner, Measurement, ScoreView, Series
 from cds_service.terminology import coded, value_set
 
@@ -248,11 +255,24 @@ def build_view(
     style_url: str | None,
     logout_url: str,
     relaunch_url: str | None,
+    focus: str | None = None,
 ) -> AppView:
-    """Scores, trends and gaps for the page."""
+    """Scores, trends and gaps for the page: the score of the card (`focus`) first, the scores
+    that do not apply to the patient left out (with the reason)."""
     scores = []
+    left_out = []
+    by_reference = {
+        f"{r.get('resourceType')}/{r.get('id')}": r for r in data.resources if r.get("id")
+    }
     for name, calculator in SCORES.items():
         result = score_from_fhir(name, data.resources, now)
+        inputs = dict(result.inputs)
+        why_not = not_applicable(name, result.value, inputs)
+        if why_not is not None and name != focus:
+            left_out.append((short_title(name, calculator.title), why_not))
+            continue
+        cat = category(name, result.value, inputs)
+        quantities = {spec.key: spec.quantity for spec in calculator.specs}
         scores.append(
             ScoreView(
                 name,
@@ -260,11 +280,16 @@ def build_view(
                 result.value,
                 result.unit,
                 result.reason,
-                dict(result.inputs),
+                inputs,
                 dict(result.sources),
                 result.computed_at,
+                interpretation=None if why_not is None else f"Does not apply: {why_not}",
+                headline=headline(name, calculator.title, result.value, result.unit, cat),
+                category=cat,
+                rows=input_rows(name, inputs, result.sources, quantities, by_reference, now),
             )
         )
+    scores.sort(key=lambda score: score.name != focus)  # stable: the card's score first
     observations = [r for r in data.resources if r.get("resourceType") == "Observation"]
     series = tuple(_series(spec, observations) for spec in SERIES)
     missing = tuple(f"No {s.title} results on record" for s in series if not s.points)
@@ -279,4 +304,6 @@ def build_view(
         logout_url=logout_url,
         relaunch_url=relaunch_url,
         generated_at=now.astimezone(UTC),
+        focus=focus if any(score.name == focus for score in scores) else None,
+        not_applicable=tuple(left_out),
     )

@@ -270,18 +270,21 @@ async def _verified_id_token(
     return oauth.verify_id_token(id_token, config, tenant.smart, jwks, now=now)
 
 
-def _context(rules: RuleRuntime | None, app_context: Any) -> str | None:
+def _context(rules: RuleRuntime | None, app_context: Any) -> tuple[str | None, str | None]:
+    """What the card's `appContext` names: the card as text, and the score it was about (the
+    first score its rule reads), each None when it names no rule we serve."""
     if not isinstance(app_context, str):
-        return None
+        return None, None
     try:
         parsed = json.loads(app_context)
     except ValueError:
-        return None
+        return None, None
     rule_id = parsed.get("rule") if isinstance(parsed, dict) else None
     ruleset = rules.ruleset if rules is not None else None
     if isinstance(rule_id, str) and ruleset is not None and rule_id in ruleset.rules:
-        return f"the card “{ruleset.rules[rule_id].rule.title}”"
-    return None
+        rule = ruleset.rules[rule_id].rule
+        return f"the card “{rule.title}”", (rule.scores[0] if rule.scores else None)
+    return None, None
 
 
 @router.get("/app")
@@ -334,11 +337,13 @@ async def app_view(
     except SmartError as error:
         return _error(request, settings, error, iss, tenant)
     base = _base(request, settings)
+    context, focus = _context(rules, session.get("app_context"))
     view = build_view(
         data,
         now=clock(),
         need_banner=bool(session.get("need_patient_banner", True)),
-        context=_context(rules, session.get("app_context")),
+        context=context,
+        focus=focus,
         style_url=session.get("smart_style_url"),
         logout_url=f"{base}/smart/logout",
         relaunch_url=_launch_url(request, settings, iss),

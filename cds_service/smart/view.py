@@ -17,7 +17,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from cds_service.smart.charts import format_number, line_chart, ordered_points
-from cds_service.smart.viewmodel import AppView, Banner, ScoreView, Series
+from cds_service.smart.unit_text import unit_text
+from cds_service.smart.viewmodel import AppView, Banner, InputRow, ScoreView, Series
 
 __all__ = ["render_app", "render_chooser", "render_error"]
 
@@ -47,6 +48,15 @@ border:1px solid #dcdfe4;border-radius:4px;break-inside:avoid}
 .value .num{font-size:2rem;font-weight:700;line-height:1.1}
 .value .unit{font-size:1rem;color:#444;margin-left:.25rem}
 .interpretation{margin:0 0 .4rem;font-weight:600}
+.headline{font-size:1.35rem;margin:.1rem 0 .2rem}
+.focus{border-left:4px solid #0b57a4}
+.category{margin:0 0 .4rem;font-weight:600}
+details.score{margin:0 0 .5rem;padding:.4rem .75rem;border:1px solid #dcdfe4;border-radius:4px}
+details.score summary{cursor:pointer;font-weight:600}
+details.ref summary{cursor:pointer;color:#0b57a4}
+details.ref code{font-size:.8rem;overflow-wrap:anywhere}
+.stale{display:inline-block;margin-left:.3rem;padding:0 .3rem;background:#fff6e0;
+border:1px solid #c58a00;border-radius:3px;color:#5c3d00;font-size:.8rem}
 .note{margin:0 0 .4rem;color:#6a4a00}
 .not-computable{margin:.2rem 0 .5rem;padding:.3rem .5rem;background:#fff6e0;border-left:4px solid
 #c58a00}
@@ -185,63 +195,97 @@ def _list_section(css: str, heading: str, items: Iterable[str], *, alert: bool =
     return f'<section class="{css}"{role}>\n<h2>{_e(heading)}</h2>\n<ul>{rows}</ul>\n</section>\n'
 
 
+def _source_cell(row: InputRow) -> str:
+    """The kind of source, the resource id folded under it (shown on demand)."""
+    if row.kind is None:
+        return ""
+    if row.reference is None:  # none on record, or assumed
+        return f'<span class="absent">{_e(row.kind)}</span>'
+    return (
+        f'<details class="ref"><summary>{_e(row.kind)}</summary>'
+        f"<code>{_e(row.reference)}</code></details>"
+    )
+
+
 def _inputs_table(score: ScoreView) -> str:
-    if not score.inputs:
+    if not score.rows:
         return '<p class="meta">No inputs recorded.</p>\n'
-    rows: list[str] = []
-    for key, value in score.inputs.items():
-        text = _value_text(value)
-        shown = _e(text) if text else '<span class="absent">not recorded</span>'
-        source = score.sources.get(key)
-        if source:
-            reference, when = _split_source(source)
-            where = _e(reference)
-            when_cell = _e(when)
+    lines: list[str] = []
+    for row in score.rows:
+        if row.value:
+            shown = _e(row.value)
         else:
-            where = '<span class="absent">given</span>' if text else ""
-            when_cell = ""
-        rows.append(
-            f'<tr><th scope="row">{_e(_label(str(key)))}</th><td>{shown}</td>'
-            f'<td>{where}</td><td class="date">{when_cell}</td></tr>'
+            todo = f": {_e(row.to_record)}" if row.to_record else ""
+            shown = f'<span class="absent">not recorded</span>{todo}'
+        when = _e(row.when or "")
+        if row.stale:
+            when += f' <span class="stale">Stale: {_e(row.stale)}</span>'
+        css = ' class="is-stale"' if row.stale else ""
+        lines.append(
+            f'<tr{css} data-input="{_e(row.key)}"><th scope="row">{_e(row.label)}</th>'
+            f"<td>{shown}</td><td>{_source_cell(row)}</td><td>{when}</td></tr>"
         )
     return (
         '<div class="table"><table class="inputs">\n'
         '<caption class="meta">Inputs and where each came from</caption>\n'
         '<thead><tr><th scope="col">Input</th><th scope="col">Value</th>'
-        '<th scope="col">Source</th><th scope="col">Date</th></tr></thead>\n<tbody>\n'
-        + "\n".join(rows)
+        '<th scope="col">Source</th><th scope="col">When</th></tr></thead>\n<tbody>\n'
+        + "\n".join(lines)
         + "\n</tbody>\n</table></div>\n"
     )
 
 
-def _score(score: ScoreView) -> str:
-    out = [f'<section class="score" data-score="{_e(score.name)}">\n<h2>{_e(score.title)}</h2>\n']
+def _score_body(score: ScoreView) -> str:
+    out = []
     if score.value is not None:
-        unit = f' <span class="unit">{_e(score.unit)}</span>' if score.unit else ""
-        number = _e(format_number(score.value))
-        out.append(f'<p class="value"><span class="num">{number}</span>{unit}</p>\n')
-        if score.interpretation:
-            out.append(f'<p class="interpretation">{_e(score.interpretation)}</p>\n')
         if score.reason:
             out.append(f'<p class="note">Note: {_e(score.reason)}</p>\n')
     else:
         reason = score.reason or "the inputs are incomplete"
         out.append(f'<p class="not-computable">Not computable: {_e(reason)}</p>\n')
-        if score.interpretation:
-            out.append(f'<p class="interpretation">{_e(score.interpretation)}</p>\n')
+    if score.interpretation:
+        out.append(f'<p class="interpretation">{_e(score.interpretation)}</p>\n')
     out.append(_inputs_table(score))
     if score.computed_at:
         out.append(
             f'<p class="meta">Computed <time datetime="{_e(score.computed_at)}">'
             f"{_e(_iso_text(score.computed_at))}</time></p>\n"
         )
+    return "".join(out)
+
+
+def _score(score: ScoreView, *, focus: bool = False) -> str:
+    """A score: the card's one opens the page, under its one-line answer."""
+    line = score.headline or score.title
+    css = "score focus" if focus else "score"
+    out = [f'<section class="{css}" data-score="{_e(score.name)}">\n']
+    if focus:
+        out.append(f'<h2 class="headline">{_e(line)}</h2>\n<p class="meta">{_e(score.title)}</p>\n')
+    else:
+        out.append(f"<h2>{_e(score.title)}</h2>\n")
+        if score.value is not None:
+            unit = f' <span class="unit">{_e(unit_text(score.unit))}</span>' if score.unit else ""
+            number = _e(format_number(score.value, 1))
+            out.append(f'<p class="value"><span class="num">{number}</span>{unit}</p>\n')
+            if score.category:
+                out.append(f'<p class="category">{_e(score.category)}</p>\n')
+    out.append(_score_body(score))
     out.append("</section>\n")
     return "".join(out)
 
 
+def _folded_score(score: ScoreView) -> str:
+    """A score other than the card's: one line, its details on demand."""
+    return (
+        f'<details class="score other" data-score="{_e(score.name)}">'
+        f"<summary>{_e(score.headline or score.title)}</summary>\n"
+        f"{_score_body(score)}</details>\n"
+    )
+
+
 def _series(series: Series) -> str:
     heading = _e(series.title) + (
-        f' <span class="meta">({_e(series.unit)})</span>' if series.unit else ""
+        f' <span class="meta">({_e(unit_text(series.unit))})</span>' if series.unit else ""
     )
     out = [f'<section class="series" data-series="{_e(series.key)}">\n<h2>{heading}</h2>\n']
     chart = line_chart(series)
@@ -250,7 +294,7 @@ def _series(series: Series) -> str:
     else:
         out.append(chart + "\n")
         latest = ordered_points(series.points)[-1]
-        unit = latest.unit or series.unit
+        unit = unit_text(latest.unit or series.unit)
         text = f"Latest: {format_number(latest.value)}{' ' + unit if unit else ''}"
         text += f" on {latest.when.date().isoformat()}"
         if latest.source:
@@ -270,10 +314,22 @@ def render_app(view: AppView) -> str:
         body.append(f'<p class="context">Opened from: <strong>{_e(view.context)}</strong></p>\n')
     if view.problems:
         body.append(_list_section("problems", "Problems", view.problems, alert=True))
-    if view.scores:
+    if view.focus is not None:
+        body.extend(_score(s, focus=True) for s in view.scores if s.name == view.focus)
+        others = [s for s in view.scores if s.name != view.focus]
+        if others:
+            body.append('<section class="others">\n<h2>Other scores</h2>\n')
+            body.extend(_folded_score(s) for s in others)
+            body.append("</section>\n")
+    elif view.scores:
         body.extend(_score(score) for score in view.scores)
     else:
         body.append('<p class="nodata">No risk scores to show for this patient.</p>\n')
+    if view.not_applicable:
+        listed = "; ".join(f"{title}: {why}" for title, why in view.not_applicable)
+        body.append(
+            f'<p class="meta not-applicable">Not shown, as they do not apply: {_e(listed)}.</p>\n'
+        )
     body.extend(_series(series) for series in view.series)
     if view.missing:
         body.append(_list_section("missing", "Missing data", view.missing))

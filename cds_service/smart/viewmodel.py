@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["AppView", "Banner", "Measurement", "ScoreView", "Series"]
+__all__ = ["AppView", "Banner", "InputRow", "Measurement", "ScoreView", "Series"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +42,20 @@ class Series:
 
 
 @dataclass(frozen=True, slots=True)
+class InputRow:
+    """One input as a clinician reads it."""
+
+    key: str
+    label: str
+    value: str  # "212 mg/dL", "yes"; "" when not on record
+    kind: str | None  # "Lab result", "Problem list", "None on record", …; None: missing
+    reference: str | None  # "Observation/123", shown on demand
+    when: str | None  # "3 months ago (2026-09-01)"
+    stale: str | None  # "3.2 years old (older than 2 years)"
+    to_record: str | None  # for a missing input: what to order or record
+
+
+@dataclass(frozen=True, slots=True)
 class ScoreView:
     """One risk score as computed (or not computable, `value` None, with `reason`).
 
@@ -58,6 +72,9 @@ class ScoreView:
     sources: Mapping[str, str]
     computed_at: str | None
     interpretation: str | None = None
+    headline: str | None = None  # "10-year ASCVD risk 15.4 % — intermediate"
+    category: str | None = None
+    rows: tuple[InputRow, ...] = ()  # the inputs as a clinician reads them (presentation.py)
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,3 +107,5 @@ class AppView:
     logout_url: str
     relaunch_url: str | None
     generated_at: datetime
+    focus: str | None = None  # the score the card was about: shown first, the others folded
+    not_applicable: tuple[tuple[str, str], ...] = ()  # (score title, why), left out of the view

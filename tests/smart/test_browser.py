@@ -4,6 +4,7 @@ SMART link, through the EHR's authorization page, to the rendered clinician view
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 import uuid
@@ -126,9 +127,9 @@ def test_card_link_to_the_clinician_view(running: tuple[Simulator, str], tmp_pat
         if link["type"] == "smart" and "statin" in link.get("appContext", "")
     )
     assert link["url"] == f"{base}/smart/launch"
-    # 2. The clinician clicks it: the EHR opens the launch URL with iss and a launch id.
-    launch = sim.launch_id(patient=patient, app_context=link["appContext"])
-    url = f"{link['url']}?{urlencode({'iss': sim.fhir_base, 'launch': launch})}"
+    # 2. The clinician clicks it: the EHR opens the launch URL with iss and a launch id; in a
+    # wide window and in a 400 px side panel.
+    shots = Path(os.environ.get("CDS_TEST_SCREENSHOT_DIR") or tmp_path)
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
@@ -143,19 +144,35 @@ def test_card_link_to_the_clinician_view(running: tuple[Simulator, str], tmp_pat
             ],
         )
         try:
-            page = browser.new_page(viewport={"width": 760, "height": 1100})
-            started = time.perf_counter()
-            page.goto(url, wait_until="domcontentloaded")
-            elapsed = time.perf_counter() - started
-            # 3. Through authorization to our page, which shows this patient's assessment.
-            assert page.url == f"{base}/smart/app"
-            text = page.inner_text("body")
-            assert "Darwin" in text and "McLaughlin" in text
-            assert "15.4" in text  # the 10-year ASCVD risk behind the card
-            assert "statin" in text.lower()
-            assert page.locator("svg").count() >= 3
-            page.screenshot(path=str(tmp_path / "smart-view.png"), full_page=True)
-            print(f"launch to rendered view: {elapsed * 1000:.0f} ms")
+            for width, shot in ((1280, "smart-view.png"), (400, "smart-view-400.png")):
+                launch = sim.launch_id(patient=patient, app_context=link["appContext"])
+                url = f"{link['url']}?{urlencode({'iss': sim.fhir_base, 'launch': launch})}"
+                page = browser.new_page(viewport={"width": width, "height": 800})
+                started = time.perf_counter()
+                page.goto(url, wait_until="domcontentloaded")
+                elapsed = time.perf_counter() - started
+                # 3. Through authorization to our page: the card's question answered first,
+                # in one line, without scrolling.
+                assert page.url == f"{base}/smart/app"
+                text = page.inner_text("body")
+                assert "Darwin" in text and "McLaughlin" in text
+                headline = page.locator("section.focus .headline")
+                assert headline.inner_text() == "10-year ASCVD risk 15.4 % — intermediate"
+                box = headline.bounding_box()
+                assert box is not None and box["y"] + box["height"] <= 800, box
+                assert "statin" in text.lower()  # the card it came from
+                # The inputs in clinical words; a resource id only on demand.
+                focus = page.locator("section.focus")
+                assert "Total cholesterol" in focus.inner_text()
+                assert "Observation/" not in focus.inner_text()
+                page.locator("section.focus details.ref summary").first.click()
+                assert "Observation/" in focus.inner_text() or "Patient/" in focus.inner_text()
+                # Other scores folded to one line each; those that do not apply left out.
+                assert page.locator("details.score.other").count() >= 1
+                assert "CHA2DS2-VASc: no atrial fibrillation on record" in text
+                assert page.locator("svg").count() >= 3
+                page.screenshot(path=str(shots / shot), full_page=True)
+                print(f"launch to rendered view at {width} px: {elapsed * 1000:.0f} ms")
             # 4. Signing out revokes the tokens and ends the session.
             page.click("text=Log out")
             assert "Signed out" in page.inner_text("body")

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
 
+from cds_service.smart.presentation import input_rows
 from cds_service.smart.viewmodel import AppView, Banner, Measurement, ScoreView, Series
 
 GENERATED = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
@@ -52,6 +53,17 @@ def hba1c_series() -> Series:
     )
 
 
+def with_rows(score: ScoreView, quantities: dict[str, str | None] | None = None) -> ScoreView:
+    """`score` with its input rows, as `build_view` words them (at GENERATED)."""
+    quantities = quantities or {
+        "age": "age",
+        "total_cholesterol": "cholesterol",
+        "hdl": "cholesterol",
+    }
+    rows = input_rows(score.name, score.inputs, score.sources, quantities, {}, GENERATED)
+    return replace(score, rows=rows)
+
+
 def ascvd_score(**changes: Any) -> ScoreView:
     score = ScoreView(
         name="ascvd",
@@ -63,19 +75,19 @@ def ascvd_score(**changes: Any) -> ScoreView:
             "age": 55,
             "sex": "female",
             "total_cholesterol": 213.0,
-            "hdl_cholesterol": 50.5,
+            "hdl": 50.5,
             "smoker": False,
             "race": None,
         },
         sources={
             "age": "Patient/p1 1971-03-02",
             "total_cholesterol": "Observation/chol-7 2024-05-01",
-            "hdl_cholesterol": "Observation/hdl-3 2024-05-01",
+            "hdl": "Observation/hdl-3 2019-05-01",
         },
         computed_at="2026-11-28T12:00:00+00:00",
         interpretation="Intermediate risk (7.5% to < 20%)",
     )
-    return replace(score, **changes)
+    return with_rows(replace(score, **changes))
 
 
 def full_view(**changes: Any) -> AppView:

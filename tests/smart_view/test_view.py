@@ -7,7 +7,7 @@ from datetime import datetime
 
 from cds_service.smart.view import render_app, render_chooser, render_error
 from cds_service.smart.viewmodel import Banner, ScoreView, Series
-from tests.smart_view.helpers import ascvd_score, check_html, full_view, m
+from tests.smart_view.helpers import ascvd_score, check_html, full_view, m, with_rows
 
 EXTERNAL = re.compile(r"""(?:src|href|action)\s*=\s*["']?(?:https?:)?//""", re.IGNORECASE)
 
@@ -19,7 +19,7 @@ def text_of(document: str) -> str:
 
 def table_rows(document: str) -> list[str]:
     """Each <tr> of the inputs table as text, cells separated by " | "."""
-    rows = re.findall(r"<tr>(.*?)</tr>", document, re.DOTALL)
+    rows = re.findall(r"<tr[^>]*>(.*?)</tr>", document, re.DOTALL)
     return [" | ".join(re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row)) for row in rows]
 
 
@@ -53,13 +53,24 @@ def test_full_view() -> None:
     # the score: value and unit, interpretation, input rows with sources, computed time
     assert '<span class="num">12.4</span> <span class="unit">%</span>' in document
     assert "Intermediate risk (7.5% to &lt; 20%)" in document
+    # inputs as a clinician reads them: label, value with unit, kind of source (the resource
+    # id folded under it), how long ago; stale and missing inputs flagged
     rows = table_rows(document)
-    assert rows[0] == "Input | Value | Source | Date"
-    assert "total cholesterol | 213 | Observation/chol-7 | 2024-05-01" in rows
-    assert "hdl cholesterol | 50.5 | Observation/hdl-3 | 2024-05-01" in rows
-    assert "age | 55 | Patient/p1 | 1971-03-02" in rows
-    assert 'smoker | no | <span class="absent">given</span> | ' in rows
-    assert 'race | <span class="absent">not recorded</span> |  | ' in rows
+    assert rows[0] == "Input | Value | Source | When"
+    lab = '<details class="ref"><summary>Lab result</summary><code>Observation/{}</code></details>'
+    assert (
+        f"Total cholesterol | 213 mg/dL | {lab.format('chol-7')} | 2.6 years ago (2024-05-01)"
+        in rows
+    )
+    assert (
+        f"HDL cholesterol | 50.5 mg/dL | {lab.format('hdl-3')} | 7.6 years ago (2019-05-01) "
+        '<span class="stale">Stale: 7.6 years old (older than 5 years)</span>'
+    ) in rows
+    demographics = '<details class="ref"><summary>Demographics</summary><code>Patient/p1</code>'
+    assert f"Age | 55 years | {demographics}</details> | " in rows
+    assert 'Current smoker | no | <span class="absent">None on record</span> | ' in rows
+    assert 'Race (for the equations) | <span class="absent">not recorded</span> |  | ' in rows
+    assert document.count('class="is-stale"') == 1
     assert "Computed 2026-11-28 12:00 UTC" in text
     # charts: one per series with points, the right number of points, the target band
     svgs = re.findall(r"<svg .*?</svg>", document, re.DOTALL)
@@ -72,7 +83,7 @@ def test_full_view() -> None:
         r'<polyline class="primary" points="(?:[\d.]+,[\d.]+ ){3}[\d.]+,[\d.]+"', hba1c
     )
     assert '<rect class="target"' in bp and '<rect class="target"' in hba1c
-    assert "Latest: 128 mm[Hg] on 2023-04-01 (Observation/bp-3)" in text
+    assert "Latest: 128 mmHg on 2023-04-01 (Observation/bp-3)" in text
     assert "Latest: 6.8 % on 2023-01-15" in text
     # the series without points
     ldl = re.search(r'<section class="series" data-series="ldl">.*?</section>', document, re.DOTALL)
@@ -135,15 +146,18 @@ def test_banner_with_partial_data() -> None:
 
 
 def test_score_not_computable_shows_the_reason() -> None:
-    score = ScoreView(
-        name="egfr",
-        title="eGFR (CKD-EPI 2021)",
-        value=None,
-        unit="mL/min/1.73m2",
-        reason="no serum creatinine in the last 12 months",
-        inputs={"age": 55, "creatinine": None},
-        sources={"age": "Patient/p1 1971-03-02"},
-        computed_at=None,
+    score = with_rows(
+        ScoreView(
+            name="egfr",
+            title="eGFR (CKD-EPI 2021)",
+            value=None,
+            unit="mL/min/1.73m2",
+            reason="no serum creatinine in the last 12 months",
+            inputs={"age": 55, "creatinine": None},
+            sources={"age": "Patient/p1 1971-03-02"},
+            computed_at=None,
+        ),
+        {"age": "age", "creatinine": "creatinine"},
     )
     document = render_app(full_view(scores=(score,)))
     check_html(document)
@@ -152,7 +166,10 @@ def test_score_not_computable_shows_the_reason() -> None:
         in document
     )
     assert '<span class="num">' not in document
-    assert 'creatinine | <span class="absent">not recorded</span> |  | ' in table_rows(document)
+    assert (
+        'Serum creatinine | <span class="absent">not recorded</span>: order a serum creatinine'
+        " |  | " in table_rows(document)
+    )
     assert "Computed" not in document
 
 
