@@ -18,7 +18,9 @@ import httpx
 from cds_service.patient import age_in_years
 from cds_service.rules.index import parse_instant
 from cds_service.scores import SCORES, score_from_fhir
+from cds_service.scores.ascvd_what_if import Scenario, ascvd_what_if
 from cds_service.scores.units import UnitError, convert, normalise_unit
+from cds_service.smart.charts import ordered_points
 from cds_service.smart.presentation import (
     category,
     headline,
@@ -246,6 +248,29 @@ def _series(spec: SeriesSpec, observations: Sequence[dict[str, Any]]) -> Series:
     )
 
 
+_STATINS = value_set("statins")
+
+
+def _what_if(
+    name: str,
+    inputs: dict[str, Any],
+    series: Sequence[Series],
+    resources: Sequence[dict[str, Any]],
+) -> tuple[Scenario, ...]:
+    """ASCVD's what-if scenarios: from the latest LDL-C charted, unless already on a statin."""
+    if name != "ascvd":
+        return ()
+    ldl = next((s for s in series if s.key == "ldl"), None)
+    latest = ordered_points(ldl.points)[-1].value if ldl is not None and ldl.points else None
+    on_statin = any(
+        r.get("resourceType") == "MedicationRequest"
+        and r.get("status") == "active"
+        and coded(r.get("medicationCodeableConcept"), _STATINS)
+        for r in resources
+    )
+    return ascvd_what_if(inputs, ldl_mg_dl=latest, on_statin=on_statin)
+
+
 def build_view(
     data: PatientData,
     *,
@@ -264,6 +289,8 @@ def build_view(
     by_reference = {
         f"{r.get('resourceType')}/{r.get('id')}": r for r in data.resources if r.get("id")
     }
+    observations = [r for r in data.resources if r.get("resourceType") == "Observation"]
+    series = tuple(_series(spec, observations) for spec in SERIES)
     for name, calculator in SCORES.items():
         result = score_from_fhir(name, data.resources, now)
         inputs = dict(result.inputs)
@@ -287,11 +314,10 @@ def build_view(
                 headline=headline(name, calculator.title, result.value, result.unit, cat),
                 category=cat,
                 rows=input_rows(name, inputs, result.sources, quantities, by_reference, now),
+                what_if=_what_if(name, inputs, series, data.resources),
             )
         )
     scores.sort(key=lambda score: score.name != focus)  # stable: the card's score first
-    observations = [r for r in data.resources if r.get("resourceType") == "Observation"]
-    series = tuple(_series(spec, observations) for spec in SERIES)
     missing = tuple(f"No {s.title} results on record" for s in series if not s.points)
     return AppView(
         banner=_banner(data.patient, now) if need_banner else None,

@@ -55,6 +55,8 @@ details.score{margin:0 0 .5rem;padding:.4rem .75rem;border:1px solid #dcdfe4;bor
 details.score summary{cursor:pointer;font-weight:600}
 details.ref summary{cursor:pointer;color:#0b57a4}
 details.ref code{font-size:.8rem;overflow-wrap:anywhere}
+table.what-if td.risk{white-space:nowrap;font-weight:600}
+table.what-if td.basis{color:#555;font-size:.82rem}
 .stale{display:inline-block;margin-left:.3rem;padding:0 .3rem;background:#fff6e0;
 border:1px solid #c58a00;border-radius:3px;color:#5c3d00;font-size:.8rem}
 .note{margin:0 0 .4rem;color:#6a4a00}
@@ -235,6 +237,31 @@ def _inputs_table(score: ScoreView) -> str:
     )
 
 
+def _what_if_table(score: ScoreView) -> str:
+    """What therapy would change (ASCVD): each scenario's estimated risk and its basis."""
+    if not score.what_if:
+        return ""
+    current = score.what_if[0].risk
+    lines = []
+    for scenario in score.what_if:
+        risk = f"{format_number(scenario.risk, 1)} %"
+        if scenario is not score.what_if[0]:
+            risk += f" ({scenario.risk - current:+.1f})"
+        lines.append(
+            f'<tr data-scenario="{_e(scenario.label)}"><th scope="row">{_e(scenario.label)}</th>'
+            f'<td class="risk">{_e(risk)}</td><td class="basis">{_e(scenario.basis)}</td></tr>'
+        )
+    return (
+        '<div class="table"><table class="what-if">\n'
+        '<caption class="meta">What would change it: estimates for the conversation, not '
+        "predictions</caption>\n"
+        '<thead><tr><th scope="col">If</th><th scope="col">10-year risk</th>'
+        '<th scope="col">Estimated from</th></tr></thead>\n<tbody>\n'
+        + "\n".join(lines)
+        + "\n</tbody>\n</table></div>\n"
+    )
+
+
 def _score_body(score: ScoreView) -> str:
     out = []
     if score.value is not None:
@@ -245,6 +272,7 @@ def _score_body(score: ScoreView) -> str:
         out.append(f'<p class="not-computable">Not computable: {_e(reason)}</p>\n')
     if score.interpretation:
         out.append(f'<p class="interpretation">{_e(score.interpretation)}</p>\n')
+    out.append(_what_if_table(score))
     out.append(_inputs_table(score))
     if score.computed_at:
         out.append(

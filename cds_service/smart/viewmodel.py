@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from cds_service.scores.ascvd_what_if import Scenario
+
 __all__ = ["AppView", "Banner", "InputRow", "Measurement", "ScoreView", "Series"]
 
 
@@ -75,6 +77,7 @@ class ScoreView:
     headline: str | None = None  # "10-year ASCVD risk 15.4 % — intermediate"
     category: str | None = None
     rows: tuple[InputRow, ...] = ()  # the inputs as a clinician reads them (presentation.py)
+    what_if: tuple[Scenario, ...] = ()  # ASCVD: what therapy would change (ascvd_what_if.py)
 
 
 @dataclass(frozen=True, slots=True)

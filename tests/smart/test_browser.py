@@ -161,6 +161,23 @@ def test_card_link_to_the_clinician_view(running: tuple[Simulator, str], tmp_pat
                 box = headline.bounding_box()
                 assert box is not None and box["y"] + box["height"] <= 800, box
                 assert "statin" in text.lower()  # the card it came from
+                # What therapy would change, by hand from the equations' 15.45 %: x 0.8721
+                # (moderate statin: LDL-C 71 mg/dL lowered 30 %, 0.78 per mmol/L), x 0.7960
+                # (high, 50 %), x 0.6998 (systolic 146 to 130 mmHg, 0.80 per 10), both together.
+                table = page.locator("section.focus table.what-if")
+                risks = dict(
+                    zip(
+                        table.locator("th[scope=row]").all_inner_texts(),
+                        table.locator("td.risk").all_inner_texts(),
+                        strict=True,
+                    )
+                )
+                assert risks["Current risk"] == "15.4 %"
+                assert risks["Moderate-intensity statin"] == "13.5 % (-2.0)"
+                assert risks["High-intensity statin"] == "12.3 % (-3.2)"
+                assert risks["Systolic BP to 130 mmHg"] == "10.8 % (-4.6)"
+                assert risks["All of these"] == "8.6 % (-6.8)"
+                assert "Optimal risk factors" in risks
                 # The inputs in clinical words; a resource id only on demand.
                 focus = page.locator("section.focus")
                 assert "Total cholesterol" in focus.inner_text()

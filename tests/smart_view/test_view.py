@@ -331,3 +331,40 @@ def test_chooser_without_options() -> None:
     check_html(document)
     assert "No EHR is configured for standalone launch." in text_of(document)
     assert "<a " not in document
+
+
+def test_the_cards_score_opens_the_page_the_others_folded() -> None:
+    from cds_service.scores.ascvd_what_if import Scenario
+
+    focus = ascvd_score(
+        headline="10-year ASCVD risk 12.4 % — intermediate",
+        category="intermediate",
+        what_if=(
+            Scenario("Current risk", 12.4, "Pooled Cohort Equations"),
+            Scenario("High-intensity statin", 8.17, "LDL-C 130 mg/dL lowered by 50 %; CTT"),
+        ),
+    )
+    egfr = ScoreView(
+        "egfr", "eGFR", 52.0, "mL/min/{1.73_m2}", None, {}, {}, None, headline="eGFR 52 — G3a"
+    )
+    view = full_view(
+        scores=(egfr, focus),
+        focus="ascvd",
+        not_applicable=(("CHA2DS2-VASc", "no atrial fibrillation on record"),),
+    )
+    document = render_app(view)
+    check_html(document)
+    order = [
+        document.index('<section class="score focus" data-score="ascvd">'),
+        document.index('<h2 class="headline">10-year ASCVD risk 12.4 % — intermediate</h2>'),
+        document.index('<table class="what-if">'),
+        document.index('<table class="inputs">'),
+        document.index("<h2>Other scores</h2>"),
+        document.index('<details class="score other" data-score="egfr"><summary>eGFR 52 — G3a'),
+        document.index("Not shown, as they do not apply: CHA2DS2-VASc: no atrial fibrillation"),
+    ]
+    assert order == sorted(order)
+    rows = table_rows(document)
+    assert "Current risk | 15.4 % | Pooled Cohort Equations" not in rows
+    assert "Current risk | 12.4 % | Pooled Cohort Equations" in rows
+    assert "High-intensity statin | 8.2 % (-4.2) | LDL-C 130 mg/dL lowered by 50 %; CTT" in rows
