@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install run test lint typecheck pytest openapi architecture card-rates drug-terminology \
+.PHONY: install axe run test lint typecheck pytest openapi architecture card-rates drug-terminology \
 	drug-coverage format clean bench bench-load bench-population soak topology fhirpath-conformance
 
 $(BIN)/.installed: pyproject.toml
@@ -16,6 +16,14 @@ $(BIN)/.installed: pyproject.toml
 	touch $@
 
 install: $(BIN)/.installed
+
+# axe-core (npm), which the accessibility test runs in chromium on the clinician view.
+AXE_VERSION := 4.14.1
+AXE := .cache/npm/node_modules/axe-core/axe.min.js
+$(AXE):
+	npm install --silent --no-audit --no-fund --no-save --prefix .cache/npm axe-core@$(AXE_VERSION)
+
+axe: $(AXE)
 
 run: install
 	CDS_ENV=development CDS_AUTH=disabled $(BIN)/cds-service serve --host 127.0.0.1 --port 8080
@@ -30,7 +38,7 @@ typecheck: install
 
 # Coverage of cds_service is measured and reported (files fully covered are left out; the
 # TOTAL line is the figure to watch); no threshold fails the run.
-pytest: install
+pytest: install axe
 	$(BIN)/python -m pytest --cov --cov-report=term-missing
 
 test: lint typecheck pytest

@@ -67,7 +67,7 @@ table{border-collapse:collapse;width:100%;font-size:.88rem;margin:.3rem 0}
 td.date{white-space:nowrap;overflow-wrap:normal}
 th,td{text-align:left;padding:.2rem .4rem;border-bottom:1px solid #e6e8eb;vertical-align:top}
 th{font-weight:600;color:#444;background:#f7f8fa}
-.absent{color:#8a8a8a;font-style:italic}
+.absent{color:#5f5f5f;font-style:italic}
 .meta{margin:.3rem 0 0;color:#666;font-size:.82rem}
 .chart{display:block;width:100%;max-width:560px;height:auto}
 .nodata{color:#666;font-style:italic;margin:.2rem 0}

@@ -196,3 +196,66 @@ def test_card_link_to_the_clinician_view(running: tuple[Simulator, str], tmp_pat
             assert len(sim.revoked) >= 1
         finally:
             browser.close()
+
+
+AXE = Path(__file__).resolve().parents[2] / ".cache/npm/node_modules/axe-core/axe.min.js"
+WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)")
+@pytest.mark.skipif(not AXE.exists(), reason="needs axe-core (`make axe` installs it)")
+def test_the_clinician_view_passes_axe_at_both_widths(
+    running: tuple[Simulator, str], tmp_path: Path
+) -> None:
+    """axe-core's WCAG 2.1 A and AA rules on the launched view, its folded parts opened too:
+    no serious or critical violation at 1280 px or at 400 px. The report goes beside the
+    screenshots (CDS_TEST_SCREENSHOT_DIR)."""
+    from playwright.sync_api import sync_playwright
+
+    sim, base = running
+    patient = FhirDouble.from_bundle(json.loads(DARWIN.read_text())).resources("Patient")[0]["id"]
+    report: dict[str, list[dict[str, object]]] = {}
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            # The page forbids every script (CSP): only the test's own axe may run in it.
+            context = browser.new_context(bypass_csp=True)
+            for width in (1280, 400):
+                app_context = '{"rule":"statin-for-ascvd-risk"}'
+                launch = sim.launch_id(patient=patient, app_context=app_context)
+                page = context.new_page()
+                page.set_viewport_size({"width": width, "height": 800})
+                page.goto(
+                    f"{base}/smart/launch?{urlencode({'iss': sim.fhir_base, 'launch': launch})}"
+                )
+                assert page.url == f"{base}/smart/app"
+                page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
+                page.add_script_tag(path=str(AXE))
+                result = page.evaluate(
+                    "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})",
+                    WCAG_21_AA,
+                )
+                assert result["passes"], "axe ran no rule"
+                report[f"{width}px"] = [
+                    {
+                        "id": v["id"],
+                        "impact": v["impact"],
+                        "help": v["help"],
+                        "nodes": [n["target"][0] for n in v["nodes"]][:10],
+                        "why": [n.get("failureSummary", "")[-160:] for n in v["nodes"]][:3],
+                    }
+                    for v in result["violations"]
+                ]
+        finally:
+            browser.close()
+    shots = Path(os.environ.get("CDS_TEST_SCREENSHOT_DIR") or tmp_path)
+    (shots / "smart-view-axe.json").write_text(json.dumps(report, indent=2) + "\n")
+    serious = [
+        (width, v["id"], v["help"])
+        for width, violations in report.items()
+        for v in violations
+        if v["impact"] in ("serious", "critical")
+    ]
+    assert serious == [], serious
