@@ -29,6 +29,7 @@ from cds_service.smart.presentation import (
     short_title,
 )
 from cds_service.smart.viewmodel import AppView, Banner, Measurement, ScoreView, Series
+from cds_service.smart.what_changes import what_changes
 from cds_service.terminology import coded, value_set
 
 __all__ = ["SERIES", "build_view", "fetch_patient_data"]
@@ -281,6 +282,7 @@ def build_view(
     logout_url: str,
     relaunch_url: str | None,
     focus: str | None = None,
+    style_css: str = "",
 ) -> AppView:
     """Scores, trends and gaps for the page: the score of the card (`focus`) first, the scores
     that do not apply to the patient left out (with the reason)."""
@@ -315,6 +317,7 @@ def build_view(
                 category=cat,
                 rows=input_rows(name, inputs, result.sources, quantities, by_reference, now),
                 what_if=_what_if(name, inputs, series, data.resources),
+                changes=what_changes(name, result.value, inputs),
             )
         )
     scores.sort(key=lambda score: score.name != focus)  # stable: the card's score first
@@ -327,6 +330,7 @@ def build_view(
         missing=missing,
         problems=tuple(data.problems),
         style_url=style_url,
+        style_css=style_css,
         logout_url=logout_url,
         relaunch_url=relaunch_url,
         generated_at=now.astimezone(UTC),

@@ -8,6 +8,7 @@ the code flow with PKCE S256, a `state` bound to the browser's session and used 
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import json
 import logging
@@ -28,6 +29,7 @@ from cds_service.smart import oauth
 from cds_service.smart.data import build_view, fetch_patient_data
 from cds_service.smart.deps import SmartDep
 from cds_service.smart.pkce import challenge, new_state, new_verifier
+from cds_service.smart.style import allowed_style_url
 from cds_service.smart.view import render_app, render_chooser, render_error
 from cds_service.urls import public_base
 
@@ -270,6 +272,10 @@ async def _verified_id_token(
     return oauth.verify_id_token(id_token, config, tenant.smart, jwks, now=now)
 
 
+async def _no_style() -> str:
+    return ""
+
+
 def _context(rules: RuleRuntime | None, app_context: Any) -> tuple[str | None, str | None]:
     """What the card's `appContext` names: the card as text, and the score it was about (the
     first score its rule reads), each None when it names no rule we serve."""
@@ -332,8 +338,20 @@ async def app_view(
             await smart.sessions.put(str(session_id), session)
         return str(session["access_token"])
 
+    style_url = session.get("smart_style_url")
+    refusal = allowed_style_url(
+        style_url,
+        iss=iss,
+        fhir_servers=list(tenant.fhir_servers),
+        development=settings.env == "development",
+    )
+    if refusal is not None and style_url:
+        log.warning("smart style not fetched: %s", refusal)
     try:
-        data = await fetch_patient_data(http, iss, str(session["patient"]), token)
+        data, style_css = await asyncio.gather(
+            fetch_patient_data(http, iss, str(session["patient"]), token),
+            smart.styles.css(http, str(style_url)) if refusal is None else _no_style(),
+        )
     except SmartError as error:
         return _error(request, settings, error, iss, tenant)
     base = _base(request, settings)
@@ -344,7 +362,8 @@ async def app_view(
         need_banner=bool(session.get("need_patient_banner", True)),
         context=context,
         focus=focus,
-        style_url=session.get("smart_style_url"),
+        style_url=style_url,
+        style_css=style_css,
         logout_url=f"{base}/smart/logout",
         relaunch_url=_launch_url(request, settings, iss),
     )

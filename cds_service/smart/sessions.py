@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from cds_service.security.smart_discovery import SmartDiscovery
+from cds_service.smart.style import StyleCache
 
 __all__ = ["SessionStore", "SmartRuntime"]
 
@@ -91,8 +92,9 @@ class SessionStore:
 
 
 class SmartRuntime:
-    """What the SMART routes share: sessions and the discovery cache."""
+    """What the SMART routes share: sessions, the discovery cache and the EHRs' styles."""
 
     def __init__(self, sessions: SessionStore, discovery: SmartDiscovery) -> None:
         self.sessions = sessions
         self.discovery = discovery
+        self.styles = StyleCache()

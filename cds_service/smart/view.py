@@ -4,8 +4,9 @@ Plain HTML5 with one small inline ``<style>``: no scripts, no event handlers, no
 images, so the pages render fully offline under ``Content-Security-Policy: default-src 'none';
 style-src 'unsafe-inline'`` and inside an EHR's (often narrow) iframe. Everything that comes from
 the patient record, the EHR or configuration is HTML-escaped; links and form actions that are not
-http(s) or relative are replaced by ``#``. A SMART `style_url` is never fetched (it is exposed as
-``data-smart-style-url`` only).
+http(s) or relative are replaced by ``#``. The EHR's SMART style (`smart_style_url`), fetched and
+checked by `cds_service.smart.style`, sets the CSS variables the stylesheet reads (colours,
+fonts, font size, border radius), each with our own value as the fallback.
 """
 
 from __future__ import annotations
@@ -28,13 +29,15 @@ MAX_MESSAGE = 1000
 STYLE = """
 :root{color-scheme:light}
 *{box-sizing:border-box}
-body{margin:0;padding:12px 16px 20px;font:15px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,
-"Helvetica Neue",Arial,sans-serif;color:#1a1a1a;background:#fff;max-width:60rem}
+body{margin:0;padding:12px 16px 20px;font-size:var(--smart-font-size,15px);line-height:1.45;
+font-family:var(--smart-font-body,system-ui,-apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,
+sans-serif);color:var(--smart-text,#1a1a1a);background:var(--smart-background,#fff);max-width:60rem}
+h1,h2{font-family:var(--smart-font-heading,inherit)}
 h1{font-size:1.25rem;margin:.2rem 0 .6rem}
 h2{font-size:1.05rem;margin:0 0 .4rem}
 a{color:#0b57a4}
 .banner{display:flex;flex-wrap:wrap;gap:.2rem 1.2rem;align-items:baseline;padding:.5rem .75rem;
-margin:0 0 .75rem;background:#f1f4f8;border-left:4px solid #0b57a4}
+margin:0 0 .75rem;background:#f1f4f8;border-left:4px solid var(--smart-highlight,#0b57a4)}
 .banner .name{font-size:1.15rem;font-weight:700}
 .banner .label{color:#555}
 .context{margin:0 0 .75rem;color:#333}
@@ -43,15 +46,16 @@ border-left:4px solid #b3261e;color:#5f1410}
 .problems h2{color:#8c1d18}
 .problems ul,.missing ul{margin:.2rem 0;padding-left:1.2rem}
 section.score,section.series,section.missing{margin:0 0 1rem;padding:.6rem .75rem;
-border:1px solid #dcdfe4;border-radius:4px;break-inside:avoid}
+border:1px solid #dcdfe4;border-radius:var(--smart-radius,4px);break-inside:avoid}
 .value{margin:.1rem 0 .3rem}
 .value .num{font-size:2rem;font-weight:700;line-height:1.1}
 .value .unit{font-size:1rem;color:#444;margin-left:.25rem}
 .interpretation{margin:0 0 .4rem;font-weight:600}
 .headline{font-size:1.35rem;margin:.1rem 0 .2rem}
-.focus{border-left:4px solid #0b57a4}
+.focus{border-left:4px solid var(--smart-highlight,#0b57a4)}
 .category{margin:0 0 .4rem;font-weight:600}
-details.score{margin:0 0 .5rem;padding:.4rem .75rem;border:1px solid #dcdfe4;border-radius:4px}
+details.score{margin:0 0 .5rem;padding:.4rem .75rem;border:1px solid #dcdfe4;
+border-radius:var(--smart-radius,4px)}
 details.score summary{cursor:pointer;font-weight:600}
 details.ref summary{cursor:pointer;color:#0b57a4}
 details.ref code{font-size:.8rem;overflow-wrap:anywhere}
@@ -104,13 +108,15 @@ def _safe_url(url: str | None) -> str:
     return _e(url.strip())
 
 
-def _page(title: str, body: str, *, body_attrs: str = "") -> str:
+def _page(title: str, body: str, *, body_attrs: str = "", style_css: str = "") -> str:
+    # `style_css` comes from smart/style.py, where every value was checked; "</" cannot occur.
+    ehr_style = f"{style_css}\n" if style_css and "<" not in style_css else ""
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
         '<meta name="referrer" content="no-referrer">\n'
-        f"<title>{_e(title)}</title>\n<style>\n{STYLE}\n</style>\n</head>\n"
+        f"<title>{_e(title)}</title>\n<style>\n{ehr_style}{STYLE}\n</style>\n</head>\n"
         f"<body{body_attrs}>\n{body}</body>\n</html>\n"
     )
 
@@ -262,6 +268,27 @@ def _what_if_table(score: ScoreView) -> str:
     )
 
 
+def _changes_table(score: ScoreView) -> str:
+    """What would move a point score to another category."""
+    if not score.changes:
+        return ""
+    unit = unit_text(score.unit)
+    lines = [
+        f'<tr data-change="{_e(c.label)}"><th scope="row">{_e(c.label)}</th>'
+        f'<td class="risk">{_e(format_number(c.value, 1))} {_e(unit)}</td>'
+        f"<td>{_e(c.category)}{' (changes)' if c.moves else ''}</td></tr>"
+        for c in score.changes
+    ]
+    return (
+        '<div class="table"><table class="what-if changes">\n'
+        '<caption class="meta">What would change the category</caption>\n'
+        '<thead><tr><th scope="col">If</th><th scope="col">Score</th>'
+        '<th scope="col">Category</th></tr></thead>\n<tbody>\n'
+        + "\n".join(lines)
+        + "\n</tbody>\n</table></div>\n"
+    )
+
+
 def _score_body(score: ScoreView) -> str:
     out = []
     if score.value is not None:
@@ -273,6 +300,7 @@ def _score_body(score: ScoreView) -> str:
     if score.interpretation:
         out.append(f'<p class="interpretation">{_e(score.interpretation)}</p>\n')
     out.append(_what_if_table(score))
+    out.append(_changes_table(score))
     out.append(_inputs_table(score))
     if score.computed_at:
         out.append(
@@ -374,7 +402,7 @@ def render_app(view: AppView) -> str:
     attrs = ""
     if view.style_url:
         attrs = f' data-smart-style-url="{_e(view.style_url)}"'
-    return _page(APP_NAME, "".join(body), body_attrs=attrs)
+    return _page(APP_NAME, "".join(body), body_attrs=attrs, style_css=view.style_css)
 
 
 def _clean_message(message: str) -> str:

@@ -13,7 +13,7 @@ from typing import Any
 
 from cds_service.scores.ascvd_what_if import Scenario
 
-__all__ = ["AppView", "Banner", "InputRow", "Measurement", "ScoreView", "Series"]
+__all__ = ["AppView", "Banner", "Change", "InputRow", "Measurement", "ScoreView", "Series"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +58,20 @@ class InputRow:
 
 
 @dataclass(frozen=True, slots=True)
+class Change:
+    """A point score with one factor changed (`cds_service.smart.what_changes`)."""
+
+    label: str  # "Antiplatelet or NSAID stopped"
+    value: float  # the score then
+    category: str  # its category then
+    was: str  # the category now
+
+    @property
+    def moves(self) -> bool:
+        return self.category != self.was
+
+
+@dataclass(frozen=True, slots=True)
 class ScoreView:
     """One risk score as computed (or not computable, `value` None, with `reason`).
 
@@ -78,6 +92,7 @@ class ScoreView:
     category: str | None = None
     rows: tuple[InputRow, ...] = ()  # the inputs as a clinician reads them (presentation.py)
     what_if: tuple[Scenario, ...] = ()  # ASCVD: what therapy would change (ascvd_what_if.py)
+    changes: tuple[Change, ...] = ()  # point scores: what would move the category
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +112,8 @@ class AppView:
 
     `banner` is None when the EHR shows its own banner. `context` is what the card's `appContext`
     pointed to, as human text. `missing` lists data that could not be found, `problems` data that
-    could not be loaded. `style_url` (SMART `smart_style_url`) is never fetched.
+    could not be loaded. `style_url` is SMART's `smart_style_url`; `style_css` what of it was
+    fetched and accepted (`cds_service.smart.style`).
     """
 
     banner: Banner | None
@@ -111,4 +127,5 @@ class AppView:
     relaunch_url: str | None
     generated_at: datetime
     focus: str | None = None  # the score the card was about: shown first, the others folded
+    style_css: str = ""  # the EHR's style as checked CSS variables (smart/style.py)
     not_applicable: tuple[tuple[str, str], ...] = ()  # (score title, why), left out of the view

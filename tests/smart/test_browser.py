@@ -59,6 +59,17 @@ def serve_app(app: FastAPI, port: int) -> Callable[[], None]:
 
 @pytest.fixture
 def running(tmp_path: Path) -> Iterator[tuple[Simulator, str]]:
+    """The service in production mode beside the simulated EHR (plain http on loopback)."""
+    yield from _running(tmp_path, "production")
+
+
+@pytest.fixture
+def running_development(tmp_path: Path) -> Iterator[tuple[Simulator, str]]:
+    """The same in development mode, where the EHR's http style URL may be fetched."""
+    yield from _running(tmp_path, "development")
+
+
+def _running(tmp_path: Path, env: str) -> Iterator[tuple[Simulator, str]]:
     sim_port, app_port = free_port(), free_port()
     base = f"http://127.0.0.1:{app_port}"
     sim = Simulator(
@@ -84,7 +95,10 @@ def running(tmp_path: Path) -> Iterator[tuple[Simulator, str]]:
         )
     )
     settings = Settings(
-        database_url=f"sqlite:///{tmp_path}/cds.db", tenants_file=tenants, public_base_url=base
+        database_url=f"sqlite:///{tmp_path}/cds.db",
+        tenants_file=tenants,
+        public_base_url=base,
+        env=env,
     )
     stop_sim = serve_in_thread(sim, sim_port)
     # The day of Darwin's last visit, so the record's labs are recent for the card and the view.
@@ -156,6 +170,9 @@ def test_card_link_to_the_clinician_view(running: tuple[Simulator, str], tmp_pat
                 assert page.url == f"{base}/smart/app"
                 text = page.inner_text("body")
                 assert "Darwin" in text and "McLaughlin" in text
+                # The EHR's style URL is plain http: not fetched in production.
+                background = page.evaluate("getComputedStyle(document.body).backgroundColor")
+                assert background == "rgb(255, 255, 255)"
                 headline = page.locator("section.focus .headline")
                 assert headline.inner_text() == "10-year ASCVD risk 15.4 % — intermediate"
                 box = headline.bounding_box()
@@ -204,15 +221,17 @@ WCAG_21_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)")
 @pytest.mark.skipif(not AXE.exists(), reason="needs axe-core (`make axe` installs it)")
-def test_the_clinician_view_passes_axe_at_both_widths(
-    running: tuple[Simulator, str], tmp_path: Path
+def test_the_clinician_view_in_the_ehrs_style_passes_axe_at_both_widths(
+    running_development: tuple[Simulator, str], tmp_path: Path
 ) -> None:
-    """axe-core's WCAG 2.1 A and AA rules on the launched view, its folded parts opened too:
-    no serious or critical violation at 1280 px or at 400 px. The report goes beside the
-    screenshots (CDS_TEST_SCREENSHOT_DIR)."""
+    """The EHR's SMART style applied (its background, text colour and fonts), then axe-core's
+    WCAG 2.1 A and AA rules on the launched view, its folded parts opened too: no serious or
+    critical violation at 1280 px or at 400 px. The report and a screenshot in the EHR's style
+    go beside the other screenshots (CDS_TEST_SCREENSHOT_DIR)."""
     from playwright.sync_api import sync_playwright
 
-    sim, base = running
+    sim, base = running_development
+    shots = Path(os.environ.get("CDS_TEST_SCREENSHOT_DIR") or tmp_path)
     patient = FhirDouble.from_bundle(json.loads(DARWIN.read_text())).resources("Patient")[0]["id"]
     report: dict[str, list[dict[str, object]]] = {}
     with sync_playwright() as playwright:
@@ -231,6 +250,14 @@ def test_the_clinician_view_passes_axe_at_both_widths(
                     f"{base}/smart/launch?{urlencode({'iss': sim.fhir_base, 'launch': launch})}"
                 )
                 assert page.url == f"{base}/smart/app"
+                body = page.evaluate(
+                    "(() => { const s = getComputedStyle(document.body);"
+                    " return [s.backgroundColor, s.color, s.fontFamily, s.fontSize]; })()"
+                )
+                assert body[:2] == ["rgb(237, 234, 227)", "rgb(48, 48, 48)"], body
+                assert body[2].startswith("Georgia") and body[3] == "13px", body
+                if width == 1280:
+                    page.screenshot(path=str(shots / "smart-view-ehr-style.png"))
                 page.evaluate("document.querySelectorAll('details').forEach(d => d.open = true)")
                 page.add_script_tag(path=str(AXE))
                 result = page.evaluate(
@@ -250,7 +277,6 @@ def test_the_clinician_view_passes_axe_at_both_widths(
                 ]
         finally:
             browser.close()
-    shots = Path(os.environ.get("CDS_TEST_SCREENSHOT_DIR") or tmp_path)
     (shots / "smart-view-axe.json").write_text(json.dumps(report, indent=2) + "\n")
     serious = [
         (width, v["id"], v["help"])
