@@ -89,7 +89,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-AuditKind = Literal["hook", "feedback", "discovery"]
+AuditKind = Literal["hook", "feedback", "discovery", "chart-write"]
 _KINDS: Final = frozenset(get_args(AuditKind))
 
 #: Maximum stored length of each string column (longer values are truncated).

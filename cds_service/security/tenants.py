@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StrictStr,
     ValidationError,
     field_validator,
@@ -58,6 +59,8 @@ class SmartClient(BaseModel):
         "patient/Condition.rs patient/MedicationRequest.rs"
     )
     client_secret: StrictStr | None = None
+    #: Ask for `patient/RiskAssessment.c` and offer "Save to chart" when the EHR grants it.
+    write_back: StrictBool = False
     frame_ancestors: list[Annotated[StrictStr, Field(pattern=r"^https?://[^\s/]+$")]] = Field(
         default_factory=list
     )

@@ -283,6 +283,9 @@ def build_view(
     relaunch_url: str | None,
     focus: str | None = None,
     style_css: str = "",
+    save_action: str | None = None,
+    csrf: str = "",
+    notice: tuple[bool, str] | None = None,
 ) -> AppView:
     """Scores, trends and gaps for the page: the score of the card (`focus`) first, the scores
     that do not apply to the patient left out (with the reason)."""
@@ -331,6 +334,9 @@ def build_view(
         problems=tuple(data.problems),
         style_url=style_url,
         style_css=style_css,
+        save_action=save_action,
+        csrf=csrf,
+        notice=notice,
         logout_url=logout_url,
         relaunch_url=relaunch_url,
         generated_at=now.astimezone(UTC),

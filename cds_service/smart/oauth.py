@@ -26,7 +26,12 @@ def adapt_scopes(scopes: str, v2: bool) -> str:
             if v2 and permission in ("read", "write", "*"):
                 permission = {"read": "rs", "write": "cud", "*": "cruds"}[permission]
             elif not v2 and set(permission) <= set("cruds"):
-                permission = "read" if set(permission) <= set("rs") else "*"
+                if set(permission) <= set("rs"):
+                    permission = "read"
+                elif set(permission) <= set("cud"):
+                    permission = "write"
+                else:
+                    permission = "*"
             scope = f"{resource}.{permission}"
         out.append(scope)
     return " ".join(dict.fromkeys(out))

@@ -12,23 +12,29 @@ import asyncio
 import hmac
 import json
 import logging
+import secrets
+import time
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import httpx
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from cds_service.audit.store import AuditEntry
 from cds_service.config import Settings
-from cds_service.deps import ClockDep, HttpDep, RulesDep, SettingsDep, TenantsDep
+from cds_service.deps import ClockDep, HttpDep, ResourcesDep, RulesDep, SettingsDep, TenantsDep
 from cds_service.rules.runtime import RuleRuntime
+from cds_service.scores import SCORES, score_from_fhir
 from cds_service.security.smart_discovery import SmartConfiguration, SmartError
 from cds_service.security.tenants import Tenant, TenantRegistry
 from cds_service.smart import oauth
+from cds_service.smart.chart import OUTCOMES, can_create, risk_assessment, write_risk_assessment
 from cds_service.smart.data import build_view, fetch_patient_data
 from cds_service.smart.deps import SmartDep
 from cds_service.smart.pkce import challenge, new_state, new_verifier
+from cds_service.smart.presentation import category
 from cds_service.smart.style import allowed_style_url
 from cds_service.smart.view import render_app, render_chooser, render_error
 from cds_service.urls import public_base
@@ -38,6 +44,7 @@ __all__ = ["router"]
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/smart", include_in_schema=False)
 COOKIE = "cds_smart_session"
+WRITE_SCOPE = "patient/RiskAssessment.c"  # written .write for a SMART v1 server
 
 
 def _base(request: Request, settings: Settings) -> str:
@@ -140,6 +147,8 @@ async def launch(
     except SmartError as error:
         return _error(request, settings, error, None)
     scopes = tenant.smart.scopes.split()
+    if tenant.smart.write_back and WRITE_SCOPE not in scopes:
+        scopes.append(WRITE_SCOPE)
     if launch is None:  # standalone: the user picks the patient at the EHR
         scopes = [s for s in scopes if s != "launch"] + ["launch/patient"]
     elif "launch" not in scopes:
@@ -244,6 +253,7 @@ async def callback(
         "fhir_context": tokens.get("fhirContext"),
         "fhir_user": fhir_user,
         "scope": tokens.get("scope"),
+        "csrf": secrets.token_urlsafe(24),  # for the view's forms (save to chart)
     }
     new_id = smart.sessions.new_id()  # a fresh id once signed in (no session fixation)
     await smart.sessions.put(new_id, ready)
@@ -356,6 +366,10 @@ async def app_view(
         return _error(request, settings, error, iss, tenant)
     base = _base(request, settings)
     context, focus = _context(rules, session.get("app_context"))
+    notice = session.pop("notice", None)
+    if notice is not None:
+        await smart.sessions.put(str(session_id), session)
+    offer_save = bool(smart_client.write_back and can_create(session.get("scope")))
     view = build_view(
         data,
         now=clock(),
@@ -364,10 +378,124 @@ async def app_view(
         focus=focus,
         style_url=style_url,
         style_css=style_css,
+        save_action=f"{base}/smart/save" if offer_save else None,
+        csrf=str(session.get("csrf", "")),
+        notice=(bool(notice["ok"]), str(notice["text"])) if isinstance(notice, dict) else None,
         logout_url=f"{base}/smart/logout",
         relaunch_url=_launch_url(request, settings, iss),
     )
     return _page(render_app(view), 200, tenant)
+
+
+@router.post("/save")
+async def save_to_chart(
+    request: Request,
+    settings: SettingsDep,
+    tenants: TenantsDep,
+    smart: SmartDep,
+    http: HttpDep,
+    clock: ClockDep,
+    resources: ResourcesDep,
+) -> Response:
+    """Write the score as a RiskAssessment to the EHR (chart.py), then back to the view with
+    what happened. The score is computed again from the record; only its name is taken from
+    the form, with the session's CSRF token."""
+    session_id = request.cookies.get(COOKIE)
+    session = await smart.sessions.get(session_id)
+    if session is None or session.get("stage") != "ready":
+        return _error(
+            request,
+            settings,
+            SmartError("your session has ended; open the app again from the EHR", status=401),
+        )
+    form = await _small_form(request)
+    sent = str(form.get("csrf", ""))
+    if not sent or not hmac.compare_digest(sent.encode(), str(session.get("csrf", "")).encode()):
+        return _error(
+            request, settings, SmartError("the form has expired; reload the page", status=403)
+        )
+    name = str(form.get("score", ""))
+    iss = session["iss"]
+    try:
+        tenant = _tenant_for(tenants, iss)
+        assert tenant.smart is not None
+        if not (tenant.smart.write_back and can_create(session.get("scope"))):
+            raise SmartError("saving to the chart is not allowed for this sign-in", status=403)
+        if name not in OUTCOMES:
+            raise SmartError("this score cannot be saved to the chart", status=400)
+        started = time.perf_counter()
+        token = str(session["access_token"])
+        data = await fetch_patient_data(http, iss, str(session["patient"]), _static(token))
+    except SmartError as error:
+        return _error(request, settings, error, iss)
+    now = clock()
+    result = score_from_fhir(name, data.resources, now)
+    if result.value is None:
+        notice = {"ok": False, "text": f"Not saved: the score is not computable ({result.reason})"}
+    else:
+        resource = risk_assessment(
+            name=name,
+            title=SCORES[name].title,
+            value=result.value,
+            unit=result.unit,
+            category=category(name, result.value, result.inputs),
+            sources=result.sources,
+            patient_id=str(session["patient"]),
+            encounter_id=session.get("encounter"),
+            performer=session.get("fhir_user"),
+            now=now,
+        )
+        saved = await write_risk_assessment(http, iss, token, resource)
+        notice = {"ok": saved.reference is not None, "text": saved.message}
+        entry = AuditEntry(
+            at=now,
+            kind="chart-write",
+            tenant=tenant.id,
+            issuer=iss,
+            service=name,
+            hook=None,
+            hook_instance=None,
+            patient_id=str(session["patient"]),
+            user_id=session.get("fhir_user"),
+            outcome=saved.status,
+            cards=0,
+            duration_ms=round((time.perf_counter() - started) * 1000, 3),
+            detail=saved.reference or f"{saved.status} not saved",
+        )
+        try:
+            await resources.audit.record(entry)
+        except Exception:  # the write happened; an audit failure is logged, never hidden
+            log.exception("audit of a chart write failed")
+    session["notice"] = notice
+    await smart.sessions.put(str(session_id), session)
+    return RedirectResponse(
+        f"{_base(request, settings)}/smart/app", status_code=303, headers=_headers(tenant)
+    )
+
+
+MAX_FORM_BYTES = 4096
+
+
+async def _small_form(request: Request) -> dict[str, str]:
+    """A small urlencoded form (the view's own): anything else reads as empty, so it fails the
+    CSRF check like a forged post."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return {}
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return {}
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+
+
+def _static(token: str) -> Any:
+    async def provide(force: bool) -> str:
+        if force:
+            raise SmartError("the access token was refused; open the app again", status=401)
+        return token
+
+    return provide
 
 
 @router.post("/logout")

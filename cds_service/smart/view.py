@@ -17,7 +17,9 @@ from html import escape
 from typing import Any
 from urllib.parse import urlsplit
 
+from cds_service.smart.chart import OUTCOMES
 from cds_service.smart.charts import format_number, line_chart, ordered_points
+from cds_service.smart.presentation import short_title
 from cds_service.smart.unit_text import unit_text
 from cds_service.smart.viewmodel import AppView, Banner, InputRow, ScoreView, Series
 
@@ -61,6 +63,10 @@ details.ref summary{cursor:pointer;color:#0b57a4}
 details.ref code{font-size:.8rem;overflow-wrap:anywhere}
 table.what-if td.risk{white-space:nowrap;font-weight:600}
 table.what-if td.basis{color:#555;font-size:.82rem}
+.notice{margin:0 0 .8rem;padding:.5rem .75rem;border-left:4px solid}
+.notice.saved{background:#e8f3e8;border-color:#2e6b2e;color:#1d4a1d}
+.notice.failed{background:#fdecea;border-color:#b3261e;color:#5f1410}
+form.save{margin:.5rem 0 0}
 .stale{display:inline-block;margin-left:.3rem;padding:0 .3rem;background:#fff6e0;
 border:1px solid #c58a00;border-radius:3px;color:#5c3d00;font-size:.8rem}
 .note{margin:0 0 .4rem;color:#6a4a00}
@@ -310,7 +316,7 @@ def _score_body(score: ScoreView) -> str:
     return "".join(out)
 
 
-def _score(score: ScoreView, *, focus: bool = False) -> str:
+def _score(score: ScoreView, *, focus: bool = False, save: str = "") -> str:
     """A score: the card's one opens the page, under its one-line answer."""
     line = score.headline or score.title
     css = "score focus" if focus else "score"
@@ -326,16 +332,30 @@ def _score(score: ScoreView, *, focus: bool = False) -> str:
             if score.category:
                 out.append(f'<p class="category">{_e(score.category)}</p>\n')
     out.append(_score_body(score))
+    out.append(save)
     out.append("</section>\n")
     return "".join(out)
 
 
-def _folded_score(score: ScoreView) -> str:
+def _save_form(score: ScoreView, view: AppView) -> str:
+    """ "Save to chart" for a computed score the EHR lets us write (chart.py)."""
+    if view.save_action is None or score.value is None or score.name not in OUTCOMES:
+        return ""
+    return (
+        f'<form class="save" method="post" action="{_safe_url(view.save_action)}">'
+        f'<input type="hidden" name="score" value="{_e(score.name)}">'
+        f'<input type="hidden" name="csrf" value="{_e(view.csrf)}">'
+        f'<button type="submit">Save {_e(short_title(score.name, score.title))} to chart'
+        "</button></form>\n"
+    )
+
+
+def _folded_score(score: ScoreView, view: AppView) -> str:
     """A score other than the card's: one line, its details on demand."""
     return (
         f'<details class="score other" data-score="{_e(score.name)}">'
         f"<summary>{_e(score.headline or score.title)}</summary>\n"
-        f"{_score_body(score)}</details>\n"
+        f"{_score_body(score)}{_save_form(score, view)}</details>\n"
     )
 
 
@@ -370,15 +390,23 @@ def render_app(view: AppView) -> str:
         body.append(f'<p class="context">Opened from: <strong>{_e(view.context)}</strong></p>\n')
     if view.problems:
         body.append(_list_section("problems", "Problems", view.problems, alert=True))
+    if view.notice is not None:
+        ok, text = view.notice
+        css, role = ("notice saved", "status") if ok else ("notice failed", "alert")
+        body.append(f'<p class="{css}" role="{role}">{_e(text)}</p>\n')
     if view.focus is not None:
-        body.extend(_score(s, focus=True) for s in view.scores if s.name == view.focus)
+        body.extend(
+            _score(s, focus=True, save=_save_form(s, view))
+            for s in view.scores
+            if s.name == view.focus
+        )
         others = [s for s in view.scores if s.name != view.focus]
         if others:
             body.append('<section class="others">\n<h2>Other scores</h2>\n')
-            body.extend(_folded_score(s) for s in others)
+            body.extend(_folded_score(s, view) for s in others)
             body.append("</section>\n")
     elif view.scores:
-        body.extend(_score(score) for score in view.scores)
+        body.extend(_score(score, save=_save_form(score, view)) for score in view.scores)
     else:
         body.append('<p class="nodata">No risk scores to show for this patient.</p>\n')
     if view.not_applicable:

@@ -128,4 +128,7 @@ class AppView:
     generated_at: datetime
     focus: str | None = None  # the score the card was about: shown first, the others folded
     style_css: str = ""  # the EHR's style as checked CSS variables (smart/style.py)
+    save_action: str | None = None  # where "Save to chart" posts; None: not offered
+    csrf: str = ""  # the session's form token
+    notice: tuple[bool, str] | None = None  # (saved?, what happened) after a save
     not_applicable: tuple[tuple[str, str], ...] = ()  # (score title, why), left out of the view

@@ -192,6 +192,10 @@ class Simulator:
         self.fhir_user = FHIR_USER
         self.requests: list[RecordedRequest] = []
         self.revoked: list[str] = []
+        #: RiskAssessments created through `POST {fhir}/RiskAssessment`, with the ids given.
+        self.created: list[dict[str, Any]] = []
+        #: When set, creates answer this (status, OperationOutcome diagnostics) instead.
+        self.fail_creates: tuple[int, str] | None = None
 
         self.authorize_endpoint = f"{self.base_url}/auth/authorize"
         self.token_endpoint = f"{self.base_url}/auth/token"
@@ -384,6 +388,7 @@ class Simulator:
             ("GET", "/smart-style.json", self._style),
             ("GET", "/fhir/{resource_type}/{resource_id}", self._fhir_read),
             ("GET", "/fhir/{resource_type}", self._fhir_search),
+            ("POST", "/fhir/RiskAssessment", self._fhir_create_risk_assessment),
         ]
         for method, path, endpoint in routes:
             app.add_api_route(p + path, endpoint, methods=[method], include_in_schema=False)
@@ -819,7 +824,9 @@ class Simulator:
             if match is None or match.group(2) not in ("*", resource_type):
                 continue
             permissions = match.group(3)
-            if permissions in ("read", "*"):
+            if permissions == "*" or (permissions == "read" and operation in "rs"):
+                return True
+            if permissions == "write" and operation in "cud":
                 return True
             if (
                 self.scopes_v2
@@ -885,6 +892,37 @@ class Simulator:
             return self._fhir_error(403, "forbidden", "not the patient of this launch")
         status, answer = self._fhir.answer(f"{resource_type}?{request.url.query}")
         return JSONResponse(answer, status_code=status, media_type=FHIR_JSON)
+
+    async def _fhir_create_risk_assessment(self, request: Request) -> Response:
+        """A create, as a FHIR server checks it: token and scope, the launch's patient, the
+        body a RiskAssessment; 201 with Location and the stored resource."""
+        recorded = await self._record(request)
+        token = self._bearer(recorded)
+        if isinstance(token, Response):
+            return token
+        await asyncio.sleep(self.fhir_latency)
+        if not self._permits(token, "RiskAssessment", "c"):
+            return self._fhir_error(
+                403, "forbidden", "no scope allows creating RiskAssessment", "insufficient_scope"
+            )
+        if self.fail_creates is not None:
+            status, diagnostics = self.fail_creates
+            return self._fhir_error(status, "processing", diagnostics)
+        try:
+            body = json.loads(await request.body())
+        except ValueError:
+            return self._fhir_error(400, "invalid", "the body is not JSON")
+        if not isinstance(body, dict) or body.get("resourceType") != "RiskAssessment":
+            return self._fhir_error(400, "invalid", "the body is not a RiskAssessment")
+        subject = (body.get("subject") or {}).get("reference")
+        if subject != f"Patient/{token.grant.context.patient}":
+            return self._fhir_error(403, "forbidden", "not the patient of this launch")
+        created = {**body, "id": f"ra-{len(self.created) + 1}"}
+        self.created.append(created)
+        location = f"{self.fhir_base}/RiskAssessment/{created['id']}/_history/1"
+        return JSONResponse(
+            created, status_code=201, media_type=FHIR_JSON, headers={"Location": location}
+        )
 
 
 def serve_in_thread(sim: Simulator, port: int) -> Callable[[], None]:

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import httpx
@@ -69,7 +71,15 @@ def running_development(tmp_path: Path) -> Iterator[tuple[Simulator, str]]:
     yield from _running(tmp_path, "development")
 
 
-def _running(tmp_path: Path, env: str) -> Iterator[tuple[Simulator, str]]:
+@pytest.fixture
+def running_write_back(tmp_path: Path) -> Iterator[tuple[Simulator, str]]:
+    """A tenant that enables saving to the chart (the launch asks for RiskAssessment.c)."""
+    yield from _running(tmp_path, "production", write_back=True)
+
+
+def _running(
+    tmp_path: Path, env: str, *, write_back: bool = False
+) -> Iterator[tuple[Simulator, str]]:
     sim_port, app_port = free_port(), free_port()
     base = f"http://127.0.0.1:{app_port}"
     sim = Simulator(
@@ -88,7 +98,11 @@ def _running(tmp_path: Path, env: str) -> Iterator[tuple[Simulator, str]]:
                         "issuer": "http://127.0.0.1",
                         "jwks_url": "http://127.0.0.1/jwks.json",
                         "fhir_servers": [sim.fhir_base],
-                        "smart": {"client_id": "cds-service-app", "scopes": SCOPES},
+                        "smart": {
+                            "client_id": "cds-service-app",
+                            "scopes": SCOPES,
+                            "write_back": write_back,
+                        },
                     }
                 ]
             }
@@ -285,3 +299,86 @@ def test_the_clinician_view_in_the_ehrs_style_passes_axe_at_both_widths(
         if v["impact"] in ("serious", "critical")
     ]
     assert serious == [], serious
+
+
+def _launched(sim: Simulator, base: str, page: Any) -> None:
+    patient = FhirDouble.from_bundle(json.loads(DARWIN.read_text())).resources("Patient")[0]["id"]
+    launch = sim.launch_id(patient=patient, app_context='{"rule":"statin-for-ascvd-risk"}')
+    page.goto(f"{base}/smart/launch?{urlencode({'iss': sim.fhir_base, 'launch': launch})}")
+    assert page.url == f"{base}/smart/app"
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)")
+def test_save_to_chart_writes_a_risk_assessment_with_the_users_token(
+    running_write_back: tuple[Simulator, str], tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    sim, base = running_write_back
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            _launched(sim, base, page)
+            authorize = next(r for r in sim.requests if r.path.endswith("/auth/authorize"))
+            assert "patient/RiskAssessment.c" in authorize.query.get("scope", "")
+            page.click("section.focus form.save button")
+            # Back on the view, which says what the EHR answered.
+            assert page.url == f"{base}/smart/app"
+            notice = page.locator("p.notice.saved").inner_text()
+            assert notice == "Saved to the chart as RiskAssessment/ra-1"
+            [created] = sim.created
+            patient = created["subject"]["reference"]
+            assert patient.startswith("Patient/") and created["status"] == "final"
+            assert created["method"]["coding"][0]["code"] == "ascvd"
+            prediction = created["prediction"][0]
+            assert prediction["probabilityDecimal"] == 0.1545  # the 15.45 % the view shows
+            assert prediction["qualitativeRisk"]["text"] == "intermediate"
+            assert prediction["whenRange"]["high"]["value"] == 10
+            basis = {b["reference"].split("/")[0] for b in created["basis"]}
+            assert {"Patient", "Observation", "MedicationRequest"} <= basis
+            assert created["performer"]["reference"] == sim.fhir_user
+            # The notice is shown once; a failed write says why, in words, and is not retried.
+            page.reload()
+            assert page.locator("p.notice").count() == 0
+            sim.fail_creates = (422, "RiskAssessment.prediction: probability out of range")
+            page.click("section.focus form.save button")
+            failed = page.locator("p.notice.failed").inner_text()
+            assert failed == (
+                "Not saved: the EHR answered 422 "
+                "(RiskAssessment.prediction: probability out of range)"
+            )
+            posts = [r for r in sim.requests if r.path.endswith("/fhir/RiskAssessment")]
+            assert len(posts) == 2 and len(sim.created) == 1
+        finally:
+            browser.close()
+    # Both writes are in the audit trail, by outcome; the id the EHR gave is kept.
+    with sqlite3.connect(tmp_path / "cds.db") as db:
+        rows = db.execute(
+            "SELECT service, outcome, detail FROM cds_audit WHERE kind = 'chart-write' ORDER BY id"
+        ).fetchall()
+    assert rows == [("ascvd", 201, "RiskAssessment/ra-1"), ("ascvd", 422, "422 not saved")]
+
+
+@pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/run installs it)")
+def test_no_save_button_without_write_back(running: tuple[Simulator, str]) -> None:
+    from playwright.sync_api import sync_playwright
+
+    sim, base = running
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            page = browser.new_page()
+            _launched(sim, base, page)
+            authorize = next(r for r in sim.requests if r.path.endswith("/auth/authorize"))
+            assert "RiskAssessment" not in authorize.query.get("scope", "")
+            assert page.locator("form.save").count() == 0
+        finally:
+            browser.close()
+    # Posting anyway is refused: the session's token cannot write.
+    answer = httpx.post(f"{base}/smart/save", data={"score": "ascvd", "csrf": "x"})
+    assert answer.status_code in (401, 403)
