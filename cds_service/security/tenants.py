@@ -56,7 +56,7 @@ class SmartClient(BaseModel):
     client_id: Annotated[StrictStr, Field(min_length=1)]
     scopes: Annotated[StrictStr, Field(min_length=1)] = (
         "launch openid fhirUser patient/Patient.rs patient/Observation.rs "
-        "patient/Condition.rs patient/MedicationRequest.rs"
+        "patient/Condition.rs patient/MedicationRequest.rs patient/Encounter.rs"
     )
     client_secret: StrictStr | None = None
     #: Ask for `patient/RiskAssessment.c` and offer "Save to chart" when the EHR grants it.

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 
@@ -87,6 +88,8 @@ class PatientData:
     patient: dict[str, Any] | None
     resources: list[dict[str, Any]]
     problems: list[str]
+    encounter: dict[str, Any] | None = None  # the launch's encounter, when it could be read
+    encounter_problem: str | None = None  # why it could not
 
 
 TokenProvider = Callable[[bool], Awaitable[str]]  # (force_refresh) → access token
@@ -140,27 +143,36 @@ async def _search(
 
 
 async def fetch_patient_data(
-    http: httpx.AsyncClient, fhir_base: str, patient_id: str, token: TokenProvider
+    http: httpx.AsyncClient,
+    fhir_base: str,
+    patient_id: str,
+    token: TokenProvider,
+    *,
+    encounter_id: str | None = None,
 ) -> PatientData:
-    """The patient and their observations, conditions and medications, read in parallel."""
+    """The patient and their observations, conditions and medications (and the launch's
+    encounter), read in parallel."""
     base = fhir_base.rstrip("/")
 
-    async def read_patient() -> dict[str, Any]:
-        response = await _get(http, f"{base}/Patient/{patient_id}", token)
+    async def read(path: str) -> dict[str, Any]:
+        response = await _get(http, f"{base}/{path}", token)
         if response.status_code != 200:
             raise LookupError(f"HTTP {response.status_code}")
         body: dict[str, Any] = response.json()
         return body
 
+    encounter_task = (
+        read(f"Encounter/{quote(encounter_id, safe='')}") if encounter_id else _nothing()
+    )
     names = ["patient", *QUERIES]
     tasks = [
-        read_patient(),
+        read(f"Patient/{patient_id}"),
         *(
             _search(http, base, f"{base}/{q.format(id=patient_id)}", token)
             for q in QUERIES.values()
         ),
     ]
-    results = await asyncio.gather(*tasks, return_exceptions=True)
+    *results, encounter = await asyncio.gather(*tasks, encounter_task, return_exceptions=True)
     patient: dict[str, Any] | None = None
     resources: list[dict[str, Any]] = []
     problems: list[str] = []
@@ -176,7 +188,55 @@ async def fetch_patient_data(
             resources += result
     if patient is not None:
         resources.append(patient)
-    return PatientData(patient, resources, problems)
+    if isinstance(encounter, BaseException):
+        why = str(encounter) if isinstance(encounter, LookupError) else type(encounter).__name__
+        return PatientData(patient, resources, problems, None, f"could not be read ({why})")
+    read_encounter = encounter if isinstance(encounter, dict) else None
+    return PatientData(patient, resources, problems, read_encounter)
+
+
+async def _nothing() -> None:
+    return None
+
+
+#: Encounter classes (v3 ActCode) in words, and those of acute care (where qSOFA applies).
+ENCOUNTER_CLASSES = {
+    "AMB": "Office visit",
+    "EMER": "Emergency",
+    "IMP": "Inpatient",
+    "ACUTE": "Inpatient (acute)",
+    "NONAC": "Inpatient (non-acute)",
+    "OBSENC": "Observation stay",
+    "SS": "Short stay",
+    "HH": "Home health",
+    "VR": "Virtual visit",
+    "PRENC": "Pre-admission",
+}
+ACUTE_CLASSES = frozenset({"EMER", "IMP", "ACUTE", "OBSENC", "SS"})
+
+
+def encounter_text(encounter: dict[str, Any]) -> tuple[str, bool]:
+    """The encounter in one line ("Emergency: Chest pain — since 2019-10-10, in progress") and
+    whether it is acute care."""
+    klass = encounter.get("class")
+    klass = klass if isinstance(klass, dict) else {}
+    code = str(klass.get("code") or "")
+    kind = ENCOUNTER_CLASSES.get(code) or klass.get("display")
+    types = encounter.get("type") or []
+    reason = None
+    if types and isinstance(types[0], dict):
+        first = types[0]
+        codings = first.get("coding") or [{}]
+        reason = first.get("text") or (codings[0] or {}).get("display")
+    text = ": ".join(str(part) for part in (kind or "Encounter", reason) if part)
+    period = encounter.get("period") or {}
+    start = str(period.get("start") or "")[:10]
+    if start:
+        text += f" — since {start}" if not period.get("end") else f" — {start}"
+    status = encounter.get("status")
+    if status in ("in-progress", "arrived", "triaged", "onleave"):
+        text += f", {str(status).replace('-', ' ')}"
+    return text, code in ACUTE_CLASSES
 
 
 def _banner(patient: dict[str, Any] | None, now: datetime) -> Banner | None:
@@ -291,6 +351,11 @@ def build_view(
     that do not apply to the patient left out (with the reason)."""
     scores = []
     left_out = []
+    encounter, acute = (None, False)
+    if data.encounter is not None:
+        encounter, acute = encounter_text(data.encounter)
+    elif data.encounter_problem is not None:
+        encounter = f"The encounter {data.encounter_problem}"
     by_reference = {
         f"{r.get('resourceType')}/{r.get('id')}": r for r in data.resources if r.get("id")
     }
@@ -299,7 +364,7 @@ def build_view(
     for name, calculator in SCORES.items():
         result = score_from_fhir(name, data.resources, now)
         inputs = dict(result.inputs)
-        why_not = not_applicable(name, result.value, inputs)
+        why_not = not_applicable(name, result.value, inputs, acute_care=acute)
         if why_not is not None and name != focus:
             left_out.append((short_title(name, calculator.title), why_not))
             continue
@@ -341,5 +406,6 @@ def build_view(
         relaunch_url=relaunch_url,
         generated_at=now.astimezone(UTC),
         focus=focus if any(score.name == focus for score in scores) else None,
+        encounter=encounter,
         not_applicable=tuple(left_out),
     )

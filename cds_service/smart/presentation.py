@@ -229,8 +229,12 @@ def headline(name: str, title: str, value: float | None, unit: str | None, cat: 
     return f"{text} — {cat}" if cat else text
 
 
-def not_applicable(name: str, value: float | None, inputs: Mapping[str, Any]) -> str | None:
-    """Why the score does not apply to this patient, or None when it does."""
+def not_applicable(
+    name: str, value: float | None, inputs: Mapping[str, Any], *, acute_care: bool = False
+) -> str | None:
+    """Why the score does not apply to this patient, or None when it does. In acute care (the
+    launch's encounter is an emergency or inpatient one) qSOFA applies even before vital
+    signs are recorded: the view then says what to record."""
     if name in ("cha2ds2-vasc", "has-bled") and inputs.get("atrial_fibrillation") is False:
         return "no atrial fibrillation on record"
     if name == "ada-diabetes-risk" and inputs.get("diabetes") is True:
@@ -241,7 +245,7 @@ def not_applicable(name: str, value: float | None, inputs: Mapping[str, Any]) ->
         age = inputs.get("age")
         if isinstance(age, int | float) and not 40 <= age <= 79:
             return f"validated for ages 40 to 79 (the patient is {format_number(age)})"
-    if name == "qsofa" and value is None and inputs.get("resp_rate") is None:
+    if name == "qsofa" and value is None and inputs.get("resp_rate") is None and not acute_care:
         return "no vital signs in the last day (an acute-care score)"
     return None
 

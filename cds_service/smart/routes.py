@@ -359,7 +359,9 @@ async def app_view(
         log.warning("smart style not fetched: %s", refusal)
     try:
         data, style_css = await asyncio.gather(
-            fetch_patient_data(http, iss, str(session["patient"]), token),
+            fetch_patient_data(
+                http, iss, str(session["patient"]), token, encounter_id=session.get("encounter")
+            ),
             smart.styles.css(http, str(style_url)) if refusal is None else _no_style(),
         )
     except SmartError as error:

@@ -388,6 +388,8 @@ def render_app(view: AppView) -> str:
     body.append(f"<main>\n<h1>{_e(APP_NAME)}</h1>\n")
     if view.context:
         body.append(f'<p class="context">Opened from: <strong>{_e(view.context)}</strong></p>\n')
+    if view.encounter:
+        body.append(f'<p class="context encounter">Encounter: {_e(view.encounter)}</p>\n')
     if view.problems:
         body.append(_list_section("problems", "Problems", view.problems, alert=True))
     if view.notice is not None:

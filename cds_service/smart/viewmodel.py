@@ -131,4 +131,5 @@ class AppView:
     save_action: str | None = None  # where "Save to chart" posts; None: not offered
     csrf: str = ""  # the session's form token
     notice: tuple[bool, str] | None = None  # (saved?, what happened) after a save
+    encounter: str | None = None  # the launch's encounter in one line (or why it is unknown)
     not_applicable: tuple[tuple[str, str], ...] = ()  # (score title, why), left out of the view

@@ -34,7 +34,7 @@ DARWIN = (
 )
 SCOPES = (
     "launch openid fhirUser online_access patient/Patient.rs patient/Observation.rs "
-    "patient/Condition.rs patient/MedicationRequest.rs"
+    "patient/Condition.rs patient/MedicationRequest.rs patient/Encounter.rs"
 )
 
 pytestmark = pytest.mark.browser
@@ -172,8 +172,11 @@ def test_card_link_to_the_clinician_view(running: tuple[Simulator, str], tmp_pat
             ],
         )
         try:
+            visit = max(local.resources("Encounter"), key=lambda e: e["period"]["start"])
             for width, shot in ((1280, "smart-view.png"), (400, "smart-view-400.png")):
-                launch = sim.launch_id(patient=patient, app_context=link["appContext"])
+                launch = sim.launch_id(
+                    patient=patient, encounter=visit["id"], app_context=link["appContext"]
+                )
                 url = f"{link['url']}?{urlencode({'iss': sim.fhir_base, 'launch': launch})}"
                 page = browser.new_page(viewport={"width": width, "height": 800})
                 started = time.perf_counter()
@@ -192,6 +195,11 @@ def test_card_link_to_the_clinician_view(running: tuple[Simulator, str], tmp_pat
                 box = headline.bounding_box()
                 assert box is not None and box["y"] + box["height"] <= 800, box
                 assert "statin" in text.lower()  # the card it came from
+                # The launch's encounter, read with the user's token.
+                assert (
+                    "Encounter: Office visit: General examination of patient (procedure) — "
+                    "2019-10-10" in text
+                )
                 # What therapy would change, by hand from the equations' 15.45 %: x 0.8721
                 # (moderate statin: LDL-C 71 mg/dL lowered 30 %, 0.78 per mmol/L), x 0.7960
                 # (high, 50 %), x 0.6998 (systolic 146 to 130 mmHg, 0.80 per 10), both together.

@@ -314,3 +314,16 @@ def test_a_server_without_an_authorization_endpoint_cannot_launch(
     started = w.launch(iss=w.sim.fhir_base, launch=w.sim.launch_id(patient=patient_id(w)))
     assert started.status_code == 502
     assert "no authorization endpoint" in started.text
+
+
+def test_an_encounter_the_token_cannot_read_is_said_so(world: Callable[..., World]) -> None:
+    """These scopes have no patient/Encounter.rs: the view still opens, and says the
+    encounter could not be read rather than leaving it out silently."""
+    w = world()
+    visit = "0300b36e-1d11-48fe-8c52-5fed7a582a51"  # Darwin's last office visit
+    launch = w.sim.launch_id(patient=patient_id(w), encounter=visit)
+    assert w.callback(w.authorize(w.launch(iss=w.sim.fhir_base, launch=launch))).status_code == 303
+    page = w.client.get("/smart/app")
+    assert page.status_code == 200
+    assert "Encounter: The encounter could not be read (HTTP 403)" in page.text
+    assert any(r.path.startswith("/fhir/Encounter/") for r in w.sim.requests)

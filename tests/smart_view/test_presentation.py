@@ -183,3 +183,41 @@ def test_rows_read_like_a_chart() -> None:
     assert by_key["race"].kind == "Assumed (not on record)"  # the equations' default
     missing = by_key["total_cholesterol"]
     assert (missing.value, missing.kind, missing.to_record) == ("", None, "order a lipid panel")
+
+
+def test_qsofa_applies_in_acute_care_before_vitals() -> None:
+    inputs = {"resp_rate": None, "sbp": None}
+    assert not_applicable("qsofa", None, inputs) is not None
+    assert not_applicable("qsofa", None, inputs, acute_care=True) is None
+
+
+@pytest.mark.parametrize(
+    ("encounter", "text", "acute"),
+    [
+        (
+            {
+                "class": {"code": "EMER"},
+                "type": [{"text": "Emergency room admission"}],
+                "period": {"start": "2026-12-04T08:00:00Z"},
+                "status": "in-progress",
+            },
+            "Emergency: Emergency room admission — since 2026-12-04, in progress",
+            True,
+        ),
+        (
+            {
+                "class": {"code": "AMB"},
+                "type": [{"coding": [{"display": "Check up"}]}],
+                "period": {"start": "2026-11-01T09:00:00Z", "end": "2026-11-01T09:20:00Z"},
+                "status": "finished",
+            },
+            "Office visit: Check up — 2026-11-01",
+            False,
+        ),
+        ({"class": "not a coding"}, "Encounter", False),
+    ],
+)
+def test_the_encounter_in_one_line(encounter: dict[str, Any], text: str, acute: bool) -> None:
+    from cds_service.smart.data import encounter_text
+
+    assert encounter_text(encounter) == (text, acute)
