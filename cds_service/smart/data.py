@@ -346,6 +346,7 @@ def build_view(
     save_action: str | None = None,
     csrf: str = "",
     notice: tuple[bool, str] | None = None,
+    suggestions: tuple[str, ...] = (),
 ) -> AppView:
     """Scores, trends and gaps for the page: the score of the card (`focus`) first, the scores
     that do not apply to the patient left out (with the reason)."""
@@ -407,5 +408,6 @@ def build_view(
         generated_at=now.astimezone(UTC),
         focus=focus if any(score.name == focus for score in scores) else None,
         encounter=encounter,
+        suggestions=suggestions,
         not_applicable=tuple(left_out),
     )

@@ -14,6 +14,7 @@ import json
 import logging
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
 
@@ -286,21 +287,36 @@ async def _no_style() -> str:
     return ""
 
 
-def _context(rules: RuleRuntime | None, app_context: Any) -> tuple[str | None, str | None]:
-    """What the card's `appContext` names: the card as text, and the score it was about (the
-    first score its rule reads), each None when it names no rule we serve."""
+@dataclass(frozen=True, slots=True)
+class CardContext:
+    """What the card's `appContext` names: the card as text, the score it was about (the first
+    score its rule reads) and what the card suggests (its suggestions' fixed labels)."""
+
+    text: str | None = None
+    focus: str | None = None
+    suggestions: tuple[str, ...] = ()
+
+
+def _context(rules: RuleRuntime | None, app_context: Any) -> CardContext:
     if not isinstance(app_context, str):
-        return None, None
+        return CardContext()
     try:
         parsed = json.loads(app_context)
     except ValueError:
-        return None, None
+        return CardContext()
     rule_id = parsed.get("rule") if isinstance(parsed, dict) else None
     ruleset = rules.ruleset if rules is not None else None
     if isinstance(rule_id, str) and ruleset is not None and rule_id in ruleset.rules:
         rule = ruleset.rules[rule_id].rule
-        return f"the card “{rule.title}”", (rule.scores[0] if rule.scores else None)
-    return None, None
+        labels = tuple(
+            s.label
+            for s in rule.card.suggestions or ()
+            if "{{" not in s.label  # fixed text only
+        )
+        return CardContext(
+            f"the card “{rule.title}”", rule.scores[0] if rule.scores else None, labels
+        )
+    return CardContext()
 
 
 @router.get("/app")
@@ -367,7 +383,7 @@ async def app_view(
     except SmartError as error:
         return _error(request, settings, error, iss, tenant)
     base = _base(request, settings)
-    context, focus = _context(rules, session.get("app_context"))
+    card = _context(rules, session.get("app_context"))
     notice = session.pop("notice", None)
     if notice is not None:
         await smart.sessions.put(str(session_id), session)
@@ -376,8 +392,9 @@ async def app_view(
         data,
         now=clock(),
         need_banner=bool(session.get("need_patient_banner", True)),
-        context=context,
-        focus=focus,
+        context=card.text,
+        focus=card.focus,
+        suggestions=card.suggestions,
         style_url=style_url,
         style_css=style_css,
         save_action=f"{base}/smart/save" if offer_save else None,

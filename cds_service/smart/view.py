@@ -67,6 +67,9 @@ table.what-if td.basis{color:#555;font-size:.82rem}
 .notice.saved{background:#e8f3e8;border-color:#2e6b2e;color:#1d4a1d}
 .notice.failed{background:#fdecea;border-color:#b3261e;color:#5f1410}
 form.save{margin:.5rem 0 0}
+.suggestions{margin:.3rem 0 .6rem;padding:.4rem .75rem;background:#f1f4f8;border-radius:4px}
+.suggestions h3{font-size:.95rem;margin:0 0 .2rem}
+.suggestions ul{margin:.2rem 0;padding-left:1.2rem}
 .stale{display:inline-block;margin-left:.3rem;padding:0 .3rem;background:#fff6e0;
 border:1px solid #c58a00;border-radius:3px;color:#5c3d00;font-size:.8rem}
 .note{margin:0 0 .4rem;color:#6a4a00}
@@ -316,13 +319,14 @@ def _score_body(score: ScoreView) -> str:
     return "".join(out)
 
 
-def _score(score: ScoreView, *, focus: bool = False, save: str = "") -> str:
+def _score(score: ScoreView, *, focus: bool = False, save: str = "", lead: str = "") -> str:
     """A score: the card's one opens the page, under its one-line answer."""
     line = score.headline or score.title
     css = "score focus" if focus else "score"
     out = [f'<section class="{css}" data-score="{_e(score.name)}">\n']
     if focus:
         out.append(f'<h2 class="headline">{_e(line)}</h2>\n<p class="meta">{_e(score.title)}</p>\n')
+        out.append(lead)
     else:
         out.append(f"<h2>{_e(score.title)}</h2>\n")
         if score.value is not None:
@@ -397,8 +401,16 @@ def render_app(view: AppView) -> str:
         css, role = ("notice saved", "status") if ok else ("notice failed", "alert")
         body.append(f'<p class="{css}" role="{role}">{_e(text)}</p>\n')
     if view.focus is not None:
+        todo = ""
+        if view.suggestions:
+            items = "".join(f"<li>{_e(label)}</li>" for label in view.suggestions)
+            todo = (
+                '<div class="suggestions"><h3>The card suggests</h3>'
+                f'<ul>{items}</ul><p class="meta">Accept a suggestion on the card in your EHR.'
+                "</p></div>\n"
+            )
         body.extend(
-            _score(s, focus=True, save=_save_form(s, view))
+            _score(s, focus=True, lead=todo, save=_save_form(s, view))
             for s in view.scores
             if s.name == view.focus
         )

@@ -132,4 +132,5 @@ class AppView:
     csrf: str = ""  # the session's form token
     notice: tuple[bool, str] | None = None  # (saved?, what happened) after a save
     encounter: str | None = None  # the launch's encounter in one line (or why it is unknown)
+    suggestions: tuple[str, ...] = ()  # what the card suggests, as the EHR offers it
     not_applicable: tuple[tuple[str, str], ...] = ()  # (score title, why), left out of the view

@@ -195,6 +195,12 @@ def test_card_link_to_the_clinician_view(running: tuple[Simulator, str], tmp_pat
                 box = headline.bounding_box()
                 assert box is not None and box["y"] + box["height"] <= 800, box
                 assert "statin" in text.lower()  # the card it came from
+                # What the card suggests, right under the answer, as the EHR offers it.
+                suggested = page.locator("section.focus .suggestions li").all_inner_texts()
+                assert suggested == [
+                    "Start atorvastatin 20 mg daily (moderate intensity)",
+                    "Record the 10-year ASCVD risk in the chart",
+                ]
                 # The launch's encounter, read with the user's token.
                 assert (
                     "Encounter: Office visit: General examination of patient (procedure) — "
