@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 .PHONY: install axe run test lint typecheck pytest openapi architecture card-rates drug-terminology \
-	drug-coverage format clean bench bench-load bench-population soak topology fhirpath-conformance
+	drug-coverage format clean bench bench-load bench-population bench-smart-view soak topology fhirpath-conformance
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -84,6 +84,10 @@ bench-load: install
 # The population engine at 10k and 100k generated patients, 1 and 2 workers (docs/benchmarks.md).
 bench-population: install
 	$(BIN)/python -m bench.population --write
+
+# The clinician view's render after the SMART callback, with a 50 ms FHIR server (docs/benchmarks.md).
+bench-smart-view: install
+	$(BIN)/python -m bench.smart_view --write
 
 bench: install
 	$(BIN)/python -m bench.rules_engine
