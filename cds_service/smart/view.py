@@ -475,7 +475,9 @@ def render_error(*, title: str, message: str, relaunch_url: str | None, status: 
             "<p>Please close this window and open the app again from the patient's chart in your"
             " EHR.</p>\n"
         )
-    body.append(f'<p class="meta">Error code {_e(status)}</p>\n</main>\n')
+    if status >= 400:  # a page that is no error (signed out) shows no error code
+        body.append(f'<p class="meta">Error code {_e(status)}</p>\n')
+    body.append("</main>\n")
     return _page(f"{title} - {APP_NAME}", "".join(body))
 
 

@@ -286,6 +286,7 @@ def test_logout_revokes_and_ends_the_session(world: Callable[..., World]) -> Non
     )
     out = w.client.post("/smart/logout")
     assert out.status_code == 200 and "Signed out" in out.text
+    assert "Error code" not in out.text  # signing out is no error
     assert len(w.sim.revoked) == 2
     assert w.client.get("/smart/app").status_code == 401
 
