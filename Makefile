@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: install axe run test lint typecheck pytest openapi architecture card-rates drug-terminology \
+.PHONY: install axe plugin-example run test lint typecheck pytest openapi architecture card-rates drug-terminology \
 	drug-coverage format clean bench bench-load bench-population bench-smart-view soak topology fhirpath-conformance
 
 $(BIN)/.installed: pyproject.toml
@@ -29,8 +29,8 @@ run: install
 	CDS_ENV=development CDS_AUTH=disabled $(BIN)/cds-service serve --host 127.0.0.1 --port 8080
 
 lint: install
-	$(BIN)/ruff check cds_service tests bench deploy scripts
-	$(BIN)/ruff format --check cds_service tests bench deploy scripts
+	$(BIN)/ruff check cds_service tests bench deploy scripts examples
+	$(BIN)/ruff format --check cds_service tests bench deploy scripts examples
 	$(BIN)/cds-service rules lint rules
 
 typecheck: install
@@ -41,7 +41,19 @@ typecheck: install
 pytest: install axe
 	$(BIN)/python -m pytest --cov --cov-report=term-missing
 
-test: lint typecheck pytest
+test: lint typecheck pytest plugin-example
+
+# The example plugin (examples/cds-plugin-example) installed beside cds-service in its own
+# environment, and its tests: the main suite never sees a plugin.
+PLUGIN_VENV ?= .venv-plugin
+$(PLUGIN_VENV)/.installed: pyproject.toml examples/cds-plugin-example/pyproject.toml
+	$(PYTHON) -m venv $(PLUGIN_VENV)
+	$(PLUGIN_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(PLUGIN_VENV)/bin/python -m pip install --quiet -e '.[dev]' -e examples/cds-plugin-example
+	touch $@
+
+plugin-example: $(PLUGIN_VENV)/.installed
+	cd examples/cds-plugin-example && ../../$(PLUGIN_VENV)/bin/python -m pytest -q -p no:cacheprovider tests
 
 openapi: install
 	$(BIN)/cds-service openapi

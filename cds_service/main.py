@@ -35,6 +35,7 @@ from cds_service.security.smart_discovery import SmartDiscovery
 from cds_service.security.tenants import TenantRegistry, tenants_for
 from cds_service.services.builtin import builtin_services
 from cds_service.services.definition import ServiceDefinition
+from cds_service.services.plugin_services import plugin_services
 from cds_service.services.registry import ServiceRegistry
 from cds_service.smart import routes as smart_routes
 from cds_service.smart.sessions import SessionStore, SmartRuntime
@@ -80,7 +81,11 @@ def create_app(
     if services is None:
         runtime = RuleRuntime(
             settings.rules_dir,
-            extra_services=builtin_services if settings.builtin_services else list,
+            extra_services=(
+                (lambda: builtin_services() + plugin_services())
+                if settings.builtin_services
+                else plugin_services
+            ),
             budget_seconds=settings.rule_budget_seconds,
             scores=CachedScores(ScoreProvider(score_cache, clock=clock)),
         )

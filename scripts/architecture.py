@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "foundation",
         "shared types, errors, settings, validation messages, YAML with positions, the database, "
-        "our URLs, metrics, logs, tracing, heap tuning",
+        "our URLs, metrics, logs, tracing, heap tuning, plugin loading",
         (
             "__init__",
             "types",
@@ -48,6 +48,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "logs",
             "tracing",
             "heap",
+            "plugins",
         ),
     ),
     ("wire", "the CDS Hooks JSON models", ("wire",)),

@@ -41,6 +41,7 @@ from cds_service.rules.service import RuleStats, services_from_rules
 from cds_service.scores.sources import ComputedScores
 from cds_service.services.builtin import builtin_services
 from cds_service.services.definition import ServiceDefinition
+from cds_service.services.plugin_services import plugin_services
 from cds_service.wire.request import HookRequest
 
 __all__ = [
@@ -110,7 +111,7 @@ def services_for(rules_dir: str, builtins: bool) -> tuple[ServiceDefinition, ...
     services = services_from_rules(
         ruleset, scores=ComputedScores(), stats=RuleStats(), budget_seconds=REPLAY_BUDGET_SECONDS
     )
-    return tuple(services + (builtin_services() if builtins else []))
+    return tuple(services + (builtin_services() if builtins else []) + plugin_services())
 
 
 def last_encounter(record: Sequence[dict[str, Any]]) -> dict[str, Any] | None:

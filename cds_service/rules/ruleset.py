@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from cds_service.issues import RuleIssue
 from cds_service.rules.compiled import CompiledRule, compile_rule
 from cds_service.rules.model import Rule, ServiceEntry, ServicesFile
+from cds_service.rules.plugin_functions import plugin_functions
 from cds_service.rules.valuesets import ValueSet, load_value_sets, member_of_function
 from cds_service.terminology.registry import VALUESETS_DIR
 from cds_service.validation import field_errors
@@ -126,7 +127,7 @@ def load_ruleset(root: Path, known_scores: Iterable[str] = ()) -> RuleSet:
     ruleset.value_sets, vs_issues = load_value_sets(root / VALUESETS_DIR)
     ruleset.issues.extend(vs_issues)
     ruleset.services = _load_services(root, ruleset.issues)
-    functions = member_of_function(ruleset.value_sets)
+    functions = {**member_of_function(ruleset.value_sets), **plugin_functions()}
     scores = frozenset(known_scores)
     templates: dict[tuple[str, str], tuple[str, str]] = {}
     for path in rule_files(root):

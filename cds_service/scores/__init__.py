@@ -11,6 +11,8 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from cds_service.plugins import SCORES as PLUGIN_SCORES
+from cds_service.plugins import Plugin, PluginError, plugins
 from cds_service.scores.base import FhirInputs, RiskScore, ScoreResult
 
 __all__ = [
@@ -42,7 +44,41 @@ def build_scores() -> dict[str, RiskScore]:
         Qsofa(),
         Egfr(),
     ]
-    return {score.name: score for score in scores}
+    found = {score.name: score for score in scores}
+    for plugin in plugins(PLUGIN_SCORES):
+        score = _plugin_score(plugin)
+        if score.name in found:
+            raise PluginError(
+                f"{plugin.describe(PLUGIN_SCORES)}: the name '{score.name}' is already a score"
+            )
+        found[score.name] = score
+    return found
+
+
+_SCORE_MEMBERS = ("name", "title", "unit", "specs", "compute", "inputs_from_fhir")
+
+
+def _plugin_score(plugin: Plugin) -> RiskScore:
+    """A plugin's score: its class instantiated (or the instance), checked for the members the
+    registry, the rules and precompute use, and named as its entry point."""
+    value = plugin.value
+    try:
+        score = value() if isinstance(value, type) else value
+    except Exception as exc:
+        raise PluginError(
+            f"{plugin.describe(PLUGIN_SCORES)}: cannot be created ({type(exc).__name__}: {exc})"
+        ) from exc
+    missing = [member for member in _SCORE_MEMBERS if not hasattr(score, member)]
+    if missing:
+        raise PluginError(
+            f"{plugin.describe(PLUGIN_SCORES)}: not a risk score (no {', '.join(missing)})"
+        )
+    if score.name != plugin.name:
+        raise PluginError(
+            f"{plugin.describe(PLUGIN_SCORES)}: its name is '{score.name}'; the entry point "
+            "must be named the same"
+        )
+    return score  # type: ignore[no-any-return]
 
 
 SCORES: dict[str, RiskScore] = build_scores()
