@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -71,6 +71,8 @@ SERIES = (
     ),
     SeriesSpec("egfr", "eGFR", "egfr", "mL/min/1.73m2", (60, 120)),
 )
+
+EGFR_COMPUTED = "eGFR (computed from serum creatinine, CKD-EPI 2021)"
 
 _SMOKING_CODES = ",".join(f"{s}|{c}" for s, c in sorted(value_set("smoking-status").codes))
 QUERIES = {
@@ -310,6 +312,28 @@ def _series(spec: SeriesSpec, observations: Sequence[dict[str, Any]]) -> Series:
 
 
 _STATINS = value_set("statins")
+_CREATININE = SeriesSpec("creatinine", "Creatinine", "creatinine", "mg/dL", kind="creatinine")
+
+
+def _egfr_from_creatinine(
+    observations: Sequence[dict[str, Any]], patient: dict[str, Any] | None
+) -> tuple[Measurement, ...]:
+    """eGFR (CKD-EPI 2021) at each serum creatinine, with the age on its day: the trend most
+    records can show, as labs report creatinine more often than a calculated eGFR."""
+    birth = (patient or {}).get("birthDate")
+    sex = (patient or {}).get("gender")
+    if sex not in ("male", "female"):
+        return ()
+    points = []
+    for measured in _series(_CREATININE, observations).points:
+        age = age_in_years(birth, measured.when)
+        if age is None or measured.unit != "mg/dL":
+            continue
+        result = SCORES["egfr"].compute({"age": age, "sex": sex, "creatinine": measured.value})
+        if result.value is not None:
+            source = f"{measured.source}, computed" if measured.source else "computed"
+            points.append(Measurement(measured.when, result.value, "mL/min/1.73m2", source))
+    return tuple(points)
 
 
 def _what_if(
@@ -362,6 +386,13 @@ def build_view(
     }
     observations = [r for r in data.resources if r.get("resourceType") == "Observation"]
     series = tuple(_series(spec, observations) for spec in SERIES)
+    computed = _egfr_from_creatinine(observations, data.patient)
+    series = tuple(
+        replace(s, points=computed, title=EGFR_COMPUTED)
+        if s.key == "egfr" and not s.points and computed
+        else s
+        for s in series
+    )
     for name, calculator in SCORES.items():
         result = score_from_fhir(name, data.resources, now)
         inputs = dict(result.inputs)
