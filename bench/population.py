@@ -32,6 +32,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.markers import write_between
 from cds_service.population.generate import generate
 from cds_service.population.partition import partition
 
@@ -159,14 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(table(rows))  # what is measured so far, in case a later size fails
     text = table(rows)
     if args.write:
-        document = DOCUMENT.read_text(encoding="utf-8")
-        head, begin, rest = document.partition(BEGIN)
-        _, end, tail = rest.partition(END)
-        if not begin or not end:
-            document = document.rstrip() + f"\n\n## Population engine\n\n{BEGIN}\n{END}\n"
-            head, begin, rest = document.partition(BEGIN)
-            _, end, tail = rest.partition(END)
-        DOCUMENT.write_text(f"{head}{BEGIN}\n{text}{END}{tail}", encoding="utf-8")
+        write_between(DOCUMENT, BEGIN, END, text, "Population engine")
     return 0
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import httpx
 import yaml
 
+from bench.markers import write_between
 from cds_service.config import Settings
 from cds_service.main import create_app
 from deploy.topology import free_port
@@ -104,14 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     sys.stdout.write(line)
     if args.write:
-        document = DOCUMENT.read_text(encoding="utf-8")
-        head, begin, rest = document.partition(BEGIN)
-        _, end, tail = rest.partition(END)
-        if not begin or not end:
-            document = document.rstrip() + f"\n\n## Clinician view\n\n{BEGIN}\n{END}\n"
-            head, begin, rest = document.partition(BEGIN)
-            _, end, tail = rest.partition(END)
-        DOCUMENT.write_text(f"{head}{BEGIN}\n{line}{END}{tail}", encoding="utf-8")
+        write_between(DOCUMENT, BEGIN, END, line, "Clinician view")
     return 0
 
 

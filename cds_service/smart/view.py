@@ -212,6 +212,18 @@ def _list_section(css: str, heading: str, items: Iterable[str], *, alert: bool =
     return f'<section class="{css}"{role}>\n<h2>{_e(heading)}</h2>\n<ul>{rows}</ul>\n</section>\n'
 
 
+def _table(css: str, caption: str, headers: Sequence[str], rows: Sequence[str]) -> str:
+    """A table of the view: its rows (already HTML) under a caption and column headers."""
+    head = "".join(f'<th scope="col">{_e(h)}</th>' for h in headers)
+    return (
+        f'<div class="table"><table class="{css}">\n'
+        f'<caption class="meta">{_e(caption)}</caption>\n'
+        f"<thead><tr>{head}</tr></thead>\n<tbody>\n"
+        + "\n".join(rows)
+        + "\n</tbody>\n</table></div>\n"
+    )
+
+
 def _source_cell(row: InputRow) -> str:
     """The kind of source, the resource id folded under it (shown on demand)."""
     if row.kind is None:
@@ -242,14 +254,8 @@ def _inputs_table(score: ScoreView) -> str:
             f'<tr{css} data-input="{_e(row.key)}"><th scope="row">{_e(row.label)}</th>'
             f"<td>{shown}</td><td>{_source_cell(row)}</td><td>{when}</td></tr>"
         )
-    return (
-        '<div class="table"><table class="inputs">\n'
-        '<caption class="meta">Inputs and where each came from</caption>\n'
-        '<thead><tr><th scope="col">Input</th><th scope="col">Value</th>'
-        '<th scope="col">Source</th><th scope="col">When</th></tr></thead>\n<tbody>\n'
-        + "\n".join(lines)
-        + "\n</tbody>\n</table></div>\n"
-    )
+    headers = ("Input", "Value", "Source", "When")
+    return _table("inputs", "Inputs and where each came from", headers, lines)
 
 
 def _what_if_table(score: ScoreView) -> str:
@@ -266,15 +272,8 @@ def _what_if_table(score: ScoreView) -> str:
             f'<tr data-scenario="{_e(scenario.label)}"><th scope="row">{_e(scenario.label)}</th>'
             f'<td class="risk">{_e(risk)}</td><td class="basis">{_e(scenario.basis)}</td></tr>'
         )
-    return (
-        '<div class="table"><table class="what-if">\n'
-        '<caption class="meta">What would change it: estimates for the conversation, not '
-        "predictions</caption>\n"
-        '<thead><tr><th scope="col">If</th><th scope="col">10-year risk</th>'
-        '<th scope="col">Estimated from</th></tr></thead>\n<tbody>\n'
-        + "\n".join(lines)
-        + "\n</tbody>\n</table></div>\n"
-    )
+    caption = "What would change it: estimates for the conversation, not predictions"
+    return _table("what-if", caption, ("If", "10-year risk", "Estimated from"), lines)
 
 
 def _changes_table(score: ScoreView) -> str:
@@ -288,14 +287,8 @@ def _changes_table(score: ScoreView) -> str:
         f"<td>{_e(c.category)}{' (changes)' if c.moves else ''}</td></tr>"
         for c in score.changes
     ]
-    return (
-        '<div class="table"><table class="what-if changes">\n'
-        '<caption class="meta">What would change the category</caption>\n'
-        '<thead><tr><th scope="col">If</th><th scope="col">Score</th>'
-        '<th scope="col">Category</th></tr></thead>\n<tbody>\n'
-        + "\n".join(lines)
-        + "\n</tbody>\n</table></div>\n"
-    )
+    caption = "What would change the category"
+    return _table("what-if changes", caption, ("If", "Score", "Category"), lines)
 
 
 def _score_body(score: ScoreView) -> str:

@@ -73,6 +73,20 @@ SEARCHABLE = (
     "Immunization",
 )
 FHIR_JSON = "application/fhir+json"
+#: The style document the launcher serves at `smart_style_url` (its sample values).
+SMART_STYLE = {
+    "color_background": "#edeae3",
+    "color_error": "#9e2d2d",
+    "color_highlight": "#69b5ce",
+    "color_modal_backdrop": "",
+    "color_success": "#498e49",
+    "color_text": "#303030",
+    "dim_border_radius": "6px",
+    "dim_font_size": "13px",
+    "dim_spacing_size": "20px",
+    "font_family_body": "Georgia, Times, 'Times New Roman', serif",
+    "font_family_heading": "'HelveticaNeue-Light', Helvetica, Arial, sans-serif",
+}
 _PKCE = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 _CHALLENGE = re.compile(r"[A-Za-z0-9_-]{43}")
 _RESOURCE_SCOPE = re.compile(r"(patient|user|system)/([A-Za-z]+|\*)\.([a-z*]+)(\?.*)?")
@@ -440,21 +454,7 @@ class Simulator:
 
     async def _style(self, request: Request) -> Response:
         await self._record(request)
-        return JSONResponse(
-            {
-                "color_background": "#edeae3",
-                "color_error": "#9e2d2d",
-                "color_highlight": "#69b5ce",
-                "color_modal_backdrop": "",
-                "color_success": "#498e49",
-                "color_text": "#303030",
-                "dim_border_radius": "6px",
-                "dim_font_size": "13px",
-                "dim_spacing_size": "20px",
-                "font_family_body": "Georgia, Times, 'Times New Roman', serif",
-                "font_family_heading": "'HelveticaNeue-Light', Helvetica, Arial, sans-serif",
-            }
-        )
+        return JSONResponse(SMART_STYLE)
 
     # -- authorize ------------------------------------------------------------------------
 

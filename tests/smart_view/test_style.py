@@ -12,23 +12,11 @@ import pytest
 
 from cds_service.smart.style import StyleCache, allowed_style_url, contrast, style_css
 from cds_service.smart.view import render_app
+from tests.smart.simulator import SMART_STYLE
 from tests.smart_view.helpers import check_html, full_view
 
 ISS = "https://ehr.example.org/fhir/r4"
-# The SMART App Launcher's sample style (smart-launcher-v2 serves one like it).
-LAUNCHER_STYLE = {
-    "color_background": "#edeae3",
-    "color_error": "#9e2d2d",
-    "color_highlight": "#69b5ce",
-    "color_modal_backdrop": "",
-    "color_success": "#498e49",
-    "color_text": "#303030",
-    "dim_border_radius": "6px",
-    "dim_font_size": "13px",
-    "dim_spacing_size": "20px",
-    "font_family_body": "Georgia, Times, 'Times New Roman', serif",
-    "font_family_heading": "'HelveticaNeue-Light', Helvetica, Arial, sans-serif",
-}
+LAUNCHER_STYLE = SMART_STYLE  # the SMART App Launcher's sample style
 
 
 @pytest.mark.parametrize(
