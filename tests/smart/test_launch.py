@@ -328,3 +328,45 @@ def test_an_encounter_the_token_cannot_read_is_said_so(world: Callable[..., Worl
     assert page.status_code == 200
     assert "Encounter: The encounter could not be read (HTTP 403)" in page.text
     assert any(r.path.startswith("/fhir/Encounter/") for r in w.sim.requests)
+
+
+class _Failing(httpx.AsyncBaseTransport):
+    """The EHR's FHIR server failing two ways: Condition searches answer 500 with an
+    OperationOutcome, vital-sign searches time out; everything else reaches the simulator."""
+
+    def __init__(self, inner: httpx.AsyncBaseTransport) -> None:
+        self.inner = inner
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/fhir/Condition"):
+            outcome = {
+                "resourceType": "OperationOutcome",
+                "issue": [{"severity": "error", "code": "exception", "diagnostics": "db down"}],
+            }
+            return httpx.Response(500, json=outcome)
+        if "category=vital-signs" in str(request.url):
+            raise httpx.ReadTimeout("slow", request=request)
+        return await self.inner.handle_async_request(request)
+
+
+def test_a_failing_fhir_server_gives_a_view_that_says_what_is_missing(
+    tmp_path: Path, darwin: dict[str, Any]
+) -> None:
+    sim = Simulator(base_url=f"{EHR}/sim", bundle=darwin, redirect_uris=[f"{BASE}/smart/callback"])
+    settings = Settings(
+        database_url=f"sqlite:///{tmp_path}/cds.db",
+        tenants_file=tenants_file(tmp_path / "tenants.yaml", sim),
+        public_base_url=BASE,
+    )
+    transport = _Failing(httpx.ASGITransport(app=sim.app))
+    with TestClient(create_app(settings, fhir_transport=transport), base_url=BASE) as client:
+        w = World(sim, client)
+        launch = sim.launch_id(patient=patient_id(w))
+        signed_in = w.callback(w.authorize(w.launch(iss=sim.fhir_base, launch=launch)))
+        assert signed_in.status_code == 303
+        page = client.get("/smart/app")
+    assert page.status_code == 200
+    assert "Conditions could not be loaded (HTTP 500)" in page.text
+    assert "Vitals could not be loaded (ReadTimeout)" in page.text
+    assert "Traceback" not in page.text
+    assert "Darwin" in page.text  # what could be read is still shown
