@@ -376,6 +376,8 @@ def build_view(
     that do not apply to the patient left out (with the reason)."""
     scores = []
     left_out = []
+    # A failed Condition search leaves every diagnosis unknown, not absent (issue 21).
+    conditions_known = not any(p.startswith("Conditions ") for p in data.problems)
     encounter, acute = (None, False)
     if data.encounter is not None:
         encounter, acute = encounter_text(data.encounter)
@@ -396,7 +398,9 @@ def build_view(
     for name, calculator in SCORES.items():
         result = score_from_fhir(name, data.resources, now)
         inputs = dict(result.inputs)
-        why_not = not_applicable(name, result.value, inputs, acute_care=acute)
+        why_not = not_applicable(
+            name, result.value, inputs, acute_care=acute, conditions_known=conditions_known
+        )
         if why_not is not None and name != focus:
             left_out.append((short_title(name, calculator.title), why_not))
             continue

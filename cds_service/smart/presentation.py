@@ -230,11 +230,22 @@ def headline(name: str, title: str, value: float | None, unit: str | None, cat: 
 
 
 def not_applicable(
-    name: str, value: float | None, inputs: Mapping[str, Any], *, acute_care: bool = False
+    name: str,
+    value: float | None,
+    inputs: Mapping[str, Any],
+    *,
+    acute_care: bool = False,
+    conditions_known: bool = True,
 ) -> str | None:
     """Why the score does not apply to this patient, or None when it does. In acute care (the
     launch's encounter is an emergency or inpatient one) qSOFA applies even before vital
-    signs are recorded: the view then says what to record."""
+    signs are recorded: the view then says what to record. When the conditions could not be
+    loaded (`conditions_known` false), nothing is ruled out on a diagnosis: "no atrial
+    fibrillation on record" would be false."""
+    if not conditions_known and name in ("cha2ds2-vasc", "has-bled", "ada-diabetes-risk"):
+        return None
+    if not conditions_known and name == "ascvd" and inputs.get("clinical_ascvd") is not True:
+        inputs = {**inputs, "clinical_ascvd": None}
     if name in ("cha2ds2-vasc", "has-bled") and inputs.get("atrial_fibrillation") is False:
         return "no atrial fibrillation on record"
     if name == "ada-diabetes-risk" and inputs.get("diabetes") is True:

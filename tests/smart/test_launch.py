@@ -370,3 +370,5 @@ def test_a_failing_fhir_server_gives_a_view_that_says_what_is_missing(
     assert "Vitals could not be loaded (ReadTimeout)" in page.text
     assert "Traceback" not in page.text
     assert "Darwin" in page.text  # what could be read is still shown
+    # Without the conditions, no score is ruled out on a diagnosis it could not see.
+    assert "no atrial fibrillation on record" not in page.text
