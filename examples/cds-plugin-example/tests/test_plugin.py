@@ -4,8 +4,8 @@ through the entry points and work as the built-in ones do."""
 from __future__ import annotations
 
 import uuid
-from decimal import Decimal
 from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
