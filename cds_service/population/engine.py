@@ -115,6 +115,9 @@ def _write_result(url: str, result: Result) -> None:
         fs.pipe_file(path, data)  # one object put: atomic on object stores
 
 
+#: The Dask configuration local clusters run with (see `_client`).
+PROFILER_OFF = {"distributed.worker.profile.enabled": False}
+
 _GC_LOCK = threading.Lock()
 _GC_TASKS = 0  # tasks running in this process under `fewer_collections`
 _GC_SAVED: tuple[int, int, int] = (700, 10, 10)
@@ -159,6 +162,7 @@ def _run_and_store(task: Task, url: str, index: int) -> Result:
 def _client(cluster: Cluster) -> Iterator[Any]:
     """A client of the cluster; a local cluster is started for the job and shut down after it
     (closing a client does not stop a LocalCluster it was given: its workers would outlive us)."""
+    import dask
     from distributed import Client, LocalCluster
 
     if cluster.scheduler:
@@ -167,7 +171,11 @@ def _client(cluster: Cluster) -> Iterator[Any]:
         return
     # Loopback only, and any free port: the scheduler's HTTP server (health, metrics) starts
     # even without the dashboard, and a fixed port would collide with a job already running.
+    # Dask's statistical profiler keeps stack samples for the worker's lifetime: over a long job
+    # they grew a worker by about 10 MB per 3,000-patient partition (gone with it off, and the
+    # job 5 % faster). Workers of an external cluster need it off in their own configuration.
     with (
+        dask.config.set(PROFILER_OFF),
         LocalCluster(  # type: ignore[no-untyped-call]
             n_workers=cluster.worker_count,
             threads_per_worker=1,

@@ -179,3 +179,16 @@ def test_a_task_runs_withfewer_collections_and_the_process_gets_its_settings_bac
     results = run_job("gc", str(tmp_path), range(2), _collector_state, cluster=Cluster(workers=1))
     for result in results.values():
         assert result["threshold"] == list(TASK_GC_THRESHOLDS) and result["frozen"] > 0
+
+
+def _profiler_setting(index: int) -> dict[str, Any]:
+    import dask
+
+    return {"index": index, "profile": dask.config.get("distributed.worker.profile.enabled")}
+
+
+def test_local_workers_run_without_the_statistical_profiler(tmp_path: Path) -> None:
+    """Its stack samples grew a worker's memory with every partition (docs/benchmarks.md)."""
+    one = Cluster(workers=1)
+    results = run_job("prof", str(tmp_path), range(2), _profiler_setting, cluster=one)
+    assert [r["profile"] for r in results.values()] == [False, False]
