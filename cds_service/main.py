@@ -42,6 +42,8 @@ from cds_service.smart.sessions import SessionStore, SmartRuntime
 from cds_service.state import AppState
 from cds_service.tracing import configure_tracing
 from cds_service.types import Clock
+from cds_service.workbench import routes as workbench_routes
+from cds_service.workbench.auth import install_workbench_auth
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -60,6 +62,7 @@ def create_app(
     services: Iterable[ServiceDefinition] | None = None,
     fhir_transport: httpx.AsyncBaseTransport | None = None,
     jwks_transport: httpx.AsyncBaseTransport | None = None,
+    oidc_transport: httpx.AsyncBaseTransport | None = None,
     clock: Clock = system_clock,
     auth_clock: Callable[[], float] = time.time,
 ) -> FastAPI:
@@ -68,7 +71,8 @@ def create_app(
     By default the services come from the rules directory (reloaded on change) plus the
     built-in services; `services` replaces all of them (tests);
     `fhir_transport` replaces the network for calls to EHR FHIR servers (tests use
-    `httpx.MockTransport`), `jwks_transport` the network for tenants' key sets; `clock`
+    `httpx.MockTransport`), `jwks_transport` the network for tenants' key sets, `oidc_transport` the network for the
+    workbench's OpenID Connect provider; `clock`
     replaces the wall clock, `auth_clock` the one JWTs are checked against.
     """
     tenants = tenants_for(settings)
@@ -163,8 +167,9 @@ def create_app(
     )
     app.state.cds = state
     install_error_handlers(app)
-    for module in (discovery, hooks, feedback, health, smart_routes):
+    for module in (discovery, hooks, feedback, health, smart_routes, workbench_routes):
         app.include_router(module.router)
+    install_workbench_auth(app, settings, transport=oidc_transport)
     if settings.cors_origins:
         app.add_middleware(
             CORSMiddleware,

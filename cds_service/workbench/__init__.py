@@ -1,0 +1,1 @@
+"""The rule workbench (`/workbench`): rule pages, playground and analytics for rule authors."""
