@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     population_scheduler: str | None = Field(
         default=None, pattern=r"^(tcp|tls|inproc|ucx)://[^\s]+$"
     )
+    # The workbench's sample population (an NDJSON export or Bundles directory) for trying and
+    # simulating rules, and where it is partitioned (and simulations run).
+    workbench_population: Path | None = None
+    workbench_workdir: Path = Path("./var/workbench")
 
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     max_json_depth: int = Field(default=64, ge=8, le=512)
@@ -121,6 +125,13 @@ class Settings(BaseSettings):
     def _tenants_file_exists(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
             raise ValueError(f"{value} is not a file")
+        return value
+
+    @field_validator("workbench_population")
+    @classmethod
+    def _population_exists(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a directory (an NDJSON export or Bundles)")
         return value
 
     @field_validator("rules_dir")

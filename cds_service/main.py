@@ -44,6 +44,7 @@ from cds_service.tracing import configure_tracing
 from cds_service.types import Clock
 from cds_service.workbench import routes as workbench_routes
 from cds_service.workbench.auth import install_workbench_auth
+from cds_service.workbench.runtime import WorkbenchRuntime
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -71,9 +72,9 @@ def create_app(
     By default the services come from the rules directory (reloaded on change) plus the
     built-in services; `services` replaces all of them (tests);
     `fhir_transport` replaces the network for calls to EHR FHIR servers (tests use
-    `httpx.MockTransport`), `jwks_transport` the network for tenants' key sets, `oidc_transport` the network for the
-    workbench's OpenID Connect provider; `clock`
-    replaces the wall clock, `auth_clock` the one JWTs are checked against.
+    `httpx.MockTransport`), `jwks_transport` the network for tenants' key sets,
+    `oidc_transport` the network for the workbench's OpenID Connect provider; `clock` replaces
+    the wall clock, `auth_clock` the one JWTs are checked against.
     """
     tenants = tenants_for(settings)
     score_cache = ScoreCache(
@@ -129,6 +130,7 @@ def create_app(
         auth_refusals=refusals,
     )
     sessions = SessionStore(settings.redis_url, idle_seconds=settings.smart_session_idle_seconds)
+    workbench = WorkbenchRuntime(settings)
 
     def swap(new: ServiceRegistry) -> None:
         state.registry = new
@@ -137,7 +139,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         """Open the resources once, start watching the rules; close everything at the end."""
         async with contextlib.AsyncExitStack() as stack:
-            for close in (jwks_client.aclose, sessions.close, replay.close, score_cache.close):
+            closers = (jwks_client.aclose, sessions.close, replay.close, score_cache.close)
+            for close in (*closers, workbench.close):
                 stack.push_async_callback(close)
             resources = await stack.enter_async_context(
                 open_resources(settings, fhir_transport=fhir_transport)
@@ -166,6 +169,7 @@ def create_app(
         redoc_url=None,
     )
     app.state.cds = state
+    app.state.workbench = workbench
     install_error_handlers(app)
     for module in (discovery, hooks, feedback, health, smart_routes, workbench_routes):
         app.include_router(module.router)

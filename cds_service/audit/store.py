@@ -65,7 +65,9 @@ from cds_service.audit.summary import (
     KeyStatus,
     Window,
     audited_outcomes,
+    call_counts,
     issued_counts,
+    issued_times,
 )
 from cds_service.database import (
     UTCDateTime,
@@ -427,3 +429,15 @@ class AuditStore:
                     for o in rule_outcomes(text)
                 ]
         return issued, outcomes
+
+    async def call_counts(self, window: Window) -> dict[tuple[str, str], tuple[int, int]]:
+        """Over `window`: hook calls answered 200 and those with a card, by (service, hook)."""
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(call_counts(audit_table, window))).all()
+        return {(r.service or "-", r.hook or "-"): (int(r.n), int(r.carded or 0)) for r in rows}
+
+    async def issued_times(self, window: Window, rule_id: str) -> list[datetime]:
+        """When each card of `rule_id` was issued in `window`, oldest first."""
+        async with self._engine.connect() as conn:
+            result = await conn.execute(issued_times(issued_table, window, rule_id))
+            return [utc(row[0]) for row in result]

@@ -18,12 +18,21 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Table, func, select
+from sqlalchemy import Select, Table, case, func, select
 
 from cds_service.database import utc
 from cds_service.feedback.store import FeedbackCount
 
-__all__ = ["AUDITED_STATUSES", "KeyCount", "KeyStatus", "RuleSummary", "Window", "summarize"]
+__all__ = [
+    "AUDITED_STATUSES",
+    "KeyCount",
+    "KeyStatus",
+    "RuleSummary",
+    "Window",
+    "call_counts",
+    "issued_times",
+    "summarize",
+]
 
 #: The rule outcomes the audit counts besides cards issued (`fired` is counted as cards issued).
 AUDITED_STATUSES = ("shadow", "suppressed", "skipped", "error", "timeout")
@@ -88,6 +97,23 @@ def issued_counts(table: Table, window: Window) -> Select[Any]:
     stmt = select(t.c.service, t.c.rule_id, t.c.rule_version, func.count().label("n"))
     stmt = window.where(stmt, t, "issued_at")
     return stmt.group_by(t.c.service, t.c.rule_id, t.c.rule_version)
+
+
+def call_counts(table: Table, window: Window) -> Select[Any]:
+    """Hook calls answered 200, and those with at least one card, by service and hook."""
+    t = table
+    carded = func.sum(case((t.c.cards > 0, 1), else_=0)).label("carded")
+    stmt = select(t.c.service, t.c.hook, func.count().label("n"), carded).where(
+        t.c.kind == "hook", t.c.outcome == 200
+    )
+    return window.where(stmt, t, "at").group_by(t.c.service, t.c.hook)
+
+
+def issued_times(table: Table, window: Window, rule_id: str) -> Select[Any]:
+    """When each card of one rule was issued (for its timeline)."""
+    t = table
+    stmt = select(t.c.issued_at).where(t.c.rule_id == rule_id)
+    return window.where(stmt, t, "issued_at").order_by(t.c.issued_at).limit(200_000)
 
 
 def audited_outcomes(table: Table, window: Window) -> Select[Any]:

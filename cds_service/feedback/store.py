@@ -419,3 +419,32 @@ class FeedbackStore:
         async with self._engine.connect() as conn:
             rows = (await conn.execute(stmt)).all()
         return [FeedbackCount(*row) for row in rows]
+
+    async def answered_by_rule(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> dict[tuple[str, str, str], int]:
+        """Distinct cards with feedback received in the window, by (service, rule, version)."""
+        t = feedback_table
+        keys = (t.c.service_id, t.c.rule_id, t.c.rule_version)
+        stmt = select(*keys, func.count(func.distinct(t.c.card_uuid)).label("n"))
+        if since is not None:
+            stmt = stmt.where(t.c.received_at >= utc(since))
+        if until is not None:
+            stmt = stmt.where(t.c.received_at < utc(until))
+        async with self._engine.connect() as conn:
+            rows = (await conn.execute(stmt.group_by(*keys))).all()
+        return {(r[0], r[1] or "-", r[2] or "-"): int(r[3]) for r in rows}
+
+    async def feedback_times(
+        self, rule_id: str, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[tuple[datetime, str]]:
+        """(received at, outcome) of each feedback item on `rule_id`'s cards, oldest first."""
+        t = feedback_table
+        stmt = select(t.c.received_at, t.c.outcome).where(t.c.rule_id == rule_id)
+        if since is not None:
+            stmt = stmt.where(t.c.received_at >= utc(since))
+        if until is not None:
+            stmt = stmt.where(t.c.received_at < utc(until))
+        stmt = stmt.order_by(t.c.received_at).limit(200_000)
+        async with self._engine.connect() as conn:
+            return [(utc(r[0]), str(r[1])) for r in await conn.execute(stmt)]

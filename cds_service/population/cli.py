@@ -2,7 +2,7 @@
 
     cds-service rules simulate SOURCE [--at DATE | --from DATE --to DATE] [--hooks H,H]
         [--rules DIR] [--format table|json|html] [--out FILE] [--max-card-rate 0.15]
-        [--fail-over] [--workers N | --scheduler tcp://HOST:8786] [--partitions P]
+        [--fail-over] [--record] [--workers N | --scheduler tcp://HOST:8786] [--partitions P]
         [--workdir DIR|URL] [--resume]
 
 SOURCE is a Bulk Data export (NDJSON, `.ndjson` or `.ndjson.gz`, several files per type), a
@@ -21,7 +21,8 @@ record as it stood then, through the evaluation pipeline the HTTP route uses.
 
 The report gives each service's card rate per hook and each rule's outcomes; `--fail-over`
 exits 1 when a card rate is above `--max-card-rate` or any rule errors, so CI can gate a rule
-change on its population effect.
+change on its population effect. `--record` stores each rule's result under the rule's version in
+the database of `CDS_DATABASE_URL`, where the workbench's rule page shows it.
 """
 
 from __future__ import annotations
@@ -95,6 +96,11 @@ def add_simulate(sub: Any) -> None:
     parser.add_argument("--format", choices=("table", "json", "html"), default="table")
     parser.add_argument("--out", type=Path, metavar="FILE", help="write the report there")
     parser.add_argument("--max-card-rate", type=float, default=0.15, metavar="RATE")
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="store each rule's result under its version in CDS_DATABASE_URL (workbench)",
+    )
     parser.add_argument(
         "--fail-over", action="store_true", help="exit 1 over the rate or on any rule error"
     )
@@ -176,7 +182,42 @@ def _run(args: argparse.Namespace) -> int:
         code, report = _simulate_source(args, live, Path(scratch), hooks, window)
     if report is None:
         return code
+    if args.record:
+        problem = _record(args, report)
+        if problem is not None:
+            print(f"rules simulate: --record: {problem}", file=sys.stderr)
+            return 2
     return _write_report(args, report)
+
+
+def _record(args: argparse.Namespace, report: Report) -> str | None:
+    """Store the report's rules under their versions; a problem's message, or None."""
+    from cds_service.config import load_settings
+    from cds_service.exceptions import ConfigurationError
+    from cds_service.rules.ruleset import load_ruleset
+    from cds_service.rules.runtime import known_score_names
+    from cds_service.workbench.simulations import SimulationStore, rows_for
+
+    ruleset = load_ruleset(args.rules or default_rules_dir(), known_score_names())
+    versions = {rule_id: str(r.rule.version) for rule_id, r in ruleset.rules.items()}
+    name = args.source.rstrip("/").rsplit("/", 1)[-1] or args.source
+    rows = rows_for(report.model(args.max_card_rate), versions, source=name, at=datetime.now(UTC))
+
+    async def store() -> None:
+        simulations = await SimulationStore.open(load_settings().database_url)
+        try:
+            await simulations.add(rows)
+        finally:
+            await simulations.close()
+
+    try:
+        asyncio.run(store())
+    except (ConfigurationError, OSError) as exc:
+        return str(exc)
+    except Exception as exc:  # the database refused: say which, never a traceback
+        return f"the database refused the rows ({type(exc).__name__})"
+    print(f"recorded {len(rows)} rule results", file=sys.stderr)
+    return None
 
 
 def _simulate_source(

@@ -49,6 +49,7 @@ __all__ = [
     "REPLAY_BUDGET_SECONDS",
     "CallObserver",
     "Options",
+    "calls_of",
     "last_encounter",
     "rules_digest",
     "services_for",
@@ -125,7 +126,8 @@ def last_encounter(record: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
     return max(dated, key=lambda pair: pair[0])[1] if dated else None
 
 
-def _moments(patient_id: str, record: list[dict[str, Any]], options: Options) -> list[Moment]:
+def calls_of(patient_id: str, record: list[dict[str, Any]], options: Options) -> list[Moment]:
+    """The calls simulated for one patient's record, in time order."""
     if options.window is not None:
         return list(moments(patient_id, record, hooks=options.hooks, window=options.window))
     last = last_encounter(record)
@@ -161,7 +163,7 @@ async def simulate_record(
 ) -> None:
     """Every call of one patient's history, counted into `report` (and shown to `observe`)."""
     report.patients += 1
-    calls = _moments(patient_id, record, options)
+    calls = calls_of(patient_id, record, options)
     if not calls:
         report.no_calls += 1
         return

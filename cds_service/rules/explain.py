@@ -29,6 +29,7 @@ from cds_service.prefetch.types import PrefetchOutcome
 from cds_service.rules.compiled import CompiledCondition, CompiledRule, score_variable
 from cds_service.rules.engine import RuleOutcome
 from cds_service.rules.pipeline import (
+    DataSource,
     Display,
     OfflineSource,
     RulesTrace,
@@ -45,7 +46,15 @@ from cds_service.terminology.medications import MEDICATION_TYPES
 from cds_service.validation import field_errors
 from cds_service.wire.request import HookRequest
 
-__all__ = ["ExplainError", "explain", "parse_now", "parse_override"]
+__all__ = [
+    "ExplainError",
+    "ExplainRun",
+    "explain",
+    "parse_now",
+    "parse_override",
+    "run_rule",
+    "trace_json",
+]
 
 VALUE_WIDTH = 120
 BUDGET_SECONDS = 5.0
@@ -56,7 +65,9 @@ class ExplainError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
-class _Run:
+class ExplainRun:
+    """One rule evaluated on one request: the verdict and everything shown beside it."""
+
     rule: CompiledRule
     request: HookRequest
     now: datetime
@@ -128,20 +139,38 @@ def _evaluate(
     request_path: Path,
     now: datetime | None,
     overrides: Sequence[tuple[str, datetime]],
-) -> _Run:
+) -> ExplainRun:
     rule, ruleset = _load_rule(root, rule_id)
     try:
         given = given_overrides(rule, overrides)
     except ValueError as exc:
         raise ExplainError(f"--override: {exc}") from None
     request = _read_request(request_path)
+    return asyncio.run(run_rule(rule, ruleset, request, now or system_clock(), overrides=given))
+
+
+async def run_rule(
+    rule: CompiledRule,
+    ruleset: RuleSet,
+    request: HookRequest,
+    now: datetime,
+    *,
+    source: DataSource | None = None,
+    overrides: RecordedOverrides | None = None,
+) -> ExplainRun:
+    """One rule on one request, as the service evaluates it, with everything shown.
+
+    `source` fetches what the request's prefetch lacks (default: nothing is fetched, those keys
+    are unavailable). Raises ExplainError for a request of another hook or an invalid context."""
     if request.hook != rule.rule.hook:
         raise ExplainError(
             f"the request is a '{request.hook}' call but rule {rule.id} runs on '{rule.rule.hook}'"
         )
-    at = now or system_clock()
+    given = overrides if overrides is not None else given_overrides(rule, ())
     try:
-        trace, prefetch, shown = asyncio.run(_through_pipeline(rule, ruleset, request, at, given))
+        trace, prefetch, shown = await _through_pipeline(
+            rule, ruleset, request, now, given, source or OfflineSource()
+        )
     except RequestError as exc:
         listed = "\n".join(
             f"  {i.field}: {i.message}" if i.field else f"  {i.message}" for i in exc.issues
@@ -155,10 +184,10 @@ def _evaluate(
     for resource in index.all_resources():
         if resource.get("resourceType") in MEDICATION_TYPES:
             index.drug(resource)
-    return _Run(
+    return ExplainRun(
         rule,
         request,
-        at,
+        now,
         prefetch,
         shown.scores,
         trace.outcomes[0],
@@ -174,6 +203,7 @@ async def _through_pipeline(
     request: HookRequest,
     now: datetime,
     overrides: RecordedOverrides,
+    source: DataSource,
 ) -> tuple[RulesTrace, dict[str, PrefetchOutcome], Display]:
     """The production verdict (lazy, through the pipeline, nothing fetched: keys the request
     lacks are unavailable; snoozed by the given overrides), and an eager pass over the same data
@@ -182,7 +212,7 @@ async def _through_pipeline(
     called = await evaluate_call(
         service,
         request,
-        OfflineSource(),
+        source,
         now=now,
         budget_seconds=BUDGET_SECONDS + 2.0,
         prefetch_deadline_seconds=2.0,
@@ -248,7 +278,7 @@ def _tree(
     return result
 
 
-def _format(run: _Run) -> str:
+def _format(run: ExplainRun) -> str:
     rule, outcome = run.rule, run.outcome
     stamp = run.now.isoformat().replace("+00:00", "Z")
     lines = [
@@ -321,3 +351,65 @@ def explain(
     """The explanation as text; raises ExplainError when it cannot be produced. `overrides` are
     earlier overrides of the rule's cards for the patient: (reason code, when)."""
     return _format(_evaluate(root, rule_id, request_path, now, overrides))
+
+
+def _condition_json(condition: CompiledCondition, truth: Mapping[str, bool]) -> dict[str, Any]:
+    if condition.kind == "leaf":
+        return {
+            "id": condition.id,
+            "kind": "leaf",
+            "value": truth.get(condition.id or ""),
+            "expression": condition.path.expression if condition.path else "",
+        }
+    members = [_condition_json(m, truth) for m in condition.members]
+    values = [m["value"] for m in members]
+    result: bool | None
+    if condition.kind == "all":
+        result = False if False in values else (None if None in values else True)
+    elif condition.kind == "any":
+        result = True if True in values else (None if None in values else False)
+    else:
+        result = None if values[0] is None else not values[0]
+    return {"kind": condition.kind, "value": result, "members": members}
+
+
+def trace_json(run: ExplainRun) -> dict[str, Any]:
+    """What `rules explain` prints, as JSON (the workbench's playground shows it)."""
+    rule, outcome, shown = run.rule, run.outcome, run.shown
+    sent = run.request.prefetch or {}
+    bindings = []
+    for binding in rule.bindings:
+        if binding.name in outcome.bindings:
+            value, computed = outcome.bindings[binding.name], "evaluated"
+        elif binding.name in shown.bindings:
+            value, computed = shown.bindings[binding.name], "display-only"
+        else:
+            value, computed = None, "not-evaluated"
+        shown_value = _one_line(value, 400) if computed != "not-evaluated" else None
+        bindings.append({"name": binding.name, "value": shown_value, "computed": computed})
+    error = None
+    if outcome.status == "error":
+        error = {
+            "at": outcome.failed_at,
+            "location": outcome.location,
+            "expression": outcome.expression,
+            "detail": outcome.detail,
+        }
+    return {
+        "rule": rule.id,
+        "version": rule.rule.version,
+        "hook": rule.rule.hook,
+        "service": rule.rule.service,
+        "now": run.now.isoformat().replace("+00:00", "Z"),
+        "prefetch": [
+            {"key": key, "outcome": _describe(o, key in sent)} for key, o in run.prefetch.items()
+        ],
+        "scores": {name: _one_line(value, 400) for name, value in run.scores.items()},
+        "bindings": bindings,
+        "conditions": _condition_json(rule.condition, {**shown.conditions, **outcome.conditions}),
+        "unresolved": dict(sorted(run.unresolved.items())),
+        "status": outcome.status,
+        "reason": outcome.reason,
+        "error": error,
+        "card": outcome.card.wire() if outcome.card is not None else None,
+    }
