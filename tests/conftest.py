@@ -103,7 +103,7 @@ def postgres_database() -> Iterator[str]:
 
 
 #: The stores' tables, dropped around each test that uses the session's PostgreSQL database.
-STORE_TABLES = ("cds_feedback", "cds_audit", "cds_issued_cards")
+STORE_TABLES = ("cds_feedback", "cds_audit", "cds_issued_cards", "cds_rule_simulations")
 
 
 async def _drop_table(url: str) -> None:
