@@ -380,7 +380,9 @@ def _refuse_broken(checked: dict[str, Any]) -> None:
         errors = [i for i in checked["issues"] if i["severity"] == "error"]
         issues = [
             Issue(
-                f"{i['file']} line {i['line']}:{i['col']}: {i['message']}",
+                f"{i['file']} line {i['line']}:{i['col']}: "
+                + (f"{i['field']}: " if i["field"] else "")
+                + i["message"],
                 i["field"] or None,
                 "invalid",
             )
