@@ -39,7 +39,7 @@ __all__ = [
 ]
 
 #: What a draft directory shares with the served rules directory.
-DRAFT_SHARED = ("_services.yaml", "_valuesets", "_terminology")
+DRAFT_SHARED = ("_services.yaml", "_valuesets", "_terminology", "_fixtures")
 MAX_RULE_CHARS = 200_000
 MAX_TESTS_CHARS = 2_000_000
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,99}$")

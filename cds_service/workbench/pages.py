@@ -55,6 +55,7 @@ def _page(title: str, user: WorkbenchUser | None, body: str, *, active: str = ""
     return (
         '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        '<link rel="icon" href="data:,">'
         f"{csrf}<title>{_e(title)} · cds-service workbench</title>"
         '<link rel="stylesheet" href="/workbench/static/workbench.css">'
         '<script src="/workbench/static/workbench.js" defer></script></head><body>'

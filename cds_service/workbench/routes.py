@@ -79,6 +79,9 @@ service: preventive-care
 title: What the card is about
 description: >
   When the rule fires and why (the evidence), in a few sentences.
+author: Your name or team
+references:
+  - https://www.uspreventiveservicestaskforce.org/
 prefetch:
   patient: Patient/{{context.patientId}}
 let:
@@ -92,6 +95,28 @@ card:
   indicator: info
   source:
     label: Where the recommendation comes from
+"""
+
+
+BLANK_TESTS = """\
+schema: cds-rule-test/1
+now: 2026-01-15T10:00:00Z
+
+cases:
+  - name: fires for an adult
+    context: {userId: Practitioner/1, patientId: p1}
+    prefetch:
+      patient: {resourceType: Patient, id: p1, gender: female, birthDate: "1980-04-02"}
+    expect:
+      cards:
+        - summary: "A one-line summary (under 140 characters)"
+          indicator: info
+  - name: silent for a child
+    context: {userId: Practitioner/1, patientId: p1}
+    prefetch:
+      patient: {resourceType: Patient, id: p1, gender: female, birthDate: "2015-04-02"}
+    expect:
+      cards: []
 """
 
 
@@ -285,7 +310,7 @@ async def playground_page(
     request: Request, user: Author, state: StateDep, rule: str | None = None
 ) -> Response:
     served = _served(state)
-    rule_text, tests_text = BLANK_RULE, ""
+    rule_text, tests_text = BLANK_RULE, BLANK_TESTS
     if rule:
         chosen = served.get(rule)
         if chosen is None:

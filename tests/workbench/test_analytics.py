@@ -59,6 +59,7 @@ class Replicas:
             builtin_services=False,
             rules_reload_seconds=0,
             workbench_workdir=tmp_path / "workbench",
+            workbench_auth="disabled",
         )
         self.urls: list[str] = []
         self.stops = []

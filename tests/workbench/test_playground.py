@@ -33,6 +33,7 @@ def _client(tmp_path: Path, population: Path | None = SYNTHEA_55) -> TestClient:
         rules_reload_seconds=0,
         workbench_population=population,
         workbench_workdir=tmp_path / "workbench",
+        workbench_auth="disabled",
     )
     return TestClient(create_app(settings))
 
@@ -232,7 +233,7 @@ def test_rules_simulate_record_stores_each_rule_under_its_version(
     monkeypatch.setenv("CDS_DATABASE_URL", url)
     argv = ["rules", "simulate", str(SYNTHEA_55), "--workers", "1", "--partitions", "2"]
     assert main([*argv, "--record", "--format", "json", "--out", str(tmp_path / "r.json")]) == 0
-    settings = Settings(database_url=url, rules_reload_seconds=0)
+    settings = Settings(database_url=url, rules_reload_seconds=0, workbench_auth="disabled")
     with TestClient(create_app(settings)) as fresh:
         detail = fresh.get("/workbench/api/rules/hypertension-uncontrolled").json()
     [sim] = detail["simulations"]

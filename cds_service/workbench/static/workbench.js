@@ -237,6 +237,11 @@
       clearTimeout(lintTimer);
       lintTimer = setTimeout(async () => {
         const data = await lint();
+        if (data && !data.ok && cardBox.childNodes.length) {
+          // The card shown is the last good draft's: never leave it looking current.
+          cardBox.replaceChildren(el("div", { class: "issues", role: "alert" }, "The draft has errors: fix them to see its card."));
+          traceBox.replaceChildren();
+        }
         if (data && data.ok && (patient.value || request.value.trim())) {
           clearTimeout(evalTimer);
           evalTimer = setTimeout(evaluate, 50);
@@ -278,7 +283,9 @@
         el("tr", {}, el("th", {}, "Calls"), el("td", {}, rule.calls)),
         el("tr", {}, el("th", {}, "Fired"), el("td", { id: "simulated-fired" }, rule.fired)),
         el("tr", {}, el("th", {}, "Fire rate"), el("td", { id: "simulated-rate" }, pct(rule.fireRate))),
-        el("tr", {}, el("th", {}, "Card rate (this rule alone)"), el("td", {}, service ? pct(service.cardRate) : "–")),
+        el("tr", {}, el("th", {}, "Card rate (this rule alone)"), el("td", {}, rule.draft
+          ? `${pct(rule.fireRate)} once active (a draft's cards are shadow: never shown)`
+          : service ? pct(service.cardRate) : "–")),
         el("tr", {}, el("th", {}, "Outcomes"), el("td", {}, Object.entries(rule.statuses).map(([k, v]) => `${k} ${v}`).join(", "))),
         rule.errors.length ? el("tr", {}, el("th", {}, "Errors"), el("td", {}, rule.errors.join("; "))) : null,
         el("tr", {}, el("th", {}, "Example patients"), el("td", {}, rule.examplePatients.join(", ") || "–")))));
