@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from cds_service.exceptions import ConfigurationError
@@ -68,6 +69,20 @@ class Settings(BaseSettings):
     # simulating rules, and where it is partitioned (and simulations run).
     workbench_population: Path | None = None
     workbench_workdir: Path = Path("./var/workbench")
+
+    # Sign-in to the workbench (docs/workbench-auth.md): OpenID Connect against the
+    # organisation's identity provider; `disabled` (everyone is an author) in development only.
+    workbench_auth: Literal["oidc", "disabled"] = "oidc"
+    workbench_oidc_issuer: str | None = None
+    workbench_oidc_client_id: str | None = None
+    # Set: a confidential client (client_secret_basic); unset: a public client (PKCE only).
+    workbench_oidc_client_secret: SecretStr | None = None
+    workbench_oidc_scopes: str = "openid profile email"
+    workbench_groups_claim: str = Field(default="groups", min_length=1)
+    # Who may sign in: emails and/or `group:NAME` entries, comma-separated.
+    workbench_authors: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    workbench_readers: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    workbench_session_idle_seconds: int = Field(default=1800, ge=60, le=86_400)
 
     max_body_bytes: int = Field(default=5 * 1024 * 1024, ge=1024)
     max_json_depth: int = Field(default=64, ge=8, le=512)
@@ -134,6 +149,60 @@ class Settings(BaseSettings):
             raise ValueError(f"{value} is not a directory (an NDJSON export or Bundles)")
         return value
 
+    @field_validator(
+        "workbench_oidc_issuer",
+        "workbench_oidc_client_id",
+        "workbench_oidc_client_secret",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("workbench_oidc_issuer")
+    @classmethod
+    def _issuer_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        local = parts.hostname in ("127.0.0.1", "localhost")
+        if not (parts.scheme == "https" or (parts.scheme == "http" and local)) or not (
+            parts.hostname and not parts.query and not parts.fragment
+        ):
+            raise ValueError(
+                "must be an https URL such as https://login.example.org/realms/staff "
+                "(http only for 127.0.0.1 or localhost)"
+            )
+        return value  # kept as written: the provider's `issuer` must equal it exactly
+
+    @field_validator("workbench_oidc_scopes")
+    @classmethod
+    def _openid_scope(cls, value: str) -> str:
+        if "openid" not in value.split():
+            raise ValueError("must include the scope openid")
+        return value
+
+    @field_validator("workbench_authors", "workbench_readers", mode="before")
+    @classmethod
+    def _split_members(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [m.strip() for m in value.split(",") if m.strip()]
+        return value
+
+    @field_validator("workbench_authors", "workbench_readers")
+    @classmethod
+    def _members(cls, value: list[str]) -> list[str]:
+        out = []
+        for member in value:
+            group = member.removeprefix("group:").strip() if member.startswith("group:") else None
+            if group:
+                out.append(f"group:{group}")
+            elif group is None and "@" in member.strip("@"):
+                out.append(member.lower())  # emails compare case-insensitively
+            else:
+                raise ValueError(f"{member!r} is neither an email nor group:NAME")
+        return out
+
     @field_validator("rules_dir")
     @classmethod
     def _rules_dir_exists(cls, value: Path) -> Path:
@@ -147,6 +216,16 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CDS_CORS_ORIGINS='*' is only allowed with CDS_ENV=development; "
                 "list the EHR origins instead"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _workbench_auth_only_off_in_development(self) -> Settings:
+        if self.workbench_auth == "disabled" and self.env != "development":
+            raise ValueError(
+                "CDS_WORKBENCH_AUTH=disabled is only allowed with CDS_ENV=development; "
+                "configure OpenID Connect sign-in (CDS_WORKBENCH_OIDC_ISSUER, "
+                "CDS_WORKBENCH_OIDC_CLIENT_ID) instead"
             )
         return self
 
