@@ -16,6 +16,7 @@ a bad one prints `invalid setting CDS_X: why` and exits with status 2.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging.config
 import os
@@ -35,6 +36,7 @@ from cds_service.rules import cli as rules_cli
 from cds_service.scores import cli as score_cli
 from cds_service.security.tenants import tenants_for
 from cds_service.supervisor import reuse_port_supported, supervise
+from cds_service.workbench.simulations import record_report
 
 __all__ = ["main"]
 
@@ -57,7 +59,8 @@ def _parser() -> argparse.ArgumentParser:
     spec.add_argument("--check", action="store_true", help="exit 1 if the file is out of date")
 
     score_cli.add_parser(commands)
-    rules_cli.add_parser(commands, extensions=[population_cli.add_simulate])
+    simulate = functools.partial(population_cli.add_simulate, recorder=record_report)
+    rules_cli.add_parser(commands, extensions=[simulate])
     precompute_cli.add_parser(commands)
     generate_cli.add_parser(commands)
     audit_cli.add_parser(commands)

@@ -79,8 +79,8 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     ),
     (
         "web",
-        "the CDS Hooks routes, the SMART app, the OpenAPI document",
-        ("api", "smart", "openapi"),
+        "the CDS Hooks routes, the SMART app, the rule workbench, the OpenAPI document",
+        ("api", "smart", "workbench", "openapi"),
     ),
     (
         "entry points",

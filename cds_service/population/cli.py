@@ -29,8 +29,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -44,7 +46,7 @@ from cds_service.population.layout import PartitionError
 from cds_service.population.moments import SIMULATED, Window
 from cds_service.population.progress import Progress
 from cds_service.population.render import html, table
-from cds_service.population.report import Report, render_schema
+from cds_service.population.report import Report, SimulationReport, render_schema
 from cds_service.population.simulate import Options
 
 __all__ = ["add_simulate", "simulate"]
@@ -70,8 +72,13 @@ def _hooks(text: str) -> tuple[str, ...]:
     return hooks
 
 
-def add_simulate(sub: Any) -> None:
-    """Register `simulate` under `cds-service rules`."""
+#: Stores a report's rules under their versions (rules directory, source name); a problem's
+#: message or None. The workbench's store, passed in by the command line (a layer above).
+Recorder = Callable[[SimulationReport, Path | None, str], str | None]
+
+
+def add_simulate(sub: Any, recorder: Recorder | None = None) -> None:
+    """Register `simulate` under `cds-service rules` (`recorder` serves `--record`)."""
     parser = sub.add_parser("simulate", help="replay a population through the services")
     parser.add_argument(
         "source",
@@ -113,7 +120,7 @@ def add_simulate(sub: Any) -> None:
         "--resume", action="store_true", help="keep the partitions finished in --workdir"
     )
     add_export_arguments(parser, types_help="resource type to export (repeat; default: all)")
-    parser.set_defaults(handler=_run)
+    parser.set_defaults(handler=functools.partial(_run, recorder=recorder))
 
 
 def simulate(
@@ -155,7 +162,7 @@ def simulate(
     return report
 
 
-def _run(args: argparse.Namespace) -> int:
+def _run(args: argparse.Namespace, recorder: Recorder | None = None) -> int:
     if args.schema:
         sys.stdout.write(render_schema())
         return 0
@@ -183,41 +190,15 @@ def _run(args: argparse.Namespace) -> int:
     if report is None:
         return code
     if args.record:
-        problem = _record(args, report)
+        if recorder is None:
+            print("rules simulate: --record is not available here", file=sys.stderr)
+            return 2
+        name = args.source.rstrip("/").rsplit("/", 1)[-1] or args.source
+        problem = recorder(report.model(args.max_card_rate), args.rules, name)
         if problem is not None:
             print(f"rules simulate: --record: {problem}", file=sys.stderr)
             return 2
     return _write_report(args, report)
-
-
-def _record(args: argparse.Namespace, report: Report) -> str | None:
-    """Store the report's rules under their versions; a problem's message, or None."""
-    from cds_service.config import load_settings
-    from cds_service.exceptions import ConfigurationError
-    from cds_service.rules.ruleset import load_ruleset
-    from cds_service.rules.runtime import known_score_names
-    from cds_service.workbench.simulations import SimulationStore, rows_for
-
-    ruleset = load_ruleset(args.rules or default_rules_dir(), known_score_names())
-    versions = {rule_id: str(r.rule.version) for rule_id, r in ruleset.rules.items()}
-    name = args.source.rstrip("/").rsplit("/", 1)[-1] or args.source
-    rows = rows_for(report.model(args.max_card_rate), versions, source=name, at=datetime.now(UTC))
-
-    async def store() -> None:
-        simulations = await SimulationStore.open(load_settings().database_url)
-        try:
-            await simulations.add(rows)
-        finally:
-            await simulations.close()
-
-    try:
-        asyncio.run(store())
-    except (ConfigurationError, OSError) as exc:
-        return str(exc)
-    except Exception as exc:  # the database refused: say which, never a traceback
-        return f"the database refused the rows ({type(exc).__name__})"
-    print(f"recorded {len(rows)} rule results", file=sys.stderr)
-    return None
 
 
 def _simulate_source(

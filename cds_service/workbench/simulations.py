@@ -11,9 +11,12 @@ Example patient ids are stored (they are the author's review list) and shown to 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -34,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from cds_service.database import UTCDateTime, async_database_url, create_engine_for, create_schema
 from cds_service.population.report import SimulationReport
 
-__all__ = ["SimulationStore", "StoredSimulation", "rows_for"]
+__all__ = ["SimulationStore", "StoredSimulation", "record_report", "rows_for"]
 
 metadata = MetaData()
 
@@ -212,3 +215,32 @@ def _stored(row: Any) -> StoredSimulation:
         examples=json.loads(row["examples"]),
         errors=json.loads(row["errors"]),
     )
+
+
+def record_report(report: SimulationReport, rules_dir: Path | None, source: str) -> str | None:
+    """`rules simulate --record`: the report's rules stored under the versions of `rules_dir`
+    (default: the bundled rules) in `CDS_DATABASE_URL`; a problem's message, or None."""
+    from cds_service.config import default_rules_dir, load_settings
+    from cds_service.exceptions import ConfigurationError
+    from cds_service.rules.ruleset import load_ruleset
+    from cds_service.rules.runtime import known_score_names
+
+    ruleset = load_ruleset(rules_dir or default_rules_dir(), known_score_names())
+    versions = {rule_id: str(r.rule.version) for rule_id, r in ruleset.rules.items()}
+    rows = rows_for(report, versions, source=source, at=datetime.now(UTC))
+
+    async def store() -> None:
+        simulations = await SimulationStore.open(load_settings().database_url)
+        try:
+            await simulations.add(rows)
+        finally:
+            await simulations.close()
+
+    try:
+        asyncio.run(store())
+    except (ConfigurationError, OSError) as exc:
+        return str(exc)
+    except Exception as exc:  # the database refused: say which, never a traceback
+        return f"the database refused the rows ({type(exc).__name__})"
+    print(f"recorded {len(rows)} rule results", file=sys.stderr)
+    return None
