@@ -234,6 +234,7 @@ def provider(keys: Keys) -> Provider:
 def settings_for(tmp_path: Path, **overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "database_url": f"sqlite:///{tmp_path}/wb.db",
+        "workbench_auth": "oidc",  # whatever the test environment sets
         "public_base_url": BASE,
         "workbench_oidc_issuer": ISSUER,
         "workbench_oidc_client_id": CLIENT_ID,
