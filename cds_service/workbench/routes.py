@@ -7,15 +7,13 @@ the playground lives in a scratch rules directory (`drafts.py`): it never reache
 
 from __future__ import annotations
 
-import re
-import uuid
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
-import httpx
 from fastapi import APIRouter, Query
+from pydantic import ValidationError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
@@ -23,31 +21,23 @@ from cds_service.api.body import parse_body
 from cds_service.audit.summary import Window
 from cds_service.deps import SettingsDep, StateDep
 from cds_service.exceptions import CDSServiceError, Issue, RequestError
-from cds_service.fhir_double import FhirDouble
 from cds_service.population.moments import SIMULATED
-from cds_service.population.simulate import BASE_URL
+from cds_service.population.report import SimulationReport
 from cds_service.resources import Resources
 from cds_service.rules.compiled import CompiledRule
-from cds_service.rules.explain import ExplainError, run_rule, trace_json
-from cds_service.rules.pipeline import FhirSource
-from cds_service.rules.testing.runner import run_rule_tests
 from cds_service.state import AppState
 from cds_service.wire.outcome import issues_from_validation
 from cds_service.wire.request import HookRequest
 from cds_service.workbench.analytics import daily, rule_figures, window_of
-from cds_service.workbench.api_models import (
-    DraftBody,
-    EvaluateBody,
-    RuleDetail,
-    RulesResponse,
-)
+from cds_service.workbench.api_models import DraftBody, EvaluateBody, RuleDetail, RulesResponse
 from cds_service.workbench.auth import Author, Reader, WorkbenchUser
-from cds_service.workbench.drafts import (
-    DraftCheck,
-    DraftDir,
-    check_draft,
-    draft_directory,
-    run_draft_tests,
+from cds_service.workbench.jobs import (
+    evaluate_job,
+    lint_job,
+    patients_job,
+    served_tests_job,
+    simulate_job,
+    tests_job,
 )
 from cds_service.workbench.pages import (
     render_error,
@@ -238,35 +228,6 @@ async def _rule_detail(
     }
 
 
-def _served_tests(root: Path, rule: CompiledRule) -> dict[str, Any] | None:
-    test_path = rule.path.with_name(f"{rule.path.stem}.test.yaml")
-    if not test_path.is_file():
-        return None
-    report = run_rule_tests(root, pattern=f"^{re.escape(rule.id)}/")
-    cases = [
-        {
-            "name": r.name,
-            "line": r.line,
-            "ok": r.ok,
-            "status": r.status,
-            "failures": r.failures,
-        }
-        for r in report.results
-    ]
-    problems = [
-        {"line": i.line, "col": i.col, "message": i.message}
-        for p in report.plans
-        if p.path == test_path
-        for i in p.issues
-    ]
-    return {
-        "cases": cases,
-        "passed": sum(1 for c in cases if c["ok"]),
-        "failed": sum(1 for c in cases if not c["ok"]),
-        "problems": problems,
-    }
-
-
 async def _tests_of(request: Request, state: AppState, rule: CompiledRule) -> dict[str, Any] | None:
     """The served rule's test results (cached until the rule or its tests change)."""
     test_path = rule.path.with_name(f"{rule.path.stem}.test.yaml")
@@ -274,7 +235,7 @@ async def _tests_of(request: Request, state: AppState, rule: CompiledRule) -> di
     key = (rule.id, *stamp)
     runtime = _runtime(request)
     if key not in runtime.tests_cache:
-        result = await runtime.run(_served_tests, _served_root(state), rule)
+        result = await runtime.run(served_tests_job, _served_root(state), rule.path, rule.id)
         if len(runtime.tests_cache) > 200:
             runtime.tests_cache.clear()
         runtime.tests_cache[key] = result
@@ -377,29 +338,6 @@ async def api_simulate_served(
 # -- the playground API -------------------------------------------------------------------------
 
 
-def _lint(served: Path, body: DraftBody) -> dict[str, Any]:
-    with draft_directory(served, body.rule, body.tests) as draft:
-        checked = check_draft(draft)
-        return _check_json(draft, checked)
-
-
-def _check_json(draft: DraftDir, checked: DraftCheck) -> dict[str, Any]:
-    rule = checked.rule
-    return {
-        "ok": not checked.errors,
-        "issues": [i.to_json() for i in checked.issues],
-        "rule": None
-        if rule is None
-        else {
-            "id": rule.id,
-            "version": str(rule.rule.version),
-            "hook": rule.rule.hook,
-            "service": rule.rule.service,
-            "status": rule.rule.status,
-        },
-    }
-
-
 def _refuse_broken(checked: dict[str, Any]) -> None:
     if not checked["ok"] or checked["rule"] is None:
         errors = [i for i in checked["issues"] if i["severity"] == "error"]
@@ -425,15 +363,8 @@ async def api_lint(
     request: Request, user: Author, settings: SettingsDep, state: StateDep
 ) -> Response:
     body = await parse_body(request, settings, DraftBody, "draft")
-    return _json(await _runtime(request).run(_lint, _served_root(state), body))
-
-
-def _tests(served: Path, body: DraftBody) -> dict[str, Any]:
-    with draft_directory(served, body.rule, body.tests) as draft:
-        checked = _check_json(draft, check_draft(draft))
-        if checked["ok"] and checked["rule"] is not None:
-            checked["tests"] = run_draft_tests(draft)
-        return checked
+    runtime = _runtime(request)
+    return _json(await runtime.run(lint_job, _served_root(state), body.rule, body.tests))
 
 
 @router.post(
@@ -449,24 +380,25 @@ async def api_test(
         raise RequestError(
             "no tests to run", issues=[Issue("tests: write at least one case", "tests", "required")]
         )
-    result = await _runtime(request).run(_tests, _served_root(state), body)
+    runtime = _runtime(request)
+    result = await runtime.run(tests_job, _served_root(state), body.rule, body.tests)
     _refuse_broken(result)
     return _json(result)
 
 
-def _request_from(body: EvaluateBody) -> HookRequest:
+def _checked_request(body: EvaluateBody) -> dict[str, Any] | None:
+    """The pasted request, validated here (its problems named by field)."""
+    if body.request is None:
+        return None
     try:
-        return HookRequest.model_validate(body.request)
-    except Exception as exc:
-        from pydantic import ValidationError
-
-        if not isinstance(exc, ValidationError):
-            raise
+        HookRequest.model_validate(body.request)
+    except ValidationError as exc:
         issues = [
             Issue(i.message, f"request.{i.field}" if i.field else "request", i.code)
             for i in issues_from_validation(exc)
         ]
         raise RequestError("invalid request: not a CDS Hooks request", issues=issues) from None
+    return body.request
 
 
 @router.post(
@@ -479,101 +411,39 @@ async def api_evaluate(
 ) -> Response:
     body = await parse_body(request, settings, EvaluateBody, "evaluation")
     runtime = _runtime(request)
-    served = _served_root(state)
-    hook_request = _request_from(body) if body.request is not None else None
-    if body.patient is not None and runtime.population is None:
-        raise _Unavailable(
-            "no sample population: set CDS_WORKBENCH_POPULATION to try rules on patients"
-        )
-
-    def evaluate() -> dict[str, Any]:
-        with draft_directory(served, body.rule, body.tests) as draft:
-            checked = check_draft(draft)
-            result = _check_json(draft, checked)
-            if not result["ok"] or checked.rule is None:
-                return result
-            rule = checked.rule
-            if hook_request is not None:
-                at = body.at or _now(state)
-                outcome = _in_loop(rule, checked, hook_request, at, None)
-                result["call"] = {"hook": hook_request.hook, "at": _stamp(at), "source": "request"}
-            else:
-                assert runtime.population is not None and body.patient is not None
-                if runtime.population.record(body.patient) is None:
-                    raise _NotFound(f"patient '{body.patient}' is not in the sample population")
-                moment = runtime.population.moment(body.patient, rule.rule.hook, body.at)
-                if moment is None:
-                    raise _Unprocessable(
-                        f"no {rule.rule.hook} call can be derived for this patient (the "
-                        "simulation needs an encounter, an order or an appointment for it)"
-                    )
-                call = HookRequest.model_validate(
-                    {
-                        "hook": moment.hook,
-                        "hookInstance": str(uuid.uuid4()),
-                        "fhirServer": BASE_URL,
-                        "context": moment.context,
-                    }
-                )
-                outcome = _in_loop(rule, checked, call, moment.at, moment.record)
-                result["call"] = {
-                    "hook": moment.hook,
-                    "at": _stamp(moment.at),
-                    "source": "patient",
-                    "context": moment.context,
-                }
-            result["trace"] = outcome
-            return result
-
-    return _json(await runtime.run(evaluate))
-
-
-def _stamp(at: datetime) -> str:
-    return at.isoformat().replace("+00:00", "Z")
-
-
-def _in_loop(
-    rule: CompiledRule,
-    checked: DraftCheck,
-    call: HookRequest,
-    at: datetime,
-    record: list[dict[str, Any]] | None,
-) -> dict[str, Any]:
-    """The rule's trace on `call` (fetching from `record` when given), on this thread's loop."""
-    import asyncio
-
-    async def job() -> dict[str, Any]:
-        if record is None:
-            run = await run_rule(rule, checked.ruleset, call, at)
-            return trace_json(run)
-        double = FhirDouble(record, base_url=BASE_URL, record=False)
-        async with httpx.AsyncClient(transport=httpx.MockTransport(double.handle)) as client:
-            run = await run_rule(
-                rule, checked.ruleset, call, at, source=FhirSource(client, max_pages=100)
+    pasted = _checked_request(body)
+    population = None
+    if body.patient is not None:
+        population = await runtime.population_paths()
+        if population is None:
+            raise _Unavailable(
+                "no sample population: set CDS_WORKBENCH_POPULATION to try rules on patients"
             )
-        return trace_json(run)
-
-    try:
-        return asyncio.run(job())
-    except ExplainError as exc:
-        raise _Unprocessable(str(exc)) from None
-
-
-def _simulate_in(served: Path, text: str, hook: str, runtime: WorkbenchRuntime) -> Any:
-    assert runtime.population is not None
-    with draft_directory(served, text) as draft:
-        checked = check_draft(draft)
-        result = _check_json(draft, checked)
-        _refuse_broken(result)
-        return runtime.population.simulate(draft.root, hook)
+    result = await runtime.run(
+        evaluate_job,
+        _served_root(state),
+        body.rule,
+        body.tests,
+        pasted,
+        body.patient,
+        body.at,
+        _now(state),
+        population,
+    )
+    return _json(result)
 
 
-async def _simulate_text(runtime: WorkbenchRuntime, served: Path, text: str, hook: str) -> Any:
-    if runtime.population is None:
+async def _simulate_text(
+    runtime: WorkbenchRuntime, served: Path, text: str, hook: str
+) -> SimulationReport:
+    population = await runtime.population_paths()
+    if population is None:
         raise _Unavailable("no sample population: set CDS_WORKBENCH_POPULATION to simulate rules")
     if hook not in SIMULATED:
         raise _Unprocessable(f"calls on hook '{hook}' cannot be derived from a population")
-    return await runtime.simulate(_simulate_in, served, text, hook, runtime)
+    result = await runtime.simulate(simulate_job, served, text, hook, population)
+    _refuse_broken(result["check"])
+    return SimulationReport.model_validate(result["report"])
 
 
 @router.post(
@@ -586,7 +456,7 @@ async def api_simulate(
 ) -> Response:
     body = await parse_body(request, settings, DraftBody, "draft")
     runtime = _runtime(request)
-    checked = await runtime.run(_lint, _served_root(state), body)
+    checked = await runtime.run(lint_job, _served_root(state), body.rule, None)
     _refuse_broken(checked)
     rule = checked["rule"]
     report = await _simulate_text(runtime, _served_root(state), body.rule, rule["hook"])
@@ -611,9 +481,8 @@ async def api_simulate(
 )
 async def api_patients(request: Request, user: Author) -> Response:
     runtime = _runtime(request)
-    if runtime.population is None:
+    population = await runtime.population_paths()
+    if population is None:
         return _json({"population": None, "patients": []})
-    patients = await runtime.run(runtime.population.patients)
-    return _json(
-        {"population": runtime.population_name, "patients": [p.to_json() for p in patients]}
-    )
+    patients = await runtime.run(patients_job, *population)
+    return _json({"population": runtime.population_name, "patients": patients})

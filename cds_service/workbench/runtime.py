@@ -1,33 +1,41 @@
-"""What the workbench keeps for an app: the sample population, the simulations store, limits.
+"""What the workbench keeps for an app: the sample population, the simulations store, its workers.
 
-The playground's work (linting, testing, evaluating and simulating drafts) is CPU work that runs
-in worker threads, never on the event loop that answers EHRs; at most `PLAYGROUND_JOBS` run at
-once per process and one simulation at a time.
+The playground's work (linting, testing, evaluating and simulating drafts) is CPU work. It runs
+in a small pool of worker processes (`PLAYGROUND_JOBS`, started on first use with `spawn`), never
+on the event loop or in a thread of the process that answers EHRs: an author typing costs the
+hooks no interpreter lock. At most one simulation runs at a time. A refusal in a worker
+(`jobs.JobRefused`) becomes an answer with its status here.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from functools import partial
+import multiprocessing
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, TypeVar
 
 from cds_service.config import Settings
+from cds_service.exceptions import CDSServiceError, Issue
+from cds_service.workbench.jobs import JobRefused
 from cds_service.workbench.population import SamplePopulation
 from cds_service.workbench.simulations import SimulationStore
 
-__all__ = ["PLAYGROUND_JOBS", "WorkbenchRuntime"]
+__all__ = ["PLAYGROUND_JOBS", "PlaygroundRefusal", "WorkbenchRuntime"]
 
 PLAYGROUND_JOBS = 2
 T = TypeVar("T")
+_CODES = {404: "not-found", 422: "processing", 503: "transient"}
 
 
-def _in_own_loop(job: Callable[[], Awaitable[T]]) -> T:
-    async def run() -> T:
-        return await job()
+class PlaygroundRefusal(CDSServiceError):
+    """A playground job refused its input (404 unknown patient, 422 cannot be evaluated...)."""
 
-    return asyncio.run(run())
+    def __init__(self, status: int, message: str) -> None:
+        self.status_code = status
+        super().__init__(message, issues=[Issue(message, code=_CODES.get(status, "processing"))])
 
 
 class WorkbenchRuntime:
@@ -38,8 +46,11 @@ class WorkbenchRuntime:
             self.population = SamplePopulation(
                 settings.workbench_population, settings.workbench_workdir
             )
+        self._prepared = False
+        self._prepare_lock = asyncio.Lock()
         self._store: SimulationStore | None = None
         self._store_lock = asyncio.Lock()
+        self._pool: ProcessPoolExecutor | None = None
         self._jobs = asyncio.Semaphore(PLAYGROUND_JOBS)
         self._simulating = asyncio.Semaphore(1)
         self.tests_cache: dict[tuple[Any, ...], dict[str, Any] | None] = {}
@@ -49,28 +60,54 @@ class WorkbenchRuntime:
         source = self.settings.workbench_population
         return Path(source).name if source is not None else None
 
+    async def population_paths(self) -> tuple[Path, Path] | None:
+        """(source, work directory) of the sample population, partitioned once (here, so two
+        workers never partition it at the same time); None without one."""
+        if self.population is None:
+            return None
+        async with self._prepare_lock:
+            if not self._prepared:
+                await asyncio.to_thread(self.population.patients)
+                self._prepared = True
+        return self.population.source, self.settings.workbench_workdir
+
     async def simulations(self) -> SimulationStore:
         async with self._store_lock:
             if self._store is None:
                 self._store = await SimulationStore.open(self.settings.database_url)
             return self._store
 
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                PLAYGROUND_JOBS, mp_context=multiprocessing.get_context("spawn")
+            )
+        return self._pool
+
+    async def _submit(self, work: Callable[..., T], args: tuple[Any, ...]) -> T:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor(), work, *args)
+        except JobRefused as exc:
+            raise PlaygroundRefusal(exc.status, exc.message) from None
+        except BrokenProcessPool:
+            self._pool = None  # a worker died (killed, out of memory): start afresh next time
+            raise PlaygroundRefusal(503, "the playground's worker stopped; try again") from None
+
+    async def run(self, work: Callable[..., T], *args: Any) -> T:
+        """`work(*args)` in a worker process, within the playground's limit."""
+        async with self._jobs:
+            return await self._submit(work, args)
+
+    async def simulate(self, work: Callable[..., T], *args: Any) -> T:
+        """A simulation in a worker process (one at a time)."""
+        async with self._simulating, self._jobs:
+            return await self._submit(work, args)
+
     async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
         if self._store is not None:
             await self._store.close()
             self._store = None
-
-    async def run(self, work: Callable[..., T], *args: Any) -> T:
-        """`work(*args)` in a worker thread, within the playground's limit."""
-        async with self._jobs:
-            return await asyncio.to_thread(partial(work, *args))
-
-    async def run_async(self, job: Callable[[], Awaitable[T]]) -> T:
-        """An async job (rule evaluation) on its own event loop in a worker thread."""
-        async with self._jobs:
-            return await asyncio.to_thread(_in_own_loop, job)
-
-    async def simulate(self, work: Callable[..., T], *args: Any) -> T:
-        """A simulation (one at a time per process)."""
-        async with self._simulating:
-            return await asyncio.to_thread(partial(work, *args))
