@@ -17,6 +17,7 @@ from cds_service.wire.discovery import DiscoveryResponse
 from cds_service.wire.feedback import FeedbackBatch
 from cds_service.wire.request import HookRequest
 from cds_service.wire.response import CDSResponse
+from cds_service.workbench.api_models import DraftBody, EvaluateBody
 
 __all__ = ["build_openapi", "install_openapi"]
 
@@ -76,6 +77,8 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
             (FeedbackBatch, "validation"),
             (CDSResponse, "serialization"),
             (DiscoveryResponse, "serialization"),
+            (DraftBody, "validation"),
+            (EvaluateBody, "validation"),
         ],
         by_alias=True,
         ref_template=_REF,
@@ -103,7 +106,27 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         "200": {"description": "Feedback recorded", **_json("FeedbackReceipt")},
         **{k: v for k, v in errors.items() if k != "412"},
     }
+    for path, model in WORKBENCH_BODIES.items():
+        operation = paths[path]["post"]
+        operation["requestBody"] = {"required": True, **_json(model)}
+        operation["responses"] = {
+            "200": operation["responses"]["200"],
+            **{k: v for k, v in errors.items() if k in ("400", "413", "415")},
+            "403": {
+                "description": "Not an author, or no X-CSRF-Token",
+                **_json("OperationOutcome"),
+            },
+        }
     return doc
+
+
+#: The workbench's playground operations and their bodies (read with `parse_body`, so listed here).
+WORKBENCH_BODIES = {
+    "/workbench/api/playground/lint": "DraftBody",
+    "/workbench/api/playground/test": "DraftBody",
+    "/workbench/api/playground/simulate": "DraftBody",
+    "/workbench/api/playground/evaluate": "EvaluateBody",
+}
 
 
 def install_openapi(app: FastAPI) -> None:
