@@ -3,7 +3,8 @@
 Every line is one JSON object: `time`, `level`, `logger`, `message` and any ids passed with
 `extra=` (`hookInstance`, `tenant`, `service`, `hook`, `status`, `durationMs`, `requestId`…).
 What the code logs is reviewed to hold no PHI; as a second line of defence the formatter blanks
-anything shaped like a JWT or a bearer token before it is written.
+anything shaped like a JWT or a bearer token, and the OAuth values of a logged URL (authorization
+code, state, tokens, launch id), before it is written.
 """
 
 from __future__ import annotations
@@ -26,12 +27,18 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 _JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*")
 _BEARER = re.compile(r"(?i)\bbearer\s+[A-Za-z0-9._~+/=-]{8,}")
+# OAuth values in a logged URL (uvicorn's access log of /smart/callback, /workbench/callback):
+# an authorization code, the state, or a token, whatever the parameter order.
+_OAUTH_PARAMS = re.compile(
+    r"([?&](?:code|state|session_state|id_token|access_token|refresh_token|launch)=)[^&\s\"']+"
+)
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "color_message"}
 
 
 def redact(text: str) -> str:
-    """Blank JWTs and bearer tokens."""
-    return _BEARER.sub("Bearer [redacted]", _JWT.sub("[redacted-jwt]", text))
+    """Blank JWTs, bearer tokens and OAuth values in query strings."""
+    text = _BEARER.sub("Bearer [redacted]", _JWT.sub("[redacted-jwt]", text))
+    return _OAUTH_PARAMS.sub(r"\1[redacted]", text)
 
 
 class JsonFormatter(logging.Formatter):
