@@ -203,4 +203,3 @@ def simulate_job(
             return {"check": checked, "report": None}
         report = SamplePopulation(*population).simulate(draft.root, hook)
         return {"check": checked, "report": report.model_dump(by_alias=True)}
-
