@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 .PHONY: install axe plugin-example run test lint typecheck pytest openapi architecture card-rates drug-terminology \
-	drug-coverage format clean bench bench-load bench-population bench-smart-view soak topology fhirpath-conformance
+	drug-coverage format clean bench bench-load bench-population bench-smart-view bench-workbench soak topology fhirpath-conformance
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -100,6 +100,10 @@ bench-population: install
 # The clinician view's render after the SMART callback, with a 50 ms FHIR server (docs/benchmarks.md).
 bench-smart-view: install
 	$(BIN)/python -m bench.smart_view --write
+
+# Hook latency with and without an author working in the playground (docs/benchmarks.md).
+bench-workbench: install
+	$(BIN)/python -m bench.workbench --write
 
 bench: install
 	$(BIN)/python -m bench.rules_engine
