@@ -80,8 +80,9 @@ def app_client(tmp_path: Path, provider: Provider) -> Iterator[TestClient]:
 
 
 def _csrf(client: TestClient) -> str:
-    page = client.get("/workbench/rules").text
-    return page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+    page: str = client.get("/workbench/rules").text
+    token: str = page.split('name="csrf-token" content="', 1)[1].split('"', 1)[0]
+    return token
 
 
 def test_nobody_signed_in_gets_nothing(app_client: TestClient) -> None:
