@@ -22,6 +22,7 @@ from typing import Any
 
 from cds_service.audit.store import AuditStore
 from cds_service.audit.summary import Window, summarize
+from cds_service.clock import system_clock
 from cds_service.feedback.store import FeedbackStore
 from cds_service.rules.compiled import CompiledRule
 
@@ -151,9 +152,9 @@ def daily(
     feedback: list[tuple[datetime, str]],
 ) -> list[dict[str, Any]]:
     """Cards issued and feedback by outcome per UTC day of the window (empty days included)."""
-    end = (window.until or datetime.now(UTC)).astimezone(UTC).date()
+    end = (window.until or system_clock()).astimezone(UTC).date()
     seen = [*issued, *(t for t, _ in feedback)]
-    start = window.since or (min(seen) if seen else None) or datetime.now(UTC)
+    start = window.since or (min(seen) if seen else None) or system_clock()
     first: date = start.astimezone(UTC).date()
     first = max(first, end - timedelta(days=MAX_DAYS))
     days: dict[date, Counter[str]] = {}

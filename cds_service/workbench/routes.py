@@ -7,7 +7,7 @@ the playground lives in a scratch rules directory (`drafts.py`): it never reache
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
@@ -329,7 +329,7 @@ async def api_simulate_served(
         report,
         {rule.id: str(rule.rule.version)},
         source=runtime.population_name or "sample",
-        at=datetime.now(UTC),
+        at=_now(state),
     )
     await store.add(rows)
     return _json({"recorded": [r.to_json(examples=True) for r in rows]})

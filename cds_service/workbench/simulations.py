@@ -15,7 +15,7 @@ import asyncio
 import json
 import sys
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from cds_service.clock import system_clock
 from cds_service.database import UTCDateTime, async_database_url, create_engine_for, create_schema
 from cds_service.population.report import SimulationReport
 
@@ -227,7 +228,7 @@ def record_report(report: SimulationReport, rules_dir: Path | None, source: str)
 
     ruleset = load_ruleset(rules_dir or default_rules_dir(), known_score_names())
     versions = {rule_id: str(r.rule.version) for rule_id, r in ruleset.rules.items()}
-    rows = rows_for(report, versions, source=source, at=datetime.now(UTC))
+    rows = rows_for(report, versions, source=source, at=system_clock())
 
     async def store() -> None:
         simulations = await SimulationStore.open(load_settings().database_url)

@@ -414,8 +414,11 @@ def test_a_confidential_client_must_authenticate(
 
 
 def _claims(**changes: Any) -> Edit:
+    """Claims set when the token is made (a callable value is called then: times relative to
+    now must not be computed at collection, minutes before a long suite reaches the test)."""
+
     def edit(claims: dict[str, Any]) -> None:
-        claims.update(changes)
+        claims.update({k: v() if callable(v) else v for k, v in changes.items()})
 
     return edit
 
@@ -452,8 +455,8 @@ ID_TOKEN_FAILURES: list[tuple[str, Edit | None, Any, str]] = [
     ("aud", _claims(aud="another-client"), None, "another client"),
     ("aud-list-no-azp", _claims(aud=[CLIENT_ID, "other"]), None, "several audiences"),
     ("iss", _claims(iss="https://evil.example.org/realms/staff"), None, "another issuer"),
-    ("expired", _claims(exp=int(time.time()) - 600), None, "expired"),
-    ("future-iat", _claims(iat=int(time.time()) + 600), None, "not valid yet"),
+    ("expired", _claims(exp=lambda: int(time.time()) - 600), None, "expired"),
+    ("future-iat", _claims(iat=lambda: int(time.time()) + 600), None, "not valid yet"),
     ("no-sub", _drop("sub"), None, "no sub claim"),
     ("alg-none", None, _none, "algorithm"),
     ("hs256", None, _hs256, "algorithm"),
