@@ -26,6 +26,11 @@ What it answers, in this order:
    invented one for a search it never evaluated let a rule test of an absence (no
    anticoagulant, no HbA1c) pass for the wrong reason.
 
+4. **``metadata``** (in-memory mode) answers a CapabilityStatement; with ``batch=True`` it lists
+   the system interaction ``batch`` and a ``POST`` of a ``batch`` Bundle to the base answers a
+   ``batch-response`` whose entries are the answers above to each entry's ``GET`` (``batches``
+   records each batch's URLs). Without it, a POST answers 400 ``not-supported``.
+
 Every request is recorded (`requests`, and `requested`: the relative URLs) unless
 ``record=False`` (long runs: benchmarks, the soak test).
 """
@@ -96,6 +101,9 @@ def _outcome(code: str, diagnostics: str) -> dict[str, Any]:
     }
 
 
+_REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 410: "Gone"}
+
+
 def _normal(url: str) -> str:
     return unquote(url).lstrip("/")
 
@@ -110,8 +118,11 @@ class FhirDouble:
         responses: Mapping[str, Answer] | None = None,
         base_url: str | None = "https://fhir.test.invalid/r4",
         record: bool = True,
+        batch: bool = False,
     ) -> None:
         self.base_url = base_url.rstrip("/") if base_url else None
+        self.batch = batch
+        self.batches: list[list[str]] = []
         self.responses = {_normal(url): answer for url, answer in (responses or {}).items()}
         self.record = record
         self.requests: list[httpx.Request] = []
@@ -159,6 +170,8 @@ class FhirDouble:
             base_path = httpx.URL(self.base_url).raw_path.decode("ascii").rstrip("/")
             if text.startswith(base_path + "/"):
                 text = text[len(base_path) :]
+            elif text == base_path:
+                text = ""  # the base itself (a batch is POSTed there)
         return text.lstrip("/")
 
     def handle(self, request: httpx.Request) -> httpx.Response:
@@ -172,7 +185,10 @@ class FhirDouble:
             return canned
         if callable(canned):
             return canned(request)
-        status, body = self.answer(relative)
+        if request.method == "POST":
+            status, body = self._post(request, relative)
+        else:
+            status, body = self.answer(relative)
         return httpx.Response(
             status, content=orjson.dumps(body), headers={"Content-Type": "application/fhir+json"}
         )
@@ -187,12 +203,62 @@ class FhirDouble:
             return canned.status_code, canned.json()
         parts = urlsplit(relative_url.lstrip("/"))  # parameters split before decoding
         segments = [s for s in parts.path.split("/") if s]
+        if self._by_type is not None and segments == ["metadata"] and not parts.query:
+            return 200, self._capabilities()
         if self._by_type is None or not segments:
             return 400, _outcome("not-supported", f"the FHIR double has no answer for {url!r}")
         if not parts.query and len(segments) >= 2 and segments[-2][:1].isupper():
             return self._read(unquote(segments[-2]), unquote(segments[-1]))
         params = parse_qsl(parts.query, keep_blank_values=True)
         return self._search(unquote(segments[-1]), params, url)
+
+    def _post(self, request: httpx.Request, relative: str) -> tuple[int, dict[str, Any]]:
+        """A batch to the base (when `batch`); anything else is not supported."""
+        try:
+            bundle = orjson.loads(request.content)
+        except orjson.JSONDecodeError:
+            bundle = None
+        if (
+            not self.batch
+            or relative.strip("/")
+            or not isinstance(bundle, dict)
+            or bundle.get("type") != "batch"
+        ):
+            return 400, _outcome("not-supported", "the FHIR double takes no such POST")
+        entries, urls = [], []
+        for entry in bundle.get("entry") or []:
+            call = entry.get("request") if isinstance(entry, dict) else None
+            if not isinstance(call, dict) or call.get("method") != "GET":
+                outcome = _outcome("not-supported", "only GET entries")
+                entries.append(
+                    {"response": {"status": "405 Method Not Allowed", "outcome": outcome}}
+                )
+                continue
+            url = str(call.get("url", ""))
+            urls.append(url)
+            status, body = self.answer(url)
+            answer: dict[str, Any] = {
+                "response": {"status": f"{status} {_REASONS.get(status, '')}".strip()}
+            }
+            if status == 200:
+                answer["resource"] = body
+            else:
+                answer["response"]["outcome"] = body
+            entries.append(answer)
+        if self.record:
+            self.batches.append(urls)
+        return 200, {"resourceType": "Bundle", "type": "batch-response", "entry": entries}
+
+    def _capabilities(self) -> dict[str, Any]:
+        interactions = [{"code": "search-system"}] + ([{"code": "batch"}] if self.batch else [])
+        return {
+            "resourceType": "CapabilityStatement",
+            "status": "active",
+            "kind": "instance",
+            "fhirVersion": "4.0.1",
+            "format": ["json"],
+            "rest": [{"mode": "server", "interaction": interactions}],
+        }
 
     def get(self, relative_url: str) -> dict[str, Any] | None:
         """The body of a 200 answer (a resource or a searchset Bundle), else None."""

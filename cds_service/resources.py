@@ -17,6 +17,7 @@ import httpx
 from cds_service.audit.store import AuditStore
 from cds_service.config import Settings
 from cds_service.feedback.store import FeedbackStore
+from cds_service.prefetch.batch import BatchSupport
 
 __all__ = ["Resources", "open_resources"]
 
@@ -31,6 +32,8 @@ class Resources:
     fetch_slots: asyncio.Semaphore
     feedback: FeedbackStore
     audit: AuditStore
+    # Which EHR FHIR servers take batches (missing prefetch in one request), learned per server.
+    batch: BatchSupport
 
 
 @contextlib.asynccontextmanager
@@ -56,4 +59,6 @@ async def open_resources(
         stack.push_async_callback(feedback.close)
         audit = await AuditStore.open(settings.database_url)
         stack.push_async_callback(audit.close)
-        yield Resources(http, asyncio.Semaphore(pool), feedback, audit)
+        batch = BatchSupport()
+        stack.push_async_callback(batch.close)
+        yield Resources(http, asyncio.Semaphore(pool), feedback, audit, batch)

@@ -87,7 +87,13 @@ async def _call(
     refused = fetch_refusal(call.fhir_server, caller, production=settings.env == "production")
     if refused is not None:
         log.warning("not fetching prefetch for tenant %s: %s", caller.tenant_id, refused)
-    source = FhirSource(resources.http, settings.prefetch_max_pages, resources.fetch_slots, refused)
+    source = FhirSource(
+        resources.http,
+        settings.prefetch_max_pages,
+        resources.fetch_slots,
+        refused,
+        resources.batch,
+    )
     result = await evaluate_call(
         endpoint.service,
         call,

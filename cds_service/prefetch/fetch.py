@@ -1,4 +1,4 @@
-"""Reading from the client's FHIR server: one GET, and following a Bundle's `next` links.
+"""Reading from the client's FHIR server: one GET, a batch POST, and following `next` links.
 
 The access token comes from the request's `fhirAuthorization`; it is sent only to `fhirServer`
 and to URLs under it (a `next` link pointing elsewhere is not followed), and is never logged.
@@ -44,6 +44,24 @@ class FhirReader:
         self._headers = {"Accept": "application/fhir+json, application/json"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
+
+    @property
+    def base(self) -> str:
+        """The server's base URL (without a trailing slash)."""
+        return self._base
+
+    async def post(self, content: bytes) -> httpx.Response | None:
+        """POST a Bundle (a batch) to the base; None when the request itself failed."""
+        headers = {**self._headers, "Content-Type": "application/fhir+json"}
+        with tracer().start_as_current_span("cds.fhir.batch") as span:
+            try:
+                async with self._slots or contextlib.nullcontext():
+                    response = await self._client.post(self._base, content=content, headers=headers)
+            except httpx.HTTPError as exc:
+                span.set_attribute("error.type", type(exc).__name__)
+                return None
+            span.set_attribute("http.response.status_code", response.status_code)
+        return response
 
     def owns(self, url: str) -> bool:
         """True when `url` lies under this server's base URL."""

@@ -10,9 +10,12 @@ For each key the service needs on this hook:
 | nothing              | fetched from `fhirServer` with the `fhirAuthorization` token        |
 
 All fetches run in parallel under one deadline; keys whose templates render to the same query
-share one fetch. A template whose tokens cannot be filled from the
-context does not apply to the call. When a *required* key ends up unobtainable, the call answers
-412 Precondition Failed, as the specification demands; optional keys are simply left out.
+share one fetch. When several queries are missing and the server takes FHIR batches (learned
+from its CapabilityStatement, `batch.py`), they go in one `batch` Bundle instead: one round trip;
+a batch that fails, or has not answered by half the deadline, falls back to parallel GETs.
+A template whose tokens cannot be filled from the context does not apply to the call. When a
+*required* key ends up unobtainable, the call answers 412 Precondition Failed, as the
+specification demands; optional keys are simply left out.
 """
 
 from __future__ import annotations
@@ -26,7 +29,8 @@ from typing import Any
 import httpx
 
 from cds_service.exceptions import Issue, PreconditionFailed
-from cds_service.prefetch.fetch import FhirReader, has_next_page
+from cds_service.prefetch.batch import BatchSupport, read_batch
+from cds_service.prefetch.fetch import FetchResult, FhirReader, has_next_page
 from cds_service.prefetch.templates import render_template
 from cds_service.prefetch.types import PrefetchOutcome, PrefetchSpec
 from cds_service.wire.fhir import is_operation_outcome
@@ -46,11 +50,13 @@ async def resolve_prefetch(
     max_pages: int,
     fetch_refused: str | None = None,
     slots: asyncio.Semaphore | None = None,
+    batch: BatchSupport | None = None,
 ) -> dict[str, PrefetchOutcome]:
     """Return one PrefetchOutcome per key, or raise PreconditionFailed (412).
 
     `fetch_refused` (the SSRF guard's reason) forbids fetching: missing keys are unobtainable.
-    `slots` bounds the fetches in flight at once (shared by every call of the process).
+    `slots` bounds the fetches in flight at once (shared by every call of the process);
+    `batch` (the process's knowledge of which servers take batches) allows one batch request.
     """
     sent = request.prefetch or {}
     reader = None
@@ -66,7 +72,8 @@ async def resolve_prefetch(
     pending: dict[str, asyncio.Task[PrefetchOutcome]] = {}
     # Keys whose templates render to the same query share one fetch (e.g. a rule's `patient`
     # and the scores' `scorePatient`).
-    fetches: dict[tuple[str, bool], asyncio.Task[PrefetchOutcome]] = {}
+    wanted: dict[tuple[str, bool], tuple[str, PrefetchSpec]] = {}
+    waiting: dict[str, tuple[str, bool]] = {}
     for key, spec in specs.items():
         url = render_template(spec.template, request.context)
         if url is None:
@@ -86,10 +93,35 @@ async def resolve_prefetch(
             outcomes[key] = PrefetchOutcome(key, None, "unavailable", why)
         else:
             same = (url, spec.all_pages)
-            if same not in fetches:
+            if same not in wanted:
                 # Fetched as `pass`: each key applies its own policy to an OperationOutcome.
-                shared = dataclasses.replace(spec, on_error="pass")
-                fetches[same] = asyncio.create_task(_fetch(key, shared, url, reader, max_pages))
+                wanted[same] = (key, dataclasses.replace(spec, on_error="pass"))
+            waiting[key] = same
+
+    batch_task: asyncio.Task[list[FetchResult] | None] | None = None
+    if wanted:
+        assert reader is not None
+        urls = list(dict.fromkeys(url for url, _ in wanted))
+        if batch is not None and len(urls) > 1 and batch.known(reader):
+            batch_task = asyncio.create_task(read_batch(reader, urls))
+        fetches: dict[tuple[str, bool], asyncio.Task[PrefetchOutcome]] = {}
+        for (url, pages), (key, spec) in wanted.items():
+            if batch_task is not None and batch is not None:
+                fetch = _from_batch(
+                    batch_task,
+                    urls.index(url),
+                    key,
+                    spec,
+                    url,
+                    reader,
+                    max_pages,
+                    batch,
+                    deadline_seconds / 2,
+                )
+            else:
+                fetch = _fetch(key, spec, url, reader, max_pages)
+            fetches[(url, pages)] = asyncio.create_task(fetch)
+        for key, same in waiting.items():
             pending[key] = fetches[same]
 
     if pending:
@@ -105,6 +137,8 @@ async def resolve_prefetch(
             else:
                 outcomes[key] = PrefetchOutcome(key, None, "unavailable", "deadline exceeded")
                 log.warning("prefetch key %s not obtained within %.2fs", key, deadline_seconds)
+    if batch_task is not None and not batch_task.done():
+        batch_task.cancel()  # every key fell back to its own GET
 
     failed = [
         o
@@ -137,7 +171,38 @@ def _on_error(key: str, spec: PrefetchSpec, value: dict[str, Any], why: str) -> 
 async def _fetch(
     key: str, spec: PrefetchSpec, url: str, reader: FhirReader, max_pages: int
 ) -> PrefetchOutcome:
-    result = await reader.read(url)
+    return await _outcome(key, spec, await reader.read(url), reader, max_pages)
+
+
+async def _from_batch(
+    shared: asyncio.Task[list[FetchResult] | None],
+    index: int,
+    key: str,
+    spec: PrefetchSpec,
+    url: str,
+    reader: FhirReader,
+    max_pages: int,
+    support: BatchSupport,
+    patience: float,
+) -> PrefetchOutcome:
+    """The key's answer from the call's batch; its own GET when the batch failed or has not
+    answered within `patience` (the rest of the deadline is the GET's)."""
+    try:
+        results = await asyncio.wait_for(asyncio.shield(shared), timeout=patience)
+    except TimeoutError:
+        log.info("prefetch key %s: the batch is slow, fetching on its own", key)
+        return await _fetch(key, spec, url, reader, max_pages)
+    except Exception:  # the batch task itself failed: treated as a failed batch
+        results = None
+    if results is None:
+        support.failed(reader)
+        return await _fetch(key, spec, url, reader, max_pages)
+    return await _outcome(key, spec, results[index], reader, max_pages)
+
+
+async def _outcome(
+    key: str, spec: PrefetchSpec, result: FetchResult, reader: FhirReader, max_pages: int
+) -> PrefetchOutcome:
     if not result.ok:
         log.info("prefetch key %s: fetch failed (%s)", key, result.error)
         return PrefetchOutcome(key, None, "unavailable", f"fetch failed: {result.error}")

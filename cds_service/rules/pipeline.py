@@ -33,6 +33,7 @@ import httpx
 from pydantic import ValidationError
 
 from cds_service.exceptions import Issue, PreconditionFailed, RequestError
+from cds_service.prefetch.batch import BatchSupport
 from cds_service.prefetch.resolve import resolve_prefetch
 from cds_service.prefetch.types import PrefetchOutcome, PrefetchSpec
 from cds_service.rules.compiled import CompiledRule, score_variable
@@ -79,12 +80,14 @@ class FhirSource:
     """Fetches missing prefetch from the request's `fhirServer` with the EHR's token.
 
     `refused` (the SSRF guard's reason) forbids fetching; `slots` bounds the fetches in flight
-    across the process."""
+    across the process; `batch` (which servers take FHIR batches) lets several missing keys go
+    in one request."""
 
     client: httpx.AsyncClient
     max_pages: int = 20
     slots: asyncio.Semaphore | None = None
     refused: str | None = None
+    batch: BatchSupport | None = None
 
     async def resolve(
         self,
@@ -101,6 +104,7 @@ class FhirSource:
             max_pages=self.max_pages,
             fetch_refused=self.refused,
             slots=self.slots,
+            batch=self.batch,
         )
 
 

@@ -50,9 +50,12 @@ def test_hook_call_spans(settings: Settings, fhir: FhirDouble) -> None:
     assert hook["cds.service"] == "allergy-documentation"
     assert hook["cds.hook_instance"] == body["hookInstance"]
     fetches = [s for s in EXPORTER.get_finished_spans() if s.name == "cds.fhir.fetch"]
+    # Two queries were missing: the server's CapabilityStatement is read too (does it take
+    # batches? prefetch/batch.py), in the background of this first call.
     assert {(s.attributes or {}).get("fhir.resource_type") for s in fetches} == {
         "Patient",
         "AllergyIntolerance",
+        "metadata",
     }
     assert all(s.parent is not None for s in fetches)
     for span in EXPORTER.get_finished_spans():
