@@ -6,7 +6,11 @@ answered from the in-memory resources once and its JSON kept, so the server's ow
 small beside the latency (the benchmark also runs it on the load generator's core, not the
 service's).
 
-    python bench/fhir_server.py --port 8095 [--latency 0.05]
+    python bench/fhir_server.py --port 8095 [--latency 0.05] [--no-batch]
+
+It takes FHIR batches (its CapabilityStatement says so, and a `batch` Bundle POSTed to the base
+is answered after one latency), as HAPI and most EHR servers do; `--no-batch` makes it a server
+that does not, so the service fetches each query on its own.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import asyncio
 import json
 from pathlib import Path
 
+import httpx
 import orjson
 import uvicorn
 from fastapi import FastAPI, Request
@@ -26,13 +31,13 @@ from cds_service.fhir_double import FhirDouble
 SYNTHEA = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "fhir-r4" / "synthea"
 
 
-def create(latency: float, base_url: str) -> FastAPI:
+def create(latency: float, base_url: str, batch: bool = True) -> FastAPI:
     resources = []
     for path in sorted(SYNTHEA.glob("*.json")):
         if not path.name.startswith("_"):
             bundle = json.loads(path.read_text())
             resources += [e["resource"] for e in bundle.get("entry", [])]
-    local = FhirDouble(resources, base_url=base_url, record=False)
+    local = FhirDouble(resources, base_url=base_url, record=False, batch=batch)
     answers: dict[str, tuple[int, bytes]] = {}
     app = FastAPI()
 
@@ -47,6 +52,14 @@ def create(latency: float, base_url: str) -> FastAPI:
         status, answer = answers[relative]
         return Response(answer, status_code=status, media_type="application/fhir+json")
 
+    @app.post("/fhir")
+    async def fhir_batch(request: Request) -> Response:
+        await asyncio.sleep(latency)  # one round trip for the whole batch
+        answer = local.handle(httpx.Request("POST", base_url, content=await request.body()))
+        return Response(
+            answer.content, status_code=answer.status_code, media_type="application/fhir+json"
+        )
+
     return app
 
 
@@ -54,10 +67,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--latency", type=float, default=0.05)
+    parser.add_argument("--no-batch", dest="batch", action="store_false")
     args = parser.parse_args()
     base = f"http://127.0.0.1:{args.port}/fhir"
     uvicorn.run(
-        create(args.latency, base),
+        create(args.latency, base, args.batch),
         host="127.0.0.1",
         port=args.port,
         log_level="warning",

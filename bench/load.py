@@ -384,6 +384,12 @@ def main() -> int:
         help="workers of the service measured against the floor (with --quick; a full run "
         "measures 1 and then 2)",
     )
+    parser.add_argument(
+        "--fhir-no-batch",
+        action="store_true",
+        help="the 50 ms FHIR server takes no batches (missing prefetch then fetches each query "
+        "on its own, as before batches)",
+    )
     args = parser.parse_args()
     if args.workers != 1 and not args.quick:
         parser.error("--workers is for --quick runs")
@@ -445,6 +451,7 @@ def main() -> int:
             str(ROOT / "bench" / "fhir_server.py"),
             "--port",
             str(fhir_port),
+            *(["--no-batch"] if args.fhir_no_batch else []),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
