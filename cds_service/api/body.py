@@ -7,6 +7,7 @@ The body is streamed and counted, so a client cannot make us buffer more than
 from __future__ import annotations
 
 from typing import Any, TypeVar
+from urllib.parse import parse_qsl
 
 import orjson
 from pydantic import BaseModel, ValidationError
@@ -16,7 +17,7 @@ from cds_service.config import Settings
 from cds_service.exceptions import Issue, PayloadTooLarge, RequestError, UnsupportedMediaType
 from cds_service.wire.outcome import issues_from_validation
 
-__all__ = ["json_depth_exceeds", "parse_body", "read_json_body"]
+__all__ = ["json_depth_exceeds", "parse_body", "read_json_body", "read_small_form"]
 
 Model = TypeVar("Model", bound=BaseModel)
 
@@ -110,3 +111,20 @@ def json_depth_exceeds(raw: bytes, limit: int) -> bool:
 
 def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"the request body is larger than the limit of {limit} bytes")
+
+
+#: The largest form our pages post (a CSRF token and a few fields).
+MAX_FORM_BYTES = 4096
+
+
+async def read_small_form(request: Request) -> dict[str, str]:
+    """A small urlencoded form (our pages' own): anything else, or anything larger than
+    `MAX_FORM_BYTES`, reads as empty, so it fails the CSRF check like a forged post."""
+    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
+        return {}
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return {}
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))

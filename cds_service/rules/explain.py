@@ -267,15 +267,18 @@ def _tree(
     at = len(lines)
     lines.append("")
     values = [_tree(m, truth, depth + 1, lines) for m in condition.members]
-    result: bool | None
-    if condition.kind == "all":
-        result = False if False in values else (None if None in values else True)
-    elif condition.kind == "any":
-        result = True if True in values else (None if None in values else False)
-    else:
-        result = None if values[0] is None else not values[0]
+    result = _combined(condition.kind, values)
     lines[at] = f"{pad}{condition.kind}: {_truth(result)}"
     return result
+
+
+def _combined(kind: str, values: list[bool | None]) -> bool | None:
+    """The truth of `all`, `any` or `not` over its members' (None: not evaluated)."""
+    if kind == "all":
+        return False if False in values else (None if None in values else True)
+    if kind == "any":
+        return True if True in values else (None if None in values else False)
+    return None if values[0] is None else not values[0]
 
 
 def _format(run: ExplainRun) -> str:
@@ -362,14 +365,7 @@ def _condition_json(condition: CompiledCondition, truth: Mapping[str, bool]) -> 
             "expression": condition.path.expression if condition.path else "",
         }
     members = [_condition_json(m, truth) for m in condition.members]
-    values = [m["value"] for m in members]
-    result: bool | None
-    if condition.kind == "all":
-        result = False if False in values else (None if None in values else True)
-    elif condition.kind == "any":
-        result = True if True in values else (None if None in values else False)
-    else:
-        result = None if values[0] is None else not values[0]
+    result = _combined(condition.kind, [m["value"] for m in members])
     return {"kind": condition.kind, "value": result, "members": members}
 
 

@@ -16,13 +16,14 @@ import secrets
 import time
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
+from urllib.parse import urlencode
 
 import httpx
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from cds_service.api.body import read_small_form
 from cds_service.audit.store import AuditEntry
 from cds_service.config import Settings
 from cds_service.deps import ClockDep, HttpDep, ResourcesDep, RulesDep, SettingsDep, TenantsDep
@@ -427,7 +428,7 @@ async def save_to_chart(
             settings,
             SmartError("your session has ended; open the app again from the EHR", status=401),
         )
-    form = await _small_form(request)
+    form = await read_small_form(request)
     sent = str(form.get("csrf", ""))
     if not sent or not hmac.compare_digest(sent.encode(), str(session.get("csrf", "")).encode()):
         return _error(
@@ -490,22 +491,6 @@ async def save_to_chart(
     return RedirectResponse(
         f"{_base(request, settings)}/smart/app", status_code=303, headers=_headers(tenant)
     )
-
-
-MAX_FORM_BYTES = 4096
-
-
-async def _small_form(request: Request) -> dict[str, str]:
-    """A small urlencoded form (the view's own): anything else reads as empty, so it fails the
-    CSRF check like a forged post."""
-    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        return {}
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return {}
-    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
 
 
 def _static(token: str) -> Any:

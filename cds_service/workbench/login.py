@@ -18,13 +18,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from html import escape
 from typing import Annotated
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 from fastapi import APIRouter, Query
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from cds_service.api.body import read_small_form
 from cds_service.config import Settings
 from cds_service.smart.pkce import challenge
 from cds_service.smart.sessions import SessionStore
@@ -54,7 +55,6 @@ CSP = (
 )
 HEADERS = {"Content-Security-Policy": CSP, "Cache-Control": "no-store"}
 SIGN_IN = ("Sign in", f"{HOME}/login")
-MAX_FORM_BYTES = 4096
 _OWN_ROUTES = ("/workbench/login", "/workbench/callback", "/workbench/logout")
 _UNAVAILABLE = OidcError("the session store does not answer; try again in a moment", status=503)
 
@@ -317,23 +317,11 @@ async def callback(request: Request) -> Response:
     return response
 
 
-async def _small_form(request: Request) -> dict[str, str]:
-    """The sign-out form (urlencoded, small); anything else reads as empty."""
-    if not request.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
-        return {}
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return {}
-    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-
-
 @router.post("/workbench/logout")
 async def logout(request: Request) -> Response:
     """End the session: the CSRF token comes in the `X-CSRF-Token` header or the form's `csrf`."""
     signin = signin_of(request)
-    sent = request.headers.get("x-csrf-token") or (await _small_form(request)).get("csrf", "")
+    sent = request.headers.get("x-csrf-token") or (await read_small_form(request)).get("csrf", "")
     stale = page(
         "Not signed out",
         "The sign-out form has expired; reload the page and sign out again.",
