@@ -30,15 +30,17 @@ from cds_service.deps import ClockDep, HttpDep, ResourcesDep, RulesDep, Settings
 from cds_service.rules.runtime import RuleRuntime
 from cds_service.scores import SCORES, score_from_fhir
 from cds_service.security.smart_discovery import SmartConfiguration, SmartError
-from cds_service.security.tenants import Tenant, TenantRegistry
+from cds_service.security.tenants import SmartClient, Tenant, TenantRegistry
 from cds_service.smart import oauth
 from cds_service.smart.chart import OUTCOMES, can_create, risk_assessment, write_risk_assessment
-from cds_service.smart.data import build_view, fetch_patient_data
+from cds_service.smart.data import TokenProvider, build_view, fetch_patient_data
 from cds_service.smart.deps import SmartDep
 from cds_service.smart.pkce import challenge, new_state, new_verifier
 from cds_service.smart.presentation import category
+from cds_service.smart.sessions import SmartRuntime
 from cds_service.smart.style import allowed_style_url
 from cds_service.smart.view import render_app, render_chooser, render_error
+from cds_service.types import Clock
 from cds_service.urls import public_base
 
 __all__ = ["router"]
@@ -353,17 +355,7 @@ async def app_view(
     except SmartError as error:
         return _error(request, settings, error, iss)
     smart_client = tenant.smart
-
-    async def token(force: bool) -> str:
-        if force or clock().timestamp() > float(session["expires_at"]) - 10:
-            if not session.get("refresh_token"):
-                raise SmartError("the access token expired and cannot be refreshed", status=401)
-            fresh = await oauth.refresh(http, config, smart_client, session["refresh_token"])
-            session["access_token"] = fresh["access_token"]
-            session["refresh_token"] = fresh.get("refresh_token", session["refresh_token"])
-            session["expires_at"] = clock().timestamp() + float(fresh.get("expires_in", 300))
-            await smart.sessions.put(str(session_id), session)
-        return str(session["access_token"])
+    token = _session_token(smart, http, config, smart_client, clock, str(session_id), session)
 
     style_url = session.get("smart_style_url")
     refusal = allowed_style_url(
@@ -444,8 +436,10 @@ async def save_to_chart(
         if name not in OUTCOMES:
             raise SmartError("this score cannot be saved to the chart", status=400)
         started = time.perf_counter()
-        token = str(session["access_token"])
-        data = await fetch_patient_data(http, iss, str(session["patient"]), _static(token))
+        config = await smart.discovery.get(iss)
+        token = _session_token(smart, http, config, tenant.smart, clock, str(session_id), session)
+        data = await fetch_patient_data(http, iss, str(session["patient"]), token)
+        access = await token(False)  # refreshed above when it had expired
     except SmartError as error:
         return _error(request, settings, error, iss)
     now = clock()
@@ -465,7 +459,7 @@ async def save_to_chart(
             performer=session.get("fhir_user"),
             now=now,
         )
-        saved = await write_risk_assessment(http, iss, token, resource)
+        saved = await write_risk_assessment(http, iss, access, resource)
         notice = {"ok": saved.reference is not None, "text": saved.message}
         entry = AuditEntry(
             at=now,
@@ -493,13 +487,30 @@ async def save_to_chart(
     )
 
 
-def _static(token: str) -> Any:
-    async def provide(force: bool) -> str:
-        if force:
-            raise SmartError("the access token was refused; open the app again", status=401)
-        return token
+def _session_token(
+    smart: SmartRuntime,
+    http: httpx.AsyncClient,
+    config: SmartConfiguration,
+    client: SmartClient,
+    clock: Clock,
+    session_id: str,
+    session: dict[str, Any],
+) -> TokenProvider:
+    """The session's access token for FHIR calls, refreshed (and the session saved) when it has
+    expired or the server refused it (`force`): the view and the chart write share it."""
 
-    return provide
+    async def token(force: bool) -> str:
+        if force or clock().timestamp() > float(session["expires_at"]) - 10:
+            if not session.get("refresh_token"):
+                raise SmartError("the access token expired and cannot be refreshed", status=401)
+            fresh = await oauth.refresh(http, config, client, session["refresh_token"])
+            session["access_token"] = fresh["access_token"]
+            session["refresh_token"] = fresh.get("refresh_token", session["refresh_token"])
+            session["expires_at"] = clock().timestamp() + float(fresh.get("expires_in", 300))
+            await smart.sessions.put(session_id, session)
+        return str(session["access_token"])
+
+    return token
 
 
 @router.post("/logout")

@@ -7,6 +7,7 @@ import asyncio
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -103,7 +104,7 @@ def darwin() -> dict[str, Any]:
 def world(tmp_path: Path, darwin: dict[str, Any]) -> Iterator[Callable[..., World]]:
     clients: list[TestClient] = []
 
-    def build(**sim_options: Any) -> World:
+    def build(*, write_back: bool = False, at: datetime | None = None, **sim_options: Any) -> World:
         sim = Simulator(
             base_url=f"{EHR}/sim",
             bundle=darwin,
@@ -112,10 +113,14 @@ def world(tmp_path: Path, darwin: dict[str, Any]) -> Iterator[Callable[..., Worl
         )
         settings = Settings(
             database_url=f"sqlite:///{tmp_path}/cds.db",
-            tenants_file=tenants_file(tmp_path / "tenants.yaml", sim),
+            tenants_file=tenants_file(tmp_path / "tenants.yaml", sim, write_back=write_back),
             public_base_url=BASE,
         )
-        app = create_app(settings, fhir_transport=httpx.ASGITransport(app=sim.app))
+        app = create_app(
+            settings,
+            fhir_transport=httpx.ASGITransport(app=sim.app),
+            **({"clock": lambda: at} if at is not None else {}),
+        )
         client = TestClient(app, base_url=BASE)
         client.__enter__()
         clients.append(client)
@@ -272,6 +277,35 @@ def test_expired_access_token_is_refreshed(world: Callable[..., World]) -> None:
     assert page.status_code == 200 and "McLaughlin" in page.text
     grants = [r.form.get("grant_type") for r in w.sim.requests if r.path == "/auth/token"]
     assert grants.count("refresh_token") == 1
+
+
+def test_a_chart_write_after_the_token_expired_refreshes_it(world: Callable[..., World]) -> None:
+    """The save and the view share one token provider: an expired access token is refreshed
+    (once) before the record is read and the RiskAssessment written."""
+    record = [e["resource"] for e in json.loads(DARWIN.read_text())["entry"]]
+    last = max(
+        (r for r in record if r["resourceType"] == "Encounter"), key=lambda r: r["period"]["start"]
+    )
+    w = world(write_back=True, at=datetime.fromisoformat(last["period"]["start"]))
+    launched = w.launch(iss=w.sim.fhir_base, launch=w.sim.launch_id(patient=patient_id(w)))
+    assert w.callback(w.authorize(launched)).status_code == 303
+    assert w.client.get("/smart/app").status_code == 200
+    sessions = w.client.app.state.smart.sessions  # type: ignore[attr-defined]
+    session = asyncio.run(sessions.get(w.client.cookies.get("cds_smart_session")))
+    w.sim.expire_tokens()
+    saved = w.client.post(
+        "/smart/save",
+        data={"score": "ascvd", "csrf": session["csrf"]},
+        follow_redirects=False,
+    )
+    assert saved.status_code == 303, saved.text
+    grants = [r.form.get("grant_type") for r in w.sim.requests if r.path == "/auth/token"]
+    assert grants.count("refresh_token") == 1
+    page = w.client.get("/smart/app").text
+    assert w.sim.created, page[page.find('class="notice') : page.find('class="notice') + 400]
+    [created] = w.sim.created
+    assert created["resourceType"] == "RiskAssessment"
+    assert "Saved" in page  # the notice, shown once
 
 
 def test_logout_revokes_and_ends_the_session(world: Callable[..., World]) -> None:
