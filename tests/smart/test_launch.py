@@ -17,6 +17,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from cds_service.clock import system_clock
 from cds_service.config import Settings
 from cds_service.main import create_app
 from tests.conftest import FIXTURES
@@ -119,7 +120,7 @@ def world(tmp_path: Path, darwin: dict[str, Any]) -> Iterator[Callable[..., Worl
         app = create_app(
             settings,
             fhir_transport=httpx.ASGITransport(app=sim.app),
-            **({"clock": lambda: at} if at is not None else {}),
+            clock=system_clock if at is None else (lambda: at),
         )
         client = TestClient(app, base_url=BASE)
         client.__enter__()
