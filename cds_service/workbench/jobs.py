@@ -35,6 +35,7 @@ __all__ = [
     "evaluate_job",
     "lint_job",
     "patients_job",
+    "ready",
     "served_tests_job",
     "simulate_job",
     "tests_job",
@@ -65,6 +66,12 @@ def _check_json(checked: DraftCheck) -> dict[str, Any]:
             "status": rule.rule.status,
         },
     }
+
+
+def ready() -> bool:
+    """Nothing: submitted when the playground opens, so the workers are started (and have
+    imported the engine) before the author's first keystroke."""
+    return True
 
 
 def lint_job(served: Path, rule: str, tests: str | None) -> dict[str, Any]:

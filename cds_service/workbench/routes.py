@@ -280,6 +280,7 @@ async def playground_page(
         test_path = chosen.path.with_name(f"{chosen.path.stem}.test.yaml")
         tests_text = test_path.read_text(encoding="utf-8") if test_path.is_file() else ""
     listed = sorted((r.id, r.rule.hook) for r in served.values())
+    _runtime(request).warm()
     html = render_playground(user, rule_text, tests_text, listed, _runtime(request).population_name)
     return _html(html)
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from cds_service.config import Settings
 from cds_service.exceptions import CDSServiceError, Issue
-from cds_service.workbench.jobs import JobRefused
+from cds_service.workbench.jobs import JobRefused, ready
 from cds_service.workbench.population import SamplePopulation
 from cds_service.workbench.simulations import SimulationStore
 
@@ -93,6 +93,12 @@ class WorkbenchRuntime:
         except BrokenProcessPool:
             self._pool = None  # a worker died (killed, out of memory): start afresh next time
             raise PlaygroundRefusal(503, "the playground's worker stopped; try again") from None
+
+    def warm(self) -> None:
+        """Start the workers now (the playground page opened): its first lint is then quick."""
+        pool = self._executor()
+        for _ in range(PLAYGROUND_JOBS):
+            pool.submit(ready)
 
     async def run(self, work: Callable[..., T], *args: Any) -> T:
         """`work(*args)` in a worker process, within the playground's limit."""

@@ -221,6 +221,8 @@ def test_pages_render_and_unknown_rules_are_404(client: TestClient) -> None:
     ):
         page = client.get(path)
         assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    # Opening the playground starts its worker processes, before the first keystroke.
+    assert client.app.state.workbench._pool is not None  # type: ignore[attr-defined]
     assert client.get("/workbench/rules/no-such-rule").status_code == 404
     assert client.get("/workbench/playground?rule=no-such-rule").status_code == 404
     assert client.get("/workbench/static/secrets.txt").status_code == 404
