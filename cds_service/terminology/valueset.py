@@ -39,6 +39,8 @@ from typing import Any
 
 from cds_service.issues import RuleIssue
 from cds_service.terminology.ingredients import (
+    INGREDIENTS_FILE,
+    TERMINOLOGY_DIR,
     Drug,
     IngredientMap,
     ingredient_map_for,
@@ -373,6 +375,31 @@ class _Resolver:
         return value_set
 
 
+#: Value sets loaded without a problem, by where they were read from and the files' signature:
+#: a rules directory reloaded for one changed rule, or a workbench draft (whose value sets are
+#: the served ones, linked), does not read and resolve them again. Few entries: a process reads
+#: one or two directories.
+_LOADED: dict[tuple[object, ...], dict[str, ValueSet]] = {}
+_LOADED_MAX = 8
+
+
+def _signature(directory: Path) -> tuple[object, ...] | None:
+    """The directory (resolved) and every file it holds, with the ingredient map it reads:
+    names, sizes and modification times. None when it cannot be read."""
+    ingredients = directory.parent / TERMINOLOGY_DIR / INGREDIENTS_FILE
+    try:
+        files = tuple(
+            (p.name, (st := p.stat()).st_size, st.st_mtime_ns) for p in sorted(directory.iterdir())
+        )
+        mapped = None
+        if ingredients.is_file():
+            st = ingredients.stat()
+            mapped = (str(ingredients.resolve()), st.st_size, st.st_mtime_ns)
+        return (str(directory.resolve()), files, mapped)
+    except OSError:
+        return None
+
+
 def load_value_sets(
     directory: Path, ingredients: IngredientMap | None = None
 ) -> tuple[dict[str, ValueSet], list[RuleIssue]]:
@@ -380,8 +407,23 @@ def load_value_sets(
 
     A file with a problem is left out (and so is a set that includes it); the others load.
     Ingredient entries take their drugs from `ingredients`, by default the map of the rules
-    directory (`ingredient_map_for`).
+    directory (`ingredient_map_for`). With the default map, a directory whose files are
+    unchanged since it last loaded without a problem is not read again.
     """
+    key = _signature(directory) if ingredients is None and directory.is_dir() else None
+    if key is not None and key in _LOADED:
+        return dict(_LOADED[key]), []
+    sets, issues = _load_value_sets(directory, ingredients)
+    if key is not None and not issues:
+        if len(_LOADED) >= _LOADED_MAX:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = dict(sets)
+    return sets, issues
+
+
+def _load_value_sets(
+    directory: Path, ingredients: IngredientMap | None
+) -> tuple[dict[str, ValueSet], list[RuleIssue]]:
     issues: list[RuleIssue] = []
     if ingredients is None:
         ingredients, map_issues = ingredient_map_for(directory)

@@ -177,3 +177,31 @@ def test_the_egfr_set_holds_only_the_race_free_ckd_epi_2021_codes() -> None:
     for code in RACE_SPECIFIC_EGFR + RACE_COEFFICIENT_OR_UNSTATED_EGFR:
         assert not egfr.contains(LOINC, code), code
     assert egfr.codes == {(LOINC, "98979-8"), (LOINC, "98980-6")}
+
+
+def test_an_unchanged_directory_is_not_read_again_and_a_changed_one_is(tmp_path: Path) -> None:
+    import os
+
+    folder = _write(tmp_path / "vs", {"heart-failure.yaml": HEART_FAILURE})
+    first, _ = load_value_sets(folder)
+    again, issues = load_value_sets(folder)
+    assert again == first and again is not first and issues == []
+    # Same directory through a link (a workbench draft's): the same sets.
+    (tmp_path / "draft").mkdir()
+    (tmp_path / "draft" / "_valuesets").symlink_to(folder)
+    linked, _ = load_value_sets(tmp_path / "draft" / "_valuesets")
+    assert linked == first
+    # An edited file is read again (its size and modification time changed).
+    path = folder / "heart-failure.yaml"
+    path.write_text(HEART_FAILURE.replace("84114007", "42343007"))
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    edited, _ = load_value_sets(folder)
+    assert (SNOMED, "42343007") in edited["heart-failure"].codes
+    assert (SNOMED, "84114007") not in edited["heart-failure"].codes
+
+
+def test_a_directory_with_problems_reports_them_every_time(tmp_path: Path) -> None:
+    folder = _write(tmp_path / "vs", {"broken.yaml": "resourceType: ValueSet\nid: [\n"})
+    for _ in range(2):
+        _, issues = load_value_sets(folder)
+        assert issues and issues[0].path.name == "broken.yaml"
