@@ -25,8 +25,13 @@ $(AXE):
 
 axe: $(AXE)
 
+# The workbench (/workbench) signs nobody in locally, and tries rules on the shared fixtures'
+# 55 Synthea patients when they are beside this checkout.
+SAMPLE_POPULATION := $(wildcard ../shared/fixtures/bulk-ndjson/synthea-55-patients)
 run: install
-	CDS_ENV=development CDS_AUTH=disabled $(BIN)/cds-service serve --host 127.0.0.1 --port 8080
+	CDS_ENV=development CDS_AUTH=disabled CDS_WORKBENCH_AUTH=disabled \
+	$(if $(SAMPLE_POPULATION),CDS_WORKBENCH_POPULATION=$(SAMPLE_POPULATION)) \
+	$(BIN)/cds-service serve --host 127.0.0.1 --port 8080
 
 lint: install
 	$(BIN)/ruff check cds_service tests bench deploy scripts examples
