@@ -55,10 +55,33 @@ def create(latency: float, base_url: str, batch: bool = True) -> FastAPI:
     @app.post("/fhir")
     async def fhir_batch(request: Request) -> Response:
         await asyncio.sleep(latency)  # one round trip for the whole batch
-        answer = local.handle(httpx.Request("POST", base_url, content=await request.body()))
-        return Response(
-            answer.content, status_code=answer.status_code, media_type="application/fhir+json"
+        try:
+            bundle = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            bundle = None
+        if not batch or not isinstance(bundle, dict) or bundle.get("type") != "batch":
+            problem = local.handle(httpx.Request("POST", base_url, content=b"{}"))
+            return Response(problem.content, status_code=400, media_type="application/fhir+json")
+        entries = []
+        for entry in bundle.get("entry") or []:
+            url = str((entry.get("request") or {}).get("url", ""))
+            if url not in answers:
+                status, body = local.answer(url)
+                answers[url] = status, orjson.dumps(body)
+            status, answer = answers[url]
+            key = "resource" if status == 200 else "outcome"
+            entries.append(
+                b'{"response":{"status":"%d"%s},%s}'
+                % (
+                    status,
+                    b"" if status == 200 else b',"outcome":' + answer,
+                    b'"resource":' + answer if key == "resource" else b'"fullUrl":""',
+                )
+            )
+        body = b'{"resourceType":"Bundle","type":"batch-response","entry":[%s]}' % b",".join(
+            entries
         )
+        return Response(body, media_type="application/fhir+json")
 
     return app
 
