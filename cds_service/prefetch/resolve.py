@@ -101,7 +101,8 @@ async def resolve_prefetch(
     batch_task: asyncio.Task[list[FetchResult] | None] | None = None
     if wanted:
         assert reader is not None
-        urls = list(dict.fromkeys(url for url, _ in wanted))
+        position = {url: i for i, url in enumerate(dict.fromkeys(url for url, _ in wanted))}
+        urls = list(position)
         if batch is not None and len(urls) > 1 and batch.known(reader):
             batch_task = asyncio.create_task(read_batch(reader, urls))
         fetches: dict[tuple[str, bool], asyncio.Task[PrefetchOutcome]] = {}
@@ -109,7 +110,7 @@ async def resolve_prefetch(
             if batch_task is not None and batch is not None:
                 fetch = _from_batch(
                     batch_task,
-                    urls.index(url),
+                    position[url],
                     key,
                     spec,
                     url,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -24,6 +24,7 @@ from cds_service.issues import RuleIssue
 from cds_service.rules.compiled import CompiledRule
 from cds_service.rules.lint.run import lint_rules
 from cds_service.rules.ruleset import RuleSet
+from cds_service.rules.testing.report import CaseResult
 from cds_service.rules.testing.runner import run_rule_tests
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "check_draft",
     "draft_directory",
     "run_draft_tests",
+    "tests_json",
 ]
 
 #: What a draft directory shares with the served rules directory.
@@ -157,9 +159,8 @@ def check_draft(draft: DraftDir) -> DraftCheck:
     return DraftCheck(issues, rules[0] if len(rules) == 1 else None, report.ruleset)
 
 
-def run_draft_tests(draft: DraftDir) -> dict[str, Any]:
-    """`rules test` over the draft directory, as JSON: each case's outcome and mismatches."""
-    report = run_rule_tests(draft.root)
+def tests_json(results: Sequence[CaseResult], problems: list[dict[str, Any]]) -> dict[str, Any]:
+    """Test results as the workbench shows them: each case's outcome and mismatches."""
     cases = [
         {
             "name": result.name,
@@ -170,12 +171,19 @@ def run_draft_tests(draft: DraftDir) -> dict[str, Any]:
             "failures": result.failures,
             "diff": result.diff() if not result.ok else "",
         }
-        for result in report.results
+        for result in results
     ]
-    problems = [draft.issue(i).to_json() for plan in report.plans for i in plan.issues]
     return {
         "cases": cases,
         "passed": sum(1 for c in cases if c["ok"]),
         "failed": sum(1 for c in cases if not c["ok"]),
         "problems": problems,
     }
+
+
+def run_draft_tests(draft: DraftDir) -> dict[str, Any]:
+    """`rules test` over the draft directory, as JSON."""
+    report = run_rule_tests(draft.root)
+    return tests_json(
+        report.results, [draft.issue(i).to_json() for plan in report.plans for i in plan.issues]
+    )

@@ -7,6 +7,7 @@ is a `JobRefused` (status and message), which crosses the process boundary intac
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from cds_service.exceptions import CDSServiceError, Issue
 from cds_service.fhir_double import FhirDouble
 from cds_service.population.simulate import BASE_URL
 from cds_service.rules.compiled import CompiledRule
@@ -27,8 +29,11 @@ from cds_service.workbench.drafts import (
     check_draft,
     draft_directory,
     run_draft_tests,
+    tests_json,
 )
 from cds_service.workbench.population import SamplePopulation
+
+_CODES = {404: "not-found", 422: "processing", 503: "transient"}
 
 __all__ = [
     "JobRefused",
@@ -42,13 +47,19 @@ __all__ = [
 ]
 
 
-class JobRefused(Exception):
-    """The job cannot be done for this input: an HTTP status and a message for the author."""
+class JobRefused(CDSServiceError):
+    """A workbench request refused for its input: an HTTP status (404 unknown patient, 422
+    cannot be evaluated, 503 no sample population...) and a message for the author. Raised in
+    the playground's workers as in the routes; it crosses the process boundary intact."""
 
-    def __init__(self, status: int, message: str) -> None:
-        super().__init__(status, message)
+    def __init__(self, status: int, message: str, *, issues: list[Issue] | None = None) -> None:
+        self.status_code = status
+        self.issue_code = _CODES.get(status, "processing")
+        super().__init__(message, issues=issues)
         self.status = status
-        self.message = message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.status, self.message), {"issues": self.issues})
 
 
 def _check_json(checked: DraftCheck) -> dict[str, Any]:
@@ -170,28 +181,17 @@ def evaluate_job(
 
 def served_tests_job(root: Path, rule_path: Path, rule_id: str) -> dict[str, Any] | None:
     """A served rule's test results (None without a test file)."""
-    import re
-
     test_path = rule_path.with_name(f"{rule_path.stem}.test.yaml")
     if not test_path.is_file():
         return None
     report = run_rule_tests(root, pattern=f"^{re.escape(rule_id)}/")
-    cases = [
-        {"name": r.name, "line": r.line, "ok": r.ok, "status": r.status, "failures": r.failures}
-        for r in report.results
-    ]
     problems = [
         {"line": i.line, "col": i.col, "message": i.message}
         for p in report.plans
         if p.path == test_path
         for i in p.issues
     ]
-    return {
-        "cases": cases,
-        "passed": sum(1 for c in cases if c["ok"]),
-        "failed": sum(1 for c in cases if not c["ok"]),
-        "problems": problems,
-    }
+    return tests_json(report.results, problems)
 
 
 def patients_job(source: Path, workdir: Path) -> list[dict[str, str]]:

@@ -12,6 +12,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Query
 from pydantic import ValidationError
 from starlette.requests import Request
@@ -20,7 +21,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from cds_service.api.body import parse_body
 from cds_service.audit.summary import Window
 from cds_service.deps import SettingsDep, StateDep
-from cds_service.exceptions import CDSServiceError, Issue, RequestError
+from cds_service.exceptions import Issue, RequestError
 from cds_service.population.moments import SIMULATED
 from cds_service.population.report import SimulationReport
 from cds_service.resources import Resources
@@ -32,6 +33,7 @@ from cds_service.workbench.analytics import daily, rule_figures, window_of
 from cds_service.workbench.api_models import DraftBody, EvaluateBody, RuleDetail, RulesResponse
 from cds_service.workbench.auth import Author, Reader, WorkbenchUser
 from cds_service.workbench.jobs import (
+    JobRefused,
     evaluate_job,
     lint_job,
     patients_job,
@@ -110,28 +112,11 @@ cases:
 """
 
 
-class _Unprocessable(CDSServiceError):
-    status_code = 422
-    issue_code = "processing"
-
-
-class _NotFound(CDSServiceError):
-    status_code = 404
-    issue_code = "not-found"
-
-
-class _Unavailable(CDSServiceError):
-    status_code = 503
-    issue_code = "transient"
-
-
 def _html(text: str, status: int = 200) -> HTMLResponse:
     return HTMLResponse(text, status_code=status, headers={"Content-Security-Policy": CSP})
 
 
 def _json(payload: Any, status: int = 200) -> Response:
-    import orjson
-
     return Response(orjson.dumps(payload), status_code=status, media_type="application/json")
 
 
@@ -177,7 +162,7 @@ async def _simulations(request: Request, user: WorkbenchUser) -> dict[tuple[str,
 @router.get("/workbench/static/{name}", include_in_schema=False)
 async def static(name: str) -> Response:
     if name not in _STATIC:
-        raise _NotFound(f"no such file: {name}")
+        raise JobRefused(404, f"no such file: {name}")
     text = resources.files("cds_service.workbench").joinpath("static", name).read_bytes()
     return Response(
         text, media_type=_STATIC[name], headers={"Cache-Control": "public, max-age=300"}
@@ -203,7 +188,7 @@ async def _rule_detail(
     window, figures = await _figures(request, state, days)
     found = next((f for f in figures if f["rule"] == rule_id), None)
     if found is None:
-        raise _NotFound(f"no rule '{rule_id}' is served or has data in the window")
+        raise JobRefused(404, f"no rule '{rule_id}' is served or has data in the window")
     res = _resources(request)
     issued = await res.audit.issued_times(window, rule_id)
     feedback = await res.feedback.feedback_times(rule_id, since=window.since, until=window.until)
@@ -248,7 +233,7 @@ async def rule_page(
 ) -> Response:
     try:
         detail = await _rule_detail(request, state, user, rule_id, days)
-    except _NotFound as exc:
+    except JobRefused as exc:
         return _html(render_error(user, "No such rule", exc.message), 404)
     rule = _served(state).get(rule_id)
     tests = await _tests_of(request, state, rule) if rule is not None else None
@@ -321,7 +306,7 @@ async def api_simulate_served(
 ) -> Response:
     rule = _served(state).get(rule_id)
     if rule is None:
-        raise _NotFound(f"no rule '{rule_id}' is served")
+        raise JobRefused(404, f"no rule '{rule_id}' is served")
     runtime = _runtime(request)
     text = rule.path.read_text(encoding="utf-8")
     report = await _simulate_text(runtime, _served_root(state), text, rule.rule.hook)
@@ -352,7 +337,7 @@ def _refuse_broken(checked: dict[str, Any]) -> None:
             )
             for i in errors
         ] or [Issue("the draft defines no rule", None, "invalid")]
-        raise _Unprocessable("the draft rule does not load; fix its errors first", issues=issues)
+        raise JobRefused(422, "the draft rule does not load; fix its errors first", issues=issues)
 
 
 @router.post(
@@ -417,8 +402,8 @@ async def api_evaluate(
     if body.patient is not None:
         population = await runtime.population_paths()
         if population is None:
-            raise _Unavailable(
-                "no sample population: set CDS_WORKBENCH_POPULATION to try rules on patients"
+            raise JobRefused(
+                503, "no sample population: set CDS_WORKBENCH_POPULATION to try rules on patients"
             )
     result = await runtime.run(
         evaluate_job,
@@ -439,9 +424,11 @@ async def _simulate_text(
 ) -> SimulationReport:
     population = await runtime.population_paths()
     if population is None:
-        raise _Unavailable("no sample population: set CDS_WORKBENCH_POPULATION to simulate rules")
+        raise JobRefused(
+            503, "no sample population: set CDS_WORKBENCH_POPULATION to simulate rules"
+        )
     if hook not in SIMULATED:
-        raise _Unprocessable(f"calls on hook '{hook}' cannot be derived from a population")
+        raise JobRefused(422, f"calls on hook '{hook}' cannot be derived from a population")
     result = await runtime.simulate(simulate_job, served, text, hook, population)
     _refuse_broken(result["check"])
     return SimulationReport.model_validate(result["report"])

@@ -4,7 +4,7 @@ The playground's work (linting, testing, evaluating and simulating drafts) is CP
 in a small pool of worker processes (`PLAYGROUND_JOBS`, started on first use with `spawn`), never
 on the event loop or in a thread of the process that answers EHRs: an author typing costs the
 hooks no interpreter lock. At most one simulation runs at a time. A refusal in a worker
-(`jobs.JobRefused`) becomes an answer with its status here.
+(`jobs.JobRefused`) is answered with its status.
 """
 
 from __future__ import annotations
@@ -18,24 +18,14 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from cds_service.config import Settings
-from cds_service.exceptions import CDSServiceError, Issue
 from cds_service.workbench.jobs import JobRefused, ready
 from cds_service.workbench.population import SamplePopulation
 from cds_service.workbench.simulations import SimulationStore
 
-__all__ = ["PLAYGROUND_JOBS", "PlaygroundRefusal", "WorkbenchRuntime"]
+__all__ = ["PLAYGROUND_JOBS", "WorkbenchRuntime"]
 
 PLAYGROUND_JOBS = 2
 T = TypeVar("T")
-_CODES = {404: "not-found", 422: "processing", 503: "transient"}
-
-
-class PlaygroundRefusal(CDSServiceError):
-    """A playground job refused its input (404 unknown patient, 422 cannot be evaluated...)."""
-
-    def __init__(self, status: int, message: str) -> None:
-        self.status_code = status
-        super().__init__(message, issues=[Issue(message, code=_CODES.get(status, "processing"))])
 
 
 class WorkbenchRuntime:
@@ -88,11 +78,9 @@ class WorkbenchRuntime:
         loop = asyncio.get_running_loop()
         try:
             return await loop.run_in_executor(self._executor(), work, *args)
-        except JobRefused as exc:
-            raise PlaygroundRefusal(exc.status, exc.message) from None
         except BrokenProcessPool:
             self._pool = None  # a worker died (killed, out of memory): start afresh next time
-            raise PlaygroundRefusal(503, "the playground's worker stopped; try again") from None
+            raise JobRefused(503, "the playground's worker stopped; try again") from None
 
     def warm(self) -> None:
         """Start the workers now (the playground page opened): its first lint is then quick."""
