@@ -39,7 +39,6 @@ __all__ = [
     "JobRefused",
     "evaluate_job",
     "lint_job",
-    "patients_job",
     "ready",
     "served_tests_job",
     "simulate_job",
@@ -192,11 +191,6 @@ def served_tests_job(root: Path, rule_path: Path, rule_id: str) -> dict[str, Any
         for i in p.issues
     ]
     return tests_json(report.results, problems)
-
-
-def patients_job(source: Path, workdir: Path) -> list[dict[str, str]]:
-    """The sample population's patient list."""
-    return [p.to_json() for p in SamplePopulation(source, workdir).patients()]
 
 
 def simulate_job(

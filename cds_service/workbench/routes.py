@@ -36,7 +36,6 @@ from cds_service.workbench.jobs import (
     JobRefused,
     evaluate_job,
     lint_job,
-    patients_job,
     served_tests_job,
     simulate_job,
     tests_job,
@@ -469,8 +468,8 @@ async def api_simulate(
 )
 async def api_patients(request: Request, user: Author) -> Response:
     runtime = _runtime(request)
-    population = await runtime.population_paths()
-    if population is None:
+    if await runtime.population_paths() is None or runtime.population is None:
         return _json({"population": None, "patients": []})
-    patients = await runtime.run(patients_job, *population)
+    # Read once, when the population was prepared; kept in this process (at most 500).
+    patients = [p.to_json() for p in runtime.population.patients()]
     return _json({"population": runtime.population_name, "patients": patients})
