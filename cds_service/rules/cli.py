@@ -1,6 +1,6 @@
 """`cds-service rules …`: the rule author's commands.
 
-    cds-service rules lint [DIR] [--list-validators]     report every problem; 0 when clean
+    cds-service rules lint [DIR] [--list-validators] [--verbose]  every problem; 0 when clean
     cds-service rules test [DIR] [--run REGEX] [--diff]  run every *.test.yaml
     cds-service rules explain ID --request FILE [--rules DIR] [--now ISO] [--override CODE@WHEN]
     cds-service rules schema [--check] [--output-dir DIR]
@@ -20,7 +20,10 @@ import re
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from cds_service.rules.ruleset import RuleSet
 
 __all__ = ["add_parser", "main", "run"]
 
@@ -47,6 +50,11 @@ def add_parser(
         "--list-validators",
         action="store_true",
         help="print the id, severity and description of every validator, and lint nothing",
+    )
+    lint.add_argument(
+        "--verbose",
+        action="store_true",
+        help="also say which expressions run on fhirpathpy rather than compiled, and why",
     )
 
     test = sub.add_parser("test", help="run the rule tests (*.test.yaml)")
@@ -107,10 +115,30 @@ def _lint(args: argparse.Namespace) -> int:
     report = lint_rules(_root(args.dir))
     for issue in report.issues:
         print(issue)
+    if args.verbose:
+        _evaluators(report.ruleset)
     print(
         f"{report.rule_count} rules, {len(report.errors)} errors, {len(report.warnings)} warnings"
     )
     return 1 if report.errors else 0
+
+
+def _evaluators(ruleset: RuleSet) -> None:
+    """`lint --verbose`: the expressions that run on fhirpathpy (outside the compiled subset)."""
+    from cds_service.rules.compiled import rule_expressions
+
+    total = compiled = 0
+    for rule_id in sorted(ruleset.rules):
+        for where, path in rule_expressions(ruleset.rules[rule_id]):
+            total += 1
+            compiled += path.compiled
+            if not path.compiled:
+                print(
+                    f"{where}: {rule_id}: runs on fhirpathpy, not compiled "
+                    f"({path.not_compiled}): {' '.join(path.expression.split())}"
+                )
+    on_fhirpathpy = total - compiled
+    print(f"{compiled} of {total} expressions compiled to closures, {on_fhirpathpy} on fhirpathpy")
 
 
 def _test(args: argparse.Namespace) -> int:

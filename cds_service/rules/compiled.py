@@ -31,6 +31,7 @@ __all__ = [
     "CompiledSelect",
     "compile_rule",
     "duration",
+    "rule_expressions",
     "score_variable",
 ]
 
@@ -158,6 +159,21 @@ class CompiledRule:
     @property
     def id(self) -> str:
         return self.rule.id
+
+
+def rule_expressions(rule: CompiledRule) -> Iterator[tuple[str, CompiledPath]]:
+    """Every FHIRPath expression of a rule with its `file:line:col` (a `select:`'s `where` and
+    `sort` at the binding's), in order: bindings, then the conditions."""
+    for binding in rule.bindings:
+        if binding.path is not None:
+            yield binding.where, binding.path
+        if binding.select is not None:
+            for path in (binding.select.where, binding.select.sort):
+                if path is not None:
+                    yield binding.where, path
+    for leaf in leaf_conditions(rule.condition):
+        if leaf.path is not None:
+            yield leaf.where, leaf.path
 
 
 def leaf_conditions(condition: CompiledCondition) -> Iterator[CompiledCondition]:

@@ -31,6 +31,7 @@ from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 
 from cds_service.rules import fhirdates
 from cds_service.rules.conformance import FUNCTIONS as FIXED_FUNCTIONS
+from cds_service.rules.fhirpath_closures import NotCompiled, compile_closures
 
 fhirdates.install()  # FHIRPath date arithmetic and comparison; see rules/fhirdates.py
 
@@ -166,10 +167,20 @@ class CompiledPath:
     calls: tuple[Call, ...] = ()
     # `(variable, member)` for each `%variable.member` read, e.g. `("scores", "has_bled")`.
     members: frozenset[tuple[str, str]] = frozenset()
+    # fhirpathpy's interpreter for the same expression: what `_fn` is when the expression is
+    # not compiled, and the reference the compiled closures are tested against.
+    interpreted: Callable[[Any, Mapping[str, Any]], list[Any]] | None = None
+    # Why the expression runs on fhirpathpy (None when it is compiled to closures).
+    not_compiled: str | None = None
 
     def __call__(self, root: Any, variables: Mapping[str, Any]) -> list[Any]:
         """Evaluate against `root` with `%variables`; returns the result collection."""
         return self._fn(root, variables)
+
+    @property
+    def compiled(self) -> bool:
+        """Whether the expression runs as compiled closures (else on fhirpathpy)."""
+        return self.not_compiled is None
 
 
 def compile_path(
@@ -197,9 +208,14 @@ def compile_path(
     if unknown:
         raise FhirPathError(f"unknown function {sorted(unknown)[0]}()")
     options = {"userInvocationTable": extra}
-    fn = set_paths(  # type: ignore[no-untyped-call]
+    interpreted = set_paths(  # type: ignore[no-untyped-call]
         apply_parsed_path, parsedPath=ast, model=models["r4"], options=options
     )
+    reason = None
+    try:
+        fn = compile_closures(ast, extra)
+    except NotCompiled as exc:
+        fn, reason = interpreted, str(exc)
     return CompiledPath(
         expression,
         frozenset(names.variables - BUILTIN_VARIABLES),
@@ -207,4 +223,6 @@ def compile_path(
         fn,
         tuple(names.calls),
         frozenset(names.members),
+        interpreted,
+        reason,
     )

@@ -36,6 +36,15 @@ unknown `%variables`).
 """
 
 
+COMPILED = """\
+A rule's expression is compiled once, when the rule loads, to Python closures
+(`rules/fhirpath_closures.py`), unless it uses a construct outside the compiled subset: then it
+runs on fhirpathpy, and `rules lint --verbose` says so. The results above are what rules get
+(compiled where possible). For every compiled case, the closures' result, or error, is compared
+with fhirpathpy's interpreter on the case's input: they must be identical (the test suite fails
+otherwise)."""
+
+
 def _totals(results: Results) -> Counter[str]:
     totals: Counter[str] = Counter(outcome.status for _, outcome in results)
     totals["would pass"] = sum(1 for _, o in results if o.status == "refused" and o.would_pass)
@@ -54,12 +63,46 @@ def _cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
+def _compiled_section(after: Results) -> list[str]:
+    compiled = [(c, o) for c, o in after if o.compiled]
+    interpreted = [(c, o) for c, o in after if not o.compiled]
+    same = sum(1 for _, o in compiled if o.same_as_interpreter)
+    lines = ["", "## Compiled to closures", "", COMPILED, ""]
+    lines += [
+        "| evaluator | cases | passed | failed | refused | skipped | same result as fhirpathpy |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for label, results, agree in (
+        ("compiled closures", compiled, f"{same} of {len(compiled)}"),
+        ("fhirpathpy (not compiled)", interpreted, "n/a"),
+    ):
+        totals = _totals(results)
+        cells = " | ".join(str(totals[s]) for s in STATUSES)
+        lines.append(f"| {label} | {len(results)} | {cells} | {agree} |")
+    reasons = Counter(_reason(o.not_compiled) for _, o in interpreted)
+    lines += ["", "Why the other cases run on fhirpathpy:", ""]
+    lines += [f"- {reason}: {count}" for reason, count in sorted(reasons.items())]
+    differ = [c.id for c, o in compiled if not o.same_as_interpreter]
+    if differ:
+        lines += ["", "Compiled cases answering differently from fhirpathpy: " + ", ".join(differ)]
+    return lines
+
+
+def _reason(text: str | None) -> str:
+    if text is None or text == "skipped":
+        return "skipped (strict mode), not evaluated"
+    if text.startswith("refused: "):
+        return "refused by the rule loader (syntax error, wall clock or unknown function)"
+    return _cell(text)
+
+
 def render(after: Results, before: Results, known: Mapping[str, str]) -> str:
     """The whole document."""
     lines = [HEADER, "## Totals", ""]
     lines += ["| | cases | passed | failed | refused | skipped |", "|---|---|---|---|---|---|"]
     lines.append(_row("fhirpathpy 2.2.4 alone", _totals(before), len(before)))
     lines.append(_row("with our patch (what rules get)", _totals(after), len(after)))
+    lines += _compiled_section(after)
     lines += ["", "## Per group", ""]
     lines += [
         "| group | cases | passed | failed | refused | skipped | passed, fhirpathpy alone "

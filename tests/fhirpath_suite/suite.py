@@ -37,6 +37,7 @@ from cds_service.rules.conformance import unsupported_constructs
 from cds_service.rules.engine import RequestData
 from cds_service.rules.fhirpath import FhirPathError, compile_path, parse_expression
 from tests.fhirpath_suite.fhir_xml import load_resource
+from tests.rules.differential import outcome, same
 
 HERE = Path(__file__).resolve().parent
 SUITE = HERE / "tests-fhir-r4.xml"
@@ -79,6 +80,11 @@ class Outcome:
     status: Status
     detail: str = ""
     would_pass: bool | None = None
+    # Whether the expression runs as compiled closures (rules/fhirpath_closures.py), and if so
+    # whether they gave exactly what fhirpathpy's interpreter gives (value or error).
+    compiled: bool = False
+    same_as_interpreter: bool | None = None
+    not_compiled: str | None = None  # why it runs on fhirpathpy
 
 
 def load_cases(path: Path = SUITE) -> list[Case]:
@@ -145,18 +151,39 @@ def run_case(case: Case, *, patched: bool = True) -> Outcome:
     """Check and evaluate one case (`patched=False`: fhirpathpy as published, no refusals
     beyond the loader's own)."""
     if case.mode == "strict":
-        return Outcome("skipped", "strict mode (semantic type checking) is not offered")
+        return Outcome(
+            "skipped",
+            "strict mode (semantic type checking) is not offered",
+            not_compiled="skipped",
+        )
     refused = refusal(case.expression, patched=patched)
-    if refused is not None and case.invalid:
-        return Outcome("passed", f"error expected ({case.invalid}): {refused}")
     expression = case.expression
     if refused is not None and refused.endswith("reads the wall clock; use %now instead"):
         for call, variable in CLOCK.items():
             expression = expression.replace(call, variable)
+    compiled = _compiled(case, expression)
+    if refused is not None and case.invalid:
+        return Outcome("passed", f"error expected ({case.invalid}): {refused}", **compiled)
     passed, detail = _evaluate(case, expression)
     if refused is not None:
-        return Outcome("refused", refused, would_pass=passed)
-    return Outcome("passed" if passed else "failed", detail)
+        return Outcome("refused", refused, would_pass=passed, **compiled)
+    return Outcome("passed" if passed else "failed", detail, **compiled)
+
+
+def _compiled(case: Case, expression: str) -> dict[str, Any]:
+    """Whether the expression compiles to closures, and if so whether they answer as
+    fhirpathpy's interpreter does on the case's input."""
+    try:
+        path = compile_path(expression)
+    except Exception as error:
+        return {"not_compiled": f"refused: {error}"}
+    if not path.compiled or path.interpreted is None:
+        return {"not_compiled": path.not_compiled}
+    resource = _input(case.inputfile) if case.inputfile else {}
+    variables = _variables()
+    mine = outcome(path._fn, resource, variables)
+    reference = outcome(path.interpreted, resource, variables)
+    return {"compiled": True, "same_as_interpreter": same(mine, reference)}
 
 
 def _evaluate(case: Case, expression: str) -> tuple[bool, str]:

@@ -46,3 +46,34 @@ def test_cli_test_counts_broken_files_and_rejects_bad_patterns(
     assert out[-1] == "0 passed, 1 failed"
     assert main(["rules", "test", str(rules_dir), "--run", "("]) == 2
     assert "--run: invalid regular expression" in capsys.readouterr().err
+
+
+def test_cli_lint_verbose_names_the_expressions_not_compiled(
+    rules_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["rules", "lint", "--verbose", str(rules_dir)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    compiled = next(line for line in out if "expressions compiled to closures" in line)
+    total = int(compiled.split()[2])
+    assert compiled == f"{total} of {total} expressions compiled to closures, 0 on fhirpathpy"
+
+    path = rules_dir / "order-select" / f"{SAMPLE_RULE}.yaml"
+    text = path.read_text()
+    assert 'fhirpath: "%anticoagulant.exists()"' in text
+    path.write_text(
+        text.replace(
+            'fhirpath: "%anticoagulant.exists()"',
+            'fhirpath: "%anticoagulant.repeat(medication).exists()"',
+        )
+    )
+    assert main(["rules", "lint", "--verbose", str(rules_dir)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    (line,) = [line for line in out if "runs on fhirpathpy" in line]
+    assert line.startswith(f"{path}:")
+    assert line.endswith(
+        f"{SAMPLE_RULE}: runs on fhirpathpy, not compiled (repeat() is not compiled): "
+        "%anticoagulant.repeat(medication).exists()"
+    )
+    assert f"{total - 1} of {total} expressions compiled to closures, 1 on fhirpathpy" in out
+    assert main(["rules", "lint", str(rules_dir)]) == 0  # without --verbose: not a problem
+    assert "runs on fhirpathpy" not in capsys.readouterr().out

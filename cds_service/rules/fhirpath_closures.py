@@ -1,0 +1,461 @@
+"""FHIRPath compiled to Python closures when a rule loads, for the subset rules use.
+
+fhirpathpy interprets its syntax tree on every evaluation: a dispatch per node, the function
+table rebuilt for every call of a function, the user functions wrapped again on every evaluation,
+the clock read (for `now()`, which rules may not use). Here the tree is walked once, into nested
+closures that do only the work of the evaluation. Function calls are resolved when the rule loads
+and call fhirpathpy's own functions (and ours: `memberOf`, `drug`, the plugins', the fixed
+`toString`), over fhirpathpy's own values (`ResourceNode`, `FP_DateTime`, `FP_Quantity`), with
+the same `$this` and argument rules. So a compiled expression gives what fhirpathpy gives, error
+for error: `tests/rules/test_fhirpath_closures.py` checks it over every expression of the
+shipped rules and every fixture patient, and over random expressions (hypothesis).
+
+The subset is every construct except those in `NotCompiled`'s messages: the type operators
+`is`/`as`, `$index`/`$total`, and the functions outside `COMPILED_FUNCTIONS` (`repeat`,
+`aggregate`, `children`, `descendants`, `trace`, `extension`, the `convertsTo…` family, …). An
+expression using one of them runs on fhirpathpy, and `rules lint --verbose` says which and why.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Mapping
+from decimal import Decimal
+from typing import Any, Final, cast
+
+from fhirpathpy.engine import param_check_table
+from fhirpathpy.engine.evaluators import evaluators
+from fhirpathpy.engine.invocations import invocation_registry
+from fhirpathpy.engine.nodes import FP_Quantity, FP_Type, ResourceNode, TypeInfo
+from fhirpathpy.engine.util import is_number, process_user_invocation_table
+from fhirpathpy.models import models
+
+__all__ = ["COMPILED_FUNCTIONS", "Evaluator", "NotCompiled", "compile_closures"]
+
+Node = Mapping[str, Any]
+Ctx = dict[str, Any]  # fhirpathpy's evaluation context: dataRoot, vars, model, $this, $index
+Step = Callable[[Ctx, Any], list[Any]]  # (context, input collection) → output collection
+Param = Callable[[Ctx, Any], Any]  # an argument as the function takes it (see `_Compiler.param`)
+Evaluator = Callable[[Any, Mapping[str, Any]], list[Any]]
+
+# fhirpathpy's built-in functions (and operators) that compile; user functions always do.
+COMPILED_FUNCTIONS: Final = frozenset(
+    {
+        *("empty", "not", "exists", "all", "allTrue", "anyTrue", "allFalse", "anyFalse"),
+        *("distinct", "isDistinct", "count", "where", "select", "single", "first", "last"),
+        *("ofType", "tail", "take", "skip", "iif", "toInteger", "toDecimal", "toBoolean"),
+        *("toString", "indexOf", "substring", "startsWith", "endsWith", "contains", "upper"),
+        *("lower", "replace", "matches", "replaceMatches", "length", "toChars", "join", "split"),
+        *("trim", "abs", "ceiling", "floor", "round", "sqrt", "truncate", "exp", "ln", "log"),
+        *("power", "sum", "min", "max", "avg"),
+    }
+)
+_OPERATORS: Final = frozenset(
+    {
+        *("|", "=", "!=", "<", ">", "<=", ">=", "+", "-", "*", "/", "div", "mod", "&"),
+        *("and", "or", "xor", "implies", "inOp", "containsOp"),
+    }
+)
+_MEMBERSHIP: Final = {"in": "inOp", "contains": "containsOp"}
+_UCUM: Final = "http://unitsofmeasure.org"
+_MODEL: Final[Mapping[str, Any]] = models["r4"]
+
+
+# fhirpathpy's own classes and helpers, typed for the calls made here.
+_new_node = cast(Callable[[Any, str | None], Any], ResourceNode)
+_type_info = cast(Callable[..., Any], TypeInfo)
+_is_number = cast(Callable[[Any], bool], is_number)
+_user_table = cast(Callable[[Any], dict[str, Any]], process_user_invocation_table)
+
+
+def _arraify(value: Any) -> list[Any]:
+    """fhirpathpy's `arraify`: a list as it is, None as [], any other value in a list."""
+    if isinstance(value, list):
+        return value
+    return [] if value is None else [value]
+
+
+def _nullable(value: Any) -> bool:
+    """fhirpathpy's `is_nullable`: None or an empty list (not an empty string, nor a node)."""
+    return value is None or (isinstance(value, list) and not value)
+
+
+class NotCompiled(Exception):
+    """The expression uses a construct outside the compiled subset (named in the message)."""
+
+
+def compile_closures(ast: Node, functions: Mapping[str, Mapping[str, Any]]) -> Evaluator:
+    """Compile fhirpathpy's syntax tree (`rules.fhirpath.parse_expression`) into an evaluator
+    taking `(root, variables)` as fhirpathpy's `apply_parsed_path` does; raise NotCompiled.
+
+    `functions` are the user functions (fhirpathpy's user invocation table), which take
+    precedence over fhirpathpy's functions of the same name.
+    """
+    table = {**invocation_registry, **_user_table(functions)}
+    step = _Compiler(table, frozenset(functions)).node(ast["children"][0])
+
+    def evaluate(root: Any, variables: Mapping[str, Any]) -> list[Any]:
+        names = {"context": root, "ucum": _UCUM}
+        names.update(variables)
+        data_root = _arraify(root)
+        ctx: Ctx = {"dataRoot": data_root, "vars": names, "model": _MODEL}
+        return _plain_list(step(ctx, data_root))
+
+    return evaluate
+
+
+class _Compiler:
+    def __init__(self, table: Mapping[str, Mapping[str, Any]], user: frozenset[str]) -> None:
+        self.table = table
+        self.user = user
+
+    def node(self, node: Node) -> Step:
+        kind = node.get("type")
+        method = getattr(self, f"_{kind}", None)
+        if method is None:
+            raise NotCompiled(f"{_construct(node)} is not compiled")
+        step: Step = method(node)
+        return step
+
+    # Terms that only wrap their one child.
+    def _TermExpression(self, node: Node) -> Step:
+        return self.node(node["children"][0])
+
+    _InvocationTerm = _ParenthesizedTerm = _TermExpression
+
+    def _LiteralTerm(self, node: Node) -> Step:
+        term = node["children"][0]
+        if term:
+            return self.node(term)
+        text = node["text"]
+        return lambda ctx, data: [text]
+
+    def _constant(self, node: Node) -> Step:
+        """A literal of an immutable value, computed once."""
+        (value,) = evaluators[node["type"]]({}, [], node)
+        return lambda ctx, data: [value]
+
+    _NumberLiteral = _StringLiteral = _BooleanLiteral = _constant
+
+    def _fresh(self, node: Node) -> Step:
+        """A literal whose value is an object (quantity, date, time): a new one per evaluation,
+        as fhirpathpy makes, since functions may keep state on it."""
+        make = evaluators[node["type"]]
+        return lambda ctx, data: make(ctx, data, node)
+
+    _QuantityLiteral = _DateTimeLiteral = _TimeLiteral = _fresh
+
+    def _NullLiteral(self, node: Node) -> Step:
+        return lambda ctx, data: []
+
+    def _ExternalConstantTerm(self, node: Node) -> Step:
+        identifier = node["children"][0]["children"][0]
+        (name,) = evaluators["Identifier"]({}, [], identifier)
+        name = name.replace("`", "")
+
+        def variable(ctx: Ctx, data: Any) -> list[Any]:
+            names = ctx["vars"]
+            if name not in names:
+                raise ValueError(f"Attempting to access an undefined environment variable: {name}")
+            value = names[name]
+            if value is None:
+                return []
+            if not isinstance(value, list):
+                return [value]
+            return value
+
+        return variable
+
+    def _ThisInvocation(self, node: Node) -> Step:
+        return lambda ctx, data: _arraify(ctx["$this"])
+
+    def _MemberInvocation(self, node: Node) -> Step:
+        (key,) = evaluators["Identifier"]({}, [], node["children"][0])
+        return _member(key.replace("`", ""))
+
+    def _InvocationExpression(self, node: Node) -> Step:
+        steps = tuple(self.node(child) for child in node["children"])
+
+        def chain(ctx: Ctx, data: Any) -> list[Any]:
+            for step in steps:
+                data = step(ctx, data)
+            return list(data)
+
+        return chain
+
+    def _IndexerExpression(self, node: Node) -> Step:
+        collection, index = (self.node(child) for child in node["children"])
+
+        def indexer(ctx: Ctx, data: Any) -> list[Any]:
+            items = collection(ctx, data)
+            at = index(ctx, data)
+            if not at:
+                return []
+            number = int(at[0])
+            if items is not None and len(items) > number >= 0:
+                return [items[number]]
+            return []
+
+        return indexer
+
+    def _PolarityExpression(self, node: Node) -> Step:
+        sign = node["terminalNodeText"][0]
+        operand = self.node(node["children"][0])
+
+        def polarity(ctx: Ctx, data: Any) -> list[Any]:
+            result = operand(ctx, data)
+            if len(result) != 1:
+                raise Exception(f"Unary {sign} can only be applied to an individual number.")
+            if not _is_number(result[0]):
+                raise Exception(f"Unary {sign} can only be applied to a number.")
+            if sign == "-":
+                result[0] = -result[0]
+            return result
+
+        return polarity
+
+    def _UnionExpression(self, node: Node) -> Step:
+        return self.infix("|", node)
+
+    def _operator(self, node: Node) -> Step:
+        return self.infix(node["terminalNodeText"][0], node)
+
+    _InequalityExpression = _AdditiveExpression = _MultiplicativeExpression = _operator
+    _EqualityExpression = _OrExpression = _ImpliesExpression = _operator
+    _AndExpression = _XorExpression = _operator
+
+    def _MembershipExpression(self, node: Node) -> Step:
+        return self.infix(_MEMBERSHIP[node["terminalNodeText"][0]], node)
+
+    def _FunctionInvocation(self, node: Node) -> Step:
+        functn = node["children"][0]
+        (name,) = evaluators["Identifier"]({}, [], functn["children"][0])
+        params = functn["children"][1:]
+        raw = params[0]["children"] if params and "children" in params[0] else None
+        return self.invoke(name, raw)
+
+    def infix(self, name: str, node: Node) -> Step:
+        """An operator, as fhirpathpy's `infix_invoke`: both operands are evaluated against the
+        operator's input, each typed per the operator's table entry."""
+        if name not in _OPERATORS or name not in self.table:
+            raise NotCompiled(f"the operator {name} is not compiled")
+        entry = self.table[name]
+        types = entry["arity"][2]
+        left, right = (
+            self.param(t, child) for t, child in zip(types, node["children"], strict=True)
+        )
+        fn = entry["fn"]
+        nullable = "nullable" in entry
+
+        def operator(ctx: Ctx, data: Any) -> list[Any]:
+            a = left(ctx, data)
+            b = right(ctx, data)
+            if nullable and (_nullable(a) or _nullable(b)):
+                return []
+            return _arraify(fn(ctx, a, b))
+
+        return operator
+
+    def invoke(self, name: str, raw: list[Node] | None) -> Step:
+        """A function call, as fhirpathpy's `doInvoke`, with the lookups done now."""
+        if name not in self.table or (name not in self.user and name not in COMPILED_FUNCTIONS):
+            raise NotCompiled(f"{name}() is not compiled")
+        entry = self.table[name]
+        fn = entry["fn"]
+        nullable_input = "nullable_input" in entry
+        if "variadic" in entry:
+            raise NotCompiled(f"{name}() takes any number of arguments, which is not compiled")
+        if "arity" not in entry:
+            if raw:  # fhirpathpy raises this when evaluating: keep its error
+                raise NotCompiled(f"{name}() takes no arguments")
+
+            def call(ctx: Ctx, data: Any) -> list[Any]:
+                if nullable_input and _nullable(data):
+                    return []
+                return _arraify(fn(ctx, _arraify(data)))
+
+            return call
+        count = len(raw) if isinstance(raw, list) else 0
+        if count not in entry["arity"]:
+            raise NotCompiled(f"{name}() does not take {count} arguments")
+        # The table may name more types than the call has arguments (`upper` has one for none).
+        kinds = entry["arity"][count][:count]
+        params = tuple(self.param(t, p) for t, p in zip(kinds, raw or (), strict=True))
+        nullable = "nullable" in entry
+
+        def call_with(ctx: Ctx, data: Any) -> list[Any]:
+            if nullable_input and _nullable(data):
+                return []
+            this = ctx["$this"] if "$this" in ctx else ctx["dataRoot"]
+            args = [param(ctx, this) for param in params]
+            if nullable and (_nullable(data) or any(_nullable(a) for a in args)):
+                return []
+            return _arraify(fn(ctx, data, *args))
+
+        return call_with
+
+    def param(self, kind: Any, node: Node) -> Param:
+        """An argument, as fhirpathpy's `make_param` makes it for the argument type `kind`."""
+        if kind == "Expr":
+            body = self.node(node)
+
+            def expression(ctx: Ctx, data: Any) -> Any:
+                def per_item(item: Any) -> list[Any]:
+                    ctx["$this"] = this = _arraify(item)
+                    return body(ctx, this)
+
+                return per_item
+
+            return expression
+        if kind == "AnyAtRoot":
+            body = self.node(node)
+
+            def at_root(ctx: Ctx, data: Any) -> list[Any]:
+                ctx["$this"] = this = ctx["$this"] if "$this" in ctx else ctx["dataRoot"]
+                return body(ctx, this)
+
+            return at_root
+        if kind == "TypeSpecifier":
+            names = node["text"].replace("`", "").split(".")
+            if len(names) > 2:
+                raise NotCompiled(f"the type {node['text']} is not compiled")
+            spec = _type_info(name=names[-1], namespace=names[0] if len(names) == 2 else None)
+            return lambda ctx, data: spec
+        if kind == "Identifier":
+            raise NotCompiled("identifier arguments are not compiled")
+        body = self.node(node)
+        if kind == "Any":
+
+            def anything(ctx: Ctx, data: Any) -> list[Any]:
+                ctx["$this"] = data
+                return body(ctx, data)
+
+            return anything
+        if isinstance(kind, list):
+            kind = kind[0]
+            empty_ok = True
+        else:
+            empty_ok = False
+        check: Callable[[Any], Any] | None = param_check_table.get(kind)
+
+        def typed(ctx: Ctx, data: Any) -> Any:
+            ctx["$this"] = data
+            result = body(ctx, data)
+            if empty_ok and len(result) == 0:
+                return []
+            if len(result) > 1:
+                raise Exception(
+                    "Unexpected collection"
+                    + json.dumps(result)
+                    + "; expected singleton of type "
+                    + kind
+                )
+            if len(result) == 0:
+                return []
+            if check is None:
+                raise Exception("Implement me for " + kind)
+            return check(result[0])
+
+        return typed
+
+
+def _construct(node: Node) -> str:
+    kind = str(node.get("type"))
+    if kind == "TypeExpression":
+        return f"the operator {node['terminalNodeText'][0]}"
+    if kind == "IndexInvocation":
+        return "$index"
+    if kind == "TotalInvocation":
+        return "$total"
+    return kind
+
+
+@functools.lru_cache(maxsize=4096)
+def _child_path(parent: str | None, key: str) -> tuple[str, tuple[str, ...] | None]:
+    """The model path of `key` under `parent` and its choice types (as fhirpathpy finds them)."""
+    path = f"{parent}.{key}" if parent else f"_.{key}"
+    path = _MODEL["pathsDefinedElsewhere"].get(path, path)
+    choices = _MODEL["choiceTypePaths"].get(path)
+    return path, tuple(choices) if choices else None
+
+
+@functools.lru_cache(maxsize=4096)
+def _type_of(path: str) -> str:
+    return str(_MODEL["path2Type"].get(path, path))
+
+
+def _member(key: str) -> Step:
+    """`.key` on every item, as fhirpathpy's member invocation (choice types, `_key` primitive
+    extensions, contained resources keeping their type)."""
+    capitalized = key[0] == key[0].upper()
+    underscored = f"_{key}"
+
+    def member(ctx: Ctx, data: Any) -> list[Any]:
+        if not isinstance(data, list):
+            return []
+        if capitalized:
+            try:
+                return [_new_node(x, key) for x in data if x["resourceType"] == key]
+            except TypeError:
+                pass
+        out: list[Any] = []
+        for item in data:
+            node = item if isinstance(item, ResourceNode) else _new_node(item, None)
+            value = node.data
+            path, choices = _child_path(node.path, key)
+            found = extra = None
+            if isinstance(value, FP_Quantity):
+                found = value.value
+            if choices and isinstance(value, Mapping):
+                for choice in choices:
+                    found = value.get(key + choice)
+                    extra = value.get(f"_{key}{choice}")
+                    if found is not None or extra is not None:
+                        path += choice
+                        break
+            elif isinstance(value, Mapping):
+                found = value.get(key)
+                extra = value.get(underscored)
+                if key == "extension":
+                    path = "Extension"
+            elif key == "length":
+                found = len(value)
+            kind = _type_of(path)
+            for add in (found, extra):
+                if _nullable(add):
+                    continue
+                if isinstance(add, list):
+                    out.extend(_node(x, kind) for x in add)
+                else:
+                    out.append(_node(add, kind))
+        return out
+
+    return member
+
+
+def _node(data: Any, path: str) -> Any:
+    return data if isinstance(data, ResourceNode) else _new_node(data, path)
+
+
+def _plain_list(items: list[Any]) -> list[Any]:
+    """The result as fhirpathpy returns it: nodes replaced by their data (dicts copied, floats
+    as Decimals), primitive-extension-only objects left out."""
+    out = []
+    for item in items:
+        value = _plain(item)
+        if isinstance(value, dict) and len(value) == 1 and "extension" in value:
+            continue
+        out.append(value)
+    return out
+
+
+def _plain(item: Any) -> Any:
+    data = item.data if isinstance(item, ResourceNode) else item
+    if isinstance(data, float):  # as fhirpathpy's get_data
+        data = Decimal(str(data))
+    if isinstance(item, list):
+        return _plain_list(data)
+    if isinstance(data, dict) and not isinstance(data, FP_Type):
+        return {key: _plain(value) for key, value in data.items()}
+    return data
