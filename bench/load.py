@@ -216,6 +216,21 @@ SERVICE_OF = {
 }
 
 
+def tenant_file(work: Path, key: ec.EllipticCurvePrivateKey, fhir_base: str) -> Path:
+    """The tenants file of the bench EHR: its issuer, its ES384 public key, its FHIR server."""
+    jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
+    tenant = {
+        "id": TENANT,
+        "issuer": ISSUER,
+        "jwks": {"keys": [{**jwk, "kid": "bench", "alg": "ES384", "use": "sig"}]},
+        "algorithms": ["ES384"],
+        "fhir_servers": [fhir_base],
+    }
+    path = work / "tenants.yaml"
+    path.write_text(yaml.safe_dump({"tenants": [tenant]}))
+    return path
+
+
 def tokens(key: ec.EllipticCurvePrivateKey, aud: str, count: int, path: Path) -> Path:
     now = int(time.time())
     with path.open("w") as out:
@@ -400,25 +415,9 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="cds-bench-"))
     script = ROOT / "bench" / "requests.lua"
     key = ec.generate_private_key(ec.SECP384R1())
-    jwk = json.loads(ECAlgorithm.to_jwk(key.public_key()))
     fhir_port = free_port()
     fhir_base = f"http://127.0.0.1:{fhir_port}/fhir"
-    tenants = work / "tenants.yaml"
-    tenants.write_text(
-        yaml.safe_dump(
-            {
-                "tenants": [
-                    {
-                        "id": TENANT,
-                        "issuer": ISSUER,
-                        "jwks": {"keys": [{**jwk, "kid": "bench", "alg": "ES384", "use": "sig"}]},
-                        "algorithms": ["ES384"],
-                        "fhir_servers": [fhir_base],
-                    }
-                ]
-            }
-        )
-    )
+    tenants = tenant_file(work, key, fhir_base)
     redis.Redis.from_url(REDIS_URL).flushdb()
     databases: list[str] = []
 

@@ -93,7 +93,10 @@ class PatientRecord:
         for resource in resources:
             if isinstance(resource, dict):
                 self._by_type.setdefault(str(resource.get("resourceType")), []).append(resource)
-        self._by_code: dict[str, list[tuple[datetime, int, dict[str, Any]]]] | None = None
+        self._by_code: dict[str, list[tuple[int, dict[str, Any]]]] | None = None
+        # When each usable Observation was made (None: undated), by position, parsed the first
+        # time a score asks for its code: a record holds hundreds, the scores read a few codes.
+        self._when: dict[int, datetime | None] = {}
         self._medications: dict[str, dict[str, Any]] | None = None
 
     @classmethod
@@ -164,30 +167,31 @@ class PatientRecord:
         wanted = value_set(value_set_id)
         start = self.at - timedelta(days=days)
         index = self._code_index()
-        dated = {
-            item[1]: item
-            for code in wanted.bare
-            for item in index.get(code, ())
-            if start < item[0] <= self.at
-        }
+        dated: dict[int, tuple[datetime, int, dict[str, Any]]] = {}
+        for code in wanted.bare:
+            for position, obs in index.get(code, ()):
+                when = self._dated(position, obs)
+                if when is not None and start < when <= self.at:
+                    dated[position] = (when, -position, obs)
         for _, _, obs in sorted(dated.values(), key=lambda item: (item[0], item[1]), reverse=True):
             if coded(obs.get("code"), wanted):  # the code's system too
                 yield obs
 
-    def _code_index(self) -> dict[str, list[tuple[datetime, int, dict[str, Any]]]]:
-        """Usable, dated Observations by code (any system), as (when, -position, resource)."""
+    def _code_index(self) -> dict[str, list[tuple[int, dict[str, Any]]]]:
+        """Usable Observations by code (any system), as (position, resource)."""
         if self._by_code is None:
             self._by_code = {}
             for position, obs in enumerate(self.of_type("Observation")):
                 if obs.get("status") not in _USABLE_STATUS:
                     continue
-                found = {code for _, code in codings_of(obs.get("code")) if code}
-                when = parse_fhir_datetime(self._effective(obs)) if found else None
-                if when is None:
-                    continue
-                for code in found:
-                    self._by_code.setdefault(code, []).append((when, -position, obs))
+                for code in {code for _, code in codings_of(obs.get("code")) if code}:
+                    self._by_code.setdefault(code, []).append((position, obs))
         return self._by_code
+
+    def _dated(self, position: int, obs: dict[str, Any]) -> datetime | None:
+        if position not in self._when:
+            self._when[position] = parse_fhir_datetime(self._effective(obs))
+        return self._when[position]
 
     @staticmethod
     def _effective(obs: dict[str, Any]) -> str | None:

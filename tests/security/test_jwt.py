@@ -159,6 +159,23 @@ REFUSALS: list[tuple[str, Callable[[Keys], str | None], str]] = [
         "signature does not verify",
     ),
     (
+        "signature cut short",
+        lambda k: make_token(k, HOOK)[:-8],
+        "signature does not verify",
+    ),
+    (
+        "signature not base64url",
+        lambda k: make_token(k, HOOK).rpartition(".")[0] + ".***",
+        "malformed token",
+    ),
+    (
+        "signature of another token",
+        lambda k: make_token(k, HOOK).rpartition(".")[0]
+        + "."
+        + make_token(k, HOOK, jti="other").rpartition(".")[2],
+        "signature does not verify",
+    ),
+    (
         "ES256 not accepted for the tenant",
         lambda k: make_token(k, HOOK, alg="ES256", key=ec.generate_private_key(ec.SECP256R1())),
         "algorithm 'ES256' not accepted",
