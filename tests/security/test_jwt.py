@@ -170,9 +170,11 @@ REFUSALS: list[tuple[str, Callable[[Keys], str | None], str]] = [
     ),
     (
         "signature of another token",
-        lambda k: make_token(k, HOOK).rpartition(".")[0]
-        + "."
-        + make_token(k, HOOK, jti="other").rpartition(".")[2],
+        lambda k: (
+            make_token(k, HOOK).rpartition(".")[0]
+            + "."
+            + make_token(k, HOOK, jti="other").rpartition(".")[2]
+        ),
         "signature does not verify",
     ),
     (
