@@ -151,7 +151,7 @@ class _Compiler:
 
     def _ExternalConstantTerm(self, node: Node) -> Step:
         identifier = node["children"][0]["children"][0]
-        (name,) = evaluators["Identifier"]({}, [], identifier)
+        name = _identifier(identifier)
         name = name.replace("`", "")
 
         def variable(ctx: Ctx, data: Any) -> list[Any]:
@@ -171,7 +171,7 @@ class _Compiler:
         return lambda ctx, data: _arraify(ctx["$this"])
 
     def _MemberInvocation(self, node: Node) -> Step:
-        (key,) = evaluators["Identifier"]({}, [], node["children"][0])
+        key = _identifier(node["children"][0])
         return _member(key.replace("`", ""))
 
     def _InvocationExpression(self, node: Node) -> Step:
@@ -230,7 +230,7 @@ class _Compiler:
 
     def _FunctionInvocation(self, node: Node) -> Step:
         functn = node["children"][0]
-        (name,) = evaluators["Identifier"]({}, [], functn["children"][0])
+        name = _identifier(functn["children"][0])
         params = functn["children"][1:]
         raw = params[0]["children"] if params and "children" in params[0] else None
         return self.invoke(name, raw)
@@ -358,6 +358,17 @@ class _Compiler:
             return check(result[0])
 
         return typed
+
+
+def _identifier(node: Node) -> str:
+    """An identifier's name, as fhirpathpy reads it: one leading and one trailing double quote
+    dropped (backquotes are the caller's)."""
+    text = str(node["text"])
+    if text.startswith('"'):
+        text = text[1:]
+    if text.endswith('"'):
+        text = text[:-1]
+    return text
 
 
 def _construct(node: Node) -> str:
