@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 
 .PHONY: install axe plugin-example run test lint typecheck pytest openapi architecture card-rates drug-terminology \
-	drug-coverage format clean bench bench-load bench-population bench-smart-view bench-workbench soak topology fhirpath-conformance
+	drug-coverage format clean bench bench-load bench-stages bench-population bench-smart-view bench-workbench soak topology fhirpath-conformance
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -97,6 +97,10 @@ soak: install
 
 bench-load: install
 	$(BIN)/python -m bench.load
+
+# A hook call's CPU stage by stage, in-process (docs/benchmarks.md).
+bench-stages: install
+	$(BIN)/python -m bench.stages
 
 # The population engine at 10k and 100k generated patients, 1 and 2 workers (docs/benchmarks.md).
 bench-population: install
