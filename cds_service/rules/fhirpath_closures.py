@@ -261,6 +261,10 @@ class _Compiler:
         """A function call, as fhirpathpy's `doInvoke`, with the lookups done now."""
         if name not in self.table or (name not in self.user and name not in COMPILED_FUNCTIONS):
             raise NotCompiled(f"{name}() is not compiled")
+        if name not in self.user:  # fhirpathpy's own: the commonest have a direct form
+            direct = self.direct(name, raw or [])
+            if direct is not None:
+                return direct
         entry = self.table[name]
         fn = entry["fn"]
         nullable_input = "nullable_input" in entry
@@ -294,6 +298,47 @@ class _Compiler:
             return _arraify(fn(ctx, data, *args))
 
         return call_with
+
+    def direct(self, name: str, raw: list[Node]) -> Step | None:
+        """fhirpathpy's `where`, `select`, `exists`, `empty` and `first`, written out: the same
+        results and the same `$this`/`$index` left behind, without building an argument per
+        call, and without evaluating `where`'s criteria twice for each item that passes
+        (fhirpathpy's `check_macro_expr` does; the second evaluation repeats the first)."""
+        if name in ("exists", "empty", "first") and not raw:
+            return _DIRECT[name]
+        if name not in ("where", "select", "exists") or len(raw) != 1:
+            return None
+        body = self.node(raw[0])
+
+        def where(ctx: Ctx, data: Any) -> list[Any]:
+            if not isinstance(data, list):
+                return []
+            out: list[Any] = []
+            for index, item in enumerate(data):
+                ctx["$index"] = index
+                ctx["$this"] = this = _arraify(item)
+                result = body(ctx, this)
+                if result and result[0]:
+                    if isinstance(item, list):  # fhirpathpy flattens the kept items
+                        out.extend(item)
+                    else:
+                        out.append(item)
+            return out
+
+        def select(ctx: Ctx, data: Any) -> list[Any]:
+            if not isinstance(data, list):
+                return []
+            out: list[Any] = []
+            for index, item in enumerate(data):
+                ctx["$index"] = index
+                ctx["$this"] = this = _arraify(item)
+                out.extend(body(ctx, this))
+            return out
+
+        def exists(ctx: Ctx, data: Any) -> list[Any]:
+            return [len(where(ctx, data)) != 0]
+
+        return {"where": where, "select": select, "exists": exists}[name]
 
     def param(self, kind: Any, node: Node) -> Param:
         """An argument, as fhirpathpy's `make_param` makes it for the argument type `kind`."""
@@ -369,6 +414,23 @@ def _identifier(node: Node) -> str:
     if text.endswith('"'):
         text = text[:-1]
     return text
+
+
+def _exists(ctx: Ctx, data: Any) -> list[Any]:
+    return [not (isinstance(data, list) and len(data) == 0)]
+
+
+def _empty(ctx: Ctx, data: Any) -> list[Any]:
+    return [len(_arraify(data)) == 0]
+
+
+def _first(ctx: Ctx, data: Any) -> list[Any]:
+    items = _arraify(data)
+    return _arraify(items[0]) if items else []
+
+
+# fhirpathpy's `exists()`, `empty()` and `first()` without arguments, written out.
+_DIRECT: Final[dict[str, Step]] = {"exists": _exists, "empty": _empty, "first": _first}
 
 
 def _construct(node: Node) -> str:

@@ -97,24 +97,31 @@ def _collect_codes(value: Any, out: set[tuple[str | None, str | None]]) -> None:
                     out.add((system if isinstance(system, str) else None, code))
 
 
-def _resources(data: Any) -> Iterable[dict[str, Any]]:
-    for resource, _ in _entries(data):
-        yield resource
+def _resources(data: Any) -> list[dict[str, Any]]:
+    return [resource for resource, _ in _entries(data)]
 
 
-def _entries(data: Any, full_url: str | None = None) -> Iterable[tuple[dict[str, Any], str | None]]:
-    """Each resource of the data (Bundles unpacked) with its Bundle entry's `fullUrl`."""
+def _entries(
+    data: Any,
+    full_url: str | None = None,
+    out: list[tuple[dict[str, Any], str | None]] | None = None,
+) -> list[tuple[dict[str, Any], str | None]]:
+    """Each resource of the data (Bundles unpacked) with its Bundle entry's `fullUrl`, in order
+    (appended to `out`: a plain function rather than nested generators, on the hot path)."""
+    if out is None:
+        out = []
     if isinstance(data, list):
         for item in data:
-            yield from _entries(item)
+            _entries(item, None, out)
     elif isinstance(data, dict) and isinstance(data.get("resourceType"), str):
         if data["resourceType"] == "Bundle":
             for entry in data.get("entry") or []:
                 if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
                     url = entry.get("fullUrl")
-                    yield from _entries(entry["resource"], url if isinstance(url, str) else None)
+                    _entries(entry["resource"], url if isinstance(url, str) else None, out)
         else:
-            yield data, full_url
+            out.append((data, full_url))
+    return out
 
 
 class DataIndex:

@@ -52,9 +52,8 @@ async def apply_snoozes(
     remaining = deadline - time.perf_counter()
     timeout = None if remaining == float("inf") else max(remaining, MIN_LOOKUP_SECONDS)
     try:
-        overrides = await asyncio.wait_for(
-            source.overrides(patient_id, sorted({rule.id for rule, _ in fired})), timeout
-        )
+        async with asyncio.timeout(timeout):  # no task per lookup, as wait_for makes
+            overrides = await source.overrides(patient_id, sorted({rule.id for rule, _ in fired}))
     except Exception as exc:  # fail open: the cards are shown
         log.warning(
             "overrides not looked up (%s): rules %s not checked for a snooze",

@@ -92,7 +92,8 @@ class ScoreCache:
             return found
         if self._redis_usable():
             try:
-                raw = await asyncio.wait_for(self._redis.get(key), self._timeout)
+                async with asyncio.timeout(self._timeout):  # no task per get, as wait_for makes
+                    raw = await self._redis.get(key)
             except Exception as exc:  # Redis down, slow or refusing: carry on without it
                 self._redis_failed(exc)
             else:
@@ -112,9 +113,8 @@ class ScoreCache:
         self.stats.writes += 1
         if self._redis_usable():
             try:
-                await asyncio.wait_for(
-                    self._redis.set(key, orjson.dumps(value), ex=self._ttl), self._timeout
-                )
+                async with asyncio.timeout(self._timeout):
+                    await self._redis.set(key, orjson.dumps(value), ex=self._ttl)
             except Exception as exc:
                 self._redis_failed(exc)
 

@@ -44,10 +44,9 @@ class ReplayCache:
         ttl_seconds = max(ttl_seconds, 1)
         if self._redis is not None:
             try:
-                stored = await asyncio.wait_for(
-                    self._redis.set(f"cds:jti:{key}", b"1", nx=True, ex=ttl_seconds),
-                    self._timeout,
-                )
+                # asyncio.timeout, not wait_for: no task per check (this runs on every call)
+                async with asyncio.timeout(self._timeout):
+                    stored = await self._redis.set(f"cds:jti:{key}", b"1", nx=True, ex=ttl_seconds)
                 return bool(stored)
             except Exception as exc:
                 log.warning(

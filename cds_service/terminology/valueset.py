@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -147,22 +146,33 @@ class ValueSet:
         return any(text_words.issuperset(name) for name in self.names)
 
 
-def codings_of(value: Any) -> Iterable[tuple[str | None, str | None]]:
+def codings_of(value: Any) -> list[tuple[str | None, str | None]]:
     """The (system, code) pairs of a Coding, CodeableConcept, list of either, or code string."""
+    out: list[tuple[str | None, str | None]] = []
+    _add_codings(value, out)
+    return out
+
+
+def _add_codings(value: Any, out: list[tuple[str | None, str | None]]) -> None:
+    # A plain recursive function rather than nested generators: a hot path (every resource's
+    # codes, every score input).
     if isinstance(value, list):
         for item in value:
-            yield from codings_of(item)
+            _add_codings(item, out)
     elif isinstance(value, dict):
-        if isinstance(value.get("coding"), list):
-            yield from codings_of(value["coding"])
+        coding = value.get("coding")
+        if isinstance(coding, list):
+            _add_codings(coding, out)
         elif "code" in value:
             system, code = value.get("system"), value.get("code")
-            yield (
-                system if isinstance(system, str) else None,
-                code if isinstance(code, str) else None,
+            out.append(
+                (
+                    system if isinstance(system, str) else None,
+                    code if isinstance(code, str) else None,
+                )
             )
     elif isinstance(value, str):
-        yield (None, value)
+        out.append((None, value))
 
 
 def coded(concept: Any, value_set: ValueSet) -> bool:

@@ -109,15 +109,17 @@ def is_operation_outcome(value: Any) -> bool:
         return True
     if value.get("resourceType") != "Bundle":
         return False
-    for resource in bundle_resources(value):
+    entries = value.get("entry")
+    if not isinstance(entries, list):
+        return False
+    for entry in entries:  # every prefetched Bundle passes here: a plain loop
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or resource.get("resourceType") != "OperationOutcome":
+            continue
         issues = resource.get("issue")
-        if (
-            resource.get("resourceType") == "OperationOutcome"
-            and isinstance(issues, list)
-            and any(
-                isinstance(issue, dict) and issue.get("severity") in ("error", "fatal")
-                for issue in issues
-            )
+        if isinstance(issues, list) and any(
+            isinstance(issue, dict) and issue.get("severity") in ("error", "fatal")
+            for issue in issues
         ):
             return True
     return False
