@@ -134,6 +134,7 @@ class DataIndex:
         self._dates: dict[int, datetime | None] = {}
         self._medications: dict[str, dict[str, Any]] | None = None
         self.selections: dict[Any, list[Any]] = {}
+        self._found: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = {}
         # `Type/id` of each medication resource whose `medicationReference` resolved to nothing
         # here, with that reference (its drug is unknown, so it matched no value set)
         self.unresolved: dict[str, str] = {}
@@ -148,7 +149,17 @@ class DataIndex:
         return typed
 
     def resources(self, resource_type: str, sources: Iterable[str]) -> list[dict[str, Any]]:
-        """Resources of a type from the given sources, without duplicates (by type and id)."""
+        """Resources of a type from the given sources, without duplicates (by type and id),
+        computed once per call for each type and list of sources (the list is shared: do not
+        modify it)."""
+        names = tuple(sources)
+        key = (resource_type, names)
+        found = self._found.get(key)
+        if found is None:
+            found = self._found[key] = self._collect(resource_type, names)
+        return found
+
+    def _collect(self, resource_type: str, sources: tuple[str, ...]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
         seen: set[str] = set()
         for source in sources:

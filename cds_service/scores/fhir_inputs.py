@@ -97,6 +97,9 @@ class PatientRecord:
         # When each usable Observation was made (None: undated), by position, parsed the first
         # time a score asks for its code: a record holds hundreds, the scores read a few codes.
         self._when: dict[int, datetime | None] = {}
+        self._coded_conditions: (
+            list[tuple[dict[str, Any], list[tuple[str | None, str | None]]]] | None
+        ) = None
         self._medications: dict[str, dict[str, Any]] | None = None
 
     @classmethod
@@ -248,8 +251,9 @@ class PatientRecord:
         """(True, source) when a condition in the value set is active at `at` (or ever, with
         history)."""
         wanted = value_set(value_set_id)
-        for cond in self.of_type("Condition"):
-            if not coded(cond.get("code"), wanted):
+        contains = wanted.contains
+        for cond, codings in self._conditions():
+            if not any(contains(system, code) for system, code in codings):
                 continue
             if status_code(cond.get("verificationStatus")) in _BAD_VERIFICATION:
                 continue
@@ -262,6 +266,14 @@ class PatientRecord:
                 continue
             return True, self.source(cond, onset_text)
         return False, None
+
+    def _conditions(self) -> list[tuple[dict[str, Any], list[tuple[str | None, str | None]]]]:
+        """Each Condition with its codings, read once for every question the scores ask."""
+        if self._coded_conditions is None:
+            self._coded_conditions = [
+                (cond, codings_of(cond.get("code"))) for cond in self.of_type("Condition")
+            ]
+        return self._coded_conditions
 
     def _active(self, cond: dict[str, Any]) -> bool:
         abated_text = cond.get("abatementDateTime") or (cond.get("abatementPeriod") or {}).get(
