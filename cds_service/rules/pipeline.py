@@ -248,8 +248,9 @@ async def evaluate_call(
     fetch_window = min(prefetch_deadline_seconds, budget_seconds * 0.75)
     fetch_window = max(fetch_window - (time.perf_counter() - began), 0.01)
     specs = service.prefetch_for(request.hook)
-    if service.skip_fetching is not None:
-        sent = request.prefetch or {}
+    sent = request.prefetch or {}
+    # Only keys the EHR did not send can be skipped: with all of them sent, the cache is not asked.
+    if service.skip_fetching is not None and any(k not in sent for k in specs):
         skip = await service.skip_fetching(request, request.hook, tenant)
         specs = {k: v for k, v in specs.items() if k in sent or k not in skip}
     fetch_started = time.perf_counter()
