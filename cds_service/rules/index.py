@@ -116,9 +116,17 @@ def _entries(
     elif isinstance(data, dict) and isinstance(data.get("resourceType"), str):
         if data["resourceType"] == "Bundle":
             for entry in data.get("entry") or []:
-                if isinstance(entry, dict) and isinstance(entry.get("resource"), dict):
-                    url = entry.get("fullUrl")
-                    _entries(entry["resource"], url if isinstance(url, str) else None, out)
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                if not isinstance(resource, dict):
+                    continue
+                kind = resource.get("resourceType")
+                if not isinstance(kind, str):
+                    continue
+                url = entry.get("fullUrl")
+                if kind == "Bundle":  # a Bundle in a Bundle: its own entries
+                    _entries(resource, url if isinstance(url, str) else None, out)
+                else:  # the usual entry, without a call per resource
+                    out.append((resource, url if isinstance(url, str) else None))
         else:
             out.append((data, full_url))
     return out
