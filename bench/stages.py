@@ -22,6 +22,7 @@ import gc
 import json
 import os
 import pstats
+import statistics
 import sys
 import tempfile
 import time
@@ -152,22 +153,38 @@ async def measure(args: argparse.Namespace, work: Path, database_url: str) -> di
         token_list = tokens(key, f"{BASE}{path}", count, work / "tokens.txt").read_text().split()
         next_token = iter(token_list).__next__
 
+        per_body: list[list[float]] = [[] for _ in payloads]
+
         async def run(n: int, clock: Callable[[], float] = time.process_time) -> float:
-            """Milliseconds per call by `clock` (CPU time unless told)."""
+            """Milliseconds per call by `clock` (CPU time unless told); CPU time per body
+            is kept in `per_body`."""
             started = clock()
             for i in range(n):
-                status, answer = await call(app, path, next_token(), payloads[i % len(payloads)])
+                body = payloads[i % len(payloads)]
+                before = time.process_time()
+                status, answer = await call(app, path, next_token(), body)
+                per_body[i % len(payloads)].append(time.process_time() - before)
                 if status != 200:
                     raise SystemExit(f"call {i}: HTTP {status}: {answer[:300]!r}")
             return (clock() - started) / n * 1000
 
         await run(args.warmup)
+        for kept in per_body:
+            kept.clear()
         collecting = _GcClock()
         gc.callbacks.append(collecting)
         try:
             cpu_ms = await run(args.calls)
         finally:
             gc.callbacks.remove(collecting)
+        bodies_ms = sorted(
+            (
+                (round(statistics.median(kept) * 1000, 2), len(payloads[i]) // 1024)
+                for i, kept in enumerate(per_body)
+                if kept
+            ),
+            reverse=True,
+        )
         profiler = cProfile.Profile()
         profiler.enable()
         profiled_ms = await run(args.calls, time.perf_counter)  # cProfile counts wall time
@@ -187,6 +204,8 @@ async def measure(args: argparse.Namespace, work: Path, database_url: str) -> di
         "other_ms": round(cpu_ms * (1 - sum(shares.values())), 3),
         "gc_ms_per_call": round(collecting.seconds * 1000 / args.calls, 3),
         "gc_collections": dict(collecting.collections),
+        # (median CPU ms, body KB) per body, costliest first
+        "bodies": bodies_ms,
     }
 
 
@@ -215,6 +234,9 @@ def print_report(report: dict[str, Any]) -> None:
     for stage, ms in report["stages_ms"].items():
         print(f"  {stage:<40}{ms:>7.3f} ms")
     print(f"  {'the rest (framework, middleware, I/O)':<40}{report['other_ms']:>7.3f} ms")
+    costliest = ", ".join(f"{ms:.1f} ms ({kb} KB)" for ms, kb in report["bodies"][:3])
+    cheapest = ", ".join(f"{ms:.1f} ms ({kb} KB)" for ms, kb in report["bodies"][-3:])
+    print(f"  per body, median CPU: costliest {costliest}; cheapest {cheapest}")
     print(
         f"  garbage collection, within the above: {report['gc_ms_per_call']:.3f} ms per call "
         f"(collections by generation: {report['gc_collections']})"
