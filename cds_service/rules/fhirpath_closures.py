@@ -310,7 +310,8 @@ class _Compiler:
             return None
         body = self.node(raw[0])
 
-        def where(ctx: Ctx, data: Any) -> list[Any]:
+        def each(ctx: Ctx, data: Any, filtering: bool) -> list[Any]:
+            """`where` (the items whose criteria give true first) or `select` (the results)."""
             if not isinstance(data, list):
                 return []
             out: list[Any] = []
@@ -318,22 +319,20 @@ class _Compiler:
                 ctx["$index"] = index
                 ctx["$this"] = this = _arraify(item)
                 result = body(ctx, this)
-                if result and result[0]:
+                if not filtering:
+                    out.extend(result)
+                elif result and result[0]:
                     if isinstance(item, list):  # fhirpathpy flattens the kept items
                         out.extend(item)
                     else:
                         out.append(item)
             return out
 
+        def where(ctx: Ctx, data: Any) -> list[Any]:
+            return each(ctx, data, True)
+
         def select(ctx: Ctx, data: Any) -> list[Any]:
-            if not isinstance(data, list):
-                return []
-            out: list[Any] = []
-            for index, item in enumerate(data):
-                ctx["$index"] = index
-                ctx["$this"] = this = _arraify(item)
-                out.extend(body(ctx, this))
-            return out
+            return each(ctx, data, False)
 
         def exists(ctx: Ctx, data: Any) -> list[Any]:
             return [len(where(ctx, data)) != 0]
