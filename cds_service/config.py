@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     # the garbage collector as Python sets it.
     gc_threshold: int = Field(default=50_000, ge=0, le=10_000_000)
     tracing: Literal["off", "otlp"] = "off"
-    discovery_ids: Literal["shared", "per-hook"] = "shared"
+    discovery_ids: Literal["shared", "per-hook"] = "per-hook"
     public_base_url: str | None = None
     builtin_services: bool = True
     rules_reload_seconds: float = Field(default=2.0, ge=0, le=3600)

@@ -39,8 +39,20 @@ def test_discovery_lists_conformant_services(client: TestClient) -> None:
             assert "{{" in template or "/" in template
 
 
-def test_one_id_may_serve_several_hooks(client: TestClient) -> None:
+def test_each_hook_has_its_own_id_by_default(client: TestClient) -> None:
+    """Clients that key services by id (the CDS Hooks Sandbox, EHR registration screens) see
+    every hook: one id per (service, hook) unless CDS_DISCOVERY_IDS=shared."""
     services = client.get("/cds-services").json()["services"]
+    ids = [s["id"] for s in services]
+    assert len(ids) == len(set(ids))
+    therapy = sorted(s["hook"] for s in services if s["id"].startswith("duplicate-therapy-"))
+    assert therapy == ["medication-refill", "order-select", "order-sign"]
+
+
+def test_one_id_may_serve_several_hooks_when_shared(tmp_path: Path) -> None:
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/f.db", discovery_ids="shared")
+    with TestClient(create_app(settings)) as client:
+        services = client.get("/cds-services").json()["services"]
     hooks_by_id: dict[str, list[str]] = {}
     for service in services:
         hooks_by_id.setdefault(service["id"], []).append(service["hook"])
@@ -83,7 +95,7 @@ def test_prefetch_narrowed_per_hook(tmp_path: Path) -> None:
     assert services == [
         {
             "hook": "patient-view",
-            "id": "two-hooks",
+            "id": "two-hooks-patient-view",
             "title": "Two hooks",
             "description": "Narrows prefetch per hook",
             "prefetch": {
@@ -94,7 +106,7 @@ def test_prefetch_narrowed_per_hook(tmp_path: Path) -> None:
         },
         {
             "hook": "org.example.custom-hook",
-            "id": "two-hooks",
+            "id": "two-hooks-org.example.custom-hook",
             "title": "Two hooks",
             "description": "Narrows prefetch per hook",
             "prefetch": {"patient": "Patient/{{context.patientId}}"},
@@ -104,8 +116,9 @@ def test_prefetch_narrowed_per_hook(tmp_path: Path) -> None:
 
 
 def test_per_hook_ids_for_clients_that_key_services_by_id(tmp_path: Path) -> None:
-    """The CDS Hooks Sandbox keeps one entry per id: `per-hook` gives each hook its own id."""
-    settings = Settings(database_url=f"sqlite:///{tmp_path}/f.db", discovery_ids="per-hook")
+    """The CDS Hooks Sandbox keeps one entry per id: `per-hook` (the default) gives each hook
+    its own id."""
+    settings = Settings(database_url=f"sqlite:///{tmp_path}/f.db")
     with TestClient(create_app(settings)) as client:
         services = client.get("/cds-services").json()["services"]
         ids = [s["id"] for s in services]

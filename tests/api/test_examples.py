@@ -124,12 +124,13 @@ def test_library_context_without_server_is_200_or_412(name: str, client: TestCli
 
 def _keys(client: TestClient, service_id: str, hook: str) -> list[str]:
     registry = client.app.state.cds.registry  # type: ignore[attr-defined]
-    return list(registry.get(service_id).prefetch_for(hook))
+    return list(registry.endpoint(service_id).service.prefetch_for(hook))
 
 
 def _required_keys(client: TestClient, service_id: str, hook: str) -> list[str]:
+    """The required keys of the service a discovery id (shared or per-hook) reaches."""
     registry = client.app.state.cds.registry  # type: ignore[attr-defined]
-    service = registry.get(service_id)
+    service = registry.endpoint(service_id).service
     return [k for k, spec in service.prefetch_for(hook).items() if spec.required]
 
 

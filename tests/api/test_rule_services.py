@@ -108,7 +108,7 @@ def test_rules_become_services(tmp_path: Path, rules_dir: Path) -> None:
         assert services == [
             {
                 "hook": "patient-view",
-                "id": "test-service",
+                "id": "test-service-patient-view",
                 "title": "Test service",
                 "description": "Rules written by tests",
                 "prefetch": {"patient": "Patient/{{context.patientId}}"},
@@ -127,7 +127,12 @@ def test_bundled_rule_pack_is_served(tmp_path: Path) -> None:
         services = client.get("/cds-services").json()["services"]
         ready = client.get("/readyz").json()
     ids = {s["id"] for s in services}
-    assert {"medication-safety", "preventive-care", "inpatient-safety"} <= ids
+    assert {
+        "medication-safety-order-select",
+        "medication-safety-order-sign",
+        "preventive-care-patient-view",
+        "inpatient-safety-encounter-discharge",
+    } <= ids
     assert ready["checks"]["rules"] == "ok", ready
 
 
