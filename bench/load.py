@@ -40,6 +40,7 @@ from jwt.algorithms import ECAlgorithm
 
 from bench.report import ONE_WORKER_PAIRED, PRECOMPUTED, TWO_WORKERS
 from cds_service.fhir_double import FhirDouble
+from cds_service.services.registry import shared_id
 from deploy.topology import create_database, drop_database, free_port
 from deploy.workloads import draft_orders
 
@@ -159,7 +160,9 @@ def patients() -> list[FhirDouble]:
 
 def bodies(work: Path, discovery: list[dict[str, Any]], fhir_base: str) -> dict[str, Path]:
     """One body file per patient per workload; returns workload → list file."""
-    templates = {(s["id"], s["hook"]): s.get("prefetch", {}) for s in discovery}
+    templates = {
+        (shared_id(s["id"], s["hook"]), s["hook"]): s.get("prefetch", {}) for s in discovery
+    }
     lists: dict[str, list[str]] = {}
     for index, local in enumerate(patients()):
         pid = local.resources("Patient")[0]["id"]

@@ -31,6 +31,7 @@ import httpx
 
 from bench.markers import write_between
 from cds_service.fhir_double import FhirDouble
+from cds_service.services.registry import shared_id
 from deploy.topology import free_port
 from tests.smart.test_browser import DARWIN
 
@@ -77,7 +78,9 @@ def _hook_body(base: str) -> dict[str, Any]:
     patient = local.resources("Patient")[0]["id"]
     services = httpx.get(f"{base}/cds-services").json()["services"]
     templates = next(
-        s for s in services if s["id"] == "preventive-care" and s["hook"] == "patient-view"
+        s
+        for s in services
+        if shared_id(s["id"], s["hook"]) == "preventive-care" and s["hook"] == "patient-view"
     )["prefetch"]
     return {
         "hook": "patient-view",

@@ -39,6 +39,7 @@ from jwt.algorithms import ECAlgorithm
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from cds_service.fhir_double import FhirDouble
+from cds_service.services.registry import shared_id
 from deploy.topology import Topology, drop_database, rss_mb
 from deploy.workloads import draft_orders
 
@@ -55,7 +56,9 @@ CASES = {
 
 def build_bodies(discovery: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     """(service path, body) for every patient and hook, prefetch filled from the templates."""
-    templates = {(s["id"], s["hook"]): s.get("prefetch", {}) for s in discovery}
+    templates = {
+        (shared_id(s["id"], s["hook"]), s["hook"]): s.get("prefetch", {}) for s in discovery
+    }
     out: list[tuple[str, dict[str, Any]]] = []
     for file in sorted(SYNTHEA.glob("*.json")):
         if file.name.startswith("_"):

@@ -3,11 +3,12 @@
 Built once at start-up from service definitions (the built-in services today, YAML rules later)
 and checked then, so a bad definition stops the service from starting instead of failing a call.
 
-The specification lets one service id appear once per hook it serves, and we advertise it that
-way by default. Some clients (the CDS Hooks Sandbox among them) key services by id alone and keep
-only the last hook of each; for them, `per-hook` discovery gives each (service, hook) pair its own
-id `{service}-{hook}`. Both forms are always accepted on calls, so switching does not break an EHR
-registered under the other.
+The specification lets one service id appear once per hook it serves, but some clients (the CDS
+Hooks Sandbox among them) key services by id alone and keep only the last hook of each, and EHR
+registration screens assume one hook per URL. So by default (`CDS_DISCOVERY_IDS=per-hook`) each
+(service, hook) pair is advertised under its own id `{service}-{hook}`; `shared` advertises the
+service's own id once per hook. Both forms are always accepted on calls (a shared id dispatches
+on the request's `hook`), so switching does not break an EHR registered under the other.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from cds_service.services.definition import ServiceDefinition
 from cds_service.wire.contexts import hook_spec
 from cds_service.wire.discovery import ServiceDescriptor
 
-__all__ = ["Endpoint", "ServiceRegistry", "per_hook_id"]
+__all__ = ["Endpoint", "ServiceRegistry", "per_hook_id", "shared_id"]
 
 _SERVICE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 _PREFETCH_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
@@ -39,6 +40,11 @@ class Endpoint:
 def per_hook_id(service_id: str, hook: str) -> str:
     """The id a (service, hook) pair is advertised under in `per-hook` discovery."""
     return f"{service_id}-{hook}"
+
+
+def shared_id(endpoint_id: str, hook: str) -> str:
+    """The service's own id from a discovery entry's id, per-hook or shared."""
+    return endpoint_id.removesuffix(f"-{hook}")
 
 
 class ServiceRegistry:

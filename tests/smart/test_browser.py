@@ -24,6 +24,7 @@ from fastapi import FastAPI
 from cds_service.config import Settings
 from cds_service.fhir_double import FhirDouble
 from cds_service.main import create_app
+from cds_service.services.registry import shared_id
 from deploy.topology import free_port
 from tests.conftest import FIXTURES
 from tests.smart.simulator import Simulator, serve_in_thread
@@ -140,7 +141,9 @@ def test_card_link_to_the_clinician_view(running: tuple[Simulator, str], tmp_pat
     }
     discovery = httpx.get(f"{base}/cds-services").json()["services"]
     templates = next(
-        s for s in discovery if s["id"] == "preventive-care" and s["hook"] == "patient-view"
+        s
+        for s in discovery
+        if shared_id(s["id"], s["hook"]) == "preventive-care" and s["hook"] == "patient-view"
     )["prefetch"]
     body["prefetch"] = {
         k: local.get(t.replace("{{context.patientId}}", patient)) for k, t in templates.items()

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from cds_service.fhir_double import FhirDouble
+from cds_service.services.registry import shared_id
 from deploy.topology import Topology, drop_database
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -137,7 +138,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
             templates = next(
                 s.get("prefetch", {})
                 for s in discovery.json()["services"]
-                if s["id"] == SERVICE and s["hook"] == "patient-view"
+                if shared_id(s["id"], s["hook"]) == SERVICE and s["hook"] == "patient-view"
             )
             local = FhirDouble.from_bundle(in_the_present(json.loads(DARWIN.read_text())))
             pid = local.resources("Patient")[0]["id"]

@@ -99,7 +99,8 @@ def test_the_service_is_discovered_and_answers(tmp_path: Path) -> None:
     )
     with TestClient(create_app(settings, clock=lambda: NOW)) as client:
         services = client.get("/cds-services").json()["services"]
-        assert "stroke-risk-chads2" in {s["id"] for s in services}
+        ids = {s["id"] for s in services}
+        assert "stroke-risk-chads2-patient-view" in ids  # one id per hook (CDS_DISCOVERY_IDS)
         conditions = [
             _condition("49436004", "Atrial fibrillation"),
             _condition("38341003", "Hypertension"),
