@@ -30,6 +30,7 @@ from cds_service.scores.sources import CachedScores
 from cds_service.security.headers import SecurityHeadersMiddleware
 from cds_service.security.jwks import KeyStore
 from cds_service.security.jwt_auth import JwtVerifier
+from cds_service.security.ratelimit import RateLimiter, SharedRateLimiter
 from cds_service.security.replay import ReplayCache
 from cds_service.security.smart_discovery import SmartDiscovery
 from cds_service.security.tenants import TenantRegistry, tenants_for
@@ -102,6 +103,7 @@ def create_app(
         transport=jwks_transport, timeout=httpx.Timeout(2.0), follow_redirects=False
     )
     replay = ReplayCache(settings.redis_url)
+    limiter = SharedRateLimiter(settings.redis_url) if settings.redis_url else RateLimiter()
     configure_tracing(settings.tracing)
     verifier = None
     if tenants is not None and settings.auth == "required":
@@ -128,6 +130,7 @@ def create_app(
         rules=runtime,
         verifier=verifier,
         auth_refusals=refusals,
+        rate_limiter=limiter,
     )
     sessions = SessionStore(settings.redis_url, idle_seconds=settings.smart_session_idle_seconds)
     workbench = WorkbenchRuntime(settings)
@@ -140,6 +143,8 @@ def create_app(
         """Open the resources once, start watching the rules; close everything at the end."""
         async with contextlib.AsyncExitStack() as stack:
             closers = (jwks_client.aclose, sessions.close, replay.close, score_cache.close)
+            if isinstance(limiter, SharedRateLimiter):
+                stack.push_async_callback(limiter.close)
             for close in (*closers, workbench.close):
                 stack.push_async_callback(close)
             resources = await stack.enter_async_context(

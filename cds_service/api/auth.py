@@ -42,7 +42,7 @@ async def authenticate(request: Request, state: StateDep) -> Principal:
             raise Unauthorized() from None
         tenant = principal.tenant
         if tenant is not None and tenant.rate_limit_per_minute:
-            wait = state.rate_limiter.allow(tenant.id, tenant.rate_limit_per_minute)
+            wait = await state.rate_limiter.allow(tenant.id, tenant.rate_limit_per_minute)
             if wait > 0:
                 raise TooManyRequests(wait)
     request.state.principal = principal

@@ -39,8 +39,12 @@ async def readyz(state: StateDep, feedback: FeedbackDep) -> Response:
     if state.score_cache.shared:
         checks["redis"] = "ok" if await state.score_cache.ping() else "unreachable"
     checks["auth"] = "required" if state.verifier is not None else "disabled (local trial only)"
+    # "ok" when counted in Redis across replicas; otherwise which process counts them.
+    checks["rate_limits"] = state.rate_limiter.state
     # Rule file errors are reported, not fatal: the good rules (or the last good set) serve.
-    ready = all(v == "ok" for k, v in checks.items() if k not in ("rules", "auth"))
+    # Rate limits counted per process still limit (and Redis has its own check).
+    informational = ("rules", "auth", "rate_limits")
+    ready = all(v == "ok" for k, v in checks.items() if k not in informational)
     body = {"status": "ready" if ready else "not ready", "checks": checks}
     return Response(
         orjson.dumps(body), status_code=200 if ready else 503, media_type="application/json"

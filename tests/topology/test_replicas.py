@@ -38,6 +38,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SYNTHEA = ROOT.parent / "shared" / "fixtures" / "fhir-r4" / "synthea"
 DARWIN = SYNTHEA / "Darwin_McLaughlin_429f802a-51cc-48c3-85d4-1a72bb718fc2.json"
 ISSUER = "https://ehr.topology.example.org"
+# A second tenant, with a rate limit (the first has none, so the other tests are not limited).
+LIMITED_ISSUER = "https://limited.topology.example.org"
+LIMIT = 4
 REDIS_DB = 14
 SERVICE = "preventive-care"
 NGINX = "/usr/sbin/nginx"
@@ -124,7 +127,13 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         "algorithms": ["ES384"],
     }
     tenants = tmp_path_factory.mktemp("topology") / "tenants.yaml"
-    tenants.write_text(yaml.safe_dump({"tenants": [tenant]}))
+    limited = {
+        **tenant,
+        "id": "hospital-limited",
+        "issuer": LIMITED_ISSUER,
+        "rate_limit_per_minute": LIMIT,
+    }
+    tenants.write_text(yaml.safe_dump({"tenants": [tenant, limited]}))
     database = f"cds_topology_test_{secrets.token_hex(4)}"
     topo = Topology(tenants, replicas=2, database=database, redis_db=REDIS_DB)
     environment = Env(topo, key, topo.redis_url)
@@ -206,6 +215,22 @@ def test_jti_accepted_by_one_replica_is_refused_by_the_other(env: Env) -> None:
     assert replay.status_code == 401, replay.text
     # and a fresh token is still welcome on B
     assert env.call(replica_b).status_code == 200
+
+
+def test_a_tenants_rate_limit_is_one_limit_across_replicas(env: Env) -> None:
+    """Counted in the shared Redis: calls alternating between the replicas are refused once the
+    tenant's limit is reached in total (counted per process, each replica would take all of
+    these: neither gets more than the limit)."""
+    replica_a, replica_b = env.topo.replicas
+    path = f"/cds-services/{SERVICE}"
+    statuses = []
+    for i in range(LIMIT + 3):
+        base = (replica_a, replica_b)[i % 2]
+        answer = env.call(base, headers=env.headers(path, iss=LIMITED_ISSUER))
+        statuses.append(answer.status_code)
+    assert statuses == [200] * LIMIT + [429] * 3, statuses
+    ready = [httpx.get(base + "/readyz").json()["checks"] for base in (replica_a, replica_b)]
+    assert [checks["rate_limits"] for checks in ready] == ["ok", "ok"]
 
 
 def test_feedback_written_through_one_replica_is_known_to_the_other(env: Env) -> None:
