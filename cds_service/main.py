@@ -27,6 +27,7 @@ from cds_service.rules.runtime import RuleRuntime
 from cds_service.scores.cache import ScoreCache
 from cds_service.scores.provider import ScoreProvider
 from cds_service.scores.sources import CachedScores
+from cds_service.security.egress import Resolver
 from cds_service.security.headers import SecurityHeadersMiddleware
 from cds_service.security.jwks import KeyStore
 from cds_service.security.jwt_auth import JwtVerifier
@@ -63,6 +64,7 @@ def create_app(
     *,
     services: Iterable[ServiceDefinition] | None = None,
     fhir_transport: httpx.AsyncBaseTransport | None = None,
+    fhir_resolver: Resolver | None = None,
     jwks_transport: httpx.AsyncBaseTransport | None = None,
     oidc_transport: httpx.AsyncBaseTransport | None = None,
     clock: Clock = system_clock,
@@ -73,9 +75,10 @@ def create_app(
     By default the services come from the rules directory (reloaded on change) plus the
     built-in services; `services` replaces all of them (tests);
     `fhir_transport` replaces the network for calls to EHR FHIR servers (tests use
-    `httpx.MockTransport`), `jwks_transport` the network for tenants' key sets,
-    `oidc_transport` the network for the workbench's OpenID Connect provider; `clock` replaces
-    the wall clock, `auth_clock` the one JWTs are checked against.
+    `httpx.MockTransport`) and `fhir_resolver` the name resolution the SSRF guard checks (with
+    one, the guard runs over the given transport), `jwks_transport` the network for tenants'
+    key sets, `oidc_transport` the network for the workbench's OpenID Connect provider;
+    `clock` replaces the wall clock, `auth_clock` the one JWTs are checked against.
     """
     tenants = tenants_for(settings)
     score_cache = ScoreCache(
@@ -148,7 +151,12 @@ def create_app(
             for close in (*closers, workbench.close):
                 stack.push_async_callback(close)
             resources = await stack.enter_async_context(
-                open_resources(settings, fhir_transport=fhir_transport)
+                open_resources(
+                    settings,
+                    fhir_transport=fhir_transport,
+                    resolver=fhir_resolver,
+                    on_refusal=lambda reason: state.metrics.fetch_refusals.labels(reason).inc(),
+                )
             )
             app.state.resources = resources
             app.state.smart = SmartRuntime(sessions, SmartDiscovery(resources.http))

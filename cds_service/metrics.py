@@ -151,6 +151,12 @@ class Metrics:
             ["service", "rule", "outcome", "reason"],
             registry=r,
         )
+        self.fetch_refusals = Counter(
+            "cds_fetch_refusals",
+            "FHIR fetches refused by the SSRF guard, by reason (no patient data, no host)",
+            ["reason"],
+            registry=r,
+        )
         self.feedback_refused = Counter(
             "cds_feedback_refused",
             "Feedback items refused, by reason",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import httpx
@@ -18,6 +18,7 @@ from cds_service.audit.store import AuditStore
 from cds_service.config import Settings
 from cds_service.feedback.store import FeedbackStore
 from cds_service.prefetch.batch import BatchSupport
+from cds_service.security.egress import GuardedTransport, Resolver
 
 __all__ = ["Resources", "open_resources"]
 
@@ -38,19 +39,37 @@ class Resources:
 
 @contextlib.asynccontextmanager
 async def open_resources(
-    settings: Settings, *, fhir_transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings,
+    *,
+    fhir_transport: httpx.AsyncBaseTransport | None = None,
+    resolver: Resolver | None = None,
+    on_refusal: Callable[[str], None] = lambda reason: None,
 ) -> AsyncIterator[Resources]:
     """Open the resources, yield them, close them (what was opened, also when opening fails).
 
-    `fhir_transport` replaces the network for calls to FHIR servers (tests).
+    The FHIR client connects through `GuardedTransport` (`security/egress.py`: the resolved
+    address checked, the connection pinned to it; `on_refusal` counts refusals). Tests:
+    `fhir_transport` replaces the network, and with `resolver` (a stub name → addresses) the
+    guard runs over it; without one it is left out (the tests of everything else).
     """
     pool = settings.fhir_max_connections
+    limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
+    transport: httpx.AsyncBaseTransport
+    if fhir_transport is None:
+        transport = GuardedTransport(
+            lambda: httpx.AsyncHTTPTransport(limits=limits), on_refusal=on_refusal
+        )
+    elif resolver is not None:
+        given = fhir_transport
+        transport = GuardedTransport(lambda: given, resolver=resolver, on_refusal=on_refusal)
+    else:
+        transport = fhir_transport
     async with contextlib.AsyncExitStack() as stack:
         http = httpx.AsyncClient(
-            transport=fhir_transport,
+            transport=transport,
             timeout=httpx.Timeout(settings.prefetch_deadline_seconds),
             follow_redirects=False,
-            limits=httpx.Limits(max_connections=pool, max_keepalive_connections=pool),
+            limits=limits,
         )
         stack.push_async_callback(http.aclose)
         feedback = await FeedbackStore.open(

@@ -87,6 +87,7 @@ async def _call(
     refused = fetch_refusal(call.fhir_server, caller, production=settings.env == "production")
     if refused is not None:
         log.warning("not fetching prefetch for tenant %s: %s", caller.tenant_id, refused)
+        state.metrics.fetch_refusals.labels(refused).inc()
     source = FhirSource(
         resources.http,
         settings.prefetch_max_pages,

@@ -1,0 +1,149 @@
+"""Where the service's FHIR client may connect: checked on the resolved address, pinned to it.
+
+`security/ssrf.py` decides which base URLs a call may fetch from (the tenant's `fhir_servers`;
+outside development nothing without a tenant). This transport adds what a URL check cannot see:
+
+- the addresses a name resolves to: link-local addresses (169.254.0.0/16, fe80::/10, where the
+  cloud metadata services answer), the metadata services' names and addresses, unspecified,
+  multicast and reserved addresses are never contacted, in any mode and even when listed;
+- DNS rebinding: the connection goes to the address that was checked (the URL's host is replaced
+  by it; `Host` and TLS's SNI and certificate check keep the name), so a second resolution cannot
+  send it elsewhere. Each name keeps its own connection pool, so a connection made for one name
+  is never reused for another on the same address.
+
+Loopback and private addresses are reached only through URLs `ssrf.fetch_refusal` allowed: a
+tenant's listed `fhir_servers` (an EHR on the hospital's network), or any URL in development.
+
+A refusal fails the request at once with `EgressRefused` (an `httpx.TransportError`: the data is
+unobtainable, so 412 when it was required), logged with its reason and counted
+(`cds_fetch_refusals_total{reason}`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Final
+
+import httpx
+
+__all__ = ["EgressRefused", "GuardedTransport", "address_refusal", "system_resolver"]
+
+log = logging.getLogger(__name__)
+
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+# Cloud metadata services, by name and by address (those not link-local already).
+METADATA_NAMES: Final = frozenset(
+    {
+        *("metadata", "metadata.google.internal", "metadata.goog", "instance-data"),
+        *("instance-data.ec2.internal", "metadata.azure.com", "metadata.platformequinix.com"),
+    }
+)
+METADATA_ADDRESSES: Final = frozenset(
+    ipaddress.ip_address(a) for a in ("fd00:ec2::254", "100.100.100.200", "169.254.169.254")
+)
+
+
+class EgressRefused(httpx.TransportError):
+    """The FHIR client refused to connect; the message says why (never a token or patient)."""
+
+
+def address_refusal(address: Address) -> str | None:
+    """Why no request may go to this address, whatever the configuration; None when it may."""
+    if address in METADATA_ADDRESSES:
+        return "cloud metadata address"
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address_refusal(address.ipv4_mapped)
+    if address.is_link_local:
+        return "link-local address"
+    if address.is_unspecified:
+        return "unspecified address"
+    if address.is_multicast:
+        return "multicast address"
+    if address.is_loopback:  # ::1 lies in a reserved block: loopback is decided before it
+        return None
+    if address.is_reserved:
+        return "reserved address"
+    return None
+
+
+async def system_resolver(host: str, port: int) -> list[str]:
+    """The addresses the system resolver gives for `host` (TCP)."""
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    return list(dict.fromkeys(str(info[4][0]) for info in infos))
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """Resolves, checks and pins every request's host (see the module docstring)."""
+
+    def __init__(
+        self,
+        pool: Callable[[], httpx.AsyncBaseTransport],
+        *,
+        resolver: Resolver = system_resolver,
+        on_refusal: Callable[[str], None] = lambda reason: None,
+    ) -> None:
+        self._pool = pool
+        self._pools: dict[str, httpx.AsyncBaseTransport] = {}
+        self._resolver = resolver
+        self._on_refusal = on_refusal
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        port = request.url.port or (443 if request.url.scheme == "https" else 80)
+        address = await self._checked_address(host, port)
+        pinned = request.url.copy_with(host=address)
+        headers = request.headers.copy()
+        headers["Host"] = request.url.netloc.decode("ascii")
+        extensions = dict(request.extensions)
+        if request.url.scheme == "https":
+            extensions.setdefault("sni_hostname", host)
+        pinned_request = httpx.Request(
+            request.method,
+            pinned,
+            headers=headers,
+            stream=request.stream,
+            extensions=extensions,
+        )
+        transport = self._pools.get(host)
+        if transport is None:
+            transport = self._pools[host] = self._pool()
+        return await transport.handle_async_request(pinned_request)
+
+    async def _checked_address(self, host: str, port: int) -> str:
+        name = host.lower().rstrip(".")
+        if name in METADATA_NAMES:
+            self._refuse(host, "cloud metadata name")
+        try:
+            literal: Address | None = ipaddress.ip_address(name.strip("[]"))
+        except ValueError:
+            literal = None
+        if literal is not None:
+            addresses = [literal]
+        else:
+            try:
+                resolved = await self._resolver(name, port)
+            except OSError as exc:
+                raise httpx.ConnectError(f"cannot resolve the FHIR server's name ({exc})") from None
+            addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolved]
+            if not addresses:
+                raise httpx.ConnectError("the FHIR server's name resolves to no address")
+        for address in addresses:  # every answer: a mixed set is refused whole
+            reason = address_refusal(address)
+            if reason is not None:
+                self._refuse(host, reason)
+        return str(addresses[0])
+
+    def _refuse(self, host: str, reason: str) -> None:
+        log.warning("not contacting FHIR server %s: %s", host, reason)
+        self._on_refusal(reason)
+        raise EgressRefused(f"refused to contact {host}: {reason}")
+
+    async def aclose(self) -> None:
+        for transport in self._pools.values():
+            await transport.aclose()
