@@ -73,6 +73,7 @@ def test_health_and_readiness(tmp_path: Path) -> None:
             "database": "ok",
             "rules": "ok",
             "auth": "disabled (local trial only)",
+            "rate_limits": "local to this process",  # no CDS_REDIS_URL
         },
     }
 
