@@ -146,9 +146,7 @@ def create_app(
         """Open the resources once, start watching the rules; close everything at the end."""
         async with contextlib.AsyncExitStack() as stack:
             closers = (jwks_client.aclose, sessions.close, replay.close, score_cache.close)
-            if isinstance(limiter, SharedRateLimiter):
-                stack.push_async_callback(limiter.close)
-            for close in (*closers, workbench.close):
+            for close in (*closers, limiter.close, workbench.close):
                 stack.push_async_callback(close)
             resources = await stack.enter_async_context(
                 open_resources(

@@ -7,8 +7,9 @@ closures that do only the work of the evaluation. Function calls are resolved wh
 and call fhirpathpy's own functions (and ours: `memberOf`, `drug`, the plugins', the fixed
 `toString`), over fhirpathpy's own values (`ResourceNode`, `FP_DateTime`, `FP_Quantity`), with
 the same `$this` and argument rules. So a compiled expression gives what fhirpathpy gives, error
-for error: `tests/rules/test_fhirpath_closures.py` checks it over every expression of the
-shipped rules and every fixture patient, and over random expressions (hypothesis).
+for error: `tests/rules/test_fhirpath_differential.py` checks it over every expression of the
+shipped rules and every fixture patient, `tests/rules/test_fhirpath_closures.py` over random
+expressions (hypothesis), and the HL7 suite case by case (`tests/fhirpath_suite`).
 
 The subset is every construct except those in `NotCompiled`'s messages: the type operators
 `is`/`as`, `$index`/`$total`, and the functions outside `COMPILED_FUNCTIONS` (`repeat`,
@@ -151,8 +152,7 @@ class _Compiler:
 
     def _ExternalConstantTerm(self, node: Node) -> Step:
         identifier = node["children"][0]["children"][0]
-        name = _identifier(identifier)
-        name = name.replace("`", "")
+        name = _identifier(identifier).replace("`", "")
 
         def variable(ctx: Ctx, data: Any) -> list[Any]:
             names = ctx["vars"]

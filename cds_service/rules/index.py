@@ -123,10 +123,11 @@ def _entries(
                 if not isinstance(kind, str):
                     continue
                 url = entry.get("fullUrl")
+                url = url if isinstance(url, str) else None
                 if kind == "Bundle":  # a Bundle in a Bundle: its own entries
-                    _entries(resource, url if isinstance(url, str) else None, out)
+                    _entries(resource, url, out)
                 else:  # the usual entry, without a call per resource
-                    out.append((resource, url if isinstance(url, str) else None))
+                    out.append((resource, url))
         else:
             out.append((data, full_url))
     return out

@@ -58,6 +58,9 @@ class RateLimiter:
         """0 when the call may go ahead, else the seconds until it could."""
         return self.take(key, per_minute)
 
+    async def close(self) -> None:
+        """Nothing to close in this process (the shared limiter closes its Redis client)."""
+
     def take(self, key: str, per_minute: int) -> float:
         now = self._clock()
         tokens, at = self._buckets.get(key, (float(per_minute), now))
