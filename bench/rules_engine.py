@@ -166,7 +166,7 @@ async def all_scores(
         return {}
     patient = str(trace.data.context.get("patientId", ""))
     record = score_record(trace.data)
-    return await source.scores(names, record, patient_id=patient, tenant="bench", complete=True)
+    return await source.scores(names, record, patient_id=patient, tenant="bench")
 
 
 def rule_services(ruleset: RuleSet, service_id: str, scores: ComputedScores) -> ServiceDefinition:

@@ -6,7 +6,6 @@ Names: ``ascvd`` (percent), ``cha2ds2-vasc``, ``has-bled``, ``ada-diabetes-risk`
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -14,6 +13,7 @@ from typing import Any
 from cds_service.plugins import SCORES as PLUGIN_SCORES
 from cds_service.plugins import Plugin, PluginError, plugins
 from cds_service.scores.base import FhirInputs, RiskScore, ScoreResult
+from cds_service.scores.fhir_inputs import FhirData, Unknown
 
 __all__ = [
     "SCORES",
@@ -99,17 +99,42 @@ def iso_seconds(moment: datetime) -> str:
     return moment.isoformat(timespec="seconds")
 
 
+def unknown_of(inputs: dict[str, Any]) -> dict[str, str]:
+    """The inputs that are unknown (their data failed to load), with what failed."""
+    found = dict(inputs.unknown) if isinstance(inputs, FhirInputs) else {}
+    # A plugin's adapter may hand an Unknown on as a plain value.
+    found.update({k: v.reason for k, v in inputs.items() if isinstance(v, Unknown)})
+    return found
+
+
 def compute_result(score: RiskScore, inputs: dict[str, Any], computed_at: datetime) -> ScoreResult:
-    """The score computed from `inputs`, stamped with their sources and `computed_at` (the
-    caller's clock: no score reads the wall clock)."""
-    return replace(
-        score.compute(inputs), sources=sources_of(inputs), computed_at=iso_seconds(computed_at)
+    """The score computed from `inputs`, stamped with their sources, provenance and
+    `computed_at` (the caller's clock: no score reads the wall clock).
+
+    An input that is unknown (its data failed to load) makes the score not computable, with what
+    failed: "not computable: Conditions could not be loaded (ReadTimeout)", even one only
+    checked for plausibility (an HbA1c): a score is never computed as if what failed to load
+    were absent, nor given where the whole record would have made it not computable."""
+    unknown = unknown_of(inputs)
+    known = {k: v for k, v in inputs.items() if not isinstance(v, Unknown)}
+    result = replace(
+        score.compute(known),
+        sources=sources_of(inputs),
+        computed_at=iso_seconds(computed_at),
+        provenance=dict(inputs.provenance) if isinstance(inputs, FhirInputs) else {},
+        unknown=unknown,
     )
+    if unknown:
+        why = "; ".join(dict.fromkeys(unknown.values()))
+        reason = f"not computable: {why}"  # which inputs: `unknown`
+        shown = {k: v for k, v in result.inputs.items() if k not in unknown}  # no defaults
+        return replace(result, value=None, reason=reason, inputs=shown)
+    return result
 
 
 def score_from_fhir(
     name: str,
-    resources: Sequence[dict[str, Any]],
+    resources: FhirData,
     at: datetime,
     *,
     computed_at: datetime | None = None,

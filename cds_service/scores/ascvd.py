@@ -38,7 +38,7 @@ from typing import Any
 
 from cds_service.scores.base import BaseScore, FhirInputs
 from cds_service.scores.common import HBA1C_SPEC, age_spec, check_hba1c, sbp_spec, sex_spec, yes_no
-from cds_service.scores.fhir_inputs import FhirData, PatientRecord
+from cds_service.scores.fhir_inputs import FhirData, PatientRecord, Unknown
 from cds_service.scores.inputs import InputSpec
 
 __all__ = ["COEFFICIENTS", "Ascvd"]
@@ -178,7 +178,13 @@ class Ascvd(BaseScore):
         out.put("smoker", record.smoker(lookback_days))
         hypertension = record.condition("hypertension", history=True)
         medication = record.medication("antihypertensives")
-        out.put("bp_treated", medication if hypertension[0] else (False, None))
+        if hypertension[0] is True:
+            out.put("bp_treated", medication)
+        else:  # unknown when the conditions are
+            out.put(
+                "bp_treated",
+                hypertension if isinstance(hypertension[0], Unknown) else (False, None),
+            )
         out.put("diabetes", record.condition("diabetes"))
         out.put("hba1c", record.latest_quantity("hba1c", lookback_days))
         out.put("clinical_ascvd", record.condition("ascvd", history=True))

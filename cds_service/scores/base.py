@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from cds_service.scores.fhir_inputs import Unknown
 from cds_service.scores.inputs import InputSpec, validate
 
 if TYPE_CHECKING:
@@ -32,10 +33,14 @@ class ScoreResult:
     unit: str | None = None
     sources: dict[str, str] = field(default_factory=dict)
     computed_at: str | None = None
+    # Where each input stands (`present`, `absent`, `unknown`; inputs from FHIR only) and, for
+    # each unknown input, what failed to load. A result with unknown inputs is not computable.
+    provenance: dict[str, str] = field(default_factory=dict)
+    unknown: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-serialisable dict."""
-        return {
+        out = {
             "score": self.score,
             "value": self.value,
             "unit": self.unit,
@@ -44,25 +49,42 @@ class ScoreResult:
             "sources": dict(self.sources),
             "computed_at": self.computed_at,
         }
+        if self.provenance:
+            out["provenance"] = dict(self.provenance)
+        if self.unknown:
+            out["unknown"] = dict(self.unknown)
+        return out
 
 
 class FhirInputs(dict[str, Any]):
-    """Inputs taken from FHIR, with `sources`: input key -> ``Type/id date``."""
+    """Inputs taken from FHIR, with `sources` (input key -> ``Type/id date``), `unknown` (input
+    key -> what failed to load) and each input's `provenance` (present, absent or unknown)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.sources: dict[str, str] = {}
+        self.unknown: dict[str, str] = {}
+        self.provenance: dict[str, str] = {}
 
     def put(self, key: str, found: tuple[Any, str | None] | None) -> None:
-        """Set `key` from a (value, source) pair; None leaves the input absent."""
+        """Set `key` from a (value, source) pair; None leaves the input absent; an `Unknown`
+        value makes it unknown (not set)."""
+        self.pop(key, None)
+        self.sources.pop(key, None)
+        self.unknown.pop(key, None)
         if found is None:
+            self.provenance[key] = "absent"
             return
         value, source = found
+        if isinstance(value, Unknown):
+            self.unknown[key] = value.reason
+            self.provenance[key] = "unknown"
+            return
         self[key] = value
+        # False without a source: searched and not found (a condition not recorded).
+        self.provenance[key] = "absent" if value is False and not source else "present"
         if source:
             self.sources[key] = source
-        else:
-            self.sources.pop(key, None)
 
 
 class RiskScore(Protocol):

@@ -23,11 +23,20 @@ Every code list is a value set, named by id (`cds_service.terminology`: the file
 
 Every helper returns ``(value, source)`` where source is ``"Type/id date"``, or None when the
 record has nothing usable.
+
+Provenance: an input is *present* (found in the record), *absent* (the data was read and holds
+nothing: a condition not recorded is False) or *unknown*. A record built from data that failed to
+load carries `gaps`: resource type → what failed ("Conditions could not be loaded (ReadTimeout)").
+For a type with a gap, what is found still counts (a recorded condition is recorded), but what
+is not found is `Unknown`, never absent; Observation inputs (the latest in a window) are unknown
+whatever was found, as a later value may be the one that failed to load. Medications are read
+from MedicationRequests (MedicationStatements add to them when the EHR has them): only a gap in
+MedicationRequest makes a medication unknown.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Union
 
@@ -45,7 +54,7 @@ from cds_service.terminology import (
     words,
 )
 
-__all__ = ["RECORD_TYPES", "FhirData", "Found", "PatientRecord"]
+__all__ = ["RECORD_TYPES", "FhirData", "Found", "PatientRecord", "Unknown", "type_words"]
 
 Found = tuple[Any, str | None]
 # What a score reads its inputs from: the call's resources, or a record already built from them.
@@ -58,6 +67,46 @@ _VOID_MED_STATUS = frozenset({"entered-in-error", "not-taken", "cancelled", "dra
 US_CORE_RACE = "http://hl7.org/fhir/us/core/StructureDefinition/us-core-race"
 OMB_WHITE = "2106-3"
 OMB_BLACK = "2054-5"  # Black or African American
+
+
+class Unknown:
+    """The value of an input the record cannot tell, and why (what failed to load).
+
+    False in a boolean test, so ``found[0]`` never reads as a positive finding; `FhirInputs.put`
+    records it as unknown, and a score with an unknown input is not computable."""
+
+    __slots__ = ("reason",)
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def __bool__(self) -> bool:
+        return False
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Unknown) and other.reason == self.reason
+
+    def __hash__(self) -> int:
+        return hash(("unknown", self.reason))
+
+    def __repr__(self) -> str:
+        return f"Unknown({self.reason!r})"
+
+
+#: How a resource type is named in a reason ("Conditions could not be loaded").
+_TYPE_WORDS = {
+    "Patient": "The patient",
+    "Observation": "Observations",
+    "Condition": "Conditions",
+    "MedicationRequest": "Medication requests",
+    "MedicationStatement": "Medication statements",
+    "Medication": "Medications",
+}
+
+
+def type_words(resource_type: str) -> str:
+    """A resource type as a reason names it: "Conditions", "The patient"."""
+    return _TYPE_WORDS.get(resource_type, f"{resource_type} resources")
 
 
 def _aware(at: datetime) -> datetime:
@@ -87,8 +136,15 @@ class PatientRecord:
     type once, and usable Observations indexed by code once, for all of them.
     """
 
-    def __init__(self, resources: Sequence[dict[str, Any]], at: datetime) -> None:
+    def __init__(
+        self,
+        resources: Sequence[dict[str, Any]],
+        at: datetime,
+        gaps: Mapping[str, str] | None = None,
+    ) -> None:
         self.at = _aware(at)
+        #: Resource type → why its data is incomplete (it failed to load, in whole or in part).
+        self.gaps: dict[str, str] = dict(gaps or {})
         self._by_type: dict[str, list[dict[str, Any]]] = {}
         for resource in resources:
             if isinstance(resource, dict):
@@ -108,8 +164,13 @@ class PatientRecord:
         if isinstance(data, PatientRecord):
             if data.at == _aware(at):
                 return data
-            data = [r for rs in data._by_type.values() for r in rs]
+            return cls([r for rs in data._by_type.values() for r in rs], at, data.gaps)
         return cls(data, at)
+
+    def unknown(self, resource_type: str) -> Found | None:
+        """``(Unknown(why), None)`` when the type's data has a gap, else None."""
+        why = self.gaps.get(resource_type)
+        return None if why is None else (Unknown(why), None)
 
     def of_type(self, *types: str) -> list[dict[str, Any]]:
         unknown = set(types) - RECORD_TYPES
@@ -132,20 +193,26 @@ class PatientRecord:
         patient = self._patient()
         birth = (patient or {}).get("birthDate")
         years = age_in_years(birth, self.at)
-        if patient is None or years is None:
+        if patient is None:
+            return self.unknown("Patient")
+        if years is None:
             return None
         return years, self.source(patient, birth)
 
     def sex(self) -> Found | None:
         patient = self._patient()
         gender = (patient or {}).get("gender")
-        if patient is None or gender not in ("male", "female"):
+        if patient is None:
+            return self.unknown("Patient")
+        if gender not in ("male", "female"):
             return None
         return gender, self.source(patient, "gender")
 
     def race(self) -> Found | None:
         """white / african-american / other from the US Core race OMB categories."""
         patient = self._patient()
+        if patient is None:
+            return self.unknown("Patient")
         for ext in (patient or {}).get("extension") or []:
             if not isinstance(ext, dict) or ext.get("url") != US_CORE_RACE:
                 continue
@@ -211,6 +278,8 @@ class PatientRecord:
         return None
 
     def latest_quantity(self, value_set_id: str, days: int) -> Found | None:
+        if (unknown := self.unknown("Observation")) is not None:
+            return unknown
         for obs in self._observations(value_set_id, days):
             value = quantity(obs.get("valueQuantity"))
             if value is not None:
@@ -218,6 +287,8 @@ class PatientRecord:
         return None
 
     def latest_systolic(self, days: int) -> Found | None:
+        if (unknown := self.unknown("Observation")) is not None:
+            return unknown
         systolic = value_set("systolic-blood-pressure")
         for obs in self._observations("blood-pressure", days):
             if coded(obs.get("code"), systolic):
@@ -237,6 +308,8 @@ class PatientRecord:
 
     def smoker(self, days: int) -> Found | None:
         """Current smoker (True) or not (False) from the latest known smoking status answer."""
+        if (unknown := self.unknown("Observation")) is not None:
+            return unknown
         current, not_current = value_set("current-smoker"), value_set("non-smoker")
         for obs in self._observations("smoking-status", days):
             answer = obs.get("valueCodeableConcept")
@@ -249,7 +322,8 @@ class PatientRecord:
     # --- Conditions and medications --------------------------------------------------------
     def condition(self, value_set_id: str, *, history: bool = False) -> Found:
         """(True, source) when a condition in the value set is active at `at` (or ever, with
-        history)."""
+        history); (False, None) when none is, or `Unknown` when none is found and the
+        conditions failed to load."""
         wanted = value_set(value_set_id)
         contains = wanted.contains
         for cond, codings in self._conditions():
@@ -265,7 +339,7 @@ class PatientRecord:
             if not history and not self._active(cond):
                 continue
             return True, self.source(cond, onset_text)
-        return False, None
+        return self.unknown("Condition") or (False, None)
 
     def _conditions(self) -> list[tuple[dict[str, Any], list[tuple[str | None, str | None]]]]:
         """Each Condition with its codings, read once for every question the scores ask."""
@@ -286,14 +360,15 @@ class PatientRecord:
         return status is None or status in _ACTIVE_CLINICAL
 
     def medication(self, value_set_id: str) -> Found:
-        """(True, source) when a medication in the value set is active at `at`."""
+        """(True, source) when a medication in the value set is active at `at`; `Unknown` when
+        none is found and the medication requests failed to load."""
         drugs = value_set(value_set_id)
         for med in self.of_type("MedicationRequest", "MedicationStatement"):
             started = self._med_window(med)
             if started is False or not self._drug_matches(med, drugs):
                 continue
             return True, self.source(med, started if isinstance(started, str) else None)
-        return False, None
+        return self.unknown("MedicationRequest") or (False, None)
 
     def _med_window(self, med: dict[str, Any]) -> str | bool:
         """The start text (or True) when `med` is active at `at`; False otherwise."""

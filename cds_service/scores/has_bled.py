@@ -30,7 +30,7 @@ from typing import Any
 
 from cds_service.scores.base import BaseScore, FhirInputs
 from cds_service.scores.common import AF_SPEC, age_spec, check_af, sbp_spec, yes_no
-from cds_service.scores.fhir_inputs import FhirData, PatientRecord
+from cds_service.scores.fhir_inputs import FhirData, PatientRecord, Unknown
 from cds_service.scores.inputs import InputSpec
 
 __all__ = ["HasBled"]
@@ -115,12 +115,15 @@ class HasBled(BaseScore):
         out.put(
             "bleeding", bleeding if bleeding[0] else record.condition("bleeding-predisposition")
         )
-        if not record.medication("vitamin-k-antagonists")[0]:
+        vka = record.medication("vitamin-k-antagonists")
+        if isinstance(vka[0], Unknown):  # whether the item applies is unknown
+            out.put("labile_inr", vka)
+        elif not vka[0]:
             out.put("labile_inr", (False, None))
         out.put("age", record.age())
         out.put("drugs", record.medication("antiplatelets-nsaids"))
         alcohol = record.condition("alcohol-excess")
-        if alcohol[0]:
+        if alcohol[0] or isinstance(alcohol[0], Unknown):
             out.put("alcohol", alcohol)
         out.put("atrial_fibrillation", record.condition("atrial-fibrillation", history=True))
         return out

@@ -3,8 +3,9 @@
 Cache keys are `tenant + patient + score + fingerprint of the inputs`, so a changed lab result
 makes a new key and never serves an old score. The latest result for each (tenant, patient, score)
 is kept as well: when a call lacks the data to compute a score (the FHIR server was too slow, or
-the EHR sent none), the latest cached result (precomputed from a Bulk Data export, or from an
-earlier call) is used, and says so (`source`, `computed_at`).
+the EHR sent none: an input is unknown), the latest cached result (precomputed from a Bulk Data
+export, or from an earlier call) is used, and says so (`source`, `computed_at`); without one the
+score is "not computable" with what failed. A result with unknown inputs is never cached.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from cds_service.scores import SCORES, compute_result
+from cds_service.scores import SCORES, compute_result, unknown_of
 from cds_service.scores.cache import ScoreCache
 from cds_service.scores.fhir_inputs import FhirData
 from cds_service.terminology import value_set
@@ -82,8 +83,8 @@ def latest_key(tenant: str, patient: str, score: str) -> str:
 
 
 def _inputs(name: str, resources: FhirData, at: datetime) -> tuple[dict[str, Any], str]:
-    inputs = dict(SCORES[name].inputs_from_fhir(resources, at))
-    return inputs, fingerprint(name, inputs)
+    inputs = SCORES[name].inputs_from_fhir(resources, at)
+    return inputs, fingerprint(name, dict(inputs))
 
 
 def score_entry(
@@ -94,12 +95,14 @@ def score_entry(
     *,
     tenant: str,
     patient_id: str,
-) -> tuple[str, dict[str, Any]]:
+) -> tuple[str | None, dict[str, Any]]:
     """A score computed from a record as a hook computes it, and the key it is cached under
-    (precompute writes these in bulk)."""
+    (precompute writes these in bulk); no key when an input is unknown (its data failed to
+    load): such a result is never cached."""
     inputs, digest = _inputs(name, resources, at)
-    result = compute_result(SCORES[name], inputs, computed_at).to_json()
-    return cache_key(tenant, patient_id, name, digest), result
+    result = compute_result(SCORES[name], inputs, computed_at)
+    key = None if result.unknown else cache_key(tenant, patient_id, name, digest)
+    return key, result.to_json()
 
 
 class ScoreProvider:
@@ -117,14 +120,18 @@ class ScoreProvider:
         *,
         patient_id: str,
         tenant: str = "default",
-        data_complete: bool = True,
     ) -> dict[str, Any]:
         """The score as JSON: `value`, `unit`, `inputs`, `reason`, `computed_at`, `source`.
 
-        `data_complete=False` says the call could not obtain the data scores read; then the
-        patient's latest cached result is preferred to a "not computable" from partial data.
+        When an input the score needs is unknown (the call could not obtain its data: see
+        `PatientRecord.gaps`), the patient's latest cached result is used and says so; without
+        one the result is "not computable" with what failed. Such a result is never cached, and
+        a cached result is never looked up by inputs some of which are unknown.
         """
-        if not data_complete:
+        calculator = SCORES[name]
+        inputs, digest = _inputs(name, resources, at)
+        unknown = unknown_of(inputs)
+        if unknown:
             latest = await self.cache.get(latest_key(tenant, patient_id, name))
             if latest is not None:
                 return {
@@ -133,14 +140,16 @@ class ScoreProvider:
                     "note": f"computed from the record on {latest.get('computed_at')}; "
                     "this call could not obtain the data",
                 }
-        inputs, digest = _inputs(name, resources, at)
+            return {
+                **compute_result(calculator, inputs, self.clock()).to_json(),
+                "source": "computed",
+            }
         key = cache_key(tenant, patient_id, name, digest)
         cached = await self.cache.get(key)
         if cached is not None:
             return {**cached, "source": "cache"}
-        out = compute_result(SCORES[name], inputs, self.clock()).to_json()
-        if data_complete:  # partial data must not become the patient's latest result
-            await self.store(out, tenant=tenant, patient_id=patient_id, key=key)
+        out = compute_result(calculator, inputs, self.clock()).to_json()
+        await self.store(out, tenant=tenant, patient_id=patient_id, key=key)
         return {**out, "source": "computed"}
 
     async def has_latest(

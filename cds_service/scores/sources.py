@@ -6,7 +6,7 @@ resources included (e.g. the new Condition of problem-list-item-create), as of t
 
 - `CachedScores`: serving. Read through the score cache (Redis or in-process), keyed by the
   tenant, the patient and a fingerprint of the inputs; the patient's latest cached result is
-  preferred when the call could not obtain the data the scores read.
+  used when an input is unknown (the call could not obtain its data: `PatientRecord.gaps`).
 - `ComputedScores`: rule tests, `rules explain`, benchmarks and population jobs. Computed from
   the record, nothing cached; a rule test may inject a score's result instead.
 """
@@ -33,10 +33,8 @@ class ScoreSource(Protocol):
         *,
         patient_id: str,
         tenant: str,
-        complete: bool,
     ) -> dict[str, dict[str, Any]]:
-        """The named scores for the patient's record; `complete` is False when the call could
-        not obtain all of the data the scores read."""
+        """The named scores for the patient's record (whose `gaps` say what failed to load)."""
         ...
 
     async def cached(self, names: Sequence[str], *, patient_id: str, tenant: str) -> bool:
@@ -58,7 +56,6 @@ class CachedScores:
         *,
         patient_id: str,
         tenant: str,
-        complete: bool,
     ) -> dict[str, dict[str, Any]]:
         return {
             name: await self.provider.score(
@@ -67,7 +64,6 @@ class CachedScores:
                 record.at,
                 patient_id=patient_id,
                 tenant=tenant,
-                data_complete=complete,
             )
             for name in names
         }
@@ -90,7 +86,6 @@ class ComputedScores:
         *,
         patient_id: str,
         tenant: str,
-        complete: bool,
     ) -> dict[str, dict[str, Any]]:
         out: dict[str, dict[str, Any]] = {}
         for name in names:

@@ -12,6 +12,7 @@ import redis
 
 from cds_service.clock import frozen_clock
 from cds_service.scores.cache import ScoreCache
+from cds_service.scores.fhir_inputs import PatientRecord
 from cds_service.scores.provider import ScoreProvider, cache_key
 from tests.conftest import load_fixture
 
@@ -103,13 +104,47 @@ def test_provider_caches_by_inputs_and_serves_the_latest(redis_db: redis.Redis) 
             assert recomputed["source"] == "computed" and recomputed["value"] != first["value"]
             # Without the data, the latest result serves, and says so.
             patient_only = [r for r in resources if r["resourceType"] == "Patient"]
-            latest = await provider.score(
-                "ascvd", patient_only, AT, patient_id=patient, data_complete=False
-            )
+            failed = {"Observation": "Observations could not be loaded (ReadTimeout)"}
+            record = PatientRecord(patient_only, AT, failed)
+            latest = await provider.score("ascvd", record, AT, patient_id=patient)
             assert latest["source"] == "precomputed" and latest["value"] == recomputed["value"]
             assert "could not obtain" in latest["note"]
+            # The same record with the data loaded and absent: computed (not computable), never
+            # the latest result.
+            absent = await provider.score("ascvd", patient_only, AT, patient_id=patient)
+            assert absent["source"] == "computed" and absent["value"] is None
+            assert "missing input" in absent["reason"]
         finally:
             await cache.close()
 
     asyncio.run(run())
     assert redis_db.get(cache_key("default", patient, "ascvd", "latest")) is not None
+
+
+def test_a_result_with_unknown_inputs_is_never_cached_nor_served_from_the_cache() -> None:
+    """The inputs' key of a record whose conditions failed would be that of a record without
+    conditions: the cached "none recorded" result must not be served for it, and its own
+    not-computable result is stored neither under that key nor as the patient's latest."""
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1950-01-01"}
+    why = "Conditions could not be loaded (scoreConditions: deadline exceeded)"
+
+    async def run() -> None:
+        cache = ScoreCache()
+        provider = ScoreProvider(cache, clock=frozen_clock(AT))
+        known = await provider.score("cha2ds2-vasc", [patient], AT, patient_id="p1")
+        assert known["source"] == "computed" and "none recorded" in known["reason"]
+        stored = dict(cache._local)
+        failed = await provider.score(
+            "cha2ds2-vasc", PatientRecord([patient], AT, {"Condition": why}), AT, patient_id="p1"
+        )
+        # The latest result (computed with the conditions loaded) serves, and says so.
+        assert failed["source"] == "precomputed" and "could not obtain" in failed["note"]
+        other = await provider.score(
+            "cha2ds2-vasc", PatientRecord([patient], AT, {"Condition": why}), AT, patient_id="p2"
+        )
+        assert other["source"] == "computed" and other["value"] is None
+        assert other["reason"] == f"not computable: {why}" and other["unknown"]
+        assert dict(cache._local) == stored  # nothing written for either
+        await cache.close()
+
+    asyncio.run(run())

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from cds_service.scores import SCORES, score_from_fhir
-from cds_service.scores.fhir_inputs import PatientRecord
+from cds_service.scores import SCORES, compute_result, score_from_fhir
+from cds_service.scores.fhir_inputs import PatientRecord, Unknown
 
 HYPERTENSION, ANTIHYPERTENSIVES = "hypertension", "antihypertensives"  # value set ids
 AT = datetime(2024, 6, 1, 12, 0, tzinfo=UTC)
@@ -297,3 +297,68 @@ def test_a_score_may_read_only_the_listed_record_types() -> None:
     with pytest.raises(ValueError, match=r"\['Procedure'\] not in RECORD_TYPES"):
         record.of_type("Procedure")
     assert record.of_type("Condition") == []
+
+
+def test_provenance_present_absent_and_unknown() -> None:
+    """What failed to load is unknown, never absent; what is found stays found."""
+    why = "Conditions could not be loaded (ReadTimeout)"
+    af = condition("af", "49436004", "2020-01-01")
+    known = PatientRecord([PATIENT, af], AT)
+    assert known.condition("atrial-fibrillation", history=True) == (True, "Condition/af 2020-01-01")
+    assert known.condition("heart-failure") == (False, None)  # searched: not recorded
+    gap = PatientRecord([PATIENT, af], AT, {"Condition": why})
+    assert gap.condition("atrial-fibrillation", history=True)[0] is True  # found: present
+    unknown, source = gap.condition("heart-failure")
+    assert isinstance(unknown, Unknown) and unknown.reason == why and source is None
+    assert not unknown  # never reads as a finding
+    # Observations: the latest in a window cannot be known when they failed, found or not.
+    tc = obs("tc", "2093-3", "2024-05-01", qty(5.2, "mmol/L"))
+    labs = PatientRecord([PATIENT, tc], AT, {"Observation": "Observations could not be loaded"})
+    assert isinstance(labs.latest_quantity("total-cholesterol", 365)[0], Unknown)  # type: ignore[index]
+    assert isinstance(labs.latest_systolic(365)[0], Unknown)  # type: ignore[index]
+    assert isinstance(labs.smoker(365)[0], Unknown)  # type: ignore[index]
+    # Patient: unknown only when it is missing and failed.
+    assert PatientRecord([], AT).age() is None
+    assert isinstance(PatientRecord([], AT, {"Patient": "x"}).age()[0], Unknown)  # type: ignore[index]
+    assert PatientRecord([PATIENT], AT, {"Patient": "x"}).age() == (59, "Patient/p1 1964-06-02")
+    # Medications are read from MedicationRequests: statements failing leaves them known.
+    meds = PatientRecord([PATIENT], AT, {"MedicationStatement": "x"})
+    assert meds.medication("vitamin-k-antagonists") == (False, None)
+    meds = PatientRecord([PATIENT], AT, {"MedicationRequest": "x"})
+    assert isinstance(meds.medication("vitamin-k-antagonists")[0], Unknown)
+
+
+def test_a_score_with_an_unknown_input_is_not_computable_and_says_why() -> None:
+    why = "Conditions could not be loaded (scoreConditions: fetch failed: ReadTimeout)"
+    resources = [PATIENT, condition("af", "49436004", "2020-01-01")]
+    result = score_from_fhir("cha2ds2-vasc", PatientRecord(resources, AT, {"Condition": why}), AT)
+    assert result.value is None and result.reason == f"not computable: {why}"
+    assert result.provenance["atrial_fibrillation"] == "present"
+    assert result.provenance["age"] == "present" and result.provenance["chf"] == "unknown"
+    assert set(result.unknown) == {"chf", "hypertension", "diabetes", "stroke", "vascular"}
+    assert "chf" not in result.inputs  # neither shown as "no" nor defaulted
+    as_json = result.to_json()
+    assert as_json["unknown"]["chf"] == why and as_json["provenance"]["hba1c"] == "absent"
+    # The same record loaded in full: computed, every input present or absent.
+    whole = score_from_fhir("cha2ds2-vasc", PatientRecord(resources, AT), AT)
+    assert whole.value == 0.0 and not whole.unknown
+    assert set(whole.provenance.values()) <= {"present", "absent"}
+    # A score that reads none of what failed is computed as usual.
+    egfr = score_from_fhir("egfr", PatientRecord(resources, AT, {"Condition": why}), AT)
+    assert not egfr.unknown and "missing input(s): creatinine" in str(egfr.reason)
+
+
+def test_a_plugin_adapter_handing_on_an_unknown_value_is_not_computable() -> None:
+    class Plain:
+        """A plugin score whose adapter returns a plain dict with the record's value in it."""
+
+        name, unit = "plain", None
+        specs = SCORES["cha2ds2-vasc"].specs
+
+        def compute(self, inputs: Any) -> Any:
+            return SCORES["cha2ds2-vasc"].compute(inputs)
+
+    inputs = {"age": 70, "sex": "male", "chf": Unknown("Conditions could not be loaded (HTTP 500)")}
+    result = compute_result(Plain(), inputs, AT)  # type: ignore[arg-type]
+    assert result.value is None
+    assert result.reason == "not computable: Conditions could not be loaded (HTTP 500)"
