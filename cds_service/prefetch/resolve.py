@@ -74,12 +74,18 @@ async def resolve_prefetch(
     # and the scores' `scorePatient`).
     wanted: dict[tuple[str, bool], tuple[str, PrefetchSpec]] = {}
     waiting: dict[str, tuple[str, bool]] = {}
+    rendered = {key: render_template(spec.template, request.context) for key, spec in specs.items()}
+    # A key the client did not send is answered by one it sent for the same query (a rule's
+    # `conditions` and the scores' `scoreConditions`, say), never fetched again.
+    twins = {
+        (url, specs[key].all_pages): key for key, url in rendered.items() if key in sent and url
+    }
     for key, spec in specs.items():
-        url = render_template(spec.template, request.context)
+        url = rendered[key]
         if url is None:
             outcomes[key] = PrefetchOutcome(key, None, "not-applicable")
-        elif key in sent:
-            value = sent[key]
+        elif (given := key if key in sent else twins.get((url, spec.all_pages))) is not None:
+            value = sent[given]
             if value is None:
                 outcomes[key] = PrefetchOutcome(key, None, "null")
             elif is_operation_outcome(value):

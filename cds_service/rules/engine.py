@@ -7,7 +7,11 @@ Semantics, for rule authors:
 - the FHIRPath root is the hook's `context`; prefetch keys are `%key`, earlier bindings `%name`,
   the frozen clock `%now`, risk scores `%scores.<name>`;
 - a condition leaf is true only when its expression yields exactly `[true]`; empty is false;
-- a rule whose prefetch data could not be obtained is skipped, never evaluated on missing data;
+- a rule whose prefetch data could not be obtained (or only in part) is skipped, never evaluated
+  on missing data; so is a rule whose selection of a resource type (without `from:`) reads a key
+  of that type that failed to load, and a rule that reads a score some input of which is unknown
+  (its data failed to load): what failed is unknown, never empty, so no condition is decided
+  false on it (`optionalPrefetch` keys are the author's exception: evaluated as empty);
 - a rule that raises, or runs past its time budget, is skipped and counted; other rules go on;
 - a rule emits at most one card.
 """
@@ -31,10 +35,12 @@ from cds_service.rules.compiled import (
     CompiledCondition,
     CompiledRule,
     CompiledSelect,
+    score_variable,
 )
 from cds_service.rules.index import DataIndex
 from cds_service.rules.model import CardTemplate
 from cds_service.rules.templates import render_text, render_value, unwrap
+from cds_service.scores.provider import SCORE_PREFETCH
 from cds_service.validation import field_errors
 from cds_service.wire.response import Card
 
@@ -65,6 +71,12 @@ class RequestData:
     # reading `%scores` stops with ScoresNeeded, and is evaluated again once they are provided.
     scores_pending: bool = False
     base_url: str = "http://127.0.0.1:8080"  # resolves links written as /path in rules
+    # Keys that failed to load (unavailable or obtained in part), with why (`prefetch.gaps`);
+    # the resource type of each key (from its template); keys optional for every rule of the
+    # service that declares them (their failure is the authors' accepted exception).
+    failed: Mapping[str, str] = field(default_factory=dict)
+    key_types: Mapping[str, str] = field(default_factory=dict)
+    optional: frozenset[str] = frozenset()
     index: DataIndex = field(init=False)
     _base: dict[str, Any] | None = field(init=False, default=None)
 
@@ -101,6 +113,25 @@ class RequestData:
                 return age
         return None
 
+    def failed_of(self, resource_types: tuple[str, ...], optional: list[str]) -> list[str]:
+        """The keys of these resource types that failed to load, except optional ones."""
+        return [
+            key
+            for key in self.failed
+            if self.key_types.get(key) in resource_types
+            and key not in self.optional
+            and key not in optional
+        ]
+
+    def unknown_scores(self, names: list[str]) -> dict[str, str]:
+        """The scores (by name) some input of which is unknown, with what failed."""
+        out: dict[str, str] = {}
+        for name in names:
+            result = self.scores.get(score_variable(name))
+            if isinstance(result, Mapping) and result.get("unknown"):
+                out[name] = str(result.get("reason") or "not computable")
+        return out
+
     def prefetch_sources(self) -> list[str]:
         """The prefetch keys that hold data, in order."""
         return [k for k, v in self.prefetch.items() if v is not None]
@@ -130,6 +161,15 @@ class RuleOutcome:
 
 class _OverBudget(Exception):
     pass
+
+
+class _DataUnknown(Exception):
+    """A rule reached data that failed to load: it is skipped, never decided on it."""
+
+    def __init__(self, keys: list[str], reason: str) -> None:
+        super().__init__(reason)
+        self.keys = keys
+        self.reason = reason
 
 
 class ScoresNeeded(Exception):
@@ -242,10 +282,11 @@ class _Run:
                 continue
             if time.perf_counter() > self.deadline:
                 raise _OverBudget
-            if self.data.scores_pending and "scores" in binding.reads:
-                raise ScoresNeeded(self.outcome)
+            if "scores" in binding.reads:
+                self.scores_known(_score_members(binding))
             self.current = (f"let.{binding.name}", binding.where, _expression_of(binding))
             if binding.select is not None:
+                self.selection_known(binding.select)
                 value = _select(binding.select, self.data, self.variables)
             else:
                 assert binding.path is not None
@@ -253,14 +294,36 @@ class _Run:
             self.variables[binding.name] = value
             self.outcome.bindings[binding.name] = value
 
+    def scores_known(self, members: frozenset[tuple[str, str]]) -> None:
+        """Stop for the scores while they are pending; skip the rule when a score the
+        expression reads (`%scores.<member>`) has an unknown input (its data failed to load)."""
+        if self.data.scores_pending:
+            raise ScoresNeeded(self.outcome)
+        read = {member for variable, member in members if variable == "scores"}
+        names = [n for n in self.rule.rule.scores if score_variable(n) in read]
+        unknown = self.data.unknown_scores(names)
+        if unknown:
+            keys = sorted(k for k in self.data.failed if k in SCORE_PREFETCH)
+            reason = "; ".join(f"{name} {why}" for name, why in unknown.items())
+            raise _DataUnknown(keys, reason)
+
+    def selection_known(self, select: CompiledSelect) -> None:
+        """Skip the rule when a selection over every source reads a key that failed to load
+        (a key named in `from:` was checked before evaluation)."""
+        if select.sources is not None or not self.data.failed:
+            return
+        keys = self.data.failed_of(select.resources, self.rule.rule.optionalPrefetch)
+        if keys:
+            raise _DataUnknown(keys, ", ".join(keys))
+
     def condition(self, condition: CompiledCondition) -> bool:
         if time.perf_counter() > self.deadline:
             raise _OverBudget
         if condition.kind == "leaf":
             assert condition.path is not None and condition.id is not None
             self.bind(self.rule.condition_bindings[condition.id])
-            if self.data.scores_pending and "scores" in condition.path.variables:
-                raise ScoresNeeded(self.outcome)
+            if "scores" in condition.path.variables:
+                self.scores_known(condition.path.members)
             self.current = (f"when.{condition.id}", condition.where, condition.path.expression)
             value = _truthy(condition.path(self.data.context, self.variables))
             self.outcome.conditions[condition.id] = value
@@ -298,7 +361,7 @@ def evaluate_rule(
     """
     started = time.perf_counter()
     outcome = RuleOutcome(rule.id, "silent")
-    missing = sorted(rule.prefetch_keys & data.unavailable)
+    missing = sorted(rule.prefetch_keys & (data.unavailable | data.failed.keys()))
     if missing:
         outcome.status = "skipped"
         outcome.missing = tuple(missing)
@@ -319,6 +382,11 @@ def evaluate_rule(
                 outcome.status = "fired"
     except ScoresNeeded:
         raise
+    except _DataUnknown as unknown:
+        outcome.status = "skipped"
+        outcome.missing = tuple(unknown.keys)
+        outcome.reason = f"data unavailable: {unknown.reason}"
+        outcome.card = None
     except _OverBudget:
         outcome.status = "timeout"
         outcome.reason = f"ran past its budget of {budget_seconds * 1000:.0f} ms"
@@ -340,6 +408,15 @@ def evaluate_rule(
         shown = f" `{outcome.expression}`" if outcome.expression else ""
         log.warning("rule %s %s: %s%s", rule.id, outcome.status, outcome.reason, shown)
     return outcome
+
+
+def _score_members(binding: CompiledBinding) -> frozenset[tuple[str, str]]:
+    """The `%variable.member`s a binding's expressions read."""
+    if binding.path is not None:
+        return binding.path.members
+    select = binding.select
+    paths = (select.where, select.sort) if select is not None else ()
+    return frozenset(m for p in paths if p is not None for m in p.members)
 
 
 def _expression_of(binding: CompiledBinding) -> str:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -34,11 +34,14 @@ from pydantic import ValidationError
 
 from cds_service.exceptions import Issue, PreconditionFailed, RequestError
 from cds_service.prefetch.batch import BatchSupport
+from cds_service.prefetch.gaps import template_type
 from cds_service.prefetch.resolve import resolve_prefetch
+from cds_service.prefetch.templates import render_template
 from cds_service.prefetch.types import PrefetchOutcome, PrefetchSpec
 from cds_service.rules.compiled import CompiledRule, score_variable
 from cds_service.rules.engine import RequestData, RuleOutcome, evaluate_rule
-from cds_service.scores.fhir_inputs import PatientRecord
+from cds_service.scores.fhir_inputs import PatientRecord, type_words
+from cds_service.scores.provider import SCORE_PREFETCH
 from cds_service.scores.sources import ScoreSource
 from cds_service.services.definition import HookCall, ServiceDefinition, ServiceResult
 from cds_service.services.suppression import NO_OVERRIDES, SuppressionSource
@@ -88,6 +91,8 @@ class FhirSource:
     slots: asyncio.Semaphore | None = None
     refused: str | None = None
     batch: BatchSupport | None = None
+    # Told the refusal when a key had to be fetched (not when the EHR sent everything).
+    on_refusal: Callable[[str], None] | None = None
 
     async def resolve(
         self,
@@ -96,6 +101,13 @@ class FhirSource:
         *,
         deadline_seconds: float,
     ) -> dict[str, PrefetchOutcome]:
+        if self.refused is not None and self.on_refusal is not None:
+            sent = request.prefetch or {}
+            if any(
+                key not in sent and render_template(spec.template, request.context) is not None
+                for key, spec in specs.items()
+            ):
+                self.on_refusal(self.refused)
         return await resolve_prefetch(
             request,
             specs,
@@ -277,11 +289,27 @@ async def evaluate_call(
     return CallResult(context, prefetch, result, fetch_seconds)
 
 
+def score_gaps(data: RequestData) -> dict[str, str]:
+    """What the scores cannot know on this call: for each score prefetch key that failed to load
+    (or was not fetched), its resource type and why ("Conditions could not be loaded (fetch
+    failed: ReadTimeout)")."""
+    gaps: dict[str, str] = {}
+    for key, template in SCORE_PREFETCH.items():
+        why = data.failed.get(key)
+        resource_type = template_type(template)
+        if why is None or resource_type is None:
+            continue
+        partial = data.prefetch.get(key) is not None  # obtained in part
+        verb = "could be loaded only in part" if partial else "could not be loaded"
+        gaps[resource_type] = f"{type_words(resource_type)} {verb} ({key}: {why})"
+    return gaps
+
+
 def score_record(data: RequestData) -> PatientRecord:
     """The record every score reads: all of the call's resources, context resources included,
-    as of the call's `now`. The same in every path."""
+    as of the call's `now`, with what failed to load (`score_gaps`). The same in every path."""
     assert data.now is not None
-    return PatientRecord(data.index.all_resources(), data.now)
+    return PatientRecord(data.index.all_resources(), data.now, score_gaps(data))
 
 
 @dataclass(slots=True)
@@ -304,6 +332,9 @@ async def display_outcomes(trace: RulesTrace, budget_seconds: float = 5.0) -> Di
         trace.data.unavailable,
         now=trace.data.now,
         base_url=trace.data.base_url,
+        failed=trace.data.failed,
+        key_types=trace.data.key_types,
+        optional=trace.data.optional,
     )
     wanted = sorted({name for rule in trace.rules for name in rule.rule.scores})
     scores = dict(trace.data.scores)  # by variable name
@@ -315,7 +346,6 @@ async def display_outcomes(trace: RulesTrace, budget_seconds: float = 5.0) -> Di
                 score_record(data),
                 patient_id=str(data.context.get("patientId", "")),
                 tenant=trace.tenant,
-                complete=True,
             )
             scores.update({score_variable(name): value for name, value in computed.items()})
         data.provide_scores(scores)

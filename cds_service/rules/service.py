@@ -20,6 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from cds_service.exceptions import Issue
+from cds_service.prefetch.gaps import failed_keys, template_type
 from cds_service.prefetch.types import PrefetchOutcome, PrefetchSpec
 from cds_service.rules.compiled import CompiledRule, score_variable
 from cds_service.rules.engine import RequestData, RuleOutcome, ScoresNeeded, evaluate_rule
@@ -73,6 +74,16 @@ def counted_status(outcome: RuleOutcome, shadow: bool) -> str:
     return "shadow" if shadow and outcome.status == "fired" else outcome.status
 
 
+def optional_keys(rules: Sequence[CompiledRule]) -> frozenset[str]:
+    """The keys every rule that declares them lists under `optionalPrefetch`."""
+    declared: dict[str, bool] = {}
+    for rule in rules:
+        for key in rule.rule.prefetch:
+            optional = key in rule.rule.optionalPrefetch
+            declared[key] = declared.get(key, True) and optional
+    return frozenset(key for key, optional in declared.items() if optional)
+
+
 def prefetch_specs(rules: Sequence[CompiledRule]) -> dict[str, PrefetchSpec]:
     """The union of the rules' prefetch, plus what the risk scores read when any rule uses one;
     Observation searches narrowed to the codes the rules select (rules/narrowing.py); searches
@@ -95,11 +106,35 @@ def request_data(
     prefetch: Mapping[str, PrefetchOutcome],
     now: datetime,
     base_url: str = "http://127.0.0.1:8080",
+    *,
+    templates: Mapping[str, str] | None = None,
+    optional: frozenset[str] = frozenset(),
 ) -> RequestData:
-    """Assemble one call's data (scores are provided later, to the rules that reach them)."""
+    """Assemble one call's data (scores are provided later, to the rules that reach them).
+
+    `templates` (key → prefetch template) are the keys the call asked for: one it did not
+    resolve (not fetched because cached scores were expected) has failed to load too, and the
+    templates give each key's resource type. `optional`: keys every rule declaring lists as
+    `optionalPrefetch`."""
     values = {k: o.data for k, o in prefetch.items() if o.available}
     unavailable = frozenset(k for k, o in prefetch.items() if not o.available)
-    return RequestData(context, values, unavailable, now=now, base_url=base_url)
+    failed = failed_keys(prefetch)
+    key_types: dict[str, str] = {}
+    for key, template in (templates or {}).items():
+        if key not in prefetch:
+            failed[key] = "not fetched: the cached scores were expected to serve"
+        if (resource_type := template_type(template)) is not None:
+            key_types[key] = resource_type
+    return RequestData(
+        context,
+        values,
+        unavailable,
+        now=now,
+        base_url=base_url,
+        failed=failed,
+        key_types=key_types,
+        optional=optional,
+    )
 
 
 def _evaluate(
@@ -164,22 +199,27 @@ async def evaluate_hook_rules(
     scores: ScoreSource,
     *,
     budget_seconds: float,
+    templates: Mapping[str, str] | None = None,
 ) -> RulesTrace:
     """Index the call's data, then evaluate the rules lazily, computing the scores (from
     `scores`, over the one record every path gives them) only for the rules that reach them;
-    then snooze the fired rules an override of the patient's suppresses (`call.suppression`)."""
-    data = request_data(call.raw_context, call.prefetch, call.now, call.base_url)
+    then snooze the fired rules an override of the patient's suppresses (`call.suppression`).
+    `templates`: the prefetch the call asked for (`request_data`)."""
+    data = request_data(
+        call.raw_context,
+        call.prefetch,
+        call.now,
+        call.base_url,
+        templates=templates,
+        optional=optional_keys(rules),
+    )
     budget = min(budget_seconds, max(call.deadline - time.perf_counter(), 0.05))
-    # Skipped (cached) or unobtainable score data both mean: prefer the cached result.
-    complete = all(k in call.prefetch and call.prefetch[k].available for k in SCORE_PREFETCH)
     patient = str(call.raw_context.get("patientId", ""))
 
     async def provide(needing: Sequence[CompiledRule]) -> dict[str, Any]:
         names = sorted({name for rule in needing for name in rule.rule.scores})
-        record = score_record(data)
-        return await scores.scores(
-            names, record, patient_id=patient, tenant=call.tenant, complete=complete
-        )
+        record = score_record(data)  # with what failed to load: unknown, never absent
+        return await scores.scores(names, record, patient_id=patient, tenant=call.tenant)
 
     outcomes = await evaluate_with_scores(rules, data, provide, budget_seconds=budget)
     await apply_snoozes(
@@ -209,7 +249,13 @@ def _service(
 
     async def evaluate(call: HookCall) -> ServiceResult:
         hook_rules = by_hook.get(call.hook, [])
-        trace = await evaluate_hook_rules(hook_rules, call, scores, budget_seconds=budget_seconds)
+        trace = await evaluate_hook_rules(
+            hook_rules,
+            call,
+            scores,
+            budget_seconds=budget_seconds,
+            templates=templates_by_hook.get(call.hook),
+        )
         cards = []
         origins: dict[str, CardOrigin] = {}
         statuses: list[RuleStatus] = []
@@ -236,9 +282,11 @@ def _service(
             trace=trace,
         )
 
-    prefetch_by_hook = {
-        hook: tuple(sorted(prefetch_specs(hook_rules))) for hook, hook_rules in by_hook.items()
+    templates_by_hook = {
+        hook: {key: spec.template for key, spec in prefetch_specs(hook_rules).items()}
+        for hook, hook_rules in by_hook.items()
     }
+    prefetch_by_hook = {hook: tuple(sorted(keys)) for hook, keys in templates_by_hook.items()}
     score_keys = frozenset(SCORE_PREFETCH) - {k for r in rules for k in r.rule.prefetch}
 
     async def skip_fetching(request: HookRequest, hook: str, tenant: str) -> frozenset[str]:

@@ -13,6 +13,7 @@ import pytest
 
 from cds_service.rules.compiled import CompiledRule
 from cds_service.rules.ruleset import load_ruleset
+from cds_service.rules.runtime import known_score_names
 
 DATA = Path(__file__).resolve().parent / "data"
 SAMPLE_RULE = "nsaid-with-anticoagulant"
@@ -112,6 +113,6 @@ def load_rules(
         (root / folder).mkdir(exist_ok=True)
         for name, text in files.items():
             (root / folder / f"{name}.yaml").write_text(text)
-    ruleset = load_ruleset(root, ["ascvd"])
+    ruleset = load_ruleset(root, known_score_names())
     assert not ruleset.errors, [str(e) for e in ruleset.errors]
     return {rule_id: ruleset.rules[rule_id] for rule_id in rules}

@@ -37,6 +37,7 @@ from pydantic import ValidationError
 
 from cds_service.exceptions import CDSServiceError
 from cds_service.fhir_double import FhirDouble
+from cds_service.prefetch.gaps import template_type
 from cds_service.rules.compiled import CompiledRule
 from cds_service.rules.engine import RuleOutcome, now_stamp
 from cds_service.rules.pipeline import FhirSource, RulesTrace, display_outcomes, evaluate_call
@@ -49,6 +50,7 @@ from cds_service.rules.testing.matching import subset_mismatches, without_uuids
 from cds_service.rules.testing.model import Expectation
 from cds_service.rules.testing.plan import PlannedCase, plan_tests
 from cds_service.rules.testing.report import CaseResult, TestReport
+from cds_service.scores.provider import SCORE_PREFETCH
 from cds_service.scores.sources import ComputedScores
 from cds_service.services.suppression import RecordedOverrides
 from cds_service.validation import field_errors
@@ -107,6 +109,8 @@ def run_case(planned: PlannedCase, ruleset: RuleSet) -> CaseResult:
     }
     if planned.prefetch is not None:
         body["prefetch"] = planned.prefetch
+        if rule.rule.scores and case.fhir_server is None:
+            body["prefetch"] = {**score_prefetch(planned.prefetch), **planned.prefetch}
     if case.fhir_server is not None:
         body["fhirServer"] = MOCK_FHIR_BASE
     responses = case.fhir_server.responses if case.fhir_server else {}
@@ -145,6 +149,31 @@ def run_case(planned: PlannedCase, ruleset: RuleSet) -> CaseResult:
     _compare(result, case.expect, conditions)
     _compare_clocks(result, planned.now, outcome, shifted, other.outcomes[0])
     return result
+
+
+def score_prefetch(prefetch: Mapping[str, Any]) -> dict[str, Any]:
+    """The scores' own prefetch keys answered from the resources a case gives: a case's
+    prefetch is the patient's whole record, so what the scores read is what it holds (a case
+    that tests a failed load gives a `fhir_server` whose answer fails)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for value in prefetch.values():
+        if not isinstance(value, dict):
+            continue
+        entries = value.get("entry") if value.get("resourceType") == "Bundle" else None
+        items = [e.get("resource") for e in entries or [] if isinstance(e, dict)]
+        for item in items if entries is not None else [value]:
+            if isinstance(item, dict) and isinstance(item.get("resourceType"), str):
+                found.setdefault(item["resourceType"], []).append(item)
+    out: dict[str, Any] = {}
+    for key, template in SCORE_PREFETCH.items():
+        resource_type = template_type(template)
+        resources = found.get(resource_type or "", [])
+        if resource_type == "Patient":
+            out[key] = resources[0] if resources else None
+        else:
+            entry = [{"resource": r} for r in resources]
+            out[key] = {"resourceType": "Bundle", "type": "searchset", "entry": entry}
+    return out
 
 
 def _server_clock(planned: PlannedCase) -> datetime:
