@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
@@ -20,6 +20,8 @@ from cds_service.patient import age_in_years
 from cds_service.rules.index import parse_instant
 from cds_service.scores import SCORES, score_from_fhir
 from cds_service.scores.ascvd_what_if import Scenario, ascvd_what_if
+from cds_service.scores.fhir_inputs import PatientRecord, type_words
+from cds_service.scores.provider import SCORE_OBSERVATION_CODES
 from cds_service.scores.units import UnitError, convert, normalise_unit
 from cds_service.smart.charts import ordered_points
 from cds_service.smart.presentation import (
@@ -75,14 +77,25 @@ SERIES = (
 EGFR_COMPUTED = "eGFR (computed from serum creatinine, CKD-EPI 2021)"
 
 _SMOKING_CODES = ",".join(f"{s}|{c}" for s, c in sorted(value_set("smoking-status").codes))
+_SCORE_CODES = ",".join(f"{s}|{c}" for s, c in sorted(SCORE_OBSERVATION_CODES))
 QUERIES = {
     "labs": "Observation?patient={id}&category=laboratory",
     "vitals": "Observation?patient={id}&category=vital-signs",
     "social": "Observation?patient={id}&category=social-history",
     "smoking": "Observation?patient={id}&code=" + _SMOKING_CODES,  # often a survey
+    # What the scores read, whatever the category (as the hooks' `scoreObservations`).
+    "score results": "Observation?patient={id}&code=" + _SCORE_CODES,
     "conditions": "Condition?patient={id}",
     "medications": "MedicationRequest?patient={id}&status=active",
 }
+#: The resource type whose score inputs are unknown when a read fails (the others feed charts).
+SCORE_READS = {
+    "patient": "Patient",
+    "score results": "Observation",
+    "conditions": "Condition",
+    "medications": "MedicationRequest",
+}
+MAX_PAGES = 10
 
 
 @dataclass(slots=True)
@@ -92,6 +105,8 @@ class PatientData:
     problems: list[str]
     encounter: dict[str, Any] | None = None  # the launch's encounter, when it could be read
     encounter_problem: str | None = None  # why it could not
+    # Resource type → why the scores cannot know it (its read failed, or was cut short).
+    gaps: dict[str, str] = field(default_factory=dict)
 
 
 TokenProvider = Callable[[bool], Awaitable[str]]  # (force_refresh) → access token
@@ -116,15 +131,28 @@ async def _get(http: httpx.AsyncClient, url: str, token: TokenProvider) -> httpx
     return response
 
 
+class Partial(Exception):
+    """A search read in part: `found` holds what was read, the message says why it stopped."""
+
+    def __init__(self, why: str, found: list[dict[str, Any]]) -> None:
+        super().__init__(why)
+        self.found = found
+
+
 async def _search(
-    http: httpx.AsyncClient, base: str, url: str, token: TokenProvider, max_pages: int = 10
+    http: httpx.AsyncClient, base: str, url: str, token: TokenProvider, max_pages: int = MAX_PAGES
 ) -> list[dict[str, Any]]:
+    """Every match, page by page; LookupError when the first page cannot be read (or is no
+    search Bundle: an OperationOutcome in its place is a failure, never "none found"), Partial
+    when a later one cannot or there are more than `max_pages`."""
     found: list[dict[str, Any]] = []
-    for _ in range(max_pages):
-        response = await _get(http, url, token)
-        if response.status_code != 200:
-            raise LookupError(f"HTTP {response.status_code}")
-        bundle = response.json()
+    for page in range(max_pages):
+        try:
+            bundle = await _page(http, url, token)
+        except LookupError as exc:
+            if page == 0:
+                raise
+            raise Partial(f"page {page + 1}: {exc}", found) from exc
         found += [
             e["resource"]
             for e in bundle.get("entry", []) or []
@@ -139,9 +167,23 @@ async def _search(
             None,
         )
         if not isinstance(next_url, str) or not next_url.startswith(base + "/"):
-            break
+            return found
         url = next_url
-    return found
+    raise Partial(f"more than {max_pages} pages", found)
+
+
+async def _page(http: httpx.AsyncClient, url: str, token: TokenProvider) -> dict[str, Any]:
+    response = await _get(http, url, token)
+    if response.status_code != 200:
+        raise LookupError(f"HTTP {response.status_code}")
+    try:
+        bundle = response.json()
+    except ValueError:
+        raise LookupError("the answer is not JSON") from None
+    if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
+        kind = bundle.get("resourceType") if isinstance(bundle, dict) else None
+        raise LookupError(f"the server answered with {kind or 'no Bundle'}")
+    return bundle
 
 
 async def fetch_patient_data(
@@ -178,10 +220,20 @@ async def fetch_patient_data(
     patient: dict[str, Any] | None = None
     resources: list[dict[str, Any]] = []
     problems: list[str] = []
+    gaps: dict[str, str] = {}
     for name, result in zip(names, results, strict=True):
-        if isinstance(result, BaseException):
+        if isinstance(result, Partial):
+            problem = f"{name.capitalize()} could be loaded only in part ({result})"
+            problems.append(problem)
+            resources += result.found
+            if name in SCORE_READS:
+                gaps[SCORE_READS[name]] = problem
+        elif isinstance(result, BaseException):
             reason = str(result) if isinstance(result, LookupError) else type(result).__name__
             problems.append(f"{name.capitalize()} could not be loaded ({reason})")
+            if name in SCORE_READS:
+                resource_type = SCORE_READS[name]
+                gaps[resource_type] = f"{type_words(resource_type)} could not be loaded ({reason})"
         elif name == "patient":
             assert isinstance(result, dict)
             patient = result
@@ -192,9 +244,9 @@ async def fetch_patient_data(
         resources.append(patient)
     if isinstance(encounter, BaseException):
         why = str(encounter) if isinstance(encounter, LookupError) else type(encounter).__name__
-        return PatientData(patient, resources, problems, None, f"could not be read ({why})")
+        return PatientData(patient, resources, problems, None, f"could not be read ({why})", gaps)
     read_encounter = encounter if isinstance(encounter, dict) else None
-    return PatientData(patient, resources, problems, read_encounter)
+    return PatientData(patient, resources, problems, read_encounter, None, gaps)
 
 
 async def _nothing() -> None:
@@ -376,8 +428,8 @@ def build_view(
     that do not apply to the patient left out (with the reason)."""
     scores = []
     left_out = []
-    # A failed Condition search leaves every diagnosis unknown, not absent (issue 21).
-    conditions_known = not any(p.startswith("Conditions ") for p in data.problems)
+    # What failed to load is unknown, never absent: a score reading it is not computable.
+    record = PatientRecord(data.resources, now, data.gaps)
     encounter, acute = (None, False)
     if data.encounter is not None:
         encounter, acute = encounter_text(data.encounter)
@@ -396,10 +448,12 @@ def build_view(
         for s in series
     )
     for name, calculator in SCORES.items():
-        result = score_from_fhir(name, data.resources, now)
+        result = score_from_fhir(name, record, now)
         inputs = dict(result.inputs)
-        why_not = not_applicable(
-            name, result.value, inputs, acute_care=acute, conditions_known=conditions_known
+        why_not = (
+            None  # nothing is ruled out on data that failed to load
+            if result.unknown
+            else not_applicable(name, result.value, inputs, acute_care=acute)
         )
         if why_not is not None and name != focus:
             left_out.append((short_title(name, calculator.title), why_not))
@@ -419,7 +473,15 @@ def build_view(
                 interpretation=None if why_not is None else f"Does not apply: {why_not}",
                 headline=headline(name, calculator.title, result.value, result.unit, cat),
                 category=cat,
-                rows=input_rows(name, inputs, result.sources, quantities, by_reference, now),
+                rows=input_rows(
+                    name,
+                    inputs,
+                    result.sources,
+                    quantities,
+                    by_reference,
+                    now,
+                    unknown=result.unknown,
+                ),
                 what_if=_what_if(name, inputs, series, data.resources),
                 changes=what_changes(name, result.value, inputs),
             )

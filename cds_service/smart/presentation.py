@@ -235,17 +235,11 @@ def not_applicable(
     inputs: Mapping[str, Any],
     *,
     acute_care: bool = False,
-    conditions_known: bool = True,
 ) -> str | None:
     """Why the score does not apply to this patient, or None when it does. In acute care (the
     launch's encounter is an emergency or inpatient one) qSOFA applies even before vital
-    signs are recorded: the view then says what to record. When the conditions could not be
-    loaded (`conditions_known` false), nothing is ruled out on a diagnosis: "no atrial
-    fibrillation on record" would be false."""
-    if not conditions_known and name in ("cha2ds2-vasc", "has-bled", "ada-diabetes-risk"):
-        return None
-    if not conditions_known and name == "ascvd" and inputs.get("clinical_ascvd") is not True:
-        inputs = {**inputs, "clinical_ascvd": None}
+    signs are recorded: the view then says what to record. (A score with unknown inputs is
+    never asked: nothing is ruled out on data that failed to load.)"""
     if name in ("cha2ds2-vasc", "has-bled") and inputs.get("atrial_fibrillation") is False:
         return "no atrial fibrillation on record"
     if name == "ada-diabetes-risk" and inputs.get("diabetes") is True:
@@ -346,13 +340,21 @@ def input_rows(
     quantities: Mapping[str, str | None],
     resources: Mapping[str, dict[str, Any]],
     now: datetime,
+    *,
+    unknown: Mapping[str, str] | None = None,
 ) -> tuple[InputRow, ...]:
     """The score's inputs as rows. `sources` map a key to ``Type/id date`` (the scores'
     `sources`), `quantities` a key to its kind (`InputSpec.quantity`), `resources` a reference
-    to the resource (for an Observation's category)."""
+    to the resource (for an Observation's category); `unknown` the inputs whose data failed
+    to load, with why (shown as unknown, never as "no")."""
     now = now if now.tzinfo else now.replace(tzinfo=UTC)
-    rows = []
+    rows = [
+        InputRow(key, LABELS.get(key, key.replace("_", " ")), "", None, None, None, None, None, why)
+        for key, why in (unknown or {}).items()
+    ]
     for key, value in inputs.items():
+        if key in (unknown or {}):
+            continue
         unit = QUANTITY_UNITS.get(quantities.get(key) or "", "")
         source = sources.get(key, "").strip()
         reference, _, when_text = source.partition(" ")

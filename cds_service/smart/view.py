@@ -81,6 +81,7 @@ td.date{white-space:nowrap;overflow-wrap:normal}
 th,td{text-align:left;padding:.2rem .4rem;border-bottom:1px solid #e6e8eb;vertical-align:top}
 th{font-weight:600;color:#444;background:#f7f8fa}
 .absent{color:#5f5f5f;font-style:italic}
+.unknown{color:#8a4b00;font-weight:600}
 .meta{margin:.3rem 0 0;color:#666;font-size:.82rem}
 .chart{display:block;width:100%;max-width:560px;height:auto}
 .nodata{color:#666;font-style:italic;margin:.2rem 0}
@@ -241,7 +242,9 @@ def _inputs_table(score: ScoreView) -> str:
         return '<p class="meta">No inputs recorded.</p>\n'
     lines: list[str] = []
     for row in score.rows:
-        if row.value:
+        if row.unknown:
+            shown = f'<span class="unknown">unknown: {_e(row.unknown)}</span>'
+        elif row.value:
             shown = _e(row.value)
         else:
             todo = f": {_e(row.to_record)}" if row.to_record else ""
@@ -298,6 +301,7 @@ def _score_body(score: ScoreView) -> str:
             out.append(f'<p class="note">Note: {_e(score.reason)}</p>\n')
     else:
         reason = score.reason or "the inputs are incomplete"
+        reason = reason.removeprefix("not computable: ")  # said once
         out.append(f'<p class="not-computable">Not computable: {_e(reason)}</p>\n')
     if score.interpretation:
         out.append(f'<p class="interpretation">{_e(score.interpretation)}</p>\n')

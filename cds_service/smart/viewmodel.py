@@ -55,6 +55,7 @@ class InputRow:
     when: str | None  # "3 months ago (2026-09-01)"
     stale: str | None  # "3.2 years old (older than 2 years)"
     to_record: str | None  # for a missing input: what to order or record
+    unknown: str | None = None  # why the input is unknown: its data failed to load
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -405,5 +406,12 @@ def test_a_failing_fhir_server_gives_a_view_that_says_what_is_missing(
     assert "Vitals could not be loaded (ReadTimeout)" in page.text
     assert "Traceback" not in page.text
     assert "Darwin" in page.text  # what could be read is still shown
-    # Without the conditions, no score is ruled out on a diagnosis it could not see.
+    # Without the conditions, no score is ruled out on a diagnosis it could not see, nor
+    # computed as if the diagnoses were absent: it is not computable, and says why.
     assert "no atrial fibrillation on record" not in page.text
+    text = re.sub(r"<[^>]+>", " ", page.text)
+    assert re.search(r"CHA2DS2-VASc stroke risk [^:]*Not computable: Conditions could", text)
+    assert re.search(r"HAS-BLED major bleeding [^:]*Not computable: Conditions could", text)
+    assert "not computable: not computable" not in text.lower()
+    assert re.search(r"Atrial fibrillation\s+unknown: Conditions could not be loaded", text)
+    assert not re.search(r"Atrial fibrillation\s+no\b", text)

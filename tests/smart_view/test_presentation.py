@@ -221,16 +221,3 @@ def test_the_encounter_in_one_line(encounter: dict[str, Any], text: str, acute: 
     from cds_service.smart.data import encounter_text
 
     assert encounter_text(encounter) == (text, acute)
-
-
-def test_nothing_is_ruled_out_on_conditions_that_could_not_be_loaded() -> None:
-    """A failed Condition search reads as "no AF", "no diabetes": unknown, not absent."""
-    for name, inputs in (
-        ("cha2ds2-vasc", {"atrial_fibrillation": False}),
-        ("has-bled", {"atrial_fibrillation": False}),
-        ("ada-diabetes-risk", {"diabetes": True}),
-    ):
-        assert not_applicable(name, None, inputs) is not None
-        assert not_applicable(name, None, inputs, conditions_known=False) is None
-    # The age range still rules ASCVD out: it does not depend on the conditions.
-    assert not_applicable("ascvd", None, {"age": 35}, conditions_known=False) is not None
