@@ -7,11 +7,16 @@ inputs' key and the patient's `latest`), in pipelined batches of `BATCH` command
 transaction. Redis failing mid-partition fails the partition (Dask retries it; the writes are
 idempotent), and a partition that still fails fails the job: the command then exits non-zero,
 never reporting a partial run as done (`--resume` keeps the partitions that finished).
+
+Unreadable lines in the export leave their resource type unknown for every patient
+(`export_gaps`): a score with an input of that type is not computable, and such a result is
+never written (the patient's earlier latest result, if any, stays) but counted.
 """
 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -25,7 +30,7 @@ from cds_service.population.jobs import Source, run_partition_job, shared_for_re
 from cds_service.population.layout import Layout, read_layout
 from cds_service.population.partition import read_partition
 from cds_service.population.progress import Progress
-from cds_service.scores.fhir_inputs import RECORD_TYPES, PatientRecord
+from cds_service.scores.fhir_inputs import RECORD_TYPES, PatientRecord, type_words
 from cds_service.scores.provider import latest_key, score_entry
 
 __all__ = ["BATCH", "PrecomputeOptions", "PrecomputeSummary", "precompute_partition", "run"]
@@ -103,18 +108,25 @@ class PrecomputeSummary:
             list(data["firstErrors"]),
         )
 
+    @property
+    def unknown(self) -> int:
+        return sum(counts.get("unknown", 0) for counts in self.by_score.values())
+
     def lines(self) -> list[str]:
         out = [
             f"patients: {self.patients}",
             f"resources read: {self.resources}",
             f"scores computed: {self.computed}",
             f"not computable: {self.not_computable}",
+            f"not stored, data unknown: {self.unknown}",
             f"errors: {self.errors}",
         ]
         for name, counts in sorted(self.by_score.items()):
+            unknown = counts.get("unknown", 0)
             out.append(
                 f"  {name}: {counts.get('computed', 0)} computed, "
                 f"{counts.get('not_computable', 0)} not computable"
+                + (f", {unknown} not stored (data unknown)" if unknown else "")
             )
         return out
 
@@ -130,10 +142,11 @@ def precompute_partition(workdir: str, index: int, *, options: PrecomputeOptions
         summary.resources = layout.partitions[index].resources  # read or not, all were seen
         # Only the types the scores read are opened (Claims and EOBs are most of a record).
         records = read_partition(workdir, index, layout=layout, types=RECORD_TYPES)
+        gaps = export_gaps(layout)
         for patient_id, resources in records:
             summary.patients += 1
             # One record for every score: grouped by type and indexed by code once.
-            record = PatientRecord(resources + shared, options.at)
+            record = PatientRecord(resources + shared, options.at, gaps)
             for name in options.scores:
                 try:
                     key, result = score_entry(
@@ -151,6 +164,11 @@ def precompute_partition(workdir: str, index: int, *, options: PrecomputeOptions
                             f"patient {patient_id}: {name} failed ({type(exc).__name__})"
                         )
                     continue
+                if key is None:  # an input is unknown: never cached (the latest stays)
+                    summary.count(name, "unknown")
+                    if len(summary.first_errors) < ERRORS_KEPT:
+                        summary.first_errors.append(f"patient {patient_id}: {result['reason']}")
+                    continue
                 value = orjson.dumps(result)
                 pipe.set(key, value, ex=options.ttl_seconds)
                 pipe.set(
@@ -164,6 +182,32 @@ def precompute_partition(workdir: str, index: int, *, options: PrecomputeOptions
     finally:
         client.close()
     return summary.to_json()
+
+
+_TYPE_IN_NAME = re.compile(r"^[A-Z][a-z]+(?:[A-Z][a-z]+)*$")
+
+
+def export_gaps(layout: Layout) -> dict[str, str]:
+    """What every patient's record cannot tell: the types the scores read that have unreadable
+    lines in the export (a line that cannot be read may be anyone's). A file is taken to hold
+    the type its name gives (`Condition.000.ndjson`, Bulk Data's naming); a malformed line of a
+    file that names no type, or more malformed lines than the layout lists, makes every type
+    unknown."""
+    counts: dict[str, int] = {}
+    for line in layout.malformed:
+        name = line.split(":", 1)[0].rsplit("/", 1)[-1]
+        named = [part for part in name.split(".") if _TYPE_IN_NAME.match(part)]
+        for resource_type in named[:1] or sorted(RECORD_TYPES):
+            counts[resource_type] = counts.get(resource_type, 0) + 1
+    if layout.malformed_total > len(layout.malformed):
+        for resource_type in RECORD_TYPES:
+            counts[resource_type] = counts.get(resource_type, 0) + 1
+    return {
+        resource_type: f"{type_words(resource_type)} could be loaded only in part "
+        f"(the export has unreadable lines that may hold them: {n} listed)"
+        for resource_type, n in sorted(counts.items())
+        if resource_type in RECORD_TYPES
+    }
 
 
 def check_redis(url: str) -> None:

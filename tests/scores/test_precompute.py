@@ -71,12 +71,11 @@ def test_the_fixture_export(redis_env: redis.Redis, capsys: pytest.CaptureFixtur
     async def served() -> dict[str, object]:
         cache = ScoreCache(redis_url=REDIS_URL)
         try:
+            nothing_loaded = PatientRecord(
+                [], AT, {"Patient": "The patient could not be loaded (ReadTimeout)"}
+            )
             return await ScoreProvider(cache, clock=frozen_clock(AT)).score(
-                "cha2ds2-vasc",
-                [],
-                AT,
-                patient_id=patient_id,
-                data_complete=False,
+                "cha2ds2-vasc", nothing_loaded, AT, patient_id=patient_id
             )
         finally:
             await cache.close()
@@ -258,7 +257,32 @@ def test_reading_only_the_scores_types_changes_no_result(
         record = PatientRecord(resources + population.shared, at)
         for name in score_names():
             key, result = score_entry(name, record, at, at, tenant="default", patient_id=patient_id)
+            assert key is not None  # the whole record loaded: nothing unknown
             expected[key] = result
     assert sorted(stored) == sorted(expected)
     for key, result in expected.items():
         assert stored[key]["value"] == result["value"], key
+
+
+def test_an_unreadable_line_leaves_its_type_unknown(
+    tmp_path: Path, redis_env: redis.Redis, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A Condition line that cannot be read may be anyone's atrial fibrillation: no score that
+    reads conditions is stored for anyone (counted and said), and scores that read none
+    (eGFR: the patient and creatinine) are stored as usual."""
+    source = BULK / "sample-bulk-fhir-datasets-10-patients"
+    export = tmp_path / "export"
+    export.mkdir()
+    for path in source.glob("*.ndjson"):
+        (export / path.name).write_bytes(path.read_bytes())
+    with (export / "Condition.000.ndjson").open("a") as conditions:
+        conditions.write('{"resourceType": "Condition", "id": "cut-off", "subject": {"refer\n')
+    code = main(["precompute", "--ndjson", str(export), "--at", "2024-08-06"])
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    assert "not stored, data unknown: " in out.out and "data unknown: 0" not in out.out
+    assert "cha2ds2-vasc: 0 computed, 0 not computable, 13 not stored (data unknown)" in out.out
+    latest = redis_env.keys("cds:score:v1:default:*:latest")
+    keys = {k.decode() if isinstance(k, bytes) else k for k in latest}
+    assert not any(":cha2ds2-vasc:" in k or ":has-bled:" in k for k in keys)
+    assert sum(":egfr:" in k for k in keys) == 13  # reads no conditions: stored
