@@ -11,7 +11,8 @@ never sent to the caller):
 5. `tenant`, when sent, is one of the issuer's tenants (without it the issuer must have one);
 6. the signature: the header's `alg` must be one of the tenant's (asymmetric only: `none` and
    HMAC are refused whatever the header says), `typ` JWT when present, `kid` present, `jku` (when
-   present) exactly the tenant's `jwks_url`, and the key with that `kid` must verify it;
+   present) the tenant's `jwks_url` or one of its `jku_allowed` (never fetched), and the key
+   with that `kid` must verify it;
 7. `jti` is present and has not been seen while the token lives.
 
 PyJWT does the cryptography; the time checks are ours so the clock can be injected.
@@ -166,8 +167,8 @@ class JwtVerifier:
         if typ is not None and str(typ).upper() != "JWT":
             raise AuthFailure("typ is not JWT")
         jku = header.get("jku")
-        if jku is not None and jku != tenant.jwks_url:
-            raise AuthFailure("jku is not the tenant's jwks_url")
+        if jku is not None and not tenant.accepts_jku(jku):
+            raise AuthFailure("jku is neither the tenant's jwks_url nor in its jku_allowed")
         kid = header.get("kid")
         if not isinstance(kid, str) or not kid:
             raise AuthFailure("missing kid")

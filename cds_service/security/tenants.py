@@ -79,6 +79,9 @@ class Tenant(BaseModel):
     issuer: Annotated[StrictStr, Field(min_length=1)]
     jwks_url: Url | None = None
     jwks: dict[str, Any] | None = None
+    #: Further `jku` header values accepted (the URL the EHR publishes its keys at, when the
+    #: keys are configured statically in `jwks`); `jwks_url` is always accepted. Never fetched.
+    jku_allowed: list[Url] = Field(default_factory=list)
     algorithms: list[Algorithm] = Field(default_factory=_default_algorithms, min_length=1)
     fhir_servers: list[Url] = Field(default_factory=list)
     rate_limit_per_minute: Annotated[int, Field(ge=1)] | None = None
@@ -95,6 +98,10 @@ class Tenant(BaseModel):
         if value is not None and not (isinstance(value.get("keys"), list) and value["keys"]):
             raise ValueError("must be a JWK Set: {keys: [...]} with at least one key")
         return value
+
+    def accepts_jku(self, jku: object) -> bool:
+        """True when a JWT header's `jku` is the tenant's `jwks_url` or allow-listed."""
+        return isinstance(jku, str) and (jku == self.jwks_url or jku in self.jku_allowed)
 
     @model_validator(mode="after")
     def _keys_from_somewhere(self) -> Tenant:

@@ -124,7 +124,7 @@ REFUSALS: list[tuple[str, Callable[[Keys], str | None], str]] = [
     (
         "jku not allow-listed",
         lambda k: make_token(k, HOOK, headers={"jku": "https://evil.example/jwks.json"}),
-        "jku is not the tenant's jwks_url",
+        "jku is neither the tenant's jwks_url nor in its jku_allowed",
     ),
     (
         "discovery token on a hook URL",

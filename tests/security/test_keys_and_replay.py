@@ -106,9 +106,22 @@ async def _no_cards(call: HookCall) -> ServiceResult:
     return ServiceResult()
 
 
-@pytest.mark.parametrize("name", ["captured-patient-view.json", "captured-order-select.json"])
-def test_the_cds_hooks_sandbox_token_verifies(tmp_path: Path, name: str) -> None:
-    """A real client's ES384 token, checked against its published key set, at its own iat."""
+@pytest.mark.parametrize(
+    ("name", "jku_as", "accepted"),
+    [
+        ("captured-patient-view.json", "jwks_url", True),
+        ("captured-order-select.json", "jwks_url", True),
+        # Static keys and the issuer's published URL allow-listed: accepted, never fetched.
+        ("captured-patient-view.json", "jku_allowed", True),
+        # Static keys alone: a jku nobody configured is refused.
+        ("captured-patient-view.json", None, False),
+    ],
+)
+def test_the_cds_hooks_sandbox_token_verifies(
+    tmp_path: Path, name: str, jku_as: str | None, accepted: bool
+) -> None:
+    """A real client's ES384 token, checked against its published key set, at its own iat;
+    its `jku` accepted when it is the tenant's `jwks_url` or in its `jku_allowed`."""
     captured = json.loads((FIXTURES / "cds-hooks" / "sandbox-client" / name).read_text())
     token = captured["headers"]["Authorization"].removeprefix("Bearer ")
     import jwt
@@ -126,9 +139,15 @@ def test_the_cds_hooks_sandbox_token_verifies(tmp_path: Path, name: str) -> None
                     {
                         "id": "sandbox",
                         "issuer": claims["iss"],
-                        "jwks_url": header["jku"],
                         "jwks": jwks,
                         "algorithms": ["ES384"],
+                        **(
+                            {}
+                            if jku_as is None
+                            else {
+                                jku_as: header["jku"] if jku_as == "jwks_url" else [header["jku"]]
+                            }
+                        ),
                     }
                 ]
             }
@@ -154,5 +173,8 @@ def test_the_cds_hooks_sandbox_token_verifies(tmp_path: Path, name: str) -> None
     with TestClient(app) as client:
         ok = client.post(captured["path"], json=captured["body"], headers=bearer(token))
         again = client.post(captured["path"], json=captured["body"], headers=bearer(token))
+    if not accepted:
+        assert ok.status_code == 401
+        return
     assert ok.status_code == 200, ok.text
     assert again.status_code == 401  # its jti is spent
