@@ -85,15 +85,18 @@ async def _call(
         message = f"hook: '{service_id}' serves '{endpoint.hook}' only, not '{call.hook}'"
         raise RequestError(message, issues=[Issue(message, "hook", "not-supported")])
     refused = fetch_refusal(call.fhir_server, caller, production=settings.env == "production")
-    if refused is not None:
-        log.warning("not fetching prefetch for tenant %s: %s", caller.tenant_id, refused)
-        state.metrics.fetch_refusals.labels(refused).inc()
+
+    def refusing(why: str) -> None:  # called only when a key had to be fetched
+        log.warning("not fetching prefetch for tenant %s: %s", caller.tenant_id, why)
+        state.metrics.fetch_refusals.labels(why).inc()
+
     source = FhirSource(
         resources.http,
         settings.prefetch_max_pages,
         resources.fetch_slots,
         refused,
         resources.batch,
+        on_refusal=refusing,
     )
     result = await evaluate_call(
         endpoint.service,

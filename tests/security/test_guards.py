@@ -61,6 +61,32 @@ def test_prefetch_only_from_the_tenants_fhir_servers(
         assert seen == []
 
 
+def test_a_refused_fhir_server_is_logged_only_when_a_fetch_was_needed(
+    secure_app: Callable[..., TestClient], keys: Keys, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A plain-http fhirServer in production: warned about (and counted) on a call that needed
+    a fetch; not on a call whose keys were all prefetched (nothing was refused)."""
+    seen, handler = fhir_recorder()
+    insecure = "http://fhir.hospital-a.example.org/r4"
+    with secure_app(fhir=handler) as client:
+        complete = encounter_start(fhirServer=insecure)
+        caplog.clear()
+        sent_all = client.post(HOOK, json=complete, headers=bearer(make_token(keys, HOOK)))
+        quiet = [r for r in caplog.records if "not fetching prefetch" in r.getMessage()]
+        lacking = encounter_start(fhirServer=insecure)
+        del lacking["prefetch"]
+        caplog.clear()
+        refused = client.post(HOOK, json=lacking, headers=bearer(make_token(keys, HOOK)))
+        warned = [r for r in caplog.records if "not fetching prefetch" in r.getMessage()]
+        metrics = client.get("/metrics").text
+    assert sent_all.status_code == 200, sent_all.text
+    assert quiet == []
+    assert refused.status_code == 412
+    assert len(warned) == 1 and "fhirServer is not https" in warned[0].getMessage()
+    assert 'cds_fetch_refusals_total{reason="fhirServer is not https"} 1.0' in metrics
+    assert seen == []
+
+
 def test_security_headers_on_every_response(client: TestClient, keys: Keys) -> None:
     responses = [
         client.get("/cds-services", headers=bearer(make_token(keys, "/cds-services"))),
