@@ -10,6 +10,7 @@ computable (`rules/engine.py`, `scores/fhir_inputs.py`).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 
@@ -20,6 +21,7 @@ __all__ = ["failed_keys", "template_type"]
 _TYPE = re.compile(r"^([A-Z][A-Za-z]{1,63})(?:[/?]|$)")
 
 
+@functools.lru_cache(maxsize=1024)
 def template_type(template: str) -> str | None:
     """The resource type a prefetch template reads or searches (`Condition?patient=…` →
     Condition), or None for anything else."""

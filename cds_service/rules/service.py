@@ -200,18 +200,20 @@ async def evaluate_hook_rules(
     *,
     budget_seconds: float,
     templates: Mapping[str, str] | None = None,
+    optional: frozenset[str] | None = None,
 ) -> RulesTrace:
     """Index the call's data, then evaluate the rules lazily, computing the scores (from
     `scores`, over the one record every path gives them) only for the rules that reach them;
     then snooze the fired rules an override of the patient's suppresses (`call.suppression`).
-    `templates`: the prefetch the call asked for (`request_data`)."""
+    `templates`: the prefetch the call asked for, `optional` the keys optional for every rule
+    declaring them (`request_data`; computed from `rules` when not given)."""
     data = request_data(
         call.raw_context,
         call.prefetch,
         call.now,
         call.base_url,
         templates=templates,
-        optional=optional_keys(rules),
+        optional=optional_keys(rules) if optional is None else optional,
     )
     budget = min(budget_seconds, max(call.deadline - time.perf_counter(), 0.05))
     patient = str(call.raw_context.get("patientId", ""))
@@ -255,6 +257,7 @@ def _service(
             scores,
             budget_seconds=budget_seconds,
             templates=templates_by_hook.get(call.hook),
+            optional=optional_by_hook.get(call.hook),
         )
         cards = []
         origins: dict[str, CardOrigin] = {}
@@ -287,6 +290,7 @@ def _service(
         for hook, hook_rules in by_hook.items()
     }
     prefetch_by_hook = {hook: tuple(sorted(keys)) for hook, keys in templates_by_hook.items()}
+    optional_by_hook = {hook: optional_keys(hook_rules) for hook, hook_rules in by_hook.items()}
     score_keys = frozenset(SCORE_PREFETCH) - {k for r in rules for k in r.rule.prefetch}
 
     async def skip_fetching(request: HookRequest, hook: str, tenant: str) -> frozenset[str]:

@@ -275,9 +275,13 @@ def test_slow_fhir_server_never_holds_the_call_past_its_budget(
 
     write_rule(rules_dir, "has-data")
     slow = write_rule(rules_dir, "needs-fetch")
+    # Another query (a key sent for the same query would answer it: no fetch).
     slow.write_text(
         slow.read_text()
-        .replace("  patient: Patient/", "  chart: Patient/")
+        .replace(
+            "  patient: Patient/{{context.patientId}}",
+            "  chart: Patient/{{context.patientId}}?_elements=name",
+        )
         .replace("%patient", "%chart")
     )
 

@@ -132,11 +132,13 @@ def test_keys_with_the_same_query_share_one_fetch() -> None:
     for key, outcome in out.items():
         assert outcome.key == key and outcome.source == "fetched"
     assert out["scorePatient"].data == out["patient"].data == PATIENT
-    # A key sent in the prefetch is used as sent; only the other one is fetched.
+    # A key sent in the prefetch is used as sent, and answers the key of the same query: the
+    # patient is not fetched at all.
     seen.clear()
     out = resolve(make_request({"patient": PATIENT}), handler, specs)
-    assert out["patient"].source == "prefetch" and out["scorePatient"].source == "fetched"
-    assert seen.count(f"{BASE}/Patient/p1") == 1
+    assert out["patient"].source == "prefetch" and out["scorePatient"].source == "prefetch"
+    assert out["scorePatient"].data == PATIENT
+    assert seen.count(f"{BASE}/Patient/p1") == 0
 
 
 def test_slots_bound_the_fetches_in_flight() -> None:

@@ -34,7 +34,7 @@ from cds_service.rules.ruleset import SERVICES_FILE, load_ruleset
 from cds_service.rules.runtime import known_score_names
 from cds_service.rules.testing import MOCK_FHIR_BASE, PlannedCase, plan_tests, run_case
 from cds_service.rules.testing.matching import without_uuids
-from cds_service.rules.testing.runner import case_overrides
+from cds_service.rules.testing.runner import case_overrides, request_body
 
 RULES = default_rules_dir()
 
@@ -85,17 +85,9 @@ def planned() -> list[PlannedCase]:
     return cases
 
 
-def _replay(client: TestClient, case: PlannedCase, rule_hook: str, service: str) -> list[Any]:
-    body: dict[str, Any] = {
-        "hook": rule_hook,
-        "hookInstance": "d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-        "context": case.context,
-    }
-    if case.prefetch is not None:
-        body["prefetch"] = case.prefetch
-    if case.case.fhir_server is not None:
-        body["fhirServer"] = MOCK_FHIR_BASE
-    response = client.post(f"/cds-services/{service}", json=body)
+def _replay(client: TestClient, case: PlannedCase, rule: CompiledRule) -> list[Any]:
+    body = request_body(rule, case)  # the request `rules test` sends, sent over HTTP
+    response = client.post(f"/cds-services/{rule.rule.service}", json=body)
     if response.status_code == 412:  # no rule could be evaluated: the rule was skipped
         return []
     assert response.status_code == 200, (case.key, response.text)
@@ -109,7 +101,7 @@ def _replay_after_overrides(
     """The case's call made after its earlier overrides were sent on the card a first call
     returned (none are sent when it returns none: then there is nothing to snooze)."""
     service = rule.rule.service
-    first = _replay(client, case, rule.rule.hook, service)
+    first = _replay(client, case, rule)
     if first:
         items = [
             {
@@ -123,7 +115,7 @@ def _replay_after_overrides(
         sent = client.post(f"/cds-services/{service}/feedback", json={"feedback": items})
         assert sent.status_code == 200, (case.key, sent.text)
     try:
-        return _replay(client, case, rule.rule.hook, service)
+        return _replay(client, case, rule)
     finally:
         with sqlite3.connect(database) as db:
             db.execute("DELETE FROM cds_feedback")
@@ -174,7 +166,7 @@ def test_every_rule_test_case_gives_the_same_cards_over_http(
                 got = _replay_after_overrides(client, case, rule, tmp_path / f"{rule_id}.db")
                 snoozed += 1
             else:
-                got = _replay(client, case, rule.rule.hook, rule.rule.service)
+                got = _replay(client, case, rule)
             http, test = without_uuids(got), without_uuids(expected.actual_cards)
             compared += 1
             carded += bool(test)

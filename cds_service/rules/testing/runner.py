@@ -102,17 +102,7 @@ def run_case(planned: PlannedCase, ruleset: RuleSet) -> CaseResult:
             f"rule {planned.rule_id} did not load: run `cds-service rules lint` and fix it"
         )
         return result
-    body: dict[str, Any] = {
-        "hook": rule.rule.hook,
-        "hookInstance": str(uuid.uuid4()),
-        "context": planned.context,
-    }
-    if planned.prefetch is not None:
-        body["prefetch"] = planned.prefetch
-        if rule.rule.scores and case.fhir_server is None:
-            body["prefetch"] = {**score_prefetch(planned.prefetch), **planned.prefetch}
-    if case.fhir_server is not None:
-        body["fhirServer"] = MOCK_FHIR_BASE
+    body = request_body(rule, planned)
     responses = case.fhir_server.responses if case.fhir_server else {}
     server = FhirDouble(responses=responses, base_url=MOCK_FHIR_BASE)
     try:
@@ -149,6 +139,24 @@ def run_case(planned: PlannedCase, ruleset: RuleSet) -> CaseResult:
     _compare(result, case.expect, conditions)
     _compare_clocks(result, planned.now, outcome, shifted, other.outcomes[0])
     return result
+
+
+def request_body(rule: CompiledRule, planned: PlannedCase) -> dict[str, Any]:
+    """The CDS Hooks request a case sends: its context and prefetch (with the scores' keys
+    answered from the case's record, `score_prefetch`), and the mock FHIR server when the case
+    has one."""
+    body: dict[str, Any] = {
+        "hook": rule.rule.hook,
+        "hookInstance": str(uuid.uuid4()),
+        "context": planned.context,
+    }
+    if planned.prefetch is not None:
+        body["prefetch"] = planned.prefetch
+        if rule.rule.scores and planned.case.fhir_server is None:
+            body["prefetch"] = {**score_prefetch(planned.prefetch), **planned.prefetch}
+    if planned.case.fhir_server is not None:
+        body["fhirServer"] = MOCK_FHIR_BASE
+    return body
 
 
 def score_prefetch(prefetch: Mapping[str, Any]) -> dict[str, Any]:
