@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-__all__ = ["RuleIssue", "Severity", "sorted_issues"]
+__all__ = ["RuleIssue", "Severity", "internal_error", "sorted_issues"]
 
 Severity = Literal["error", "warning"]
 
@@ -43,3 +43,10 @@ class RuleIssue:
 def sorted_issues(issues: Iterable[RuleIssue]) -> list[RuleIssue]:
     """Issues in reading order: by file, then position, then field and message."""
     return sorted(issues, key=lambda i: (str(i.path), i.line, i.col, i.field, i.message))
+
+
+def internal_error(exc: BaseException) -> str:
+    """The message of an issue standing for an exception raised while a file was checked: a bug
+    of cds-service, reported where it happened like any other problem, never raised."""
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    return f"internal error while checking this ({detail}); please report it"

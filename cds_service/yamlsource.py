@@ -3,7 +3,9 @@
 PyYAML's safe loader silently keeps the last of two equal keys; an author who writes `summary:`
 twice deserves an error. We compose the node tree ourselves, build plain Python values from it and
 record where each value starts, so a validation error on `card.suggestions[0].label` can point at
-the exact line.
+the exact line. Whatever the text, the answer is a value or located errors, never an exception: a
+tag that cannot build its value (`!foo`, `!!int x`, the unquoted date `2026-02-30`), an alias
+inside the value its anchor marks, nesting or alias expansion past the limits below.
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ __all__ = ["Located", "LocatedError", "field_path", "load_yaml"]
 Path_ = tuple[str | int, ...]
 # libyaml's composer is ~20x faster than PyYAML's pure-Python one and keeps the same marks.
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+# Limits no authored file comes near (the largest holds ~8,000 values, 15 levels deep), so a
+# mangled or hostile file is an error rather than a RecursionError or an exhausted process.
+MAX_DEPTH = 100
+MAX_VALUES = 1_000_000
+_UNREADABLE = object()  # a scalar whose tag could not build a value (an error says why)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,16 +85,44 @@ class _Builder:
         self.located = located
         self.errors = errors
         self.scalars = yaml.SafeLoader("")
+        self.open: set[int] = set()  # the collections being built: an alias inside one loops
+        self.count = 0
 
     def build(self, node: yaml.Node, path: Path_) -> Any:
         self.located.positions.setdefault(
             path, (node.start_mark.line + 1, node.start_mark.column + 1)
         )
-        if isinstance(node, yaml.MappingNode):
-            return self._mapping(node, path)
-        if isinstance(node, yaml.SequenceNode):
+        self.count += 1
+        if self.count > MAX_VALUES:
+            if self.count == MAX_VALUES + 1:
+                message = f"more than {MAX_VALUES} values: aliases (*name) expand too far"
+                self.errors.append(_at(node, path, message))
+            return None
+        if not isinstance(node, yaml.MappingNode | yaml.SequenceNode):
+            value = self._construct(node, path)
+            return None if value is _UNREADABLE else value
+        if len(path) >= MAX_DEPTH:
+            self.errors.append(_at(node, path, f"nested deeper than {MAX_DEPTH} levels"))
+            return None
+        if id(node) in self.open:
+            message = "an alias (*name) inside the value its anchor (&name) marks loops forever"
+            self.errors.append(_at(node, path, message))
+            return None
+        self.open.add(id(node))
+        try:
+            if isinstance(node, yaml.MappingNode):
+                return self._mapping(node, path)
             return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self.scalars.construct_object(node)
+        finally:
+            self.open.discard(id(node))
+
+    def _construct(self, node: yaml.Node, path: Path_) -> Any:
+        """A scalar's value, or _UNREADABLE (and an error) when its tag cannot make one."""
+        try:
+            return self.scalars.construct_object(node)
+        except Exception as exc:  # PyYAML's constructors fail in many ways (`!!int x`, `!foo`)
+            self.errors.append(_at(node, path, _unreadable(node, exc)))
+            return _UNREADABLE
 
     def _mapping(self, node: yaml.MappingNode, path: Path_) -> dict[str, Any]:
         out: dict[str, Any] = {}
@@ -95,7 +130,9 @@ class _Builder:
             if key_node.tag == "tag:yaml.org,2002:merge":
                 self.errors.append(_at(key_node, path, "merge keys (<<) are not supported"))
                 continue
-            key = self.scalars.construct_object(key_node)
+            key = self._construct(key_node, path)
+            if key is _UNREADABLE:
+                continue
             if not isinstance(key, str):
                 self.errors.append(_at(key_node, path, f"keys must be text, not {key!r}"))
                 continue
@@ -113,6 +150,15 @@ class _Builder:
             )
             out[key] = self.build(value_node, member)
         return out
+
+
+def _unreadable(node: yaml.Node, exc: Exception) -> str:
+    """Why a tagged scalar has no value: `!foo x`, `!!int x`, an implicit date `2026-02-30`."""
+    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem:
+        return f"YAML error: {exc.problem}"
+    tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+    reason = f" ({exc})" if isinstance(exc, ValueError) and str(exc) else ""
+    return f"YAML error: not a valid {tag}{reason}; quote the value if it is text"
 
 
 def _at(node: yaml.Node, path: Path_, message: str) -> LocatedError:

@@ -2,18 +2,20 @@
 
 Anything that can be known before a call is checked here, so a rule never surprises anyone at
 request time: FHIRPath syntax, `%variables` (prefetch keys, earlier bindings, `%now`, `%scores`),
-template names, value sets, score names, prefetch templates, the hook.
+template names, value sets, score names, prefetch templates, the hook. An exception while a value
+is checked (a bug of ours) is an error at that value, like the others: never raised.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import logging
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from cds_service.exceptions import ConfigurationError
-from cds_service.issues import RuleIssue
+from cds_service.issues import RuleIssue, internal_error
 from cds_service.prefetch.templates import check_template
 from cds_service.rules.conformance import unsupported_constructs
 from cds_service.rules.fhirpath import CompiledPath, FhirPathError, compile_path, parse_expression
@@ -36,6 +38,9 @@ __all__ = [
 ]
 
 Loc = tuple[str | int, ...]
+P = ParamSpec("P")
+T = TypeVar("T")
+log = logging.getLogger(__name__)
 # Variables every expression may read (see rules/README.md).
 BUILTIN_VARIABLES = frozenset({"now", "today", "age", "scores"})
 
@@ -212,6 +217,10 @@ class _Compiler:
         self.issues.append(RuleIssue(self.path, line, col, field_path(loc), message, self.rule.id))
 
     def expression(self, loc: Loc, text: str, allowed: set[str]) -> CompiledPath | None:
+        """A FHIRPath expression compiled and checked; None when it has an error (reported)."""
+        return self.guarded(loc, self._expression, loc, text, allowed)
+
+    def _expression(self, loc: Loc, text: str, allowed: set[str]) -> CompiledPath | None:
         try:
             compiled = compile_path(text, functions=self.functions)
         except FhirPathError as exc:
@@ -313,7 +322,48 @@ class _Compiler:
         member = self.condition((*loc, "not"), condition.not_, allowed, ids)
         return CompiledCondition("not", members=(member,))
 
+    def guarded(
+        self, loc: Loc, check: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T | None:
+        """`check(*args, **kwargs)`; None and an issue at `loc` when it raises. An exception
+        while checking a value is a bug of ours, reported at the value like any other error
+        (the rule left out), never raised at the author, the linter or a reload."""
+        try:
+            return check(*args, **kwargs)
+        except Exception as exc:
+            log.error("checking %s failed", self.at(loc), exc_info=exc)
+            self.issue(loc, internal_error(exc))
+            return None
+
     def run(self) -> CompiledRule | None:
+        rule = self.rule
+        self.guarded((), self.header)
+        allowed = set(rule.prefetch) | BUILTIN_VARIABLES
+        bindings = []
+        for name, value in rule.let.items():
+            loc: Loc = ("let", name)
+            binding = self.guarded(loc, self.binding, loc, name, value, allowed)
+            if binding is not None:  # else the issue is reported and the rule left out
+                bindings.append(binding)
+            allowed.add(name)
+        when: Loc = ("when",)
+        condition = self.guarded(when, self.condition, when, rule.when, allowed, set())
+        self.guarded(("card",), self.card_templates)
+        suppress = self.guarded(("suppress",), self.suppress)
+        if self.issues or condition is None:  # every problem found here is an error
+            return None  # (lint warnings: rules/lint/)
+        return CompiledRule(
+            rule,
+            self.path,
+            tuple(bindings),
+            condition,
+            frozenset(rule.prefetch) - frozenset(rule.optionalPrefetch),
+            suppress=suppress,
+            source=self.located,
+        )
+
+    def header(self) -> None:
+        """The id, hook, prefetch templates, optional keys and scores."""
         rule = self.rule
         if rule.id != self.path.stem:
             self.issue(("id",), f"must equal the file name '{self.path.stem}'")
@@ -339,40 +389,29 @@ class _Compiler:
             if name not in self.known_scores:
                 known = ", ".join(sorted(self.known_scores))
                 self.issue(("scores", index), f"unknown score '{name}' (known: {known})")
-        allowed = set(rule.prefetch) | BUILTIN_VARIABLES
-        bindings = []
-        for name, value in rule.let.items():
-            loc: Loc = ("let", name)
-            if name in allowed:
-                self.issue(loc, f"'{name}' is already a prefetch key or a built-in variable")
-            if isinstance(value, Select):
-                select = self.select(loc, value, allowed)
-                bindings.append(CompiledBinding(name, select=select, where=self.at(loc)))
-            else:
-                path = self.expression(loc, value, allowed)
-                if path is not None:  # else the issue is reported and the rule left out
-                    bindings.append(CompiledBinding(name, path=path, where=self.at(loc)))
-            allowed.add(name)
-        condition = self.condition(("when",), rule.when, allowed, set())
-        for loc, text in _card_texts(rule.card.model_dump(by_alias=True, exclude_none=True)):
+
+    def binding(
+        self, loc: Loc, name: str, value: str | Select, allowed: set[str]
+    ) -> CompiledBinding | None:
+        """A `let:` binding, or None when its expression has an error (reported)."""
+        if name in allowed:
+            self.issue(loc, f"'{name}' is already a prefetch key or a built-in variable")
+        if isinstance(value, Select):
+            select = self.select(loc, value, allowed)
+            return CompiledBinding(name, select=select, where=self.at(loc))
+        path = self.expression(loc, value, allowed)
+        return None if path is None else CompiledBinding(name, path=path, where=self.at(loc))
+
+    def card_templates(self) -> None:
+        """Every `{{name}}` of the card names a binding."""
+        card = self.rule.card.model_dump(by_alias=True, exclude_none=True)
+        for loc, text in _card_texts(card):
             names, well_formed = template_names(text)
             if not well_formed:
                 self.issue(("card", *loc), "stray '{{' or '}}': templates are {{name}}")
             for name in names:
-                if name not in rule.let:
+                if name not in self.rule.let:
                     self.issue(("card", *loc), f"{{{{{name}}}}} is not a binding under `let:`")
-        suppress = self.suppress()
-        if self.issues:  # every problem found here is an error (lint warnings: rules/lint/)
-            return None
-        return CompiledRule(
-            rule,
-            self.path,
-            tuple(bindings),
-            condition,
-            frozenset(rule.prefetch) - frozenset(rule.optionalPrefetch),
-            suppress=suppress,
-            source=self.located,
-        )
 
     def suppress(self) -> SnoozePolicy | None:
         """The `suppress:` block as a policy; each reason must be a code of the card's

@@ -10,10 +10,12 @@ Layout (see rules/README.md):
       <hook>/<rule-id>.test.yaml  its tests
 
 A broken file never stops the others from loading: its problems are reported and it is left out.
+Nor does an exception while one is checked (a bug of ours): it is that file's error.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +23,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from cds_service.issues import RuleIssue
+from cds_service.issues import RuleIssue, internal_error
 from cds_service.rules.compiled import CompiledRule, compile_rule
 from cds_service.rules.model import Rule, ServiceEntry, ServicesFile
 from cds_service.rules.plugin_functions import plugin_functions
@@ -31,6 +33,8 @@ from cds_service.validation import field_errors
 from cds_service.yamlsource import Located, read_yaml
 
 __all__ = ["LINT_FILE", "SERVICES_FILE", "RuleSet", "load_ruleset", "rule_files"]
+
+log = logging.getLogger(__name__)
 
 SERVICES_FILE = "_services.yaml"
 LINT_FILE = "lint.yaml"  # read by `rules lint`; never a rule
@@ -124,14 +128,23 @@ def load_ruleset(root: Path, known_scores: Iterable[str] = ()) -> RuleSet:
     if not root.is_dir():
         ruleset.issues.append(RuleIssue(root, 1, 1, "", "the rules directory does not exist"))
         return ruleset
-    ruleset.value_sets, vs_issues = load_value_sets(root / VALUESETS_DIR)
+    try:
+        ruleset.value_sets, vs_issues = load_value_sets(root / VALUESETS_DIR)
+    except Exception as exc:  # a bug of ours: the value sets are reported, the rules still load
+        vs_issues = [_internal(root / VALUESETS_DIR, exc)]
     ruleset.issues.extend(vs_issues)
-    ruleset.services = _load_services(root, ruleset.issues)
+    try:
+        ruleset.services = _load_services(root, ruleset.issues)
+    except Exception as exc:
+        ruleset.issues.append(_internal(root / SERVICES_FILE, exc))
     functions = {**member_of_function(ruleset.value_sets), **plugin_functions()}
     scores = frozenset(known_scores)
     templates: dict[tuple[str, str], tuple[str, str]] = {}
     for path in rule_files(root):
-        compiled, issues = _load_rule(path, ruleset.value_sets, functions, scores)
+        try:
+            compiled, issues = _load_rule(path, ruleset.value_sets, functions, scores)
+        except Exception as exc:  # a bug of ours: this file is reported, the others load
+            compiled, issues = None, [_internal(path, exc)]
         ruleset.issues.extend(issues)
         if compiled is None:
             continue
@@ -167,6 +180,12 @@ def load_ruleset(root: Path, known_scores: Iterable[str] = ()) -> RuleSet:
         if not clash:
             ruleset.rules[rule.id] = compiled
     return ruleset
+
+
+def _internal(path: Path, exc: Exception) -> RuleIssue:
+    """An exception raised while `path` was loaded, as that file's error (and logged in full)."""
+    log.error("loading %s failed", path, exc_info=exc)
+    return RuleIssue(path, 1, 1, "", internal_error(exc))
 
 
 def _with(base: RuleIssue, field_name: str, message: str) -> RuleIssue:

@@ -2,18 +2,21 @@
 broken one.
 
 A change under the rules directory takes effect without a restart. The new set is loaded and
-checked in full first; when any file has an error, the last good set keeps serving and the error
-is logged and reported on `/readyz` until the files are fixed.
+checked in full first; when any file has an error, the last good set keeps serving and the errors
+are logged, and `/readyz` names the first (`file:line:col: field: message`) and counts them until
+a reload succeeds. So does a reload that fails for any other reason.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from cds_service.exceptions import ConfigurationError
+from cds_service.issues import RuleIssue, sorted_issues
 from cds_service.rules.ruleset import RuleSet, load_ruleset
 from cds_service.rules.service import RuleStats, services_from_rules
 from cds_service.scores.sources import ScoreSource
@@ -80,13 +83,11 @@ class RuleRuntime:
         """
         self._signature = _signature(self.root)
         ruleset = load_ruleset(self.root, known_score_names())
-        errors = ruleset.errors
+        errors = sorted_issues(ruleset.errors)
         for issue in ruleset.issues:
             (log.error if issue.severity == "error" else log.warning)("rules: %s", issue)
         if errors and self.ruleset is not None:
-            self.problem = (
-                f"{len(errors)} error(s) in the rules directory; the last good set keeps serving"
-            )
+            self.problem = f"{self._errors(errors)}; the last good set keeps serving"
             return None
         try:
             registry = self.build(ruleset)
@@ -97,9 +98,16 @@ class RuleRuntime:
                 raise
             return None
         self.ruleset = ruleset
-        self.problem = f"{len(errors)} error(s) in the rules directory" if errors else None
+        self.problem = self._errors(errors) if errors else None
         log.info("rules: %d rules in %d services loaded", len(ruleset.rules), len(registry))
         return registry
+
+    def _errors(self, errors: Sequence[RuleIssue]) -> str:
+        """How many errors, and the first with its place (the path under the rules directory)."""
+        first = errors[0]
+        if first.path.is_relative_to(self.root):
+            first = dataclasses.replace(first, path=first.path.relative_to(self.root))
+        return f"{len(errors)} error(s) in the rules directory, the first {first}"
 
     def changed(self) -> bool:
         """True when any file under the directory was added, removed or modified."""
@@ -116,3 +124,6 @@ class RuleRuntime:
                         swap(registry)
             except Exception as exc:  # the watcher must outlive any surprise
                 log.error("rules reload failed: %s", type(exc).__name__)
+                self.problem = (
+                    f"rules reload failed ({type(exc).__name__}); the last good set keeps serving"
+                )

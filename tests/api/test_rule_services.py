@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 
 from cds_service.config import Settings
 from cds_service.main import create_app
+from cds_service.rules import runtime
 from tests.api.calls import nsaid_on_warfarin_call
 from tests.conformance import assert_conformant_response, assert_operation_outcome
 from tests.conftest import FROZEN_NOW
@@ -224,6 +225,58 @@ def test_hot_reload_and_last_good_set(tmp_path: Path, rules_dir: Path) -> None:
             "Welcome back Ada"
         )
         # Fixing it recovers.
+        write_rule(rules_dir, "greet", summary="Fixed {{name}}")
+        assert wait_for(lambda: client.get("/readyz").json()["checks"]["rules"] == "ok")
+        assert call(client, {"patient": PATIENT}).json()["cards"][0]["summary"] == "Fixed Ada"
+
+
+def test_every_failed_reload_names_its_first_error_on_readyz(
+    tmp_path: Path, rules_dir: Path
+) -> None:
+    path = write_rule(rules_dir, "greet")
+    with make_client(tmp_path, rules_dir, rules_reload_seconds=0.05) as client:
+        # YAML that PyYAML cannot build (an unknown tag) once stopped the reload with an
+        # exception: logged, while /readyz said "ok".
+        path.write_text(path.read_text().replace('name: "%', 'name: !foo "%'))
+        assert wait_for(lambda: client.get("/readyz").json()["checks"]["rules"] != "ok")
+        assert client.get("/readyz").json()["checks"]["rules"] == (
+            "1 error(s) in the rules directory, the first patient-view/greet.yaml:13:9: "
+            "let.name: YAML error: could not determine a constructor for the tag '!foo'; "
+            "the last good set keeps serving"
+        )
+        # A FHIRPath error under `let:`, and a second file, counted.
+        write_rule(rules_dir, "greet", extra_let='since: "%patient.birthDate.frist()"')
+        write_rule(rules_dir, "other", condition="%name.exists(")
+        expected = (
+            "2 error(s) in the rules directory, the first patient-view/greet.yaml:14:3: "
+            "let.since: unknown function frist() [greet]; the last good set keeps serving"
+        )
+        assert wait_for(lambda: client.get("/readyz").json()["checks"]["rules"] == expected)
+        assert call(client, {"patient": PATIENT}).json()["cards"][0]["summary"] == "Hello Ada"
+        # A good reload clears it.
+        write_rule(rules_dir, "greet", summary="Fixed {{name}}")
+        (rules_dir / "patient-view" / "other.yaml").unlink()
+        assert wait_for(lambda: client.get("/readyz").json()["checks"]["rules"] == "ok")
+        assert call(client, {"patient": PATIENT}).json()["cards"][0]["summary"] == "Fixed Ada"
+
+
+def test_a_reload_that_raises_shows_on_readyz_until_a_good_one(
+    tmp_path: Path, rules_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_rule(rules_dir, "greet")
+    with make_client(tmp_path, rules_dir, rules_reload_seconds=0.05) as client:
+
+        def failing(*args: Any) -> Any:
+            raise RuntimeError("a bug")
+
+        monkeypatch.setattr(runtime, "load_ruleset", failing)
+        path.write_text(path.read_text().replace("Hello", "Hi"))
+        assert wait_for(lambda: client.get("/readyz").json()["checks"]["rules"] != "ok")
+        assert client.get("/readyz").json()["checks"]["rules"] == (
+            "rules reload failed (RuntimeError); the last good set keeps serving"
+        )
+        assert call(client, {"patient": PATIENT}).json()["cards"][0]["summary"] == "Hello Ada"
+        monkeypatch.undo()
         write_rule(rules_dir, "greet", summary="Fixed {{name}}")
         assert wait_for(lambda: client.get("/readyz").json()["checks"]["rules"] == "ok")
         assert call(client, {"patient": PATIENT}).json()["cards"][0]["summary"] == "Fixed Ada"

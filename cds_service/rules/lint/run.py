@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ParamSpec
 
-from cds_service.issues import RuleIssue, sorted_issues
+from cds_service.issues import RuleIssue, internal_error, sorted_issues
 from cds_service.rules.lint.base import Validator
 from cds_service.rules.lint.config import read_lint_config
 from cds_service.rules.lint.registry import VALIDATORS
@@ -15,6 +17,9 @@ from cds_service.rules.testing.plan import plan_tests
 from cds_service.rules.testing.runner import known_scores
 
 __all__ = ["LintReport", "lint_rules"]
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
 
 
 @dataclass(slots=True)
@@ -48,10 +53,28 @@ def lint_rules(root: Path, *, validators: Sequence[type[Validator]] = VALIDATORS
     for validator in (v() for v in validators if v.id in config.enabled):
         # Each call's issues are taken before the next call: finalize() sees everything.
         for rule_id in sorted(ruleset.rules):
-            found += validator.validate(ruleset.rules[rule_id])
+            rule = ruleset.rules[rule_id]
+            found += _checked(validator, rule.path, validator.validate, rule)
         for plan in plans:
-            found += validator.validate_tests(plan)
-        found += validator.finalize()
+            found += _checked(validator, plan.path, validator.validate_tests, plan)
+        found += _checked(validator, root, validator.finalize)
     kept = [i for i in found if not config.excludes(i)]
     issues = [*ruleset.issues, *(i for p in plans for i in p.issues), *config_issues, *kept]
     return LintReport(ruleset, sorted_issues(issues), len(on_disk))
+
+
+def _checked(
+    validator: Validator,
+    path: Path,
+    check: Callable[P, Iterable[RuleIssue]],
+    /,
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> list[RuleIssue]:
+    """What one validator call finds; an exception in it (a bug) is an error of `path` naming
+    the validator, and the other calls still run."""
+    try:
+        return list(check(*args, **kwargs))
+    except Exception as exc:
+        log.error("validator %s failed on %s", validator.id, path, exc_info=exc)
+        return [RuleIssue(path, 1, 1, "", internal_error(exc), validator=validator.id)]

@@ -9,13 +9,14 @@ question: see `cds_service.rules.lint`.)
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, ClassVar
 
-from cds_service.issues import RuleIssue, Severity
+from cds_service.issues import RuleIssue, Severity, internal_error
 from cds_service.rules.compiled import CompiledCondition, CompiledRule
 from cds_service.rules.ruleset import RuleSet, rule_files
 from cds_service.rules.testing.fixtures import Fixtures
@@ -31,6 +32,7 @@ from cds_service.yamlsource import Located, field_path
 __all__ = ["PlannedCase", "TestFilePlan", "plan_tests"]
 
 Loc = tuple[str | int, ...]
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,4 +236,16 @@ def plan_tests(root: Path, ruleset: RuleSet) -> list[TestFilePlan]:
     """Every test file under `root`, checked against the loaded rule set."""
     on_disk = {p.stem for p in rule_files(root)} | set(ruleset.rules)
     fixtures = Fixtures(root)
-    return [_Planner(p, ruleset, on_disk, fixtures).run() for p in rule_test_files(root)]
+    return [_plan(p, ruleset, on_disk, fixtures) for p in rule_test_files(root)]
+
+
+def _plan(path: Path, ruleset: RuleSet, on_disk: set[str], fixtures: Fixtures) -> TestFilePlan:
+    """One test file's plan. An exception while checking it (a bug of ours) is that file's
+    error, and it runs no case; the other files are planned."""
+    rule_id = path.name.removesuffix(TEST_SUFFIX)
+    try:
+        return _Planner(path, ruleset, on_disk, fixtures).run()
+    except Exception as exc:
+        log.error("planning %s failed", path, exc_info=exc)
+        issue = RuleIssue(path, 1, 1, "", internal_error(exc), rule_id)
+        return TestFilePlan(path, rule_id, issues=[issue])
