@@ -32,6 +32,8 @@ from typing import Any, Final
 
 from pydantic import BaseModel, ValidationError
 
+from cds_service.suggest import did_you_mean
+
 __all__ = ["FieldError", "error_message", "field_errors", "field_path"]
 
 Loc = tuple[int | str, ...]
@@ -114,11 +116,81 @@ def field_errors(
     )
     labels = _model_names()
     out: dict[tuple[str, str], FieldError] = {}
-    for detail in details:
+    for detail in _best_branches(list(details), 0, labels):
         loc = tuple(p for p in detail.get("loc", ()) if not _is_label(p, labels))
         item = FieldError(field_path(loc, prefix), error_message(detail), loc)
         out.setdefault((item.field, item.message), item)
-    return list(out.values())
+    return _misspelt(list(out.values()))
+
+
+_UNKNOWN, _REQUIRED = _MESSAGES["extra_forbidden"], _MESSAGES["missing"]
+
+
+def _best_branches(
+    details: list[Mapping[str, Any]], start: int, labels: frozenset[str]
+) -> list[Mapping[str, Any]]:
+    """Where a value matched no member of a union, the errors of the member the author most
+    likely meant: pydantic reports every member's (a misspelt `fhirPath:` in a condition gave
+    18 errors, most of them about `all`, `any` and `not`). The member meant is the one the value
+    is of the right type for, that knows every key given, and lacks the fewest."""
+    kept: list[Mapping[str, Any]] = []
+    branches: dict[Loc, dict[str, list[Mapping[str, Any]]]] = {}
+    for detail in details:
+        loc = tuple(detail.get("loc", ()))
+        at = next((i for i in range(start, len(loc)) if _is_label(loc[i], labels)), None)
+        if at is None:
+            kept.append(detail)
+        else:
+            branches.setdefault(loc[:at], {}).setdefault(str(loc[at]), []).append(detail)
+    for prefix, members in branches.items():
+        depth = len(prefix)
+        ranked = sorted(members.values(), key=lambda errors: _rank(errors, depth))
+        if _rank(ranked[0], depth)[0]:  # of none of the types: say which ones were expected
+            kept += [e for errors in ranked for e in _best_branches(errors, depth + 1, labels)]
+        else:
+            kept += _best_branches(ranked[0], depth + 1, labels)
+    order = {id(detail): n for n, detail in enumerate(details)}
+    return sorted(kept, key=lambda detail: order[id(detail)])
+
+
+def _rank(errors: list[Mapping[str, Any]], depth: int) -> tuple[int, int, int, int]:
+    """How far a union member is from what was written (lower is closer): the value of another
+    type, then keys it does not know, then keys it lacks, then how many errors in all."""
+    here = [e for e in errors if len(e.get("loc", ())) == depth + 1]
+    wrong_type = sum(1 for e in here if e.get("type") not in ("missing", "extra_forbidden"))
+    children = [e for e in errors if len(e.get("loc", ())) == depth + 2]
+    unknown = sum(1 for e in children if e.get("type") == "extra_forbidden")
+    missing = sum(1 for e in children if e.get("type") == "missing")
+    return (wrong_type, unknown, missing, len(errors))
+
+
+def _misspelt(errors: list[FieldError]) -> list[FieldError]:
+    """A key not known beside a required one it resembles is one mistake, not several: the
+    unknown key says which it meant ("fhirPath: is not a known key (did you mean 'fhirpath'?)")
+    and the required keys of that object are not listed (a union's other members ask for
+    theirs too: `all`, `any`, `not`)."""
+    required: dict[Loc, list[str]] = {}
+    for item in errors:
+        if item.message == _REQUIRED and item.loc and isinstance(item.loc[-1], str):
+            required.setdefault(item.loc[:-1], []).append(item.loc[-1])
+    meant: dict[Loc, str] = {}
+    for item in errors:
+        if item.message == _UNKNOWN and item.loc and isinstance(item.loc[-1], str):
+            close = did_you_mean(item.loc[-1], required.get(item.loc[:-1], []), limit=1)
+            if close:
+                meant[item.loc] = close[0]
+    if not meant:
+        return errors
+    parents = {loc[:-1] for loc in meant}
+    kept = []
+    for item in errors:
+        if item.loc in meant:
+            kept.append(
+                FieldError(item.field, f"{_UNKNOWN} (did you mean '{meant[item.loc]}'?)", item.loc)
+            )
+        elif not (item.message == _REQUIRED and item.loc[:-1] in parents):
+            kept.append(item)
+    return kept
 
 
 def _is_label(part: int | str, model_names: frozenset[str]) -> bool:

@@ -10,6 +10,7 @@ inside the value its anchor marks, nesting or alias expansion past the limits be
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,6 +55,28 @@ class Located:
         return (1, 1)
 
 
+# An unquoted scalar holding a flow indicator (`[`, `]`, `{`, `}`, `,`) inside a flow
+# collection: `{unit: mm[Hg]}` ends the scalar at `[`.
+_FLOW_SCALAR = re.compile(r"[:\[{,]\s*([^\s\"'{}\[\],:]+\[[^\]\s]*\][^\s\"',{}\[\]]*)")
+
+
+def _likely_cause(text: str, exc: yaml.MarkedYAMLError) -> str | None:
+    """What probably broke a flow collection (`{...}`, `[...]`): an unquoted value holding
+    brackets or braces, which YAML reads as the collection's own punctuation."""
+    if "expected ',' or '}'" not in str(exc.problem) and "expected ',' or ']'" not in str(
+        exc.problem
+    ):
+        return None
+    mark = exc.problem_mark
+    lines = text.splitlines()
+    if mark is None or mark.line >= len(lines):
+        return None
+    for match in _FLOW_SCALAR.finditer(lines[mark.line]):
+        value = match.group(1)
+        return f'quote `{value}` ("{value}"): unquoted, its brackets end the {{...}} or [...]'
+    return "a value with `[`, `]`, `{`, `}` or `,` inside {...} or [...] must be quoted"
+
+
 def load_yaml(text: str) -> tuple[Located | None, list[LocatedError]]:
     """Parse one YAML document. Returns the value with positions, or None and the errors."""
     try:
@@ -61,7 +84,9 @@ def load_yaml(text: str) -> tuple[Located | None, list[LocatedError]]:
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        return None, [LocatedError(line, col, "", f"YAML syntax error: {exc.problem}")]
+        message = f"YAML syntax error: {exc.problem}"
+        hint = _likely_cause(text, exc) if mark else None
+        return None, [LocatedError(line, col, "", f"{message}; {hint}" if hint else message)]
     except yaml.YAMLError as exc:
         return None, [LocatedError(1, 1, "", f"YAML error: {exc}")]
     located = Located(None)

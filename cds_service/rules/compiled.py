@@ -23,6 +23,7 @@ from cds_service.rules.model import AllOf, AnyOf, Condition, LeafCondition, Rule
 from cds_service.rules.templates import template_names
 from cds_service.rules.valuesets import ValueSet
 from cds_service.services.suppression import SnoozePolicy
+from cds_service.suggest import unknown_name
 from cds_service.wire.contexts import hook_spec
 from cds_service.yamlsource import Located, field_path
 
@@ -248,7 +249,7 @@ class _Compiler:
             if name is None:
                 self.issue(loc, "memberOf() needs a value set id in single quotes")
             elif name not in self.value_sets:
-                self.issue(loc, f"unknown value set '{name}' (add it under rules/_valuesets/)")
+                self.issue(loc, _unknown_value_set(name, self.value_sets))
         declared = {score_variable(s) for s in self.rule.scores}
         for variable, member in sorted(compiled.members):
             if variable == "scores" and member not in declared:
@@ -260,7 +261,7 @@ class _Compiler:
         if select.coded is not None:
             value_set = self.value_sets.get(select.coded)
             if value_set is None:
-                self.issue((*loc, "coded"), f"unknown value set '{select.coded}'")
+                self.issue((*loc, "coded"), _unknown_value_set(select.coded, self.value_sets))
         sources = tuple(select.from_) if select.from_ else None
         known_sources = set(self.rule.prefetch) | _context_fields(self.rule.hook)
         for index, source in enumerate(sources or ()):
@@ -431,6 +432,12 @@ class _Compiler:
             else:
                 reasons.add((offered[code], code))
         return SnoozePolicy(frozenset(reasons), *duration(block.for_))
+
+
+def _unknown_value_set(name: str, known: Mapping[str, Any]) -> str:
+    """The message for a value set id that is not under rules/_valuesets/."""
+    message = unknown_name("value set", name, [k for k in known if ":" not in k])  # ids
+    return message if "did you mean" in message else f"{message}; add it under rules/_valuesets/"
 
 
 def _context_fields(hook: str) -> set[str]:

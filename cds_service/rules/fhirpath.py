@@ -32,6 +32,7 @@ from fhirpathpy.parser.generated.FHIRPathParser import FHIRPathParser
 from cds_service.rules import fhirdates
 from cds_service.rules.conformance import FUNCTIONS as FIXED_FUNCTIONS
 from cds_service.rules.fhirpath_closures import NotCompiled, compile_closures
+from cds_service.suggest import did_you_mean
 
 fhirdates.install()  # FHIRPath date arithmetic and comparison; see rules/fhirdates.py
 
@@ -206,7 +207,10 @@ def compile_path(
     extra = {**FIXED_FUNCTIONS, **(functions or {})}
     unknown = called - set(invocation_registry) - set(extra)
     if unknown:
-        raise FhirPathError(f"unknown function {sorted(unknown)[0]}()")
+        name = sorted(unknown)[0]
+        close = did_you_mean(name, [*invocation_registry, *extra])
+        hint = f" (did you mean {' or '.join(f'{c}()' for c in close)}?)" if close else ""
+        raise FhirPathError(f"unknown function {name}(){hint}")
     options = {"userInvocationTable": extra}
     interpreted = set_paths(  # type: ignore[no-untyped-call]
         apply_parsed_path, parsedPath=ast, model=models["r4"], options=options

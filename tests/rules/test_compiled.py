@@ -48,7 +48,14 @@ def test_memberof_names_a_known_value_set_by_a_string_literal(empty_rules: Path)
     coding = "%activeMedications.entry.resource.medication.ofType(CodeableConcept)"
     assert problems(empty_rules, f"{coding}.memberOf('oral-nsaids').anyTrue()") == []
     assert problems(empty_rules, f"{coding}.memberOf('it\\'s').anyTrue()") == [
-        "unknown value set 'it's' (add it under rules/_valuesets/)"
+        "unknown value set 'it's' (known: oral-anticoagulants, oral-nsaids); "
+        "add it under rules/_valuesets/"
+    ]
+    assert problems(empty_rules, f"{coding}.memberOf('oral-nsiads').anyTrue()") == [
+        "unknown value set 'oral-nsiads' (did you mean 'oral-nsaids'?)"
+    ]
+    assert problems(empty_rules, f"{coding}.exist()") == [
+        "unknown function exist() (did you mean exists()?)"
     ]
     assert problems(empty_rules, f"{coding}.memberOf(%medicationCount).anyTrue()") == [
         "memberOf() needs a value set id in single quotes"

@@ -15,7 +15,7 @@ BROKEN: dict[str, tuple[str, str, str, str]] = {
         "  summary:",
         "  sumary:",
         "sumary:",
-        "card.sumary: is not a known key [typo-key]",
+        "card.sumary: is not a known key (did you mean 'summary'?) [typo-key]",
     ),
     "duplicate-key": (
         "version: 1\n",
@@ -47,8 +47,8 @@ BROKEN: dict[str, tuple[str, str, str, str]] = {
         '"%activeMedications.entry.resource.medication.ofType(CodeableConcept)'
         ".memberOf('statins').exists()\"",
         "fhirpath:",
-        "when.all[0].fhirpath: unknown value set 'statins' (add it under rules/_valuesets/) "
-        "[unknown-value-set]",
+        "when.all[0].fhirpath: unknown value set 'statins' (known: oral-anticoagulants, "
+        "oral-nsaids); add it under rules/_valuesets/ [unknown-value-set]",
     ),
     "unknown-score": (
         "let:\n",
