@@ -17,7 +17,7 @@ def did_you_mean(name: str, known: Iterable[str], *, limit: int = 3) -> list[str
 
 
 def unknown_name(kind: str, name: str, known: Iterable[str], *, listed: int = 12) -> str:
-    """"unknown value set 'hba1C' (did you mean 'hba1c'?)", or, with nothing close, the known
+    """ "unknown value set 'hba1C' (did you mean 'hba1c'?)", or, with nothing close, the known
     names (up to `listed` of them, then how many more)."""
     names = sorted(set(known))
     close = did_you_mean(name, names)
