@@ -100,12 +100,24 @@ class _Names:
     variables: set[str] = field(default_factory=set)
     calls: list[Call] = field(default_factory=list)
     members: set[tuple[str, str]] = field(default_factory=set)
+    # Elements read from the expression's root (`value` in `value.ofType(Quantity) > 5`), not
+    # inside a function's arguments (where the root is each item the function iterates).
+    roots: set[str] = field(default_factory=set)
+    # `(variable, member, field)` for each `%variable.member.field` (`%scores.has_bled.value`).
+    fields: set[tuple[str, str, str]] = field(default_factory=set)
 
-    def walk(self, node: Any) -> None:
+    def walk(self, node: Any, in_arguments: bool = False) -> None:
         if not isinstance(node, dict):
             return
         kind = node.get("type")
         children: list[Any] = node.get("children", [])
+        first = children[0] if children else {}
+        if (
+            kind == "InvocationTerm"
+            and not in_arguments
+            and first.get("type") == "MemberInvocation"
+        ):
+            self.roots.add(_identifier(first["children"][0]))
         if kind == "ExternalConstant":
             self.variables.add(_variable(node))
         elif kind == "Functn":
@@ -118,8 +130,16 @@ class _Names:
             variable = _variable_term(target)
             if variable is not None and member.get("type") == "MemberInvocation":
                 self.members.add((variable, _identifier(member["children"][0])))
+            inner = (
+                target.get("children", []) if target.get("type") == "InvocationExpression" else []
+            )
+            if len(inner) == 2 and member.get("type") == "MemberInvocation":
+                outer = _variable_term(inner[0])
+                if outer is not None and inner[1].get("type") == "MemberInvocation":
+                    name = _identifier(inner[1]["children"][0])
+                    self.fields.add((outer, name, _identifier(member["children"][0])))
         for child in children:
-            self.walk(child)
+            self.walk(child, in_arguments or kind == "ParamList")
 
 
 def _identifier(node: Mapping[str, Any]) -> str:
@@ -168,6 +188,12 @@ class CompiledPath:
     calls: tuple[Call, ...] = ()
     # `(variable, member)` for each `%variable.member` read, e.g. `("scores", "has_bled")`.
     members: frozenset[tuple[str, str]] = frozenset()
+    # Elements read from the root (outside function arguments), and `%variable.member.field`s.
+    roots: frozenset[str] = frozenset()
+    fields: frozenset[tuple[str, str, str]] = frozenset()
+    # The variable whose items the expression gives, filtered (`%readings.where(...).first()`),
+    # so its items are of that variable's types; None for anything else.
+    filters: str | None = None
     # fhirpathpy's interpreter for the same expression: what `_fn` is when the expression is
     # not compiled, and the reference the compiled closures are tested against.
     interpreted: Callable[[Any, Mapping[str, Any]], list[Any]] | None = None
@@ -227,6 +253,31 @@ def compile_path(
         fn,
         tuple(names.calls),
         frozenset(names.members),
+        frozenset(names.roots),
+        frozenset(names.fields),
+        _filtered_variable(ast),
         interpreted,
         reason,
     )
+
+
+# Functions that keep some of their input's items (so their types).
+_FILTERS = frozenset({"first", "last", "where", "take", "skip", "tail", "single", "distinct"})
+
+
+def _filtered_variable(ast: Any) -> str | None:
+    """`x` when the expression is `%x` followed only by functions that keep some of its items."""
+    node = ast
+    while isinstance(node, dict) and node.get("type") in (None, "EntireExpression"):
+        children = node.get("children", [])
+        if len(children) != 1:
+            return None
+        node = children[0]
+    while isinstance(node, dict) and node.get("type") == "InvocationExpression":
+        target, invocation = node.get("children", [None, None])[:2]
+        functn = _only_child(invocation or {}, "FunctionInvocation")
+        names = [c for c in (functn or {}).get("children", []) if c.get("type") == "Identifier"]
+        if not names or _identifier(names[0]) not in _FILTERS:
+            return None
+        node = target
+    return _variable_term(node)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from cds_service.rules.lint.base import Validator
 from cds_service.rules.lint.coverage import MissingFiringCase, MissingSilentCase, RuleWithoutTests
+from cds_service.rules.lint.fhir_model import FhirModel
 from cds_service.rules.lint.layout import RuleOutsideHookDirectory
 
 __all__ = ["VALIDATORS", "validator_ids"]
 
 VALIDATORS: tuple[type[Validator], ...] = (
+    FhirModel,
     MissingFiringCase,
     MissingSilentCase,
     RuleOutsideHookDirectory,

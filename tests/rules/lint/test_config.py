@@ -63,7 +63,7 @@ def test_unknown_ids_in_lint_yaml_are_located_errors(
         "  untested-b: [no-such-check]\n"
     )
     assert main(["rules", "lint", str(untested)]) == 1
-    known = "missing-firing-case, missing-silent-case, rule-outside-hook-directory, "
+    known = "fhir-model, missing-firing-case, missing-silent-case, rule-outside-hook-directory, "
     known += "rule-without-tests"
     assert capsys.readouterr().out.splitlines() == [
         f"{path}:1:19: validators[1]: unknown validator 'rule-without-test' (known: {known})",

@@ -1,0 +1,99 @@
+"""What the FHIR R4 model allows, for lint: the elements of a resource type and the codes of the
+status a `select:` filters on.
+
+Elements come from the `fhir.resources` models (R4B, the closest release it ships to R4; the
+elements rules read are the same): each element's JSON name, and for a choice element both
+`value` and `valueQuantity`, as FHIRPath reads either. Status codes are the FHIR R4 required
+bindings (`status` of each type; `clinicalStatus` of Condition and AllergyIntolerance, which a
+selection's `status:` filters on).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from fhir.resources.R4B import get_fhir_model_class
+
+__all__ = ["STATUS_CODES", "elements", "status_codes"]
+
+_REQUEST = ("draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown")
+STATUS_CODES: dict[str, tuple[str, ...]] = {
+    "AllergyIntolerance": ("active", "inactive", "resolved"),
+    "Appointment": (
+        "proposed", "pending", "booked", "arrived", "fulfilled", "cancelled", "noshow",
+        "entered-in-error", "checked-in", "waitlist",
+    ),
+    "CarePlan": _REQUEST,
+    "Condition": ("active", "recurrence", "relapse", "inactive", "remission", "resolved"),
+    "Coverage": ("active", "cancelled", "draft", "entered-in-error"),
+    "Device": ("active", "inactive", "entered-in-error", "unknown"),
+    "DeviceRequest": (*_REQUEST, "cancelled"),
+    "DiagnosticReport": (
+        "registered", "partial", "preliminary", "final", "amended", "corrected", "appended",
+        "cancelled", "entered-in-error", "unknown",
+    ),
+    "Encounter": (
+        "planned", "arrived", "triaged", "in-progress", "onleave", "finished", "cancelled",
+        "entered-in-error", "unknown",
+    ),
+    "Immunization": ("completed", "entered-in-error", "not-done"),
+    "MedicationAdministration": (
+        "in-progress", "not-done", "on-hold", "completed", "entered-in-error", "stopped", "unknown",
+    ),
+    "MedicationDispense": (
+        "preparation", "in-progress", "cancelled", "on-hold", "completed", "entered-in-error",
+        "stopped", "declined", "unknown",
+    ),
+    "MedicationRequest": (
+        "active", "on-hold", "cancelled", "completed", "entered-in-error", "stopped", "draft",
+        "unknown",
+    ),
+    "MedicationStatement": (
+        "active", "completed", "entered-in-error", "intended", "stopped", "on-hold", "unknown",
+        "not-taken",
+    ),
+    "NutritionOrder": _REQUEST,
+    "Observation": (
+        "registered", "preliminary", "final", "amended", "corrected", "cancelled",
+        "entered-in-error", "unknown",
+    ),
+    "Procedure": (
+        "preparation", "in-progress", "not-done", "on-hold", "stopped", "completed",
+        "entered-in-error", "unknown",
+    ),
+    "ServiceRequest": _REQUEST,
+}  # fmt: skip
+
+
+def status_codes(resource_types: tuple[str, ...]) -> frozenset[str] | None:
+    """The status codes a selection of these types may filter on; None when a type's are not
+    listed here (then nothing is checked)."""
+    codes: set[str] = set()
+    for resource_type in resource_types:
+        known = STATUS_CODES.get(resource_type)
+        if known is None:
+            return None
+        codes.update(known)
+    return frozenset(codes)
+
+
+@functools.lru_cache(maxsize=256)
+def elements(resource_type: str) -> frozenset[str] | None:
+    """The element names of a resource type (FHIRPath's), or None for a name the model does
+    not know."""
+    try:
+        model: Any = get_fhir_model_class(resource_type)
+    except (KeyError, ValueError, LookupError):
+        return None
+    names = {"resourceType"}
+    for name, info in model.model_fields.items():
+        alias = info.alias or name
+        if alias.startswith("_") or name == "fhir_comments":
+            continue
+        names.add(alias)
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        choice = extra.get("one_of_many")
+        if isinstance(choice, str):
+            names.add(choice)
+    return frozenset(names)

@@ -1,0 +1,147 @@
+"""The `fhir-model` validator: element names, status codes and score fields a rule reads that
+do not exist, so the rule would silently never fire (`%bp.vaule`, `status: [drfat]`,
+`%scores.has_bled.valeu`).
+
+It reads what the compiled expressions name (`CompiledPath.members`, `.roots`, `.fields`):
+`%variable.element` where the variable is a `select:` binding (its resource types) or a prefetch
+key (a read: its type; a search: a Bundle); the elements a `select:`'s `where`/`sort` reads from
+each resource; a `status:` list against its types' codes; `%scores.<score>.<field>` against a
+score result's fields. Only the first element after a variable is checked (what follows depends
+on types FHIRPath decides at run time).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from cds_service.issues import RuleIssue
+from cds_service.prefetch.gaps import template_type
+from cds_service.rules.compiled import CompiledCondition, CompiledRule, CompiledSelect
+from cds_service.rules.fhir_model import elements, status_codes
+from cds_service.rules.fhirpath import CompiledPath
+from cds_service.rules.lint.base import Loc, Validator
+from cds_service.suggest import did_you_mean
+
+__all__ = ["SCORE_FIELDS", "FhirModel"]
+
+#: The fields of a score as rules read it (`%scores.<name>.<field>`).
+SCORE_FIELDS = frozenset(
+    {
+        "score", "value", "unit", "inputs", "reason", "sources", "computed_at", "provenance",
+        "unknown", "source", "note",
+    }
+)  # fmt: skip
+
+
+def _hint(name: str, known: frozenset[str]) -> str:
+    close = did_you_mean(name, known)
+    return f" (did you mean {' or '.join(repr(c) for c in close)}?)" if close else ""
+
+
+class FhirModel(Validator):
+    """Elements, status codes and score fields checked against the FHIR R4 model."""
+
+    id = "fhir-model"
+    description = (
+        "An element, status code or score field the rule reads does not exist in the FHIR R4 "
+        "model (or in a score's result), so the rule would never fire on it."
+    )
+    severity = "error"
+
+    def validate(self, rule: CompiledRule) -> Iterator[RuleIssue]:
+        types: dict[str, tuple[str, ...]] = {}
+        for key, template in rule.rule.prefetch.items():
+            resource_type = template_type(template)
+            if resource_type is not None:
+                read = "?" not in template.split("/", 1)[-1] and "/" in template
+                types[key] = (resource_type,) if read else ("Bundle",)
+        for binding in rule.bindings:
+            loc: Loc = ("let", binding.name)
+            if binding.path is not None:
+                yield from self._path(rule, loc, binding.path, types, None)
+                source = binding.path.filters
+                if source is not None and source in types:  # `%readings.first()`: the same
+                    types[binding.name] = types[source]
+            elif binding.select is not None:
+                yield from self._select(rule, loc, binding.select, types)
+                types[binding.name] = binding.select.resources
+        for loc, path in _leaves(rule.condition, ("when",)):
+            yield from self._path(rule, loc, path, types, None)
+
+    def _select(
+        self,
+        rule: CompiledRule,
+        loc: Loc,
+        select: CompiledSelect,
+        types: dict[str, tuple[str, ...]],
+    ) -> Iterator[RuleIssue]:
+        for part, path in (("where", select.where), ("sort", select.sort)):
+            if path is not None:
+                yield from self._path(rule, (*loc, part), path, types, select.resources)
+        known = status_codes(select.resources)
+        if select.statuses is not None and known is not None:
+            for code in sorted(select.statuses - known):
+                names = " or ".join(select.resources)
+                yield self.rule_issue(
+                    rule,
+                    (*loc, "status"),
+                    f"'{code}' is not a status of {names}{_hint(code, known)}; "
+                    f"its codes: {', '.join(sorted(known))}",
+                )
+
+    def _path(
+        self,
+        rule: CompiledRule,
+        loc: Loc,
+        path: CompiledPath,
+        types: dict[str, tuple[str, ...]],
+        root: tuple[str, ...] | None,
+    ) -> Iterator[RuleIssue]:
+        for variable, member in sorted(path.members):
+            message = _missing(member, types.get(variable))
+            if message is not None:
+                yield self.rule_issue(rule, loc, f"%{variable}.{member}: {message}")
+        if root is not None:
+            for member in sorted(path.roots - set(root)):
+                message = _missing(member, root)
+                if message is not None:
+                    yield self.rule_issue(rule, loc, f"{member}: {message}")
+        for variable, score, field in sorted(path.fields):
+            if variable == "scores" and field not in SCORE_FIELDS:
+                yield self.rule_issue(
+                    rule,
+                    loc,
+                    f"%scores.{score}.{field}: a score has no field '{field}'"
+                    f"{_hint(field, SCORE_FIELDS)}; its fields: value, unit, reason, inputs, "
+                    "provenance, unknown, sources, computed_at, source, note",
+                )
+
+
+def _missing(member: str, resource_types: tuple[str, ...] | None) -> str | None:
+    """Why `member` is no element of any of the types, or None when it is one (or the types
+    are not known to the model)."""
+    if not resource_types:
+        return None
+    known: set[str] = set()
+    for resource_type in resource_types:
+        names = elements(resource_type)
+        if names is None:
+            return None
+        known |= names
+    if member in known:
+        return None
+    types = " or ".join(resource_types)
+    return f"{types} has no element '{member}'{_hint(member, frozenset(known))}"
+
+
+def _leaves(condition: CompiledCondition, loc: Loc) -> Iterator[tuple[Loc, CompiledPath]]:
+    """Each leaf's expression with its place in the rule file (as the compiler numbers them)."""
+    if condition.kind == "leaf":
+        if condition.path is not None:
+            yield (*loc, "fhirpath"), condition.path
+        return
+    if condition.kind == "not":
+        yield from _leaves(condition.members[0], (*loc, "not"))
+        return
+    for index, member in enumerate(condition.members):
+        yield from _leaves(member, (*loc, condition.kind, index))
