@@ -2,7 +2,8 @@
 
     cds-service rules lint [DIR] [--list-validators] [--verbose]  every problem; 0 when clean
     cds-service rules test [DIR] [--run REGEX] [--diff]  run every *.test.yaml
-    cds-service rules explain ID --request FILE [--rules DIR] [--now ISO] [--override CODE@WHEN]
+    cds-service rules explain ID (--request FILE | --case FILE[:NAME]) [--rules DIR] [--now ISO]
+                                 [--override CODE@WHEN]
     cds-service rules schema [--check] [--output-dir DIR]
     cds-service rules simulate EXPORT [--fail-over] ...  (cds_service/population/cli.py)
 
@@ -66,11 +67,18 @@ def add_parser(
 
     explain = sub.add_parser("explain", help="show bindings, conditions and card for a request")
     explain.add_argument("rule_id", metavar="ID", help="the rule id")
-    explain.add_argument(
-        "--request", type=Path, required=True, metavar="FILE", help="CDS Hooks request JSON"
+    call = explain.add_mutually_exclusive_group(required=True)
+    call.add_argument("--request", type=Path, metavar="FILE", help="CDS Hooks request JSON")
+    call.add_argument(
+        "--case",
+        metavar="FILE[:NAME]",
+        help="a rule test case's call, as `rules test` makes it: FILE a *.test.yaml, NAME a case "
+        "name (exact, or a unique case-insensitive part of one; optional when FILE has one case)",
     )
     explain.add_argument("--rules", type=Path, metavar="DIR", help=dir_help)
-    explain.add_argument("--now", metavar="ISO", help="the frozen %%now (default: the clock)")
+    explain.add_argument(
+        "--now", metavar="ISO", help="the frozen %%now (default: the case's now, else the clock)"
+    )
     explain.add_argument(
         "--override",
         action="append",
@@ -179,13 +187,43 @@ def _quiet_engine() -> Iterator[None]:
         engine.setLevel(level)
 
 
+def _case_root(given: Path | None, case: str) -> Path:
+    """`--case`'s rules directory: `--rules`, else the nearest directory above the test file
+    holding `_services.yaml`, else the default."""
+    from cds_service.rules.explain import parse_case
+    from cds_service.rules.ruleset import SERVICES_FILE
+
+    if given is not None:
+        return given
+    path = parse_case(case)[0]
+    for parent in path.absolute().parents:
+        if (parent / SERVICES_FILE).is_file():
+            return Path(os.path.relpath(parent)) if parent.is_relative_to(Path.cwd()) else parent
+    return _root(None)
+
+
 def _explain(args: argparse.Namespace) -> int:
-    from cds_service.rules.explain import ExplainError, explain, parse_now, parse_override
+    from cds_service.rules.explain import (
+        CaseError,
+        ExplainError,
+        explain,
+        explain_case,
+        parse_now,
+        parse_override,
+    )
 
     try:
         now = parse_now(args.now) if args.now else None
         overrides = [parse_override(text) for text in args.override]
-        text = explain(_root(args.rules), args.rule_id, args.request, now=now, overrides=overrides)
+        if args.case is not None:
+            root = _case_root(args.rules, args.case)
+            text = explain_case(root, args.rule_id, args.case, now=now, overrides=overrides)
+        else:
+            root = _root(args.rules)
+            text = explain(root, args.rule_id, args.request, now=now, overrides=overrides)
+    except CaseError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     except ExplainError as exc:
         print(exc, file=sys.stderr)
         return 1

@@ -1,4 +1,4 @@
-"""`cds-service rules explain ID --request FILE`: why a rule fired, or did not.
+"""`cds-service rules explain ID --request FILE | --case FILE[:NAME]`: why a rule fired, or not.
 
 Evaluates one rule on a CDS Hooks request body (hook, context, prefetch) exactly as the service
 would, without fetching anything: prefetch keys the request does not carry are reported as
@@ -9,6 +9,12 @@ with `--override CODE@WHEN` (earlier overrides of its cards for the patient), as
 checks it against its feedback table.
 It also lists the medication references the call's data cannot resolve (their drug
 is unknown, so no value set has them).
+
+With `--case FILE[:NAME]` the request is a rule test case's, built as `rules test` builds it
+(`testing.runner.request_body`: context, prefetch and fixture files, the scores' keys answered
+from the case's record), at the case's `now`, with its `feedback:` as the overrides, its injected
+`scores:`, and its `fhir_server.responses` answering what the request lacks (the FHIR server
+double `rules test` uses).
 """
 
 from __future__ import annotations
@@ -21,16 +27,19 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pydantic import ValidationError
 
 from cds_service.clock import system_clock
 from cds_service.exceptions import CDSServiceError, RequestError
+from cds_service.fhir_double import FhirDouble
 from cds_service.prefetch.types import PrefetchOutcome
 from cds_service.rules.compiled import CompiledCondition, CompiledRule, score_variable
 from cds_service.rules.engine import RuleOutcome
 from cds_service.rules.pipeline import (
     DataSource,
     Display,
+    FhirSource,
     OfflineSource,
     RulesTrace,
     display_outcomes,
@@ -40,6 +49,14 @@ from cds_service.rules.ruleset import RuleSet, load_ruleset
 from cds_service.rules.runtime import known_score_names
 from cds_service.rules.service import rule_service
 from cds_service.rules.snooze import given_overrides
+from cds_service.rules.testing.model import TEST_SUFFIX, rule_test_files
+from cds_service.rules.testing.plan import PlannedCase, plan_test_file
+from cds_service.rules.testing.runner import (
+    MAX_PAGES,
+    MOCK_FHIR_BASE,
+    case_overrides,
+    request_body,
+)
 from cds_service.scores.sources import ComputedScores
 from cds_service.services.suppression import RecordedOverrides
 from cds_service.terminology.medications import MEDICATION_TYPES
@@ -47,9 +64,12 @@ from cds_service.validation import field_errors
 from cds_service.wire.request import HookRequest
 
 __all__ = [
+    "CaseError",
     "ExplainError",
     "ExplainRun",
     "explain",
+    "explain_case",
+    "parse_case",
     "parse_now",
     "parse_override",
     "run_rule",
@@ -62,6 +82,11 @@ BUDGET_SECONDS = 5.0
 
 class ExplainError(Exception):
     """A problem that stops the explanation (unknown rule, bad request, wrong hook)."""
+
+
+class CaseError(ExplainError):
+    """`--case` names no runnable case of the rule: an unknown or broken test file, an unknown
+    or ambiguous case name, a case of another rule (`rules explain` exits 2)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +102,7 @@ class ExplainRun:
     shown: RuleOutcome  # every binding and condition, evaluated eagerly for display
     overrides: RecordedOverrides  # given with --override
     unresolved: Mapping[str, str]  # `Type/id` → a medicationReference nothing resolves
+    fetching: bool = False  # a source fetched what the request lacks (`--case`'s FHIR server)
 
 
 def parse_now(text: str) -> datetime:
@@ -157,11 +183,13 @@ async def run_rule(
     *,
     source: DataSource | None = None,
     overrides: RecordedOverrides | None = None,
+    scores: Mapping[str, Any] | None = None,
 ) -> ExplainRun:
     """One rule on one request, as the service evaluates it, with everything shown.
 
     `source` fetches what the request's prefetch lacks (default: nothing is fetched, those keys
-    are unavailable). Raises ExplainError for a request of another hook or an invalid context."""
+    are unavailable); `scores` are injected score results by name (a test case's `scores:`).
+    Raises ExplainError for a request of another hook or an invalid context."""
     if request.hook != rule.rule.hook:
         raise ExplainError(
             f"the request is a '{request.hook}' call but rule {rule.id} runs on '{rule.rule.hook}'"
@@ -169,7 +197,7 @@ async def run_rule(
     given = overrides if overrides is not None else given_overrides(rule, ())
     try:
         trace, prefetch, shown = await _through_pipeline(
-            rule, ruleset, request, now, given, source or OfflineSource()
+            rule, ruleset, request, now, given, source or OfflineSource(), scores
         )
     except RequestError as exc:
         listed = "\n".join(
@@ -194,6 +222,7 @@ async def run_rule(
         shown.outcomes[0],
         given,
         dict(index.unresolved),
+        fetching=source is not None,
     )
 
 
@@ -204,11 +233,14 @@ async def _through_pipeline(
     now: datetime,
     overrides: RecordedOverrides,
     source: DataSource,
+    scores: Mapping[str, Any] | None = None,
 ) -> tuple[RulesTrace, dict[str, PrefetchOutcome], Display]:
     """The production verdict (lazy, through the pipeline, nothing fetched: keys the request
     lacks are unavailable; snoozed by the given overrides), and an eager pass over the same data
     for display."""
-    service = rule_service(rule, ruleset, scores=ComputedScores(), budget_seconds=BUDGET_SECONDS)
+    service = rule_service(
+        rule, ruleset, scores=ComputedScores(scores), budget_seconds=BUDGET_SECONDS
+    )
     called = await evaluate_call(
         service,
         request,
@@ -230,8 +262,8 @@ def _one_line(value: Any, width: int = VALUE_WIDTH) -> str:
     return text if len(text) <= width else text[: width - 1] + "…"
 
 
-def _describe(outcome: PrefetchOutcome, sent: bool) -> str:
-    if outcome.source == "unavailable" and not sent:
+def _describe(outcome: PrefetchOutcome, sent: bool, fetching: bool = False) -> str:
+    if outcome.source == "unavailable" and not sent and not fetching:
         return "unavailable: not in the request (explain does not fetch from the FHIR server)"
     if outcome.source == "not-applicable":
         return "not applicable: the template's context fields are absent"
@@ -291,7 +323,9 @@ def _format(run: ExplainRun) -> str:
         "prefetch:",
     ]
     sent = run.request.prefetch or {}
-    lines += [f"  {key}: {_describe(o, key in sent)}" for key, o in run.prefetch.items()]
+    lines += [
+        f"  {key}: {_describe(o, key in sent, run.fetching)}" for key, o in run.prefetch.items()
+    ]
     if not run.prefetch:
         lines.append("  (none)")
     if rule.rule.scores:
@@ -356,6 +390,120 @@ def explain(
     return _format(_evaluate(root, rule_id, request_path, now, overrides))
 
 
+def parse_case(text: str) -> tuple[Path, str | None]:
+    """`FILE[:NAME]` as (FILE, NAME or None): FILE ends with `.test.yaml`; NAME is what follows
+    its `:` (a case name may hold colons)."""
+    at = text.find(TEST_SUFFIX + ":")
+    if at < 0:
+        return Path(text), None
+    end = at + len(TEST_SUFFIX)
+    return Path(text[:end]), text[end + 1 :] or None
+
+
+def _listed(names: Sequence[str]) -> str:
+    return "\n".join(f"  {name}" for name in names)
+
+
+def _pick(path: Path, cases: Sequence[PlannedCase], name: str | None) -> PlannedCase:
+    """The case named `name` (exact, else a unique case-insensitive part of a name), or the
+    file's only case when no name is given."""
+    names = [c.case.name for c in cases]
+    if name is None:
+        if len(cases) == 1:
+            return cases[0]
+        raise CaseError(
+            f"{path} has {len(cases)} cases: name one (--case FILE:NAME):\n{_listed(names)}"
+        )
+    exact = [c for c in cases if c.case.name == name]
+    if exact:
+        return exact[0]
+    found = [c for c in cases if name.casefold() in c.case.name.casefold()]
+    if len(found) == 1:
+        return found[0]
+    if found:
+        matching = [c.case.name for c in found]
+        raise CaseError(
+            f"{path}: '{name}' matches {len(found)} cases: give more of one name:\n"
+            f"{_listed(matching)}"
+        )
+    raise CaseError(f"{path}: no case '{name}'; its cases:\n{_listed(names)}")
+
+
+def _case_of(root: Path, rule_id: str, path: Path, name: str | None) -> PlannedCase:
+    """The planned case `--case` names, checked as `rules test` checks it."""
+    if not path.name.endswith(TEST_SUFFIX):
+        raise CaseError(f"{path}: not a rule test file (*{TEST_SUFFIX})")
+    if not path.is_file():
+        there = [str(p) for p in rule_test_files(root)] if root.is_dir() else []
+        listed = f"; the test files under {root}:\n{_listed(there)}" if there else ""
+        raise CaseError(f"{path}: no such test file{listed}")
+    ruleset = load_ruleset(root, known_score_names())
+    plan = plan_test_file(path, ruleset)
+    if plan.errors:
+        raise CaseError(
+            f"{path} has errors (see `cds-service rules lint`):\n"
+            + "\n".join(f"  {issue}" for issue in plan.errors)
+        )
+    planned = _pick(path, plan.cases, name)
+    if planned.rule_id != rule_id:
+        raise CaseError(
+            f"{path}: case '{planned.case.name}' tests rule {planned.rule_id}, not {rule_id} "
+            f"(explain {planned.rule_id}, or give a case of {rule_id})"
+        )
+    return planned
+
+
+async def _run_case(
+    rule: CompiledRule,
+    ruleset: RuleSet,
+    planned: PlannedCase,
+    request: HookRequest,
+    now: datetime,
+    overrides: RecordedOverrides,
+) -> ExplainRun:
+    """The case's call as `rules test` makes it: its `fhir_server` (the FHIR server double, with
+    no answers when the case has none) behind the request's `fhirServer`."""
+    server = planned.case.fhir_server
+    double = FhirDouble(responses=server.responses if server else {}, base_url=MOCK_FHIR_BASE)
+    async with httpx.AsyncClient(transport=httpx.MockTransport(double.handle)) as client:
+        return await run_rule(
+            rule,
+            ruleset,
+            request,
+            now,
+            source=FhirSource(client, MAX_PAGES) if server is not None else None,
+            overrides=overrides,
+            scores=planned.case.scores,
+        )
+
+
+def explain_case(
+    root: Path,
+    rule_id: str,
+    case: str,
+    *,
+    now: datetime | None = None,
+    overrides: Sequence[tuple[str, datetime]] = (),
+) -> str:
+    """The explanation of a test case's call (`case` is `FILE[:NAME]`): its request as `rules
+    test` sends it, at the case's `now` (or `now`), with the case's feedback (and `overrides`).
+    Raises CaseError when `case` names no case of the rule, ExplainError otherwise."""
+    path, name = parse_case(case)
+    planned = _case_of(root, rule_id, path, name)
+    rule, ruleset = _load_rule(root, rule_id)
+    try:
+        extra = given_overrides(rule, overrides).recorded
+    except ValueError as exc:
+        raise ExplainError(f"--override: {exc}") from None
+    try:
+        request = HookRequest.model_validate(request_body(rule, planned))
+    except ValidationError as exc:
+        raise ExplainError(f"{path}: the case's request is invalid:\n{_errors(exc)}") from None
+    given = RecordedOverrides(case_overrides(rule, planned).recorded + extra)
+    at = now or planned.now
+    return _format(asyncio.run(_run_case(rule, ruleset, planned, request, at, given)))
+
+
 def _condition_json(condition: CompiledCondition, truth: Mapping[str, bool]) -> dict[str, Any]:
     if condition.kind == "leaf":
         return {
@@ -398,7 +546,8 @@ def trace_json(run: ExplainRun) -> dict[str, Any]:
         "service": rule.rule.service,
         "now": run.now.isoformat().replace("+00:00", "Z"),
         "prefetch": [
-            {"key": key, "outcome": _describe(o, key in sent)} for key, o in run.prefetch.items()
+            {"key": key, "outcome": _describe(o, key in sent, run.fetching)}
+            for key, o in run.prefetch.items()
         ],
         "scores": {name: _one_line(value, 400) for name, value in run.scores.items()},
         "bindings": bindings,

@@ -139,7 +139,9 @@ def load_ruleset(root: Path, known_scores: Iterable[str] = ()) -> RuleSet:
         ruleset.issues.append(_internal(root / SERVICES_FILE, exc))
     functions = {**member_of_function(ruleset.value_sets), **plugin_functions()}
     scores = frozenset(known_scores)
-    templates: dict[tuple[str, str], tuple[str, str]] = {}
+    # (service, prefetch key) → the first loaded rule that declared it, whose template every
+    # other rule of the service must use under that key (a service's prefetch is one set of keys).
+    templates: dict[tuple[str, str], CompiledRule] = {}
     for path in rule_files(root):
         try:
             compiled, issues = _load_rule(path, ruleset.value_sets, functions, scores)
@@ -165,21 +167,43 @@ def load_ruleset(root: Path, known_scores: Iterable[str] = ()) -> RuleSet:
             continue
         clash = False
         for key, template in rule.prefetch.items():
-            seen = templates.setdefault((rule.service, key), (template, rule.id))
-            if seen[0] != template:
+            first = templates.get((rule.service, key))
+            if first is not None and first.rule.prefetch[key] != template:
                 clash = True
-                ruleset.issues.append(
-                    _with(
-                        where,
-                        f"prefetch.{key}",
-                        f"service '{rule.service}' "
-                        f"already uses key '{key}' for {seen[0]!r} (rule "
-                        f"{seen[1]}); use another key or the same template",
-                    )
-                )
+                ruleset.issues += _prefetch_clash(rule.service, key, first, compiled)
         if not clash:
             ruleset.rules[rule.id] = compiled
+            for key in rule.prefetch:
+                templates.setdefault((rule.service, key), compiled)
     return ruleset
+
+
+def _key_issue(rule: CompiledRule, key: str, message: str) -> RuleIssue:
+    """An issue at the line of prefetch key `key` in `rule`'s file."""
+    line, col = rule.source.position(("prefetch", key)) if rule.source else (1, 1)
+    return RuleIssue(rule.path, line, col, f"prefetch.{key}", message, rule.id)
+
+
+def _prefetch_clash(
+    service: str, key: str, first: CompiledRule, other: CompiledRule
+) -> list[RuleIssue]:
+    """Two rules of one service giving prefetch key `key` different templates: reported at the
+    key in each file (the first rule keeps loading, `other` is left out)."""
+    fix = "use another key or the same template (prefetch keys are shared by a service's rules)"
+    return [
+        _key_issue(
+            first,
+            key,
+            f"service '{service}' key '{key}' is given another template, "
+            f"{other.rule.prefetch[key]!r}, by rule {other.id} ({other.path}); {fix}",
+        ),
+        _key_issue(
+            other,
+            key,
+            f"service '{service}' already uses key '{key}' for {first.rule.prefetch[key]!r} "
+            f"(rule {first.id}, {first.path}); {fix}",
+        ),
+    ]
 
 
 def _internal(path: Path, exc: Exception) -> RuleIssue:

@@ -34,7 +34,7 @@ class MissingFiringCase(Validator):
     def validate_tests(self, plan: TestFilePlan) -> Iterator[RuleIssue]:
         if plan.model is None or plan.errors:
             return
-        if not any(c.expect.cards for c in plan.model.cases):
+        if not any(c.expect.cards or c.expect.status == "shadow" for c in plan.model.cases):
             yield self.tests_issue(
                 plan, ("cases",), "no case expects a card: add one where the rule fires"
             )

@@ -44,7 +44,8 @@ __all__ = [
 
 TEST_SUFFIX = ".test.yaml"
 # What a case may expect: a rule that errors or runs past its budget always fails its case.
-Status = Literal["fired", "silent", "skipped", "suppressed"]
+# `shadow`: a draft rule that fired (its card is never returned to EHRs).
+Status = Literal["fired", "shadow", "silent", "skipped", "suppressed"]
 Loc = tuple[str | int, ...]
 
 
@@ -102,7 +103,8 @@ class Expectation(_Authored):
         default=None,
         description=(
             "Expected outcome. Without it, a skipped rule fails the case; a rule that errors or "
-            "runs past its budget always fails it."
+            "runs past its budget always fails it. `shadow`: a `status: draft` rule that fired "
+            "(its card is never returned; `cards` may list the card it would show)."
         ),
     )
 

@@ -29,7 +29,7 @@ from cds_service.rules.testing.model import (
 )
 from cds_service.yamlsource import Located, field_path
 
-__all__ = ["PlannedCase", "TestFilePlan", "plan_tests"]
+__all__ = ["PlannedCase", "TestFilePlan", "plan_test_file", "plan_tests"]
 
 Loc = tuple[str | int, ...]
 log = logging.getLogger(__name__)
@@ -237,6 +237,14 @@ def plan_tests(root: Path, ruleset: RuleSet) -> list[TestFilePlan]:
     on_disk = {p.stem for p in rule_files(root)} | set(ruleset.rules)
     fixtures = Fixtures(root)
     return [_plan(p, ruleset, on_disk, fixtures) for p in rule_test_files(root)]
+
+
+def plan_test_file(path: Path, ruleset: RuleSet) -> TestFilePlan:
+    """One test file, checked against the rule set loaded from its rules directory (fixture
+    files are read from there), as `plan_tests` checks it (`rules explain --case`)."""
+    root = ruleset.root
+    on_disk = {p.stem for p in rule_files(root)} | set(ruleset.rules)
+    return _plan(path, ruleset, on_disk, Fixtures(root))
 
 
 def _plan(path: Path, ruleset: RuleSet, on_disk: set[str], fixtures: Fixtures) -> TestFilePlan:

@@ -10,7 +10,9 @@ the rule evaluated lazily) under the case's frozen `now`, and compares:
 - `expect.conditions`: the truth of named conditions;
 - `expect.fhir_requests`: the exact (order-insensitive) relative URLs fetched from the mock server;
 - `expect.status`: the outcome status. Without it, a rule that was `skipped` (data unavailable),
-  raised (`error`) or ran long (`timeout`) fails the case: a test must not pass vacuously.
+  raised (`error`) or ran long (`timeout`) fails the case: a test must not pass vacuously. A
+  draft rule that fires is `shadow`, as the service counts and audits it (its card is never
+  returned); with `status: shadow`, `expect.cards` may list the card it would show, or nothing.
 
 A case's `feedback:` is the suppression source of its call (overrides the clinician gave earlier
 on the rule's cards for the patient), as the feedback table is when serving.
@@ -43,7 +45,7 @@ from cds_service.rules.engine import RuleOutcome, now_stamp
 from cds_service.rules.pipeline import FhirSource, RulesTrace, display_outcomes, evaluate_call
 from cds_service.rules.ruleset import RuleSet, load_ruleset
 from cds_service.rules.runtime import known_score_names
-from cds_service.rules.service import rule_service
+from cds_service.rules.service import counted_status, rule_service
 from cds_service.rules.snooze import given_overrides
 from cds_service.rules.testing.matching import show as _show
 from cds_service.rules.testing.matching import subset_mismatches, without_uuids
@@ -131,7 +133,8 @@ def run_case(planned: PlannedCase, ruleset: RuleSet) -> CaseResult:
         return result
     result.requested = list(server.requested)
     outcome = trace.outcomes[0]
-    result.status = outcome.status
+    # A draft rule that fired is `shadow`, as the service counts and audits it.
+    result.status = counted_status(outcome, rule.rule.status == "draft")
     result.reason = outcome.reason
     if outcome.status == "error" and outcome.expression is not None:
         result.reason = f"{outcome.reason}: `{outcome.expression}`: {outcome.detail}"
@@ -272,6 +275,15 @@ def _compare(result: CaseResult, expect: Expectation, conditions: Mapping[str, b
     why = f"{status}: {result.reason}" if result.reason else status
     if status in ("error", "timeout"):  # never intended: a rule must not fail on any case
         result.failures.append(f"status: the rule failed ({why}); fix the rule")
+    elif expect.status == "fired" and status == "shadow":
+        result.failures.append(
+            f"status: expected fired, got shadow: rule {result.rule_id} is a draft (status: "
+            "draft), so its card is never returned: expect `status: shadow`"
+        )
+    elif expect.status == "shadow" and status == "fired":
+        result.failures.append(
+            "status: expected shadow, got fired (only a `status: draft` rule's outcome is shadow)"
+        )
     elif expect.status is not None and expect.status != status:
         result.failures.append(f"status: expected {expect.status}, got {why}")
     elif expect.status is None and status == "skipped":
@@ -279,7 +291,9 @@ def _compare(result: CaseResult, expect: Expectation, conditions: Mapping[str, b
             f"status: the rule was {why} (expect `status: {status}` if that is intended)"
         )
     expected, actual = result.expected_cards, result.actual_cards
-    if len(expected) != len(actual):
+    if expect.status == "shadow" and status == "shadow" and not expected:
+        pass  # the card a draft would show need not be listed: it is never returned
+    elif len(expected) != len(actual):
         if not expected:
             summary = actual[0].get("summary")
             result.failures.append(
