@@ -105,6 +105,8 @@ class _Names:
     roots: set[str] = field(default_factory=set)
     # `(variable, member, field)` for each `%variable.member.field` (`%scores.has_bled.value`).
     fields: set[tuple[str, str, str]] = field(default_factory=set)
+    # String literals an order comparison (`<`, `>=`, ...) compares with (`>= '500'`).
+    compared: set[str] = field(default_factory=set)
 
     def walk(self, node: Any, in_arguments: bool = False) -> None:
         if not isinstance(node, dict):
@@ -118,6 +120,11 @@ class _Names:
             and first.get("type") == "MemberInvocation"
         ):
             self.roots.add(_identifier(first["children"][0]))
+        if kind == "InequalityExpression":
+            for operand in children:
+                literal = _string(operand)
+                if literal is not None:
+                    self.compared.add(literal)
         if kind == "ExternalConstant":
             self.variables.add(_variable(node))
         elif kind == "Functn":
@@ -194,6 +201,8 @@ class CompiledPath:
     # The variable whose items the expression gives, filtered (`%readings.where(...).first()`),
     # so its items are of that variable's types; None for anything else.
     filters: str | None = None
+    # String literals compared with `<`, `<=`, `>`, `>=`.
+    compared: frozenset[str] = frozenset()
     # fhirpathpy's interpreter for the same expression: what `_fn` is when the expression is
     # not compiled, and the reference the compiled closures are tested against.
     interpreted: Callable[[Any, Mapping[str, Any]], list[Any]] | None = None
@@ -256,6 +265,7 @@ def compile_path(
         frozenset(names.roots),
         frozenset(names.fields),
         _filtered_variable(ast),
+        frozenset(names.compared),
         interpreted,
         reason,
     )

@@ -1,6 +1,6 @@
 """The `fhir-model` validator: element names, status codes and score fields a rule reads that
-do not exist, so the rule would silently never fire (`%bp.vaule`, `status: [drfat]`,
-`%scores.has_bled.valeu`).
+do not exist, and numbers or dates compared as strings, so the rule would silently never fire
+(`%bp.vaule`, `status: [drfat]`, `%scores.has_bled.valeu`, `%dose >= '500'`).
 
 It reads what the compiled expressions name (`CompiledPath.members`, `.roots`, `.fields`):
 `%variable.element` where the variable is a `select:` binding (its resource types) or a prefetch
@@ -12,6 +12,7 @@ on types FHIRPath decides at run time).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from cds_service.issues import RuleIssue
@@ -106,6 +107,10 @@ class FhirModel(Validator):
                 message = _missing(member, root)
                 if message is not None:
                     yield self.rule_issue(rule, loc, f"{member}: {message}")
+        for literal in sorted(path.compared):
+            message = _string_compared(literal)
+            if message is not None:
+                yield self.rule_issue(rule, loc, message)
         for variable, score, field in sorted(path.fields):
             if variable == "scores" and field not in SCORE_FIELDS:
                 yield self.rule_issue(
@@ -115,6 +120,24 @@ class FhirModel(Validator):
                     f"{_hint(field, SCORE_FIELDS)}; its fields: value, unit, reason, inputs, "
                     "provenance, unknown, sources, computed_at, source, note",
                 )
+
+
+_NUMBER = re.compile(r"^\s*([-+]?\d+(?:\.\d+)?)\s*(\S.*)?$")
+_DATE = re.compile(r"^\d{4}(?:-\d{2}(?:-\d{2}(?:T[\d:.]+(?:Z|[+-]\d{2}:\d{2})?)?)?)?$")
+
+
+def _string_compared(literal: str) -> str | None:
+    """Why comparing with `<`/`>` against this string literal is a mistake (a number, quantity
+    or date written as a string compares as text, or not at all), or None."""
+    if _DATE.match(literal):
+        return f"compares with the string '{literal}': a date is written @{literal}"
+    number = _NUMBER.match(literal)
+    if number is None:
+        return None
+    value, unit = number.groups()
+    written = f"{value} '{unit}'" if unit else value
+    kind = "quantity" if unit else "number"
+    return f"compares with the string '{literal}': a {kind} is written {written}, unquoted"
 
 
 def _missing(member: str, resource_types: tuple[str, ...] | None) -> str | None:

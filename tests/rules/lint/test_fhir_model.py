@@ -84,3 +84,15 @@ def test_a_selections_where_reads_elements_of_its_types(rules: Path) -> None:
         "      and encounter.reference.empty()\n",
     )
     assert _model_errors(rules) == []
+
+
+def test_a_number_or_date_compared_as_a_string_is_an_error(rules: Path) -> None:
+    _edit(rules / HTN, '"%latestSbp >= 140 or', "\"%latestSbp >= '140' or")
+    [error] = _model_errors(rules)
+    assert "compares with the string '140': a number is written 140, unquoted" in error
+    _edit(rules / HTN, "\"%latestSbp >= '140' or", "\"%latestSbp >= '140 mm[Hg]' or")
+    [error] = _model_errors(rules)
+    assert "a quantity is written 140 'mm[Hg]', unquoted" in error
+    _edit(rules / HTN, "\"%latestSbp >= '140 mm[Hg]' or", "\"%now > '2020-01-01' or")
+    [error] = _model_errors(rules)
+    assert "compares with the string '2020-01-01': a date is written @2020-01-01" in error
