@@ -17,7 +17,7 @@ from pathlib import Path
 
 from cds_service.exceptions import ConfigurationError
 from cds_service.issues import RuleIssue, sorted_issues
-from cds_service.rules.ruleset import RuleSet, load_ruleset
+from cds_service.rules.ruleset import RuleSet, load_ruleset, rule_files
 from cds_service.rules.service import RuleStats, services_from_rules
 from cds_service.scores.sources import ScoreSource
 from cds_service.services.definition import ServiceDefinition
@@ -33,6 +33,21 @@ def known_score_names() -> list[str]:
     from cds_service.scores import score_names
 
     return list(score_names())
+
+
+def _keep_last_good(new: RuleSet, old: RuleSet, errors: Sequence[RuleIssue]) -> RuleSet | None:
+    """The new set with each rule whose file now has errors at its last good version (so one
+    broken file holds back no other file's edits); None when an error is outside the rule files
+    (the services file, a value set), where nothing can be taken file by file."""
+    broken = {issue.path for issue in errors}
+    files = set(rule_files(new.root))
+    if not broken <= files:
+        return None
+    rules = dict(new.rules)
+    for rule_id, rule in old.rules.items():
+        if rule.path in broken and rule_id not in rules and rule.rule.service in new.services:
+            rules[rule_id] = rule
+    return dataclasses.replace(new, rules=rules)
 
 
 def _signature(root: Path) -> tuple[tuple[str, int, int], ...]:
@@ -87,8 +102,29 @@ class RuleRuntime:
         for issue in ruleset.issues:
             (log.error if issue.severity == "error" else log.warning)("rules: %s", issue)
         if errors and self.ruleset is not None:
-            self.problem = f"{self._errors(errors)}; the last good set keeps serving"
-            return None
+            merged = _keep_last_good(ruleset, self.ruleset, errors)
+            if merged is None:  # the services or value sets: nothing can be taken alone
+                self.problem = f"{self._errors(errors)}; the last good set keeps serving"
+                return None
+            ruleset, problem = (
+                merged,
+                (
+                    f"{self._errors(errors)}; the other files' edits apply, and each broken rule "
+                    "serves its last good version"
+                ),
+            )
+            try:
+                registry = self.build(ruleset)
+            except ConfigurationError as exc:
+                self.problem = f"{exc.message}; the last good set keeps serving"
+                log.error("rules: %s", exc.message)
+                return None
+            self.ruleset, self.problem = ruleset, problem
+            log.info(
+                "rules: %d rules loaded, broken files at their last good version",
+                len(ruleset.rules),
+            )
+            return registry
         try:
             registry = self.build(ruleset)
         except ConfigurationError as exc:

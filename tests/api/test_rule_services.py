@@ -215,12 +215,12 @@ def test_hot_reload_and_last_good_set(tmp_path: Path, rules_dir: Path) -> None:
                 == "Welcome back Ada"
             )
         )
-        # A broken edit leaves the last good set serving and says so on /readyz.
+        # A broken edit leaves the rule's last good version serving and says so on /readyz.
         path.write_text(path.read_text().replace("fhirpath:", "fhirpath: (("))
         assert wait_for(lambda: client.get("/readyz").json()["checks"]["rules"] != "ok")
         ready = client.get("/readyz")
         assert ready.status_code == 200
-        assert "last good set" in ready.json()["checks"]["rules"]
+        assert "each broken rule serves its last good version" in ready.json()["checks"]["rules"]
         assert call(client, {"patient": PATIENT}).json()["cards"][0]["summary"] == (
             "Welcome back Ada"
         )
@@ -242,14 +242,15 @@ def test_every_failed_reload_names_its_first_error_on_readyz(
         assert client.get("/readyz").json()["checks"]["rules"] == (
             "1 error(s) in the rules directory, the first patient-view/greet.yaml:13:9: "
             "let.name: YAML error: could not determine a constructor for the tag '!foo'; "
-            "the last good set keeps serving"
+            "the other files' edits apply, and each broken rule serves its last good version"
         )
         # A FHIRPath error under `let:`, and a second file, counted.
         write_rule(rules_dir, "greet", extra_let='since: "%patient.birthDate.frist()"')
         write_rule(rules_dir, "other", condition="%name.exists(")
         expected = (
             "2 error(s) in the rules directory, the first patient-view/greet.yaml:14:3: "
-            "let.since: unknown function frist() [greet]; the last good set keeps serving"
+            "let.since: unknown function frist() (did you mean first()?) [greet]; the other files' "
+            "edits apply, and each broken rule serves its last good version"
         )
         assert wait_for(lambda: client.get("/readyz").json()["checks"]["rules"] == expected)
         assert call(client, {"patient": PATIENT}).json()["cards"][0]["summary"] == "Hello Ada"
@@ -258,6 +259,37 @@ def test_every_failed_reload_names_its_first_error_on_readyz(
         (rules_dir / "patient-view" / "other.yaml").unlink()
         assert wait_for(lambda: client.get("/readyz").json()["checks"]["rules"] == "ok")
         assert call(client, {"patient": PATIENT}).json()["cards"][0]["summary"] == "Fixed Ada"
+
+
+def test_one_broken_file_holds_back_no_other_files_edits(tmp_path: Path, rules_dir: Path) -> None:
+    greet = write_rule(rules_dir, "greet")
+    write_rule(rules_dir, "other", summary="Other {{name}}")
+    with make_client(tmp_path, rules_dir, rules_reload_seconds=0.05) as client:
+        assert sorted(c["summary"] for c in call(client, {"patient": PATIENT}).json()["cards"]) == [
+            "Hello Ada",
+            "Other Ada",
+        ]
+        greet.write_text(greet.read_text().replace("fhirpath:", "fhirpath: (("))
+        write_rule(rules_dir, "other", summary="Edited {{name}}")
+        # The valid edit applies; the broken rule serves its last good version.
+        assert wait_for(
+            lambda: (
+                sorted(c["summary"] for c in call(client, {"patient": PATIENT}).json()["cards"])
+                == ["Edited Ada", "Hello Ada"]
+            )
+        )
+        checks = client.get("/readyz").json()["checks"]["rules"]
+        assert checks.startswith(
+            "1 error(s) in the rules directory, the first patient-view/greet.yaml"
+        )
+        # A broken services file keeps the whole last good set.
+        services = rules_dir / "_services.yaml"
+        services.write_text(services.read_text() + "  broken: [\n")
+        assert wait_for(
+            lambda: (
+                "the last good set keeps serving" in client.get("/readyz").json()["checks"]["rules"]
+            )
+        )
 
 
 def test_a_reload_that_raises_shows_on_readyz_until_a_good_one(
