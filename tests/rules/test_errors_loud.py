@@ -22,11 +22,15 @@ NOW = datetime(2026, 3, 31, 12, 0, tzinfo=UTC)
 SECRET = "Observation-id-that-is-patient-data"
 
 
+# Valid FHIR: a rule test's data is validated as FHIR R4 before its cases run.
+_OBSERVATION = {"resourceType": "Observation", "status": "final", "code": {"text": "HbA1c"}}
+
+
 def _labs(*ids: str) -> dict[str, object]:
     return {
         "resourceType": "Bundle",
         "type": "searchset",
-        "entry": [{"resource": {"resourceType": "Observation", "id": i}} for i in ids],
+        "entry": [{"resource": {**_OBSERVATION, "id": i}} for i in ids],
     }
 
 

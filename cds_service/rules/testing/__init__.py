@@ -4,6 +4,7 @@ One concern per module:
 
 - `model`: the test file format (`schema: cds-rule-test/1`) and reading a file;
 - `fixtures`: JSON files under `rules/_fixtures/` that cases name;
+- `fhirdata`: the resources a case gives, validated as FHIR R4;
 - `plan`: a test file checked against the loaded rule set, turned into runnable cases;
 - `runner`: running a case as the service runs the call, and whole runs (`run_rule_tests`);
 - `matching`: expected cards as subsets of the actual ones, and their diff;

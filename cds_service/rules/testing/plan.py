@@ -2,9 +2,10 @@
 
 Everything that can be known without running a case is checked here and reported like rule
 problems, `path:line:col: field: message [rule-id]`: the file's schema, its rule beside it, case
-names, prefetch keys, scores and condition ids the rule does not have, fixture files. A test file
-with errors runs no case. (Whether the cases show the rule both firing and silent is a lint
-question: see `cds_service.rules.lint`.)
+names, prefetch keys, scores and condition ids the rule does not have, fixture files, and the
+resources a case gives, validated as FHIR R4 (`fhirdata`). A test file with errors runs no
+case. (Whether the cases show the rule both firing and silent is a lint question: see
+`cds_service.rules.lint`.)
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Any, ClassVar
 from cds_service.issues import RuleIssue, Severity, internal_error
 from cds_service.rules.compiled import CompiledCondition, CompiledRule
 from cds_service.rules.ruleset import RuleSet, rule_files
+from cds_service.rules.testing.fhirdata import FhirDataChecker
 from cds_service.rules.testing.fixtures import Fixtures
 from cds_service.rules.testing.model import (
     TEST_SUFFIX,
@@ -87,13 +89,18 @@ class _Planner:
         ruleset: RuleSet,
         rules_on_disk: set[str],
         fixtures: Fixtures,
+        fhir: FhirDataChecker,
     ) -> None:
         self.path = path
         self.ruleset = ruleset
         self.rules_on_disk = rules_on_disk
         self.fixtures = fixtures
+        self.fhir = fhir
         self.plan = TestFilePlan(path, path.name.removesuffix(TEST_SUFFIX))
         self.located = Located(None)
+        # FHIR problems already reported: an anchor (&name) reused by ten cases, or a fixture
+        # file several cases name, is one problem, reported at its first use.
+        self.fhir_reported: set[tuple[object, ...]] = set()
 
     def issue(self, loc: Loc, message: str, severity: Severity = "error") -> None:
         line, col = self.located.position(loc)
@@ -151,6 +158,8 @@ class _Planner:
                         "must be a FHIR resource (an object with `resourceType`) or null",
                     )
                     ok = False
+                elif value is not None:
+                    ok = self.fhir_data((*loc, "prefetch", key), value) and ok
         for key, ref in case.prefetch_files.items():
             where: Loc = (*loc, "prefetch_files", key)
             if case.prefetch is not None and key in case.prefetch:
@@ -158,8 +167,14 @@ class _Planner:
                 ok = False
                 continue
             loaded = self.fixture(where, ref, nullable=True)
+            if loaded is not None:
+                ok = self.fhir_data(where, loaded, file=ref) and ok
             prefetch = {} if prefetch is None else prefetch
             prefetch[key] = loaded
+        ok = self.context_data(loc, case, context) and ok
+        if case.fhir_server is not None:
+            for url, body in case.fhir_server.responses.items():
+                ok = self.fhir_data((*loc, "fhir_server", "responses", url), body) and ok
         compiled = self.ruleset.rules.get(rule_id)
         if compiled is not None:
             ok = self.against_rule(loc, case, compiled, prefetch) and ok
@@ -225,6 +240,45 @@ class _Planner:
             ok = False
         return ok
 
+    def context_data(self, loc: Loc, case: RuleTestCase, context: Any) -> bool:
+        """The context's resources (`draftOrders`, `appointments`, ...) are FHIR. A field that
+        is not a resource (an id, a list of references, a deliberately wrapped resource) is the
+        hook's business, not checked here."""
+        if not isinstance(context, dict):
+            return True
+        ok = True
+        for key, value in context.items():
+            if isinstance(value, dict) and "resourceType" in value:
+                if case.context_file is not None:
+                    where = (*loc, "context_file")
+                    ok = self.fhir_data(where, value, file=case.context_file, field=key) and ok
+                else:
+                    ok = self.fhir_data((*loc, "context", key), value) and ok
+        return ok
+
+    def fhir_data(
+        self, loc: Loc, value: Any, *, file: str | None = None, field: str | None = None
+    ) -> bool:
+        """Report what is wrong with `value` as FHIR R4: at the offending value when the YAML
+        holds it, else at the name of the fixture `file` holding it. False when anything is."""
+        problems = self.fhir.problems(value)
+        for problem in problems:
+            if file is None:
+                at: Loc = (*loc, *problem.path)
+                line, col = self.located.position(at)
+                seen: tuple[object, ...] = (line, col, problem.message)
+                message = problem.message
+            else:
+                at = loc
+                inside = field_path((*((field,) if field else ()), *problem.path))
+                seen = (file, inside, problem.message)
+                message = f"in '{file}'" + (f" at {inside}" if inside else "")
+                message += f": {problem.message}"
+            if seen not in self.fhir_reported:
+                self.fhir_reported.add(seen)
+                self.issue(at, message)
+        return not problems
+
     def fixture(self, loc: Loc, ref: str, *, nullable: bool) -> Any:
         value, problem = self.fixtures.load(ref, nullable=nullable)
         if problem is not None:
@@ -236,7 +290,8 @@ def plan_tests(root: Path, ruleset: RuleSet) -> list[TestFilePlan]:
     """Every test file under `root`, checked against the loaded rule set."""
     on_disk = {p.stem for p in rule_files(root)} | set(ruleset.rules)
     fixtures = Fixtures(root)
-    return [_plan(p, ruleset, on_disk, fixtures) for p in rule_test_files(root)]
+    fhir = FhirDataChecker()
+    return [_plan(p, ruleset, on_disk, fixtures, fhir) for p in rule_test_files(root)]
 
 
 def plan_test_file(path: Path, ruleset: RuleSet) -> TestFilePlan:
@@ -244,15 +299,17 @@ def plan_test_file(path: Path, ruleset: RuleSet) -> TestFilePlan:
     files are read from there), as `plan_tests` checks it (`rules explain --case`)."""
     root = ruleset.root
     on_disk = {p.stem for p in rule_files(root)} | set(ruleset.rules)
-    return _plan(path, ruleset, on_disk, Fixtures(root))
+    return _plan(path, ruleset, on_disk, Fixtures(root), FhirDataChecker())
 
 
-def _plan(path: Path, ruleset: RuleSet, on_disk: set[str], fixtures: Fixtures) -> TestFilePlan:
+def _plan(
+    path: Path, ruleset: RuleSet, on_disk: set[str], fixtures: Fixtures, fhir: FhirDataChecker
+) -> TestFilePlan:
     """One test file's plan. An exception while checking it (a bug of ours) is that file's
     error, and it runs no case; the other files are planned."""
     rule_id = path.name.removesuffix(TEST_SUFFIX)
     try:
-        return _Planner(path, ruleset, on_disk, fixtures).run()
+        return _Planner(path, ruleset, on_disk, fixtures, fhir).run()
     except Exception as exc:
         log.error("planning %s failed", path, exc_info=exc)
         issue = RuleIssue(path, 1, 1, "", internal_error(exc), rule_id)
