@@ -30,13 +30,15 @@ DOCUMENT = ROOT / "docs" / "architecture.md"
 LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "foundation",
-        "shared types, errors, settings, validation messages, YAML with positions, the database, "
+        "shared types, errors, settings, validation messages and 'did you mean', YAML with "
+        "positions, the database, "
         "our URLs, metrics, logs, tracing, heap tuning, plugin loading",
         (
             "__init__",
             "types",
             "exceptions",
             "validation",
+            "suggest",
             "issues",
             "clock",
             "patient",

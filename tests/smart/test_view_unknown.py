@@ -55,6 +55,18 @@ def _failing(server: FhirDouble, way: str) -> Any:
     return route
 
 
+def _view(data: Any) -> Any:
+    return build_view(
+        data,
+        now=NOW,
+        need_banner=True,
+        context=None,
+        style_url=None,
+        logout_url="/x",
+        relaunch_url=None,
+    )
+
+
 async def _token(_: bool) -> str:
     return "token"
 
@@ -83,15 +95,7 @@ def test_a_failed_condition_read_is_unknown_never_absent(way: str, said: str) ->
     data = _read(_failing(_server(), way))
     assert any(said in problem for problem in data.problems), data.problems
     assert "Condition" in data.gaps
-    view = build_view(
-        data,
-        now=NOW,
-        need_banner=True,
-        context=None,
-        style_url=None,
-        logout_url="/x",
-        relaunch_url=None,
-    )
+    view = _view(data)
     by_name = {score.name: score for score in view.scores}
     for name in ("cha2ds2-vasc", "has-bled"):
         score = by_name[name]  # shown, not left out as "no atrial fibrillation"
@@ -105,14 +109,6 @@ def test_a_failed_condition_read_is_unknown_never_absent(way: str, said: str) ->
 def test_with_every_read_answered_the_scores_are_computed() -> None:
     data = _read(_server().handle)
     assert data.problems == [] and data.gaps == {}
-    view = build_view(
-        data,
-        now=NOW,
-        need_banner=True,
-        context=None,
-        style_url=None,
-        logout_url="/x",
-        relaunch_url=None,
-    )
+    view = _view(data)
     cha2ds2 = next(score for score in view.scores if score.name == "cha2ds2-vasc")
     assert cha2ds2.value is not None and not any(row.unknown for row in cha2ds2.rows)
