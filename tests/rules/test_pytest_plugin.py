@@ -64,7 +64,10 @@ def test_files_that_do_not_load_fail_as_lint_items(rules: pytest.Pytester) -> No
         "%medCount (known here: %activeMedications, %age, %medicationCount, %now, %scores, %today) "
         "[broken-rule]\n"
     ) in out
-    assert f"\n{TESTS}:45:5: cases[0].nme: is not a known key [{SAMPLE_RULE}]\n" in out
+    assert (
+        f"\n{TESTS}:45:5: cases[0].nme: is not a known key (did you mean 'name'?) [{SAMPLE_RULE}]\n"
+        in out
+    )
 
 
 def test_only_test_yaml_under_a_rules_directory_is_collected(rules: pytest.Pytester) -> None:
