@@ -166,7 +166,9 @@ def test_figures_follow_calls_and_feedback_across_replicas(replicas: Replicas) -
     assert [(d["cards"], d["accepted"], d["overridden"]) for d in days] == [(5, 0, 3)]
     assert "schema: cds-rule/1" in detail.json()["source"]
 
-    page = httpx.get(f"{replicas.urls[0]}/workbench/rules/{HTN}", params={"days": 7})
+    # The page runs the rule's tests in a worker process (the first one spawned here): on a
+    # slow machine that alone passes httpx's default 5 s; what is tested is the figures.
+    page = httpx.get(f"{replicas.urls[0]}/workbench/rules/{HTN}", params={"days": 7}, timeout=60)
     assert page.status_code == 200
     assert "Home or ambulatory readings at goal" in page.text
     assert "default-src 'none'" in page.headers["content-security-policy"]
