@@ -123,8 +123,11 @@ def test_a_worker_that_dies_is_replaced(two_workers: tuple[subprocess.Popen[byte
             break
         assert time.monotonic() < deadline, f"no replacement for {victim}: {current}"
         time.sleep(0.2)
-    for _ in range(10):  # fresh connections, whichever worker takes them
-        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=5).status_code == 200
+    # Fresh connections, whichever worker takes them: the replacement listens on the shared
+    # socket from its start, so a connection it takes waits for its app to start (seconds on
+    # a loaded machine); what is tested is that it answers, not how soon.
+    for _ in range(10):
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=30).status_code == 200
     process.terminate()
     output = process.communicate(timeout=30)[0].decode()
     assert process.returncode == 0, output
