@@ -30,7 +30,7 @@ from cds_service.population.jobs import Source, run_partition_job, shared_for_re
 from cds_service.population.layout import Layout, read_layout
 from cds_service.population.partition import read_partition
 from cds_service.population.progress import Progress
-from cds_service.scores.fhir_inputs import RECORD_TYPES, PatientRecord, type_words
+from cds_service.scores.fhir_inputs import RECORD_TYPES, PatientRecord, load_failure
 from cds_service.scores.provider import latest_key, score_entry
 
 __all__ = ["BATCH", "PrecomputeOptions", "PrecomputeSummary", "precompute_partition", "run"]
@@ -202,9 +202,9 @@ def export_gaps(layout: Layout) -> dict[str, str]:
     if layout.malformed_total > len(layout.malformed):
         for resource_type in RECORD_TYPES:
             counts[resource_type] = counts.get(resource_type, 0) + 1
+    why = "the export has unreadable lines that may hold them: {} listed"
     return {
-        resource_type: f"{type_words(resource_type)} could be loaded only in part "
-        f"(the export has unreadable lines that may hold them: {n} listed)"
+        resource_type: load_failure(resource_type, why.format(n), partial=True)
         for resource_type, n in sorted(counts.items())
         if resource_type in RECORD_TYPES
     }

@@ -40,7 +40,7 @@ from cds_service.prefetch.templates import render_template
 from cds_service.prefetch.types import PrefetchOutcome, PrefetchSpec
 from cds_service.rules.compiled import CompiledRule, score_variable
 from cds_service.rules.engine import RequestData, RuleOutcome, evaluate_rule
-from cds_service.scores.fhir_inputs import PatientRecord, type_words
+from cds_service.scores.fhir_inputs import PatientRecord, load_failure
 from cds_service.scores.provider import SCORE_PREFETCH
 from cds_service.scores.sources import ScoreSource
 from cds_service.services.definition import HookCall, ServiceDefinition, ServiceResult
@@ -300,8 +300,7 @@ def score_gaps(data: RequestData) -> dict[str, str]:
         if why is None or resource_type is None:
             continue
         partial = data.prefetch.get(key) is not None  # obtained in part
-        verb = "could be loaded only in part" if partial else "could not be loaded"
-        gaps[resource_type] = f"{type_words(resource_type)} {verb} ({key}: {why})"
+        gaps[resource_type] = load_failure(resource_type, f"{key}: {why}", partial=partial)
     return gaps
 
 

@@ -54,7 +54,15 @@ from cds_service.terminology import (
     words,
 )
 
-__all__ = ["RECORD_TYPES", "FhirData", "Found", "PatientRecord", "Unknown", "type_words"]
+__all__ = [
+    "RECORD_TYPES",
+    "FhirData",
+    "Found",
+    "PatientRecord",
+    "Unknown",
+    "load_failure",
+    "type_words",
+]
 
 Found = tuple[Any, str | None]
 # What a score reads its inputs from: the call's resources, or a record already built from them.
@@ -107,6 +115,13 @@ _TYPE_WORDS = {
 def type_words(resource_type: str) -> str:
     """A resource type as a reason names it: "Conditions", "The patient"."""
     return _TYPE_WORDS.get(resource_type, f"{resource_type} resources")
+
+
+def load_failure(resource_type: str, why: str, *, partial: bool = False) -> str:
+    """A gap's reason, worded one way everywhere: "Conditions could not be loaded (why)", or
+    "… could be loaded only in part (why)"."""
+    verb = "could be loaded only in part" if partial else "could not be loaded"
+    return f"{type_words(resource_type)} {verb} ({why})"
 
 
 def _aware(at: datetime) -> datetime:

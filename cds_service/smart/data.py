@@ -20,7 +20,7 @@ from cds_service.patient import age_in_years
 from cds_service.rules.index import parse_instant
 from cds_service.scores import SCORES, score_from_fhir
 from cds_service.scores.ascvd_what_if import Scenario, ascvd_what_if
-from cds_service.scores.fhir_inputs import PatientRecord, type_words
+from cds_service.scores.fhir_inputs import PatientRecord, load_failure
 from cds_service.scores.provider import SCORE_OBSERVATION_CODES
 from cds_service.scores.units import UnitError, convert, normalise_unit
 from cds_service.smart.charts import ordered_points
@@ -233,7 +233,7 @@ async def fetch_patient_data(
             problems.append(f"{name.capitalize()} could not be loaded ({reason})")
             if name in SCORE_READS:
                 resource_type = SCORE_READS[name]
-                gaps[resource_type] = f"{type_words(resource_type)} could not be loaded ({reason})"
+                gaps[resource_type] = load_failure(resource_type, reason)
         elif name == "patient":
             assert isinstance(result, dict)
             patient = result

@@ -56,6 +56,7 @@ from cds_service.scores.provider import SCORE_PREFETCH
 from cds_service.scores.sources import ComputedScores
 from cds_service.services.suppression import RecordedOverrides
 from cds_service.validation import field_errors
+from cds_service.wire.fhir import bundle_resources
 from cds_service.wire.request import HookRequest
 
 __all__ = [
@@ -170,10 +171,9 @@ def score_prefetch(prefetch: Mapping[str, Any]) -> dict[str, Any]:
     for value in prefetch.values():
         if not isinstance(value, dict):
             continue
-        entries = value.get("entry") if value.get("resourceType") == "Bundle" else None
-        items = [e.get("resource") for e in entries or [] if isinstance(e, dict)]
-        for item in items if entries is not None else [value]:
-            if isinstance(item, dict) and isinstance(item.get("resourceType"), str):
+        bundle = value.get("resourceType") == "Bundle"
+        for item in bundle_resources(value) if bundle else [value]:
+            if isinstance(item.get("resourceType"), str):
                 found.setdefault(item["resourceType"], []).append(item)
     out: dict[str, Any] = {}
     for key, template in SCORE_PREFETCH.items():
