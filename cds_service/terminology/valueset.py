@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,6 @@ from cds_service.issues import RuleIssue
 from cds_service.terminology.ingredients import (
     INGREDIENTS_FILE,
     TERMINOLOGY_DIR,
-    Drug,
     IngredientMap,
     ingredient_map_for,
     is_oral,
@@ -111,6 +111,12 @@ class ValueSet:
     names: frozenset[tuple[str, ...]] = frozenset()
     # the members (among `codes`) that are there only as drugs of an ingredient entry
     derived: frozenset[tuple[str, str]] = frozenset()
+    # the drugs of its ingredient entries that its `ingredient-drugs` policy leaves out (a
+    # topical diclofenac in a set of systemic NSAIDs): not members, on purpose
+    excluded: frozenset[tuple[str, str]] = frozenset()
+    # what its files and the ingredient map call each member, where they name it (for messages:
+    # a test's coding that carries a member's name under another code)
+    displays: Mapping[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
     bare: frozenset[str] = field(init=False, compare=False, repr=False)
     _by_system: dict[str, frozenset[str]] = field(init=False, compare=False, repr=False)
 
@@ -136,6 +142,11 @@ class ValueSet:
             key = code.replace(".", "")
             return any(key.startswith(prefix) for s, prefix in self.prefixes if system in (None, s))
         return False
+
+    @property
+    def systems(self) -> frozenset[str]:
+        """The code systems of its members."""
+        return frozenset(self._by_system) | {system for system, _ in self.prefixes}
 
     def codes_of(self, system: str) -> frozenset[str]:
         """The listed codes of one system (not those an `is-a` filter takes)."""
@@ -195,6 +206,7 @@ class _Draft:
     names: set[tuple[str, ...]] = field(default_factory=set)
     includes: list[tuple[str, tuple[int, int]]] = field(default_factory=list)
     ingredient_drugs: str = "all"
+    displays: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 class _File:
@@ -232,9 +244,15 @@ def _add_contains(items: Any, draft: _Draft) -> None:
             continue
         system, code = item.get("system"), item.get("code")
         if isinstance(system, str) and isinstance(code, str):
-            draft.codes.add((system, code))
-            _add_name(system, item.get("display"), draft)
+            _add_code(system, code, item.get("display"), draft)
         _add_contains(item.get("contains"), draft)
+
+
+def _add_code(system: str, code: str, display: Any, draft: _Draft) -> None:
+    draft.codes.add((system, code))
+    if isinstance(display, str) and display.strip():
+        draft.displays.setdefault((system, code), display)
+    _add_name(system, display, draft)
 
 
 def _add_name(system: str, display: Any, draft: _Draft) -> None:
@@ -264,8 +282,7 @@ def _read_include(file: _File, index: int, include: Any, draft: _Draft) -> list[
         return [file.issue(loc, "needs a `system` (or `valueSet`)")]
     for concept in include.get("concept", []) or []:
         if isinstance(concept, dict) and isinstance(concept.get("code"), str):
-            draft.codes.add((system, concept["code"]))
-            _add_name(system, concept.get("display"), draft)
+            _add_code(system, concept["code"], concept.get("display"), draft)
     for position, rule in enumerate(include.get("filter", []) or []):
         where = (*loc, "filter", position)
         if not isinstance(rule, dict):
@@ -328,26 +345,29 @@ class _Resolver:
         self.done: dict[str, ValueSet | None] = {}
         self.issues: list[RuleIssue] = []
 
-    def drugs_of(self, draft: _Draft) -> set[tuple[str, str]]:
-        """The drugs its ingredient entries take, as its `ingredient-drugs` policy says."""
+    def drugs_of(self, draft: _Draft) -> tuple[dict[tuple[str, str], str], set[tuple[str, str]]]:
+        """The drugs its ingredient entries take, as its `ingredient-drugs` policy says (with
+        their names), and those the policy leaves out."""
         policy = draft.ingredient_drugs
-
-        def takes(drug: Drug) -> bool:
-            return takes_drug(policy, drug.dose_form, drug.components)
-
-        return {
-            (RXNORM, drug.rxcui)
-            for system, code in draft.codes
-            if system == RXNORM
-            for drug in self.ingredients.drugs_of(code)
-            if takes(drug)
-        }
+        taken: dict[tuple[str, str], str] = {}
+        left_out: set[tuple[str, str]] = set()
+        for system, code in draft.codes:
+            if system != RXNORM:
+                continue
+            for drug in self.ingredients.drugs_of(code):
+                if takes_drug(policy, drug.dose_form, drug.components):
+                    taken[(RXNORM, drug.rxcui)] = drug.display
+                else:
+                    left_out.add((RXNORM, drug.rxcui))
+        return taken, left_out
 
     def resolve(self, draft: _Draft, stack: tuple[str, ...] = ()) -> ValueSet | None:
         if draft.id in self.done:
             return self.done[draft.id]
         codes, prefixes, names = set(draft.codes), set(draft.prefixes), set(draft.names)
-        derived = self.drugs_of(draft) - codes
+        taken, excluded = self.drugs_of(draft)
+        displays = {**taken, **draft.displays}
+        derived = set(taken) - codes
         codes |= derived
         failed = False
         for ref, (line, col) in draft.includes:
@@ -363,6 +383,8 @@ class _Resolver:
                 prefixes |= included.prefixes
                 names |= included.names
                 derived |= included.derived
+                excluded |= included.excluded
+                displays = {**included.displays, **displays}
                 continue
             failed = True
             self.issues.append(RuleIssue(draft.path, line, col, "compose.include", message))
@@ -380,6 +402,8 @@ class _Resolver:
                 frozenset(prefixes),
                 frozenset(names),
                 frozenset(derived - draft.codes),
+                frozenset(excluded - codes),
+                displays,
             )
         self.done[draft.id] = value_set
         return value_set

@@ -7,7 +7,8 @@ shows the rule firing. Each has a kebab-case `id`, printed with every issue it r
 (`path:line:col: message [rule-id] (validator-id)`), by which `rules/lint.yaml` switches it off
 or excludes rules from it.
 
-A validator sees each loaded rule (`validate`), each test file (`validate_tests`), and then, once,
+A validator sees the loaded rule set (`begin`), each loaded rule (`validate`), each test file
+(`validate_tests`), and then, once,
 everything it gathered (`finalize`, for checks across rules). A fresh instance runs per lint run,
 so it may keep state between the calls. Example::
 
@@ -35,6 +36,7 @@ from typing import ClassVar
 from cds_service.issues import RuleIssue, Severity
 from cds_service.rules.compiled import CompiledRule
 from cds_service.rules.model import KEBAB
+from cds_service.rules.ruleset import RuleSet
 from cds_service.rules.testing.plan import TestFilePlan
 from cds_service.yamlsource import Located, field_path
 
@@ -54,6 +56,10 @@ class Validator:
         super().__init_subclass__(**kwargs)
         if not KEBAB.match(getattr(cls, "id", "")) or not getattr(cls, "description", ""):
             raise TypeError(f"{cls.__name__} needs a kebab-case `id` and a `description`")
+
+    def begin(self, ruleset: RuleSet) -> None:
+        """Called first, with everything loaded (value sets, services): for checks that need
+        more than the rules and tests they see."""
 
     def validate(self, rule: CompiledRule) -> Iterable[RuleIssue]:
         """Issues of one loaded rule."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from cds_service.rules.lint.base import Validator
+from cds_service.rules.lint.case_codes import CodeOutsideValueSet, UnnamedUnknownCode
 from cds_service.rules.lint.coverage import MissingFiringCase, MissingSilentCase, RuleWithoutTests
 from cds_service.rules.lint.fhir_model import FhirModel
 from cds_service.rules.lint.layout import RuleOutsideHookDirectory
@@ -15,6 +16,8 @@ VALIDATORS: tuple[type[Validator], ...] = (
     MissingSilentCase,
     RuleOutsideHookDirectory,
     RuleWithoutTests,
+    CodeOutsideValueSet,
+    UnnamedUnknownCode,
 )
 
 

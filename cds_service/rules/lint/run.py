@@ -52,6 +52,7 @@ def lint_rules(root: Path, *, validators: Sequence[type[Validator]] = VALIDATORS
     found: list[RuleIssue] = []
     for validator in (v() for v in validators if v.id in config.enabled):
         # Each call's issues are taken before the next call: finalize() sees everything.
+        validator.begin(ruleset)
         for rule_id in sorted(ruleset.rules):
             rule = ruleset.rules[rule_id]
             found += _checked(validator, rule.path, validator.validate, rule)

@@ -64,7 +64,7 @@ def test_unknown_ids_in_lint_yaml_are_located_errors(
     )
     assert main(["rules", "lint", str(untested)]) == 1
     known = "fhir-model, missing-firing-case, missing-silent-case, rule-outside-hook-directory, "
-    known += "rule-without-tests"
+    known += "rule-without-tests, test-code-outside-value-set, test-code-unknown"
     assert capsys.readouterr().out.splitlines() == [
         f"{path}:1:19: validators[1]: unknown validator 'rule-without-test' (known: {known})",
         f"{path}:3:3: exclusions.untested-c: no rule 'untested-c' in this directory",

@@ -20,8 +20,9 @@ def test_list_validators_prints_id_severity_and_description(
     assert main(["rules", "lint", "--list-validators"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in out] == validator_ids()
-    assert out[-1].split(None, 2) == [
+    assert out[-3].split(None, 2) == [
         "rule-without-tests",
         "warning",
         "An active or draft rule has no test file (<rule-id>.test.yaml) beside it.",
     ]
+    assert out[-2].split(None, 2)[:2] == ["test-code-outside-value-set", "error"]
