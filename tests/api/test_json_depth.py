@@ -48,6 +48,12 @@ def text_depth(raw: bytes) -> int:
         b'{"k": "\\\\\\\\\\"{{{", "deep": [[[[[]]]]]}',
         b'{"u": "\\u005b\\u005b", "n": "\\n[", "x": [{"y": [{}]}]}',
         b"[" * 70 + b"]" * 70,
+        # Adjacent quotes (empty strings, one string's end and the next one's start), which
+        # are dropped in pairs before the strings holding brackets are cut out.
+        b'{"": "", "a": ["", "[", "", "]]"], "b": [[""]]}',
+        b'["[","]","{","}",["", ""]]',
+        b'{"a": "\\\\", "b": ""}',
+        b'[["\\\\", "\\"", ""], "\\\\\\""]',
     ],
 )
 def test_matches_the_parsed_depth(raw: bytes) -> None:
