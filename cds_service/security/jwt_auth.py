@@ -20,23 +20,25 @@ PyJWT does the cryptography; the time checks are ours so the clock can be inject
 
 from __future__ import annotations
 
+import base64
 import functools
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import jwt
+import orjson
 from jwt.algorithms import Algorithm
 from jwt.exceptions import InvalidKeyError, InvalidTokenError
-from jwt.utils import base64url_decode
 
 from cds_service.security.jwks import KeyStore
 from cds_service.security.replay import ReplayCache
 from cds_service.security.tenants import Tenant, TenantRegistry
 
-__all__ = ["AuthFailure", "JwtVerifier", "Principal"]
+__all__ = ["AuthFailure", "JwtVerifier", "Principal", "Signed", "parse_jws"]
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,51 @@ def _number(claims: dict[str, Any], name: str, required: bool) -> float | None:
     return float(value)
 
 
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """What a JWS signature covers (`header.payload`, as sent) and the signature's bytes."""
+
+    signing_input: bytes
+    signature: bytes
+
+
+# A segment of a compact JWS: base64url without padding (PyJWT, and issuers such as AWS ALB,
+# also send up to two '=' of padding: accepted).
+_SEGMENT = re.compile(r"[A-Za-z0-9_-]*={0,2}")
+
+
+def _segment(text: str) -> bytes | None:
+    """A base64url segment's bytes, or None when it is not one."""
+    if _SEGMENT.fullmatch(text) is None:
+        return None
+    stripped = text.rstrip("=")
+    if len(stripped) % 4 == 1 or (stripped != text and len(text) % 4 != 0):
+        return None
+    try:
+        return base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
+    except ValueError:
+        return None
+
+
+def parse_jws(token: str) -> tuple[dict[str, Any], dict[str, Any], Signed] | None:
+    """A compact JWS's header and claims (JSON objects) and what its signature covers, read
+    once and unverified; None when it is not a JWT (three base64url segments, the first two
+    JSON objects)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    header_bytes, claims_bytes, signature = (_segment(part) for part in parts)
+    if header_bytes is None or claims_bytes is None or signature is None:
+        return None
+    try:
+        header, claims = orjson.loads(header_bytes), orjson.loads(claims_bytes)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(header, dict) or not isinstance(claims, dict):
+        return None
+    return header, claims, Signed(f"{parts[0]}.{parts[1]}".encode("ascii"), signature)
+
+
 @functools.cache
 def _algorithm(name: str) -> Algorithm:
     """PyJWT's implementation of a signing algorithm (the tenant's list is checked before)."""
@@ -105,24 +152,20 @@ class JwtVerifier:
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise AuthFailure("no bearer token")
-        token = token.strip()
-        try:
-            header = jwt.get_unverified_header(token)
-            claims = jwt.decode(token, options={"verify_signature": False})
-        except InvalidTokenError:
-            raise AuthFailure("malformed token") from None
-        if not isinstance(claims, dict):
+        parsed = parse_jws(token.strip())
+        if parsed is None:
             raise AuthFailure("malformed token")
+        header, claims, signed = parsed
         issuer, jti = claims.get("iss"), claims.get("jti")
         ids = {"iss": issuer, "jti": jti, "tenant": claims.get("tenant")}
         try:
-            return await self._check(token, header, claims, audience)
+            return await self._check(signed, header, claims, audience)
         except AuthFailure as failure:
             failure.ids = {**{k: v for k, v in ids.items() if isinstance(v, str)}, **failure.ids}
             raise
 
     async def _check(
-        self, token: str, header: dict[str, Any], claims: dict[str, Any], audience: str
+        self, signed: Signed, header: dict[str, Any], claims: dict[str, Any], audience: str
     ) -> Principal:
         issuer = claims.get("iss")
         if not isinstance(issuer, str) or not self.tenants.knows_issuer(issuer):
@@ -150,7 +193,7 @@ class JwtVerifier:
         tenant = self.tenants.resolve(issuer, tenant_claim)
         if tenant is None:
             raise AuthFailure("tenant not allow-listed for this issuer")
-        await self._check_signature(token, header, tenant)
+        await self._check_signature(signed, header, tenant)
         jti = claims.get("jti")
         if not isinstance(jti, str) or not jti:
             raise AuthFailure("missing jti")
@@ -159,7 +202,9 @@ class JwtVerifier:
             raise AuthFailure("jti replayed")
         return Principal(tenant, issuer, jti)
 
-    async def _check_signature(self, token: str, header: dict[str, Any], tenant: Tenant) -> None:
+    async def _check_signature(
+        self, signed: Signed, header: dict[str, Any], tenant: Tenant
+    ) -> None:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in tenant.algorithms:
             raise AuthFailure(f"algorithm {alg!r} not accepted for this tenant")
@@ -175,13 +220,12 @@ class JwtVerifier:
         key = await self.keys.key(tenant, kid)
         if key is None:
             raise AuthFailure("unknown kid", kid=kid)
-        # The signature alone: the claims were read and checked above, so the token is not
-        # decoded a third time (PyJWT's decode would; the verification itself is the same).
-        signing_input, _, signature = token.rpartition(".")
+        # The signature alone, with PyJWT's algorithm: the token was parsed once (`parse_jws`)
+        # and its claims checked above.
         algorithm = _algorithm(alg)
         try:
             prepared = algorithm.prepare_key(key.key)
-            valid = algorithm.verify(signing_input.encode(), prepared, base64url_decode(signature))
+            valid = algorithm.verify(signed.signing_input, prepared, signed.signature)
         except (InvalidTokenError, InvalidKeyError, ValueError, TypeError) as exc:
             raise AuthFailure(f"signature does not verify ({type(exc).__name__})") from None
         if not valid:

@@ -10,11 +10,13 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi.testclient import TestClient
 
+from cds_service.security.jwt_auth import parse_jws
 from tests.security.conftest import (
     ISSUER,
     NOW,
@@ -182,6 +184,27 @@ REFUSALS: list[tuple[str, Callable[[Keys], str | None], str]] = [
         lambda k: make_token(k, HOOK, alg="ES256", key=ec.generate_private_key(ec.SECP256R1())),
         "algorithm 'ES256' not accepted",
     ),
+    (
+        "claims not a JSON object",
+        lambda k: (
+            _b64(json.dumps({"alg": "ES384", "kid": "ec-1"}).encode())
+            + "."
+            + _b64(b"[1]")
+            + ".AAAA"
+        ),
+        "malformed token",
+    ),
+    (
+        "header not JSON",
+        lambda k: f"{_b64(b'{alg')}." + make_token(k, HOOK).split(".", 1)[1],
+        "malformed token",
+    ),
+    ("four segments", lambda k: make_token(k, HOOK) + ".AAAA", "malformed token"),
+    (
+        "junk in the claims segment",
+        lambda k: make_token(k, HOOK).replace(".", ".!!", 1),
+        "malformed token",
+    ),
     ("no jti", lambda k: make_token(k, HOOK, jti=None), "missing jti"),
     ("no exp", lambda k: make_token(k, HOOK, exp=None), "missing exp"),
 ]
@@ -241,3 +264,22 @@ def test_refusals_are_counted_by_reason(client: TestClient, keys: Keys) -> None:
     text = client.get("/metrics").text
     assert 'cds_jwt_refusals_total{reason="expired"} 1.0' in text
     assert 'cds_jwt_refusals_total{reason="no bearer token"} 1.0' in text
+
+
+def test_a_token_is_read_once_as_pyjwt_reads_it(keys: Keys) -> None:
+    token = make_token(keys, HOOK)
+    parsed = parse_jws(token)
+    assert parsed is not None
+    header, claims, signed = parsed
+    assert header == jwt.get_unverified_header(token)
+    assert claims == jwt.decode(token, options={"verify_signature": False})
+    head, body, signature = token.split(".")
+    assert signed.signing_input == f"{head}.{body}".encode()
+    assert signed.signature == base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))
+    # Padding, as some issuers send it, is accepted; a segment of one character over a
+    # multiple of four, junk, or the wrong number of segments is not a JWT.
+    padded = ".".join(p + "=" * (-len(p) % 4) for p in (head, body, signature))
+    assert parse_jws(padded) == parsed
+    assert parse_jws("e30.e30.") is not None  # {} and {}, no signature: parsed, then refused
+    for bad in ("A.e30.", "e30.A.", "e30.e30.A", "e30.e30", "e30.e30..", "e3=0.e30.", "e30.W10."):
+        assert parse_jws(bad) is None, bad
