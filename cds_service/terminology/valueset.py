@@ -30,12 +30,14 @@ text (`ValueSet.names_in`): clinical-drug codes carry no ingredient code, their 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from cds_service.issues import RuleIssue
 from cds_service.terminology.ingredients import (
@@ -57,6 +59,7 @@ __all__ = [
     "coded",
     "codings_of",
     "load_value_sets",
+    "member_names",
     "takes_drug",
     "words",
 ]
@@ -74,6 +77,7 @@ INGREDIENT_DRUGS: dict[str, tuple[str, bool] | None] = {
     "listed": None,
 }
 _WORD = re.compile(r"[a-z]+")
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SUFFIXES = (".yaml", ".yml", ".json")
 
 
@@ -114,9 +118,9 @@ class ValueSet:
     # the drugs of its ingredient entries that its `ingredient-drugs` policy leaves out (a
     # topical diclofenac in a set of systemic NSAIDs): not members, on purpose
     excluded: frozenset[tuple[str, str]] = frozenset()
-    # what its files and the ingredient map call each member, where they name it (for messages:
-    # a test's coding that carries a member's name under another code)
-    displays: Mapping[tuple[str, str], str] = field(default_factory=dict, compare=False, repr=False)
+    # its file and those of the sets it includes, where `member_names` reads what they call
+    # their members (for messages only: the names are not kept in memory)
+    files: tuple[Path, ...] = field(default=(), compare=False, repr=False)
     bare: frozenset[str] = field(init=False, compare=False, repr=False)
     _by_system: dict[str, frozenset[str]] = field(init=False, compare=False, repr=False)
 
@@ -186,6 +190,56 @@ def _add_codings(value: Any, out: list[tuple[str | None, str | None]]) -> None:
         out.append((None, value))
 
 
+def member_names(value_set: ValueSet) -> dict[tuple[str, str], str]:
+    """What the value set's files (its own, then those it includes) call its members, where
+    they name them: read from the files again, for messages (`rules lint`), never kept."""
+    names: dict[tuple[str, str], str] = {}
+    for path in value_set.files:
+        for key, name in _file_names(str(path), _mtime(path)).items():
+            names.setdefault(key, name)
+    return names
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+@functools.lru_cache(maxsize=256)
+def _file_names(path: str, mtime: int) -> dict[tuple[str, str], str]:
+    """The displays a value set file gives its codes (`expansion.contains`, nested, and
+    `compose.include[].concept`); empty when it cannot be read."""
+    try:
+        raw = Path(path).read_bytes()
+        data = json.loads(raw) if path.endswith(".json") else yaml.load(raw, Loader=_LOADER)
+    except (OSError, ValueError, yaml.YAMLError):
+        return {}
+    names: dict[tuple[str, str], str] = {}
+    if not isinstance(data, dict):
+        return names
+
+    def add(system: Any, code: Any, display: Any) -> None:
+        if isinstance(system, str) and isinstance(code, str) and isinstance(display, str):
+            names.setdefault((system, code), display)
+
+    expansion = data.get("expansion")
+    items = list((expansion.get("contains") or []) if isinstance(expansion, dict) else [])
+    for item in items:  # nested `contains` are appended, and reached, as the loop goes
+        if isinstance(item, dict):
+            add(item.get("system"), item.get("code"), item.get("display"))
+            nested = item.get("contains")
+            items.extend(nested if isinstance(nested, list) else [])
+    compose = data.get("compose")
+    for include in (compose.get("include") or []) if isinstance(compose, dict) else []:
+        if isinstance(include, dict):
+            for concept in include.get("concept") or []:
+                if isinstance(concept, dict):
+                    add(include.get("system"), concept.get("code"), concept.get("display"))
+    return names
+
+
 def coded(concept: Any, value_set: ValueSet) -> bool:
     """True when a coding of a CodeableConcept (or a Coding, or a list) is in the value set."""
     return any(value_set.contains(system, code) for system, code in codings_of(concept))
@@ -206,7 +260,6 @@ class _Draft:
     names: set[tuple[str, ...]] = field(default_factory=set)
     includes: list[tuple[str, tuple[int, int]]] = field(default_factory=list)
     ingredient_drugs: str = "all"
-    displays: dict[tuple[str, str], str] = field(default_factory=dict)
 
 
 class _File:
@@ -250,8 +303,6 @@ def _add_contains(items: Any, draft: _Draft) -> None:
 
 def _add_code(system: str, code: str, display: Any, draft: _Draft) -> None:
     draft.codes.add((system, code))
-    if isinstance(display, str) and display.strip():
-        draft.displays.setdefault((system, code), display)
     _add_name(system, display, draft)
 
 
@@ -345,18 +396,18 @@ class _Resolver:
         self.done: dict[str, ValueSet | None] = {}
         self.issues: list[RuleIssue] = []
 
-    def drugs_of(self, draft: _Draft) -> tuple[dict[tuple[str, str], str], set[tuple[str, str]]]:
-        """The drugs its ingredient entries take, as its `ingredient-drugs` policy says (with
-        their names), and those the policy leaves out."""
+    def drugs_of(self, draft: _Draft) -> tuple[set[tuple[str, str]], set[tuple[str, str]]]:
+        """The drugs its ingredient entries take, as its `ingredient-drugs` policy says, and
+        those the policy leaves out."""
         policy = draft.ingredient_drugs
-        taken: dict[tuple[str, str], str] = {}
+        taken: set[tuple[str, str]] = set()
         left_out: set[tuple[str, str]] = set()
         for system, code in draft.codes:
             if system != RXNORM:
                 continue
             for drug in self.ingredients.drugs_of(code):
                 if takes_drug(policy, drug.dose_form, drug.components):
-                    taken[(RXNORM, drug.rxcui)] = drug.display
+                    taken.add((RXNORM, drug.rxcui))
                 else:
                     left_out.add((RXNORM, drug.rxcui))
         return taken, left_out
@@ -366,8 +417,8 @@ class _Resolver:
             return self.done[draft.id]
         codes, prefixes, names = set(draft.codes), set(draft.prefixes), set(draft.names)
         taken, excluded = self.drugs_of(draft)
-        displays = {**taken, **draft.displays}
-        derived = set(taken) - codes
+        files = [draft.path]
+        derived = taken - codes
         codes |= derived
         failed = False
         for ref, (line, col) in draft.includes:
@@ -384,7 +435,7 @@ class _Resolver:
                 names |= included.names
                 derived |= included.derived
                 excluded |= included.excluded
-                displays = {**included.displays, **displays}
+                files.extend(f for f in included.files if f not in files)
                 continue
             failed = True
             self.issues.append(RuleIssue(draft.path, line, col, "compose.include", message))
@@ -403,7 +454,7 @@ class _Resolver:
                 frozenset(names),
                 frozenset(derived - draft.codes),
                 frozenset(excluded - codes),
-                displays,
+                tuple(files),
             )
         self.done[draft.id] = value_set
         return value_set

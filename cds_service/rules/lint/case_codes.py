@@ -41,13 +41,16 @@ from cds_service.rules.lint.base import Validator
 from cds_service.rules.ruleset import RuleSet
 from cds_service.rules.testing.plan import PlannedCase, TestFilePlan
 from cds_service.terminology import MEDICATION_TYPES
+from cds_service.terminology.ingredients import IngredientMap, ingredient_map_for
+from cds_service.terminology.registry import VALUESETS_DIR
 from cds_service.terminology.systems import LOINC, RXNORM, SNOMED
-from cds_service.terminology.valueset import ValueSet, words
+from cds_service.terminology.valueset import ValueSet, member_names, words
 from cds_service.yamlsource import field_path
 
 __all__ = ["CodeOutsideValueSet", "UnnamedUnknownCode"]
 
 Loc = tuple[str | int, ...]
+Member = tuple[str, str]  # (system, code)
 _SYSTEM_NAMES = {RXNORM: "RxNorm", SNOMED: "SNOMED CT", LOINC: "LOINC"}
 _NAME_TOKEN = re.compile(r"[a-z0-9]+(?:\.[0-9]+)?")
 _SEMANTIC_TAG = re.compile(r"\s*\([a-z]+(?:[ /][a-z]+)*\)\s*$")
@@ -211,15 +214,22 @@ class CodeOutsideValueSet(_SelectedCodes):
 
     def __init__(self) -> None:
         super().__init__()
-        # each value set's members by name (`_name_key`), built once per run
-        self.names: dict[str, dict[str, tuple[str, str]]] = {}
+        self.ingredients = IngredientMap()
+        # each value set's members' names (what its files call them, and the ingredient map's
+        # names of the drugs its ingredient entries take), and its members by name (`_name_key`)
+        self.tables: dict[str, tuple[dict[Member, str], dict[str, Member]]] = {}
+
+    def begin(self, ruleset: RuleSet) -> None:
+        self.ingredients, _ = ingredient_map_for(ruleset.root / VALUESETS_DIR)
 
     def check(self, concept: dict[str, Any], vs: ValueSet) -> tuple[Loc, str, str] | None:
-        members = self.names.get(vs.id)
-        if members is None:
-            members = {_name_key(d): key for key, d in vs.displays.items()}
-            self.names[vs.id] = members
-        found = _named_member(concept, vs, members)
+        table = self.tables.get(vs.id)
+        if table is None:
+            drugs = self.ingredients.drugs
+            names = {key: drugs[key[1]].display for key in vs.derived if key[1] in drugs}
+            names.update(member_names(vs))
+            table = self.tables[vs.id] = (names, {_name_key(n): k for k, n in names.items()})
+        found = _named_member(concept, vs, *table)
         if found is None:
             return None
         advice = "Use the set's code, or add this code to the value set if prescribers order it"
@@ -268,9 +278,10 @@ class UnnamedUnknownCode(_SelectedCodes):
 
 
 def _named_member(
-    concept: dict[str, Any], vs: ValueSet, members: dict[str, tuple[str, str]]
+    concept: dict[str, Any], vs: ValueSet, names: dict[Member, str], members: dict[str, Member]
 ) -> tuple[Loc, str] | None:
-    """Where in the concept, and what: a coding (none of them a member) that names a member."""
+    """Where in the concept, and what: a coding (none of them a member) that names a member
+    (`names`: each member's name; `members`: the members by `_name_key`)."""
     codings = concept.get("coding")
     coded = [
         (index, coding)
@@ -299,7 +310,7 @@ def _named_member(
             if ingredient is not None and name is not None:
                 return ("coding", index, "code"), (
                     f"{_coding_words(system, code)} '{name}' names {ingredient}, an ingredient "
-                    f"of value set '{vs.id}', but is not in the set{_nearest(name, vs)}"
+                    f"of value set '{vs.id}', but is not in the set{_nearest(name, names)}"
                 )
     return None
 
@@ -318,9 +329,9 @@ def _ingredient(name: str, vs: ValueSet) -> str | None:
     return None
 
 
-def _nearest(name: str, vs: ValueSet) -> str:
+def _nearest(name: str, names: dict[Member, str]) -> str:
     """ ", whose closest member is 1364445 'apixaban 5 MG Oral Tablet'", or nothing."""
-    by_name = {d.lower(): (key, d) for key, d in vs.displays.items()}
+    by_name = {d.lower(): (key, d) for key, d in names.items()}
     match = difflib.get_close_matches(name.lower(), list(by_name), n=1, cutoff=0.5)
     if not match:
         return ""
