@@ -11,11 +11,16 @@ selection's `status:` filters on).
 from __future__ import annotations
 
 import functools
+import types
+import typing
 from typing import Any
 
 from fhir.resources.R4B import get_fhir_model_class
 
-__all__ = ["STATUS_CODES", "elements", "status_codes"]
+__all__ = ["ANY_RESOURCE", "STATUS_CODES", "element_types", "elements", "status_codes"]
+
+#: The abstract types of an element that may hold any resource (`Bundle.entry.resource`).
+ANY_RESOURCE = frozenset({"Resource", "DomainResource"})
 
 _REQUEST = ("draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown")
 STATUS_CODES: dict[str, tuple[str, ...]] = {
@@ -97,3 +102,61 @@ def elements(resource_type: str) -> frozenset[str] | None:
         if isinstance(choice, str):
             names.add(choice)
     return frozenset(names)
+
+
+@functools.lru_cache(maxsize=512)
+def element_types(type_name: str) -> dict[str, frozenset[str]] | None:
+    """Each element of a FHIR type (a resource, a data type such as `Quantity`, or a backbone
+    element such as `ObservationComponent`) with the types it may hold: a choice element under
+    its FHIRPath name (`value`) holds every type of its `value[x]`, under its typed name
+    (`valueQuantity`) one. Primitive types are named as FHIR names them (`dateTime`). None for a
+    type the model does not know, and for primitives (no elements a rule reads)."""
+    if not type_name[:1].isupper():
+        return None
+    try:
+        model: Any = get_fhir_model_class(type_name)
+    except (KeyError, ValueError, LookupError):
+        return None
+    found: dict[str, set[str]] = {}
+    if issubclass(model, get_fhir_model_class("Resource")):
+        found["resourceType"] = {"code"}
+    for name, info in model.model_fields.items():
+        alias = info.alias or name
+        if alias.startswith("_") or name == "fhir_comments" or name.endswith("__ext"):
+            continue
+        held = _type_names(info.annotation)
+        found.setdefault(alias, set()).update(held)
+        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+        choice = extra.get("one_of_many")
+        if isinstance(choice, str):
+            found.setdefault(choice, set()).update(held)
+    return {element: frozenset(held) for element, held in found.items()}
+
+
+def _type_names(annotation: Any) -> set[str]:
+    """The FHIR type names an element's annotation allows (`Optional[List[CodingType]]`:
+    Coding; `Annotated[datetime, DateTime()]`: dateTime)."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        base, *metadata = typing.get_args(annotation)
+        named = {_lower_first(type(m).__name__) for m in metadata if _is_fhir_primitive(m)}
+        return named or _type_names(base)
+    if origin in (typing.Union, types.UnionType, list, typing.List):  # noqa: UP006
+        return {name for arg in typing.get_args(annotation) for name in _type_names(arg)}
+    if annotation in _PYTHON_PRIMITIVES:
+        return {_PYTHON_PRIMITIVES[annotation]}
+    name = getattr(annotation, "__name__", "")
+    if isinstance(annotation, type) and name.endswith("Type") and name != "NoneType":
+        return {name.removesuffix("Type")}
+    return set()
+
+
+_PYTHON_PRIMITIVES = {bool: "boolean", int: "integer", float: "decimal", str: "string"}
+
+
+def _is_fhir_primitive(metadata: Any) -> bool:
+    return type(metadata).__module__.startswith("fhir_core")
+
+
+def _lower_first(name: str) -> str:
+    return name[:1].lower() + name[1:]

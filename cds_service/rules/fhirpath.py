@@ -107,13 +107,19 @@ class _Names:
     fields: set[tuple[str, str, str]] = field(default_factory=set)
     # String literals an order comparison (`<`, `>=`, ...) compares with (`>= '500'`).
     compared: set[str] = field(default_factory=set)
+    # Each path of members read (`Chain`), from a variable or from the root.
+    chains: set[Chain] = field(default_factory=set)
 
-    def walk(self, node: Any, in_arguments: bool = False) -> None:
+    def walk(self, node: Any, in_arguments: bool = False, is_target: bool = False) -> None:
         if not isinstance(node, dict):
             return
         kind = node.get("type")
         children: list[Any] = node.get("children", [])
         first = children[0] if children else {}
+        if kind == "InvocationExpression" and not is_target:
+            chain = _chain(node, in_arguments)
+            if chain is not None:
+                self.chains.add(chain)
         if (
             kind == "InvocationTerm"
             and not in_arguments
@@ -145,8 +151,56 @@ class _Names:
                 if outer is not None and inner[1].get("type") == "MemberInvocation":
                     name = _identifier(inner[1]["children"][0])
                     self.fields.add((outer, name, _identifier(member["children"][0])))
-        for child in children:
-            self.walk(child, in_arguments or kind == "ParamList")
+        for index, child in enumerate(children):
+            target = kind == "InvocationExpression" and index == 0
+            self.walk(child, in_arguments or kind == "ParamList", target)
+
+
+# A step of a path: ("member", name), ("type", name) for ofType(name), ("keep", name) for a
+# function that keeps some of its input's items (`first`, `where`), ("other", name) for any
+# other function (its result's type is not followed).
+Step = tuple[str, str]
+# A path of steps from `%variable` (its name) or from the root (None):
+# `%latest.value.ofType(Quantity).value` is ("latest", (member value, type Quantity, member value)).
+Chain = tuple[str | None, tuple[Step, ...]]
+
+
+def _chain(node: Any, in_arguments: bool) -> Chain | None:
+    """The path an invocation expression reads, when it starts at a variable or (outside a
+    function's arguments, where the root is each item the function iterates) at the root."""
+    steps: list[Step] = []
+    while isinstance(node, dict) and node.get("type") == "InvocationExpression":
+        children = node.get("children", [])
+        if len(children) != 2:
+            return None
+        node, invocation = children
+        steps.append(_step(invocation))
+    variable = _variable_term(node)
+    if variable is None:
+        term = _only_child(node, "TermExpression")
+        member = _only_child(term or {}, "InvocationTerm")
+        if in_arguments or member is None or member.get("type") != "MemberInvocation":
+            return None
+        steps.append(("member", _identifier(member["children"][0])))
+    steps.reverse()
+    return variable, tuple(steps)
+
+
+def _step(invocation: Mapping[str, Any]) -> Step:
+    if invocation.get("type") == "MemberInvocation":
+        return "member", _identifier(invocation["children"][0])
+    functn = _only_child(invocation, "FunctionInvocation") or {}
+    children = functn.get("children", [])
+    names = [c for c in children if c.get("type") == "Identifier"]
+    name = _identifier(names[0]) if names else ""
+    if name == "ofType":
+        params = [c for c in children if c.get("type") == "ParamList"]
+        args = params[0].get("children", []) if params else []
+        term = _only_child(args[0], "TermExpression") if len(args) == 1 else None
+        member = _only_child(term or {}, "InvocationTerm")
+        if member is not None and member.get("type") == "MemberInvocation":
+            return "type", _identifier(member["children"][0]).removeprefix("FHIR.")
+    return ("keep" if name in _FILTERS else "other"), name
 
 
 def _identifier(node: Mapping[str, Any]) -> str:
@@ -203,6 +257,8 @@ class CompiledPath:
     filters: str | None = None
     # String literals compared with `<`, `<=`, `>`, `>=`.
     compared: frozenset[str] = frozenset()
+    # The paths of members it reads (`Chain`), for lint's check against the FHIR model.
+    chains: frozenset[Chain] = frozenset()
     # fhirpathpy's interpreter for the same expression: what `_fn` is when the expression is
     # not compiled, and the reference the compiled closures are tested against.
     interpreted: Callable[[Any, Mapping[str, Any]], list[Any]] | None = None
@@ -266,6 +322,7 @@ def compile_path(
         frozenset(names.fields),
         _filtered_variable(ast),
         frozenset(names.compared),
+        frozenset(names.chains),
         interpreted,
         reason,
     )

@@ -6,8 +6,12 @@ It reads what the compiled expressions name (`CompiledPath.members`, `.roots`, `
 `%variable.element` where the variable is a `select:` binding (its resource types) or a prefetch
 key (a read: its type; a search: a Bundle); the elements a `select:`'s `where`/`sort` reads from
 each resource; a `status:` list against its types' codes; `%scores.<score>.<field>` against a
-score result's fields. Only the first element after a variable is checked (what follows depends
-on types FHIRPath decides at run time).
+score result's fields. Past the first element, a path is followed through the model's types
+(`%latest.value.ofType(Quantity).vaule`: Observation.value holds a Quantity, which has no
+`vaule`), through `ofType(...)` (which must name a type the element holds) and the functions
+that keep their input's items (`first()`, `where(...)`); it stops at a choice element not yet
+narrowed by `ofType`, at a resource of any type (`Bundle.entry.resource`), at a primitive and
+at any other function.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from collections.abc import Iterator
 from cds_service.issues import RuleIssue
 from cds_service.prefetch.gaps import template_type
 from cds_service.rules.compiled import CompiledCondition, CompiledRule, CompiledSelect
-from cds_service.rules.fhir_model import elements, status_codes
-from cds_service.rules.fhirpath import CompiledPath
+from cds_service.rules.fhir_model import ANY_RESOURCE, element_types, elements, status_codes
+from cds_service.rules.fhirpath import CompiledPath, Step
 from cds_service.rules.lint.base import Loc, Validator
 from cds_service.suggest import did_you_mean
 
@@ -107,6 +111,11 @@ class FhirModel(Validator):
                 message = _missing(member, root)
                 if message is not None:
                     yield self.rule_issue(rule, loc, f"{member}: {message}")
+        for base, steps in sorted(path.chains, key=repr):
+            start = types.get(base) if base is not None else root
+            message = _deep(f"%{base}" if base is not None else "", start, steps)
+            if message is not None:
+                yield self.rule_issue(rule, loc, message)
         for literal in sorted(path.compared):
             message = _string_compared(literal)
             if message is not None:
@@ -155,6 +164,57 @@ def _missing(member: str, resource_types: tuple[str, ...] | None) -> str | None:
         return None
     types = " or ".join(resource_types)
     return f"{types} has no element '{member}'{_hint(member, frozenset(known))}"
+
+
+def _deep(base: str, start: tuple[str, ...] | None, steps: tuple[Step, ...]) -> str | None:
+    """The first element or `ofType` past a path's first element that the types reached there
+    do not have, as `<path>: <why>`; None when there is none or the types are not known."""
+    if not start:
+        return None
+    current = frozenset(start)
+    written = base
+    for index, (kind, name) in enumerate(steps):
+        shown = _written(written, kind, name)
+        if kind == "member":
+            if current & ANY_RESOURCE:
+                return None
+            held: set[str] = set()
+            known: set[str] = set()
+            for type_name in current:
+                table = element_types(type_name)
+                if table is None:  # a primitive, or a type the model does not know
+                    return None
+                known |= table.keys()
+                held |= table.get(name, frozenset())
+            if name not in known:
+                if index == 0:  # the first element: reported by the members and roots checks
+                    return None
+                types = " or ".join(sorted(current))
+                return f"{shown}: {types} has no element '{name}'{_hint(name, frozenset(known))}"
+            current = frozenset(held)
+        elif kind == "type":
+            if current & ANY_RESOURCE:
+                if element_types(name) is None and name[:1].isupper():
+                    return f"{shown}: '{name}' is not a FHIR resource type"
+            elif name not in current:
+                holds = ", ".join(sorted(current))
+                return f"{shown}: {written} holds {holds}, not '{name}'{_hint(name, current)}"
+            current = frozenset({name})
+        elif kind != "keep":
+            return None
+        written = shown
+    return None
+
+
+def _written(path: str, kind: str, name: str) -> str:
+    """`path` followed by a step, as a rule author wrote it (arguments elided)."""
+    dot = "." if path else ""
+    if kind == "member":
+        return f"{path}{dot}{name}"
+    if kind == "type":
+        return f"{path}{dot}ofType({name})"
+    arguments = "…" if name in ("where", "take", "skip") else ""
+    return f"{path}{dot}{name}({arguments})"
 
 
 def _leaves(condition: CompiledCondition, loc: Loc) -> Iterator[tuple[Loc, CompiledPath]]:

@@ -96,3 +96,65 @@ def test_a_number_or_date_compared_as_a_string_is_an_error(rules: Path) -> None:
     _edit(rules / HTN, "\"%latestSbp >= '140 mm[Hg]' or", "\"%now > '2020-01-01' or")
     [error] = _model_errors(rules)
     assert "compares with the string '2020-01-01': a date is written @2020-01-01" in error
+
+
+def test_a_misspelt_element_deeper_in_a_path_is_an_error(rules: Path) -> None:
+    # The issue's `.vaule`: past `value.ofType(Quantity)`, in a selection's `where`.
+    _edit(
+        rules / METFORMIN,
+        'where: "value.ofType(Quantity).value.exists()"',
+        'where: "value.ofType(Quantity).vaule.exists()"',
+    )
+    [error] = _model_errors(rules)
+    assert error.endswith(
+        "value.ofType(Quantity).vaule: Quantity has no element 'vaule' (did you mean 'value'?)"
+    )
+
+
+def test_a_path_is_followed_through_filters_and_backbone_elements(rules: Path) -> None:
+    # %latest (an Observation) → component (ObservationComponent) → where(…) → value → Quantity.
+    _edit(rules / HTN, "exists()).value.ofType(Quantity).value.first()", "exists()).valeu.first()")
+    [error] = _model_errors(rules)
+    assert "%latest.component.where(…).valeu: ObservationComponent has no element 'valeu'" in error
+    assert "(did you mean 'value'?)" in error
+
+
+def test_oftype_must_name_a_type_the_element_holds(rules: Path) -> None:
+    _edit(rules / HTN, "%latest.effective.ofType(dateTime)", "%latest.effective.ofType(Quantity)")
+    [error] = _model_errors(rules)
+    assert (
+        "%latest.effective.ofType(Quantity): %latest.effective holds Period, Timing, dateTime, "
+        "instant, not 'Quantity'" in error
+    )
+
+
+def test_a_coding_path_is_checked(rules: Path) -> None:
+    _edit(
+        rules / HTN,
+        '"%hypertension.code.select(text | coding.display).first()"',
+        '"%hypertension.code.codng.display.first()"',
+    )
+    [error] = _model_errors(rules)
+    assert "%hypertension.code.codng: CodeableConcept has no element 'codng'" in error
+    assert "(did you mean 'coding'?)" in error
+
+
+def test_valid_deep_paths_pass(rules: Path) -> None:
+    # Through a search's Bundle to any resource and back to a type, a choice narrowed by
+    # ofType, an extension's value, a primitive's functions, and a reference's elements.
+    expressions = [
+        "%conditions.entry.resource.ofType(Condition).code.coding.code",
+        "%conditions.entry.resource.ofType(Condition).onset.ofType(dateTime).toString()",
+        "%latest.value.ofType(Quantity).unit",
+        "%latest.value.ofType(CodeableConcept).coding.where(system = 'x').display",
+        "%latest.subject.reference.startsWith('Patient/')",
+        "%latest.extension.where(url = 'x').value.ofType(Coding).code",
+        "%latest.referenceRange.low.value",
+        "%latest.meta.lastUpdated",
+    ]
+    text = (rules / HTN).read_text()
+    anchor = '  htnName: "%hypertension.code.select(text | coding.display).first()"\n'
+    assert anchor in text
+    added = "".join(f'  deep{i}: "{e}"\n' for i, e in enumerate(expressions))
+    (rules / HTN).write_text(text.replace(anchor, anchor + added, 1))
+    assert _model_errors(rules) == []
