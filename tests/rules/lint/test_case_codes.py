@@ -7,13 +7,13 @@ non-members (a topical NSAID, a heparin lock flush, a local formulary code) pass
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
 from cds_service.config import default_rules_dir
 from cds_service.rules.lint import lint_rules
+from tests.rules.lint.support import edit, shipped_rules
 
 DOAC = Path("order-sign/doac-renal-dosing.test.yaml")
 METFORMIN = Path("order-sign/metformin-egfr-below-30.test.yaml")
@@ -30,14 +30,7 @@ def shipped() -> Path:
 @pytest.fixture
 def rules(tmp_path: Path) -> Path:
     """The shipped rules directory with only the rules edited here (and their tests)."""
-    root = tmp_path / "rules"
-    shutil.copytree(default_rules_dir(), root)
-    for path in root.glob("*/*.yaml"):
-        if path.parent.name.startswith("_") or path.name.startswith("_"):
-            continue
-        if path.name.split(".")[0] not in KEPT:
-            path.unlink()
-    return root
+    return shipped_rules(tmp_path, KEPT)
 
 
 def _found(root: Path) -> list[str]:
@@ -46,12 +39,6 @@ def _found(root: Path) -> list[str]:
         for i in lint_rules(root).issues
         if i.validator in VALIDATORS
     ]
-
-
-def _edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new, 1))
 
 
 def test_the_shipped_tests_use_the_codes_their_rules_select(shipped: Path) -> None:
@@ -66,7 +53,7 @@ def test_the_shipped_tests_use_the_codes_their_rules_select(shipped: Path) -> No
 
 def test_a_members_name_under_another_code_is_an_error(rules: Path) -> None:
     # The fixture order's RxNorm code, one digit off; its display is the set's member 1232088.
-    _edit(rules / DOAC, "code: '1232088', display:", "code: '1232089', display:")
+    edit(rules / DOAC, "code: '1232088', display:", "code: '1232089', display:")
     [error] = _found(rules)
     assert error.startswith(
         "doac-renal-dosing.test.yaml:41:71: error: cases[0].context.draftOrders.entry[0]"
@@ -83,7 +70,7 @@ def test_a_members_name_under_another_code_is_an_error(rules: Path) -> None:
 
 def test_names_are_compared_as_an_ehr_writes_them(rules: Path) -> None:
     # Case and spacing differ from the value set's display; the code is not the set's.
-    _edit(
+    edit(
         rules / DOAC,
         "code: '1232088', display: 'rivaroxaban 20\n                MG Oral Tablet [Xarelto]'}",
         "code: '999999', display: 'RIVAROXABAN  20 mg oral tablet [xarelto]'}",
@@ -94,12 +81,12 @@ def test_names_are_compared_as_an_ehr_writes_them(rules: Path) -> None:
 
 def test_an_rxnorm_code_naming_an_ingredient_of_the_set_is_an_error(rules: Path) -> None:
     # A made-up code and strength: no member has this name, but it names rivaroxaban.
-    _edit(
+    edit(
         rules / DOAC,
         "code: '1232088', display: 'rivaroxaban 20\n                MG Oral Tablet [Xarelto]'}",
         "code: '1232000', display: 'rivaroxaban 25 MG Oral Tablet'}",
     )
-    _edit(
+    edit(
         rules / DOAC,
         "text: rivaroxaban 20 MG Oral Tablet [Xarelto]",
         "text: rivaroxaban 25 MG Oral Tablet",
@@ -116,7 +103,7 @@ def test_an_rxnorm_code_naming_an_ingredient_of_the_set_is_an_error(rules: Path)
 def test_a_local_code_is_outside_the_set_by_design(rules: Path) -> None:
     # A formulary's own code with the member's name: the rule cannot see it, and a case may
     # show exactly that.
-    _edit(
+    edit(
         rules / DOAC,
         "{system: 'http://www.nlm.nih.gov/research/umls/rxnorm', code: '1232088',",
         "{system: 'urn:oid:2.16.840.1.113883.3.9999.1', code: 'XAR20',",
@@ -126,12 +113,12 @@ def test_a_local_code_is_outside_the_set_by_design(rules: Path) -> None:
 
 def test_another_drug_is_a_legitimate_non_member(rules: Path) -> None:
     # A real drug of no ingredient of the set (a negative case's "other drug").
-    _edit(
+    edit(
         rules / DOAC,
         "code: '1232088', display: 'rivaroxaban 20\n                MG Oral Tablet [Xarelto]'}",
         "code: '308460', display: azithromycin 250 MG Oral Tablet}",
     )
-    _edit(
+    edit(
         rules / DOAC,
         "text: rivaroxaban 20 MG Oral Tablet [Xarelto]",
         "text: azithromycin 250 MG Oral Tablet",
@@ -141,7 +128,7 @@ def test_another_drug_is_a_legitimate_non_member(rules: Path) -> None:
 
 def test_a_condition_code_is_checked_like_a_drug(rules: Path) -> None:
     # SNOMED atrial fibrillation, one digit off, with the set's display for 49436004.
-    _edit(
+    edit(
         rules / DOAC,
         "code: '49436004', display: Atrial fibrillation}",
         "code: '49436005', display: Atrial fibrillation}",
@@ -156,7 +143,7 @@ def test_a_condition_code_is_checked_like_a_drug(rules: Path) -> None:
 
 def test_an_unnamed_code_no_value_set_holds_is_a_warning(rules: Path) -> None:
     # Creatinine's LOINC 2160-0 mistyped, with no display to tell what was meant.
-    _edit(
+    edit(
         rules / METFORMIN,
         'code: {coding: [{system: "http://loinc.org", code: "2160-0"}]}',
         'code: {coding: [{system: "http://loinc.org", code: "2160-1"}]}',
@@ -174,7 +161,7 @@ def test_an_unnamed_code_no_value_set_holds_is_a_warning(rules: Path) -> None:
 
 def test_a_named_unknown_code_is_no_warning(rules: Path) -> None:
     # The same code with a display: a reviewer can see what it is (a lab the rule ignores).
-    _edit(
+    edit(
         rules / METFORMIN,
         'code: {coding: [{system: "http://loinc.org", code: "2160-0"}]}',
         'code: {coding: [{system: "http://loinc.org", code: "2345-7", display: Glucose}]}',
@@ -215,7 +202,7 @@ def test_a_fixture_file_is_reported_at_its_name(rules: Path) -> None:
         },
     }
     (fixtures / "riva-order.json").write_text(json.dumps(context))
-    _edit(
+    edit(
         rules / DOAC,
         "  context: *signRiva1232088\n",
         "  context_file: _fixtures/riva-order.json\n",
@@ -229,7 +216,7 @@ def test_a_fixture_file_is_reported_at_its_name(rules: Path) -> None:
 
 def test_one_problem_in_a_shared_fixture_is_reported_once(rules: Path) -> None:
     # The AF condition anchor is used by many cases: one error, at the anchor.
-    _edit(
+    edit(
         rules / DOAC,
         "code: '49436004', display: Atrial fibrillation}",
         "code: '49436005', display: Atrial fibrillation}",

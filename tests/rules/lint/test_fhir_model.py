@@ -4,13 +4,12 @@ place. Each case edits a copy of a shipped rule; the shipped pack has none."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from cds_service.config import default_rules_dir
 from cds_service.rules.lint import lint_rules
+from tests.rules.lint.support import edit, shipped_rules
 
 HTN = Path("patient-view/hypertension-uncontrolled.yaml")
 METFORMIN = Path("order-sign/metformin-egfr-below-30.yaml")
@@ -19,14 +18,7 @@ METFORMIN = Path("order-sign/metformin-egfr-below-30.yaml")
 @pytest.fixture
 def rules(tmp_path: Path) -> Path:
     """The shipped rules directory with the two rules edited here (and their tests)."""
-    root = tmp_path / "rules"
-    shutil.copytree(default_rules_dir(), root)
-    for path in root.glob("*/*.yaml"):
-        if path.parent.name.startswith("_") or path.name.startswith("_"):
-            continue
-        if path.name.split(".")[0] not in (HTN.stem, METFORMIN.stem):
-            path.unlink()
-    return root
+    return shipped_rules(tmp_path, (HTN.stem, METFORMIN.stem))
 
 
 def _model_errors(root: Path) -> list[str]:
@@ -38,19 +30,13 @@ def _model_errors(root: Path) -> list[str]:
     ]
 
 
-def _edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text()
-    assert old in text, old
-    path.write_text(text.replace(old, new, 1))
-
-
 def test_the_shipped_rules_read_only_what_exists(rules: Path) -> None:
     assert _model_errors(rules) == []
 
 
 def test_a_misspelt_element_after_a_selection_is_an_error(rules: Path) -> None:
     # %latest is %lastTwo.first(), %lastTwo a selection of Observations: an Observation.
-    _edit(rules / HTN, "%latest.component.where", "%latest.componnent.where")
+    edit(rules / HTN, "%latest.component.where", "%latest.componnent.where")
     [error] = _model_errors(rules)
     assert error.startswith("hypertension-uncontrolled.yaml:67:3: let.latestSbp: ")
     assert error.endswith(
@@ -59,25 +45,25 @@ def test_a_misspelt_element_after_a_selection_is_an_error(rules: Path) -> None:
 
 
 def test_a_status_outside_the_binding_is_an_error(rules: Path) -> None:
-    _edit(rules / HTN, "status: [final, amended, corrected]", "status: [final, amendd, corrected]")
+    edit(rules / HTN, "status: [final, amended, corrected]", "status: [final, amendd, corrected]")
     [error] = _model_errors(rules)
     assert "let.readings.status: 'amendd' is not a status of Observation" in error
     assert "(did you mean 'amended'?)" in error and "its codes: amended, cancelled" in error
 
 
 def test_a_misspelt_score_field_is_an_error(rules: Path) -> None:
-    _edit(rules / METFORMIN, "%scores.egfr.value.empty()", "%scores.egfr.valeu.empty()")
+    edit(rules / METFORMIN, "%scores.egfr.value.empty()", "%scores.egfr.valeu.empty()")
     [error] = _model_errors(rules)
     assert "%scores.egfr.valeu: a score has no field 'valeu' (did you mean 'value'?)" in error
 
 
 def test_a_selections_where_reads_elements_of_its_types(rules: Path) -> None:
-    _edit(rules / HTN, "      encounter.reference.empty()\n", "      encountr.reference.empty()\n")
+    edit(rules / HTN, "      encounter.reference.empty()\n", "      encountr.reference.empty()\n")
     [error] = _model_errors(rules)
     assert "let.readings.where: encountr: Observation has no element 'encountr'" in error
     assert "(did you mean 'encounter'?)" in error
     # A choice element by its FHIRPath name or its typed name, and the type's name: fine.
-    _edit(
+    edit(
         rules / HTN,
         "      encountr.reference.empty()\n",
         "      (effective.exists() and valueQuantity.empty() and Observation.id.exists())\n"
@@ -87,20 +73,20 @@ def test_a_selections_where_reads_elements_of_its_types(rules: Path) -> None:
 
 
 def test_a_number_or_date_compared_as_a_string_is_an_error(rules: Path) -> None:
-    _edit(rules / HTN, '"%latestSbp >= 140 or', "\"%latestSbp >= '140' or")
+    edit(rules / HTN, '"%latestSbp >= 140 or', "\"%latestSbp >= '140' or")
     [error] = _model_errors(rules)
     assert "compares with the string '140': a number is written 140, unquoted" in error
-    _edit(rules / HTN, "\"%latestSbp >= '140' or", "\"%latestSbp >= '140 mm[Hg]' or")
+    edit(rules / HTN, "\"%latestSbp >= '140' or", "\"%latestSbp >= '140 mm[Hg]' or")
     [error] = _model_errors(rules)
     assert "a quantity is written 140 'mm[Hg]', unquoted" in error
-    _edit(rules / HTN, "\"%latestSbp >= '140 mm[Hg]' or", "\"%now > '2020-01-01' or")
+    edit(rules / HTN, "\"%latestSbp >= '140 mm[Hg]' or", "\"%now > '2020-01-01' or")
     [error] = _model_errors(rules)
     assert "compares with the string '2020-01-01': a date is written @2020-01-01" in error
 
 
 def test_a_misspelt_element_deeper_in_a_path_is_an_error(rules: Path) -> None:
     # The issue's `.vaule`: past `value.ofType(Quantity)`, in a selection's `where`.
-    _edit(
+    edit(
         rules / METFORMIN,
         'where: "value.ofType(Quantity).value.exists()"',
         'where: "value.ofType(Quantity).vaule.exists()"',
@@ -113,14 +99,14 @@ def test_a_misspelt_element_deeper_in_a_path_is_an_error(rules: Path) -> None:
 
 def test_a_path_is_followed_through_filters_and_backbone_elements(rules: Path) -> None:
     # %latest (an Observation) → component (ObservationComponent) → where(…) → value → Quantity.
-    _edit(rules / HTN, "exists()).value.ofType(Quantity).value.first()", "exists()).valeu.first()")
+    edit(rules / HTN, "exists()).value.ofType(Quantity).value.first()", "exists()).valeu.first()")
     [error] = _model_errors(rules)
     assert "%latest.component.where(…).valeu: ObservationComponent has no element 'valeu'" in error
     assert "(did you mean 'value'?)" in error
 
 
 def test_oftype_must_name_a_type_the_element_holds(rules: Path) -> None:
-    _edit(rules / HTN, "%latest.effective.ofType(dateTime)", "%latest.effective.ofType(Quantity)")
+    edit(rules / HTN, "%latest.effective.ofType(dateTime)", "%latest.effective.ofType(Quantity)")
     [error] = _model_errors(rules)
     assert (
         "%latest.effective.ofType(Quantity): %latest.effective holds Period, Timing, dateTime, "
@@ -129,7 +115,7 @@ def test_oftype_must_name_a_type_the_element_holds(rules: Path) -> None:
 
 
 def test_a_coding_path_is_checked(rules: Path) -> None:
-    _edit(
+    edit(
         rules / HTN,
         '"%hypertension.code.select(text | coding.display).first()"',
         '"%hypertension.code.codng.display.first()"',
