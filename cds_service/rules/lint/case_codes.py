@@ -65,8 +65,11 @@ def _name_key(text: str) -> str:
 
 
 def _coding_words(system: str | None, code: str) -> str:
-    name = _SYSTEM_NAMES.get(system or "", system or "a code without a system,")
-    return f"{name} {code}"
+    """How a message names a coding: RxNorm 1364445, a system URL and code, or "code X1 (no
+    system)"."""
+    if system is None:
+        return f"code {code} (no system)"
+    return f"{_SYSTEM_NAMES.get(system, system)} {code}"
 
 
 class _Data:
