@@ -1,5 +1,5 @@
-"""What the FHIR R4 model allows, for lint: the elements of a resource type and the codes of the
-status a `select:` filters on.
+"""What the FHIR R4 model allows, for lint: the elements of a type with the types each holds,
+and the codes of the status a `select:` filters on.
 
 Elements come from the `fhir.resources` models (R4B, the closest release it ships to R4; the
 elements rules read are the same): each element's JSON name, and for a choice element both
@@ -83,25 +83,11 @@ def status_codes(resource_types: tuple[str, ...]) -> frozenset[str] | None:
     return frozenset(codes)
 
 
-@functools.lru_cache(maxsize=256)
 def elements(resource_type: str) -> frozenset[str] | None:
-    """The element names of a resource type (FHIRPath's), or None for a name the model does
-    not know."""
-    try:
-        model: Any = get_fhir_model_class(resource_type)
-    except (KeyError, ValueError, LookupError):
-        return None
-    names = {"resourceType"}
-    for name, info in model.model_fields.items():
-        alias = info.alias or name
-        if alias.startswith("_") or name == "fhir_comments":
-            continue
-        names.add(alias)
-        extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
-        choice = extra.get("one_of_many")
-        if isinstance(choice, str):
-            names.add(choice)
-    return frozenset(names)
+    """The element names of a resource type (FHIRPath's: `value` and `valueQuantity` for a
+    choice), or None for a name the model does not know."""
+    table = element_types(resource_type)
+    return None if table is None else frozenset(table)
 
 
 @functools.lru_cache(maxsize=512)

@@ -20,7 +20,6 @@ PyJWT does the cryptography; the time checks are ours so the clock can be inject
 
 from __future__ import annotations
 
-import base64
 import functools
 import logging
 import re
@@ -33,6 +32,7 @@ import jwt
 import orjson
 from jwt.algorithms import Algorithm
 from jwt.exceptions import InvalidKeyError, InvalidTokenError
+from jwt.utils import base64url_decode
 
 from cds_service.security.jwks import KeyStore
 from cds_service.security.replay import ReplayCache
@@ -97,7 +97,7 @@ def _segment(text: str) -> bytes | None:
     if len(stripped) % 4 == 1 or (stripped != text and len(text) % 4 != 0):
         return None
     try:
-        return base64.urlsafe_b64decode(stripped + "=" * (-len(stripped) % 4))
+        return base64url_decode(stripped)
     except ValueError:
         return None
 

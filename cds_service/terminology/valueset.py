@@ -33,6 +33,7 @@ from __future__ import annotations
 import functools
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -219,24 +220,15 @@ def _file_names(path: str, mtime: int) -> dict[tuple[str, str], str]:
     names: dict[tuple[str, str], str] = {}
     if not isinstance(data, dict):
         return names
-
-    def add(system: Any, code: Any, display: Any) -> None:
-        if isinstance(system, str) and isinstance(code, str) and isinstance(display, str):
-            names.setdefault((system, code), display)
-
-    expansion = data.get("expansion")
-    items = list((expansion.get("contains") or []) if isinstance(expansion, dict) else [])
-    for item in items:  # nested `contains` are appended, and reached, as the loop goes
-        if isinstance(item, dict):
-            add(item.get("system"), item.get("code"), item.get("display"))
-            nested = item.get("contains")
-            items.extend(nested if isinstance(nested, list) else [])
     compose = data.get("compose")
-    for include in (compose.get("include") or []) if isinstance(compose, dict) else []:
-        if isinstance(include, dict):
-            for concept in include.get("concept") or []:
-                if isinstance(concept, dict):
-                    add(include.get("system"), concept.get("code"), concept.get("display"))
+    includes = (compose.get("include") or []) if isinstance(compose, dict) else []
+    listed = [
+        *_expansion_codes(data),
+        *(code for i in includes if isinstance(i, dict) for code in _include_codes(i)),
+    ]
+    for system, code, display in listed:
+        if isinstance(display, str):
+            names.setdefault((system, code), display)
     return names
 
 
@@ -291,14 +283,31 @@ def _parse(path: Path) -> tuple[_File | None, list[RuleIssue]]:
     return _File(path, located.value, located), []
 
 
-def _add_contains(items: Any, draft: _Draft) -> None:
-    for item in items if isinstance(items, list) else []:
+Listed = tuple[str, str, Any]  # (system, code, display as the file gives it)
+
+
+def _expansion_codes(data: dict[str, Any]) -> Iterator[Listed]:
+    """The codes of a ValueSet's `expansion.contains`, nested `contains` included, in order."""
+    expansion = data.get("expansion")
+    items = list((expansion.get("contains") or []) if isinstance(expansion, dict) else [])
+    for item in items:  # nested `contains` are appended, and reached, as the loop goes
         if not isinstance(item, dict):
             continue
         system, code = item.get("system"), item.get("code")
         if isinstance(system, str) and isinstance(code, str):
-            _add_code(system, code, item.get("display"), draft)
-        _add_contains(item.get("contains"), draft)
+            yield system, code, item.get("display")
+        nested = item.get("contains")
+        items.extend(nested if isinstance(nested, list) else [])
+
+
+def _include_codes(include: dict[str, Any]) -> Iterator[Listed]:
+    """The codes a `compose.include` lists as `concept`s of its `system`."""
+    system = include.get("system")
+    if not isinstance(system, str):
+        return
+    for concept in include.get("concept", []) or []:
+        if isinstance(concept, dict) and isinstance(concept.get("code"), str):
+            yield system, concept["code"], concept.get("display")
 
 
 def _add_code(system: str, code: str, display: Any, draft: _Draft) -> None:
@@ -331,9 +340,8 @@ def _read_include(file: _File, index: int, include: Any, draft: _Draft) -> list[
         return []
     if not isinstance(system, str):
         return [file.issue(loc, "needs a `system` (or `valueSet`)")]
-    for concept in include.get("concept", []) or []:
-        if isinstance(concept, dict) and isinstance(concept.get("code"), str):
-            _add_code(system, concept["code"], concept.get("display"), draft)
+    for _, code, display in _include_codes(include):
+        _add_code(system, code, display, draft)
     for position, rule in enumerate(include.get("filter", []) or []):
         where = (*loc, "filter", position)
         if not isinstance(rule, dict):
@@ -361,7 +369,8 @@ def _read(path: Path) -> tuple[_Draft | None, list[RuleIssue]]:
         return None, [file.issue(("id",), f"must equal the file name '{path.stem}'")]
     url = data.get("url") if isinstance(data.get("url"), str) else None
     draft = _Draft(path, vs_id, url)
-    _add_contains((data.get("expansion") or {}).get("contains"), draft)
+    for system, code, display in _expansion_codes(data):
+        _add_code(system, code, display, draft)
     compose = data.get("compose") or {}
     if isinstance(compose, dict):
         if compose.get("exclude"):

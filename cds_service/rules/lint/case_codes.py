@@ -39,7 +39,7 @@ from cds_service.rules.compiled import CompiledRule, CompiledSelect
 from cds_service.rules.index import CODE_ELEMENTS
 from cds_service.rules.lint.base import Validator
 from cds_service.rules.ruleset import RuleSet
-from cds_service.rules.testing.plan import PlannedCase, TestFilePlan
+from cds_service.rules.testing.plan import PlannedCase, TestFilePlan, in_fixture
 from cds_service.terminology import MEDICATION_TYPES
 from cds_service.terminology.ingredients import IngredientMap, ingredient_map_for
 from cds_service.terminology.registry import VALUESETS_DIR
@@ -194,8 +194,7 @@ class _SelectedCodes(Validator):
                     if file is None:
                         issue = self.tests_issue(plan, (*loc, *where), message)
                     else:
-                        inner = f"in '{file}' at {field_path(where)}: {message}"
-                        issue = self.tests_issue(plan, loc, inner)
+                        issue = self.tests_issue(plan, loc, in_fixture(file, where, message))
                     # One problem per coding: an anchor used by many cases, or a resource
                     # that several selections read, is reported once, for the first.
                     key = (issue.line, issue.col, file, field_path(where))

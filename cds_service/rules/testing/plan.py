@@ -31,7 +31,7 @@ from cds_service.rules.testing.model import (
 )
 from cds_service.yamlsource import Located, field_path
 
-__all__ = ["PlannedCase", "TestFilePlan", "plan_test_file", "plan_tests"]
+__all__ = ["PlannedCase", "TestFilePlan", "in_fixture", "plan_test_file", "plan_tests"]
 
 Loc = tuple[str | int, ...]
 log = logging.getLogger(__name__)
@@ -270,10 +270,9 @@ class _Planner:
                 message = problem.message
             else:
                 at = loc
-                inside = field_path((*((field,) if field else ()), *problem.path))
-                seen = (file, inside, problem.message)
-                message = f"in '{file}'" + (f" at {inside}" if inside else "")
-                message += f": {problem.message}"
+                inside = (*((field,) if field else ()), *problem.path)
+                seen = (file, field_path(inside), problem.message)
+                message = in_fixture(file, inside, problem.message)
             if seen not in self.fhir_reported:
                 self.fhir_reported.add(seen)
                 self.issue(at, message)
@@ -284,6 +283,13 @@ class _Planner:
         if problem is not None:
             self.issue(loc, problem)
         return value
+
+
+def in_fixture(file: str, inside: Loc, message: str) -> str:
+    """A problem inside a fixture file, as it is reported at the case's reference to the file:
+    `in '_fixtures/x.json' at entry[0].resource.code: <message>`."""
+    where = field_path(inside)
+    return f"in '{file}'" + (f" at {where}" if where else "") + f": {message}"
 
 
 def plan_tests(root: Path, ruleset: RuleSet) -> list[TestFilePlan]:
