@@ -375,6 +375,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--duration", type=int, default=5, help="seconds per measurement")
     parser.add_argument("--connections", default="1,8,32")
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=2,
+        help="seconds of the same load, not measured, before each measurement (0: none; the "
+        "first calls then include the connection pools' and caches' cold start)",
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md")
     parser.add_argument(
         "--database",
@@ -503,10 +510,14 @@ def main() -> int:
         servers.append(floor)
 
         def measure(target: Server, workload: str, conns: int, label: str | None = None) -> None:
-            token_file = None
+            token_file = warm_tokens = None
             if target.name != "floor":
                 aud = f"{target.base}/cds-services/{SERVICE_OF[workload]}"
                 token_file = tokens(key, aud, 4000 * args.duration, work / f"{workload}.tok")
+                if args.warmup:
+                    warm_tokens = tokens(key, aud, 4000 * args.warmup, work / "warm.tok")
+            if args.warmup:  # steady state: pools, connections and caches as a running worker has
+                run_wrk(target, workload, lists[workload], warm_tokens, conns, args.warmup, script)
             result = run_wrk(
                 target, workload, lists[workload], token_file, conns, args.duration, script
             )
@@ -588,7 +599,7 @@ def main() -> int:
         for name in databases:
             drop_database(name)
         shutil.rmtree(work, ignore_errors=True)
-    write_report(args.out, results, startup, rss, args.duration, args.database)
+    write_report(args.out, results, startup, rss, args.duration, args.database, args.warmup)
     print(f"\nwrote {args.out}")
     return 0
 
@@ -600,12 +611,13 @@ def write_report(
     rss: dict[str, float],
     duration: int,
     database: str,
+    warmup: int = 0,
 ) -> None:
     from bench.report import render
 
     out.parent.mkdir(parents=True, exist_ok=True)
     chart_path = out.parent / "benchmarks.svg"
-    out.write_text(render(results, startup, rss, duration, chart_path, database))
+    out.write_text(render(results, startup, rss, duration, chart_path, database, warmup))
     (out.parent / "benchmarks.json").write_text(
         json.dumps(
             {

@@ -103,13 +103,16 @@ def render(
     duration: int,
     chart_path: Path,
     database: str = "postgresql",
+    warmup: int = 0,
 ) -> str:
     chart(results, chart_path)
     lines = [
         "# Benchmarks",
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores ({_cpu()}), "
-        f"{duration} s per measurement, `python -m bench.load` (`make bench-load`). The service "
+        f"{duration} s per measurement"
+        + (f" after {warmup} s of the same load, not measured" if warmup else "")
+        + ", `python -m bench.load` (`make bench-load`). The service "
         "runs as in production (uvicorn, JWT verification on with a test tenant, Redis score "
         f"cache, {_DATABASES[database]} for the audit log, the bundled rule pack) pinned to "
         "core 0 beside the floor app; wrk runs on core 1 beside the 50 ms FHIR server (the "

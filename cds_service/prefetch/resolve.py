@@ -109,7 +109,11 @@ async def resolve_prefetch(
         assert reader is not None
         position = {url: i for i, url in enumerate(dict.fromkeys(url for url, _ in wanted))}
         urls = list(position)
-        if batch is not None and len(urls) > 1 and batch.known(reader):
+        if (
+            batch is not None
+            and len(urls) > 1
+            and await batch.wait_known(reader, deadline_seconds / 4)
+        ):
             batch_task = asyncio.create_task(read_batch(reader, urls))
         fetches: dict[tuple[str, bool], asyncio.Task[PrefetchOutcome]] = {}
         for (url, pages), (key, spec) in wanted.items():

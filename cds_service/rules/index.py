@@ -97,6 +97,9 @@ def _collect_codes(value: Any, out: set[tuple[str | None, str | None]]) -> None:
                     out.add((system if isinstance(system, str) else None, code))
 
 
+_NONE: frozenset[str] = frozenset()
+
+
 def _resources(data: Any) -> list[dict[str, Any]]:
     return [resource for resource, _ in _entries(data)]
 
@@ -140,6 +143,8 @@ class DataIndex:
         self._sources = sources
         self._by_source: dict[str, dict[str, list[dict[str, Any]]]] = {}
         self._codes: dict[int, frozenset[tuple[str | None, str | None]]] = {}
+        # beside each resource's pairs, its non-empty codes without a system (ValueSet.matches)
+        self._loose: dict[int, frozenset[str]] = {}
         self._dates: dict[int, datetime | None] = {}
         self._medications: dict[str, dict[str, Any]] | None = None
         self.selections: dict[Any, list[Any]] = {}
@@ -201,6 +206,11 @@ class DataIndex:
                 for element in CODE_ELEMENTS.get(kind, ("code",)):
                     _collect_codes(resource.get(element), pairs)
             found = self._codes[key] = frozenset(pairs)
+            self._loose[key] = (
+                frozenset(code for system, code in pairs if not system and code)
+                if any(not system for system, _ in pairs)
+                else _NONE
+            )
         return found
 
     def drug(self, resource: dict[str, Any]) -> Any:
@@ -232,8 +242,8 @@ class DataIndex:
 
     def coded(self, resources: list[dict[str, Any]], value_set: ValueSet) -> list[dict[str, Any]]:
         """The resources whose code is in the value set."""
-        contains = value_set.contains
-        return [r for r in resources if any(contains(s, c) for s, c in self.codes(r))]
+        matches, codes, loose = value_set.matches, self.codes, self._loose
+        return [r for r in resources if matches(codes(r), loose[id(r)])]
 
     @contextmanager
     def active(self) -> Iterator[DataIndex]:

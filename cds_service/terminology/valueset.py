@@ -148,6 +148,19 @@ class ValueSet:
             return any(key.startswith(prefix) for s, prefix in self.prefixes if system in (None, s))
         return False
 
+    def matches(
+        self,
+        pairs: frozenset[tuple[str | None, str | None]],
+        loose: frozenset[str] = frozenset(),
+    ) -> bool:
+        """`any(self.contains(s, c) for s, c in pairs)`, by set operations where the set has no
+        `is-a` filter: `loose` must be the non-empty codes of `pairs` without a system (as
+        `DataIndex` keeps them beside each resource's pairs)."""
+        if self.prefixes:
+            contains = self.contains
+            return any(contains(s, c) for s, c in pairs)
+        return not self.codes.isdisjoint(pairs) or (bool(loose) and not self.bare.isdisjoint(loose))
+
     @property
     def systems(self) -> frozenset[str]:
         """The code systems of its members."""

@@ -103,10 +103,11 @@ def test_capability_statements() -> None:
 def test_a_server_that_takes_batches_gets_one_request_per_call() -> None:
     double = _double(batch=True)
     first, second, third = _run(double.handle, _request(double), n=3)
-    # The first call does not wait for the CapabilityStatement: it fetches in parallel.
+    # The first call waits for the CapabilityStatement (one read), then sends its batch too.
     posts = [r for r in double.requests if r.method == "POST"]
     assert double.requested.count("metadata") == 1
-    assert len(posts) == 2  # the second and the third call
+    assert len(posts) == 3
+    assert [r.method for r in double.requests] == ["GET", "POST", "POST", "POST"]
     assert len(double.batches[-1]) == 5  # five distinct queries (the read is shared)
     assert all(r.headers["authorization"] == "Bearer tok" for r in posts)
     assert str(posts[0].url) == double.base_url
@@ -118,6 +119,71 @@ def test_a_server_that_takes_batches_gets_one_request_per_call() -> None:
     )
     assert len(second["conditions"].data["entry"]) > 5
     assert second["unsupported"].source == "unavailable"  # the server's 400, as for a GET
+
+
+def test_concurrent_first_calls_to_a_new_server_share_one_capability_read_and_batch() -> None:
+    """Eight calls at once to a server not seen before: one metadata read, which all of them
+    wait for, then one batch each, never the fan-out of eight times five GETs."""
+    double = _double(batch=True)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.05)  # the EHR's round trip
+        return double.handle(request)
+
+    async def run() -> list[dict[str, PrefetchOutcome]]:
+        support = BatchSupport()
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            out = await asyncio.gather(
+                *(
+                    resolve_prefetch(
+                        _request(double),
+                        SPECS,
+                        client,
+                        deadline_seconds=2.0,
+                        max_pages=5,
+                        batch=support,
+                    )
+                    for _ in range(8)
+                )
+            )
+        await support.close()
+        return list(out)
+
+    outcomes = asyncio.run(run())
+    assert double.requested.count("metadata") == 1
+    assert [r.method for r in double.requests].count("POST") == 8
+    assert [r.method for r in double.requests].count("GET") == 1  # the metadata read only
+    for other in outcomes[1:]:
+        _same(outcomes[0], other)
+    assert outcomes[0]["patient"].source == "fetched"
+
+
+def test_a_slow_capability_read_is_not_waited_for_beyond_a_quarter_of_the_deadline() -> None:
+    double = _double(batch=True)
+
+    async def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/metadata"):
+            await asyncio.sleep(3)  # far past the patience
+        return double.handle(request)
+
+    async def run() -> tuple[dict[str, PrefetchOutcome], float]:
+        loop = asyncio.get_running_loop()
+        support = BatchSupport()
+        began = loop.time()
+        async with httpx.AsyncClient(transport=httpx.MockTransport(handler)) as client:
+            out = await resolve_prefetch(
+                _request(double), SPECS, client, deadline_seconds=1.0, max_pages=5, batch=support
+            )
+            elapsed = loop.time() - began
+        await support.close()
+        return out, elapsed
+
+    outcome, elapsed = asyncio.run(run())
+    assert 0.25 <= elapsed < 0.6  # waited a quarter of the 1 s deadline, then fetched
+    assert [r.method for r in double.requests if r.method == "POST"] == []
+    conditions = outcome["conditions"].data
+    assert outcome["patient"].source == "fetched" and conditions is not None
+    assert len(conditions["entry"]) > 5
 
 
 def test_a_server_without_batches_gets_parallel_gets() -> None:
@@ -262,7 +328,8 @@ def test_the_hook_route_sends_one_batch_per_call_and_answers_the_same_cards(
             posts.append([r for r in sent if r.method == "POST"])
             counts.append(len(sent))
     assert cards[0] == cards[1] == cards[2] and len(cards[0]) == 2  # Darwin's two cards
-    assert posts[0] == [] and len(posts[1]) == len(posts[2]) == 1
-    # The third call made one request in all: the batch of every missing query.
-    assert counts[2] == 1, counts
+    assert len(posts[0]) == len(posts[1]) == len(posts[2]) == 1
+    # The first call read the CapabilityStatement, then sent its batch; the others made one
+    # request in all: the batch of every missing query.
+    assert counts == [2, 1, 1], counts
     assert len(double.batches[-1]) >= 8
