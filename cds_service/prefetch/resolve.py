@@ -23,7 +23,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import httpx
@@ -58,6 +60,7 @@ async def resolve_prefetch(
     `slots` bounds the fetches in flight at once (shared by every call of the process);
     `batch` (the process's knowledge of which servers take batches) allows one batch request.
     """
+    started = time.perf_counter()
     sent = request.prefetch or {}
     reader = None
     if request.fhir_server is not None and fetch_refused is None:
@@ -101,55 +104,50 @@ async def resolve_prefetch(
             same = (url, spec.all_pages)
             if same not in wanted:
                 # Fetched as `pass`: each key applies its own policy to an OperationOutcome.
-                wanted[same] = (key, dataclasses.replace(spec, on_error="pass"))
+                wanted[same] = (key, _passing(spec))
             waiting[key] = same
 
-    batch_task: asyncio.Task[list[FetchResult] | None] | None = None
     if wanted:
         assert reader is not None
-        position = {url: i for i, url in enumerate(dict.fromkeys(url for url, _ in wanted))}
-        urls = list(position)
+        urls = list(dict.fromkeys(url for url, _ in wanted))
+        results: list[FetchResult] | None = None
         if (
             batch is not None
             and len(urls) > 1
             and await batch.wait_known(reader, deadline_seconds / 4)
         ):
-            batch_task = asyncio.create_task(read_batch(reader, urls))
-        fetches: dict[tuple[str, bool], asyncio.Task[PrefetchOutcome]] = {}
+            results = await _batch(reader, urls, batch, deadline_seconds / 2)
+        position = {url: i for i, url in enumerate(urls)}
+        # Each distinct query's outcome: known at once from the batch's answer, or a task (its
+        # own GET, or the further pages of a paginated answer) shared by its keys.
+        ready: dict[tuple[str, bool], PrefetchOutcome | asyncio.Task[PrefetchOutcome]] = {}
         for (url, pages), (key, spec) in wanted.items():
-            if batch_task is not None and batch is not None:
-                fetch = _from_batch(
-                    batch_task,
-                    position[url],
-                    key,
-                    spec,
-                    url,
-                    reader,
-                    max_pages,
-                    batch,
-                    deadline_seconds / 2,
-                )
+            settled = None if results is None else _settled(key, spec, results[position[url]])
+            if settled is not None:
+                ready[(url, pages)] = settled
+            elif results is not None:
+                more = _outcome(key, spec, results[position[url]], reader, max_pages)
+                ready[(url, pages)] = asyncio.create_task(more)
             else:
-                fetch = _fetch(key, spec, url, reader, max_pages)
-            fetches[(url, pages)] = asyncio.create_task(fetch)
+                ready[(url, pages)] = asyncio.create_task(_fetch(key, spec, url, reader, max_pages))
         for key, same in waiting.items():
-            pending[key] = fetches[same]
+            found = ready[same]
+            if isinstance(found, PrefetchOutcome):
+                outcomes[key] = _as_key(found, key, specs[key])
+            else:
+                pending[key] = found
 
     if pending:
-        done, not_done = await asyncio.wait(set(pending.values()), timeout=deadline_seconds)
+        remaining = max(deadline_seconds - (time.perf_counter() - started), 0.0)
+        done, not_done = await asyncio.wait(set(pending.values()), timeout=remaining)
         for task in not_done:
             task.cancel()
         for key, task in pending.items():
             if task in done:
-                fetched = dataclasses.replace(task.result(), key=key)
-                if fetched.source == "operation-outcome" and fetched.data is not None:
-                    fetched = _on_error(key, specs[key], fetched.data, fetched.detail or "")
-                outcomes[key] = fetched
+                outcomes[key] = _as_key(task.result(), key, specs[key])
             else:
                 outcomes[key] = PrefetchOutcome(key, None, "unavailable", "deadline exceeded")
                 log.warning("prefetch key %s not obtained within %.2fs", key, deadline_seconds)
-    if batch_task is not None and not batch_task.done():
-        batch_task.cancel()  # every key fell back to its own GET
 
     failed = [
         o
@@ -185,35 +183,43 @@ async def _fetch(
     return await _outcome(key, spec, await reader.read(url), reader, max_pages)
 
 
-async def _from_batch(
-    shared: asyncio.Task[list[FetchResult] | None],
-    index: int,
-    key: str,
-    spec: PrefetchSpec,
-    url: str,
-    reader: FhirReader,
-    max_pages: int,
-    support: BatchSupport,
-    patience: float,
-) -> PrefetchOutcome:
-    """The key's answer from the call's batch; its own GET when the batch failed or has not
-    answered within `patience` (the rest of the deadline is the GET's)."""
+async def _batch(
+    reader: FhirReader, urls: list[str], support: BatchSupport, patience: float
+) -> list[FetchResult] | None:
+    """The batch's answer per query; None when it failed (remembered: the next calls fetch
+    one by one until the server's support is checked again) or has not answered within
+    `patience` (the rest of the deadline is then the GETs')."""
     try:
-        results = await asyncio.wait_for(asyncio.shield(shared), timeout=patience)
+        results = await asyncio.wait_for(read_batch(reader, urls), timeout=patience)
     except TimeoutError:
-        log.info("prefetch key %s: the batch is slow, fetching on its own", key)
-        return await _fetch(key, spec, url, reader, max_pages)
-    except Exception:  # the batch task itself failed: treated as a failed batch
+        log.info("prefetch: the batch is slow, fetching each query on its own")
+        return None
+    except Exception:  # the batch request itself failed: treated as a failed batch
         results = None
     if results is None:
         support.failed(reader)
-        return await _fetch(key, spec, url, reader, max_pages)
-    return await _outcome(key, spec, results[index], reader, max_pages)
+    return results
 
 
-async def _outcome(
-    key: str, spec: PrefetchSpec, result: FetchResult, reader: FhirReader, max_pages: int
-) -> PrefetchOutcome:
+@lru_cache(maxsize=1024)
+def _passing(spec: PrefetchSpec) -> PrefetchSpec:
+    return dataclasses.replace(spec, on_error="pass")
+
+
+def _as_key(outcome: PrefetchOutcome, key: str, spec: PrefetchSpec) -> PrefetchOutcome:
+    """A query's outcome as one of its keys' (with that key's policy for an
+    OperationOutcome)."""
+    if outcome.key != key:
+        outcome = PrefetchOutcome(
+            key, outcome.data, outcome.source, outcome.detail, outcome.complete
+        )
+    if outcome.source == "operation-outcome" and outcome.data is not None:
+        return _on_error(key, spec, outcome.data, outcome.detail or "")
+    return outcome
+
+
+def _settled(key: str, spec: PrefetchSpec, result: FetchResult) -> PrefetchOutcome | None:
+    """What a fetch's result means for the key; None when further pages must be read first."""
     if not result.ok:
         log.info("prefetch key %s: fetch failed (%s)", key, result.error)
         return PrefetchOutcome(key, None, "unavailable", f"fetch failed: {result.error}")
@@ -222,8 +228,18 @@ async def _outcome(
     if is_operation_outcome(result.resource):
         return _on_error(key, spec, result.resource, "fhirServer answered with an OperationOutcome")
     if spec.all_pages and has_next_page(result.resource):
-        return await _complete_pages(key, result.resource, reader, max_pages, "fetched")
+        return None
     return PrefetchOutcome(key, result.resource, "fetched")
+
+
+async def _outcome(
+    key: str, spec: PrefetchSpec, result: FetchResult, reader: FhirReader, max_pages: int
+) -> PrefetchOutcome:
+    settled = _settled(key, spec, result)
+    if settled is not None:
+        return settled
+    assert result.resource is not None
+    return await _complete_pages(key, result.resource, reader, max_pages, "fetched")
 
 
 async def _complete_pages(

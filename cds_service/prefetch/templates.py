@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 from urllib.parse import quote
 
@@ -64,21 +65,36 @@ def render_template(template: str, context: Mapping[str, Any]) -> str | None:
     key does not apply to this call and is neither fetched nor reported missing. Values are
     percent-encoded so a context value can never add path segments or query parameters.
     """
-    users = user_tokens(context)
-    missing = False
-
-    def fill(match: re.Match[str]) -> str:
-        nonlocal missing
-        token = match.group(1)
-        if token in USER_TOKENS:
-            value: Any = users.get(token)
+    parts, tokens = _parts(template)
+    if not tokens:
+        return template
+    users: dict[str, str] | None = None
+    out = [parts[0]]
+    for (token, field), after in zip(tokens, parts[1:], strict=True):
+        value: Any
+        if field is not None:
+            value = context.get(field)
+        elif token in USER_TOKENS:
+            if users is None:
+                users = user_tokens(context)
+            value = users.get(token)
         else:
-            field = _CONTEXT_FIELD.match(token)
-            value = context.get(field.group(1)) if field else None
+            value = None
         if isinstance(value, bool) or not isinstance(value, str | int | float) or value == "":
-            missing = True
-            return ""
-        return quote(str(value), safe="-._~")
+            return None
+        out.append(quote(str(value), safe="-._~"))
+        out.append(after)
+    return "".join(out)
 
-    rendered = _TOKEN.sub(fill, template)
-    return None if missing else rendered
+
+@lru_cache(maxsize=4096)
+def _parts(template: str) -> tuple[tuple[str, ...], tuple[tuple[str, str | None], ...]]:
+    """A template cut once into its literal parts and its tokens, each token with the context
+    field it names (None for a user token or an unknown one): calls render the same few
+    templates, some of them long (a search of sixty codes)."""
+    pieces = _TOKEN.split(template)
+    tokens = []
+    for token in pieces[1::2]:
+        field = _CONTEXT_FIELD.match(token)
+        tokens.append((token, field.group(1) if field else None))
+    return tuple(pieces[::2]), tuple(tokens)
