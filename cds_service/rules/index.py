@@ -100,10 +100,6 @@ def _collect_codes(value: Any, out: set[tuple[str | None, str | None]]) -> None:
 _NONE: frozenset[str] = frozenset()
 
 
-def _resources(data: Any) -> list[dict[str, Any]]:
-    return [resource for resource, _ in _entries(data)]
-
-
 def _entries(
     data: Any,
     full_url: str | None = None,
@@ -147,6 +143,8 @@ class DataIndex:
         self._loose: dict[int, frozenset[str]] = {}
         self._dates: dict[int, datetime | None] = {}
         self._medications: dict[str, dict[str, Any]] | None = None
+        # the Bundle entry's `fullUrl` of each Medication that has one (references may use it)
+        self._full_urls: dict[int, str] = {}
         self.selections: dict[Any, list[Any]] = {}
         self._found: dict[tuple[str, tuple[str, ...]], list[dict[str, Any]]] = {}
         # `Type/id` of each medication resource whose `medicationReference` resolved to nothing
@@ -157,8 +155,11 @@ class DataIndex:
         typed = self._by_source.get(source)
         if typed is None:
             typed = {}
-            for resource in _resources(self._sources.get(source)):
-                typed.setdefault(resource["resourceType"], []).append(resource)
+            for resource, url in _entries(self._sources.get(source)):
+                kind = resource["resourceType"]
+                typed.setdefault(kind, []).append(resource)
+                if url is not None and kind == "Medication":
+                    self._full_urls[id(resource)] = url
             self._by_source[source] = typed
         return typed
 
@@ -216,9 +217,11 @@ class DataIndex:
     def drug(self, resource: dict[str, Any]) -> Any:
         """The CodeableConcept of a medication resource's drug (None when unknown): inline, or
         the code of the Medication its reference resolves to in this call's data."""
-        if self._medications is None:
+        if self._medications is None:  # from the sources' Medications, in order
             self._medications = medications_by_reference(
-                item for source in self._sources.values() for item in _entries(source)
+                (medication, self._full_urls.get(id(medication)))
+                for source in self._sources
+                for medication in self._typed(source).get("Medication", ())
             )
         drug = drug_of(resource, self._medications)
         if drug.unresolved and drug.reference is not None:

@@ -174,6 +174,42 @@ def test_coded_medications_by_ingredient_contained_or_referenced(tmp_path: Path)
     assert data.index.unresolved == {"MedicationRequest/elsewhere": "Medication/elsewhere"}
 
 
+def test_a_medication_is_found_by_its_bundle_entry_full_url(tmp_path: Path) -> None:
+    """A reference may name the Medication by its entry's `fullUrl` (a transaction's `urn:uuid:`,
+    or the server's absolute URL), which need not contain the resource's id; the first
+    Medication by a name wins, in the order of the keys."""
+    eliquis = {"coding": [{"system": RXNORM, "code": "1364447"}]}
+    warfarin = {"coding": [{"system": RXNORM, "code": "855332"}]}
+    urn = "urn:uuid:5b1e2b4e-8f0e-4d7c-9a55-0c2a7a1f3e10"
+    absolute = "https://ehr.example/fhir/Medication/abc/_history/2"
+    meds = bundle(
+        order("by-urn", medicationReference={"reference": urn}),
+        order(
+            "by-url", medicationReference={"reference": "https://ehr.example/fhir/Medication/abc"}
+        ),
+        order("by-key", medicationReference={"reference": "Medication/abc"}),
+    )
+    others = {
+        "resourceType": "Bundle",
+        "entry": [
+            {
+                "fullUrl": urn,
+                "resource": {"resourceType": "Medication", "id": "m-77", "code": eliquis},
+            },
+            {
+                "fullUrl": absolute,
+                "resource": {"resourceType": "Medication", "id": "x", "code": eliquis},
+            },
+        ],
+    }
+    later = bundle({"resourceType": "Medication", "id": "abc", "code": warfarin})
+    prefetch = {"labs": meds, "conditions": others, "more": later}
+    data = RequestData({"patientId": "p"}, prefetch, now=NOW)
+    select = "resources: MedicationRequest\nfrom: [labs]\ncoded: anticoagulants"
+    assert pick(tmp_path, select, prefetch, data) == ["by-urn", "by-url", "by-key"]
+    assert data.index.unresolved == {}
+
+
 def test_several_resource_types_in_order(tmp_path: Path) -> None:
     """`resources: [MedicationRequest, MedicationStatement]`: taking a drug is either."""
     eliquis = {"coding": [{"system": RXNORM, "code": "1364445"}]}
