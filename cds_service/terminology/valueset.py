@@ -178,7 +178,22 @@ class ValueSet:
 def codings_of(value: Any) -> list[tuple[str | None, str | None]]:
     """The (system, code) pairs of a Coding, CodeableConcept, list of either, or code string."""
     out: list[tuple[str | None, str | None]] = []
-    _add_codings(value, out)
+    coding = value.get("coding") if isinstance(value, dict) else None
+    if isinstance(coding, list):  # a CodeableConcept, as nearly always: its codings in one loop
+        for item in coding:
+            if isinstance(item, dict) and "coding" not in item:
+                if "code" in item:
+                    system, code = item.get("system"), item.get("code")
+                    out.append(
+                        (
+                            system if isinstance(system, str) else None,
+                            code if isinstance(code, str) else None,
+                        )
+                    )
+            else:
+                _add_codings(item, out)
+    else:
+        _add_codings(value, out)
     return out
 
 
