@@ -8,8 +8,8 @@ per entry as a GET's would be: its `response.status` and its `resource` (or `res
 What each server supports is learned once (`GET [base]/metadata`) and kept for
 `SUPPORT_TTL_SECONDS`; the first calls to a server wait for that one read, for a quarter of
 their deadline at most (then they fetch in parallel while it goes on in the background): eight
-calls at once to a new server would otherwise open some eighty connections for their GETs,
-which took 0.5 to 0.7 s a call in the benchmark against one round trip. A server that does not
+calls at once to a new server would otherwise send it some ninety GETs over as many new
+connections, where they now send one read and eight batches. A server that does not
 take batches, whose metadata cannot be read, or whose batch fails or answers something that is
 not a `batch-response` with one entry per request, is served by parallel GETs, within the
 call's deadline (a failed batch is also remembered, so the next calls do not try again before
