@@ -5,8 +5,11 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+# A C compiler for the native JSON nesting check (hatch_build.py; the runtime needs none).
+RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
 # Dependencies first, so code changes do not rebuild this layer.
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md hatch_build.py ./
 RUN mkdir -p cds_service rules/_valuesets rules/_terminology && echo '__version__ = "0"' > cds_service/__init__.py \
     && pip wheel --wheel-dir /wheels . \
     && rm /wheels/cds_service-*.whl

@@ -1,15 +1,30 @@
-"""The text-level nesting check agrees with the depth of the parsed JSON, escapes included."""
+"""The text-level nesting check agrees with the depth of the parsed JSON, escapes included: the
+native one (`_jsondepth.c`) and the Python one it replaces where it is built."""
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 import pytest
 
-from cds_service.api.body import json_depth_exceeds
+from cds_service.api import body
+from cds_service.api.body import NATIVE_DEPTH_CHECK, json_depth_exceeds, python_depth_exceeds
 from tests.conftest import FIXTURES
+
+Check = Callable[[bytes, int], bool]
+CHECKS = [
+    pytest.param(json_depth_exceeds, id="native"),
+    pytest.param(python_depth_exceeds, id="python"),
+]
+
+
+def test_the_native_check_is_built_and_used() -> None:
+    """`make install` compiles it (hatch_build.py): a machine with a C compiler must have it."""
+    assert NATIVE_DEPTH_CHECK, "cds_service/api/_jsondepth.c was not compiled at install"
+    assert body.native_depth_exceeds is not None
 
 
 def parsed_depth(value: Any) -> int:
@@ -21,12 +36,12 @@ def parsed_depth(value: Any) -> int:
     return 0
 
 
-def text_depth(raw: bytes) -> int:
-    """The smallest limit json_depth_exceeds accepts, found by bisection."""
+def text_depth(raw: bytes, check: Check) -> int:
+    """The smallest limit the check accepts, found by bisection."""
     low, high = 0, 10_000
     while low < high:
         middle = (low + high) // 2
-        if json_depth_exceeds(raw, middle):
+        if check(raw, middle):
             low = middle + 1
         else:
             high = middle
@@ -56,16 +71,18 @@ def text_depth(raw: bytes) -> int:
         b'[["\\\\", "\\"", ""], "\\\\\\""]',
     ],
 )
-def test_matches_the_parsed_depth(raw: bytes) -> None:
-    assert text_depth(raw) == parsed_depth(orjson.loads(raw))
+@pytest.mark.parametrize("check", CHECKS)
+def test_matches_the_parsed_depth(raw: bytes, check: Check) -> None:
+    assert text_depth(raw, check) == parsed_depth(orjson.loads(raw))
 
 
-def test_matches_the_parsed_depth_on_every_synthea_record() -> None:
+@pytest.mark.parametrize("check", CHECKS)
+def test_matches_the_parsed_depth_on_every_synthea_record(check: Check) -> None:
     records = sorted((FIXTURES / "fhir-r4" / "synthea").glob("*.json"))
     assert records
     for path in records:
         raw = path.read_bytes()
-        assert text_depth(raw) == parsed_depth(orjson.loads(raw)), path.name
+        assert text_depth(raw, check) == parsed_depth(orjson.loads(raw)), path.name
 
 
 def _random_json(rng: random.Random, depth: int) -> Any:
@@ -80,14 +97,32 @@ def _random_json(rng: random.Random, depth: int) -> Any:
     }
 
 
-def test_matches_the_parsed_depth_on_random_documents_with_tricky_strings() -> None:
+@pytest.mark.parametrize("check", CHECKS)
+def test_matches_the_parsed_depth_on_random_documents_with_tricky_strings(check: Check) -> None:
     rng = random.Random(20261128)
     for _ in range(3000):
         raw = orjson.dumps(_random_json(rng, 0))
-        assert text_depth(raw) == parsed_depth(orjson.loads(raw)), raw
+        assert text_depth(raw, check) == parsed_depth(orjson.loads(raw)), raw
 
 
-def test_limit_is_exclusive() -> None:
+@pytest.mark.parametrize("check", CHECKS)
+def test_limit_is_exclusive(check: Check) -> None:
     raw = b"[" * 64 + b"]" * 64
-    assert not json_depth_exceeds(raw, 64)
-    assert json_depth_exceeds(raw, 63)
+    assert not check(raw, 64)
+    assert check(raw, 63)
+
+
+def test_the_native_check_reads_any_buffer_and_refuses_bad_arguments() -> None:
+    raw = b'{"a": [[1]], "b": "\\"}'
+    for data in (raw, bytearray(raw), memoryview(raw)):
+        assert json_depth_exceeds(data, 2) and not json_depth_exceeds(data, 3)  # type: ignore[arg-type]
+    native = body.native_depth_exceeds
+    assert native is not None
+    with pytest.raises(TypeError):
+        native("text", 3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        native(raw)  # type: ignore[call-arg]
+    with pytest.raises(OverflowError):
+        native(raw, 2**70)
+    # A text that ends inside an escape (never valid JSON) reads no byte past its end.
+    assert not native(b'["\\', 5) and not native(b'"\\', 0)

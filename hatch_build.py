@@ -1,0 +1,59 @@
+"""Build hook: compiles the native JSON nesting check (`cds_service/api/_jsondepth.c`).
+
+Hatchling runs it for wheels and editable installs. Where no C compiler or Python headers are
+found, the build goes on without it and `cds_service.api.body` uses its Python version (same
+answers, about ten times slower): the package stays installable everywhere.
+"""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import sysconfig
+from pathlib import Path
+from typing import Any
+
+from hatchling.builders.hooks.plugin.interface import BuildHookInterface
+
+SOURCE = Path("cds_service") / "api" / "_jsondepth.c"
+
+
+class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
+    def initialize(self, version: str, build_data: dict[str, Any]) -> None:
+        if self.target_name != "wheel":
+            return
+        source = Path(self.root) / SOURCE
+        target = source.with_name("_jsondepth" + str(sysconfig.get_config_var("EXT_SUFFIX")))
+        if not compile_extension(source, target):
+            self.app.display_warning(
+                "cds-service: the native JSON nesting check was not built (no C compiler or "
+                "Python headers); the Python version is used"
+            )
+            return
+        build_data["pure_python"] = False
+        build_data["infer_tag"] = True
+        if version != "editable":  # an editable install imports it from the source tree
+            build_data["force_include"][str(target)] = str(SOURCE.with_name(target.name))
+
+
+def compile_extension(source: Path, target: Path) -> bool:
+    """Compile `source` into the extension module `target`; False when it cannot be built."""
+    compiler = shlex.split(str(sysconfig.get_config_var("CC") or "cc"))
+    include = sysconfig.get_paths()["include"]
+    if not (Path(include) / "Python.h").exists():
+        return False
+    command = [
+        *compiler,
+        "-shared",
+        "-fPIC",
+        "-O2",
+        f"-I{include}",
+        str(source),
+        "-o",
+        str(target),
+    ]
+    try:
+        subprocess.run(command, check=True, capture_output=True)
+    except (OSError, subprocess.CalledProcessError):
+        return False
+    return True
