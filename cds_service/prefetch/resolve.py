@@ -122,14 +122,17 @@ async def resolve_prefetch(
         # own GET, or the further pages of a paginated answer) shared by its keys.
         ready: dict[tuple[str, bool], PrefetchOutcome | asyncio.Task[PrefetchOutcome]] = {}
         for (url, pages), (key, spec) in wanted.items():
-            settled = None if results is None else _settled(key, spec, results[position[url]])
-            if settled is not None:
-                ready[(url, pages)] = settled
-            elif results is not None:
-                more = _outcome(key, spec, results[position[url]], reader, max_pages)
+            if results is None:
+                ready[(url, pages)] = asyncio.create_task(_fetch(key, spec, url, reader, max_pages))
+                continue
+            result = results[position[url]]
+            settled = _settled(key, spec, result)
+            if settled is None:  # paginated: its further pages are read
+                assert result.resource is not None
+                more = _complete_pages(key, result.resource, reader, max_pages, "fetched")
                 ready[(url, pages)] = asyncio.create_task(more)
             else:
-                ready[(url, pages)] = asyncio.create_task(_fetch(key, spec, url, reader, max_pages))
+                ready[(url, pages)] = settled
         for key, same in waiting.items():
             found = ready[same]
             if isinstance(found, PrefetchOutcome):

@@ -208,9 +208,7 @@ class DataIndex:
                     _collect_codes(resource.get(element), pairs)
             found = self._codes[key] = frozenset(pairs)
             self._loose[key] = (
-                frozenset(code for system, code in pairs if not system and code)
-                if any(not system for system, _ in pairs)
-                else _NONE
+                frozenset(code for system, code in pairs if not system and code) or _NONE
             )
         return found
 
