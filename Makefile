@@ -43,8 +43,18 @@ typecheck: install
 
 # Coverage of cds_service is measured and reported (files fully covered are left out; the
 # TOTAL line is the figure to watch); no threshold fails the run.
+# The suite runs on PYTEST_WORKERS processes (pytest-xdist; `auto`: one per CPU), spread by file
+# (`--dist loadfile`): a module's tests, which may share a Redis database of their own, never run
+# at the same time. Every process logs into TEST_LOGS, and the log scan (tests/test_logs_clean.py)
+# runs once more when all of them have finished, over the whole run's lines.
+PYTEST_WORKERS ?= auto
+TEST_LOGS := .cache/test-logs
+LOG_SCAN := tests/test_logs_clean.py::test_session_logs_hold_no_phi_or_tokens
 pytest: install axe
-	$(BIN)/python -m pytest --cov --cov-report=term-missing
+	rm -rf $(TEST_LOGS)
+	CDS_TEST_LOG_DIR=$(CURDIR)/$(TEST_LOGS) $(BIN)/python -m pytest -n $(PYTEST_WORKERS) \
+		--dist loadfile --cov --cov-report=term-missing --deselect $(LOG_SCAN)
+	CDS_TEST_LOG_DIR=$(CURDIR)/$(TEST_LOGS) $(BIN)/python -m pytest -q $(LOG_SCAN)
 
 test: lint typecheck pytest plugin-example
 

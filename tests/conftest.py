@@ -58,11 +58,28 @@ ADMIN_URL = os.environ.get("CDS_TEST_POSTGRES_URL", "postgresql://postgres@127.0
 
 SESSION_LOG_KEY = pytest.StashKey[Path]()
 LOG_SCAN_TEST = "test_session_logs_hold_no_phi_or_tokens"
+#: The directory where every process of the run (each pytest-xdist worker, and a later
+#: `pytest tests/test_logs_clean.py` given the same directory) keeps its log lines.
+LOG_DIR_VARIABLE = "CDS_TEST_LOG_DIR"
+
+
+def session_log_directory(environ: MutableMapping[str, str]) -> Path:
+    """The run's log directory: as given, or a new one, published in `environ` so that the
+    pytest-xdist workers (started after the controller's configure) write beside it."""
+    given = environ.get(LOG_DIR_VARIABLE)
+    if given:
+        directory = Path(given)
+        directory.mkdir(parents=True, exist_ok=True)
+        return directory
+    directory = Path(tempfile.mkdtemp(prefix="cds-test-logs-"))
+    environ[LOG_DIR_VARIABLE] = str(directory)
+    return directory
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Keep every log line of the run (as the service writes them) for the PHI scan."""
-    path = Path(tempfile.mkdtemp(prefix="cds-test-logs-")) / "session.log"
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    path = session_log_directory(os.environ) / f"{worker}-{os.getpid()}.log"
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(JsonFormatter())
     handler.setLevel(logging.INFO)

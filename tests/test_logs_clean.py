@@ -1,7 +1,10 @@
 """The logs of the whole test run hold no patient names, birth dates, tokens or JWTs.
 
 Runs last (see conftest.py) over every line the service logged while the other tests drove it
-with Synthea patients, real and forged JWTs, and access tokens.
+with Synthea patients, real and forged JWTs, and access tokens. Under pytest-xdist each worker
+logs to a file of its own in the run's log directory (CDS_TEST_LOG_DIR), and the scan reads them
+all; `make pytest` runs it once more on its own after the workers have finished, over the
+whole run's directory.
 """
 
 from __future__ import annotations
@@ -66,9 +69,26 @@ def test_the_scan_finds_what_it_looks_for() -> None:
     assert leaks("jti=abc hookInstance=d1577c69 tenant=hospital-a") == []
 
 
+def logged_messages(directory: Path) -> list[dict]:  # type: ignore[type-arg]
+    """Every complete log line of every process of the run, parsed (a worker still running may
+    be half-way through writing its last line, which is left for the final scan)."""
+    messages = []
+    for path in sorted(directory.glob("*.log")):
+        complete = path.read_text(encoding="utf-8").rpartition("\n")[0]
+        messages += [json.loads(line) for line in complete.splitlines()]
+    return messages
+
+
+def test_every_process_log_of_the_run_is_read(tmp_path: Path) -> None:
+    (tmp_path / "gw0-1.log").write_text('{"logger": "a"}\n')
+    (tmp_path / "gw1-2.log").write_text('{"logger": "b"}\n{"logger": "c"}\n{"logg')
+    (tmp_path / "notes.txt").write_text("not a log")
+    assert [m["logger"] for m in logged_messages(tmp_path)] == ["a", "b", "c"]
+
+
 def test_session_logs_hold_no_phi_or_tokens(pytestconfig: pytest.Config) -> None:
-    path: Path = pytestconfig.stash[SESSION_LOG_KEY]
-    messages = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    own: Path = pytestconfig.stash[SESSION_LOG_KEY]
+    messages = logged_messages(own.parent)
     if not any(m["logger"] == "cds_service.calls" for m in messages):
         pytest.skip("no hook call was made in this session: nothing to scan")
     text = "\n".join(json.dumps({k: v for k, v in m.items() if k != "time"}) for m in messages)

@@ -4,6 +4,7 @@ pytest of its own so that a silent skip or a leaked setting shows up as a failur
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -86,3 +87,25 @@ def test_only_test_variables_are_kept() -> None:
     }
     assert clean_cds_environment(environ) == ["CDS_AUTH", "CDS_REDIS_URL"]
     assert environ == {"CDS_TEST_POSTGRES_URL": "postgresql://x", "HOME": "/root"}
+
+
+REDIS_DATABASE = re.compile(r"redis://127\.0\.0\.1:6379/(\d+)|REDIS_DB = (\d+)")
+
+
+def test_each_module_that_uses_redis_has_a_database_of_its_own() -> None:
+    """Tests flush their Redis database: two modules sharing one would wipe each other's keys
+    mid-test when pytest-xdist runs them at once (`make pytest` spreads the suite by file, so a
+    module's own tests never run at the same time)."""
+    owners: dict[str, list[str]] = {}
+    for path in sorted((ROOT / "tests").rglob("test_*.py")):
+        text = path.read_text()
+        numbers = {a or b for a, b in REDIS_DATABASE.findall(text)}
+        if not numbers:
+            continue
+        name = str(path.relative_to(ROOT))
+        assert len(numbers) == 1, f"{name} uses Redis databases {sorted(numbers)}"
+        (number,) = numbers
+        owners.setdefault(number, []).append(name)
+    shared = {number: names for number, names in owners.items() if len(names) > 1}
+    assert shared == {}
+    assert len(owners) >= 7  # the scan finds the modules it is about

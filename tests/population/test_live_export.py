@@ -19,6 +19,8 @@ from tests.bulk.fakes import BASE, CLIENT_ID, FakeFhirServer, pem, rsa_key, sign
 from tests.population.conftest import SYNTHEA_55
 
 REDIS_URL = "redis://127.0.0.1:6379/13"
+# This module flushes a Redis database of its own (`make pytest` keeps a module's tests on one
+# worker).
 
 
 def _served_files() -> dict[str, bytes]:

@@ -17,6 +17,8 @@ from cds_service.scores.provider import ScoreProvider, cache_key
 from tests.conftest import load_fixture
 
 REDIS_URL = "redis://127.0.0.1:6379/15"
+# This module flushes a Redis database of its own (`make pytest` keeps a module's tests on one
+# worker).
 DARWIN = "fhir-r4/synthea/Darwin_McLaughlin_429f802a-51cc-48c3-85d4-1a72bb718fc2.json"
 AT = datetime(2019, 10, 10, 23, 0, tzinfo=UTC)
 

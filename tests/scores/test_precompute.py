@@ -26,7 +26,9 @@ from cds_service.scores.fhir_inputs import RECORD_TYPES, PatientRecord
 from cds_service.scores.provider import ScoreProvider, score_entry
 from tests.conftest import FIXTURES
 
-REDIS_URL = "redis://127.0.0.1:6379/15"
+REDIS_URL = "redis://127.0.0.1:6379/9"
+# This module flushes a Redis database of its own (`make pytest` keeps a module's tests on one
+# worker).
 BULK = FIXTURES / "bulk-ndjson"
 JESS = FIXTURES / "fhir-r4" / "synthea" / "Jess_Braun_eca04de4-760d-41bb-9735-36549acbf46c.json"
 JESS_ID = "eca04de4-760d-41bb-9735-36549acbf46c"

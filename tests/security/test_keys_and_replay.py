@@ -21,7 +21,9 @@ from tests.conftest import FIXTURES
 from tests.security.conftest import JWKS_URL, Keys, bearer, encounter_start, make_token
 
 HOOK = "/cds-services/allergy-documentation"
-REDIS_URL = "redis://127.0.0.1:6379/15"
+REDIS_URL = "redis://127.0.0.1:6379/10"
+# This module flushes a Redis database of its own (`make pytest` keeps a module's tests on one
+# worker).
 
 
 def test_keys_fetched_from_the_tenants_jwks_url(

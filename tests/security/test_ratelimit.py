@@ -16,6 +16,8 @@ from cds_service.main import create_app
 from cds_service.security.ratelimit import RateLimiter, SharedRateLimiter
 
 REDIS_URL = "redis://127.0.0.1:6379/11"
+# This module flushes a Redis database of its own (`make pytest` keeps a module's tests on one
+# worker).
 
 
 @pytest.fixture

@@ -40,6 +40,8 @@ OIDC = f"{ISSUER}/protocol/openid-connect"
 CLIENT_ID = "cds-workbench"
 SECRET = "client-secret-of-the-workbench"
 REDIS_URL = "redis://127.0.0.1:6379/12"
+# This module flushes a Redis database of its own (`make pytest` keeps a module's tests on one
+# worker).
 
 ANA = "ana@example.org"  # an author by email
 ROB = "rob@example.org"  # a reader by email
