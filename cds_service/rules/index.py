@@ -175,6 +175,12 @@ class DataIndex:
         return found
 
     def _collect(self, resource_type: str, sources: tuple[str, ...]) -> list[dict[str, Any]]:
+        if len(sources) == 1:  # the usual selection: one key, whose ids are seldom repeated
+            found = self._typed(sources[0]).get(resource_type)
+            if not found:
+                return []
+            if len({resource.get("id") for resource in found}) == len(found):
+                return list(found)  # all ids distinct (or one without): nothing to drop
         out: list[dict[str, Any]] = []
         seen: set[str] = set()
         for source in sources:
@@ -243,8 +249,16 @@ class DataIndex:
 
     def coded(self, resources: list[dict[str, Any]], value_set: ValueSet) -> list[dict[str, Any]]:
         """The resources whose code is in the value set."""
-        matches, codes, loose = value_set.matches, self.codes, self._loose
-        return [r for r in resources if matches(codes(r), loose[id(r)])]
+        matches, known, loose = value_set.matches, self._codes, self._loose
+        out = []
+        for resource in resources:  # each resource's codes once per call (`codes`)
+            key = id(resource)
+            pairs = known.get(key)
+            if pairs is None:
+                pairs = self.codes(resource)
+            if matches(pairs, loose[key]):
+                out.append(resource)
+        return out
 
     @contextmanager
     def active(self) -> Iterator[DataIndex]:

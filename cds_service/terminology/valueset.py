@@ -78,6 +78,9 @@ INGREDIENT_DRUGS: dict[str, tuple[str, bool] | None] = {
     "listed": None,
 }
 _WORD = re.compile(r"[a-z]+")
+# Codes whose `is-a` membership a value set remembers (then forgets them all and starts again):
+# the codes of a deployment's calls repeat, and a patient's record holds a few hundred.
+_PREFIX_MEMO_SIZE = 4096
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -124,6 +127,8 @@ class ValueSet:
     files: tuple[Path, ...] = field(default=(), compare=False, repr=False)
     bare: frozenset[str] = field(init=False, compare=False, repr=False)
     _by_system: dict[str, frozenset[str]] = field(init=False, compare=False, repr=False)
+    # (system, code) → whether an `is-a` filter takes it (`_under_prefix`)
+    _prefix_memo: dict[tuple[str | None, str], bool] = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         by_system: dict[str, set[str]] = {}
@@ -131,6 +136,7 @@ class ValueSet:
             by_system.setdefault(system, set()).add(code)
         object.__setattr__(self, "bare", frozenset(code for _, code in self.codes))
         object.__setattr__(self, "_by_system", {s: frozenset(c) for s, c in by_system.items()})
+        object.__setattr__(self, "_prefix_memo", {})
 
     @property
     def enumerated(self) -> bool:
@@ -143,10 +149,22 @@ class ValueSet:
             return False
         if (system, code) in self.codes if system else code in self.bare:
             return True
-        if self.prefixes:
+        return bool(self.prefixes) and self._under_prefix(system, code)
+
+    def _under_prefix(self, system: str | None, code: str) -> bool:
+        """Whether an `is-a` filter takes the (non-empty) code: its dot-less form starts with a
+        prefix of the code's system (any system's, for a code without one). Remembered."""
+        memo = self._prefix_memo
+        found = memo.get((system, code))
+        if found is None:
             key = code.replace(".", "")
-            return any(key.startswith(prefix) for s, prefix in self.prefixes if system in (None, s))
-        return False
+            found = any(
+                key.startswith(prefix) for s, prefix in self.prefixes if system in (None, s)
+            )
+            if len(memo) >= _PREFIX_MEMO_SIZE:
+                memo.clear()
+            memo[(system, code)] = found
+        return found
 
     def matches(
         self,
@@ -156,10 +174,12 @@ class ValueSet:
         """`any(self.contains(s, c) for s, c in pairs)`, by set operations where the set has no
         `is-a` filter: `loose` must be the non-empty codes of `pairs` without a system (as
         `DataIndex` keeps them beside each resource's pairs)."""
+        if not self.codes.isdisjoint(pairs) or (bool(loose) and not self.bare.isdisjoint(loose)):
+            return True
         if self.prefixes:
-            contains = self.contains
-            return any(contains(s, c) for s, c in pairs)
-        return not self.codes.isdisjoint(pairs) or (bool(loose) and not self.bare.isdisjoint(loose))
+            under = self._under_prefix
+            return any(under(s, c) for s, c in pairs if c)
+        return False
 
     @property
     def systems(self) -> frozenset[str]:

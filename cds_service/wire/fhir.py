@@ -112,9 +112,14 @@ def is_operation_outcome(value: Any) -> bool:
     entries = value.get("entry")
     if not isinstance(entries, list):
         return False
-    for entry in entries:  # every prefetched Bundle passes here: a plain loop
-        resource = entry.get("resource") if isinstance(entry, dict) else None
-        if not isinstance(resource, dict) or resource.get("resourceType") != "OperationOutcome":
+    for entry in entries:  # every entry of every prefetched Bundle passes here: no call per one
+        try:
+            resource = entry["resource"]
+            if resource["resourceType"] != "OperationOutcome":
+                continue
+        except (KeyError, TypeError, IndexError):  # not an entry with a resource: none to report
+            continue
+        if not isinstance(resource, dict):
             continue
         issues = resource.get("issue")
         if isinstance(issues, list) and any(
