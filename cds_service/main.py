@@ -27,6 +27,7 @@ from cds_service.rules.runtime import RuleRuntime
 from cds_service.scores.cache import ScoreCache
 from cds_service.scores.provider import ScoreProvider
 from cds_service.scores.sources import CachedScores
+from cds_service.security.cookies import NoCookies
 from cds_service.security.egress import Resolver
 from cds_service.security.headers import SecurityHeadersMiddleware
 from cds_service.security.jwks import KeyStore
@@ -103,7 +104,10 @@ def create_app(
     else:
         registry = ServiceRegistry(services)
     jwks_client = httpx.AsyncClient(
-        transport=jwks_transport, timeout=httpx.Timeout(2.0), follow_redirects=False
+        transport=jwks_transport,
+        timeout=httpx.Timeout(2.0),
+        follow_redirects=False,
+        cookies=NoCookies(),
     )
     replay = ReplayCache(settings.redis_url)
     limiter = SharedRateLimiter(settings.redis_url) if settings.redis_url else RateLimiter()

@@ -18,6 +18,7 @@ from cds_service.audit.store import AuditStore
 from cds_service.config import Settings
 from cds_service.feedback.store import FeedbackStore
 from cds_service.prefetch.batch import BatchSupport
+from cds_service.security.cookies import NoCookies
 from cds_service.security.egress import GuardedTransport, Resolver
 
 __all__ = ["Resources", "open_resources"]
@@ -70,6 +71,7 @@ async def open_resources(
             timeout=httpx.Timeout(settings.prefetch_deadline_seconds),
             follow_redirects=False,
             limits=limits,
+            cookies=NoCookies(),  # one client for every tenant: no server's cookie is kept
         )
         stack.push_async_callback(http.aclose)
         feedback = await FeedbackStore.open(
