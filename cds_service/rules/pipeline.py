@@ -40,7 +40,7 @@ from cds_service.prefetch.templates import render_template
 from cds_service.prefetch.types import PrefetchOutcome, PrefetchSpec
 from cds_service.rules.compiled import CompiledRule, score_variable
 from cds_service.rules.engine import RequestData, RuleOutcome, evaluate_rule
-from cds_service.scores.fhir_inputs import PatientRecord, load_failure
+from cds_service.scores.fhir_inputs import RECORD_TYPES, PatientRecord, load_failure
 from cds_service.scores.provider import SCORE_PREFETCH
 from cds_service.scores.sources import ScoreSource
 from cds_service.services.definition import HookCall, ServiceDefinition, ServiceResult
@@ -308,7 +308,7 @@ def score_record(data: RequestData) -> PatientRecord:
     """The record every score reads: all of the call's resources, context resources included,
     as of the call's `now`, with what failed to load (`score_gaps`). The same in every path."""
     assert data.now is not None
-    return PatientRecord(data.index.all_resources(), data.now, score_gaps(data))
+    return PatientRecord.grouped(data.index.by_type(RECORD_TYPES), data.now, score_gaps(data))
 
 
 @dataclass(slots=True)

@@ -174,6 +174,20 @@ class PatientRecord:
         self._medications: dict[str, dict[str, Any]] | None = None
 
     @classmethod
+    def grouped(
+        cls,
+        by_type: Mapping[str, Sequence[dict[str, Any]]],
+        at: datetime,
+        gaps: Mapping[str, str] | None = None,
+    ) -> PatientRecord:
+        """A record of resources already grouped by type (each list in the record's order);
+        only the types the scores read (RECORD_TYPES) are kept. The lists are read, never
+        modified."""
+        record = cls((), at, gaps)
+        record._by_type = {t: list(by_type[t]) for t in RECORD_TYPES if by_type.get(t)}
+        return record
+
+    @classmethod
     def of(cls, data: FhirData, at: datetime) -> PatientRecord:
         """`data` itself when it is a record as of `at`, else a record of its resources."""
         if isinstance(data, PatientRecord):
