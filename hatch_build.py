@@ -1,7 +1,7 @@
-"""Build hook: compiles the native JSON nesting check (`cds_service/api/_jsondepth.c`).
+"""Build hook: compiles the native JSON nesting check (`cds_service/_jsondepth.c`).
 
 Hatchling runs it for wheels and editable installs. Where no C compiler or Python headers are
-found, the build goes on without it and `cds_service.api.body` uses its Python version (same
+found, the build goes on without it and `cds_service.jsondepth` uses its Python version (same
 answers, about ten times slower): the package stays installable everywhere.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-SOURCE = Path("cds_service") / "api" / "_jsondepth.c"
+SOURCE = Path("cds_service") / "_jsondepth.c"
 
 
 class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]

@@ -31,7 +31,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "foundation",
         "shared types, errors, settings, validation messages and 'did you mean', YAML with "
-        "positions, the database, "
+        "positions, JSON within a nesting limit, the database, "
         "our URLs, metrics, logs, tracing, heap tuning, plugin loading",
         (
             "__init__",
@@ -44,6 +44,8 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "patient",
             "config",
             "yamlsource",
+            "jsondepth",
+            "_jsondepth",
             "database",
             "urls",
             "metrics",

@@ -97,6 +97,7 @@ async def _call(
         refused,
         resources.batch,
         on_refusal=refusing,
+        max_depth=settings.max_json_depth,
     )
     result = await evaluate_call(
         endpoint.service,

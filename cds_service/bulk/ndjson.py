@@ -2,7 +2,8 @@
 
 Every line becomes one item: an `NdjsonResource` (a JSON object with a string ``resourceType``),
 or an `NdjsonProblem` naming the source, the 1-based line number and the reason (invalid JSON, not
-an object, no ``resourceType``, line too long) — reading then goes on with the next line. Blank
+an object, no ``resourceType``, line too long, nested deeper than `DEFAULT_MAX_DEPTH` levels,
+which the scores' walkers could not follow) — reading then goes on with the next line. Blank
 lines are skipped but counted, so line numbers match what an editor shows.
 
 Lines are split on ``\\n`` only (an optional ``\\r`` before it is dropped): JSON strings may hold
@@ -39,6 +40,7 @@ from typing import Any, BinaryIO, Literal
 import orjson
 
 from cds_service.bulk.errors import BulkError, clean_text
+from cds_service.jsondepth import TooDeep, loads_within
 
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
@@ -164,7 +166,9 @@ def parse_line(raw: bytes | None, source: str, line: int) -> NdjsonItem | None:
     if not raw:
         return None
     try:
-        value = orjson.loads(raw)
+        value = loads_within(raw)
+    except TooDeep as exc:
+        return NdjsonProblem(source, line, f"{exc}; skipped")
     except orjson.JSONDecodeError as exc:
         return NdjsonProblem(source, line, f"invalid JSON ({clean_text(str(exc), 120)})")
     if not isinstance(value, dict):

@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 from cachetools import TTLCache
 
+from cds_service.jsondepth import TooDeep, loads_within
 from cds_service.prefetch.fetch import FetchResult, FhirReader
 
 __all__ = ["SUPPORT_TTL_SECONDS", "BatchSupport", "read_batch", "supports_batch"]
@@ -133,9 +134,12 @@ async def read_batch(reader: FhirReader, urls: Sequence[str]) -> list[FetchResul
     if response.status_code != 200:
         log.info("FHIR batch answered HTTP %d: fetching one by one", response.status_code)
         return None
-    try:
-        body = orjson.loads(response.content)
-    except orjson.JSONDecodeError:
+    try:  # each answer sits 3 levels down: the Bundle, its `entry` array, the entry
+        body = loads_within(response.content, reader.max_depth + 3)
+    except TooDeep:  # one by one, only the answer nested too deep fails
+        log.info("FHIR batch answer is nested too deep: fetching one by one")
+        return None
+    except ValueError:  # not JSON
         return None
     entries = body.get("entry") if isinstance(body, dict) else None
     if (

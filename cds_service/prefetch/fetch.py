@@ -1,5 +1,9 @@
 """Reading from the client's FHIR server: one GET, a batch POST, and following `next` links.
 
+An answer nested deeper than the reader's `max_depth` (`CDS_MAX_JSON_DEPTH` when serving) is a
+failed read, like an answer that is not JSON: the walkers of the rules and the scores recurse,
+and a server must not be able to end the call in a RecursionError.
+
 The access token comes from the request's `fhirAuthorization`; it is sent only to `fhirServer`
 and to URLs under it (a `next` link pointing elsewhere is not followed), and is never logged.
 """
@@ -12,8 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-import orjson
 
+from cds_service.jsondepth import DEFAULT_MAX_DEPTH, TooDeep, loads_within
 from cds_service.tracing import tracer
 
 __all__ = ["FetchResult", "FhirReader"]
@@ -37,9 +41,12 @@ class FhirReader:
         base_url: str,
         token: str | None,
         slots: asyncio.Semaphore | None = None,
+        max_depth: int = DEFAULT_MAX_DEPTH,
     ) -> None:
         self._client = client
         self._slots = slots
+        #: The deepest nesting accepted in an answer (`jsondepth.loads_within`).
+        self.max_depth = max_depth
         self._base = base_url.rstrip("/")
         self._headers = {"Accept": "application/fhir+json, application/json"}
         if token:
@@ -85,8 +92,10 @@ class FhirReader:
         if response.status_code in (404, 410) and "?" not in url:
             return FetchResult(True, None)  # a read that found nothing: known empty
         try:
-            body = orjson.loads(response.content) if response.content else None
-        except orjson.JSONDecodeError:
+            body = loads_within(response.content, self.max_depth) if response.content else None
+        except TooDeep as exc:
+            return FetchResult(False, error=f"response {exc}")
+        except ValueError:  # not JSON
             body = None
         if response.status_code != 200:
             if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":

@@ -31,6 +31,7 @@ from typing import Any
 import httpx
 
 from cds_service.exceptions import Issue, PreconditionFailed
+from cds_service.jsondepth import DEFAULT_MAX_DEPTH
 from cds_service.prefetch.batch import BatchSupport, read_batch
 from cds_service.prefetch.fetch import FetchResult, FhirReader, has_next_page
 from cds_service.prefetch.templates import render_template
@@ -53,12 +54,14 @@ async def resolve_prefetch(
     fetch_refused: str | None = None,
     slots: asyncio.Semaphore | None = None,
     batch: BatchSupport | None = None,
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> dict[str, PrefetchOutcome]:
     """Return one PrefetchOutcome per key, or raise PreconditionFailed (412).
 
     `fetch_refused` (the SSRF guard's reason) forbids fetching: missing keys are unobtainable.
     `slots` bounds the fetches in flight at once (shared by every call of the process);
     `batch` (the process's knowledge of which servers take batches) allows one batch request.
+    An answer nested deeper than `max_depth` fails its key (`FhirReader`).
     """
     started = time.perf_counter()
     sent = request.prefetch or {}
@@ -69,7 +72,7 @@ async def resolve_prefetch(
             if (request.fhir_authorization)
             else None
         )
-        reader = FhirReader(client, request.fhir_server, token, slots)
+        reader = FhirReader(client, request.fhir_server, token, slots, max_depth)
 
     outcomes: dict[str, PrefetchOutcome] = {}
     pending: dict[str, asyncio.Task[PrefetchOutcome]] = {}

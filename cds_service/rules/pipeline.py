@@ -33,6 +33,7 @@ import httpx
 from pydantic import ValidationError
 
 from cds_service.exceptions import Issue, PreconditionFailed, RequestError
+from cds_service.jsondepth import DEFAULT_MAX_DEPTH
 from cds_service.prefetch.batch import BatchSupport
 from cds_service.prefetch.gaps import template_type
 from cds_service.prefetch.resolve import resolve_prefetch
@@ -93,6 +94,8 @@ class FhirSource:
     batch: BatchSupport | None = None
     # Told the refusal when a key had to be fetched (not when the EHR sent everything).
     on_refusal: Callable[[str], None] | None = None
+    # The deepest nesting accepted in the server's answers (`CDS_MAX_JSON_DEPTH` when serving).
+    max_depth: int = DEFAULT_MAX_DEPTH
 
     async def resolve(
         self,
@@ -117,6 +120,7 @@ class FhirSource:
             fetch_refused=self.refused,
             slots=self.slots,
             batch=self.batch,
+            max_depth=self.max_depth,
         )
 
 

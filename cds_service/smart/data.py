@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
+from cds_service.jsondepth import DEFAULT_MAX_DEPTH, TooDeep, loads_within
 from cds_service.patient import age_in_years
 from cds_service.rules.index import parse_instant
 from cds_service.scores import SCORES, score_from_fhir
@@ -140,7 +141,12 @@ class Partial(Exception):
 
 
 async def _search(
-    http: httpx.AsyncClient, base: str, url: str, token: TokenProvider, max_pages: int = MAX_PAGES
+    http: httpx.AsyncClient,
+    base: str,
+    url: str,
+    token: TokenProvider,
+    max_pages: int = MAX_PAGES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> list[dict[str, Any]]:
     """Every match, page by page; LookupError when the first page cannot be read (or is no
     search Bundle: an OperationOutcome in its place is a failure, never "none found"), Partial
@@ -148,7 +154,7 @@ async def _search(
     found: list[dict[str, Any]] = []
     for page in range(max_pages):
         try:
-            bundle = await _page(http, url, token)
+            bundle = await _page(http, url, token, max_depth)
         except LookupError as exc:
             if page == 0:
                 raise
@@ -172,14 +178,24 @@ async def _search(
     raise Partial(f"more than {max_pages} pages", found)
 
 
-async def _page(http: httpx.AsyncClient, url: str, token: TokenProvider) -> dict[str, Any]:
+def _answer(response: httpx.Response, max_depth: int) -> Any:
+    """The answer's JSON; LookupError (why, as the view shows it) when it is not JSON or nests
+    deeper than `max_depth` (`jsondepth`: the scores' walkers recurse)."""
+    try:
+        return loads_within(response.content, max_depth)
+    except TooDeep as exc:
+        raise LookupError(f"the answer is {exc}") from None
+    except ValueError:
+        raise LookupError("the answer is not JSON") from None
+
+
+async def _page(
+    http: httpx.AsyncClient, url: str, token: TokenProvider, max_depth: int
+) -> dict[str, Any]:
     response = await _get(http, url, token)
     if response.status_code != 200:
         raise LookupError(f"HTTP {response.status_code}")
-    try:
-        bundle = response.json()
-    except ValueError:
-        raise LookupError("the answer is not JSON") from None
+    bundle = _answer(response, max_depth)
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         kind = bundle.get("resourceType") if isinstance(bundle, dict) else None
         raise LookupError(f"the server answered with {kind or 'no Bundle'}")
@@ -193,16 +209,19 @@ async def fetch_patient_data(
     token: TokenProvider,
     *,
     encounter_id: str | None = None,
+    max_depth: int = DEFAULT_MAX_DEPTH,
 ) -> PatientData:
     """The patient and their observations, conditions and medications (and the launch's
-    encounter), read in parallel."""
+    encounter), read in parallel; an answer nested deeper than `max_depth` is not loaded."""
     base = fhir_base.rstrip("/")
 
     async def read(path: str) -> dict[str, Any]:
         response = await _get(http, f"{base}/{path}", token)
         if response.status_code != 200:
             raise LookupError(f"HTTP {response.status_code}")
-        body: dict[str, Any] = response.json()
+        body = _answer(response, max_depth)
+        if not isinstance(body, dict):
+            raise LookupError("the answer is not a FHIR resource")
         return body
 
     encounter_task = (
@@ -212,7 +231,7 @@ async def fetch_patient_data(
     tasks = [
         read(f"Patient/{patient_id}"),
         *(
-            _search(http, base, f"{base}/{q.format(id=patient_id)}", token)
+            _search(http, base, f"{base}/{q.format(id=patient_id)}", token, max_depth=max_depth)
             for q in QUERIES.values()
         ),
     ]

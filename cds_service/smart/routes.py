@@ -369,7 +369,12 @@ async def app_view(
     try:
         data, style_css = await asyncio.gather(
             fetch_patient_data(
-                http, iss, str(session["patient"]), token, encounter_id=session.get("encounter")
+                http,
+                iss,
+                str(session["patient"]),
+                token,
+                encounter_id=session.get("encounter"),
+                max_depth=settings.max_json_depth,
             ),
             smart.styles.css(http, str(style_url)) if refusal is None else _no_style(),
         )
@@ -438,7 +443,9 @@ async def save_to_chart(
         started = time.perf_counter()
         config = await smart.discovery.get(iss)
         token = _session_token(smart, http, config, tenant.smart, clock, str(session_id), session)
-        data = await fetch_patient_data(http, iss, str(session["patient"]), token)
+        data = await fetch_patient_data(
+            http, iss, str(session["patient"]), token, max_depth=settings.max_json_depth
+        )
         access = await token(False)  # refreshed above when it had expired
     except SmartError as error:
         return _error(request, settings, error, iss)

@@ -130,6 +130,7 @@ def test_not_an_object_and_odd_resource_types_are_problems(tmp_path: Path) -> No
         b'{"resourceType": 7}\n'
         b'{"resourceType": ""}\n'
         b"\xff\xfe not utf-8\n"
+        b'{"resourceType":"Patient","id":"deep","extension":' + b"[" * 70 + b"]" * 70 + b"}\n"
         b'{"resourceType":"Patient","id":"last"}'  # no final newline
     )
     items = read_file(path)
@@ -142,8 +143,9 @@ def test_not_an_object_and_odd_resource_types_are_problems(tmp_path: Path) -> No
         (5, "no resourceType"),
         (6, "no resourceType"),
         (7, "invalid JSON"),
+        (8, "nested deeper than 64 levels; skipped"),  # the scores' walkers recurse
     ]
-    assert isinstance(items[-1], NdjsonResource) and items[-1].line == 8
+    assert isinstance(items[-1], NdjsonResource) and items[-1].line == 9
 
 
 def test_unicode_line_separators_inside_strings_do_not_split_a_line(tmp_path: Path) -> None:

@@ -40,6 +40,13 @@ def _failing(server: FhirDouble, way: str) -> Any:
             return httpx.Response(200, json=OUTCOME)
         if way == "not-json":
             return httpx.Response(200, text="<html>proxy error</html>")
+        if way == "too-deep":  # within orjson's 1,024 levels, deeper than CDS_MAX_JSON_DEPTH
+            bundle = server.handle(request).json()
+            coding: Any = {"system": "http://snomed.info/sct", "code": "49436004"}
+            for _ in range(100):
+                coding = [coding]
+            bundle["entry"][0]["resource"]["code"]["coding"] = coding
+            return httpx.Response(200, json=bundle)
         bundle = server.handle(request).json()  # second-page / endless
         entries = bundle["entry"]
         bundle["entry"] = entries[: len(entries) // 2]
@@ -87,6 +94,7 @@ def _read(handler: Any) -> Any:
         ("http-500", "Conditions could not be loaded (HTTP 500)"),
         ("operation-outcome", "answered with OperationOutcome"),
         ("not-json", "the answer is not JSON"),
+        ("too-deep", "Conditions could not be loaded (the answer is nested deeper than 64 levels)"),
         ("second-page", "Conditions could be loaded only in part (page 2: HTTP 502)"),
         ("endless", f"only in part (more than {MAX_PAGES} pages)"),
     ],

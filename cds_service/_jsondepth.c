@@ -1,5 +1,5 @@
-/* The JSON nesting check of a request body in one pass over its bytes (cds_service/api/body.py
- * falls back to its Python version when this module is not built).
+/* The JSON nesting check in one pass over the bytes (cds_service/jsondepth.py falls back to its
+ * Python version when this module is not built).
  *
  * depth_exceeds(data, limit) -> bool: True when the JSON text nests containers (objects and
  * arrays) deeper than `limit`. The text has been parsed already (it is valid JSON): outside a

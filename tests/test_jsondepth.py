@@ -10,8 +10,14 @@ from typing import Any
 import orjson
 import pytest
 
-from cds_service.api import body
-from cds_service.api.body import NATIVE_DEPTH_CHECK, json_depth_exceeds, python_depth_exceeds
+from cds_service import jsondepth
+from cds_service.jsondepth import (
+    NATIVE_DEPTH_CHECK,
+    TooDeep,
+    json_depth_exceeds,
+    loads_within,
+    python_depth_exceeds,
+)
 from tests.conftest import FIXTURES
 
 Check = Callable[[bytes, int], bool]
@@ -23,8 +29,8 @@ CHECKS = [
 
 def test_the_native_check_is_built_and_used() -> None:
     """`make install` compiles it (hatch_build.py): a machine with a C compiler must have it."""
-    assert NATIVE_DEPTH_CHECK, "cds_service/api/_jsondepth.c was not compiled at install"
-    assert body.native_depth_exceeds is not None
+    assert NATIVE_DEPTH_CHECK, "cds_service/_jsondepth.c was not compiled at install"
+    assert jsondepth.native_depth_exceeds is not None
 
 
 def parsed_depth(value: Any) -> int:
@@ -116,7 +122,7 @@ def test_the_native_check_reads_any_buffer_and_refuses_bad_arguments() -> None:
     raw = b'{"a": [[1]], "b": "\\"}'
     for data in (raw, bytearray(raw), memoryview(raw)):
         assert json_depth_exceeds(data, 2) and not json_depth_exceeds(data, 3)  # type: ignore[arg-type]
-    native = body.native_depth_exceeds
+    native = jsondepth.native_depth_exceeds
     assert native is not None
     with pytest.raises(TypeError):
         native("text", 3)  # type: ignore[arg-type]
@@ -126,3 +132,17 @@ def test_the_native_check_reads_any_buffer_and_refuses_bad_arguments() -> None:
         native(raw, 2**70)
     # A text that ends inside an escape (never valid JSON) reads no byte past its end.
     assert not native(b'["\\', 5) and not native(b'"\\', 0)
+
+
+def test_loads_within_parses_up_to_the_limit_and_refuses_deeper() -> None:
+    at_limit = b'{"a": ' + b"[" * 63 + b"1" + b"]" * 63 + b"}"
+    assert parsed_depth(loads_within(at_limit, 64)) == 64
+    assert loads_within(at_limit.decode(), 64) == orjson.loads(at_limit)  # text too
+    with pytest.raises(TooDeep) as refused:
+        loads_within(at_limit, 63)
+    assert refused.value.limit == 63 and str(refused.value) == "nested deeper than 63 levels"
+    assert isinstance(refused.value, ValueError)  # as invalid JSON is, for callers that catch it
+    with pytest.raises(orjson.JSONDecodeError):
+        loads_within(b"[1,", 64)
+    assert loads_within(b'"[[[["', 1) == "[[[["  # brackets in a string do not nest
+    assert loads_within(b"7", 0) == 7
