@@ -42,7 +42,7 @@ Function = tuple[str, str]  # (file name suffix, function name) as cProfile name
 # they call (so that no time counts twice).
 STAGES: dict[str, tuple[tuple[Function, ...], tuple[Function, ...]]] = {
     "JSON parse (orjson)": ((("~", "<orjson.loads>"),), ()),
-    "JSON nesting check": ((("api/body.py", "json_depth_exceeds"),), ()),
+    "JSON nesting check": ((("cds_service/jsondepth.py", "json_depth_exceeds"),), ()),
     "request model (pydantic)": (
         (("api/body.py", "parse_body"),),
         (("api/body.py", "read_json_body"),),

@@ -201,11 +201,9 @@ class DataIndex:
 
     def by_type(self, types: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
         """The resources of each of these types among all of the call's sources (as
-        `all_resources` gives them, grouped), the types without any left out (the lists are
-        shared: do not modify them)."""
+        `all_resources` gives them, grouped; the lists are shared: do not modify them)."""
         names = tuple(self._sources)
-        found = {t: self.resources(t, names) for t in sorted(types)}
-        return {t: resources for t, resources in found.items() if resources}
+        return {t: self.resources(t, names) for t in types}
 
     def codes(self, resource: dict[str, Any]) -> frozenset[tuple[str | None, str | None]]:
         """The (system, code) pairs of a resource's code element (a medication resource's:
