@@ -9,7 +9,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import Response
 
-from cds_service import __version__
+from cds_service import __version__, tracing
 from cds_service.api.audit import AuditRecord, audited
 from cds_service.api.auth import Caller
 from cds_service.api.body import parse_body
@@ -23,7 +23,6 @@ from cds_service.security.ssrf import fetch_refusal
 from cds_service.services.definition import CardOrigin
 from cds_service.services.registry import Endpoint, ServiceRegistry
 from cds_service.state import AppState
-from cds_service.tracing import tracer
 from cds_service.urls import public_base
 from cds_service.wire.request import HookRequest
 from cds_service.wire.response import CDSResponse
@@ -52,7 +51,7 @@ async def call_service(
     but the last quarter of it (and at most CDS_PREFETCH_DEADLINE_SECONDS); the rules get the rest.
     """
     endpoint = find_service(state.registry, service_id)
-    with tracer().start_as_current_span("cds.hook") as span:
+    with tracing.span("cds.hook") as span:
         span.set_attribute("cds.service", endpoint.service.id)
         span.set_attribute("cds.tenant", caller.tenant_id)
         async with audited(
@@ -115,8 +114,11 @@ async def _call(
         ),
     )
     state.metrics.prefetch_seconds.observe(result.fetch_seconds)
+    counted: dict[str, int] = {}  # one labelled increment per source, not one per key
     for outcome in result.prefetch.values():
-        state.metrics.prefetch_keys.labels(outcome.source).inc()
+        counted[outcome.source] = counted.get(outcome.source, 0) + 1
+    for source_name, keys in counted.items():
+        state.metrics.prefetch_keys.labels(source_name).inc(keys)
     cards = result.result.cards
     actions = result.result.system_actions or None
     body = orjson.dumps(CDSResponse(cards=cards, system_actions=actions).wire())

@@ -17,8 +17,8 @@ from typing import Any
 
 import httpx
 
+from cds_service import tracing
 from cds_service.jsondepth import DEFAULT_MAX_DEPTH, TooDeep, loads_within
-from cds_service.tracing import tracer
 
 __all__ = ["FetchResult", "FhirReader"]
 
@@ -60,7 +60,7 @@ class FhirReader:
     async def post(self, content: bytes) -> httpx.Response | None:
         """POST a Bundle (a batch) to the base; None when the request itself failed."""
         headers = {**self._headers, "Content-Type": "application/fhir+json"}
-        with tracer().start_as_current_span("cds.fhir.batch") as span:
+        with tracing.span("cds.fhir.batch") as span:
             try:
                 async with self._slots or contextlib.nullcontext():
                     response = await self._client.post(self._base, content=content, headers=headers)
@@ -80,7 +80,7 @@ class FhirReader:
         if not self.owns(absolute):
             return FetchResult(False, error="URL is outside fhirServer")
         resource_type = absolute[len(self._base) + 1 :].split("/", 1)[0].split("?", 1)[0]
-        with tracer().start_as_current_span("cds.fhir.fetch") as span:
+        with tracing.span("cds.fhir.fetch") as span:
             span.set_attribute("fhir.resource_type", resource_type)  # never the URL: it has ids
             try:
                 async with self._slots or contextlib.nullcontext():

@@ -32,6 +32,7 @@ from typing import Any, Protocol
 import httpx
 from pydantic import ValidationError
 
+from cds_service import tracing
 from cds_service.exceptions import Issue, PreconditionFailed, RequestError
 from cds_service.jsondepth import DEFAULT_MAX_DEPTH
 from cds_service.prefetch.batch import BatchSupport
@@ -46,7 +47,6 @@ from cds_service.scores.provider import SCORE_PREFETCH
 from cds_service.scores.sources import ScoreSource
 from cds_service.services.definition import HookCall, ServiceDefinition, ServiceResult
 from cds_service.services.suppression import NO_OVERRIDES, SuppressionSource
-from cds_service.tracing import tracer
 from cds_service.wire.contexts import HookContext, hook_spec
 from cds_service.wire.outcome import issues_from_validation
 from cds_service.wire.request import HookRequest
@@ -270,7 +270,7 @@ async def evaluate_call(
         skip = await service.skip_fetching(request, request.hook, tenant)
         specs = {k: v for k, v in specs.items() if k in sent or k not in skip}
     fetch_started = time.perf_counter()
-    with tracer().start_as_current_span("cds.prefetch") as span:
+    with tracing.span("cds.prefetch") as span:
         prefetch = await source.resolve(request, specs, deadline_seconds=fetch_window)
         span.set_attribute("cds.prefetch.keys", len(specs))
         span.set_attribute(
