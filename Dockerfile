@@ -5,7 +5,8 @@
 FROM python:3.11-slim AS build
 WORKDIR /src
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
-# A C compiler for the native JSON nesting check (hatch_build.py; the runtime needs none).
+# A C compiler for the native modules, the JSON nesting check and the FHIR scans (hatch_build.py;
+# the runtime needs none).
 RUN apt-get update && apt-get install -y --no-install-recommends gcc libc6-dev \
     && rm -rf /var/lib/apt/lists/*
 # Dependencies first, so code changes do not rebuild this layer.

@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 .PHONY: install axe plugin-example run test coverage lint typecheck pytest openapi architecture card-rates drug-terminology \
 	drug-coverage format clean bench bench-load bench-stages bench-population bench-smart-view bench-workbench soak topology fhirpath-conformance
 
-$(BIN)/.installed: pyproject.toml hatch_build.py cds_service/_jsondepth.c
+$(BIN)/.installed: pyproject.toml hatch_build.py cds_service/_jsondepth.c cds_service/_fhirscan.c
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -1,8 +1,10 @@
-"""Build hook: compiles the native JSON nesting check (`cds_service/_jsondepth.c`).
+"""Build hook: compiles the native modules, the JSON nesting check (`cds_service/_jsondepth.c`)
+and the FHIR JSON scans (`cds_service/_fhirscan.c`).
 
 Hatchling runs it for wheels and editable installs. Where no C compiler or Python headers are
-found, the build goes on without it and `cds_service.jsondepth` uses its Python version (same
-answers, about ten times slower): the package stays installable everywhere.
+found, the build goes on without them and `cds_service.jsondepth` and `cds_service.fhirscan`
+use their Python versions (the same answers, several times slower): the package stays
+installable everywhere.
 """
 
 from __future__ import annotations
@@ -15,25 +17,31 @@ from typing import Any
 
 from hatchling.builders.hooks.plugin.interface import BuildHookInterface
 
-SOURCE = Path("cds_service") / "_jsondepth.c"
+#: Each native module's source, and what it does (for the warning when it cannot be built).
+SOURCES = {
+    Path("cds_service") / "_jsondepth.c": "the native JSON nesting check",
+    Path("cds_service") / "_fhirscan.c": "the native FHIR JSON scans",
+}
 
 
 class CustomBuildHook(BuildHookInterface):  # type: ignore[type-arg]
     def initialize(self, version: str, build_data: dict[str, Any]) -> None:
         if self.target_name != "wheel":
             return
-        source = Path(self.root) / SOURCE
-        target = source.with_name("_jsondepth" + str(sysconfig.get_config_var("EXT_SUFFIX")))
-        if not compile_extension(source, target):
-            self.app.display_warning(
-                "cds-service: the native JSON nesting check was not built (no C compiler or "
-                "Python headers); the Python version is used"
-            )
-            return
-        build_data["pure_python"] = False
-        build_data["infer_tag"] = True
-        if version != "editable":  # an editable install imports it from the source tree
-            build_data["force_include"][str(target)] = str(SOURCE.with_name(target.name))
+        suffix = str(sysconfig.get_config_var("EXT_SUFFIX"))
+        for relative, what in SOURCES.items():
+            source = Path(self.root) / relative
+            target = source.with_name(source.stem + suffix)
+            if not compile_extension(source, target):
+                self.app.display_warning(
+                    f"cds-service: {what} was not built (no C compiler or Python headers); "
+                    "the Python version is used"
+                )
+                continue
+            build_data["pure_python"] = False
+            build_data["infer_tag"] = True
+            if version != "editable":  # an editable install imports it from the source tree
+                build_data["force_include"][str(target)] = str(relative.with_name(target.name))
 
 
 def compile_extension(source: Path, target: Path) -> bool:

@@ -31,8 +31,8 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
     (
         "foundation",
         "shared types, errors, settings, validation messages and 'did you mean', YAML with "
-        "positions, JSON within a nesting limit, the database, "
-        "our URLs, metrics, logs, tracing, heap tuning, plugin loading",
+        "positions, JSON within a nesting limit, the FHIR JSON scans every call makes, the "
+        "database, our URLs, metrics, logs, tracing, heap tuning, plugin loading",
         (
             "__init__",
             "types",
@@ -46,6 +46,8 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "yamlsource",
             "jsondepth",
             "_jsondepth",
+            "fhirscan",
+            "_fhirscan",
             "database",
             "urls",
             "metrics",

@@ -18,6 +18,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
+from cds_service.fhirscan import code_sets, coded, group
 from cds_service.terminology.medications import (
     MEDICATION_TYPES,
     drug_of,
@@ -80,56 +81,10 @@ CODE_ELEMENTS: dict[str, tuple[str, ...]] = {
     "Device": ("type",),
     "Medication": ("code",),
 }
-
-
-def _collect_codes(value: Any, out: set[tuple[str | None, str | None]]) -> None:
-    """Add the (system, code) pairs of a CodeableConcept, Coding or list of them (hot path:
-    a plain loop, no generators)."""
-    for concept in value if isinstance(value, list) else (value,):
-        if not isinstance(concept, dict):
-            continue
-        codings = concept.get("coding")
-        for coding in codings if isinstance(codings, list) else (concept,):
-            if isinstance(coding, dict):
-                code = coding.get("code")
-                if isinstance(code, str):
-                    system = coding.get("system")
-                    out.add((system if isinstance(system, str) else None, code))
+_CODE = ("code",)  # every other type's
 
 
 _NONE: frozenset[str] = frozenset()
-
-
-def _entries(
-    data: Any,
-    full_url: str | None = None,
-    out: list[tuple[dict[str, Any], str | None]] | None = None,
-) -> list[tuple[dict[str, Any], str | None]]:
-    """Each resource of the data (Bundles unpacked) with its Bundle entry's `fullUrl`, in order
-    (appended to `out`: a plain function rather than nested generators, on the hot path)."""
-    if out is None:
-        out = []
-    if isinstance(data, list):
-        for item in data:
-            _entries(item, None, out)
-    elif isinstance(data, dict) and isinstance(data.get("resourceType"), str):
-        if data["resourceType"] == "Bundle":
-            for entry in data.get("entry") or []:
-                resource = entry.get("resource") if isinstance(entry, dict) else None
-                if not isinstance(resource, dict):
-                    continue
-                kind = resource.get("resourceType")
-                if not isinstance(kind, str):
-                    continue
-                url = entry.get("fullUrl")
-                url = url if isinstance(url, str) else None
-                if kind == "Bundle":  # a Bundle in a Bundle: its own entries
-                    _entries(resource, url, out)
-                else:  # the usual entry, without a call per resource
-                    out.append((resource, url))
-        else:
-            out.append((data, full_url))
-    return out
 
 
 class DataIndex:
@@ -154,12 +109,9 @@ class DataIndex:
     def _typed(self, source: str) -> dict[str, list[dict[str, Any]]]:
         typed = self._by_source.get(source)
         if typed is None:
-            typed = {}
-            for resource, url in _entries(self._sources.get(source)):
-                kind = resource["resourceType"]
-                typed.setdefault(kind, []).append(resource)
-                if url is not None and kind == "Medication":
-                    self._full_urls[id(resource)] = url
+            typed, urls = group(self._sources.get(source))
+            for medication, url in urls:
+                self._full_urls[id(medication)] = url
             self._by_source[source] = typed
         return typed
 
@@ -212,16 +164,13 @@ class DataIndex:
         found = self._codes.get(key)
         if found is None:
             kind = str(resource.get("resourceType"))
-            pairs: set[tuple[str | None, str | None]] = set()
             if kind in MEDICATION_TYPES:
-                _collect_codes(self.drug(resource), pairs)
+                values: tuple[Any, ...] = (self.drug(resource),)
             else:
-                for element in CODE_ELEMENTS.get(kind, ("code",)):
-                    _collect_codes(resource.get(element), pairs)
-            found = self._codes[key] = frozenset(pairs)
-            self._loose[key] = (
-                frozenset(code for system, code in pairs if not system and code) or _NONE
-            )
+                values = tuple(resource.get(e) for e in CODE_ELEMENTS.get(kind, _CODE))
+            found, loose = code_sets(values)
+            self._codes[key] = found
+            self._loose[key] = loose or _NONE
         return found
 
     def drug(self, resource: dict[str, Any]) -> Any:
@@ -254,17 +203,19 @@ class DataIndex:
         return self._dates[key]
 
     def coded(self, resources: list[dict[str, Any]], value_set: ValueSet) -> list[dict[str, Any]]:
-        """The resources whose code is in the value set."""
-        matches, known, loose = value_set.matches, self._codes, self._loose
-        out = []
-        for resource in resources:  # each resource's codes once per call (`codes`)
-            key = id(resource)
-            pairs = known.get(key)
-            if pairs is None:
-                pairs = self.codes(resource)
-            if matches(pairs, loose[key]):
-                out.append(resource)
-        return out
+        """The resources whose code is in the value set (each resource's codes read once per
+        call, a medication's through `codes`)."""
+        return coded(
+            resources,
+            self._codes,
+            self._loose,
+            self.codes,
+            CODE_ELEMENTS,
+            MEDICATION_TYPES,
+            value_set.codes,
+            value_set.bare,
+            value_set.prefix_test,
+        )
 
     @contextmanager
     def active(self) -> Iterator[DataIndex]:

@@ -40,6 +40,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Union
 
+from cds_service.fhirscan import code_index
 from cds_service.patient import age_in_years
 from cds_service.scores.fhir_json import parse_fhir_datetime, quantity, status_code
 from cds_service.terminology import (
@@ -279,12 +280,7 @@ class PatientRecord:
     def _code_index(self) -> dict[str, list[tuple[int, dict[str, Any]]]]:
         """Usable Observations by code (any system), as (position, resource)."""
         if self._by_code is None:
-            self._by_code = {}
-            for position, obs in enumerate(self.of_type("Observation")):
-                if obs.get("status") not in _USABLE_STATUS:
-                    continue
-                for code in {code for _, code in codings_of(obs.get("code")) if code}:
-                    self._by_code.setdefault(code, []).append((position, obs))
+            self._by_code = code_index(self.of_type("Observation"), _USABLE_STATUS)
         return self._by_code
 
     def _dated(self, position: int, obs: dict[str, Any]) -> datetime | None:

@@ -33,13 +33,14 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from cds_service.fhirscan import codings_of
 from cds_service.issues import RuleIssue
 from cds_service.terminology.ingredients import (
     INGREDIENTS_FILE,
@@ -151,6 +152,11 @@ class ValueSet:
             return True
         return bool(self.prefixes) and self._under_prefix(system, code)
 
+    @property
+    def prefix_test(self) -> Callable[[str | None, str], bool] | None:
+        """Whether an `is-a` filter takes a (system, non-empty code), None without filters."""
+        return self._under_prefix if self.prefixes else None
+
     def _under_prefix(self, system: str | None, code: str) -> bool:
         """Whether an `is-a` filter takes the (non-empty) code: its dot-less form starts with a
         prefix of the code's system (any system's, for a code without one). Remembered."""
@@ -193,50 +199,6 @@ class ValueSet:
     def names_in(self, text_words: frozenset[str]) -> bool:
         """True when every word of one of the ingredient names is among `text_words`."""
         return any(text_words.issuperset(name) for name in self.names)
-
-
-def codings_of(value: Any) -> list[tuple[str | None, str | None]]:
-    """The (system, code) pairs of a Coding, CodeableConcept, list of either, or code string."""
-    out: list[tuple[str | None, str | None]] = []
-    coding = value.get("coding") if isinstance(value, dict) else None
-    if isinstance(coding, list):  # a CodeableConcept, as nearly always: its codings in one loop
-        for item in coding:
-            if isinstance(item, dict) and "coding" not in item:
-                if "code" in item:
-                    system, code = item.get("system"), item.get("code")
-                    out.append(
-                        (
-                            system if isinstance(system, str) else None,
-                            code if isinstance(code, str) else None,
-                        )
-                    )
-            else:
-                _add_codings(item, out)
-    else:
-        _add_codings(value, out)
-    return out
-
-
-def _add_codings(value: Any, out: list[tuple[str | None, str | None]]) -> None:
-    # A plain recursive function rather than nested generators: a hot path (every resource's
-    # codes, every score input).
-    if isinstance(value, list):
-        for item in value:
-            _add_codings(item, out)
-    elif isinstance(value, dict):
-        coding = value.get("coding")
-        if isinstance(coding, list):
-            _add_codings(coding, out)
-        elif "code" in value:
-            system, code = value.get("system"), value.get("code")
-            out.append(
-                (
-                    system if isinstance(system, str) else None,
-                    code if isinstance(code, str) else None,
-                )
-            )
-    elif isinstance(value, str):
-        out.append((None, value))
 
 
 def member_names(value_set: ValueSet) -> dict[tuple[str, str], str]:

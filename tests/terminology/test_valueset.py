@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
-
-from hypothesis import example, given, settings
-from hypothesis import strategies as st
 
 from cds_service.rules.valuesets import member_of_function
 from cds_service.terminology import ICD10_SYSTEMS, LOINC, RXNORM, SNOMED, load_value_sets, words
-from cds_service.terminology.valueset import _add_codings, codings_of
 
 CM = "http://hl7.org/fhir/sid/icd-10-cm"
 WHO = "http://hl7.org/fhir/sid/icd-10"
@@ -210,26 +205,3 @@ def test_a_directory_with_problems_reports_them_every_time(tmp_path: Path) -> No
     for _ in range(2):
         _, issues = load_value_sets(folder)
         assert issues and issues[0].path.name == "broken.yaml"
-
-
-_LEAVES = st.one_of(st.none(), st.integers(), st.text(max_size=3), st.just("http://loinc.org"))
-_JSON = st.recursive(
-    _LEAVES,
-    lambda inner: st.one_of(
-        st.lists(inner, max_size=3),
-        st.dictionaries(st.sampled_from(["coding", "code", "system", "display", "x"]), inner),
-    ),
-    max_leaves=12,
-)
-
-
-@settings(max_examples=500, deadline=None)
-@given(_JSON)
-@example({"coding": [{"coding": [{"system": "s", "code": "c"}], "code": "outer"}, "a"]})
-@example([{"coding": [{"system": 1, "code": 2}, {"system": "s"}]}, {"code": "bare"}])
-def test_codings_of_reads_any_shape_as_the_recursive_definition_does(value: Any) -> None:
-    """`codings_of` reads a CodeableConcept's codings in one loop; whatever the shape (a Coding,
-    lists, codings nested in codings, strings), it must give what the recursive walk gives."""
-    expected: list[tuple[str | None, str | None]] = []
-    _add_codings(value, expected)
-    assert codings_of(value) == expected

@@ -1,0 +1,689 @@
+/* The per-call scans of FHIR JSON that every hook call makes, in C (cds_service/fhirscan.py
+ * holds the Python version of each, which gives the same answers, and uses it when this module
+ * is not built).
+ *
+ * entries(data) -> list[tuple[dict, str | None]]
+ *     Each resource of the data with its Bundle entry's `fullUrl`: a list is read item by item,
+ *     a Bundle's entries (a list) are unpacked (a Bundle in a Bundle: its own entries), any
+ *     other dict with a string `resourceType` is a resource.
+ * code_sets(values) -> tuple[frozenset[tuple[str | None, str]], frozenset[str]]
+ *     The (system, code) pairs of the CodeableConcepts or Codings in `values` (a tuple: each a
+ *     concept, a coding or a list of them), and the codes among them without a system.
+ * codings_of(value) -> list[tuple[str | None, str | None]]
+ *     The (system, code) pairs of a Coding, CodeableConcept, list of either, or code string.
+ * group(data) -> tuple[dict[str, list[dict]], list[tuple[dict, str]]]
+ *     The resources of `entries(data)` by resourceType (in order), and each Medication that
+ *     has an entry `fullUrl`, with it.
+ * coded(resources, known, loose, compute, elements, skip, codes, bare, under) -> list[dict]
+ *     The resources whose code is in a value set (`DataIndex.coded`).
+ * code_index(observations, statuses) -> dict[str, list[tuple[int, dict]]]
+ *     The Observations whose status is in `statuses`, by each non-empty code of their `code`
+ *     (any system), with their position in the list (`PatientRecord._code_index`).
+ *
+ * The values are parsed JSON (dicts, lists, strings, numbers): dict keys are read with
+ * PyDict_GetItemWithError, which runs no Python code for string keys, so the borrowed
+ * references stay valid while a dict is read. Nesting is bounded by the JSON nesting limit of
+ * every text the service reads (cds_service/jsondepth.py); Py_EnterRecursiveCall guards it all
+ * the same.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+
+static PyObject *k_resource_type, *k_entry, *k_resource, *k_full_url, *k_coding, *k_code,
+    *k_system, *k_status, *k_medication;
+static PyObject *no_codes; /* the empty frozenset every resource without loose codes shares */
+
+/* -1 with an exception set, 0 when absent or not a `type`, 1 when found (borrowed in *out). */
+static int
+get_typed(PyObject *dict, PyObject *key, int (*check)(PyObject *), PyObject **out)
+{
+    PyObject *value = PyDict_GetItemWithError(dict, key);
+    if (value == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    if (!check(value)) {
+        return 0;
+    }
+    *out = value;
+    return 1;
+}
+
+static int is_str(PyObject *o) { return PyUnicode_Check(o); }
+static int is_dict(PyObject *o) { return PyDict_Check(o); }
+static int is_list(PyObject *o) { return PyList_Check(o); }
+
+static int
+append_pair(PyObject *out, PyObject *first, PyObject *second)
+{
+    PyObject *pair = PyTuple_Pack(2, first, second);
+    if (pair == NULL) {
+        return -1;
+    }
+    int failed = PyList_Append(out, pair);
+    Py_DECREF(pair);
+    return failed;
+}
+
+/* --- entries ------------------------------------------------------------------------------ */
+
+static int add_entries(PyObject *data, PyObject *full_url, PyObject *out);
+
+static int
+add_bundle(PyObject *bundle, PyObject *out)
+{
+    PyObject *entries;
+    int found = get_typed(bundle, k_entry, is_list, &entries);
+    if (found <= 0) {
+        return found;
+    }
+    Py_INCREF(entries);
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(entries) && !failed; i++) {
+        PyObject *entry = PyList_GET_ITEM(entries, i), *resource, *kind, *url = Py_None;
+        if (!PyDict_Check(entry)) {
+            continue;
+        }
+        if ((found = get_typed(entry, k_resource, is_dict, &resource)) <= 0 ||
+            (found = get_typed(resource, k_resource_type, is_str, &kind)) <= 0) {
+            failed = found < 0;
+            continue;
+        }
+        if (get_typed(entry, k_full_url, is_str, &url) < 0) {
+            failed = 1;
+            break;
+        }
+        if (PyUnicode_CompareWithASCIIString(kind, "Bundle") == 0) {
+            failed = add_entries(resource, url, out) < 0;
+        } else {
+            failed = append_pair(out, resource, url) < 0;
+        }
+    }
+    Py_DECREF(entries);
+    return failed ? -1 : 0;
+}
+
+static int
+add_entries(PyObject *data, PyObject *full_url, PyObject *out)
+{
+    if (Py_EnterRecursiveCall(" while reading FHIR entries")) {
+        return -1;
+    }
+    int failed = 0;
+    if (PyList_Check(data)) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(data) && !failed; i++) {
+            failed = add_entries(PyList_GET_ITEM(data, i), Py_None, out) < 0;
+        }
+    } else if (PyDict_Check(data)) {
+        PyObject *kind;
+        int found = get_typed(data, k_resource_type, is_str, &kind);
+        if (found < 0) {
+            failed = 1;
+        } else if (found > 0) {
+            if (PyUnicode_CompareWithASCIIString(kind, "Bundle") == 0) {
+                failed = add_bundle(data, out) < 0;
+            } else {
+                failed = append_pair(out, data, full_url) < 0;
+            }
+        }
+    }
+    Py_LeaveRecursiveCall();
+    return failed ? -1 : 0;
+}
+
+static PyObject *
+entries(PyObject *module, PyObject *data)
+{
+    (void)module;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        return NULL;
+    }
+    if (add_entries(data, Py_None, out) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* --- code_sets ---------------------------------------------------------------------------- */
+
+/* Add the pairs of one coding (a dict with a string code), and its code to `loose` when it
+ * has no system (or an empty one) and the code is not empty. */
+static int
+add_coding(PyObject *coding, PyObject *pairs, PyObject *loose)
+{
+    PyObject *code, *system = Py_None;
+    int found = get_typed(coding, k_code, is_str, &code);
+    if (found <= 0) {
+        return found;
+    }
+    if (get_typed(coding, k_system, is_str, &system) < 0) {
+        return -1;
+    }
+    PyObject *pair = PyTuple_Pack(2, system, code);
+    if (pair == NULL) {
+        return -1;
+    }
+    int failed = PySet_Add(pairs, pair);
+    Py_DECREF(pair);
+    if (failed) {
+        return -1;
+    }
+    if ((system == Py_None || PyUnicode_GET_LENGTH(system) == 0) && PyUnicode_GET_LENGTH(code)) {
+        return PySet_Add(loose, code);
+    }
+    return 0;
+}
+
+static int
+add_concept(PyObject *concept, PyObject *pairs, PyObject *loose)
+{
+    if (!PyDict_Check(concept)) {
+        return 0;
+    }
+    PyObject *codings;
+    int found = get_typed(concept, k_coding, is_list, &codings);
+    if (found < 0) {
+        return -1;
+    }
+    if (found == 0) { /* a Coding itself */
+        return add_coding(concept, pairs, loose);
+    }
+    Py_INCREF(codings);
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(codings) && !failed; i++) {
+        PyObject *coding = PyList_GET_ITEM(codings, i);
+        if (PyDict_Check(coding)) {
+            failed = add_coding(coding, pairs, loose) < 0;
+        }
+    }
+    Py_DECREF(codings);
+    return failed ? -1 : 0;
+}
+
+static PyObject *
+code_sets(PyObject *module, PyObject *values)
+{
+    (void)module;
+    if (!PyTuple_Check(values)) {
+        PyErr_SetString(PyExc_TypeError, "code_sets() takes a tuple of values");
+        return NULL;
+    }
+    PyObject *pairs = PySet_New(NULL), *loose = PySet_New(NULL), *result = NULL;
+    if (pairs == NULL || loose == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(values); i++) {
+        PyObject *value = PyTuple_GET_ITEM(values, i);
+        if (PyList_Check(value)) {
+            for (Py_ssize_t j = 0; j < PyList_GET_SIZE(value); j++) {
+                if (add_concept(PyList_GET_ITEM(value, j), pairs, loose) < 0) {
+                    goto done;
+                }
+            }
+        } else if (add_concept(value, pairs, loose) < 0) {
+            goto done;
+        }
+    }
+    PyObject *frozen_pairs = PyFrozenSet_New(pairs), *frozen_loose = NULL;
+    if (frozen_pairs != NULL && PySet_GET_SIZE(loose) == 0) { /* the usual case: one shared */
+        frozen_loose = no_codes;
+        Py_INCREF(frozen_loose);
+    } else if (frozen_pairs != NULL) {
+        frozen_loose = PyFrozenSet_New(loose);
+    }
+    if (frozen_loose != NULL) {
+        result = PyTuple_Pack(2, frozen_pairs, frozen_loose);
+    }
+    Py_XDECREF(frozen_pairs);
+    Py_XDECREF(frozen_loose);
+done:
+    Py_XDECREF(pairs);
+    Py_XDECREF(loose);
+    return result;
+}
+
+/* --- codings_of --------------------------------------------------------------------------- */
+
+/* Append (system or None, code or None) of a dict that has a `code` key. */
+static int
+append_coding(PyObject *coding, PyObject *out)
+{
+    PyObject *system = Py_None, *code = Py_None;
+    if (get_typed(coding, k_system, is_str, &system) < 0 ||
+        get_typed(coding, k_code, is_str, &code) < 0) {
+        return -1;
+    }
+    return append_pair(out, system, code);
+}
+
+static int
+add_codings(PyObject *value, PyObject *out)
+{
+    if (Py_EnterRecursiveCall(" while reading codings")) {
+        return -1;
+    }
+    int failed = 0;
+    if (PyList_Check(value)) {
+        for (Py_ssize_t i = 0; i < PyList_GET_SIZE(value) && !failed; i++) {
+            failed = add_codings(PyList_GET_ITEM(value, i), out) < 0;
+        }
+    } else if (PyDict_Check(value)) {
+        PyObject *coding;
+        int found = get_typed(value, k_coding, is_list, &coding);
+        if (found < 0) {
+            failed = 1;
+        } else if (found > 0) {
+            failed = add_codings(coding, out) < 0;
+        } else {
+            int has_code = PyDict_Contains(value, k_code);
+            failed = has_code < 0 || (has_code && append_coding(value, out) < 0);
+        }
+    } else if (PyUnicode_Check(value)) {
+        failed = append_pair(out, Py_None, value) < 0;
+    }
+    Py_LeaveRecursiveCall();
+    return failed ? -1 : 0;
+}
+
+static PyObject *
+codings_of(PyObject *module, PyObject *value)
+{
+    (void)module;
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        return NULL;
+    }
+    if (add_codings(value, out) < 0) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* --- group -------------------------------------------------------------------------------- */
+
+static PyObject *
+group(PyObject *module, PyObject *data)
+{
+    (void)module;
+    PyObject *found = entries(NULL, data), *typed = NULL, *urls = NULL, *result = NULL;
+    if (found == NULL || (typed = PyDict_New()) == NULL || (urls = PyList_New(0)) == NULL) {
+        goto done;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(found); i++) {
+        PyObject *pair = PyList_GET_ITEM(found, i);
+        PyObject *resource = PyTuple_GET_ITEM(pair, 0), *url = PyTuple_GET_ITEM(pair, 1);
+        /* entries() kept only dicts whose resourceType is a string */
+        PyObject *kind = PyDict_GetItemWithError(resource, k_resource_type);
+        if (kind == NULL) {
+            goto done;
+        }
+        PyObject *members = PyDict_GetItemWithError(typed, kind);
+        if (members == NULL) {
+            if (PyErr_Occurred() || (members = PyList_New(0)) == NULL) {
+                goto done;
+            }
+            int failed = PyDict_SetItem(typed, kind, members);
+            Py_DECREF(members); /* the dict holds it */
+            if (failed) {
+                goto done;
+            }
+        }
+        if (PyList_Append(members, resource) < 0) {
+            goto done;
+        }
+        if (url != Py_None && PyUnicode_Compare(kind, k_medication) == 0 &&
+            PyList_Append(urls, pair) < 0) {
+            goto done;
+        }
+    }
+    result = PyTuple_Pack(2, typed, urls);
+done:
+    Py_XDECREF(found);
+    Py_XDECREF(typed);
+    Py_XDECREF(urls);
+    return result;
+}
+
+/* --- coded -------------------------------------------------------------------------------- */
+
+/* 1 when the two sets share a member, 0 when not, -1 on error. */
+static int
+intersects(PyObject *a, PyObject *b)
+{
+    if (PySet_GET_SIZE(a) > PySet_GET_SIZE(b)) {
+        PyObject *swap = a;
+        a = b;
+        b = swap;
+    }
+    PyObject *members = PyObject_GetIter(a), *item;
+    if (members == NULL) {
+        return -1;
+    }
+    int found = 0;
+    while (found == 0 && (item = PyIter_Next(members)) != NULL) {
+        found = PySet_Contains(b, item);
+        Py_DECREF(item);
+    }
+    Py_DECREF(members);
+    return found != 0 ? found : (PyErr_Occurred() ? -1 : 0);
+}
+
+/* The (pairs, loose) of one resource, computed and kept in `known` and `loose` under `key`
+ * (its id()): from its code elements (`elements`: resourceType -> tuple of element names,
+ * ("code",) for the others), or by `compute(resource)` for the types in `skip` (medications,
+ * whose drug is resolved in Python; compute keeps both itself). Borrowed results. */
+static int
+codes_of(PyObject *resource, PyObject *key, PyObject *known, PyObject *loose,
+         PyObject *compute, PyObject *elements, PyObject *skip, PyObject **pairs_out,
+         PyObject **loose_out)
+{
+    PyObject *kind = PyDict_GetItemWithError(resource, k_resource_type);
+    if (kind == NULL && PyErr_Occurred()) {
+        return -1;
+    }
+    if (kind != NULL && !PyUnicode_Check(kind)) {
+        kind = NULL; /* read as a type without a resourceType: its `code` */
+    }
+    int skipped = kind != NULL ? PySet_Contains(skip, kind) : 0;
+    if (skipped < 0) {
+        return -1;
+    }
+    if (skipped) {
+        PyObject *computed = PyObject_CallOneArg(compute, resource);
+        if (computed == NULL) {
+            return -1;
+        }
+        Py_DECREF(computed); /* kept in `known` by compute */
+    } else {
+        PyObject *names = kind != NULL ? PyDict_GetItemWithError(elements, kind) : NULL;
+        if (names == NULL && PyErr_Occurred()) {
+            return -1;
+        }
+        static PyObject *code_only = NULL;
+        if (names == NULL) {
+            if (code_only == NULL && (code_only = PyTuple_Pack(1, k_code)) == NULL) {
+                return -1;
+            }
+            names = code_only;
+        }
+        PyObject *values = PyTuple_New(PyTuple_GET_SIZE(names));
+        if (values == NULL) {
+            return -1;
+        }
+        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(names); i++) {
+            PyObject *value = PyDict_GetItemWithError(resource, PyTuple_GET_ITEM(names, i));
+            if (value == NULL) {
+                if (PyErr_Occurred()) {
+                    Py_DECREF(values);
+                    return -1;
+                }
+                value = Py_None;
+            }
+            Py_INCREF(value);
+            PyTuple_SET_ITEM(values, i, value);
+        }
+        PyObject *sets = code_sets(NULL, values);
+        Py_DECREF(values);
+        if (sets == NULL) {
+            return -1;
+        }
+        int failed = PyDict_SetItem(known, key, PyTuple_GET_ITEM(sets, 0)) < 0 ||
+                     PyDict_SetItem(loose, key, PyTuple_GET_ITEM(sets, 1)) < 0;
+        Py_DECREF(sets);
+        if (failed) {
+            return -1;
+        }
+    }
+    if ((*pairs_out = PyDict_GetItemWithError(known, key)) == NULL ||
+        (*loose_out = PyDict_GetItemWithError(loose, key)) == NULL) {
+        if (!PyErr_Occurred()) {
+            PyErr_SetString(PyExc_RuntimeError, "compute() did not keep the resource's codes");
+        }
+        return -1;
+    }
+    return 0;
+}
+
+/* 1 when a resource with these (pairs, loose) is in the value set, 0 when not, -1 on error:
+ * a pair among `codes`, a loose code among `bare`, else (with `under`) a pair with a non-empty
+ * code that under(system, code) takes. */
+static int
+in_value_set(PyObject *pairs, PyObject *loose_codes, PyObject *codes, PyObject *bare,
+             PyObject *under)
+{
+    int found = intersects(codes, pairs);
+    if (found != 0) {
+        return found;
+    }
+    if (PySet_GET_SIZE(loose_codes) > 0 && (found = intersects(bare, loose_codes)) != 0) {
+        return found;
+    }
+    if (under == Py_None) {
+        return 0;
+    }
+    PyObject *members = PyObject_GetIter(pairs), *pair;
+    if (members == NULL) {
+        return -1;
+    }
+    while (found == 0 && (pair = PyIter_Next(members)) != NULL) {
+        PyObject *code = PyTuple_GET_ITEM(pair, 1);
+        if (PyUnicode_Check(code) && PyUnicode_GET_LENGTH(code) > 0) {
+            PyObject *taken = PyObject_Call(under, pair, NULL); /* may run any Python code */
+            found = taken == NULL ? -1 : PyObject_IsTrue(taken);
+            Py_XDECREF(taken);
+        }
+        Py_DECREF(pair);
+    }
+    Py_DECREF(members);
+    return found != 0 ? found : (PyErr_Occurred() ? -1 : 0);
+}
+
+static PyObject *
+coded(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 9) {
+        PyErr_SetString(PyExc_TypeError, "coded() takes 9 arguments");
+        return NULL;
+    }
+    PyObject *resources = args[0], *known = args[1], *loose = args[2], *compute = args[3],
+             *elements = args[4], *skip = args[5], *codes = args[6], *bare = args[7],
+             *under = args[8];
+    if (!PyList_Check(resources) || !PyDict_Check(known) || !PyDict_Check(loose) ||
+        !PyDict_Check(elements) || !PyAnySet_Check(skip) || !PyAnySet_Check(codes) ||
+        !PyAnySet_Check(bare)) {
+        PyErr_SetString(PyExc_TypeError, "coded(): list, dict, dict, callable, dict, set, "
+                                         "set, set, callable or None");
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    if (out == NULL) {
+        return NULL;
+    }
+    Py_INCREF(resources);
+    int failed = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(resources) && !failed; i++) {
+        PyObject *resource = PyList_GET_ITEM(resources, i);
+        if (!PyDict_Check(resource)) {
+            PyErr_SetString(PyExc_TypeError, "coded(): a resource is not a dict");
+            failed = 1;
+            break;
+        }
+        Py_INCREF(resource);
+        PyObject *key = PyLong_FromVoidPtr(resource), *pairs, *loose_codes;
+        failed = key == NULL;
+        if (!failed) {
+            pairs = PyDict_GetItemWithError(known, key);
+            loose_codes = pairs != NULL ? PyDict_GetItemWithError(loose, key) : NULL;
+            if (PyErr_Occurred()) {
+                failed = 1;
+            } else if (pairs == NULL || loose_codes == NULL) {
+                failed = codes_of(resource, key, known, loose, compute, elements, skip, &pairs,
+                                  &loose_codes) < 0;
+            }
+        }
+        if (!failed) {
+            /* held across `under`, which runs Python code */
+            Py_INCREF(pairs);
+            Py_INCREF(loose_codes);
+            int found = in_value_set(pairs, loose_codes, codes, bare, under);
+            Py_DECREF(pairs);
+            Py_DECREF(loose_codes);
+            failed = found < 0 || (found > 0 && PyList_Append(out, resource) < 0);
+        }
+        Py_XDECREF(key);
+        Py_DECREF(resource);
+    }
+    Py_DECREF(resources);
+    if (failed) {
+        Py_DECREF(out);
+        return NULL;
+    }
+    return out;
+}
+
+/* --- code_index --------------------------------------------------------------------------- */
+
+static PyObject *
+code_index(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 2 || !PyList_Check(args[0]) || !PyAnySet_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "code_index(observations: list, statuses: set)");
+        return NULL;
+    }
+    PyObject *observations = args[0], *statuses = args[1];
+    PyObject *index = PyDict_New(), *seen = PySet_New(NULL);
+    if (index == NULL || seen == NULL) {
+        goto fail;
+    }
+    Py_INCREF(observations);
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(observations); i++) {
+        PyObject *obs = PyList_GET_ITEM(observations, i), *status, *code_value, *codings;
+        if (!PyDict_Check(obs)) {
+            continue;
+        }
+        status = PyDict_GetItemWithError(obs, k_status);
+        if (status == NULL && PyErr_Occurred()) {
+            goto fail_held;
+        }
+        int usable = status != NULL && PyUnicode_Check(status) ? PySet_Contains(statuses, status) : 0;
+        if (usable < 0) {
+            goto fail_held;
+        }
+        if (!usable) {
+            continue;
+        }
+        code_value = PyDict_GetItemWithError(obs, k_code);
+        if (code_value == NULL) {
+            if (PyErr_Occurred()) {
+                goto fail_held;
+            }
+            code_value = Py_None;
+        }
+        if ((codings = codings_of(NULL, code_value)) == NULL) {
+            goto fail_held;
+        }
+        PySet_Clear(seen);
+        PyObject *entry = NULL;
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(codings); j++) {
+            PyObject *code = PyTuple_GET_ITEM(PyList_GET_ITEM(codings, j), 1);
+            if (code == Py_None || PyUnicode_GET_LENGTH(code) == 0) {
+                continue;
+            }
+            int repeated = PySet_Contains(seen, code);
+            if (repeated != 0) {
+                if (repeated < 0) {
+                    goto fail_codings;
+                }
+                continue;
+            }
+            if (PySet_Add(seen, code) < 0) {
+                goto fail_codings;
+            }
+            if (entry == NULL) {
+                PyObject *position = PyLong_FromSsize_t(i);
+                if (position == NULL) {
+                    goto fail_codings;
+                }
+                entry = PyTuple_Pack(2, position, obs);
+                Py_DECREF(position);
+                if (entry == NULL) {
+                    goto fail_codings;
+                }
+            }
+            PyObject *members = PyDict_GetItemWithError(index, code);
+            if (members == NULL) {
+                if (PyErr_Occurred() || (members = PyList_New(0)) == NULL) {
+                    goto fail_codings;
+                }
+                int failed = PyDict_SetItem(index, code, members);
+                Py_DECREF(members);
+                if (failed) {
+                    goto fail_codings;
+                }
+            }
+            if (PyList_Append(members, entry) < 0) {
+                goto fail_codings;
+            }
+        }
+        Py_XDECREF(entry);
+        Py_DECREF(codings);
+        continue;
+    fail_codings:
+        Py_XDECREF(entry);
+        Py_DECREF(codings);
+        goto fail_held;
+    }
+    Py_DECREF(observations);
+    Py_DECREF(seen);
+    return index;
+fail_held:
+    Py_DECREF(observations);
+fail:
+    Py_XDECREF(index);
+    Py_XDECREF(seen);
+    return NULL;
+}
+
+/* --- the module --------------------------------------------------------------------------- */
+
+static PyMethodDef methods[] = {
+    {"entries", entries, METH_O, "Each resource of the data with its entry's fullUrl."},
+    {"code_sets", code_sets, METH_O, "(system, code) pairs and system-less codes of concepts."},
+    {"codings_of", codings_of, METH_O, "(system, code) pairs of a coded value."},
+    {"group", group, METH_O, "The resources of the data by type, and Medications' fullUrls."},
+    {"coded", (PyCFunction)(void (*)(void))coded, METH_FASTCALL, "Resources in a value set."},
+    {"code_index", (PyCFunction)(void (*)(void))code_index, METH_FASTCALL,
+     "Usable Observations by code."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module_def = {
+    PyModuleDef_HEAD_INIT, "_fhirscan", "FHIR JSON scans in C (see fhirscan.py).", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__fhirscan(void)
+{
+    struct {
+        PyObject **slot;
+        const char *text;
+    } keys[] = {
+        {&k_resource_type, "resourceType"}, {&k_entry, "entry"},   {&k_resource, "resource"},
+        {&k_full_url, "fullUrl"},           {&k_coding, "coding"}, {&k_code, "code"},
+        {&k_system, "system"},              {&k_status, "status"}, {&k_medication, "Medication"},
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        if ((*keys[i].slot = PyUnicode_InternFromString(keys[i].text)) == NULL) {
+            return NULL;
+        }
+    }
+    if ((no_codes = PyFrozenSet_New(NULL)) == NULL) {
+        return NULL;
+    }
+    return PyModule_Create(&module_def);
+}
