@@ -247,9 +247,11 @@ def _codes(concept: Any) -> set[str]:
     if isinstance(concept, str):  # STU3 spelled these as bare codes
         return {concept}
     if isinstance(concept, dict):
-        codings = concept.get("coding") or []
+        codings = concept.get("coding")
         return {
-            c["code"] for c in codings if isinstance(c, dict) and isinstance(c.get("code"), str)
+            c["code"]
+            for c in (codings if isinstance(codings, list) else ())
+            if isinstance(c, dict) and isinstance(c.get("code"), str)
         }
     return set()
 
@@ -259,7 +261,8 @@ def _has_status(resource: dict[str, Any], wanted: frozenset[str]) -> bool:
         if _codes(resource.get("verificationStatus")) & _NOT_REAL:
             return False
         return bool(_codes(resource.get("clinicalStatus")) & wanted)
-    return resource.get("status") in wanted
+    status = resource.get("status")
+    return isinstance(status, str) and status in wanted
 
 
 @dataclass(slots=True)

@@ -42,7 +42,14 @@ from typing import Any, Union
 
 from cds_service.fhirscan import code_index
 from cds_service.patient import age_in_years
-from cds_service.scores.fhir_json import parse_fhir_datetime, quantity, status_code
+from cds_service.scores.fhir_json import (
+    items,
+    obj,
+    parse_fhir_datetime,
+    quantity,
+    status_code,
+    text,
+)
 from cds_service.terminology import (
     RXNORM,
     ValueSet,
@@ -221,7 +228,7 @@ class PatientRecord:
     def age(self) -> Found | None:
         """Whole years at `at` (`age_in_years`: a partial birth date gives the certain age)."""
         patient = self._patient()
-        birth = (patient or {}).get("birthDate")
+        birth = obj(patient).get("birthDate")
         years = age_in_years(birth, self.at)
         if patient is None:
             return self.unknown("Patient")
@@ -231,7 +238,7 @@ class PatientRecord:
 
     def sex(self) -> Found | None:
         patient = self._patient()
-        gender = (patient or {}).get("gender")
+        gender = obj(patient).get("gender")
         if patient is None:
             return self.unknown("Patient")
         if gender not in ("male", "female"):
@@ -243,13 +250,13 @@ class PatientRecord:
         patient = self._patient()
         if patient is None:
             return self.unknown("Patient")
-        for ext in (patient or {}).get("extension") or []:
-            if not isinstance(ext, dict) or ext.get("url") != US_CORE_RACE:
+        for ext in items(obj(patient).get("extension")):
+            if ext.get("url") != US_CORE_RACE:
                 continue
             omb = {
-                str((sub.get("valueCoding") or {}).get("code"))
-                for sub in ext.get("extension") or []
-                if isinstance(sub, dict) and sub.get("url") == "ombCategory"
+                str(obj(sub.get("valueCoding")).get("code"))
+                for sub in items(ext.get("extension"))
+                if sub.get("url") == "ombCategory"
             }
             src = self.source(patient or {}, "us-core-race")
             if OMB_BLACK in omb:
@@ -290,7 +297,7 @@ class PatientRecord:
 
     @staticmethod
     def _effective(obs: dict[str, Any]) -> str | None:
-        period = obs.get("effectivePeriod") or {}
+        period = obj(obs.get("effectivePeriod"))
         for value in (
             obs.get("effectiveDateTime"),
             obs.get("effectiveInstant"),
@@ -322,7 +329,7 @@ class PatientRecord:
                 value = next(
                     (
                         quantity(part.get("valueQuantity"))
-                        for part in obs.get("component") or []
+                        for part in items(obs.get("component"))
                         if coded(part.get("code"), systolic)
                     ),
                     None,
@@ -356,7 +363,7 @@ class PatientRecord:
                 continue
             if status_code(cond.get("verificationStatus")) in _BAD_VERIFICATION:
                 continue
-            onset_text = cond.get("onsetDateTime") or (cond.get("onsetPeriod") or {}).get("start")
+            onset_text = cond.get("onsetDateTime") or obj(cond.get("onsetPeriod")).get("start")
             onset_text = onset_text or cond.get("recordedDate")
             onset = parse_fhir_datetime(onset_text)
             if onset is not None and onset > self.at:
@@ -375,9 +382,7 @@ class PatientRecord:
         return self._coded_conditions
 
     def _active(self, cond: dict[str, Any]) -> bool:
-        abated_text = cond.get("abatementDateTime") or (cond.get("abatementPeriod") or {}).get(
-            "start"
-        )
+        abated_text = cond.get("abatementDateTime") or obj(cond.get("abatementPeriod")).get("start")
         abated = parse_fhir_datetime(abated_text)
         if abated is not None:
             return abated > self.at
@@ -397,16 +402,16 @@ class PatientRecord:
 
     def _med_window(self, med: dict[str, Any]) -> str | bool:
         """The start text (or True) when `med` is active at `at`; False otherwise."""
-        if med.get("status") in _VOID_MED_STATUS or med.get("intent") == "proposal":
+        if text(med.get("status")) in _VOID_MED_STATUS or med.get("intent") == "proposal":
             return False
         if med.get("resourceType") == "MedicationRequest":
             start_text, period = (
                 med.get("authoredOn"),
-                (med.get("dispenseRequest") or {}).get("validityPeriod"),
+                obj(med.get("dispenseRequest")).get("validityPeriod"),
             )
         else:
             start_text, period = med.get("effectiveDateTime"), med.get("effectivePeriod")
-        period = period or {}
+        period = obj(period)
         start_text = start_text or period.get("start")
         start, end = parse_fhir_datetime(start_text), parse_fhir_datetime(period.get("end"))
         if (start is not None and start > self.at) or (end is not None and end <= self.at):
@@ -425,7 +430,7 @@ class PatientRecord:
             return True
         if _known_drug(concept):  # its code has answered: the text cannot overrule it
             return False
-        texts = [concept.get("text")] + [c.get("display") for c in concept.get("coding") or []]
+        texts = [concept.get("text")] + [c.get("display") for c in items(concept.get("coding"))]
         return drugs.names_in(words(" ".join(t for t in texts if isinstance(t, str))))
 
 

@@ -1,13 +1,32 @@
-"""Small readers for plain FHIR R4 JSON: dates, codings, Quantities."""
+"""Small readers for plain FHIR R4 JSON: dates, codings, Quantities.
+
+The JSON is an EHR's, validated by nobody: every reader takes any value where it expects an
+element (an object, a list, a string) and reads a value of another kind as absent.
+"""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["parse_fhir_datetime", "quantity", "status_code"]
+__all__ = ["items", "obj", "parse_fhir_datetime", "quantity", "status_code", "text"]
 
 UCUM = "http://unitsofmeasure.org"
+
+
+def obj(value: Any) -> dict[str, Any]:
+    """An element that should be an object: itself, or {} for anything else."""
+    return value if isinstance(value, dict) else {}
+
+
+def items(value: Any) -> list[dict[str, Any]]:
+    """The objects of an element that should be a list of objects (anything else: none)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def text(value: Any) -> str | None:
+    """An element that should be a string (a code, a status): itself, or None."""
+    return value if isinstance(value, str) else None
 
 
 def parse_fhir_datetime(text: Any) -> datetime | None:
@@ -25,8 +44,8 @@ def parse_fhir_datetime(text: Any) -> datetime | None:
 
 
 def status_code(concept: Any) -> str | None:
-    for coding in (concept or {}).get("coding") or []:
-        if isinstance(coding, dict) and coding.get("code"):
+    for coding in items(obj(concept).get("coding")):
+        if coding.get("code"):
             return str(coding["code"])
     return None
 

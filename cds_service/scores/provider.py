@@ -11,6 +11,7 @@ score is "not computable" with what failed. A result with unknown inputs is neve
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -19,9 +20,14 @@ import orjson
 
 from cds_service.scores import SCORES, compute_result, unknown_of
 from cds_service.scores.cache import ScoreCache
-from cds_service.scores.fhir_inputs import FhirData
+from cds_service.scores.fhir_inputs import FhirData, Unknown
 from cds_service.terminology import value_set
 from cds_service.types import Clock
+
+log = logging.getLogger(__name__)
+
+#: Why every input of a score is unknown when its readers could not read the record.
+UNREADABLE = "the record holds FHIR data the score's readers could not read"
 
 __all__ = [
     "SCORE_OBSERVATION_CODES",
@@ -83,7 +89,15 @@ def latest_key(tenant: str, patient: str, score: str) -> str:
 
 
 def _inputs(name: str, resources: FhirData, at: datetime) -> tuple[dict[str, Any], str]:
-    inputs = SCORES[name].inputs_from_fhir(resources, at)
+    """The score's inputs read from the record, and their fingerprint. A record the readers
+    cannot read (FHIR-shaped JSON no reader expected) makes every input unknown, so the score
+    is not computable on this call, as when its data failed to load: never a failed call."""
+    try:
+        inputs = SCORES[name].inputs_from_fhir(resources, at)
+    except (TypeError, AttributeError, ValueError, KeyError, IndexError) as exc:
+        # The exception's message may quote the record: only its type is logged.
+        log.warning("score %s: the record could not be read (%s)", name, type(exc).__name__)
+        inputs = {"record": Unknown(UNREADABLE)}
     return inputs, fingerprint(name, dict(inputs))
 
 

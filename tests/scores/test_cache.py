@@ -150,3 +150,33 @@ def test_a_result_with_unknown_inputs_is_never_cached_nor_served_from_the_cache(
         await cache.close()
 
     asyncio.run(run())
+
+
+def test_a_record_no_reader_can_read_makes_the_score_not_computable(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Whatever shape of FHIR JSON a score's readers do not expect (an EHR's data is validated by
+    nobody), the score is not computable on that call, with why, and nothing is cached; the
+    log names the score and the error's type, never its message (it may quote the record)."""
+    from cds_service.scores import SCORES
+    from cds_service.scores.provider import UNREADABLE
+
+    def unreadable(resources: object, at: datetime) -> dict[str, object]:
+        raise TypeError("unhashable type: 'list' in Patient/secret-42")
+
+    monkeypatch.setattr(SCORES["cha2ds2-vasc"], "inputs_from_fhir", unreadable)
+    patient = {"resourceType": "Patient", "id": "p1", "gender": "male", "birthDate": "1950-01-01"}
+
+    async def run() -> None:
+        cache = ScoreCache()
+        provider = ScoreProvider(cache, clock=frozen_clock(AT))
+        result = await provider.score("cha2ds2-vasc", [patient], AT, patient_id="p1")
+        assert result["value"] is None and result["source"] == "computed"
+        assert result["reason"] == f"not computable: {UNREADABLE}"
+        assert result["unknown"] == {"record": UNREADABLE}
+        assert dict(cache._local) == {}
+        await cache.close()
+
+    asyncio.run(run())
+    assert "score cha2ds2-vasc: the record could not be read (TypeError)" in caplog.text
+    assert "secret-42" not in caplog.text
