@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import functools
 import json
+import operator as op
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any, Final, cast
 
 from fhirpathpy.engine import param_check_table
 from fhirpathpy.engine.evaluators import evaluators
-from fhirpathpy.engine.invocations import invocation_registry
+from fhirpathpy.engine.invocations import equality, invocation_registry
 from fhirpathpy.engine.nodes import FP_Quantity, FP_Type, ResourceNode, TypeInfo
 from fhirpathpy.engine.util import is_number, process_user_invocation_table
 from fhirpathpy.models import models
@@ -59,6 +60,14 @@ _OPERATORS: Final = frozenset(
     }
 )
 _MEMBERSHIP: Final = {"in": "inOp", "contains": "containsOp"}
+# fhirpathpy's comparisons, and the same comparison of two integers: what they give for two
+# one-item collections of plain ints (no type to check or convert), without the calls.
+_INT_COMPARISONS: Final[dict[Callable[..., Any], Callable[[int, int], bool]]] = {
+    equality.lt: op.lt,
+    equality.gt: op.gt,
+    equality.lte: op.le,
+    equality.gte: op.ge,
+}
 _UCUM: Final = "http://unitsofmeasure.org"
 _MODEL: Final[Mapping[str, Any]] = models["r4"]
 
@@ -97,10 +106,11 @@ def compile_closures(ast: Node, functions: Mapping[str, Mapping[str, Any]]) -> E
     step = _Compiler(table, frozenset(functions)).node(ast["children"][0])
 
     def evaluate(root: Any, variables: Mapping[str, Any]) -> list[Any]:
-        names = {"context": root, "ucum": _UCUM}
-        names.update(variables)
+        # The variables as given, not copied with `%context` and `%ucum` added (as fhirpathpy
+        # does, and nothing writes to them): `%context` and `%ucum` read the root and UCUM's
+        # URL unless the variables name them (`_ExternalConstantTerm`).
         data_root = _arraify(root)
-        ctx: Ctx = {"dataRoot": data_root, "vars": names, "model": _MODEL}
+        ctx: Ctx = {"dataRoot": data_root, "vars": variables, "root": root, "model": _MODEL}
         return _plain_list(step(ctx, data_root))
 
     return evaluate
@@ -154,11 +164,16 @@ class _Compiler:
         identifier = node["children"][0]["children"][0]
         name = _identifier(identifier).replace("`", "")
 
+        implicit = name in ("context", "ucum")
+
         def variable(ctx: Ctx, data: Any) -> list[Any]:
             names = ctx["vars"]
-            if name not in names:
+            if name in names:
+                value = names[name]
+            elif implicit:  # fhirpathpy's own %context and %ucum, unless the variables name them
+                value = ctx["root"] if name == "context" else _UCUM
+            else:
                 raise ValueError(f"Attempting to access an undefined environment variable: {name}")
-            value = names[name]
             if value is None:
                 return []
             if not isinstance(value, list):
@@ -247,6 +262,7 @@ class _Compiler:
         )
         fn = entry["fn"]
         nullable = "nullable" in entry
+        ints = _INT_COMPARISONS.get(fn) if nullable else None
 
         def operator(ctx: Ctx, data: Any) -> list[Any]:
             a = left(ctx, data)
@@ -255,7 +271,19 @@ class _Compiler:
                 return []
             return _arraify(fn(ctx, a, b))
 
-        return operator
+        if ints is None:
+            return operator
+
+        def compare(ctx: Ctx, data: Any) -> list[Any]:
+            a = left(ctx, data)
+            b = right(ctx, data)
+            if len(a) == 1 and len(b) == 1 and type(a[0]) is int and type(b[0]) is int:
+                return [ints(a[0], b[0])]  # `%age >= 18`: as fhirpathpy, without its calls
+            if _nullable(a) or _nullable(b):
+                return []
+            return _arraify(fn(ctx, a, b))
+
+        return compare
 
     def invoke(self, name: str, raw: list[Node] | None) -> Step:
         """A function call, as fhirpathpy's `doInvoke`, with the lookups done now."""

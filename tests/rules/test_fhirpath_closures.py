@@ -223,3 +223,38 @@ def test_the_subset_holds_what_rules_use() -> None:
     }
     now = compile_path("@2024-05-06T07:08:09Z")({}, {})[0]
     assert path({}, {"obs": [observation], "now": now}) == [pytest.approx(5)]
+
+
+@pytest.mark.parametrize(
+    ("expression", "variables"),
+    [
+        # fhirpathpy's own variables, read without copying the rule's variables
+        ("%context.id", {}),
+        ("%context.id", {"context": {"id": "named"}}),
+        ("%ucum", {}),
+        ("%ucum", {"ucum": "mine"}),
+        ("%context", {"context": None}),
+        ("%undefined", {}),
+        # integer comparisons without fhirpathpy's calls, and everything around them
+        ("%age >= 18 and %age <= 75", {"age": [57]}),
+        ("%age < 57 or %age > 57", {"age": [57]}),
+        ("%age >= 57 and %age <= 57", {"age": [57]}),
+        ("%age >= 18", {"age": []}),
+        ("%age >= 18", {"age": [None]}),
+        ("%age >= 18", {"age": [True]}),
+        ("%age >= 18.5", {"age": [57]}),
+        ("%age <= 18", {"age": [18, 19]}),
+        ("%age > 'x'", {"age": [57]}),
+        ("%age < @2020", {"age": [57]}),
+        ("id.length() > 1", {}),
+    ],
+)
+def test_implicit_variables_and_integer_comparisons_answer_as_fhirpathpy(
+    expression: str, variables: dict[str, Any]
+) -> None:
+    path = compile_path(expression)
+    assert path.compiled and path.interpreted is not None
+    root = {"resourceType": "Patient", "id": "root"}
+    mine = outcome(path._fn, root, variables)
+    reference = outcome(path.interpreted, root, variables)
+    assert same(mine, reference), f"{expression!r}\ncompiled:   {mine!r}\nfhirpathpy: {reference!r}"
