@@ -14,8 +14,9 @@
  * group(data) -> tuple[dict[str, list[dict]], list[tuple[dict, str]]]
  *     The resources of `entries(data)` by resourceType (in order), and each Medication that
  *     has an entry `fullUrl`, with it.
- * coded(resources, known, loose, compute, elements, skip, codes, bare, under) -> list[dict]
- *     The resources whose code is in a value set (`DataIndex.coded`).
+ * coded(resources, known, loose, compute, elements, skip, codes, bare, under, answers)
+ *     -> list[dict]: the resources whose code is in a value set (`DataIndex.coded`); `answers`
+ *     holds under()'s answers by (system, code), read before it is called.
  * code_index(observations, statuses) -> dict[str, list[tuple[int, dict]]]
  *     The Observations whose status is in `statuses`, by each non-empty code of their `code`
  *     (any system), with their position in the list (`PatientRecord._code_index`).
@@ -451,7 +452,7 @@ codes_of(PyObject *resource, PyObject *key, PyObject *known, PyObject *loose,
  * code that under(system, code) takes. */
 static int
 in_value_set(PyObject *pairs, PyObject *loose_codes, PyObject *codes, PyObject *bare,
-             PyObject *under)
+             PyObject *under, PyObject *answers)
 {
     int found = intersects(codes, pairs);
     if (found != 0) {
@@ -470,9 +471,16 @@ in_value_set(PyObject *pairs, PyObject *loose_codes, PyObject *codes, PyObject *
     while (found == 0 && (pair = PyIter_Next(members)) != NULL) {
         PyObject *code = PyTuple_GET_ITEM(pair, 1);
         if (PyUnicode_Check(code) && PyUnicode_GET_LENGTH(code) > 0) {
-            PyObject *taken = PyObject_Call(under, pair, NULL); /* may run any Python code */
-            found = taken == NULL ? -1 : PyObject_IsTrue(taken);
-            Py_XDECREF(taken);
+            PyObject *known = answers != Py_None ? PyDict_GetItemWithError(answers, pair) : NULL;
+            if (known != NULL) { /* under() answered this code before */
+                found = PyObject_IsTrue(known);
+            } else if (PyErr_Occurred()) {
+                found = -1;
+            } else {
+                PyObject *taken = PyObject_Call(under, pair, NULL); /* may run any Python code */
+                found = taken == NULL ? -1 : PyObject_IsTrue(taken);
+                Py_XDECREF(taken);
+            }
         }
         Py_DECREF(pair);
     }
@@ -484,18 +492,18 @@ static PyObject *
 coded(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 9) {
-        PyErr_SetString(PyExc_TypeError, "coded() takes 9 arguments");
+    if (nargs != 10) {
+        PyErr_SetString(PyExc_TypeError, "coded() takes 10 arguments");
         return NULL;
     }
     PyObject *resources = args[0], *known = args[1], *loose = args[2], *compute = args[3],
              *elements = args[4], *skip = args[5], *codes = args[6], *bare = args[7],
-             *under = args[8];
+             *under = args[8], *answers = args[9];
     if (!PyList_Check(resources) || !PyDict_Check(known) || !PyDict_Check(loose) ||
         !PyDict_Check(elements) || !PyAnySet_Check(skip) || !PyAnySet_Check(codes) ||
-        !PyAnySet_Check(bare)) {
+        !PyAnySet_Check(bare) || (answers != Py_None && !PyDict_Check(answers))) {
         PyErr_SetString(PyExc_TypeError, "coded(): list, dict, dict, callable, dict, set, "
-                                         "set, set, callable or None");
+                                         "set, set, callable or None, dict or None");
         return NULL;
     }
     PyObject *out = PyList_New(0);
@@ -528,7 +536,7 @@ coded(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             /* held across `under`, which runs Python code */
             Py_INCREF(pairs);
             Py_INCREF(loose_codes);
-            int found = in_value_set(pairs, loose_codes, codes, bare, under);
+            int found = in_value_set(pairs, loose_codes, codes, bare, under, answers);
             Py_DECREF(pairs);
             Py_DECREF(loose_codes);
             failed = found < 0 || (found > 0 && PyList_Append(out, resource) < 0);

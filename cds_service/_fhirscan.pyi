@@ -20,6 +20,7 @@ def coded(
     codes: frozenset[tuple[str, str]],
     bare: frozenset[str],
     under: Callable[[str | None, str], bool] | None,
+    answers: Mapping[tuple[str | None, str], bool] | None,
     /,
 ) -> list[_Resource]: ...
 def code_index(

@@ -168,9 +168,12 @@ def python_coded(
     codes: frozenset[tuple[str, str]],
     bare: frozenset[str],
     under: Callable[[str | None, str], bool] | None,
+    answers: Mapping[tuple[str | None, str], bool] | None = None,
 ) -> list[Resource]:
     """The resources whose code is in a value set (its `codes` pairs, `bare` codes and, where it
-    has `is-a` filters, the codes `under(system, code)` takes), in order.
+    has `is-a` filters, the codes `under(system, code)` takes), in order. `answers` are the
+    answers `under` has given, by (system, code): the native version reads them rather than
+    calling it again (this one calls it, which gives the same answer).
 
     Each resource's (pairs, loose) are kept in `known` and `loose` by id(): read from its code
     elements (`elements` by resourceType, `code` for the others, `code_sets`), except for the

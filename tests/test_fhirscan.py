@@ -152,6 +152,7 @@ def coded_both(
                 value_set.codes,
                 value_set.bare,
                 value_set.prefix_test,
+                value_set.prefix_answers,
             )
         )
     return results[0], results[1]
@@ -340,20 +341,47 @@ def test_coded_passes_on_an_error_raised_by_compute_or_the_prefix_test() -> None
     for implementation in (native.coded, python_coded):
         with pytest.raises(LookupError):
             implementation(
-                med, {}, {}, failing, {}, MEDICATION_TYPES, frozenset(), frozenset(), None
+                med, {}, {}, failing, {}, MEDICATION_TYPES, frozenset(), frozenset(), None, None
             )
         condition = [{"resourceType": "Condition", "code": {"coding": [{"code": "I10"}]}}]
         with pytest.raises(ValueError, match="I10"):
             implementation(
-                condition, {}, {}, failing, {}, frozenset(), frozenset(), frozenset(), refusing
+                condition,
+                {},
+                {},
+                failing,
+                {},
+                frozenset(),
+                frozenset(),
+                frozenset(),
+                refusing,
+                None,
             )
+
+
+def test_native_coded_reads_the_prefix_answers_before_asking() -> None:
+    """An `is-a` answer given before (the value set's memo) is read, not asked again; a code
+    not answered yet is asked."""
+    asked: list[tuple[str | None, str]] = []
+
+    def under(system: str | None, code: str) -> bool:
+        asked.append((system, code))
+        return code.startswith("I48")
+
+    known = {"resourceType": "Condition", "code": {"coding": [{"code": "I48.0"}]}}
+    new = {"resourceType": "Condition", "code": {"coding": [{"code": "I48.1"}]}}
+    answers: dict[tuple[str | None, str], bool] = {(None, "I48.0"): True}
+    found = native.coded(
+        [known, new], {}, {}, print, {}, frozenset(), frozenset(), frozenset(), under, answers
+    )
+    assert found == [known, new] and asked == [(None, "I48.1")]
 
 
 def test_coded_says_when_compute_keeps_nothing() -> None:
     med = [{"resourceType": "MedicationRequest", "id": "m"}]
     with pytest.raises(RuntimeError, match="did not keep"):
         native.coded(
-            med, {}, {}, lambda r: None, {}, MEDICATION_TYPES, frozenset(), frozenset(), None
+            med, {}, {}, lambda r: None, {}, MEDICATION_TYPES, frozenset(), frozenset(), None, None
         )
 
 
@@ -364,7 +392,12 @@ UNTYPED: Any = native  # the calls below break the stub's types on purpose
     "call",
     [
         lambda: UNTYPED.code_sets([{"code": "x"}]),  # a list, not a tuple
-        lambda: UNTYPED.coded((), {}, {}, print, {}, frozenset(), frozenset(), frozenset(), None),
+        lambda: UNTYPED.coded(
+            (), {}, {}, print, {}, frozenset(), frozenset(), frozenset(), None, None
+        ),
+        lambda: UNTYPED.coded(
+            [], {}, {}, print, {}, frozenset(), frozenset(), frozenset(), None, []
+        ),
         lambda: UNTYPED.coded([], {}, {}),
         lambda: UNTYPED.coded(
             [{"resourceType": "X"}, 3],

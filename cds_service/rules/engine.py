@@ -275,8 +275,8 @@ class _Run:
     deadline: float
     eager: bool
     variables: dict[str, Any]
-    # What is being evaluated: (name in the rule, file:line:col, expression), for errors.
-    current: tuple[str, str, str] | None = None
+    # What is being evaluated, for errors (`_position` says where: only when one is raised).
+    current: CompiledBinding | CompiledCondition | None = None
 
     def bind(self, bindings: tuple[CompiledBinding, ...]) -> None:
         """Compute the bindings not computed yet, in order."""
@@ -287,7 +287,7 @@ class _Run:
                 raise _OverBudget
             if "scores" in binding.reads:
                 self.scores_known(_score_members(binding))
-            self.current = (f"let.{binding.name}", binding.where, _expression_of(binding))
+            self.current = binding
             if binding.select is not None:
                 self.selection_known(binding.select)
                 value = _select(binding.select, self.data, self.variables)
@@ -327,7 +327,7 @@ class _Run:
             self.bind(self.rule.condition_bindings[condition.id])
             if "scores" in condition.path.variables:
                 self.scores_known(condition.path.members)
-            self.current = (f"when.{condition.id}", condition.where, condition.path.expression)
+            self.current = condition
             value = _truthy(condition.path(self.data.context, self.variables))
             self.outcome.conditions[condition.id] = value
             return value
@@ -401,7 +401,7 @@ def evaluate_rule(
         kind = "FHIRPath error" if isinstance(exc, ExpressionError) else type(exc).__name__
         outcome.detail = str(exc)[:500]
         if run.current is not None:
-            outcome.failed_at, outcome.location, outcome.expression = run.current
+            outcome.failed_at, outcome.location, outcome.expression = _position(run.current)
             outcome.reason = f"{kind} in {outcome.failed_at} at {outcome.location}"
         else:
             outcome.reason = f"{kind} while evaluating"
@@ -411,6 +411,14 @@ def evaluate_rule(
         shown = f" `{outcome.expression}`" if outcome.expression else ""
         log.warning("rule %s %s: %s%s", rule.id, outcome.status, outcome.reason, shown)
     return outcome
+
+
+def _position(item: CompiledBinding | CompiledCondition) -> tuple[str, str, str]:
+    """Where an error was raised: the binding or condition (`let.since`, `when.recent`), its
+    `file:line:col` and its expression."""
+    if isinstance(item, CompiledBinding):
+        return f"let.{item.name}", item.where, _expression_of(item)
+    return f"when.{item.id}", item.where, item.path.expression if item.path is not None else ""
 
 
 def _score_members(binding: CompiledBinding) -> frozenset[tuple[str, str]]:

@@ -215,6 +215,7 @@ class DataIndex:
             value_set.codes,
             value_set.bare,
             value_set.prefix_test,
+            value_set.prefix_answers,
         )
 
     @contextmanager

@@ -33,7 +33,7 @@ from __future__ import annotations
 import functools
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,6 +156,11 @@ class ValueSet:
     def prefix_test(self) -> Callable[[str | None, str], bool] | None:
         """Whether an `is-a` filter takes a (system, non-empty code), None without filters."""
         return self._under_prefix if self.prefixes else None
+
+    @property
+    def prefix_answers(self) -> Mapping[tuple[str | None, str], bool]:
+        """The answers `prefix_test` has given, by (system, code) (at most 4,096 kept)."""
+        return self._prefix_memo
 
     def _under_prefix(self, system: str | None, code: str) -> bool:
         """Whether an `is-a` filter takes the (non-empty) code: its dot-less form starts with a
