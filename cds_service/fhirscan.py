@@ -80,7 +80,7 @@ def python_code_sets(values: tuple[Any, ...]) -> tuple[frozenset[Pair], frozense
     """The (system, code) pairs of the CodeableConcepts or Codings in `values` (each a concept,
     a coding or a list of them; a coding counts when its `code` is a string, its system when a
     string, else None), and the non-empty codes among them without a system (or an empty
-    one), as `ValueSet.matches` takes them."""
+    one), as `coded` takes them."""
     pairs: set[Pair] = set()
     loose: set[str] = set()
     for value in values:
@@ -102,24 +102,10 @@ def python_code_sets(values: tuple[Any, ...]) -> tuple[frozenset[Pair], frozense
 
 def python_codings_of(value: Any) -> list[Pair]:
     """The (system, code) pairs of a Coding, CodeableConcept, list of either, or code string
-    (a system or code that is not a string reads as None)."""
+    (a system or code that is not a string reads as None): a list's items, a dict's `coding`
+    list (else the dict itself when it has a `code`), a string as a code without a system."""
     out: list[Pair] = []
-    coding = value.get("coding") if isinstance(value, dict) else None
-    if isinstance(coding, list):  # a CodeableConcept, as nearly always: its codings in one loop
-        for item in coding:
-            if isinstance(item, dict) and "coding" not in item:
-                if "code" in item:
-                    system, code = item.get("system"), item.get("code")
-                    out.append(
-                        (
-                            system if isinstance(system, str) else None,
-                            code if isinstance(code, str) else None,
-                        )
-                    )
-            else:
-                _add_codings(item, out)
-    else:
-        _add_codings(value, out)
+    _add_codings(value, out)
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 import orjson
 from fastapi import APIRouter
@@ -114,10 +115,8 @@ async def _call(
         ),
     )
     state.metrics.prefetch_seconds.observe(result.fetch_seconds)
-    counted: dict[str, int] = {}  # one labelled increment per source, not one per key
-    for outcome in result.prefetch.values():
-        counted[outcome.source] = counted.get(outcome.source, 0) + 1
-    for source_name, keys in counted.items():
+    # One labelled increment per source, not one per key.
+    for source_name, keys in Counter(o.source for o in result.prefetch.values()).items():
         state.metrics.prefetch_keys.labels(source_name).inc(keys)
     cards = result.result.cards
     actions = result.result.system_actions or None

@@ -94,7 +94,7 @@ class DataIndex:
         self._sources = sources
         self._by_source: dict[str, dict[str, list[dict[str, Any]]]] = {}
         self._codes: dict[int, frozenset[tuple[str | None, str | None]]] = {}
-        # beside each resource's pairs, its non-empty codes without a system (ValueSet.matches)
+        # beside each resource's pairs, its non-empty codes without a system (fhirscan.coded)
         self._loose: dict[int, frozenset[str]] = {}
         self._dates: dict[int, datetime | None] = {}
         self._medications: dict[str, dict[str, Any]] | None = None

@@ -48,7 +48,7 @@ from cds_service.scores.fhir_json import (
     parse_fhir_datetime,
     quantity,
     status_code,
-    text,
+    string,
 )
 from cds_service.terminology import (
     RXNORM,
@@ -402,7 +402,7 @@ class PatientRecord:
 
     def _med_window(self, med: dict[str, Any]) -> str | bool:
         """The start text (or True) when `med` is active at `at`; False otherwise."""
-        if text(med.get("status")) in _VOID_MED_STATUS or med.get("intent") == "proposal":
+        if string(med.get("status")) in _VOID_MED_STATUS or med.get("intent") == "proposal":
             return False
         if med.get("resourceType") == "MedicationRequest":
             start_text, period = (

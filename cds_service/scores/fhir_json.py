@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-__all__ = ["items", "obj", "parse_fhir_datetime", "quantity", "status_code", "text"]
+__all__ = ["items", "obj", "parse_fhir_datetime", "quantity", "status_code", "string"]
 
 UCUM = "http://unitsofmeasure.org"
 
@@ -24,7 +24,7 @@ def items(value: Any) -> list[dict[str, Any]]:
     return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
-def text(value: Any) -> str | None:
+def string(value: Any) -> str | None:
     """An element that should be a string (a code, a status): itself, or None."""
     return value if isinstance(value, str) else None
 

@@ -177,21 +177,6 @@ class ValueSet:
             memo[(system, code)] = found
         return found
 
-    def matches(
-        self,
-        pairs: frozenset[tuple[str | None, str | None]],
-        loose: frozenset[str] = frozenset(),
-    ) -> bool:
-        """`any(self.contains(s, c) for s, c in pairs)`, by set operations where the set has no
-        `is-a` filter: `loose` must be the non-empty codes of `pairs` without a system (as
-        `DataIndex` keeps them beside each resource's pairs)."""
-        if not self.codes.isdisjoint(pairs) or (bool(loose) and not self.bare.isdisjoint(loose)):
-            return True
-        if self.prefixes:
-            under = self._under_prefix
-            return any(under(s, c) for s, c in pairs if c)
-        return False
-
     @property
     def systems(self) -> frozenset[str]:
         """The code systems of its members."""

@@ -1,4 +1,4 @@
-"""`DataIndex.coded` matches resources to a value set by set operations (`ValueSet.matches`);
+"""`DataIndex.coded` matches resources to a value set by set operations (`fhirscan.coded`);
 it must select exactly the resources one of whose codings `ValueSet.contains`, for every bundled
 value set and codings as EHRs send them: members, members under another system, without a
 system or with an empty one, ICD-10 codes with and without dots (is-a filters), empty codes,
