@@ -20,6 +20,9 @@
  * code_index(observations, statuses) -> dict[str, list[tuple[int, dict]]]
  *     The Observations whose status is in `statuses`, by each non-empty code of their `code`
  *     (any system), with their position in the list (`PatientRecord._code_index`).
+ * reports_error(entries) -> bool
+ *     True when one of a Bundle's entries (a list) holds an OperationOutcome resource with an
+ *     issue of severity `error` or `fatal` (`is_operation_outcome`).
  *
  * The values are parsed JSON (dicts, lists, strings, numbers): dict keys are read with
  * PyDict_GetItemWithError, which runs no Python code for string keys, so the borrowed
@@ -31,7 +34,8 @@
 #include <Python.h>
 
 static PyObject *k_resource_type, *k_entry, *k_resource, *k_full_url, *k_coding, *k_code,
-    *k_system, *k_status, *k_medication;
+    *k_system, *k_status, *k_medication, *k_operation_outcome, *k_issue, *k_severity, *k_error,
+    *k_fatal;
 static PyObject *no_codes; /* the empty frozenset every resource without loose codes shares */
 
 /* -1 with an exception set, 0 when absent or not a `type`, 1 when found (borrowed in *out). */
@@ -656,6 +660,70 @@ fail:
     return NULL;
 }
 
+/* --- reports_error ------------------------------------------------------------------------ */
+
+/* 1 when the string equals the interned `key` (compared by identity first), else 0. */
+static int
+equals(PyObject *text, PyObject *key)
+{
+    return text == key || PyUnicode_Compare(text, key) == 0;
+}
+
+/* 1 when the OperationOutcome's `issue` list has an error or fatal issue, 0 if not, -1 on error. */
+static int
+has_error_issue(PyObject *outcome)
+{
+    PyObject *issues, *severity;
+    int found = get_typed(outcome, k_issue, is_list, &issues);
+    if (found <= 0) {
+        return found;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(issues); i++) {
+        PyObject *issue = PyList_GET_ITEM(issues, i);
+        if (!PyDict_Check(issue)) {
+            continue;
+        }
+        found = get_typed(issue, k_severity, is_str, &severity);
+        if (found < 0) {
+            return -1;
+        }
+        if (found && (equals(severity, k_error) || equals(severity, k_fatal))) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *
+reports_error(PyObject *module, PyObject *entries)
+{
+    (void)module;
+    if (!PyList_Check(entries)) {
+        PyErr_SetString(PyExc_TypeError, "reports_error(entries) takes a list");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(entries); i++) {
+        PyObject *entry = PyList_GET_ITEM(entries, i), *resource, *kind;
+        if (!PyDict_Check(entry)) {
+            continue;
+        }
+        int found = get_typed(entry, k_resource, is_dict, &resource);
+        if (found > 0) {
+            found = get_typed(resource, k_resource_type, is_str, &kind);
+        }
+        if (found > 0 && equals(kind, k_operation_outcome)) {
+            found = has_error_issue(resource);
+            if (found > 0) {
+                Py_RETURN_TRUE;
+            }
+        }
+        if (found < 0) {
+            return NULL;
+        }
+    }
+    Py_RETURN_FALSE;
+}
+
 /* --- the module --------------------------------------------------------------------------- */
 
 static PyMethodDef methods[] = {
@@ -666,6 +734,7 @@ static PyMethodDef methods[] = {
     {"coded", (PyCFunction)(void (*)(void))coded, METH_FASTCALL, "Resources in a value set."},
     {"code_index", (PyCFunction)(void (*)(void))code_index, METH_FASTCALL,
      "Usable Observations by code."},
+    {"reports_error", reports_error, METH_O, "Whether a Bundle's entries report an error."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -684,6 +753,9 @@ PyInit__fhirscan(void)
         {&k_resource_type, "resourceType"}, {&k_entry, "entry"},   {&k_resource, "resource"},
         {&k_full_url, "fullUrl"},           {&k_coding, "coding"}, {&k_code, "code"},
         {&k_system, "system"},              {&k_status, "status"}, {&k_medication, "Medication"},
+        {&k_operation_outcome, "OperationOutcome"}, {&k_issue, "issue"},
+        {&k_severity, "severity"},                  {&k_error, "error"},
+        {&k_fatal, "fatal"},
     };
     for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
         if ((*keys[i].slot = PyUnicode_InternFromString(keys[i].text)) == NULL) {

@@ -4,7 +4,8 @@ These walks run over every resource of every call: unpacking Bundles into resour
 (`entries`) grouped by type (`group`), reading the codes of each resource's code element
 (`code_sets`) and keeping the resources whose code is in a value set (`coded`, for `coded:`
 selections), and the codings of a coded value (`codings_of`) with the Observations by code
-(`code_index`, for the risk scores). Written in C (`_fhirscan.c`, compiled at install by
+(`code_index`, for the risk scores); and whether a prefetched Bundle reports an error
+(`reports_error`). Written in C (`_fhirscan.c`, compiled at install by
 `hatch_build.py` where a C compiler is found), they take a fraction of the interpreter's time;
 where the module was not built, the Python versions below give the same answers (the tests
 compare the two on every fixture record and on random FHIR-shaped values).
@@ -32,6 +33,8 @@ __all__ = [
     "python_codings_of",
     "python_entries",
     "python_group",
+    "python_reports_error",
+    "reports_error",
 ]
 
 Pair = tuple[str | None, str | None]
@@ -204,6 +207,23 @@ def python_code_index(
     return index
 
 
+def python_reports_error(entries: list[Any]) -> bool:
+    """True when one of a Bundle's entries holds an OperationOutcome resource (a dict whose
+    `resourceType` is "OperationOutcome") with an issue (a dict in its `issue` list) of severity
+    `error` or `fatal`."""
+    for entry in entries:
+        resource = entry.get("resource") if isinstance(entry, dict) else None
+        if not isinstance(resource, dict) or resource.get("resourceType") != "OperationOutcome":
+            continue
+        issues = resource.get("issue")
+        if isinstance(issues, list) and any(
+            isinstance(issue, dict) and issue.get("severity") in ("error", "fatal")
+            for issue in issues
+        ):
+            return True
+    return False
+
+
 def _native() -> Any:
     try:  # compiled at install by hatch_build.py where a C compiler is found
         import cds_service._fhirscan as _fhirscan
@@ -229,4 +249,7 @@ codings_of: Callable[[Any], list[Pair]] = _NATIVE.codings_of if NATIVE_SCAN else
 coded: Callable[..., list[Resource]] = _NATIVE.coded if NATIVE_SCAN else python_coded
 code_index: Callable[[list[Resource], frozenset[str]], dict[str, list[tuple[int, Resource]]]] = (
     _NATIVE.code_index if NATIVE_SCAN else python_code_index
+)
+reports_error: Callable[[list[Any]], bool] = (
+    _NATIVE.reports_error if NATIVE_SCAN else python_reports_error
 )

@@ -27,6 +27,7 @@ from cds_service.fhirscan import (
     python_codings_of,
     python_entries,
     python_group,
+    python_reports_error,
 )
 from cds_service.rules.index import CODE_ELEMENTS
 from cds_service.terminology import MEDICATION_TYPES, bundled_value_sets
@@ -46,6 +47,7 @@ def test_the_native_scans_are_built_and_used() -> None:
     assert fhirscan.codings_of is native.codings_of
     assert fhirscan.coded is native.coded
     assert fhirscan.code_index is native.code_index
+    assert fhirscan.reports_error is native.reports_error
 
 
 # --- data nobody here wrote ---------------------------------------------------------------
@@ -327,6 +329,52 @@ def test_coded_takes_a_listed_code_sent_without_a_system(system: str | None) -> 
     assert got == want == [panel]
 
 
+def error_outcome(severity: str) -> dict[str, Any]:
+    return {"resourceType": "OperationOutcome", "issue": [{"severity": severity}]}
+
+
+def test_reports_error_on_every_fixture_bundle() -> None:
+    """Every fixture Bundle's entries as sent, then with an OperationOutcome entry added (an
+    error, a fatal issue, a warning) at the start and at the end."""
+    bundles = 0
+    for name, document in documents():
+        if not isinstance(document, dict) or not isinstance(document.get("entry"), list):
+            continue
+        bundles += 1
+        entries = document["entry"]
+        assert native.reports_error(entries) is python_reports_error(entries), name
+        for severity, reported in (("error", True), ("fatal", True), ("warning", False)):
+            added = {"resource": error_outcome(severity)}
+            for changed in ([added, *entries], [*entries, added]):
+                assert native.reports_error(changed) is reported, (name, severity)
+                assert python_reports_error(changed) is reported, (name, severity)
+    assert bundles >= 18
+
+
+SEVERITY = st.one_of(st.sampled_from(["error", "fatal", "warning", "information", ""]), JSON)
+OUTCOME = st.fixed_dictionaries(
+    {"resourceType": st.one_of(st.sampled_from(["OperationOutcome", "Patient"]), st.integers())},
+    optional={
+        "issue": st.one_of(
+            JSON,
+            st.lists(
+                st.one_of(JSON, st.fixed_dictionaries({}, optional={"severity": SEVERITY})),
+                max_size=3,
+            ),
+        )
+    },
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.one_of(JSON, st.fixed_dictionaries({"resource": st.one_of(OUTCOME, JSON)}))))
+@example([{"resource": {"resourceType": "OperationOutcome", "issue": {"severity": "error"}}}])
+@example([{"resource": {"resourceType": "OperationOutcome", "issue": [["error"], {}]}}])
+@example([[{"resource": error_outcome("error")}], {"resource": error_outcome("fatal")}])
+def test_reports_error_on_random_entries(entries: list[Any]) -> None:
+    assert native.reports_error(entries) is python_reports_error(entries)
+
+
 # --- what the native module refuses, and what it passes on ---------------------------------
 
 
@@ -411,6 +459,7 @@ UNTYPED: Any = native  # the calls below break the stub's types on purpose
             None,
         ),
         lambda: UNTYPED.code_index([], ["final"]),
+        lambda: UNTYPED.reports_error(({"resource": error_outcome("error")},)),
     ],
 )
 def test_the_native_scans_refuse_wrong_arguments(call: Callable[[], object]) -> None:

@@ -14,6 +14,8 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator
 
+from cds_service.fhirscan import reports_error
+
 __all__ = [
     "FHIR_ID_PATTERN",
     "FhirBundle",
@@ -110,21 +112,5 @@ def is_operation_outcome(value: Any) -> bool:
     if value.get("resourceType") != "Bundle":
         return False
     entries = value.get("entry")
-    if not isinstance(entries, list):
-        return False
-    for entry in entries:  # every entry of every prefetched Bundle passes here: no call per one
-        try:
-            resource = entry["resource"]
-            if resource["resourceType"] != "OperationOutcome":
-                continue
-        except (KeyError, TypeError, IndexError):  # not an entry with a resource: none to report
-            continue
-        if not isinstance(resource, dict):
-            continue
-        issues = resource.get("issue")
-        if isinstance(issues, list) and any(
-            isinstance(issue, dict) and issue.get("severity") in ("error", "fatal")
-            for issue in issues
-        ):
-            return True
-    return False
+    # Every entry of every prefetched Bundle passes here: the scan is native (fhirscan).
+    return isinstance(entries, list) and reports_error(entries)
