@@ -3,13 +3,16 @@ native one (`_jsondepth.c`) and the Python one it replaces where it is built."""
 
 from __future__ import annotations
 
+import platform
 import random
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
 
+from cds_service import _jsondepth as native_module
 from cds_service import jsondepth
 from cds_service.jsondepth import (
     NATIVE_DEPTH_CHECK,
@@ -23,6 +26,9 @@ from tests.conftest import FIXTURES
 Check = Callable[[bytes, int], bool]
 CHECKS = [
     pytest.param(json_depth_exceeds, id="native"),
+    # The byte-by-byte native way, which processors without POPCNT take (the native check
+    # above goes by blocks of 64 bytes where they have it).
+    pytest.param(native_module._scalar_depth_exceeds, id="native-bytewise"),
     pytest.param(python_depth_exceeds, id="python"),
 ]
 
@@ -30,7 +36,9 @@ CHECKS = [
 def test_the_native_check_is_built_and_used() -> None:
     """`make install` compiles it (hatch_build.py): a machine with a C compiler must have it."""
     assert NATIVE_DEPTH_CHECK, "cds_service/_jsondepth.c was not compiled at install"
-    assert jsondepth.native_depth_exceeds is not None
+    assert jsondepth.native_depth_exceeds is native_module.depth_exceeds
+    if platform.machine() == "x86_64" and "popcnt" in Path("/proc/cpuinfo").read_text():
+        assert native_module.BLOCKS, "this processor should take the check by 64-byte blocks"
 
 
 def parsed_depth(value: Any) -> int:
@@ -109,6 +117,35 @@ def test_matches_the_parsed_depth_on_random_documents_with_tricky_strings(check:
     for _ in range(3000):
         raw = orjson.dumps(_random_json(rng, 0))
         assert text_depth(raw, check) == parsed_depth(orjson.loads(raw)), raw
+
+
+@pytest.mark.parametrize("check", CHECKS)
+def test_matches_the_parsed_depth_on_long_random_documents(check: Check) -> None:
+    """Texts of several blocks, so that strings, escapes and brackets fall across the 64-byte
+    blocks' edges at every offset."""
+    rng = random.Random(20261205)
+    for _ in range(300):
+        raw = orjson.dumps([_random_json(rng, 0) for _ in range(rng.randint(5, 40))])
+        assert text_depth(raw, check) == parsed_depth(orjson.loads(raw)), raw
+
+
+@pytest.mark.parametrize("run", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("check", CHECKS)
+def test_escapes_across_block_edges(run: int, check: Check) -> None:
+    """Runs of backslashes placed at every offset around the first two block edges: in the
+    text, 2 * run + 1 of them before a quote that stays inside its string (with brackets
+    after it), and 2 * run before the quote that ends a string."""
+    for pad in range(0, 140):
+        value = {
+            "p": "a" * pad,
+            "s": "x" + "\\" * run + '"[[{',
+            "t": "y" + "\\" * run,
+            "u": "]]" * (pad % 3),
+            "d": [[[{"e": []}]]],
+        }
+        raw = orjson.dumps(value)
+        assert ("\\" * (2 * run + 1)).encode() + b'"[[{' in raw
+        assert text_depth(raw, check) == parsed_depth(value) == 6, (pad, raw)
 
 
 @pytest.mark.parametrize("check", CHECKS)
