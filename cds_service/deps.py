@@ -30,20 +30,27 @@ __all__ = [
     "SettingsDep",
     "StateDep",
     "TenantsDep",
+    "app_resources",
+    "app_state",
 ]
+
+
+def app_state(request: Request) -> AppState:
+    """The app's state, built by `create_app` (for the hot path: no dependency to resolve)."""
+    state: AppState = request.app.state.cds
+    return state
 
 
 async def get_state(request: Request) -> AppState:
     """The app's state, built by `create_app`."""
-    state: AppState = request.app.state.cds
-    return state
+    return app_state(request)
 
 
 StateDep = Annotated[AppState, Depends(get_state)]
 
 
-async def get_resources(request: Request) -> Resources:
-    """The resources the app's lifespan opened."""
+def app_resources(request: Request) -> Resources:
+    """The resources the app's lifespan opened (for the hot path: no dependency to resolve)."""
     try:
         resources: Resources = request.app.state.resources
     except AttributeError:
@@ -52,6 +59,11 @@ async def get_resources(request: Request) -> Resources:
             "`with TestClient(app)`"
         ) from None
     return resources
+
+
+async def get_resources(request: Request) -> Resources:
+    """The resources the app's lifespan opened."""
+    return app_resources(request)
 
 
 ResourcesDep = Annotated[Resources, Depends(get_resources)]

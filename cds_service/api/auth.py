@@ -14,7 +14,7 @@ from typing import Annotated
 from fastapi import Depends
 from starlette.requests import Request
 
-from cds_service.deps import StateDep
+from cds_service.deps import app_state
 from cds_service.exceptions import TooManyRequests, Unauthorized
 from cds_service.security.jwt_auth import AuthFailure, Principal
 from cds_service.urls import endpoint_url
@@ -24,8 +24,13 @@ __all__ = ["Caller", "authenticate"]
 log = logging.getLogger("cds_service.auth")
 
 
-async def authenticate(request: Request, state: StateDep) -> Principal:
-    """The verified caller (a tenant-less principal when CDS_AUTH=disabled)."""
+async def authenticate(request: Request) -> Principal:
+    """The verified caller (a tenant-less principal when CDS_AUTH=disabled).
+
+    Its one parameter is the request (the app's state is read from it, `app_state`): FastAPI
+    resolves a dependency's own dependencies on every call, and this one runs on every hook.
+    """
+    state = app_state(request)
     if state.verifier is None:
         principal = Principal(None)
     else:
