@@ -48,9 +48,9 @@ async def call_service(service_id: str, request: Request, caller: Caller) -> Res
 
     One budget (CDS_HOOK_BUDGET_SECONDS) covers the call: fetching missing prefetch may use all
     but the last quarter of it (and at most CDS_PREFETCH_DEADLINE_SECONDS); the rules get the rest.
-    The app's state and resources are read from the request, not as dependencies: FastAPI
-    resolves each dependency on every call, and this route takes every hook.
     """
+    # Read from the request, not as dependencies: FastAPI resolves each dependency on every
+    # call, and this route takes every hook.
     state, resources = app_state(request), app_resources(request)
     endpoint = find_service(state.registry, service_id)
     with tracing.span("cds.hook") as span:
