@@ -152,10 +152,11 @@ entries(PyObject *module, PyObject *data)
 
 /* --- code_sets ---------------------------------------------------------------------------- */
 
-/* Add the pairs of one coding (a dict with a string code), and its code to `loose` when it
- * has no system (or an empty one) and the code is not empty. */
+/* Add the pairs of one coding (a dict with a string code) to `pairs` (a set, or a frozenset
+ * nobody else holds yet), and its code to `*loose` (a set made on first use) when it has no
+ * system (or an empty one) and the code is not empty. */
 static int
-add_coding(PyObject *coding, PyObject *pairs, PyObject *loose)
+add_coding(PyObject *coding, PyObject *pairs, PyObject **loose)
 {
     PyObject *code, *system = Py_None;
     int found = get_typed(coding, k_code, is_str, &code);
@@ -175,13 +176,16 @@ add_coding(PyObject *coding, PyObject *pairs, PyObject *loose)
         return -1;
     }
     if ((system == Py_None || PyUnicode_GET_LENGTH(system) == 0) && PyUnicode_GET_LENGTH(code)) {
-        return PySet_Add(loose, code);
+        if (*loose == NULL && (*loose = PySet_New(NULL)) == NULL) {
+            return -1;
+        }
+        return PySet_Add(*loose, code);
     }
     return 0;
 }
 
 static int
-add_concept(PyObject *concept, PyObject *pairs, PyObject *loose)
+add_concept(PyObject *concept, PyObject *pairs, PyObject **loose)
 {
     if (!PyDict_Check(concept)) {
         return 0;
@@ -206,6 +210,50 @@ add_concept(PyObject *concept, PyObject *pairs, PyObject *loose)
     return failed ? -1 : 0;
 }
 
+/* The (pairs, loose) frozensets of the values (new references in *pairs_out, *loose_out; the
+ * usual loose set, empty, is the one shared `no_codes`), 0, or -1 on error. The pairs are
+ * added to a new frozenset before anyone else holds it (as the C API allows), not copied. */
+static int
+concept_sets(PyObject *const *values, Py_ssize_t count, PyObject **pairs_out,
+             PyObject **loose_out)
+{
+    PyObject *pairs = PyFrozenSet_New(NULL), *loose = NULL;
+    if (pairs == NULL) {
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < count; i++) {
+        PyObject *value = values[i];
+        if (PyList_Check(value)) {
+            for (Py_ssize_t j = 0; j < PyList_GET_SIZE(value); j++) {
+                if (add_concept(PyList_GET_ITEM(value, j), pairs, &loose) < 0) {
+                    goto failed;
+                }
+            }
+        }
+        else if (add_concept(value, pairs, &loose) < 0) {
+            goto failed;
+        }
+    }
+    if (loose == NULL) {
+        Py_INCREF(no_codes);
+        *loose_out = no_codes;
+    }
+    else {
+        *loose_out = PyFrozenSet_New(loose);
+        Py_DECREF(loose);
+        if (*loose_out == NULL) {
+            Py_DECREF(pairs);
+            return -1;
+        }
+    }
+    *pairs_out = pairs;
+    return 0;
+failed:
+    Py_DECREF(pairs);
+    Py_XDECREF(loose);
+    return -1;
+}
+
 static PyObject *
 code_sets(PyObject *module, PyObject *values)
 {
@@ -214,37 +262,13 @@ code_sets(PyObject *module, PyObject *values)
         PyErr_SetString(PyExc_TypeError, "code_sets() takes a tuple of values");
         return NULL;
     }
-    PyObject *pairs = PySet_New(NULL), *loose = PySet_New(NULL), *result = NULL;
-    if (pairs == NULL || loose == NULL) {
-        goto done;
+    PyObject *pairs, *loose;
+    if (concept_sets(&PyTuple_GET_ITEM(values, 0), PyTuple_GET_SIZE(values), &pairs, &loose) < 0) {
+        return NULL;
     }
-    for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(values); i++) {
-        PyObject *value = PyTuple_GET_ITEM(values, i);
-        if (PyList_Check(value)) {
-            for (Py_ssize_t j = 0; j < PyList_GET_SIZE(value); j++) {
-                if (add_concept(PyList_GET_ITEM(value, j), pairs, loose) < 0) {
-                    goto done;
-                }
-            }
-        } else if (add_concept(value, pairs, loose) < 0) {
-            goto done;
-        }
-    }
-    PyObject *frozen_pairs = PyFrozenSet_New(pairs), *frozen_loose = NULL;
-    if (frozen_pairs != NULL && PySet_GET_SIZE(loose) == 0) { /* the usual case: one shared */
-        frozen_loose = no_codes;
-        Py_INCREF(frozen_loose);
-    } else if (frozen_pairs != NULL) {
-        frozen_loose = PyFrozenSet_New(loose);
-    }
-    if (frozen_loose != NULL) {
-        result = PyTuple_Pack(2, frozen_pairs, frozen_loose);
-    }
-    Py_XDECREF(frozen_pairs);
-    Py_XDECREF(frozen_loose);
-done:
-    Py_XDECREF(pairs);
-    Py_XDECREF(loose);
+    PyObject *result = PyTuple_Pack(2, pairs, loose);
+    Py_DECREF(pairs);
+    Py_DECREF(loose);
     return result;
 }
 
@@ -413,30 +437,37 @@ codes_of(PyObject *resource, PyObject *key, PyObject *known, PyObject *loose,
             }
             names = code_only;
         }
-        PyObject *values = PyTuple_New(PyTuple_GET_SIZE(names));
-        if (values == NULL) {
+        if (!PyTuple_Check(names)) {
+            PyErr_SetString(PyExc_TypeError, "coded(): a type's code elements are not a tuple");
             return -1;
         }
-        for (Py_ssize_t i = 0; i < PyTuple_GET_SIZE(names); i++) {
-            PyObject *value = PyDict_GetItemWithError(resource, PyTuple_GET_ITEM(names, i));
-            if (value == NULL) {
-                if (PyErr_Occurred()) {
-                    Py_DECREF(values);
-                    return -1;
-                }
-                value = Py_None;
+        /* The elements' values, borrowed (nothing here runs Python code): on the stack for
+         * the usual one or two elements. */
+        PyObject *on_stack[4], **values = on_stack, *pairs, *loose_codes;
+        Py_ssize_t count = PyTuple_GET_SIZE(names);
+        if (count > 4 && (values = PyMem_New(PyObject *, (size_t)count)) == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        int failed = 0;
+        for (Py_ssize_t i = 0; i < count && !failed; i++) {
+            values[i] = PyDict_GetItemWithError(resource, PyTuple_GET_ITEM(names, i));
+            if (values[i] == NULL) {
+                failed = PyErr_Occurred() != NULL;
+                values[i] = Py_None;
             }
-            Py_INCREF(value);
-            PyTuple_SET_ITEM(values, i, value);
         }
-        PyObject *sets = code_sets(NULL, values);
-        Py_DECREF(values);
-        if (sets == NULL) {
+        failed = failed || concept_sets(values, count, &pairs, &loose_codes) < 0;
+        if (values != on_stack) {
+            PyMem_Free(values);
+        }
+        if (failed) {
             return -1;
         }
-        int failed = PyDict_SetItem(known, key, PyTuple_GET_ITEM(sets, 0)) < 0 ||
-                     PyDict_SetItem(loose, key, PyTuple_GET_ITEM(sets, 1)) < 0;
-        Py_DECREF(sets);
+        failed = PyDict_SetItem(known, key, pairs) < 0 ||
+                 PyDict_SetItem(loose, key, loose_codes) < 0;
+        Py_DECREF(pairs);
+        Py_DECREF(loose_codes);
         if (failed) {
             return -1;
         }
