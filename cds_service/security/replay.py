@@ -3,6 +3,12 @@
 In Redis when `CDS_REDIS_URL` is set, so a token replayed against another replica is refused too;
 in process otherwise. If Redis cannot be reached the check falls back to this process's memory
 (logged), which still stops replays against the same replica.
+
+Every call checks its token, so the Redis `SET NX EX` goes straight onto a pooled connection
+(`_set_once`) rather than through redis-py's per-command machinery (retries with backoff,
+observability hooks), which cost more than the exchange itself. A connection that fails is
+dropped, and the command tried once more on a new one: after Redis restarts, the pooled
+connections are stale.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ import logging
 import time
 from collections.abc import Callable
 from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 __all__ = ["ReplayCache"]
 
@@ -46,8 +54,7 @@ class ReplayCache:
             try:
                 # asyncio.timeout, not wait_for: no task per check (this runs on every call)
                 async with asyncio.timeout(self._timeout):
-                    stored = await self._redis.set(f"cds:jti:{key}", b"1", nx=True, ex=ttl_seconds)
-                return bool(stored)
+                    return await self._set_once(f"cds:jti:{key}", ttl_seconds)
             except Exception as exc:
                 log.warning(
                     "replay cache: Redis unavailable (%s); checking this process only",
@@ -61,6 +68,27 @@ class ReplayCache:
             return False
         self._local[key] = now + ttl_seconds
         return True
+
+    async def _set_once(self, key: str, ttl_seconds: int) -> bool:
+        """`SET key 1 NX EX ttl` in Redis: True when the key was not there."""
+        pool = self._redis.connection_pool
+        for attempt in (1, 2):
+            connection = await pool.get_connection()
+            try:
+                await connection.send_command("SET", key, b"1", "NX", "EX", ttl_seconds)
+                reply = await connection.read_response()
+            except RedisConnectionError:
+                await connection.disconnect()
+                if attempt == 2:
+                    raise
+                continue  # a stale connection (Redis restarted): once more, on a new one
+            except BaseException:
+                await connection.disconnect()  # its reply may still come: never reuse it
+                raise
+            finally:
+                await pool.release(connection)
+            return reply is not None  # OK when set, nil when the key was there
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         if self._redis is not None:
