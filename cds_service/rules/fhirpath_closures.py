@@ -11,6 +11,10 @@ for error: `tests/rules/test_fhirpath_differential.py` checks it over every expr
 shipped rules and every fixture patient, `tests/rules/test_fhirpath_closures.py` over random
 expressions (hypothesis), and the HL7 suite case by case (`tests/fhirpath_suite`).
 
+Literals are folded where nothing can tell: a union of string, number and boolean literals is
+computed when the rule loads, and `x in (...)` against one tests one string by a set lookup
+(fhirpathpy's `==` between a string and anything is Python's).
+
 The subset is every construct except those in `NotCompiled`'s messages: the type operators
 `is`/`as`, `$index`/`$total`, and the functions outside `COMPILED_FUNCTIONS` (`repeat`,
 `aggregate`, `children`, `descendants`, `trace`, `extension`, the `convertsTo…` family, …). An
@@ -60,6 +64,10 @@ _OPERATORS: Final = frozenset(
     }
 )
 _MEMBERSHIP: Final = {"in": "inOp", "contains": "containsOp"}
+# fhirpathpy's own `in` and `contains` (what `member_of_literals` answers for, faster).
+_MEMBERSHIP_FUNCTIONS: Final[dict[str, object]] = {
+    name: cast(Mapping[str, Any], invocation_registry[name])["fn"] for name in _MEMBERSHIP.values()
+}
 # fhirpathpy's comparisons, and the same comparison of two integers: what they give for two
 # one-item collections of plain ints (no type to check or convert), without the calls.
 _INT_COMPARISONS: Final[dict[Callable[..., Any], Callable[[int, int], bool]]] = {
@@ -231,7 +239,29 @@ class _Compiler:
         return polarity
 
     def _UnionExpression(self, node: Node) -> Step:
-        return self.infix("|", node)
+        step = self.infix("|", node)
+        value = self.constant(node)
+        if value is None:
+            return step
+        # A union of literals (`('refuted' | 'entered-in-error')`) is computed once, here, as
+        # fhirpathpy computes it on each evaluation (its `distinct` serialises every item).
+        return lambda ctx, data: list(value)
+
+    def constant(self, node: Node) -> list[Any] | None:
+        """The collection a subtree of string, number and boolean literals, unions and
+        parentheses gives (nothing in it reads the input, variables or the clock), else None."""
+        kind = node.get("type")
+        if kind in ("TermExpression", "ParenthesizedTerm", "LiteralTerm"):
+            children = node.get("children") or []
+            return self.constant(children[0]) if len(children) == 1 and children[0] else None
+        if kind in ("StringLiteral", "NumberLiteral", "BooleanLiteral"):
+            return list(evaluators[kind]({}, [], node))
+        if kind != "UnionExpression" or "|" not in self.table:
+            return None
+        left, right = (self.constant(child) for child in node["children"])
+        if left is None or right is None:
+            return None
+        return _arraify(self.table["|"]["fn"]({}, left, right))
 
     def _operator(self, node: Node) -> Step:
         return self.infix(node["terminalNodeText"][0], node)
@@ -241,7 +271,30 @@ class _Compiler:
     _AndExpression = _XorExpression = _operator
 
     def _MembershipExpression(self, node: Node) -> Step:
-        return self.infix(_MEMBERSHIP[node["terminalNodeText"][0]], node)
+        name = _MEMBERSHIP[node["terminalNodeText"][0]]
+        step = self.infix(name, node)
+        if self.table[name]["fn"] is not _MEMBERSHIP_FUNCTIONS[name]:
+            return step  # a plugin's own `in`/`contains`
+        # `code in ('refuted' | 'entered-in-error')`: the literals as a set, for the
+        # usual one string (or node of one) tested against them; anything else as fhirpathpy.
+        types = self.table[name]["arity"][2]
+        at = 0 if name == "inOp" else 1  # the element's side
+        value = self.constant(node["children"][1 - at])
+        if value is None:
+            return step
+        literals = frozenset(value)  # strings, numbers, booleans: hashable
+        one = self.param(types[at], node["children"][at])  # as `infix` evaluates it
+
+        def member_of_literals(ctx: Ctx, data: Any) -> list[Any]:
+            items = one(ctx, data)
+            if len(items) == 1 and value:
+                item = items[0]
+                text = item.data if type(item) is ResourceNode else item
+                if type(text) is str:  # fhirpathpy's `==`: a string equals only that string
+                    return [text in literals]
+            return step(ctx, data)
+
+        return member_of_literals
 
     def _FunctionInvocation(self, node: Node) -> Step:
         functn = node["children"][0]

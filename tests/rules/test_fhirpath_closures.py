@@ -258,3 +258,47 @@ def test_implicit_variables_and_integer_comparisons_answer_as_fhirpathpy(
     mine = outcome(path._fn, root, variables)
     reference = outcome(path.interpreted, root, variables)
     assert same(mine, reference), f"{expression!r}\ncompiled:   {mine!r}\nfhirpathpy: {reference!r}"
+
+
+@pytest.mark.parametrize(
+    ("expression", "variables"),
+    [
+        # unions of literals, computed once at compile time
+        ("('refuted' | 'entered-in-error')", {}),
+        ("('a' | 'b' | 'a' | 1 | 1.0 | true | 'true')", {}),
+        ("(1 | 2) | (2 | 3)", {}),
+        ("-(1 | 1)", {}),
+        ("(1 | 2).first() + (1 | 2).last()", {}),
+        ("('x' | 'y').where($this = 'y')", {}),
+        # `in` / `contains` against literals: a string, a node of one, and every other shape
+        ("id in ('root' | 'other')", {}),
+        ("id in ('other' | 'Root')", {}),
+        ("('root' | 'other') contains id", {}),
+        ("resourceType in ('Patient')", {}),
+        ("%v in ('a' | 'b')", {"v": ["a"]}),
+        ("%v in ('a' | 'b')", {"v": ["c"]}),
+        ("%v in ('a' | 'b')", {"v": []}),
+        ("%v in ('a' | 'b')", {"v": ["a", "b"]}),
+        ("%v in ('1' | 2)", {"v": [2]}),
+        ("%v in (1 | 2)", {"v": [True]}),
+        ("%v in ('a' | 'b')", {"v": [{"a": 1}]}),
+        ("%v in ('a' | 'b')", {"v": [None]}),
+        ("('a' | 'b') contains %v", {"v": ["b"]}),
+        ("('a' | 'b') contains %v", {"v": ["a", "b"]}),
+        ("name.given in ('Ann' | 'Bo')", {}),
+        ("name.family in ('Ann' | 'Bo')", {}),
+        ("%v.where($this in ('a' | 'c'))", {"v": ["a", "b", "c"]}),
+    ],
+)
+def test_literal_unions_and_membership_answer_as_fhirpathpy(
+    expression: str, variables: dict[str, Any]
+) -> None:
+    path = compile_path(expression)
+    assert path.compiled and path.interpreted is not None
+    root = {"resourceType": "Patient", "id": "root", "name": [{"given": ["Ann", "Bo"]}]}
+    for _ in range(2):  # a constant handed out once is not changed for the next evaluation
+        mine = outcome(path._fn, root, variables)
+        reference = outcome(path.interpreted, root, variables)
+        assert same(mine, reference), (
+            f"{expression!r}\ncompiled:   {mine!r}\nfhirpathpy: {reference!r}"
+        )
