@@ -13,7 +13,9 @@ expressions (hypothesis), and the HL7 suite case by case (`tests/fhirpath_suite`
 
 Literals are folded where nothing can tell: a union of string, number and boolean literals is
 computed when the rule loads, and `x in (...)` against one tests one string by a set lookup
-(fhirpathpy's `==` between a string and anything is Python's).
+(fhirpathpy's `==` between a string and anything is Python's). A union of strings (`text |
+coding.display`) is deduplicated by the strings themselves, which is what fhirpathpy's
+`distinct` does by serialising each item.
 
 The subset is every construct except those in `NotCompiled`'s messages: the type operators
 `is`/`as`, `$index`/`$total`, and the functions outside `COMPILED_FUNCTIONS` (`repeat`,
@@ -68,6 +70,8 @@ _MEMBERSHIP: Final = {"in": "inOp", "contains": "containsOp"}
 _MEMBERSHIP_FUNCTIONS: Final[dict[str, object]] = {
     name: cast(Mapping[str, Any], invocation_registry[name])["fn"] for name in _MEMBERSHIP.values()
 }
+# fhirpathpy's `|` (what `union` answers for strings without serialising them).
+_UNION: Final = cast(Mapping[str, Any], invocation_registry["|"])["fn"]
 # fhirpathpy's comparisons, and the same comparison of two integers: what they give for two
 # one-item collections of plain ints (no type to check or convert), without the calls.
 _INT_COMPARISONS: Final[dict[Callable[..., Any], Callable[[int, int], bool]]] = {
@@ -316,6 +320,21 @@ class _Compiler:
         fn = entry["fn"]
         nullable = "nullable" in entry
         ints = _INT_COMPARISONS.get(fn) if nullable else None
+        if fn is _UNION:
+
+            def union(ctx: Ctx, data: Any) -> list[Any]:
+                a = left(ctx, data)
+                b = right(ctx, data)
+                both = a + b
+                # fhirpathpy's `distinct` keys each item by its JSON: for strings (`text |
+                # coding.display`), or nodes of strings, that is the string itself.
+                if all(type(item) is ResourceNode and type(item.data) is str for item in both):
+                    return [_new_node(text, None) for text in dict.fromkeys(n.data for n in both)]
+                if all(type(item) is str for item in both):
+                    return list(dict.fromkeys(both))
+                return _arraify(fn(ctx, a, b))
+
+            return union
 
         def operator(ctx: Ctx, data: Any) -> list[Any]:
             a = left(ctx, data)

@@ -288,6 +288,18 @@ def test_implicit_variables_and_integer_comparisons_answer_as_fhirpathpy(
         ("name.given in ('Ann' | 'Bo')", {}),
         ("name.family in ('Ann' | 'Bo')", {}),
         ("%v.where($this in ('a' | 'c'))", {"v": ["a", "b", "c"]}),
+        # unions of strings (and nodes of strings) without fhirpathpy's serialising, and others
+        ("name.given | name.given", {}),
+        ("(name.given | id | resourceType).count()", {}),
+        ("name.given | 'Ann'", {}),
+        ("name | name", {}),
+        ("%v | %w", {"v": ["a", "b", "a"], "w": ["b", "c"]}),
+        ("%v | %w", {"v": [], "w": []}),
+        ("%v | %w", {"v": [1, 2], "w": [2, 2.0, True]}),
+        ("%v | %w", {"v": ["1"], "w": [1]}),
+        ("%v | %w", {"v": [1, 2], "w": [True, 2]}),
+        ("%v | %w", {"v": [{"a": "x"}], "w": [{"a": "x"}, "x"]}),
+        ("(%v | %w).select($this + '!')", {"v": ["a"], "w": ["a", "b"]}),
     ],
 )
 def test_literal_unions_and_membership_answer_as_fhirpathpy(
