@@ -20,6 +20,9 @@
  * code_index(observations, statuses) -> dict[str, list[tuple[int, dict]]]
  *     The Observations whose status is in `statuses`, by each non-empty code of their `code`
  *     (any system), with their position in the list (`PatientRecord._code_index`).
+ * distinct_ids(resources) -> bool
+ *     True when every resource (a dict) has a string `id` and no two share one
+ *     (`DataIndex._collect`: then there is nothing to deduplicate).
  * reports_error(entries) -> bool
  *     True when one of a Bundle's entries (a list) holds an OperationOutcome resource with an
  *     issue of severity `error` or `fatal` (`is_operation_outcome`).
@@ -34,7 +37,7 @@
 #include <Python.h>
 
 static PyObject *k_resource_type, *k_entry, *k_resource, *k_full_url, *k_coding, *k_code,
-    *k_system, *k_status, *k_medication, *k_operation_outcome, *k_issue, *k_severity, *k_error,
+    *k_system, *k_status, *k_medication, *k_id, *k_operation_outcome, *k_issue, *k_severity, *k_error,
     *k_fatal;
 static PyObject *no_codes; /* the empty frozenset every resource without loose codes shares */
 
@@ -691,6 +694,43 @@ fail:
     return NULL;
 }
 
+/* --- distinct_ids ------------------------------------------------------------------------- */
+
+static PyObject *
+distinct_ids(PyObject *module, PyObject *resources)
+{
+    (void)module;
+    if (!PyList_Check(resources)) {
+        PyErr_SetString(PyExc_TypeError, "distinct_ids(resources) takes a list");
+        return NULL;
+    }
+    PyObject *seen = PySet_New(NULL);
+    if (seen == NULL) {
+        return NULL;
+    }
+    int distinct = 1;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(resources) && distinct == 1; i++) {
+        PyObject *resource = PyList_GET_ITEM(resources, i), *ident;
+        int found = PyDict_Check(resource) ? get_typed(resource, k_id, is_str, &ident) : 0;
+        if (found <= 0) {
+            distinct = found; /* no string id (0), or an error (-1) */
+            break;
+        }
+        Py_ssize_t before = PySet_GET_SIZE(seen);
+        if (PySet_Add(seen, ident) < 0) {
+            distinct = -1;
+        }
+        else if (PySet_GET_SIZE(seen) == before) {
+            distinct = 0; /* the id was there already */
+        }
+    }
+    Py_DECREF(seen);
+    if (distinct < 0) {
+        return NULL;
+    }
+    return PyBool_FromLong(distinct);
+}
+
 /* --- reports_error ------------------------------------------------------------------------ */
 
 /* 1 when the string equals the interned `key` (compared by identity first), else 0. */
@@ -765,6 +805,7 @@ static PyMethodDef methods[] = {
     {"coded", (PyCFunction)(void (*)(void))coded, METH_FASTCALL, "Resources in a value set."},
     {"code_index", (PyCFunction)(void (*)(void))code_index, METH_FASTCALL,
      "Usable Observations by code."},
+    {"distinct_ids", distinct_ids, METH_O, "Whether every resource has its own string id."},
     {"reports_error", reports_error, METH_O, "Whether a Bundle's entries report an error."},
     {NULL, NULL, 0, NULL},
 };
@@ -784,6 +825,7 @@ PyInit__fhirscan(void)
         {&k_resource_type, "resourceType"}, {&k_entry, "entry"},   {&k_resource, "resource"},
         {&k_full_url, "fullUrl"},           {&k_coding, "coding"}, {&k_code, "code"},
         {&k_system, "system"},              {&k_status, "status"}, {&k_medication, "Medication"},
+        {&k_id, "id"},
         {&k_operation_outcome, "OperationOutcome"}, {&k_issue, "issue"},
         {&k_severity, "severity"},                  {&k_error, "error"},
         {&k_fatal, "fatal"},

@@ -1,14 +1,18 @@
 """The scans of FHIR JSON that every hook call makes over all of its data, natively.
 
-These walks run over every resource of every call: unpacking Bundles into resources
-(`entries`) grouped by type (`group`), reading the codes of each resource's code element
-(`code_sets`) and keeping the resources whose code is in a value set (`coded`, for `coded:`
-selections), and the codings of a coded value (`codings_of`) with the Observations by code
-(`code_index`, for the risk scores); and whether a prefetched Bundle reports an error
-(`reports_error`). Written in C (`_fhirscan.c`, compiled at install by
-`hatch_build.py` where a C compiler is found), they take a fraction of the interpreter's time;
-where the module was not built, the Python versions below give the same answers (the tests
-compare the two on every fixture record and on random FHIR-shaped values).
+These walks run over every resource of every call:
+- unpacking Bundles into resources (`entries`) grouped by type (`group`);
+- reading the codes of each resource's code element (`code_sets`) and keeping the resources whose
+  code is in a value set (`coded`, for `coded:` selections);
+- the codings of a coded value (`codings_of`) and the Observations by code (`code_index`, for the
+  risk scores);
+- whether resources have ids of their own (`distinct_ids`, before deduplicating a selection) and
+  whether a prefetched Bundle reports an error (`reports_error`).
+
+Written in C (`_fhirscan.c`, compiled at install by `hatch_build.py` where a C compiler is found),
+they take a fraction of the interpreter's time; where the module was not built, the Python
+versions below give the same answers (the tests compare the two on every fixture record and on
+random FHIR-shaped values).
 
 Values are parsed JSON: dicts, lists, strings, numbers, booleans and None.
 """
@@ -25,12 +29,14 @@ __all__ = [
     "code_sets",
     "coded",
     "codings_of",
+    "distinct_ids",
     "entries",
     "group",
     "python_code_index",
     "python_code_sets",
     "python_coded",
     "python_codings_of",
+    "python_distinct_ids",
     "python_entries",
     "python_group",
     "python_reports_error",
@@ -207,6 +213,17 @@ def python_code_index(
     return index
 
 
+def python_distinct_ids(resources: list[Any]) -> bool:
+    """True when every resource (a dict) has a string `id` and no two share one."""
+    seen: set[str] = set()
+    for resource in resources:
+        ident = resource.get("id") if isinstance(resource, dict) else None
+        if not isinstance(ident, str) or ident in seen:
+            return False
+        seen.add(ident)
+    return True
+
+
 def python_reports_error(entries: list[Any]) -> bool:
     """True when one of a Bundle's entries holds an OperationOutcome resource (a dict whose
     `resourceType` is "OperationOutcome") with an issue (a dict in its `issue` list) of severity
@@ -249,6 +266,9 @@ codings_of: Callable[[Any], list[Pair]] = _NATIVE.codings_of if NATIVE_SCAN else
 coded: Callable[..., list[Resource]] = _NATIVE.coded if NATIVE_SCAN else python_coded
 code_index: Callable[[list[Resource], frozenset[str]], dict[str, list[tuple[int, Resource]]]] = (
     _NATIVE.code_index if NATIVE_SCAN else python_code_index
+)
+distinct_ids: Callable[[list[Any]], bool] = (
+    _NATIVE.distinct_ids if NATIVE_SCAN else python_distinct_ids
 )
 reports_error: Callable[[list[Any]], bool] = (
     _NATIVE.reports_error if NATIVE_SCAN else python_reports_error

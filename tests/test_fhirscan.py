@@ -25,6 +25,7 @@ from cds_service.fhirscan import (
     python_code_sets,
     python_coded,
     python_codings_of,
+    python_distinct_ids,
     python_entries,
     python_group,
     python_reports_error,
@@ -48,6 +49,7 @@ def test_the_native_scans_are_built_and_used() -> None:
     assert fhirscan.coded is native.coded
     assert fhirscan.code_index is native.code_index
     assert fhirscan.reports_error is native.reports_error
+    assert fhirscan.distinct_ids is native.distinct_ids
 
 
 # --- data nobody here wrote ---------------------------------------------------------------
@@ -351,6 +353,38 @@ def test_reports_error_on_every_fixture_bundle() -> None:
     assert bundles >= 18
 
 
+def test_distinct_ids_of_every_fixture_documents_resources_by_type() -> None:
+    """Each fixture document's resources of each type, and the same with one repeated."""
+    lists = 0
+    for name, document in documents():
+        typed, _ = python_group(document)
+        for kind, members in typed.items():
+            lists += 1
+            assert native.distinct_ids(members) is python_distinct_ids(members), (name, kind)
+            assert not native.distinct_ids([*members, members[0]]), (name, kind)
+            assert not python_distinct_ids([*members, members[0]]), (name, kind)
+    assert lists > 200
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.fixed_dictionaries({}, optional={"id": st.one_of(st.sampled_from("abc"), JSON)}),
+            JSON,
+        ),
+        max_size=6,
+    )
+)
+@example([{"id": "a"}, {"id": "b"}])
+@example([{"id": "a"}, {}])
+@example([{"id": "a"}, {"id": ["a"]}])
+@example([{"id": "a"}, {"id": "a"}])
+@example([])
+def test_distinct_ids_on_random_resources(resources: list[Any]) -> None:
+    assert native.distinct_ids(resources) is python_distinct_ids(resources)
+
+
 SEVERITY = st.one_of(st.sampled_from(["error", "fatal", "warning", "information", ""]), JSON)
 OUTCOME = st.fixed_dictionaries(
     {"resourceType": st.one_of(st.sampled_from(["OperationOutcome", "Patient"]), st.integers())},
@@ -460,6 +494,7 @@ UNTYPED: Any = native  # the calls below break the stub's types on purpose
         ),
         lambda: UNTYPED.code_index([], ["final"]),
         lambda: UNTYPED.reports_error(({"resource": error_outcome("error")},)),
+        lambda: UNTYPED.distinct_ids(({"id": "a"},)),
     ],
 )
 def test_the_native_scans_refuse_wrong_arguments(call: Callable[[], object]) -> None:

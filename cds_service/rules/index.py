@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from cds_service.fhirscan import code_sets, coded, group
+from cds_service.fhirscan import code_sets, coded, distinct_ids, group
 from cds_service.terminology.medications import (
     MEDICATION_TYPES,
     drug_of,
@@ -131,8 +131,8 @@ class DataIndex:
             found = self._typed(sources[0]).get(resource_type)
             if not found:
                 return []
-            if len({resource.get("id") for resource in found}) == len(found):
-                return list(found)  # all ids distinct (or one without): nothing to drop
+            if distinct_ids(found):
+                return list(found)  # every id a string of its own: nothing to drop
         out: list[dict[str, Any]] = []
         seen: set[str] = set()
         for source in sources:

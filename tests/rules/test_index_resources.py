@@ -1,6 +1,6 @@
 """`DataIndex.resources`: a type's resources from the given sources, in order, the first of each
 id kept (resources without a string id are all kept), checked against that definition on random
-Bundles with repeated, missing and non-string ids."""
+Bundles with repeated, missing and non-string ids (lists and objects too: never hashed)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,14 @@ from hypothesis import strategies as st
 
 from cds_service.rules.index import DataIndex
 
-IDS = st.one_of(st.sampled_from(["a", "b", "c", "d"]), st.none(), st.integers(0, 2))
+# Ids of every JSON kind an EHR may send, unhashable ones (a list, an object) included.
+IDS = st.one_of(
+    st.sampled_from(["a", "b", "c", "d"]),
+    st.none(),
+    st.integers(0, 2),
+    st.just(["a"]),
+    st.just({"value": "a"}),
+)
 TYPES = st.sampled_from(["Observation", "Condition"])
 
 
