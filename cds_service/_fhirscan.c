@@ -20,9 +20,9 @@
  * code_index(observations, statuses) -> dict[str, list[tuple[int, dict]]]
  *     The Observations whose status is in `statuses`, by each non-empty code of their `code`
  *     (any system), with their position in the list (`PatientRecord._code_index`).
- * distinct_ids(resources) -> bool
- *     True when every resource (a dict) has a string `id` and no two share one
- *     (`DataIndex._collect`: then there is nothing to deduplicate).
+ * first_of_each_id(lists) -> list[dict]
+ *     The resources of the lists (a list of lists), in order, without those whose string `id`
+ *     an earlier one has (`DataIndex._collect`); resources without a string id are all kept.
  * reports_error(entries) -> bool
  *     True when one of a Bundle's entries (a list) holds an OperationOutcome resource with an
  *     issue of severity `error` or `fatal` (`is_operation_outcome`).
@@ -694,41 +694,52 @@ fail:
     return NULL;
 }
 
-/* --- distinct_ids ------------------------------------------------------------------------- */
+/* --- first_of_each_id ---------------------------------------------------------------------- */
 
 static PyObject *
-distinct_ids(PyObject *module, PyObject *resources)
+first_of_each_id(PyObject *module, PyObject *lists)
 {
     (void)module;
-    if (!PyList_Check(resources)) {
-        PyErr_SetString(PyExc_TypeError, "distinct_ids(resources) takes a list");
+    if (!PyList_Check(lists)) {
+        PyErr_SetString(PyExc_TypeError, "first_of_each_id(lists) takes a list of lists");
         return NULL;
     }
-    PyObject *seen = PySet_New(NULL);
-    if (seen == NULL) {
-        return NULL;
+    PyObject *out = PyList_New(0), *seen = PySet_New(NULL);
+    if (out == NULL || seen == NULL) {
+        goto failed;
     }
-    int distinct = 1;
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(resources) && distinct == 1; i++) {
-        PyObject *resource = PyList_GET_ITEM(resources, i), *ident;
-        int found = PyDict_Check(resource) ? get_typed(resource, k_id, is_str, &ident) : 0;
-        if (found <= 0) {
-            distinct = found; /* no string id (0), or an error (-1) */
-            break;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(lists); i++) {
+        PyObject *resources = PyList_GET_ITEM(lists, i);
+        if (!PyList_Check(resources)) {
+            PyErr_SetString(PyExc_TypeError, "first_of_each_id(lists) takes a list of lists");
+            goto failed;
         }
-        Py_ssize_t before = PySet_GET_SIZE(seen);
-        if (PySet_Add(seen, ident) < 0) {
-            distinct = -1;
-        }
-        else if (PySet_GET_SIZE(seen) == before) {
-            distinct = 0; /* the id was there already */
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(resources); j++) {
+            PyObject *resource = PyList_GET_ITEM(resources, j), *ident;
+            int found = PyDict_Check(resource) ? get_typed(resource, k_id, is_str, &ident) : 0;
+            if (found < 0) {
+                goto failed;
+            }
+            if (found) { /* a string id: the first resource with it is kept */
+                Py_ssize_t before = PySet_GET_SIZE(seen);
+                if (PySet_Add(seen, ident) < 0) {
+                    goto failed;
+                }
+                if (PySet_GET_SIZE(seen) == before) {
+                    continue;
+                }
+            }
+            if (PyList_Append(out, resource) < 0) {
+                goto failed;
+            }
         }
     }
     Py_DECREF(seen);
-    if (distinct < 0) {
-        return NULL;
-    }
-    return PyBool_FromLong(distinct);
+    return out;
+failed:
+    Py_XDECREF(out);
+    Py_XDECREF(seen);
+    return NULL;
 }
 
 /* --- reports_error ------------------------------------------------------------------------ */
@@ -805,7 +816,7 @@ static PyMethodDef methods[] = {
     {"coded", (PyCFunction)(void (*)(void))coded, METH_FASTCALL, "Resources in a value set."},
     {"code_index", (PyCFunction)(void (*)(void))code_index, METH_FASTCALL,
      "Usable Observations by code."},
-    {"distinct_ids", distinct_ids, METH_O, "Whether every resource has its own string id."},
+    {"first_of_each_id", first_of_each_id, METH_O, "The resources, the first of each id kept."},
     {"reports_error", reports_error, METH_O, "Whether a Bundle's entries report an error."},
     {NULL, NULL, 0, NULL},
 };

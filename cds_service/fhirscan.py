@@ -6,8 +6,8 @@ These walks run over every resource of every call:
   code is in a value set (`coded`, for `coded:` selections);
 - the codings of a coded value (`codings_of`) and the Observations by code (`code_index`, for the
   risk scores);
-- whether resources have ids of their own (`distinct_ids`, before deduplicating a selection) and
-  whether a prefetched Bundle reports an error (`reports_error`).
+- the resources of several lists without repeated ids (`first_of_each_id`, for selections and the
+  scores' record) and whether a prefetched Bundle reports an error (`reports_error`).
 
 Written in C (`_fhirscan.c`, compiled at install by `hatch_build.py` where a C compiler is found),
 they take a fraction of the interpreter's time; where the module was not built, the Python
@@ -29,15 +29,15 @@ __all__ = [
     "code_sets",
     "coded",
     "codings_of",
-    "distinct_ids",
     "entries",
+    "first_of_each_id",
     "group",
     "python_code_index",
     "python_code_sets",
     "python_coded",
     "python_codings_of",
-    "python_distinct_ids",
     "python_entries",
+    "python_first_of_each_id",
     "python_group",
     "python_reports_error",
     "reports_error",
@@ -213,15 +213,20 @@ def python_code_index(
     return index
 
 
-def python_distinct_ids(resources: list[Any]) -> bool:
-    """True when every resource (a dict) has a string `id` and no two share one."""
+def python_first_of_each_id(lists: list[list[Any]]) -> list[Any]:
+    """The resources of the lists, in order, without those whose string `id` an earlier one has
+    (resources without a string id, or that are not dicts, are all kept)."""
+    out: list[Any] = []
     seen: set[str] = set()
-    for resource in resources:
-        ident = resource.get("id") if isinstance(resource, dict) else None
-        if not isinstance(ident, str) or ident in seen:
-            return False
-        seen.add(ident)
-    return True
+    for resources in lists:
+        for resource in resources:
+            ident = resource.get("id") if isinstance(resource, dict) else None
+            if isinstance(ident, str):
+                if ident in seen:
+                    continue
+                seen.add(ident)
+            out.append(resource)
+    return out
 
 
 def python_reports_error(entries: list[Any]) -> bool:
@@ -267,8 +272,8 @@ coded: Callable[..., list[Resource]] = _NATIVE.coded if NATIVE_SCAN else python_
 code_index: Callable[[list[Resource], frozenset[str]], dict[str, list[tuple[int, Resource]]]] = (
     _NATIVE.code_index if NATIVE_SCAN else python_code_index
 )
-distinct_ids: Callable[[list[Any]], bool] = (
-    _NATIVE.distinct_ids if NATIVE_SCAN else python_distinct_ids
+first_of_each_id: Callable[[list[list[Any]]], list[Any]] = (
+    _NATIVE.first_of_each_id if NATIVE_SCAN else python_first_of_each_id
 )
 reports_error: Callable[[list[Any]], bool] = (
     _NATIVE.reports_error if NATIVE_SCAN else python_reports_error

@@ -18,7 +18,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from cds_service.fhirscan import code_sets, coded, distinct_ids, group
+from cds_service.fhirscan import code_sets, coded, first_of_each_id, group
 from cds_service.terminology.medications import (
     MEDICATION_TYPES,
     drug_of,
@@ -127,23 +127,9 @@ class DataIndex:
         return found
 
     def _collect(self, resource_type: str, sources: tuple[str, ...]) -> list[dict[str, Any]]:
-        if len(sources) == 1:  # the usual selection: one key, whose ids are seldom repeated
-            found = self._typed(sources[0]).get(resource_type)
-            if not found:
-                return []
-            if distinct_ids(found):
-                return list(found)  # every id a string of its own: nothing to drop
-        out: list[dict[str, Any]] = []
-        seen: set[str] = set()
-        for source in sources:
-            for resource in self._typed(source).get(resource_type, []):
-                ident = resource.get("id")
-                if isinstance(ident, str):
-                    if ident in seen:
-                        continue
-                    seen.add(ident)
-                out.append(resource)
-        return out
+        """The type's resources of the sources in order, the first of each string id kept
+        (natively: `first_of_each_id`)."""
+        return first_of_each_id([self._typed(source).get(resource_type, []) for source in sources])
 
     def all_resources(self, sources: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Every resource of the given sources (default: all of the call's), without duplicates."""
