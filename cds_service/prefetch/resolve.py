@@ -80,7 +80,12 @@ async def resolve_prefetch(
     # and the scores' `scorePatient`).
     wanted: dict[tuple[str, bool], tuple[str, PrefetchSpec]] = {}
     waiting: dict[str, tuple[str, bool]] = {}
-    rendered = {key: render_template(spec.template, request.context) for key, spec in specs.items()}
+    # Each template rendered once (a rule's key and the scores' often share one).
+    by_template = {
+        template: render_template(template, request.context)
+        for template in {spec.template for spec in specs.values()}
+    }
+    rendered = {key: by_template[spec.template] for key, spec in specs.items()}
     # A key the client did not send is answered by one it sent for the same query (a rule's
     # `conditions` and the scores' `scoreConditions`, say), never fetched again.
     twins = {
