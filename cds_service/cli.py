@@ -88,17 +88,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     import uvicorn
 
-    config: dict[str, Any] = {
-        "app": "cds_service.main:create_app_from_env",
-        "factory": True,
-        "host": settings.host,
-        "port": settings.port,
-        "log_level": settings.log_level,
-        "log_config": log_config(settings.log_level),
-        "proxy_headers": True,
-        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
-        "server_header": False,
-    }
+    config = uvicorn_config(settings)
     # The app's start-up makes few cycles: no collections until settle_heap collects once.
     quiet = settings.gc_threshold > 0
     if settings.workers > 1 and reuse_port_supported():
@@ -109,6 +99,24 @@ def _serve(args: argparse.Namespace) -> int:
         quiet_start()
     uvicorn.run(**config, workers=settings.workers)
     return 0
+
+
+def uvicorn_config(settings: Settings) -> dict[str, Any]:
+    """The uvicorn.Config keyword arguments `serve` runs with (but `workers`)."""
+    return {
+        "app": "cds_service.main:create_app_from_env",
+        "factory": True,
+        "host": settings.host,
+        "port": settings.port,
+        "log_level": settings.log_level,
+        "log_config": log_config(settings.log_level),
+        "proxy_headers": True,
+        "timeout_graceful_shutdown": settings.shutdown_grace_seconds,
+        "server_header": False,
+        # uvicorn formats each request's access line before its logger drops it: above `info`,
+        # where none would be written, it is not asked to.
+        "access_log": settings.log_level in ("debug", "info"),
+    }
 
 
 def _openapi(args: argparse.Namespace) -> int:

@@ -10,7 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from cds_service.cli import main, render_openapi
+from cds_service.cli import main, render_openapi, uvicorn_config
+from cds_service.config import Settings
 from deploy.topology import free_port
 from tests.conformance import assert_conformant_response
 from tests.conftest import load_fixture
@@ -112,3 +113,27 @@ def test_real_server_answers_discovery_hooks_and_feedback(server: str) -> None:
         answer = httpx.post(f"{server}/cds-services/allergy-documentation/feedback", json=feedback)
         assert answer.json() == {"received": 1, "stored": expected}
     assert httpx.get(f"{server}/readyz").json()["status"] == "ready"
+
+
+@pytest.mark.parametrize(("level", "lines"), [("info", True), ("warning", False)])
+def test_the_access_log_is_written_at_info_and_not_formatted_above(
+    tmp_path: Path, level: str, lines: bool
+) -> None:
+    """At `info` each request has its access line; above it uvicorn is not asked to format
+    lines its logger would drop (a cost on every request)."""
+    assert uvicorn_config(Settings(log_level=level))["access_log"] is lines
+    port = free_port()
+    process = start_serve(tmp_path, port, workers=1, CDS_LOG_LEVEL=level)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base, process)
+        assert httpx.get(f"{base}/cds-services").status_code == 200
+    finally:
+        process.terminate()
+        output = process.communicate(timeout=20)[0].decode()
+    access = [
+        line
+        for line in output.splitlines()
+        if '"uvicorn.access"' in line and "GET /cds-services HTTP/1.1" in line
+    ]
+    assert bool(access) is lines, output
