@@ -6,9 +6,11 @@
  * string, `{` and `[` open a container and `}` and `]` close one; inside a string, a backslash
  * escapes the byte after it and an unescaped quote ends the string.
  *
- * Two ways, with the same answers (the tests compare them through `_scalar_depth_exceeds`):
- *  - by blocks of 64 bytes, on x86-64 processors with POPCNT (chosen at import): SSE2 compares
- *    give a bit per byte for quotes, backslashes, openings and closings; the bytes a backslash
+ * Three ways, with the same answers (`WAYS` names those of this processor, the one taken first;
+ * the tests compare each through `_depth_exceeds_way`):
+ *  - by blocks of 64 bytes, on x86-64 processors with POPCNT (chosen at import): AVX2 compares
+ *    where the processor has them, else SSE2, give a bit per byte for quotes, backslashes,
+ *    openings and closings; the bytes a backslash
  *    escapes are found from the backslashes' bits (rare in FHIR JSON), the bytes inside strings
  *    by a prefix XOR of the unescaped quotes' bits, and a block whose openings cannot take the
  *    depth past the limit is counted whole (two popcounts); only a block that could is walked
@@ -94,9 +96,59 @@ nests_deeper(const unsigned char *text, Py_ssize_t length, Py_ssize_t limit)
 }
 
 #ifdef BLOCKS
-/* Bit i set where byte i of the 16 is `want`, shifted to the chunk's place in the block. */
-#define BITS(chunk, want, shift) \
+#include <immintrin.h>
+
+/* The bits of a 64-byte block: bit i set where byte i is a quote, a backslash, `{` or `[`, and
+ * `}` or `]`. */
+typedef struct {
+    uint64_t quotes, backslashes, opens, closes;
+} Marks;
+
+/* Bit i set where byte i of the chunk is `want`, shifted to the chunk's place in the block. */
+#define BITS16(chunk, want, shift) \
     ((uint64_t)(unsigned int)_mm_movemask_epi8(_mm_cmpeq_epi8((chunk), (want))) << (shift))
+#define BITS32(chunk, want, shift) \
+    ((uint64_t)(unsigned int)_mm256_movemask_epi8(_mm256_cmpeq_epi8((chunk), (want))) << (shift))
+
+/* The marks of a block 16 bytes at a time (SSE2, every x86-64). `[` | 0x20 is `{` and
+ * `]` | 0x20 is `}`: one compare each finds both kinds of bracket. */
+static inline __attribute__((always_inline)) Marks
+marks_sse2(const unsigned char *block)
+{
+    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'),
+                  open = _mm_set1_epi8('{'), close = _mm_set1_epi8('}'), fold = _mm_set1_epi8(0x20);
+    Marks m = {0, 0, 0, 0};
+#pragma GCC unroll 4
+    for (int k = 0; k < 4; k++) { /* unrolled: each shift is a constant */
+        __m128i chunk = _mm_loadu_si128((const __m128i *)(block + 16 * k));
+        __m128i folded = _mm_or_si128(chunk, fold);
+        m.quotes |= BITS16(chunk, quote, 16 * k);
+        m.backslashes |= BITS16(chunk, backslash, 16 * k);
+        m.opens |= BITS16(folded, open, 16 * k);
+        m.closes |= BITS16(folded, close, 16 * k);
+    }
+    return m;
+}
+
+/* The same 32 bytes at a time (AVX2). */
+__attribute__((target("avx2"))) static inline __attribute__((always_inline)) Marks
+marks_avx2(const unsigned char *block)
+{
+    const __m256i quote = _mm256_set1_epi8('"'), backslash = _mm256_set1_epi8('\\'),
+                  open = _mm256_set1_epi8('{'), close = _mm256_set1_epi8('}'),
+                  fold = _mm256_set1_epi8(0x20);
+    Marks m = {0, 0, 0, 0};
+#pragma GCC unroll 2
+    for (int k = 0; k < 2; k++) {
+        __m256i chunk = _mm256_loadu_si256((const __m256i *)(block + 32 * k));
+        __m256i folded = _mm256_or_si256(chunk, fold);
+        m.quotes |= BITS32(chunk, quote, 32 * k);
+        m.backslashes |= BITS32(chunk, backslash, 32 * k);
+        m.opens |= BITS32(folded, open, 32 * k);
+        m.closes |= BITS32(folded, close, 32 * k);
+    }
+    return m;
+}
 
 /* Bit i set where byte i is inside a string, given the unescaped quotes' bits: the XOR of the
  * quote bits up to i (an opening quote counts as inside, a closing one as outside). */
@@ -112,12 +164,11 @@ prefix_xor(uint64_t bits)
     return bits;
 }
 
-__attribute__((target("popcnt"))) static int
-nests_deeper_blocks(const unsigned char *text, Py_ssize_t length, Py_ssize_t limit)
+/* The walk over the blocks, with the marks of each from `marks` (inlined into each way). */
+static inline __attribute__((always_inline)) int
+walk_blocks(const unsigned char *text, Py_ssize_t length, Py_ssize_t limit,
+            Marks (*marks)(const unsigned char *))
 {
-    const __m128i quote = _mm_set1_epi8('"'), backslash = _mm_set1_epi8('\\'),
-                  open = _mm_set1_epi8('{'), close = _mm_set1_epi8('}'),
-                  fold = _mm_set1_epi8(0x20); /* '[' | 0x20 is '{', ']' | 0x20 is '}' */
     unsigned char last[64];
     uint64_t inside_carry = 0; /* all ones when the previous block ended inside a string */
     uint64_t escape_carry = 0; /* 1 when the previous block's last backslash escapes byte 0 */
@@ -129,17 +180,8 @@ nests_deeper_blocks(const unsigned char *text, Py_ssize_t length, Py_ssize_t lim
             memcpy(last, block, (size_t)(length - at));
             block = last;
         }
-        uint64_t quotes = 0, backslashes = 0, opens = 0, closes = 0;
-#pragma GCC unroll 4
-        for (int k = 0; k < 4; k++) { /* unrolled: each shift is a constant */
-            __m128i chunk = _mm_loadu_si128((const __m128i *)(block + 16 * k));
-            __m128i folded = _mm_or_si128(chunk, fold);
-            quotes |= BITS(chunk, quote, 16 * k);
-            backslashes |= BITS(chunk, backslash, 16 * k);
-            opens |= BITS(folded, open, 16 * k);
-            closes |= BITS(folded, close, 16 * k);
-        }
-        uint64_t escaped = escape_carry;
+        Marks m = marks(block);
+        uint64_t escaped = escape_carry, backslashes = m.backslashes;
         escape_carry = 0;
         while (backslashes) { /* in order: a backslash escaped itself escapes nothing */
             int i = __builtin_ctzll(backslashes);
@@ -154,17 +196,16 @@ nests_deeper_blocks(const unsigned char *text, Py_ssize_t length, Py_ssize_t lim
                 escaped |= (uint64_t)1 << (i + 1);
             }
         }
-        uint64_t inside = prefix_xor(quotes & ~escaped) ^ inside_carry;
+        uint64_t inside = prefix_xor(m.quotes & ~escaped) ^ inside_carry;
         inside_carry = (inside >> 63) ? ~(uint64_t)0 : 0;
-        opens &= ~inside;
-        closes &= ~inside;
+        uint64_t opens = m.opens & ~inside, closes = m.closes & ~inside;
         Py_ssize_t opened = __builtin_popcountll(opens);
         if (depth + opened <= limit) {
             depth += opened - __builtin_popcountll(closes);
             continue;
         }
-        for (uint64_t marks = opens | closes; marks; marks &= marks - 1) {
-            if ((opens >> __builtin_ctzll(marks)) & 1) {
+        for (uint64_t both = opens | closes; both; both &= both - 1) {
+            if ((opens >> __builtin_ctzll(both)) & 1) {
                 if (++depth > limit) {
                     return 1;
                 }
@@ -175,6 +216,18 @@ nests_deeper_blocks(const unsigned char *text, Py_ssize_t length, Py_ssize_t lim
         }
     }
     return 0;
+}
+
+__attribute__((target("popcnt"))) static int
+nests_deeper_sse2(const unsigned char *text, Py_ssize_t length, Py_ssize_t limit)
+{
+    return walk_blocks(text, length, limit, marks_sse2);
+}
+
+__attribute__((target("avx2,popcnt"))) static int
+nests_deeper_avx2(const unsigned char *text, Py_ssize_t length, Py_ssize_t limit)
+{
+    return walk_blocks(text, length, limit, marks_avx2);
 }
 #endif
 
@@ -214,18 +267,37 @@ depth_exceeds(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     return check(args, nargs, nests);
 }
 
+/* Each way this processor can take: its name and function (the first is the fastest). */
+typedef int (*Way)(const unsigned char *, Py_ssize_t, Py_ssize_t);
+static struct {
+    const char *name;
+    Way way;
+} ways[3];
+static int way_count = 0;
+
+/* _depth_exceeds_way(way, data, limit): depth_exceeds the named way (for the tests). */
 static PyObject *
-scalar_depth_exceeds(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+depth_exceeds_way(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    return check(args, nargs, nests_deeper);
+    if (nargs != 3 || !PyUnicode_Check(args[0])) {
+        PyErr_SetString(PyExc_TypeError, "_depth_exceeds_way(way, data, limit)");
+        return NULL;
+    }
+    for (int i = 0; i < way_count; i++) {
+        if (PyUnicode_CompareWithASCIIString(args[0], ways[i].name) == 0) {
+            return check(args + 1, 2, ways[i].way);
+        }
+    }
+    PyErr_SetString(PyExc_ValueError, "_depth_exceeds_way(): not a way of this processor");
+    return NULL;
 }
 
 static PyMethodDef methods[] = {
     {"depth_exceeds", (PyCFunction)(void (*)(void))depth_exceeds, METH_FASTCALL,
      "depth_exceeds(data, limit): True when the JSON text nests deeper than limit."},
-    {"_scalar_depth_exceeds", (PyCFunction)(void (*)(void))scalar_depth_exceeds, METH_FASTCALL,
-     "depth_exceeds byte by byte, whatever the processor (for the tests)."},
+    {"_depth_exceeds_way", (PyCFunction)(void (*)(void))depth_exceeds_way, METH_FASTCALL,
+     "_depth_exceeds_way(way, data, limit): depth_exceeds the named way (for the tests)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -241,19 +313,38 @@ PyInit__jsondepth(void)
     kinds['['] = OPEN;
     kinds['}'] = CLOSE;
     kinds[']'] = CLOSE;
-    PyObject *created = PyModule_Create(&module);
-    int blocks = 0;
 #ifdef BLOCKS
     __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("popcnt")) {
+        ways[way_count].name = "avx2";
+        ways[way_count++].way = nests_deeper_avx2;
+    }
     if (__builtin_cpu_supports("popcnt")) {
-        nests = nests_deeper_blocks;
-        blocks = 1;
+        ways[way_count].name = "sse2";
+        ways[way_count++].way = nests_deeper_sse2;
     }
 #endif
-    /* Which way depth_exceeds takes here: True by blocks of 64 bytes. */
-    if (created != NULL && PyModule_AddObject(created, "BLOCKS", PyBool_FromLong(blocks)) < 0) {
-        Py_DECREF(created);
-        return NULL;
+    ways[way_count].name = "bytewise";
+    ways[way_count++].way = nests_deeper;
+    nests = ways[0].way;
+    PyObject *created = PyModule_Create(&module), *names = PyTuple_New(way_count);
+    if (created == NULL || names == NULL) {
+        goto failed;
+    }
+    for (int i = 0; i < way_count; i++) {
+        PyObject *name = PyUnicode_FromString(ways[i].name);
+        if (name == NULL) {
+            goto failed;
+        }
+        PyTuple_SET_ITEM(names, i, name);
+    }
+    /* WAYS: the ways this processor can take, the one depth_exceeds takes first. */
+    if (PyModule_AddObject(created, "WAYS", names) < 0) {
+        goto failed;
     }
     return created;
+failed:
+    Py_XDECREF(created);
+    Py_XDECREF(names);
+    return NULL;
 }

@@ -1,6 +1,6 @@
 # The native JSON nesting check (_jsondepth.c, compiled at install by hatch_build.py).
 def depth_exceeds(data: bytes | bytearray | memoryview, limit: int, /) -> bool: ...
-def _scalar_depth_exceeds(data: bytes | bytearray | memoryview, limit: int, /) -> bool: ...
+def _depth_exceeds_way(way: str, data: bytes | bytearray | memoryview, limit: int, /) -> bool: ...
 
-# True where depth_exceeds goes by blocks of 64 bytes (x86-64 with POPCNT).
-BLOCKS: bool
+# The ways this processor can take ("avx2", "sse2", "bytewise"), depth_exceeds's first.
+WAYS: tuple[str, ...]

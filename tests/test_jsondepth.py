@@ -3,6 +3,7 @@ native one (`_jsondepth.c`) and the Python one it replaces where it is built."""
 
 from __future__ import annotations
 
+import functools
 import platform
 import random
 from collections.abc import Callable
@@ -24,11 +25,17 @@ from cds_service.jsondepth import (
 from tests.conftest import FIXTURES
 
 Check = Callable[[bytes, int], bool]
+
+
+def way(name: str) -> Check:
+    return functools.partial(native_module._depth_exceeds_way, name)
+
+
+# The native check, each way this processor can take it (by 64-byte blocks with AVX2 or SSE2
+# compares, byte by byte), and the Python version.
 CHECKS = [
     pytest.param(json_depth_exceeds, id="native"),
-    # The byte-by-byte native way, which processors without POPCNT take (the native check
-    # above goes by blocks of 64 bytes where they have it).
-    pytest.param(native_module._scalar_depth_exceeds, id="native-bytewise"),
+    *(pytest.param(way(name), id=f"native-{name}") for name in native_module.WAYS),
     pytest.param(python_depth_exceeds, id="python"),
 ]
 
@@ -37,8 +44,15 @@ def test_the_native_check_is_built_and_used() -> None:
     """`make install` compiles it (hatch_build.py): a machine with a C compiler must have it."""
     assert NATIVE_DEPTH_CHECK, "cds_service/_jsondepth.c was not compiled at install"
     assert jsondepth.native_depth_exceeds is native_module.depth_exceeds
-    if platform.machine() == "x86_64" and "popcnt" in Path("/proc/cpuinfo").read_text():
-        assert native_module.BLOCKS, "this processor should take the check by 64-byte blocks"
+    assert native_module.WAYS[-1] == "bytewise"
+    if platform.machine() == "x86_64":
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+        want = [
+            w for w, f in (("avx2", "avx2"), ("sse2", "popcnt")) if f in flags and "popcnt" in flags
+        ]
+        assert list(native_module.WAYS) == [*want, "bytewise"]
+    with pytest.raises(ValueError, match="not a way"):
+        native_module._depth_exceeds_way("avx9", b"[]", 1)
 
 
 def parsed_depth(value: Any) -> int:
