@@ -17,9 +17,10 @@
  * coded(resources, known, loose, compute, elements, skip, codes, bare, under, answers)
  *     -> list[dict]: the resources whose code is in a value set (`DataIndex.coded`); `answers`
  *     holds under()'s answers by (system, code), read before it is called.
- * code_index(observations, statuses) -> dict[str, list[tuple[int, dict]]]
+ * code_index(observations, statuses, wanted) -> dict[str, list[tuple[int, dict]]]
  *     The Observations whose status is in `statuses`, by each non-empty code of their `code`
- *     (any system), with their position in the list (`PatientRecord._code_index`).
+ *     (any system) that is in `wanted` (a set; None: every code), with their position in the
+ *     list (`PatientRecord._code_index`).
  * first_of_each_id(lists) -> list[dict]
  *     The resources of the lists (a list of lists), in order, without those whose string `id`
  *     an earlier one has (`DataIndex._collect`); resources without a string id are all kept.
@@ -596,11 +597,13 @@ static PyObject *
 code_index(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 2 || !PyList_Check(args[0]) || !PyAnySet_Check(args[1])) {
-        PyErr_SetString(PyExc_TypeError, "code_index(observations: list, statuses: set)");
+    if (nargs != 3 || !PyList_Check(args[0]) || !PyAnySet_Check(args[1]) ||
+        (args[2] != Py_None && !PyAnySet_Check(args[2]))) {
+        PyErr_SetString(PyExc_TypeError,
+                        "code_index(observations: list, statuses: set, wanted: set | None)");
         return NULL;
     }
-    PyObject *observations = args[0], *statuses = args[1];
+    PyObject *observations = args[0], *statuses = args[1], *wanted = args[2];
     PyObject *index = PyDict_New(), *seen = PySet_New(NULL);
     if (index == NULL || seen == NULL) {
         goto fail;
@@ -638,6 +641,15 @@ code_index(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             PyObject *code = PyTuple_GET_ITEM(PyList_GET_ITEM(codings, j), 1);
             if (code == Py_None || PyUnicode_GET_LENGTH(code) == 0) {
                 continue;
+            }
+            if (wanted != Py_None) { /* only the codes asked about are indexed */
+                int asked = PySet_Contains(wanted, code);
+                if (asked <= 0) {
+                    if (asked < 0) {
+                        goto fail_codings;
+                    }
+                    continue;
+                }
             }
             int repeated = PySet_Contains(seen, code);
             if (repeated != 0) {

@@ -196,10 +196,11 @@ def python_coded(
 
 
 def python_code_index(
-    observations: list[Resource], statuses: frozenset[str]
+    observations: list[Resource], statuses: frozenset[str], wanted: frozenset[str] | None
 ) -> dict[str, list[tuple[int, Resource]]]:
     """The Observations whose `status` (a string) is in `statuses`, by each non-empty code of
-    their `code` (any system, `codings_of`), as (position in the list, resource), in order."""
+    their `code` (any system, `codings_of`) that is in `wanted` (None: every code), as
+    (position in the list, resource), in order."""
     index: dict[str, list[tuple[int, Resource]]] = {}
     for position, obs in enumerate(observations):
         if not isinstance(obs, dict):
@@ -209,7 +210,8 @@ def python_code_index(
             continue
         entry = (position, obs)
         for code in dict.fromkeys(code for _, code in python_codings_of(obs.get("code")) if code):
-            index.setdefault(code, []).append(entry)
+            if wanted is None or code in wanted:
+                index.setdefault(code, []).append(entry)
     return index
 
 
@@ -269,9 +271,9 @@ code_sets: Callable[[tuple[Any, ...]], tuple[frozenset[Pair], frozenset[str]]] =
 )
 codings_of: Callable[[Any], list[Pair]] = _NATIVE.codings_of if NATIVE_SCAN else python_codings_of
 coded: Callable[..., list[Resource]] = _NATIVE.coded if NATIVE_SCAN else python_coded
-code_index: Callable[[list[Resource], frozenset[str]], dict[str, list[tuple[int, Resource]]]] = (
-    _NATIVE.code_index if NATIVE_SCAN else python_code_index
-)
+code_index: Callable[
+    [list[Resource], frozenset[str], frozenset[str] | None], dict[str, list[tuple[int, Resource]]]
+] = _NATIVE.code_index if NATIVE_SCAN else python_code_index
 first_of_each_id: Callable[[list[list[Any]]], list[Any]] = (
     _NATIVE.first_of_each_id if NATIVE_SCAN else python_first_of_each_id
 )

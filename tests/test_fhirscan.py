@@ -31,11 +31,15 @@ from cds_service.fhirscan import (
     python_reports_error,
 )
 from cds_service.rules.index import CODE_ELEMENTS
+from cds_service.scores.fhir_inputs import OBSERVATION_SETS
 from cds_service.terminology import MEDICATION_TYPES, bundled_value_sets
 from cds_service.terminology.valueset import ValueSet
 from tests.conftest import FIXTURES
 
 USABLE = frozenset({"final", "amended", "corrected"})
+SCORE_CODES = frozenset(
+    code for set_id in OBSERVATION_SETS for code in bundled_value_sets()[set_id].bare
+)
 
 
 def test_the_native_scans_are_built_and_used() -> None:
@@ -121,11 +125,16 @@ def test_code_index_of_every_fixture_documents_observations() -> None:
     for name, document in documents():
         typed, _ = python_group(document)
         observations = typed.get("Observation", [])
-        got = native.code_index(observations, USABLE)
-        want = python_code_index(observations, USABLE)
-        assert got.keys() == want.keys(), name
-        for code, members in want.items():
-            assert [(p, id(o)) for p, o in got[code]] == [(p, id(o)) for p, o in members]
+        for wanted in (None, SCORE_CODES, frozenset()):
+            got = native.code_index(observations, USABLE, wanted)
+            want = python_code_index(observations, USABLE, wanted)
+            assert got.keys() == want.keys(), name
+            for code, members in want.items():
+                assert [(p, id(o)) for p, o in got[code]] == [(p, id(o)) for p, o in members]
+        everything = python_code_index(observations, USABLE, None)
+        assert python_code_index(observations, USABLE, SCORE_CODES) == {
+            code: members for code, members in everything.items() if code in SCORE_CODES
+        }
         checked += len(observations)
     assert checked > 10_000
 
@@ -284,11 +293,12 @@ OBSERVATION = st.fixed_dictionaries(
 @example([{"status": ["final"], "code": {"coding": [{"code": "x"}]}}])
 @example([{"status": "final", "code": {"coding": [{"code": "x"}, {"system": "s", "code": "x"}]}}])
 def test_code_index_on_random_values(observations: list[Any]) -> None:
-    got = native.code_index(observations, USABLE)
-    want = python_code_index(observations, USABLE)
-    assert {k: [(p, id(o)) for p, o in v] for k, v in got.items()} == {
-        k: [(p, id(o)) for p, o in v] for k, v in want.items()
-    }
+    for wanted in (None, frozenset({"x", "final"})):
+        got = native.code_index(observations, USABLE, wanted)
+        want = python_code_index(observations, USABLE, wanted)
+        assert {k: [(p, id(o)) for p, o in v] for k, v in got.items()} == {
+            k: [(p, id(o)) for p, o in v] for k, v in want.items()
+        }
 
 
 RESOURCE = st.fixed_dictionaries(
@@ -499,7 +509,9 @@ UNTYPED: Any = native  # the calls below break the stub's types on purpose
             frozenset(),
             None,
         ),
-        lambda: UNTYPED.code_index([], ["final"]),
+        lambda: UNTYPED.code_index([], ["final"], None),
+        lambda: UNTYPED.code_index([], USABLE, ["x"]),
+        lambda: UNTYPED.code_index([], USABLE),
         lambda: UNTYPED.reports_error(({"resource": error_outcome("error")},)),
         lambda: UNTYPED.first_of_each_id(({"id": "a"},)),
         lambda: UNTYPED.first_of_each_id([({"id": "a"},)]),

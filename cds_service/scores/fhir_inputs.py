@@ -63,6 +63,7 @@ from cds_service.terminology import (
 )
 
 __all__ = [
+    "OBSERVATION_SETS",
     "RECORD_TYPES",
     "FhirData",
     "Found",
@@ -149,6 +150,24 @@ RECORD_TYPES = frozenset(
         "MedicationStatement",
         "Medication",
     }
+)
+
+#: The Observation value sets the scores read (`PatientRecord._observations` refuses any other;
+#: tests/scores/test_terminology.py checks that each adapter reads only these).
+OBSERVATION_SETS = (
+    "total-cholesterol",
+    "hdl-cholesterol",
+    "blood-pressure",  # panels and stand-alone systolic
+    "smoking-status",
+    "hba1c",
+    "bmi",
+    "creatinine",
+    "respiratory-rate",
+    "glasgow-coma-score",
+)
+# Their codes (any system): the only ones the Observations are indexed by.
+_OBSERVATION_CODES = frozenset(
+    code for set_id in OBSERVATION_SETS for code in value_set(set_id).bare
 )
 
 
@@ -271,6 +290,8 @@ class PatientRecord:
     def _observations(self, value_set_id: str, days: int) -> Iterator[dict[str, Any]]:
         """Usable Observations coded in the value set, in the window, latest first (at the same
         time, the one listed first)."""
+        if value_set_id not in OBSERVATION_SETS:
+            raise ValueError(f"{value_set_id} not in OBSERVATION_SETS: list the value set there")
         wanted = value_set(value_set_id)
         start = self.at - timedelta(days=days)
         index = self._code_index()
@@ -285,9 +306,11 @@ class PatientRecord:
                 yield obs
 
     def _code_index(self) -> dict[str, list[tuple[int, dict[str, Any]]]]:
-        """Usable Observations by code (any system), as (position, resource)."""
+        """Usable Observations by each code of OBSERVATION_SETS (any system), as (position,
+        resource)."""
         if self._by_code is None:
-            self._by_code = code_index(self.of_type("Observation"), _USABLE_STATUS)
+            observations = self.of_type("Observation")
+            self._by_code = code_index(observations, _USABLE_STATUS, _OBSERVATION_CODES)
         return self._by_code
 
     def _dated(self, position: int, obs: dict[str, Any]) -> datetime | None:

@@ -20,7 +20,7 @@ import orjson
 
 from cds_service.scores import SCORES, compute_result, unknown_of
 from cds_service.scores.cache import ScoreCache
-from cds_service.scores.fhir_inputs import FhirData, Unknown
+from cds_service.scores.fhir_inputs import OBSERVATION_SETS, FhirData, Unknown
 from cds_service.terminology import value_set
 from cds_service.types import Clock
 
@@ -42,19 +42,8 @@ __all__ = [
 
 CACHE_VERSION = "v1"
 
-# The Observation value sets the score adapters read (tests/scores/test_terminology.py checks
-# that no adapter reads another one).
-SCORE_OBSERVATION_SETS = (
-    "total-cholesterol",
-    "hdl-cholesterol",
-    "blood-pressure",  # panels and stand-alone systolic
-    "smoking-status",
-    "hba1c",
-    "bmi",
-    "creatinine",
-    "respiratory-rate",
-    "glasgow-coma-score",
-)
+# The Observation value sets the score adapters read (`PatientRecord` refuses any other).
+SCORE_OBSERVATION_SETS = OBSERVATION_SETS
 # Their codes, what the scores' prefetch asks for whatever category the EHR files them under
 # (Synthea files smoking status under `survey`, US Core under `social-history`).
 SCORE_OBSERVATION_CODES: frozenset[tuple[str, str]] = frozenset(

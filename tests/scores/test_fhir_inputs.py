@@ -299,6 +299,22 @@ def test_a_score_may_read_only_the_listed_record_types() -> None:
     assert record.of_type("Condition") == []
 
 
+def test_a_score_may_read_only_the_listed_observation_value_sets() -> None:
+    """The Observations are indexed by the codes of OBSERVATION_SETS only: a value set outside
+    it must fail loudly, not silently find nothing."""
+    ldl = {
+        "resourceType": "Observation",
+        "status": "final",
+        "code": {"coding": [{"system": "http://loinc.org", "code": "18262-6"}]},
+        "effectiveDateTime": "2023-12-01",
+        "valueQuantity": {"value": 90, "unit": "mg/dL"},
+    }
+    record = PatientRecord([PATIENT, ldl], datetime(2024, 1, 1, tzinfo=UTC))
+    with pytest.raises(ValueError, match="ldl-cholesterol not in OBSERVATION_SETS"):
+        record.latest_quantity("ldl-cholesterol", 365)
+    assert record.latest_quantity("total-cholesterol", 365) is None
+
+
 def test_provenance_present_absent_and_unknown() -> None:
     """What failed to load is unknown, never absent; what is found stays found."""
     why = "Conditions could not be loaded (ReadTimeout)"
