@@ -280,9 +280,13 @@ code_sets(PyObject *module, PyObject *values)
 
 /* Append (system or None, code or None) of a dict that has a `code` key. */
 static int
-append_coding(PyObject *coding, PyObject *out)
+append_coding(PyObject *coding, PyObject *out, int codes_only)
 {
     PyObject *system = Py_None, *code = Py_None;
+    if (codes_only) { /* the code alone, when it is a string */
+        int found = get_typed(coding, k_code, is_str, &code);
+        return found <= 0 ? found : PyList_Append(out, code);
+    }
     if (get_typed(coding, k_system, is_str, &system) < 0 ||
         get_typed(coding, k_code, is_str, &code) < 0) {
         return -1;
@@ -290,8 +294,10 @@ append_coding(PyObject *coding, PyObject *out)
     return append_pair(out, system, code);
 }
 
+/* Append the (system, code) pairs of a coded value to `out`, or with `codes_only` the codes
+ * that are strings (borrowed from the value: no pair is made). */
 static int
-add_codings(PyObject *value, PyObject *out)
+add_codings(PyObject *value, PyObject *out, int codes_only)
 {
     if (Py_EnterRecursiveCall(" while reading codings")) {
         return -1;
@@ -299,7 +305,7 @@ add_codings(PyObject *value, PyObject *out)
     int failed = 0;
     if (PyList_Check(value)) {
         for (Py_ssize_t i = 0; i < PyList_GET_SIZE(value) && !failed; i++) {
-            failed = add_codings(PyList_GET_ITEM(value, i), out) < 0;
+            failed = add_codings(PyList_GET_ITEM(value, i), out, codes_only) < 0;
         }
     } else if (PyDict_Check(value)) {
         PyObject *coding;
@@ -307,13 +313,13 @@ add_codings(PyObject *value, PyObject *out)
         if (found < 0) {
             failed = 1;
         } else if (found > 0) {
-            failed = add_codings(coding, out) < 0;
+            failed = add_codings(coding, out, codes_only) < 0;
         } else {
             int has_code = PyDict_Contains(value, k_code);
-            failed = has_code < 0 || (has_code && append_coding(value, out) < 0);
+            failed = has_code < 0 || (has_code && append_coding(value, out, codes_only) < 0);
         }
     } else if (PyUnicode_Check(value)) {
-        failed = append_pair(out, Py_None, value) < 0;
+        failed = (codes_only ? PyList_Append(out, value) : append_pair(out, Py_None, value)) < 0;
     }
     Py_LeaveRecursiveCall();
     return failed ? -1 : 0;
@@ -327,7 +333,7 @@ codings_of(PyObject *module, PyObject *value)
     if (out == NULL) {
         return NULL;
     }
-    if (add_codings(value, out) < 0) {
+    if (add_codings(value, out, 0) < 0) {
         Py_DECREF(out);
         return NULL;
     }
@@ -604,13 +610,14 @@ code_index(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *observations = args[0], *statuses = args[1], *wanted = args[2];
-    PyObject *index = PyDict_New(), *seen = PySet_New(NULL);
-    if (index == NULL || seen == NULL) {
+    /* `codes` is each Observation's codes in turn (reused: no list or pair per Observation) */
+    PyObject *index = PyDict_New(), *seen = PySet_New(NULL), *codes = PyList_New(0);
+    if (index == NULL || seen == NULL || codes == NULL) {
         goto fail;
     }
     Py_INCREF(observations);
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(observations); i++) {
-        PyObject *obs = PyList_GET_ITEM(observations, i), *status, *code_value, *codings;
+        PyObject *obs = PyList_GET_ITEM(observations, i), *status, *code_value;
         if (!PyDict_Check(obs)) {
             continue;
         }
@@ -632,21 +639,22 @@ code_index(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             }
             code_value = Py_None;
         }
-        if ((codings = codings_of(NULL, code_value)) == NULL) {
+        if (PyList_SetSlice(codes, 0, PyList_GET_SIZE(codes), NULL) < 0 ||
+            add_codings(code_value, codes, 1) < 0) {
             goto fail_held;
         }
         PySet_Clear(seen);
         PyObject *entry = NULL;
-        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(codings); j++) {
-            PyObject *code = PyTuple_GET_ITEM(PyList_GET_ITEM(codings, j), 1);
-            if (code == Py_None || PyUnicode_GET_LENGTH(code) == 0) {
+        for (Py_ssize_t j = 0; j < PyList_GET_SIZE(codes); j++) {
+            PyObject *code = PyList_GET_ITEM(codes, j);
+            if (PyUnicode_GET_LENGTH(code) == 0) {
                 continue;
             }
             if (wanted != Py_None) { /* only the codes asked about are indexed */
                 int asked = PySet_Contains(wanted, code);
                 if (asked <= 0) {
                     if (asked < 0) {
-                        goto fail_codings;
+                        goto fail_entry;
                     }
                     continue;
                 }
@@ -654,55 +662,55 @@ code_index(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             int repeated = PySet_Contains(seen, code);
             if (repeated != 0) {
                 if (repeated < 0) {
-                    goto fail_codings;
+                    goto fail_entry;
                 }
                 continue;
             }
             if (PySet_Add(seen, code) < 0) {
-                goto fail_codings;
+                goto fail_entry;
             }
             if (entry == NULL) {
                 PyObject *position = PyLong_FromSsize_t(i);
                 if (position == NULL) {
-                    goto fail_codings;
+                    goto fail_entry;
                 }
                 entry = PyTuple_Pack(2, position, obs);
                 Py_DECREF(position);
                 if (entry == NULL) {
-                    goto fail_codings;
+                    goto fail_entry;
                 }
             }
             PyObject *members = PyDict_GetItemWithError(index, code);
             if (members == NULL) {
                 if (PyErr_Occurred() || (members = PyList_New(0)) == NULL) {
-                    goto fail_codings;
+                    goto fail_entry;
                 }
                 int failed = PyDict_SetItem(index, code, members);
                 Py_DECREF(members);
                 if (failed) {
-                    goto fail_codings;
+                    goto fail_entry;
                 }
             }
             if (PyList_Append(members, entry) < 0) {
-                goto fail_codings;
+                goto fail_entry;
             }
         }
         Py_XDECREF(entry);
-        Py_DECREF(codings);
         continue;
-    fail_codings:
+    fail_entry:
         Py_XDECREF(entry);
-        Py_DECREF(codings);
         goto fail_held;
     }
     Py_DECREF(observations);
     Py_DECREF(seen);
+    Py_DECREF(codes);
     return index;
 fail_held:
     Py_DECREF(observations);
 fail:
     Py_XDECREF(index);
     Py_XDECREF(seen);
+    Py_XDECREF(codes);
     return NULL;
 }
 
