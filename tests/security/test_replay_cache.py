@@ -13,7 +13,7 @@ import redis
 from cds_service.security.replay import ReplayCache
 
 # A Redis database of this module's own (`make pytest` keeps a module's tests on one worker).
-REDIS_URL = "redis://127.0.0.1:6379/14"
+REDIS_URL = "redis://127.0.0.1:6379/8"
 
 
 @pytest.fixture
