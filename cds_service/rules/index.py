@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from cds_service.fhirscan import code_sets, coded, first_of_each_id, group
@@ -61,6 +62,13 @@ def parse_instant(value: Any) -> datetime | None:
     """A FHIR date or dateTime as an aware datetime (dates and naive times read as UTC)."""
     if not isinstance(value, str) or len(value) < 4:
         return None
+    return _parse_text(value)
+
+
+# A call's resources repeat their timestamps (one encounter's Observations share one): each text
+# is parsed once. Datetimes are immutable, so shared.
+@lru_cache(maxsize=8192)
+def _parse_text(value: str) -> datetime | None:
     text = value.replace("Z", "+00:00")
     if len(text) == 4:
         text += "-01-01"

@@ -7,6 +7,7 @@ element (an object, a list, a string) and reads a value of another kind as absen
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 __all__ = ["items", "obj", "parse_fhir_datetime", "quantity", "status_code", "string"]
@@ -33,6 +34,13 @@ def parse_fhir_datetime(text: Any) -> datetime | None:
     """A FHIR date / dateTime / instant as an aware datetime (dates: midnight UTC)."""
     if not isinstance(text, str) or not text:
         return None
+    return _parse_text(text)
+
+
+# A record repeats its timestamps (Synthea's Observations of one encounter share one; about 11
+# Observations a string): each text is parsed once. Datetimes are immutable, so shared.
+@lru_cache(maxsize=8192)
+def _parse_text(text: str) -> datetime | None:
     try:
         if len(text) <= 10:
             parts = [int(p) for p in text.split("-")] + [1, 1]
