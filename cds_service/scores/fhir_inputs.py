@@ -77,6 +77,7 @@ Found = tuple[Any, str | None]
 # What a score reads its inputs from: the call's resources, or a record already built from them.
 FhirData = Union[Sequence[dict[str, Any]], "PatientRecord"]
 _USABLE_STATUS = frozenset({"final", "amended", "corrected"})
+_UNREAD: Any = object()  # an Observation whose date has not been read yet
 _BAD_VERIFICATION = frozenset({"refuted", "entered-in-error"})
 _ACTIVE_CLINICAL = frozenset({"active", "recurrence", "relapse"})
 _VOID_MED_STATUS = frozenset({"entered-in-error", "not-taken", "cancelled", "draft"})
@@ -293,15 +294,20 @@ class PatientRecord:
         if value_set_id not in OBSERVATION_SETS:
             raise ValueError(f"{value_set_id} not in OBSERVATION_SETS: list the value set there")
         wanted = value_set(value_set_id)
-        start = self.at - timedelta(days=days)
+        at = self.at
+        start = at - timedelta(days=days)
         index = self._code_index()
+        known = self._when  # each Observation's date, read once for every value set
         dated: dict[int, tuple[datetime, int, dict[str, Any]]] = {}
         for code in wanted.bare:
             for position, obs in index.get(code, ()):
-                when = self._dated(position, obs)
-                if when is not None and start < when <= self.at:
+                when = known.get(position, _UNREAD)
+                if when is _UNREAD:
+                    when = known[position] = parse_fhir_datetime(self._effective(obs))
+                if when is not None and start < when <= at:
                     dated[position] = (when, -position, obs)
-        for _, _, obs in sorted(dated.values(), key=lambda item: (item[0], item[1]), reverse=True):
+        # (when, -position) decides: positions differ, so the resources are never compared
+        for _, _, obs in sorted(dated.values(), reverse=True):
             if coded(obs.get("code"), wanted):  # the code's system too
                 yield obs
 
@@ -313,24 +319,23 @@ class PatientRecord:
             self._by_code = code_index(observations, _USABLE_STATUS, _OBSERVATION_CODES)
         return self._by_code
 
-    def _dated(self, position: int, obs: dict[str, Any]) -> datetime | None:
-        if position not in self._when:
-            self._when[position] = parse_fhir_datetime(self._effective(obs))
-        return self._when[position]
-
     @staticmethod
     def _effective(obs: dict[str, Any]) -> str | None:
-        period = obj(obs.get("effectivePeriod"))
-        for value in (
-            obs.get("effectiveDateTime"),
-            obs.get("effectiveInstant"),
-            period.get("end"),
-            period.get("start"),
-            obs.get("issued"),
-        ):
-            if isinstance(value, str):
-                return value
-        return None
+        """The first string of effectiveDateTime, effectiveInstant, effectivePeriod's end and
+        start, and issued (each read only when those before are not strings)."""
+        value = obs.get("effectiveDateTime")
+        if isinstance(value, str):
+            return value
+        value = obs.get("effectiveInstant")
+        if isinstance(value, str):
+            return value
+        period = obs.get("effectivePeriod")
+        if isinstance(period, dict):
+            for value in (period.get("end"), period.get("start")):
+                if isinstance(value, str):
+                    return value
+        value = obs.get("issued")
+        return value if isinstance(value, str) else None
 
     def latest_quantity(self, value_set_id: str, days: int) -> Found | None:
         if (unknown := self.unknown("Observation")) is not None:
