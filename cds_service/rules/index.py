@@ -137,7 +137,14 @@ class DataIndex:
     def _collect(self, resource_type: str, sources: tuple[str, ...]) -> list[dict[str, Any]]:
         """The type's resources of the sources in order, the first of each string id kept
         (natively: `first_of_each_id`)."""
-        return first_of_each_id([self._typed(source).get(resource_type, []) for source in sources])
+        groups = self._by_source
+        lists = []
+        for source in sources:
+            typed = groups.get(source)
+            found = (self._typed(source) if typed is None else typed).get(resource_type)
+            if found:
+                lists.append(found)
+        return first_of_each_id(lists)
 
     def all_resources(self, sources: Iterable[str] | None = None) -> list[dict[str, Any]]:
         """Every resource of the given sources (default: all of the call's), without duplicates."""
