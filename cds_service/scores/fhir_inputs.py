@@ -387,7 +387,10 @@ class PatientRecord:
         wanted = value_set(value_set_id)
         contains = wanted.contains
         for cond, codings in self._conditions():
-            if not any(contains(system, code) for system, code in codings):
+            for system, code in codings:  # a loop, not any(): no generator per condition
+                if contains(system, code):
+                    break
+            else:
                 continue
             if status_code(cond.get("verificationStatus")) in _BAD_VERIFICATION:
                 continue
