@@ -12,8 +12,7 @@ resolves to nothing has no code (it matches no value set) and is listed in `unre
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -32,6 +31,22 @@ __all__ = ["CODE_ELEMENTS", "DATE_ELEMENTS", "DataIndex", "current_index", "pars
 # The index of the call being evaluated, for the FHIRPath functions that resolve a medication's
 # drug (`memberOf`, `drug()`: compiled once per rule set, they cannot be handed it).
 _CURRENT: ContextVar[DataIndex | None] = ContextVar("cds_current_index", default=None)
+
+
+class _Active:
+    """`DataIndex.active()`: a class, not a generator, as it is entered once per rule."""
+
+    __slots__ = ("_index", "_token")
+
+    def __init__(self, index: DataIndex) -> None:
+        self._index = index
+
+    def __enter__(self) -> DataIndex:
+        self._token = _CURRENT.set(self._index)
+        return self._index
+
+    def __exit__(self, *exc: object) -> None:
+        _CURRENT.reset(self._token)
 
 
 def current_index() -> DataIndex | None:
@@ -219,14 +234,10 @@ class DataIndex:
             value_set.prefix_answers,
         )
 
-    @contextmanager
-    def active(self) -> Iterator[DataIndex]:
-        """Make this the `current_index()` while a rule of its call is evaluated."""
-        token = _CURRENT.set(self)
-        try:
-            yield self
-        finally:
-            _CURRENT.reset(token)
+    def active(self) -> _Active:
+        """Make this the `current_index()` while a rule of its call is evaluated (a context
+        manager)."""
+        return _Active(self)
 
     def memo(self, key: Any, compute: Callable[[], list[Any]]) -> list[Any]:
         """A selection computed once per call and shared by every rule asking for it."""

@@ -50,6 +50,9 @@ def test_a_referenced_medication_is_found_in_the_call_being_evaluated() -> None:
         assert evaluate("%order.memberOf('oral-anticoagulants')", REFERENCED) == [True]
         assert evaluate("%order.drug().coding.code", REFERENCED) == ["1364447"]
     assert current_index() is None
+    with pytest.raises(RuntimeError), index.active():  # an error leaves no index behind
+        raise RuntimeError("a rule failed")
+    assert current_index() is None
 
 
 def test_the_reference_itself_is_no_drug() -> None:
