@@ -103,7 +103,8 @@ class RequestData:
         """Set the scores (by variable name) once they are computed."""
         self.scores = scores
         self.scores_pending = False
-        self._base = None
+        if self._base is not None:  # the rest of the variables stay as they are
+            self._base["scores"] = dict(scores)
 
     def _age(self, at: datetime) -> int | None:
         """The age at `at` from the call's Patient.birthDate (`age_in_years`; None without one)."""

@@ -171,3 +171,21 @@ def test_a_rule_stopped_for_scores_resumes_with_its_bindings(tmp_path: Path) -> 
     assert asked == ["scored"] and outcomes[0].status == "fired"
     assert outcomes[0].bindings["count"] == [2]
     assert len(calls) == 1  # computed before the stop, not again after it
+
+
+def test_scores_provided_after_the_variables_were_built_replace_only_the_scores() -> None:
+    """The variables every rule starts from are built once a call; the scores, provided once
+    the rules that stopped for them are known, replace the pending ones and nothing else."""
+    data = _data("a")
+    before = data.variables()
+    assert before["scores"] == {}
+    data.provide_scores({"ascvd": {"value": 12.5, "unit": "%"}})
+    after = data.variables()
+    assert after["scores"] == {"ascvd": {"value": 12.5, "unit": "%"}}
+    assert before["scores"] == {}  # a rule's copy from before is its own
+    # the same values (fhirpathpy's dates compare by their text)
+    assert {k: str(v) for k, v in after.items() if k != "scores"} == {
+        k: str(v) for k, v in before.items() if k != "scores"
+    }
+    data.provide_scores({"ascvd": {"value": 20.0, "unit": "%"}})
+    assert data.variables()["scores"]["ascvd"]["value"] == 20.0
