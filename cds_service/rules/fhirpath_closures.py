@@ -81,6 +81,7 @@ _INT_COMPARISONS: Final[dict[Callable[..., Any], Callable[[int, int], bool]]] = 
     equality.gte: op.ge,
 }
 _UCUM: Final = "http://unitsofmeasure.org"
+_CHECK_BOOLEAN: Final = param_check_table["Boolean"]
 _MODEL: Final[Mapping[str, Any]] = models["r4"]
 
 
@@ -476,30 +477,30 @@ class _Compiler:
                 return body(ctx, data)
 
             return anything
-        if isinstance(kind, list):
+        if isinstance(kind, list):  # the type, allowing none: none gives none either way
             kind = kind[0]
-            empty_ok = True
-        else:
-            empty_ok = False
         check: Callable[[Any], Any] | None = param_check_table.get(kind)
+        # `and`, `or`, `not()`…: a plain boolean is what fhirpathpy's check gives back
+        boolean = check is _CHECK_BOOLEAN
 
         def typed(ctx: Ctx, data: Any) -> Any:
             ctx["$this"] = data
             result = body(ctx, data)
-            if empty_ok and len(result) == 0:
-                return []
-            if len(result) > 1:
-                raise Exception(
-                    "Unexpected collection"
-                    + json.dumps(result)
-                    + "; expected singleton of type "
-                    + kind
-                )
+            if len(result) == 1:
+                item = result[0]
+                if boolean and (item is True or item is False):
+                    return item
+                if check is None:
+                    raise Exception("Implement me for " + kind)
+                return check(item)
             if len(result) == 0:
                 return []
-            if check is None:
-                raise Exception("Implement me for " + kind)
-            return check(result[0])
+            raise Exception(
+                "Unexpected collection"
+                + json.dumps(result)
+                + "; expected singleton of type "
+                + kind
+            )
 
         return typed
 

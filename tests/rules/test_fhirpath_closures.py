@@ -300,6 +300,18 @@ def test_implicit_variables_and_integer_comparisons_answer_as_fhirpathpy(
         ("%v | %w", {"v": [1, 2], "w": [True, 2]}),
         ("%v | %w", {"v": [{"a": "x"}], "w": [{"a": "x"}, "x"]}),
         ("(%v | %w).select($this + '!')", {"v": ["a"], "w": ["a", "b"]}),
+        # typed arguments: a plain boolean as it is, anything else through fhirpathpy's check
+        ("%v and true", {"v": [True]}),
+        ("%v or false", {"v": [False]}),
+        ("%v and true", {"v": [1]}),
+        ("%v and true", {"v": ["true"]}),
+        ("%v and true", {"v": []}),
+        ("%v or false", {"v": [True, False]}),
+        ("%v.not()", {"v": [0]}),
+        ("%v.not()", {"v": [{"a": 1}, 2]}),
+        ("%v implies %w", {"v": [True], "w": [None]}),
+        ("'abc'.substring(%v)", {"v": [1.5]}),
+        ("'abc'.substring(%v)", {"v": [True]}),
     ],
 )
 def test_literal_unions_and_membership_answer_as_fhirpathpy(
