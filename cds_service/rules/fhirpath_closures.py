@@ -124,7 +124,10 @@ def compile_closures(ast: Node, functions: Mapping[str, Mapping[str, Any]]) -> E
         # URL unless the variables name them (`_ExternalConstantTerm`).
         data_root = _arraify(root)
         ctx: Ctx = {"dataRoot": data_root, "vars": variables, "root": root, "model": _MODEL}
-        return _plain_list(step(ctx, data_root))
+        result = step(ctx, data_root)
+        if len(result) == 1 and (result[0] is True or result[0] is False):  # most conditions
+            return [result[0]]
+        return _plain_list(result)
 
     return evaluate
 
