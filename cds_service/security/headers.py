@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["SecurityHeadersMiddleware"]
@@ -22,12 +21,15 @@ class SecurityHeadersMiddleware:
 
     def __init__(self, app: ASGIApp, *, hsts: bool) -> None:
         self.app = app
-        self.headers = dict(HEADERS)
+        headers = dict(HEADERS)
         if hsts:
-            self.headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
+            headers["Strict-Transport-Security"] = "max-age=31536000; includeSubDomains"
         # The SMART app is meant to be framed by the EHR: its routes set a CSP with the tenant's
         # frame-ancestors, and X-Frame-Options (which cannot allow-list) must stay off.
-        self.framed_headers = {k: v for k, v in self.headers.items() if k != "X-Frame-Options"}
+        framed = {k: v for k, v in headers.items() if k != "X-Frame-Options"}
+        # As ASGI sends them (lower-case names, latin-1), encoded once.
+        self.headers = _raw(headers)
+        self.framed_headers = _raw(framed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -39,10 +41,15 @@ class SecurityHeadersMiddleware:
 
         async def add(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in ours.items():
-                    if name not in headers:
-                        headers[name] = value
+                headers = message["headers"] = list(message.get("headers") or ())
+                present = {name.lower() for name, _ in headers}
+                headers.extend(pair for pair in ours if pair[0] not in present)
             await send(message)
 
         await self.app(scope, receive, add)
+
+
+def _raw(headers: dict[str, str]) -> list[tuple[bytes, bytes]]:
+    return [
+        (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers.items()
+    ]
