@@ -17,7 +17,6 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["JsonFormatter", "RequestIdMiddleware", "log_config", "redact", "request_id"]
@@ -73,13 +72,19 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        sent = dict(scope.get("headers") or []).get(b"x-request-id", b"").decode("latin-1")
-        value = sent if _REQUEST_ID.match(sent) else uuid.uuid4().hex
+        sent = b""
+        for name, header in scope.get("headers") or ():
+            if name == b"x-request-id":  # the last one, as a dict of the headers would keep
+                sent = header
+        text = sent.decode("latin-1")
+        value = text if _REQUEST_ID.match(text) else uuid.uuid4().hex
         token = request_id.set(value)
+        echoed = (b"x-request-id", value.encode("latin-1"))
 
         async def tag(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                MutableHeaders(scope=message)["X-Request-Id"] = value
+            if message["type"] == "http.response.start":  # ours replaces any the app set
+                kept = [(k, v) for k, v in message.get("headers") or () if k.lower() != echoed[0]]
+                message["headers"] = [*kept, echoed]
             await send(message)
 
         try:

@@ -1,0 +1,58 @@
+"""`RequestIdMiddleware` on raw ASGI messages: the caller's well-formed `X-Request-Id` (the last
+one sent) or a new one, on every log line of the request and once in the response."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from typing import Any
+
+import pytest
+
+from cds_service.logs import RequestIdMiddleware, request_id
+
+
+def through(sent: list[tuple[bytes, bytes]], app_sets: bytes | None = None) -> tuple[str, Any]:
+    seen: list[str | None] = []
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        seen.append(request_id.get())
+        own = [(b"x-request-id", app_sets)] if app_sets is not None else []
+        await send({"type": "http.response.start", "status": 200, "headers": own})
+        await send({"type": "http.response.body", "body": b""})
+
+    messages: list[Any] = []
+
+    async def send(message: Any) -> None:
+        messages.append(message)
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b""}
+
+    asyncio.run(RequestIdMiddleware(app)({"type": "http", "headers": sent}, receive, send))
+    (during,) = seen
+    assert during is not None
+    return during, messages[0]["headers"]
+
+
+@pytest.mark.parametrize(
+    ("sent", "kept"),
+    [
+        ([(b"x-request-id", b"trace-123")], "trace-123"),
+        ([(b"x-request-id", b"first"), (b"x-request-id", b"second")], "second"),
+        ([(b"accept", b"*/*"), (b"x-request-id", b"a.b_c-9")], "a.b_c-9"),
+    ],
+)
+def test_a_well_formed_id_is_kept(sent: list[tuple[bytes, bytes]], kept: str) -> None:
+    during, headers = through(sent)
+    assert during == kept
+    assert [v for k, v in headers if k == b"x-request-id"] == [kept.encode()]
+
+
+@pytest.mark.parametrize("sent", [[], [(b"x-request-id", b"bad id\n")], [(b"x-request-id", b"")]])
+def test_a_new_id_otherwise_once_in_the_response_even_if_the_app_set_one(
+    sent: list[tuple[bytes, bytes]],
+) -> None:
+    during, headers = through(sent, app_sets=b"the-apps")
+    assert re.fullmatch(r"[0-9a-f]{32}", during)
+    assert [v for k, v in headers if k.lower() == b"x-request-id"] == [during.encode()]
