@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from cds_service.audit.store import AuditEntry, AuditKind, AuditStore, IssuedCard
@@ -48,49 +46,59 @@ class AuditRecord:
     started: float = field(default_factory=time.perf_counter)
 
 
-@asynccontextmanager
-async def audited(
+def audited(
     audit: AuditStore,
     metrics: Metrics,
     clock: Clock,
     kind: AuditKind,
     principal: Principal,
     service: str | None = None,
-) -> AsyncIterator[AuditRecord]:
-    """Yield a record to fill in; when the block ends (also when it raises) count it in
-    `metrics` and write it to `audit`. `service` is None for a request that concerns no one
-    service (discovery)."""
-    record = AuditRecord(kind, principal, service=service)
-    try:
-        yield record
-    except CDSServiceError as exc:
-        record.outcome = exc.status_code
-        record.detail = type(exc).__name__
-        raise
-    except Exception as exc:
-        record.outcome = 500
-        record.detail = type(exc).__name__
-        raise
-    finally:
-        await _write(audit, metrics, clock, record)
+) -> _Audited:
+    """An async context manager yielding a record to fill in; when the block ends (also when it
+    raises) the record is counted in `metrics` and written to `audit`. `service` is None for a
+    request that concerns no one service (discovery)."""
+    return _Audited(audit, metrics, clock, AuditRecord(kind, principal, service=service))
+
+
+class _Audited:
+    """`audited`: a class, not an async generator, as every request enters one."""
+
+    __slots__ = ("_audit", "_clock", "_metrics", "record")
+
+    def __init__(self, audit: AuditStore, metrics: Metrics, clock: Clock, record: AuditRecord):
+        self._audit, self._metrics, self._clock, self.record = audit, metrics, clock, record
+
+    async def __aenter__(self) -> AuditRecord:
+        return self.record
+
+    async def __aexit__(self, kind: type[BaseException] | None, exc: object, tb: object) -> None:
+        record = self.record
+        if kind is not None and issubclass(kind, CDSServiceError):
+            record.outcome = exc.status_code  # type: ignore[attr-defined]
+            record.detail = kind.__name__
+        elif kind is not None and issubclass(kind, Exception):
+            record.outcome = 500
+            record.detail = kind.__name__
+        await _write(self._audit, self._metrics, self._clock, record)  # the error goes on
 
 
 async def _write(audit: AuditStore, metrics: Metrics, clock: Clock, record: AuditRecord) -> None:
     tenant = record.principal.tenant
     duration = round((time.perf_counter() - record.started) * 1000, 3)
-    log.info(
-        "%s call",
-        record.kind,
-        extra={
-            "tenant": tenant.id if tenant is not None else None,
-            "service": record.service,
-            "hook": record.hook,
-            "hookInstance": record.hook_instance,
-            "status": record.outcome,
-            "cards": record.cards,
-            "durationMs": duration,
-        },
-    )
+    if log.isEnabledFor(logging.INFO):  # not even the extras of a line nobody writes
+        log.info(
+            "%s call",
+            record.kind,
+            extra={
+                "tenant": tenant.id if tenant is not None else None,
+                "service": record.service,
+                "hook": record.hook,
+                "hookInstance": record.hook_instance,
+                "status": record.outcome,
+                "cards": record.cards,
+                "durationMs": duration,
+            },
+        )
     labels = (record.kind, record.service or "", record.hook or "")
     metrics.requests.labels(*labels, str(record.outcome)).inc()
     metrics.duration.labels(*labels).observe(duration / 1000)

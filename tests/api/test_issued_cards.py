@@ -140,3 +140,21 @@ def test_the_audit_row_lists_the_rules_that_did_not_stay_silent(
         RuleStatus("live", "1", "fired"),
         RuleStatus("shadowed", "1", "shadow"),
     ]
+
+
+def test_every_call_is_audited_with_its_outcome_even_when_it_fails(
+    tmp_path: Path, rules_dir: Path
+) -> None:
+    """A refused call is audited too, with its status and the error's type (never its message);
+    the answered call with 200: the row is written as the call ends, whatever way it ends."""
+    write_rule(rules_dir, "live")
+    with make_client(tmp_path, rules_dir) as client:
+        assert call(client, {"patient": PATIENT}).status_code == 200
+        bad = client.post("/cds-services/test-service", json={"hook": "patient-view"})
+        assert bad.status_code == 400
+        url = client.app.state.cds.settings.database_url  # type: ignore[attr-defined]
+    rows = audit_rows(url)
+    assert [(r.outcome, r.detail) for r in reversed(rows)] == [
+        (200, None),
+        (400, "RequestError"),
+    ]
