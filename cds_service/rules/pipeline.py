@@ -272,10 +272,10 @@ async def evaluate_call(
     fetch_started = time.perf_counter()
     with tracing.span("cds.prefetch") as span:
         prefetch = await source.resolve(request, specs, deadline_seconds=fetch_window)
-        span.set_attribute("cds.prefetch.keys", len(specs))
-        span.set_attribute(
-            "cds.prefetch.fetched", sum(1 for o in prefetch.values() if o.source == "fetched")
-        )
+        if span.is_recording():  # (the count is not made while tracing is off)
+            span.set_attribute("cds.prefetch.keys", len(specs))
+            fetched = sum(1 for o in prefetch.values() if o.source == "fetched")
+            span.set_attribute("cds.prefetch.fetched", fetched)
     fetch_seconds = time.perf_counter() - fetch_started
     call = HookCall(
         request,
