@@ -3,33 +3,25 @@ one sent) or a new one, on every log line of the request and once in the respons
 
 from __future__ import annotations
 
-import asyncio
 import re
 from typing import Any
 
 import pytest
 
 from cds_service.logs import RequestIdMiddleware, request_id
+from tests.asgi import exchange, responding
 
 
 def through(sent: list[tuple[bytes, bytes]], app_sets: bytes | None = None) -> tuple[str, Any]:
+    """The request id the app saw, and the response's headers."""
     seen: list[str | None] = []
+    answer = responding([(b"x-request-id", app_sets)] if app_sets is not None else [])
 
     async def app(scope: Any, receive: Any, send: Any) -> None:
         seen.append(request_id.get())
-        own = [(b"x-request-id", app_sets)] if app_sets is not None else []
-        await send({"type": "http.response.start", "status": 200, "headers": own})
-        await send({"type": "http.response.body", "body": b""})
+        await answer(scope, receive, send)
 
-    messages: list[Any] = []
-
-    async def send(message: Any) -> None:
-        messages.append(message)
-
-    async def receive() -> Any:
-        return {"type": "http.request", "body": b""}
-
-    asyncio.run(RequestIdMiddleware(app)({"type": "http", "headers": sent}, receive, send))
+    messages = exchange(RequestIdMiddleware(app), {"headers": sent})
     (during,) = seen
     assert during is not None
     return during, messages[0]["headers"]

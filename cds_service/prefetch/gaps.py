@@ -22,7 +22,6 @@ _TYPE = re.compile(r"^([A-Z][A-Za-z]{1,63})(?:[/?]|$)")
 
 
 @functools.lru_cache(maxsize=1024)
-@functools.lru_cache(maxsize=1024)  # a service's few templates, read on every call
 def template_type(template: str) -> str | None:
     """The resource type a prefetch template reads or searches (`Condition?patient=…` →
     Condition), or None for anything else."""

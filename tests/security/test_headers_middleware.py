@@ -3,28 +3,15 @@ value kept (whatever the case of its name), X-Frame-Options left off the framed 
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from cds_service.security.headers import HEADERS, SecurityHeadersMiddleware
+from tests.asgi import exchange, responding
 
 
 def send_through(path: str, own: list[tuple[bytes, bytes]], *, hsts: bool) -> list[Any]:
-    async def app(scope: Any, receive: Any, send: Any) -> None:
-        await send({"type": "http.response.start", "status": 200, "headers": tuple(own)})
-        await send({"type": "http.response.body", "body": b"{}"})
-
-    sent: list[Any] = []
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-
-    async def receive() -> Any:
-        return {"type": "http.request", "body": b""}
-
-    middleware = SecurityHeadersMiddleware(app, hsts=hsts)
-    asyncio.run(middleware({"type": "http", "path": path}, receive, send))
-    return sent
+    app = SecurityHeadersMiddleware(responding(list(own), b"{}"), hsts=hsts)
+    return exchange(app, {"path": path})
 
 
 def test_each_header_is_added_once_and_a_routes_own_value_is_kept() -> None:
