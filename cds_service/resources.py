@@ -17,6 +17,7 @@ import httpx
 from cds_service.audit.store import AuditStore
 from cds_service.config import Settings
 from cds_service.feedback.store import FeedbackStore
+from cds_service.http11 import HTTP11Transport
 from cds_service.prefetch.batch import BatchSupport
 from cds_service.security.cookies import NoCookies
 from cds_service.security.egress import GuardedTransport, Resolver
@@ -49,7 +50,8 @@ async def open_resources(
     """Open the resources, yield them, close them (what was opened, also when opening fails).
 
     The FHIR client connects through `GuardedTransport` (`security/egress.py`: the resolved
-    address checked, the connection pinned to it; `on_refusal` counts refusals). Tests:
+    address checked, the connection pinned to it; `on_refusal` counts refusals), which sends
+    through `HTTP11Transport` (`http11.py`: HTTP/1.1 with llhttp, pooled per name). Tests:
     `fhir_transport` replaces the network, and with `resolver` (a stub name → addresses) the
     guard runs over it; without one it is left out (the tests of everything else).
     """
@@ -58,7 +60,7 @@ async def open_resources(
     transport: httpx.AsyncBaseTransport
     if fhir_transport is None:
         transport = GuardedTransport(
-            lambda: httpx.AsyncHTTPTransport(limits=limits), on_refusal=on_refusal
+            lambda: HTTP11Transport(limits=limits), on_refusal=on_refusal
         )
     elif resolver is not None:
         given = fhir_transport

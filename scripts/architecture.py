@@ -32,7 +32,8 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
         "foundation",
         "shared types, errors, settings, validation messages and 'did you mean', YAML with "
         "positions, JSON within a nesting limit, the FHIR JSON scans every call makes, the "
-        "database, our URLs, metrics, logs, tracing, heap tuning, plugin loading",
+        "FHIR client's HTTP/1.1 transport, the database, our URLs, metrics, logs, tracing, heap "
+        "tuning, plugin loading",
         (
             "__init__",
             "types",
@@ -48,6 +49,7 @@ LAYERS: tuple[tuple[str, str, tuple[str, ...]], ...] = (
             "_jsondepth",
             "fhirscan",
             "_fhirscan",
+            "http11",
             "database",
             "urls",
             "metrics",
