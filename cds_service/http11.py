@@ -42,7 +42,7 @@ import asyncio
 import re
 import ssl
 from collections.abc import Iterable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import httptools
 import httpx
@@ -94,8 +94,8 @@ class _Connection(asyncio.Protocol):
     # asyncio's protocol callbacks
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self._transport = transport
+        # uvloop's transports (what `serve` runs on) do not derive from asyncio.Transport
+        self._transport = cast(asyncio.Transport, transport)
 
     def data_received(self, data: bytes) -> None:
         if self._waiter is None or self._complete:  # bytes nobody asked for: never reuse

@@ -9,8 +9,9 @@ import contextlib
 import datetime
 import gzip
 import ipaddress
+import socket
 import ssl
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import h11
 import httpx
 import pytest
+import uvloop
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -148,8 +150,25 @@ def client(transport: httpx.AsyncBaseTransport, **timeouts: float) -> httpx.Asyn
     )
 
 
+# Every test runs on asyncio's own loop and on uvloop, which `cds-service serve` runs on (their
+# transports differ: uvloop's are not asyncio.Transport subclasses).
+LOOPS: dict[str, Callable[[], asyncio.AbstractEventLoop]] = {
+    "asyncio": asyncio.new_event_loop,
+    "uvloop": uvloop.new_event_loop,
+}
+_loop_factory: list[Callable[[], asyncio.AbstractEventLoop]] = []
+
+
+@pytest.fixture(autouse=True, params=sorted(LOOPS))
+def event_loop_kind(request: pytest.FixtureRequest) -> Iterator[str]:
+    _loop_factory.append(LOOPS[request.param])
+    yield request.param
+    _loop_factory.pop()
+
+
 def run(coroutine: Awaitable[Any]) -> Any:
-    return asyncio.run(asyncio.wait_for(coroutine, 20))
+    with asyncio.Runner(loop_factory=_loop_factory[-1]) as runner:
+        return runner.run(asyncio.wait_for(coroutine, 20))
 
 
 def test_an_answer_by_length_and_the_kept_alive_connection_serves_the_next() -> None:
@@ -575,7 +594,7 @@ def test_a_streamed_request_body_is_sent_chunked() -> None:
     run(scenario())
 
 
-def test_connection_failures_are_httpx_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_connection_failures_are_httpx_errors() -> None:
     async def scenario() -> None:
         async with serving(answering(ok(b"{}"))) as (port, _):
             pass  # the port is closed again
@@ -584,17 +603,37 @@ def test_connection_failures_are_httpx_errors(monkeypatch: pytest.MonkeyPatch) -
                 await http.get(f"http://127.0.0.1:{port}/")
             with pytest.raises(httpx.UnsupportedProtocol):
                 await http.get("ftp://127.0.0.1/")
-        loop = asyncio.get_running_loop()
-
-        async def never(*args: Any, **kwargs: Any) -> Any:
-            await asyncio.sleep(10)
-
-        monkeypatch.setattr(loop, "create_connection", never)  # a SYN nobody answers
-        async with client(HTTP11Transport(), connect=0.1) as http:
-            with pytest.raises(httpx.ConnectTimeout):
-                await http.get(f"http://127.0.0.1:{port}/")
 
     run(scenario())
+
+
+def test_a_server_that_never_accepts_is_a_connect_timeout() -> None:
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(0)  # never accepted: once its queue is full, SYNs go unanswered
+        port = listening.getsockname()[1]
+        waiting = []
+        try:
+            for _ in range(64):
+                probe = socket.socket()
+                waiting.append(probe)
+                probe.settimeout(0.2)
+                try:
+                    probe.connect(("127.0.0.1", port))
+                except TimeoutError:
+                    break
+            else:
+                pytest.fail("the listen queue never filled")
+
+            async def scenario() -> None:
+                async with client(HTTP11Transport(), connect=0.2) as http:
+                    with pytest.raises(httpx.ConnectTimeout):
+                        await http.get(f"http://127.0.0.1:{port}/")
+
+            run(scenario())
+        finally:
+            for probe in waiting:
+                probe.close()
 
 
 def _certificates(directory: Path, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:

@@ -18,7 +18,6 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +32,7 @@ from jwt.algorithms import ECAlgorithm
 from cds_service.fhir_double import FhirDouble
 from cds_service.services.registry import shared_id
 from deploy.topology import Topology, drop_database
+from tests.present import in_the_present
 
 ROOT = Path(__file__).resolve().parents[2]
 SYNTHEA = ROOT.parent / "shared" / "fixtures" / "fhir-r4" / "synthea"
@@ -52,32 +52,6 @@ pytestmark = [
         reason=f"{NGINX} is absent (apt-get install -y nginx): the topology needs Debian's nginx",
     ),
 ]
-
-
-_DATE = re.compile(r'"(\d{4}-\d{2}-\d{2})(T[0-9:.]+(?:Z|[+-]\d{2}:\d{2}))?"')
-
-
-def in_the_present(bundle: dict[str, Any]) -> dict[str, Any]:
-    """The record with every date moved by whole days so its latest Observation is a month old.
-
-    The replicas read the real clock, and the rules look back a few years at most: Synthea's
-    2019 data would leave every window empty, and no rule would reach a score."""
-    text = json.dumps(bundle)
-    latest = max(
-        date.fromisoformat(e["resource"]["effectiveDateTime"][:10])
-        for e in bundle["entry"]
-        if "effectiveDateTime" in e["resource"]
-    )
-    shift = datetime.now(UTC).date() - timedelta(days=30) - latest
-
-    def moved(match: re.Match[str]) -> str:
-        day, clock = match.group(1), match.group(2)
-        if clock is None:
-            return f'"{(date.fromisoformat(day) + shift).isoformat()}"'
-        return f'"{(datetime.fromisoformat(day + clock) + shift).isoformat()}"'
-
-    result: dict[str, Any] = json.loads(_DATE.sub(moved, text))
-    return result
 
 
 class Env:
