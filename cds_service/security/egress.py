@@ -11,6 +11,12 @@ outside development nothing without a tenant). This transport adds what a URL ch
   send it elsewhere. Each name keeps its own connection pool, so a connection made for one name
   is never reused for another on the same address.
 
+A name's checked address is kept for `RESOLUTION_SECONDS` (30 s; a name that did not resolve, or
+resolved to a refused address, is asked again each time): each FHIR request used to resolve its
+server's name anew, in the resolver's thread, about 0.24 M instructions and a thread handoff per
+request (ten of them for a missing prefetch from a server that takes no batches). A name's
+address may thus lag a DNS change by that long; the connection still goes where was checked.
+
 Loopback and private addresses are reached only through URLs `ssrf.fetch_refusal` allowed: a
 tenant's listed `fhir_servers` (an EHR on the hospital's network), or any URL in development.
 
@@ -22,6 +28,7 @@ unobtainable, so 412 when it was required), logged with its reason and counted
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 import socket
@@ -29,13 +36,24 @@ from collections.abc import Awaitable, Callable
 from typing import Final
 
 import httpx
+from cachetools import TTLCache
 
-__all__ = ["EgressRefused", "GuardedTransport", "address_refusal", "system_resolver"]
+__all__ = [
+    "RESOLUTION_SECONDS",
+    "EgressRefused",
+    "GuardedTransport",
+    "address_refusal",
+    "system_resolver",
+]
 
 log = logging.getLogger(__name__)
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
+
+#: How long a name's checked address is used without resolving the name again.
+RESOLUTION_SECONDS: Final = 30.0
+_NAMES: Final = 1024  # names whose address is kept at once (least recently resolved go first)
 
 # Cloud metadata services, by name and by address (those not link-local already).
 METADATA_NAMES: Final = frozenset(
@@ -87,11 +105,13 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         *,
         resolver: Resolver = system_resolver,
         on_refusal: Callable[[str], None] = lambda reason: None,
+        resolution_seconds: float = RESOLUTION_SECONDS,
     ) -> None:
         self._pool = pool
         self._pools: dict[str, httpx.AsyncBaseTransport] = {}
         self._resolver = resolver
         self._on_refusal = on_refusal
+        self._resolved: TTLCache[tuple[str, int], str] = TTLCache(_NAMES, resolution_seconds)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         host = request.url.host
@@ -119,25 +139,27 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         name = host.lower().rstrip(".")
         if name in METADATA_NAMES:
             self._refuse(host, "cloud metadata name")
-        try:
-            literal: Address | None = ipaddress.ip_address(name.strip("[]"))
-        except ValueError:
-            literal = None
+        literal, reason = _literal(name)
+        if reason is not None:
+            self._refuse(host, reason)
         if literal is not None:
-            addresses = [literal]
-        else:
-            try:
-                resolved = await self._resolver(name, port)
-            except OSError as exc:
-                raise httpx.ConnectError(f"cannot resolve the FHIR server's name ({exc})") from None
-            addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolved]
-            if not addresses:
-                raise httpx.ConnectError("the FHIR server's name resolves to no address")
+            return literal
+        found = self._resolved.get((name, port))
+        if found is not None:
+            return found
+        try:
+            resolved = await self._resolver(name, port)
+        except OSError as exc:
+            raise httpx.ConnectError(f"cannot resolve the FHIR server's name ({exc})") from None
+        addresses = [ipaddress.ip_address(a.split("%", 1)[0]) for a in resolved]
+        if not addresses:
+            raise httpx.ConnectError("the FHIR server's name resolves to no address")
         for address in addresses:  # every answer: a mixed set is refused whole
             reason = address_refusal(address)
             if reason is not None:
                 self._refuse(host, reason)
-        return str(addresses[0])
+        self._resolved[(name, port)] = checked = str(addresses[0])
+        return checked
 
     def _refuse(self, host: str, reason: str) -> None:
         log.warning("not contacting FHIR server %s: %s", host, reason)
@@ -147,3 +169,15 @@ class GuardedTransport(httpx.AsyncBaseTransport):
     async def aclose(self) -> None:
         for transport in self._pools.values():
             await transport.aclose()
+
+
+@functools.lru_cache(maxsize=256)
+def _literal(name: str) -> tuple[str | None, str | None]:
+    """(the address, None) when `name` is an IP address that may be contacted, (None, why not)
+    when it may not, (None, None) when it is a name to resolve."""
+    try:
+        address = ipaddress.ip_address(name.strip("[]"))
+    except ValueError:
+        return None, None
+    reason = address_refusal(address)
+    return (None, reason) if reason is not None else (str(address), None)

@@ -106,6 +106,58 @@ def test_a_name_that_does_not_resolve_fails_the_fetch() -> None:
     assert isinstance(outcome, httpx.ConnectError) and seen.requests == [] and refusals == []
 
 
+def test_a_checked_address_is_kept_for_a_while_and_failures_are_not() -> None:
+    asked: list[str] = []
+    table: dict[str, list[str]] = {EHR: ["169.254.1.1"]}  # first, a refused address
+
+    async def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        if host not in table:
+            raise OSError("name not known")
+        return table[host]
+
+    seen = Seen()
+    transport = GuardedTransport(
+        lambda: httpx.MockTransport(seen.handle), resolver=resolve, resolution_seconds=0.2
+    )
+
+    async def run() -> list[Any]:
+        outcomes: list[Any] = []
+        async with httpx.AsyncClient(transport=transport) as client:
+
+            async def get() -> None:
+                try:
+                    outcomes.append(await client.get(f"https://{EHR}/fhir/Patient/p1"))
+                except httpx.HTTPError as exc:
+                    outcomes.append(exc)
+
+            await get()  # refused: not remembered
+            table[EHR] = ["203.0.113.7"]
+            await get()
+            await get()  # the checked address, without asking again
+            await get()
+            table[EHR] = ["203.0.113.8"]  # the name moves
+            await get()  # still the checked address for a while
+            await asyncio.sleep(0.3)
+            await get()  # asked again: the new address
+            del table[EHR]
+            await asyncio.sleep(0.3)
+            await get()  # no longer resolves: not remembered either
+            table[EHR] = ["203.0.113.9"]
+            await get()
+        return outcomes
+
+    outcomes = asyncio.run(run())
+    assert isinstance(outcomes[0], EgressRefused)
+    assert isinstance(outcomes[6], httpx.ConnectError)
+    assert [r.url.host for r in seen.requests] == [
+        *["203.0.113.7"] * 4,
+        "203.0.113.8",
+        "203.0.113.9",
+    ]
+    assert len(asked) == 5  # refused, resolved, moved, unknown, resolved
+
+
 def test_each_name_has_its_own_pool() -> None:
     made: list[httpx.MockTransport] = []
 
