@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from cds_service import __version__, tracing
 from cds_service.api.audit import AuditRecord, audited
-from cds_service.api.auth import Caller
+from cds_service.api.auth import authenticate
 from cds_service.api.body import parse_body
 from cds_service.deps import app_resources, app_state
 from cds_service.exceptions import Issue, RequestError, ServiceNotFound
@@ -43,14 +43,16 @@ def find_service(registry: ServiceRegistry, service_id: str) -> Endpoint:
 
 
 @router.post("/cds-services/{service_id}", summary="Call a CDS service", tags=["CDS Hooks"])
-async def call_service(service_id: str, request: Request, caller: Caller) -> Response:
+async def call_service(service_id: str, request: Request) -> Response:
     """Validate the call, resolve prefetch, evaluate the service and return its cards.
 
     One budget (CDS_HOOK_BUDGET_SECONDS) covers the call: fetching missing prefetch may use all
     but the last quarter of it (and at most CDS_PREFETCH_DEADLINE_SECONDS); the rules get the rest.
     """
-    # Read from the request, not as dependencies: FastAPI resolves each dependency on every
-    # call, and this route takes every hook.
+    # The caller, the state and the resources are not FastAPI dependencies: FastAPI resolves
+    # each dependency on every call, and this route takes every hook. The caller is verified
+    # first, as a dependency would have been (an unknown service answers 401 before 404).
+    caller = await authenticate(request)
     state, resources = app_state(request), app_resources(request)
     endpoint = find_service(state.registry, service_id)
     with tracing.span("cds.hook") as span:
