@@ -90,9 +90,10 @@ class Settings(BaseSettings):
     hook_budget_seconds: float = Field(default=2.0, gt=0, le=30)
     prefetch_deadline_seconds: float = Field(default=2.0, gt=0, le=30)
     prefetch_max_pages: int = Field(default=20, ge=1, le=1000)
-    # Connections kept to EHR FHIR servers, per worker. httpx scans its whole pool on every
-    # request, so a pool sized for bursts (a call fetches ~10 keys at once) costs more CPU per
-    # fetch than the queueing it saves: 20 measured best at 8 concurrent calls.
+    # FHIR requests in flight, and connections kept to EHR FHIR servers, per worker. With
+    # httpx's own pool, which scanned itself on every request, a pool sized for bursts (a call
+    # fetches ~10 keys at once) cost more CPU per fetch than the queueing it saved: 20 measured
+    # best at 8 concurrent calls. `http11.py` keeps that bound.
     fhir_max_connections: int = Field(default=20, ge=1, le=1000)
 
     cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
