@@ -59,9 +59,7 @@ async def open_resources(
     limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
     transport: httpx.AsyncBaseTransport
     if fhir_transport is None:
-        transport = GuardedTransport(
-            lambda: HTTP11Transport(limits=limits), on_refusal=on_refusal
-        )
+        transport = GuardedTransport(lambda: HTTP11Transport(limits=limits), on_refusal=on_refusal)
     elif resolver is not None:
         given = fhir_transport
         transport = GuardedTransport(lambda: given, resolver=resolver, on_refusal=on_refusal)

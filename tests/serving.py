@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+
+from deploy.topology import free_port
 
 
 def start_serve(
@@ -50,3 +54,22 @@ def wait_healthy(base: str, process: subprocess.Popen[bytes], seconds: float = 9
         except httpx.TransportError:
             time.sleep(0.1)
     raise AssertionError("server did not start")
+
+
+@contextlib.contextmanager
+def serving(tmp_path: Path, **env: str) -> Iterator[str]:
+    """One worker of `cds-service serve` on a free port, its output in `tmp_path/serve.log`:
+    yields its base URL once healthy, and stops it (terminate, then kill) when done."""
+    port = free_port()
+    process = start_serve(tmp_path, port, 1, log=tmp_path / "serve.log", **env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(base, process)
+        yield base
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

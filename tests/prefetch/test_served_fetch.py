@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import subprocess
 import threading
 import time
 import uuid
@@ -31,7 +30,7 @@ from cds_service.wire.request import HookRequest
 from deploy.topology import free_port
 from tests.conftest import FIXTURES
 from tests.present import in_the_present
-from tests.serving import start_serve, wait_healthy
+from tests.serving import serving
 
 SYNTHEA = FIXTURES / "fhir-r4" / "synthea"
 PATIENTS = (
@@ -119,30 +118,16 @@ def fhir_servers(records: list[dict[str, Any]]) -> Iterator[dict[str, FhirServer
 @pytest.fixture(scope="module")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     tmp = tmp_path_factory.mktemp("served-fetch")
-    port = free_port()
-    process = start_serve(
+    with serving(
         tmp,
-        port,
-        1,
-        log=tmp / "serve.log",
         CDS_AUTH="disabled",
         CDS_RULES_RELOAD_SECONDS="0",
         CDS_PREFETCH_DEADLINE_SECONDS="10",
         CDS_FHIR_MAX_CONNECTIONS="4",  # fewer connections than calls in flight: they queue
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(base, process)
+    ) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-        log = (tmp / "serve.log").read_text()
-        assert "Traceback" not in log, log[-3000:]
+    log = (tmp / "serve.log").read_text()
+    assert "Traceback" not in log, log[-3000:]
 
 
 def _cards(answer: httpx.Response) -> list[tuple[str, str, str]]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import subprocess
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -28,9 +27,8 @@ from cds_service.prefetch.templates import render_template
 from cds_service.prefetch.types import PrefetchSpec
 from cds_service.rules.pipeline import validate_context
 from cds_service.wire.request import HookRequest
-from deploy.topology import free_port
 from tests.conftest import FIXTURES
-from tests.serving import start_serve, wait_healthy
+from tests.serving import serving
 
 SYNTHEA = FIXTURES / "fhir-r4" / "synthea"
 RULE_OUTCOME = re.compile(r'^cds_rule_evaluations_total\{rule="([^"]+)",status="([^"]+)"\} (\S+)$')
@@ -44,31 +42,16 @@ def _patients() -> list[Path]:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp = tmp_path_factory.mktemp("served")
-    port = free_port()
     # Generous budgets: a rule that runs past 10 s hangs; shorter ones measure the machine.
-    process = start_serve(
-        tmp,
-        port,
-        1,
-        log=tmp / "serve.log",
+    with serving(
+        tmp_path_factory.mktemp("served"),
         CDS_AUTH="disabled",
         CDS_RULES_RELOAD_SECONDS="0",
         CDS_RULE_BUDGET_SECONDS="10",
         CDS_HOOK_BUDGET_SECONDS="20",
         CDS_PREFETCH_DEADLINE_SECONDS="10",
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(base, process)
+    ) as base:
         yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def _prefetch(local: FhirDouble, request: HookRequest, templates: dict[str, str]) -> dict[str, Any]:
