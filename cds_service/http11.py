@@ -12,7 +12,11 @@ it: its requests, responses (and their `Content-Encoding` decoding), exceptions 
 What it does:
 
 - HTTP/1.1 over TCP or TLS (`ssl_context`; the certificate is checked against the request's
-  `sni_hostname` extension when `security/egress.py` pinned the address, else the URL's host);
+  `sni_hostname` extension when given, else the URL's host);
+- each connection opened to the address `connect_address(host, port)` gives (the service passes
+  `security/egress.EgressGuard.address`, which refuses cloud metadata, link-local and other
+  addresses and pins the connection to the address it checked; it may raise, failing the
+  request), else to the URL's host;
 - keep-alive connections, reused per origin (scheme, host, port, TLS name), the last used first;
   an idle connection is closed after `keepalive_expiry` seconds, when its server closes it, or
   when it sends anything unasked; at most `max_keepalive_connections` wait idle, and opening a
@@ -41,7 +45,7 @@ from __future__ import annotations
 import asyncio
 import re
 import ssl
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Final, cast
 
 import httptools
@@ -59,6 +63,7 @@ _NO_TIMEOUT: Final[dict[str, float | None]] = {}
 _LIMITS: Final = httpx.Limits(max_connections=20, max_keepalive_connections=20)
 
 Origin = tuple[str, str, int, str]
+Connector = Callable[[str, int], Awaitable[str]]
 
 
 class _Stale(Exception):
@@ -272,7 +277,9 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         *,
         limits: httpx.Limits = _LIMITS,
         ssl_context: ssl.SSLContext | None = None,
+        connect_address: Connector | None = None,
     ) -> None:
+        self._connect_address = connect_address
         self._max_connections = limits.max_connections
         idle = limits.max_keepalive_connections
         self._max_idle = idle if idle is not None else limits.max_connections
@@ -376,8 +383,11 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
             tls = {"ssl": self._tls(), "server_hostname": sni}
         try:
             async with asyncio.timeout(timeouts.get("connect")):
+                address = host
+                if self._connect_address is not None:
+                    address = await self._connect_address(host, port)
                 _, connection = await loop.create_connection(
-                    lambda: _Connection(loop, origin), host, port, **tls
+                    lambda: _Connection(loop, origin), address, port, **tls
                 )
         except TimeoutError:
             raise httpx.ConnectTimeout(f"no connection to {host}:{port} in time") from None

@@ -20,7 +20,7 @@ from cds_service.feedback.store import FeedbackStore
 from cds_service.http11 import HTTP11Transport
 from cds_service.prefetch.batch import BatchSupport
 from cds_service.security.cookies import NoCookies
-from cds_service.security.egress import GuardedTransport, Resolver
+from cds_service.security.egress import EgressGuard, GuardedTransport, Resolver
 
 __all__ = ["Resources", "open_resources"]
 
@@ -49,9 +49,9 @@ async def open_resources(
 ) -> AsyncIterator[Resources]:
     """Open the resources, yield them, close them (what was opened, also when opening fails).
 
-    The FHIR client connects through `GuardedTransport` (`security/egress.py`: the resolved
-    address checked, the connection pinned to it; `on_refusal` counts refusals), which sends
-    through `HTTP11Transport` (`http11.py`: HTTP/1.1 with llhttp, pooled per name). Tests:
+    The FHIR client sends through `HTTP11Transport` (`http11.py`: HTTP/1.1 with llhttp, pooled
+    per name), which connects only where `EgressGuard` says (`security/egress.py`: the resolved
+    address checked, each connection pinned to it; `on_refusal` counts refusals). Tests:
     `fhir_transport` replaces the network, and with `resolver` (a stub name → addresses) the
     guard runs over it; without one it is left out (the tests of everything else).
     """
@@ -59,7 +59,8 @@ async def open_resources(
     limits = httpx.Limits(max_connections=pool, max_keepalive_connections=pool)
     transport: httpx.AsyncBaseTransport
     if fhir_transport is None:
-        transport = GuardedTransport(lambda: HTTP11Transport(limits=limits), on_refusal=on_refusal)
+        guard = EgressGuard(on_refusal=on_refusal)
+        transport = HTTP11Transport(limits=limits, connect_address=guard.address)
     elif resolver is not None:
         given = fhir_transport
         transport = GuardedTransport(lambda: given, resolver=resolver, on_refusal=on_refusal)

@@ -28,6 +28,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cds_service.http11 import HTTP11Transport
+from cds_service.security.egress import EgressGuard, EgressRefused
 
 
 @dataclass
@@ -634,6 +635,42 @@ def test_a_server_that_never_accepts_is_a_connect_timeout() -> None:
         finally:
             for probe in waiting:
                 probe.close()
+
+
+def test_each_connection_goes_where_the_egress_guard_checked() -> None:
+    """As the service runs it: the URL keeps the name, the guard picks (and checks) the address
+    once per connection, and a refused address is never connected to."""
+    asked: list[str] = []
+    refusals: list[str] = []
+    table = {"ehr.test": ["127.0.0.1"], "twin.test": ["127.0.0.1"], "meta.test": ["169.254.1.9"]}
+
+    async def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return table[host]
+
+    guard = EgressGuard(resolver=resolve, on_refusal=refusals.append)
+
+    async def scenario() -> None:
+        async with (
+            serving(answering(ok(b"{}"))) as (port, peer),
+            client(HTTP11Transport(connect_address=guard.address)) as http,
+        ):
+            for path in ("/a", "/b"):
+                assert (await http.get(f"http://ehr.test:{port}{path}")).json() == {}
+            assert (await http.get(f"http://twin.test:{port}/c")).json() == {}
+            for refused in (f"http://meta.test:{port}/", "http://169.254.169.254/latest"):
+                with pytest.raises(EgressRefused):
+                    await http.get(refused)
+            assert peer.opened == 2  # one per name, though both names share the address
+            assert [dict(r.headers)[b"host"] for r in peer.requests] == [
+                b"ehr.test:%d" % port,
+                b"ehr.test:%d" % port,
+                b"twin.test:%d" % port,
+            ]
+        assert asked == ["ehr.test", "twin.test", "meta.test"]  # once per connection opened
+        assert refusals == ["link-local address", "cloud metadata address"]
+
+    run(scenario())
 
 
 def _certificates(directory: Path, name: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:

@@ -1,15 +1,20 @@
 """Where the service's FHIR client may connect: checked on the resolved address, pinned to it.
 
 `security/ssrf.py` decides which base URLs a call may fetch from (the tenant's `fhir_servers`;
-outside development nothing without a tenant). This transport adds what a URL check cannot see:
+outside development nothing without a tenant). `EgressGuard` adds what a URL check cannot see:
 
 - the addresses a name resolves to: link-local addresses (169.254.0.0/16, fe80::/10, where the
   cloud metadata services answer), the metadata services' names and addresses, unspecified,
   multicast and reserved addresses are never contacted, in any mode and even when listed;
-- DNS rebinding: the connection goes to the address that was checked (the URL's host is replaced
-  by it; `Host` and TLS's SNI and certificate check keep the name), so a second resolution cannot
-  send it elsewhere. Each name keeps its own connection pool, so a connection made for one name
-  is never reused for another on the same address.
+- DNS rebinding: the connection goes to the address that was checked (`Host` and TLS's SNI and
+  certificate check keep the name), so a second resolution cannot send it elsewhere. A
+  connection made for one name is never reused for another on the same address.
+
+The service's FHIR client (`http11.HTTP11Transport`) asks the guard once per connection it
+opens, and connects to the answer: a kept-alive connection was checked when it was opened, so
+requests on it cost no check. `GuardedTransport` does the same for any other transport, per
+request, by rewriting the URL's host to the checked address (one pool per name); the tests of
+everything else run the guard that way over `httpx.MockTransport`.
 
 A name's checked address is kept for `RESOLUTION_SECONDS` (30 s; a name that did not resolve, or
 resolved to a refused address, is asked again each time): each FHIR request used to resolve its
@@ -33,13 +38,14 @@ import ipaddress
 import logging
 import socket
 from collections.abc import Awaitable, Callable
-from typing import Final
+from typing import Final, NoReturn
 
 import httpx
 from cachetools import TTLCache
 
 __all__ = [
     "RESOLUTION_SECONDS",
+    "EgressGuard",
     "EgressRefused",
     "GuardedTransport",
     "address_refusal",
@@ -96,46 +102,23 @@ async def system_resolver(host: str, port: int) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-class GuardedTransport(httpx.AsyncBaseTransport):
-    """Resolves, checks and pins every request's host (see the module docstring)."""
+class EgressGuard:
+    """Where the FHIR client may connect: `address(host, port)` is the checked address to
+    connect to, or raises (`EgressRefused`, or `httpx.ConnectError` for a name that does not
+    resolve). Each refusal is logged with its reason and passed to `on_refusal`."""
 
     def __init__(
         self,
-        pool: Callable[[], httpx.AsyncBaseTransport],
         *,
         resolver: Resolver = system_resolver,
         on_refusal: Callable[[str], None] = lambda reason: None,
         resolution_seconds: float = RESOLUTION_SECONDS,
     ) -> None:
-        self._pool = pool
-        self._pools: dict[str, httpx.AsyncBaseTransport] = {}
         self._resolver = resolver
         self._on_refusal = on_refusal
         self._resolved: TTLCache[tuple[str, int], str] = TTLCache(_NAMES, resolution_seconds)
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        host = request.url.host
-        port = request.url.port or (443 if request.url.scheme == "https" else 80)
-        address = await self._checked_address(host, port)
-        pinned = request.url.copy_with(host=address)
-        headers = request.headers.copy()
-        headers["Host"] = request.url.netloc.decode("ascii")
-        extensions = dict(request.extensions)
-        if request.url.scheme == "https":
-            extensions.setdefault("sni_hostname", host)
-        pinned_request = httpx.Request(
-            request.method,
-            pinned,
-            headers=headers,
-            stream=request.stream,
-            extensions=extensions,
-        )
-        transport = self._pools.get(host)
-        if transport is None:
-            transport = self._pools[host] = self._pool()
-        return await transport.handle_async_request(pinned_request)
-
-    async def _checked_address(self, host: str, port: int) -> str:
+    async def address(self, host: str, port: int) -> str:
         name = host.lower().rstrip(".")
         if name in METADATA_NAMES:
             self._refuse(host, "cloud metadata name")
@@ -161,10 +144,53 @@ class GuardedTransport(httpx.AsyncBaseTransport):
         self._resolved[(name, port)] = checked = str(addresses[0])
         return checked
 
-    def _refuse(self, host: str, reason: str) -> None:
+    def _refuse(self, host: str, reason: str) -> NoReturn:
         log.warning("not contacting FHIR server %s: %s", host, reason)
         self._on_refusal(reason)
         raise EgressRefused(f"refused to contact {host}: {reason}")
+
+
+class GuardedTransport(httpx.AsyncBaseTransport):
+    """Checks and pins every request's host for a transport that connects where the URL says
+    (see the module docstring): the request goes on with the checked address in its URL and the
+    name in `Host` (and in the `sni_hostname` extension for TLS). `HTTP11Transport` needs no
+    such rewriting: given `EgressGuard.address`, it checks each connection it opens."""
+
+    def __init__(
+        self,
+        pool: Callable[[], httpx.AsyncBaseTransport],
+        *,
+        resolver: Resolver = system_resolver,
+        on_refusal: Callable[[str], None] = lambda reason: None,
+        resolution_seconds: float = RESOLUTION_SECONDS,
+    ) -> None:
+        self._pool = pool
+        self._pools: dict[str, httpx.AsyncBaseTransport] = {}
+        self._guard = EgressGuard(
+            resolver=resolver, on_refusal=on_refusal, resolution_seconds=resolution_seconds
+        )
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        host = request.url.host
+        port = request.url.port or (443 if request.url.scheme == "https" else 80)
+        address = await self._guard.address(host, port)
+        pinned = request.url.copy_with(host=address)
+        headers = request.headers.copy()
+        headers["Host"] = request.url.netloc.decode("ascii")
+        extensions = dict(request.extensions)
+        if request.url.scheme == "https":
+            extensions.setdefault("sni_hostname", host)
+        pinned_request = httpx.Request(
+            request.method,
+            pinned,
+            headers=headers,
+            stream=request.stream,
+            extensions=extensions,
+        )
+        transport = self._pools.get(host)
+        if transport is None:
+            transport = self._pools[host] = self._pool()
+        return await transport.handle_async_request(pinned_request)
 
     async def aclose(self) -> None:
         for transport in self._pools.values():
