@@ -160,10 +160,13 @@ def test_concurrent_first_calls_to_a_new_server_share_one_capability_read_and_ba
 
 def test_a_slow_capability_read_is_not_waited_for_beyond_a_quarter_of_the_deadline() -> None:
     double = _double(batch=True)
+    first_get: list[float] = []
 
     async def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("/metadata"):
             await asyncio.sleep(3)  # far past the patience
+        elif not first_get:
+            first_get.append(asyncio.get_running_loop().time())
         return double.handle(request)
 
     async def run() -> tuple[dict[str, PrefetchOutcome], float]:
@@ -174,12 +177,13 @@ def test_a_slow_capability_read_is_not_waited_for_beyond_a_quarter_of_the_deadli
             out = await resolve_prefetch(
                 _request(double), SPECS, client, deadline_seconds=1.0, max_pages=5, batch=support
             )
-            elapsed = loop.time() - began
         await support.close()
-        return out, elapsed
+        # when the GETs began: the double's own searches afterwards are not what is measured
+        # (on a loaded machine they took most of a second)
+        return out, first_get[0] - began
 
-    outcome, elapsed = asyncio.run(run())
-    assert 0.25 <= elapsed < 0.6  # waited a quarter of the 1 s deadline, then fetched
+    outcome, waited = asyncio.run(run())
+    assert 0.25 <= waited < 0.6  # waited a quarter of the 1 s deadline, then fetched
     assert [r.method for r in double.requests if r.method == "POST"] == []
     conditions = outcome["conditions"].data
     assert outcome["patient"].source == "fetched" and conditions is not None
