@@ -322,9 +322,9 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         method: str,
         timeouts: dict[str, float | None],
     ) -> httpx.Response:
-        connection = self._reuse(origin) or await self._connect(origin, timeouts)
-        self._busy += 1
+        self._busy += 1  # this request's connection, from before it is opened
         try:
+            connection = self._reuse(origin) or await self._connect(origin, timeouts)
             try:
                 response = await connection.exchange(message, head_only, timeouts)
             except _Stale:
@@ -335,9 +335,9 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
                     ) from None
                 connection = await self._connect(origin, timeouts)
                 response = await connection.exchange(message, head_only, timeouts)
-        except BaseException:
-            connection.abort()
-            raise
+            except BaseException:
+                connection.abort()
+                raise
         finally:
             self._busy -= 1
         if connection.reusable:
@@ -373,8 +373,8 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
             self._close_oldest_idle()
 
     async def _connect(self, origin: Origin, timeouts: dict[str, float | None]) -> _Connection:
-        if self._max_connections is not None:
-            while self._idle_count and self._busy + self._idle_count >= self._max_connections:
+        if self._max_connections is not None:  # `_busy` counts the connection being opened
+            while self._idle_count and self._busy + self._idle_count > self._max_connections:
                 self._close_oldest_idle()
         scheme, host, port, sni = origin
         loop = asyncio.get_running_loop()

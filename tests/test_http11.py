@@ -443,6 +443,35 @@ def test_opening_beyond_the_limit_closes_the_oldest_idle_connection() -> None:
     run(scenario())
 
 
+def test_connections_opened_at_once_stay_within_the_limit() -> None:
+    async def scenario() -> None:
+        arrived: list[bytes] = []
+
+        async def together(request: Received, number: int, writer: asyncio.StreamWriter) -> bool:
+            arrived.append(request.target)
+            await until(lambda: len(arrived) >= 2)  # both requests in flight at once
+            writer.write(ok(b"{}"))
+            return True
+
+        async with (
+            serving(answering(ok(b"a"))) as (port_a, peer_a),
+            serving(together) as (port_b, peer_b),
+        ):
+            limits = httpx.Limits(max_connections=2, max_keepalive_connections=5)
+            async with client(HTTP11Transport(limits=limits)) as http:
+                await asyncio.gather(
+                    *(http.get(f"http://127.0.0.1:{port_a}/{i}") for i in range(2))
+                )
+                assert peer_a.opened == 2  # both now idle
+                await asyncio.gather(
+                    *(http.get(f"http://127.0.0.1:{port_b}/{i}") for i in range(2))
+                )
+                assert peer_b.opened == 2
+                await until(lambda: peer_a.closed == 2)  # made room for both, not one
+
+    run(scenario())
+
+
 @pytest.mark.parametrize(
     "headers",
     [
