@@ -48,7 +48,7 @@ STAGES: dict[str, tuple[tuple[Function, ...], tuple[Function, ...]]] = {
         (("api/body.py", "read_json_body"),),
     ),
     "JWT verification (replay check included)": ((("security/jwt_auth.py", "verify"),), ()),
-    "audit row": ((("api/audit.py", "audited"),), ()),
+    "audit row": ((("api/audit.py", "_write"),), ()),
     "risk scores (inputs, fingerprint, cache)": ((("rules/service.py", "provide"),), ()),
     "rules (index, FHIRPath, selections, cards)": (
         (("rules/service.py", "evaluate"),),
