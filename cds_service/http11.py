@@ -183,7 +183,7 @@ class _Connection(asyncio.Protocol):
         """Send one request and wait for its whole answer."""
         transport = self._transport
         if transport is None or self.closed:
-            raise _Stale() if self.reused else httpx.WriteError("the connection is closed")
+            raise self._closed_error()
         waiter: asyncio.Future[httpx.Response] = self._loop.create_future()
         self._waiter = waiter
         self._head_only = head_only
@@ -197,7 +197,7 @@ class _Connection(asyncio.Protocol):
             except TimeoutError:
                 raise httpx.WriteTimeout("the request could not be sent in time") from None
             if self.closed and not waiter.done():
-                raise _Stale() if self.reused else httpx.WriteError("the connection closed")
+                raise self._closed_error()
         self._read_timeout = timeouts.get("read")
         if self._read_timeout is not None:
             self._timer = self._loop.call_later(self._read_timeout, self._check_silence)
@@ -223,6 +223,10 @@ class _Connection(asyncio.Protocol):
         self.closed = True
         if self._transport is not None:
             self._transport.abort()
+
+    def _closed_error(self) -> Exception:
+        """Sending on a closed connection: stale when it was reused (the caller may retry)."""
+        return _Stale() if self.reused else httpx.WriteError("the connection is closed")
 
     def _finish(self) -> None:
         """The answer is whole: hand it over (what follows cannot change it)."""
@@ -409,12 +413,14 @@ class HTTP11Transport(httpx.AsyncBaseTransport):
         self._idle_count -= 1
         oldest.close()
 
-    def _close_idle(self, gone: Any) -> None:
+    def _close_idle(self, gone: Callable[[_Connection], bool]) -> None:
         for origin, waiting in list(self._idle.items()):
-            kept = [c for c in waiting if not gone(c)]
+            kept = []
             for connection in waiting:
                 if gone(connection):
                     connection.close()
+                else:
+                    kept.append(connection)
             self._idle_count -= len(waiting) - len(kept)
             if kept:
                 self._idle[origin] = kept

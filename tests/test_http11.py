@@ -146,9 +146,7 @@ async def until(condition: Callable[[], bool], seconds: float = 2.0) -> None:
 
 
 def client(transport: httpx.AsyncBaseTransport, **timeouts: float) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        transport=transport, timeout=httpx.Timeout(timeouts.pop("all", 5.0), **timeouts)
-    )
+    return httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5.0, **timeouts))
 
 
 # Every test runs on asyncio's own loop and on uvloop, which `cds-service serve` runs on (their
