@@ -33,6 +33,7 @@ __all__ = [
     "async_database_url",
     "create_engine_for",
     "create_schema",
+    "storable",
     "utc",
 ]
 
@@ -47,6 +48,15 @@ def utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def storable(value: str | None, length: int) -> str | None:
+    """`value` as a string column of `length` characters holds it on every backend: cut to
+    fit, and each NUL (which PostgreSQL's text cannot hold, so the whole row would be refused)
+    replaced by U+FFFD. For values a caller sent, which must never cost their row."""
+    if value is None:
+        return None
+    return value[:length].replace("\x00", "\ufffd")
 
 
 class UTCDateTime(TypeDecorator[datetime]):

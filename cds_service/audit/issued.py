@@ -20,7 +20,7 @@ from typing import Any, Final
 
 from sqlalchemy import Column, Index, MetaData, Select, String, Table, select
 
-from cds_service.database import UTCDateTime, utc
+from cds_service.database import UTCDateTime, storable, utc
 
 __all__ = ["IssuedCard", "issued_cards_table", "issued_query", "issued_row"]
 
@@ -79,7 +79,7 @@ class IssuedCard:
 
 
 def _fit(name: str, value: str | None) -> str | None:
-    return None if value is None else value[: _LENGTHS[name]]
+    return storable(value, _LENGTHS[name])
 
 
 def issued_row(card: IssuedCard) -> dict[str, Any]:

@@ -74,6 +74,7 @@ from cds_service.database import (
     async_database_url,
     create_engine_for,
     create_schema,
+    storable,
     utc,
 )
 from cds_service.services.definition import RuleStatus
@@ -173,7 +174,7 @@ class AuditEntry:
 
 
 def _fit(name: str, value: str | None) -> str | None:
-    return None if value is None else value[: _LENGTHS[name]]
+    return storable(value, _LENGTHS[name])
 
 
 def _row(entry: AuditEntry) -> dict[str, Any]:

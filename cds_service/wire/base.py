@@ -9,10 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict
 from pydantic.alias_generators import to_camel
 
-__all__ = ["InboundModel", "OutboundModel", "prune_empty"]
+__all__ = ["InboundModel", "NoNul", "OutboundModel", "prune_empty"]
+
+
+def _without_nul(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("must not contain the NUL character (U+0000)")
+    return value
+
+
+#: For a received string the service stores as it came: no database column of ours can hold NUL
+#: (PostgreSQL's text refuses it), so it is refused at the boundary (400, naming the member)
+#: rather than failing the write. `Annotated[StrictStr, NoNul]`.
+NoNul = AfterValidator(_without_nul)
 
 
 class InboundModel(BaseModel):

@@ -14,11 +14,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, StrictStr, field_validator, model_validator
 
-from cds_service.wire.base import InboundModel
+from cds_service.wire.base import InboundModel, NoNul
 
 __all__ = ["AcceptedSuggestion", "Feedback", "FeedbackBatch", "OverrideReasonFeedback"]
 
-Text = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+Text = Annotated[StrictStr, Field(min_length=1, max_length=256), NoNul]
 
 
 class AcceptedSuggestion(InboundModel):
@@ -31,15 +31,15 @@ class ReasonCoding(InboundModel):
     """The override reason the clinician picked; `display` is optional here (see module doc)."""
 
     code: Text
-    system: Annotated[StrictStr, Field(min_length=1, max_length=1024)]
-    display: Annotated[StrictStr, Field(max_length=1024)] | None = None
+    system: Annotated[StrictStr, Field(min_length=1, max_length=1024), NoNul]
+    display: Annotated[StrictStr, Field(max_length=1024), NoNul] | None = None
 
 
 class OverrideReasonFeedback(InboundModel):
     """Why the card was overridden: a coded reason, a free-text comment, or both (cds-fb-3)."""
 
     reason: ReasonCoding | None = None
-    user_comment: Annotated[StrictStr, Field(max_length=4096)] | None = None
+    user_comment: Annotated[StrictStr, Field(max_length=4096), NoNul] | None = None
 
     @model_validator(mode="before")
     @classmethod

@@ -185,6 +185,45 @@ def test_invalid_feedback(db_client: TestClient, item: dict[str, Any], field: st
     assert stored(db_client) == []
 
 
+NUL_ITEM = {"card": "c", "outcome": "overridden", "outcomeTimestamp": "2026-11-28T10:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    ("members", "field"),
+    [
+        ({"card": "c\u0000d"}, "feedback[0].card"),
+        ({"overrideReason": {"userComment": "declined\u0000"}}, "userComment"),
+        (
+            {"overrideReason": {"reason": {"code": "r\u00001", "system": "http://x.org"}}},
+            "reason.code",
+        ),
+        (
+            {"overrideReason": {"reason": {"code": "r1", "system": "http://x.org\u0000"}}},
+            "reason.system",
+        ),
+        (
+            {"overrideReason": {"reason": {"code": "r1", "system": "s", "display": "\u0000"}}},
+            "reason.display",
+        ),
+        (
+            {"outcome": "accepted", "acceptedSuggestions": [{"id": "s\u0000"}]},
+            "acceptedSuggestions[0].id",
+        ),
+    ],
+)
+def test_a_nul_character_is_refused_naming_its_member(
+    db_client: TestClient, members: dict[str, Any], field: str
+) -> None:
+    """No column of ours can hold NUL (PostgreSQL's text refuses it): the batch is refused at the
+    boundary, naming the member, instead of failing its write with a 500."""
+    issue(db_client, "c")
+    response = db_client.post(URL, json={"feedback": [{**NUL_ITEM, **members}]})
+    assert response.status_code == 400, response.text
+    assert_operation_outcome(response.json(), field)
+    assert "NUL" in response.text
+    assert stored(db_client) == []
+
+
 def test_one_bad_item_rejects_the_whole_batch(db_client: TestClient) -> None:
     good = {"card": "c1", "outcome": "overridden", "outcomeTimestamp": "2026-11-28T10:00:00Z"}
     bad = {"card": "c2", "outcome": "accepted", "outcomeTimestamp": "2026-11-28T10:00:00Z"}

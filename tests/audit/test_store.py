@@ -17,6 +17,7 @@ from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from cds_service.audit import AuditEntry, AuditStore
+from cds_service.audit.issued import IssuedCard
 from cds_service.audit.store import RuleStatus
 from cds_service.exceptions import ConfigurationError
 from cds_service.feedback.store import FeedbackStore, RecordResult
@@ -310,6 +311,40 @@ def test_overlong_strings_are_cut_to_fit(audit_url: str) -> None:
     assert row.patient_id == "p" * 256
     assert row.issuer is not None and len(row.issuer) == 1024
     assert row.detail == "d" * 128
+
+
+def test_a_nul_a_caller_sent_does_not_cost_the_row(audit_url: str) -> None:
+    """A call is audited before its identifiers are checked (a NUL in a patient id answers 400,
+    and that call is audited too): a NUL, which PostgreSQL's text cannot hold, is written as
+    U+FFFD, on both backends, in the row and in its issued cards."""
+    odd = entry(patient_id="p\x00q", user_id="\x00", hook_instance="h\x00" * 200)
+    card = IssuedCard(
+        card_uuid="card\x00",
+        rule_id="r",
+        rule_version="1",
+        issued_at=T0,
+        tenant="hospital-a",
+        service="cms-drug-interactions",
+        hook="order-select",
+        hook_instance=None,
+        patient_id="p\x00q",
+    )
+
+    async def body() -> tuple[list[AuditEntry], dict[str, IssuedCard]]:
+        store = await AuditStore.open(audit_url)
+        try:
+            await store.record(odd, [card])
+            found = await store.issued_cards(
+                ["card\ufffd"], service="cms-drug-interactions", tenant="hospital-a"
+            )
+            return await store.query(since=None), found
+        finally:
+            await store.close()
+
+    (row,), found = asyncio.run(body())
+    assert row.patient_id == "p\ufffdq" and row.user_id == "\ufffd"
+    assert row.hook_instance == ("h\ufffd" * 128)  # cut to 256 characters, then replaced
+    assert found["card\ufffd"].patient_id == "p\ufffdq"
 
 
 def test_entry_is_frozen_and_checked() -> None:
