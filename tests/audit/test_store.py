@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import json
 import sqlite3
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta, timezone
@@ -455,15 +456,15 @@ class _FlakyPool:
 
     def __init__(self, first: BaseException) -> None:
         self.first: BaseException | None = first
-        self.written: list[tuple[Any, ...]] = []
+        self.written: list[dict[str, Any]] = []  # the audit rows of the successful writes
         self.attempts = 0
 
-    async def executemany(self, sql: str, values: list[tuple[Any, ...]]) -> None:
+    async def execute(self, sql: str, rows: str, cards: str) -> None:  # each as JSON
         self.attempts += 1
         if self.first is not None:
             failure, self.first = self.first, None
             raise failure
-        self.written.extend(values)
+        self.written.extend(json.loads(rows))
 
     async def close(self) -> None:
         pass
