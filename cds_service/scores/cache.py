@@ -22,6 +22,13 @@ __all__ = ["CacheStats", "ScoreCache"]
 
 log = logging.getLogger(__name__)
 
+# A key Redis did not hold is not asked for again for this long, in this process. Without it, a
+# patient whose score no rule has computed yet (a CHA2DS2-VASc without atrial fibrillation) cost
+# every call a round trip to Redis for nothing. A result another replica or the precompute job
+# stores under that key is then seen up to this much later; until then this process computes the
+# score itself (or fetches the data only the scores read), and the call's answer is the same.
+ABSENT_SECONDS = 30.0
+
 
 @dataclass(slots=True)
 class CacheStats:
@@ -50,6 +57,7 @@ class ScoreCache:
     ) -> None:
         self.enabled = enabled
         self._local: TTLCache[str, dict[str, Any]] = TTLCache(max_entries, ttl_seconds)
+        self._absent: TTLCache[str, bool] = TTLCache(max_entries, ABSENT_SECONDS, timer=clock)
         self._ttl = ttl_seconds
         self._timeout = redis_timeout
         self._retry_after = retry_after
@@ -82,7 +90,9 @@ class ScoreCache:
         )
 
     async def get(self, key: str) -> dict[str, Any] | None:
-        """The cached value, from the local level or Redis (which then fills the local level)."""
+        """The cached value, from the local level or Redis (which then fills the local level).
+
+        A key Redis did not hold is not asked for again for `ABSENT_SECONDS` (unless set here)."""
         if not self.enabled:
             self.stats.misses += 1
             return None
@@ -90,14 +100,16 @@ class ScoreCache:
         if found is not None:
             self.stats.local_hits += 1
             return found
-        if self._redis_usable():
+        if self._redis_usable() and key not in self._absent:
             try:
                 async with asyncio.timeout(self._timeout):  # no task per get, as wait_for makes
                     raw = await self._redis.get(key)
             except Exception as exc:  # Redis down, slow or refusing: carry on without it
                 self._redis_failed(exc)
             else:
-                if raw is not None:
+                if raw is None:
+                    self._absent[key] = True
+                else:
                     value: dict[str, Any] = orjson.loads(raw)
                     self._local[key] = value
                     self.stats.redis_hits += 1
@@ -110,6 +122,7 @@ class ScoreCache:
         if not self.enabled:
             return
         self._local[key] = value
+        self._absent.pop(key, None)
         self.stats.writes += 1
         if self._redis_usable():
             try:

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from cds_service.clock import frozen_clock
-from cds_service.scores.cache import ScoreCache
+from cds_service.scores.cache import ABSENT_SECONDS, ScoreCache
 from cds_service.scores.fhir_inputs import PatientRecord
 from cds_service.scores.provider import ScoreProvider, cache_key
 from tests.conftest import load_fixture
@@ -56,6 +56,47 @@ def test_local_then_redis_then_miss(redis_db: redis.Redis) -> None:
 
     asyncio.run(run())
     assert redis_db.dbsize() == 1
+
+
+def test_a_key_redis_did_not_hold_is_not_asked_for_again_for_a_while(
+    redis_db: redis.Redis,
+) -> None:
+    """A miss in Redis is remembered for `ABSENT_SECONDS` (a patient whose score no rule computed
+    would otherwise cost every call a round trip): another replica's result under that key is
+    seen once that time has passed; a result stored here is seen at once; a Redis failure is not
+    taken for an absent key."""
+    clock = [100.0]
+
+    async def run() -> None:
+        here = ScoreCache(redis_url=REDIS_URL, clock=lambda: clock[0])
+        other = ScoreCache(redis_url=REDIS_URL)  # another replica
+        try:
+            assert await here.get("latest") is None
+            await other.set("latest", {"value": 4})
+            assert await here.get("latest") is None  # not asked again yet
+            clock[0] += ABSENT_SECONDS - 1
+            assert await here.get("latest") is None
+            clock[0] += 2
+            assert await here.get("latest") == {"value": 4}
+            assert here.stats.redis_hits == 1
+
+            assert await here.get("mine") is None
+            await here.set("mine", {"value": 5})
+            assert await here.get("mine") == {"value": 5}
+
+            good = here._redis
+            here._redis = type(good).from_url("redis://127.0.0.1:1/0")  # nothing listens there
+            assert await here.get("while-down") is None
+            await here._redis.aclose()
+            here._redis = good
+            await other.set("while-down", {"value": 6})
+            clock[0] += 6  # past the retry delay, well within ABSENT_SECONDS
+            assert await here.get("while-down") == {"value": 6}
+        finally:
+            await here.close()
+            await other.close()
+
+    asyncio.run(run())
 
 
 def test_redis_down_falls_back_and_recovers(redis_db: redis.Redis) -> None:
