@@ -12,54 +12,22 @@ import asyncio
 import contextlib
 import struct
 from collections.abc import AsyncIterator
-from dataclasses import replace
-from datetime import UTC, datetime
 
 import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
 from cds_service.audit import AuditEntry, AuditStore
-from cds_service.audit.issued import IssuedCard
+from tests.audit.test_issued import card
+from tests.audit.test_store import T0, entry
 
 pytestmark = [
     pytest.mark.postgres,
     pytest.mark.parametrize("database_url", ["postgres"], indirect=True),
 ]
 
-T0 = datetime(2026, 12, 5, 9, 30, 0, 654321, tzinfo=UTC)
-ENTRY = AuditEntry(
-    at=T0,
-    kind="hook",
-    tenant="hospital-a",
-    issuer="https://ehr.hospital-a.example.org",
-    service="patient-view-rules",
-    hook="patient-view",
-    hook_instance="d1577c69-dfbe-44ad-ba6d-3e05e953b2ea",
-    patient_id="example-patient",
-    user_id="Practitioner/example",
-    outcome=200,
-    cards=1,
-    duration_ms=12.5,
-    detail=None,
-)
 SSL_OR_GSS_REQUESTS = {80877103, 80877104}  # answered with one byte, then the startup message
-
-
-def card(uuid: str, **fields: object) -> IssuedCard:
-    values: dict[str, object] = {
-        "card_uuid": uuid,
-        "rule_id": "statin-indicated",
-        "rule_version": "3",
-        "issued_at": T0,
-        "tenant": "hospital-a",
-        "service": "patient-view-rules",
-        "hook": "patient-view",
-        "hook_instance": ENTRY.hook_instance,
-        "patient_id": "example-patient",
-    }
-    values.update(fields)
-    return IssuedCard(**values)  # type: ignore[arg-type]
+SERVICE = "preventive-care"  # the service of `card`'s cards
 
 
 class ReadyCounter:
@@ -143,15 +111,15 @@ def test_a_write_takes_one_round_trip_with_its_cards_or_without(audit_url: str) 
         async with relayed(audit_url) as (url, relay):
             store = await AuditStore.open(url)
             try:
-                await store.record(ENTRY, [card("warm-up")])  # the statement is prepared
+                await store.record(entry(cards=1), [card("warm-up")])  # the statement is prepared
                 trips = []
                 for issued in ([card("a"), card("b")], [], [card("c")]):
                     before = relay.round_trips
-                    await store.record(replace(ENTRY, cards=len(issued)), issued)
+                    await store.record(entry(cards=len(issued)), issued)
                     trips.append(relay.round_trips - before)
                 rows = await store.query(since=T0)
                 found = await store.issued_cards(
-                    ["a", "b", "c"], service="patient-view-rules", tenant="hospital-a"
+                    ["a", "b", "c"], service=SERVICE, tenant="hospital-a"
                 )
                 return trips, rows, len(found)
             finally:
@@ -172,14 +140,12 @@ def test_a_row_whose_card_is_refused_is_not_written_either(audit_url: str) -> No
         try:
             raised: BaseException | None = None
             try:
-                await store.record(ENTRY, [card("kept?"), card("refused", service=None)])
+                await store.record(entry(), [card("kept?"), card("refused", service=None)])
             except asyncpg.PostgresError as exc:
                 raised = exc
             rows = await store.query(since=T0)
-            found = await store.issued_cards(
-                ["kept?"], service="patient-view-rules", tenant="hospital-a"
-            )
-            await store.record(ENTRY, [card("after")])  # the store goes on writing
+            found = await store.issued_cards(["kept?"], service=SERVICE, tenant="hospital-a")
+            await store.record(entry(), [card("after")])  # the store goes on writing
             return raised, len(rows), len(found) + len(await store.query(since=T0))
         finally:
             await store.close()
@@ -199,7 +165,7 @@ def test_a_batch_keeps_the_order_its_rows_were_recorded_in(audit_url: str) -> No
         try:
             await asyncio.gather(
                 *(
-                    store.record(replace(ENTRY, cards=n), [card(f"c{n}")] if n % 3 == 0 else [])
+                    store.record(entry(cards=n), [card(f"c{n}")] if n % 3 == 0 else [])
                     for n in range(60)
                 )
             )
