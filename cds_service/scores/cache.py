@@ -25,8 +25,9 @@ log = logging.getLogger(__name__)
 # A key Redis did not hold is not asked for again for this long, in this process. Without it, a
 # patient whose score no rule has computed yet (a CHA2DS2-VASc without atrial fibrillation) cost
 # every call a round trip to Redis for nothing. A result another replica or the precompute job
-# stores under that key is then seen up to this much later; until then this process computes the
-# score itself (or fetches the data only the scores read), and the call's answer is the same.
+# stores under that key is then seen up to this much later. Until then this process computes the
+# score from the record (fetching the data only the scores read), which gives the same result;
+# only a call that cannot load that data has no earlier result to fall back on in that time.
 ABSENT_SECONDS = 30.0
 
 
