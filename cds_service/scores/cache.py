@@ -25,9 +25,9 @@ log = logging.getLogger(__name__)
 # A key Redis did not hold is not asked for again for this long, in this process. Without it, a
 # patient whose score no rule has computed yet (a CHA2DS2-VASc without atrial fibrillation) cost
 # every call a round trip to Redis for nothing. A result another replica or the precompute job
-# stores under that key is then seen up to this much later. Until then this process computes the
-# score from the record (fetching the data only the scores read), which gives the same result;
-# only a call that cannot load that data has no earlier result to fall back on in that time.
+# stores under that key is then seen up to this much later: until then this process computes the
+# score from the record (fetching the data only the scores read), which gives the same result. A
+# call that could not load that data asks Redis again (`recheck_absent`) for the latest result.
 ABSENT_SECONDS = 30.0
 
 
@@ -90,10 +90,11 @@ class ScoreCache:
             self._retry_after,
         )
 
-    async def get(self, key: str) -> dict[str, Any] | None:
+    async def get(self, key: str, *, recheck_absent: bool = False) -> dict[str, Any] | None:
         """The cached value, from the local level or Redis (which then fills the local level).
 
-        A key Redis did not hold is not asked for again for `ABSENT_SECONDS` (unless set here)."""
+        A key Redis did not hold is not asked for again for `ABSENT_SECONDS` (unless set here),
+        except with `recheck_absent` (a fallback that must see what another replica stored)."""
         if not self.enabled:
             self.stats.misses += 1
             return None
@@ -101,7 +102,7 @@ class ScoreCache:
         if found is not None:
             self.stats.local_hits += 1
             return found
-        if self._redis_usable() and key not in self._absent:
+        if self._redis_usable() and (recheck_absent or key not in self._absent):
             try:
                 async with asyncio.timeout(self._timeout):  # no task per get, as wait_for makes
                     raw = await self._redis.get(key)

@@ -135,7 +135,8 @@ class ScoreProvider:
         inputs, digest = _inputs(name, resources, at)
         unknown = unknown_of(inputs)
         if unknown:
-            latest = await self.cache.get(latest_key(tenant, patient_id, name))
+            # Asked of Redis even if it lately did not hold it: another replica may have since.
+            latest = await self.cache.get(latest_key(tenant, patient_id, name), recheck_absent=True)
             if latest is not None:
                 return {
                     **latest,

@@ -6,6 +6,7 @@ import asyncio
 import secrets
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 import redis
@@ -162,6 +163,33 @@ def test_provider_caches_by_inputs_and_serves_the_latest(redis_db: redis.Redis) 
 
     asyncio.run(run())
     assert redis_db.get(cache_key("default", patient, "ascvd", "latest")) is not None
+
+
+def test_a_call_that_could_not_load_the_data_sees_the_latest_another_replica_just_stored(
+    redis_db: redis.Redis,
+) -> None:
+    """Redis's recent "not there" is not trusted for the fallback: when this replica lately found
+    no latest result, and another replica then stored one, a call whose data failed to load here
+    still gets that result rather than "not computable"."""
+    resources = darwin()
+    patient = "429f802a-51cc-48c3-85d4-1a72bb718fc2"
+    failed = {"Observation": "Observations could not be loaded (ReadTimeout)"}
+    record = PatientRecord([r for r in resources if r["resourceType"] == "Patient"], AT, failed)
+
+    async def run() -> tuple[bool, dict[str, Any]]:
+        here = ScoreProvider(ScoreCache(redis_url=REDIS_URL), clock=frozen_clock(AT))
+        other = ScoreProvider(ScoreCache(redis_url=REDIS_URL), clock=frozen_clock(AT))
+        try:
+            known = await here.has_latest(["ascvd"], patient_id=patient)  # Redis: not there
+            await other.score("ascvd", resources, AT, patient_id=patient)  # now it is
+            return known, await here.score("ascvd", record, AT, patient_id=patient)
+        finally:
+            await here.cache.close()
+            await other.cache.close()
+
+    known, fallback = asyncio.run(run())
+    assert known is False
+    assert fallback["source"] == "precomputed" and fallback["value"] > 7.5
 
 
 def test_a_result_with_unknown_inputs_is_never_cached_nor_served_from_the_cache() -> None:
